@@ -1,0 +1,43 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
+# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc
+
+.PHONY: demo test bench lint debs venv clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Installs the Debian packages the tests use when they are missing and we are root.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not root: tests needing$$missing will be skipped"; fi; \
+	fi
+
+demo: venv
+	$(BIN)/timewatch demo
+
+lint: venv
+	$(BIN)/ruff check timewatch tests
+	$(BIN)/mypy timewatch
+
+test: venv debs lint
+	$(BIN)/python -m pytest -q tests
+
+bench: venv debs
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

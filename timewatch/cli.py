@@ -1,0 +1,128 @@
+"""The `timewatch` command (spec/cli.md). Exit 0 ok, 2 usage or config error, 1 other failure.
+
+Each subcommand lives in its own module and is imported only when used, so `--help` and
+`check-config` start fast and a broken optional part never breaks the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+
+from .config import Config, ConfigError, load
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+def load_config(path: str | None) -> Config:
+    return load(path)
+
+
+# command name -> "module:function"; each function takes the parsed args and returns an exit code.
+COMMANDS: dict[str, str] = {
+    "run": "timewatch.runner:cmd_run",
+    "demo": "timewatch.sim.demo:cmd_demo",
+    "replay": "timewatch.replay:cmd_replay",
+    "simulate": "timewatch.sim.scenarios:cmd_simulate",
+    "decode": "timewatch.decode:cmd_decode",
+    "status": "timewatch.status:cmd_status",
+    "check-config": "timewatch.cli:cmd_check_config",
+    "export": "timewatch.sinks.export:cmd_export",
+    "webhook": "timewatch.sinks.webhook:cmd_webhook",
+    "doctor": "timewatch.doctor:cmd_doctor",
+}
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import describe
+
+    print(describe(load_config(args.config)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="timewatch",
+                                description="Multi-source time integrity monitor (GNSS, PPS, NTP).")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("run", help="the monitor: readers, engine, sinks, until SIGTERM/SIGINT")
+    s.add_argument("-c", "--config", help="TOML config (default: built-in public NTP servers)")
+    s.add_argument("--record", metavar="TRACE", help="write the observation trace (.jsonl[.gz])")
+    s.add_argument("--duration", type=float, help="stop after S seconds (tests, drills)")
+
+    s = sub.add_parser("demo", help="the whole monitor against simulated receivers and servers")
+    s.add_argument("--duration", type=float, default=None, help="seconds (default: the timeline)")
+    s.add_argument("--scenario", default=None, help="run one scenario of threats.md live")
+    s.add_argument("--state-dir", default=None, help="where the store goes (default ./state/demo)")
+
+    s = sub.add_parser("replay", help="feed a trace through the parsers and the engine")
+    s.add_argument("trace")
+    s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
+    s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
+    s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
+
+    s = sub.add_parser("simulate", help="write a synthetic trace of a threats.md scenario")
+    s.add_argument("--scenario", help="scenario name (--list names them)")
+    s.add_argument("--duration", type=float, default=None, help="seconds of trace")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("-o", "--output", metavar="TRACE")
+    s.add_argument("--list", action="store_true", help="list the scenarios")
+
+    s = sub.add_parser("decode", help="decode a raw receiver capture into one JSON object per epoch")
+    s.add_argument("file")
+
+    s = sub.add_parser("status", help="what the running monitor (or the store) says now")
+    s.add_argument("-c", "--config")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("check-config", help="validate a config and print what it would run")
+    s.add_argument("config")
+
+    s = sub.add_parser("export", help="the embedded store's history as InfluxDB line protocol")
+    s.add_argument("-c", "--config")
+    s.add_argument("--since", help="ISO time or Unix seconds")
+    s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
+    s.add_argument("-o", "--output", help="file (default stdout)")
+
+    s = sub.add_parser("webhook", help="webhook tools")
+    wsub = s.add_subparsers(dest="webhook_command", metavar="SUBCOMMAND", required=True)
+    w = wsub.add_parser("test", help="send a test event to each configured webhook")
+    w.add_argument("-c", "--config")
+    w.add_argument("target", nargs="?", help="index N of [[sinks.webhook]] or a URL")
+
+    s = sub.add_parser("doctor", help="check the machine for everything the config needs")
+    s.add_argument("-c", "--config")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    modname, fname = COMMANDS[args.command].split(":")
+    try:
+        fn: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(modname), fname)
+        return int(fn(args) or 0)
+    except (ConfigError, UsageError) as e:
+        print(f"timewatch: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the last word: a clear message, exit 1
+        logging.getLogger("timewatch").debug("failure", exc_info=True)
+        print(f"timewatch {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

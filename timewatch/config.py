@@ -1,0 +1,404 @@
+"""TOML config (spec/config.md) -> typed config. Every error names file:line: key.
+
+tomllib reports positions only for syntax errors, so `_KeyLines` finds a key's line itself.
+Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never shows the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .engine.params import Detect
+from .records import Header, SourceInfo
+
+SOURCE_KINDS = ("gnss", "pps", "ntp", "gpsd", "chrony")
+WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
+SEVERITIES = ("info", "warning", "critical")
+
+
+class ConfigError(Exception):
+    """A config that cannot run. str() is `file:line: key: what` (cli exits 2 with it)."""
+
+    def __init__(self, file: str, line: int | None, key: str, what: str):
+        self.file, self.line, self.key, self.what = file, line, key, what
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: {key}: {what}" if key else f"{where}: {what}")
+
+
+class Secret:
+    """A secret value that never shows in logs, reprs or check-config output."""
+
+    __slots__ = ("_value", "origin")
+
+    def __init__(self, value: str, origin: str):
+        self._value = value
+        self.origin = origin  # "file /etc/...", "env X", "inline"
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<{self.origin}>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    id: str
+    kind: str
+    group: str
+    device: str | None = None  # gnss, pps
+    baud: int = 9600  # gnss
+    position: tuple[float, float, float] | None = None  # gnss
+    label_from: str | None = None  # pps
+    server: str | None = None  # ntp; gpsd: host
+    port: int | None = None  # ntp (123), gpsd (2947)
+    poll_s: float = 64.0  # ntp; chrony: how often to ask chronyc
+    socket: str | None = None  # chrony: chronyd's command socket
+
+    def info(self) -> SourceInfo:
+        return SourceInfo(kind=self.kind, group=self.group, position=self.position,
+                          label_from=self.label_from, server=self.server,
+                          poll_s=self.poll_s if self.kind == "ntp" else None)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = "timewatch.db"
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True)
+class InfluxConfig:
+    url: str
+    org: str = "timewatch"
+    bucket: str = "timewatch"
+    token: Secret | None = None
+    batch_size: int = 500
+    flush_interval_s: float = 5.0
+    timeout_s: float = 10.0
+    spool_max_mb: float = 512.0
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url: Secret  # a Slack/Teams URL is itself a secret
+    format: str = "standard"
+    secret: Secret | None = None
+    min_severity: str = "warning"
+    timeout_s: float = 10.0
+
+    @property
+    def host(self) -> str:
+        """What logs may show: the host only."""
+        m = re.match(r"^[a-z]+://([^/:@]+@)?([^/:]+|\[[^\]]+\])", self.url.reveal())
+        return m.group(2) if m else "?"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    host: str
+    state_dir: Path
+    sources: tuple[SourceConfig, ...]
+    store: StoreConfig = field(default_factory=StoreConfig)
+    influxdb: InfluxConfig | None = None
+    webhooks: tuple[WebhookConfig, ...] = ()
+    http_listen: str | None = "127.0.0.1:9470"
+    detect: Detect = field(default_factory=Detect)
+    warnings: tuple[str, ...] = ()
+
+    def header(self, created_ns: int = 0) -> Header:
+        return Header(self.host, created_ns, {s.id: s.info() for s in self.sources})
+
+    @property
+    def store_path(self) -> Path:
+        p = Path(self.store.path)
+        return p if p.is_absolute() else self.state_dir / p
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _KeyLines:
+    """Finds the line of `table[i].key` in TOML text (tomllib gives positions for syntax only)."""
+
+    _HDR = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"]+)\s*=")
+
+    def __init__(self, text: str):
+        self.lines: dict[str, int] = {}
+        table, counts = "", {}  # type: str, dict[str, int]
+        for n, line in enumerate(text.splitlines(), 1):
+            m = self._HDR.match(line)
+            if m:
+                name = m.group(2).replace('"', "").replace(" ", "")
+                if m.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    table = f"{name}[{counts[name]}]"
+                else:
+                    table = name
+                self.lines.setdefault(table, n)
+                continue
+            m = self._KEY.match(line)
+            if m:
+                k = m.group(1).replace('"', "")
+                self.lines.setdefault(f"{table}.{k}" if table else k, n)
+
+    def line(self, key: str) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return None
+
+
+class _Loader:
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.kl = _KeyLines(text)
+        self.warnings: list[str] = []
+
+    def err(self, key: str, what: str) -> ConfigError:
+        return ConfigError(Path(self.path).name if self.path else "<config>", self.kl.line(key),
+                           key, what)
+
+    def table(self, d: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
+        for k in d:
+            if k not in allowed:
+                raise self.err(f"{key}.{k}" if key else k,
+                               f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return d
+
+    def get(self, d: dict[str, Any], key: str, name: str, typ: type | tuple[type, ...],
+            default: Any = None, lo: float | None = None, hi: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+        if name not in d:
+            return default
+        v = d[name]
+        full = f"{key}.{name}" if key else name
+        types = typ if isinstance(typ, tuple) else (typ,)
+        if float in types and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            want = " or ".join(t.__name__ for t in types)
+            raise self.err(full, f"must be {want}, got {v!r}")
+        if lo is not None and hi is not None and not (lo <= v <= hi):
+            raise self.err(full, f"must be between {lo:g} and {hi:g}, got {v!r}")
+        if lo is not None and hi is None and v < lo:
+            raise self.err(full, f"must be at least {lo:g}, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.err(full, f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def secret(self, d: dict[str, Any], key: str, name: str) -> Secret | None:
+        """`name` inline, `name_file` or `name_env`: at most one of them."""
+        given = [k for k in (name, f"{name}_file", f"{name}_env") if k in d]
+        if len(given) > 1:
+            raise self.err(f"{key}.{given[1]}", f"give only one of {', '.join(given)}")
+        if not given:
+            return None
+        k = given[0]
+        v = self.get(d, key, k, str)
+        if k == name:
+            self.warnings.append(f"{key}.{name}: an inline secret belongs in {name}_file or "
+                                 f"{name}_env")
+            return Secret(v, "inline")
+        if k.endswith("_file"):
+            try:
+                return Secret(Path(v).read_text().strip(), f"file {v}")
+            except OSError as e:
+                raise self.err(f"{key}.{k}", f"cannot read {v}: {e.strerror}") from None
+        if v not in os.environ:
+            raise self.err(f"{key}.{k}", f"environment variable {v} is not set")
+        return Secret(os.environ[v], f"env {v}")
+
+
+def _default_sources() -> list[dict[str, Any]]:
+    """`run` without -c: public NTP servers from different operators, and local GNSS/PPS."""
+    srcs: list[dict[str, Any]] = [
+        {"id": n.split(".")[-2] if n.count(".") > 1 else n, "kind": "ntp", "server": n}
+        for n in ("time.cloudflare.com", "time.google.com", "ptbtime1.ptb.de", "ntp.nict.jp",
+                  "time.nist.gov")
+    ]
+    srcs[0]["id"], srcs[1]["id"], srcs[2]["id"] = "cloudflare", "google", "ptb"
+    srcs[3]["id"], srcs[4]["id"] = "nict", "nist"
+    if Path("/dev/serial0").exists():
+        srcs.append({"id": "gnss0", "kind": "gnss", "device": "/dev/serial0", "group": "gnss"})
+        if Path("/dev/pps0").exists():
+            srcs.append({"id": "pps0", "kind": "pps", "device": "/dev/pps0",
+                         "label_from": "gnss0", "group": "gnss"})
+    return srcs
+
+
+def load(path: str | Path | None) -> Config:
+    """Load and validate a config file (None: the built-in default). Raises ConfigError."""
+    if path is None:
+        return parse({"sources": _default_sources()}, "<default>", "")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(p), None, "", f"cannot read: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError(p.name, int(m.group(1)) if m else None, "",
+                          f"TOML syntax error: {e}") from None
+    return parse(data, str(p), text)
+
+
+def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
+    L = _Loader(path, text)
+    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect"})
+
+    mon = L.table(L.get(data, "", "monitor", dict, {}), "monitor", {"host", "state_dir"})
+    host = L.get(mon, "monitor", "host", str, socket.gethostname())
+    state_dir = Path(L.get(mon, "monitor", "state_dir", str, "./state"))
+
+    st = L.table(L.get(data, "", "store", dict, {}), "store", {"path", "retention_days"})
+    store = StoreConfig(L.get(st, "store", "path", str, "timewatch.db"),
+                        L.get(st, "store", "retention_days", float, 30.0, lo=0.01, hi=36500))
+
+    raw_sources = L.get(data, "", "sources", list, [])
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    allowed = {f.name for f in fields(SourceConfig)}
+    for i, s in enumerate(raw_sources):
+        key = f"sources[{i}]"
+        if not isinstance(s, dict):
+            raise L.err(key, "must be a table ([[sources]])")
+        L.table(s, key, allowed)
+        sid = L.get(s, key, "id", str)
+        if not sid:
+            raise L.err(f"{key}.id", "required")
+        if sid in seen:
+            raise L.err(f"{key}.id", f"duplicate source id {sid!r}")
+        seen.add(sid)
+        kind = L.get(s, key, "kind", str, choices=SOURCE_KINDS)
+        if kind is None:
+            raise L.err(f"{key}.kind", f"required (one of {', '.join(SOURCE_KINDS)})")
+        pos = L.get(s, key, "position", list)
+        if pos is not None:
+            if len(pos) != 3 or not all(isinstance(x, int | float) for x in pos) or \
+                    not (-90 <= pos[0] <= 90 and -180 <= pos[1] <= 180):
+                raise L.err(f"{key}.position", f"must be [lat_deg, lon_deg, alt_m], got {pos!r}")
+            pos = (float(pos[0]), float(pos[1]), float(pos[2]))
+        sc = SourceConfig(
+            id=sid, kind=kind,
+            group=L.get(s, key, "group", str, sid if kind in ("ntp", "chrony") else "gnss"),
+            device=L.get(s, key, "device", str),
+            baud=L.get(s, key, "baud", int, 9600, lo=300, hi=4_000_000),
+            position=pos,
+            label_from=L.get(s, key, "label_from", str),
+            server=L.get(s, key, "server", str),
+            port=L.get(s, key, "port", int, None, lo=1, hi=65535),
+            poll_s=L.get(s, key, "poll_s", float, 64.0 if kind == "ntp" else 16.0, lo=1, hi=1024),
+            socket=L.get(s, key, "socket", str),
+        )
+        if kind == "ntp" and not sc.server:
+            raise L.err(f"{key}.server", "required for an ntp source")
+        if kind in ("gnss", "pps") and not sc.device:
+            raise L.err(f"{key}.device", f"required for a {kind} source")
+        sources.append(sc)
+    for i, sc in enumerate(sources):
+        if sc.label_from is not None and sc.label_from not in seen:
+            raise L.err(f"sources[{i}].label_from", f"no source with id {sc.label_from!r}")
+
+    sinks = L.table(L.get(data, "", "sinks", dict, {}), "sinks", {"influxdb", "webhook"})
+    influx = None
+    if "influxdb" in sinks:
+        k = "sinks.influxdb"
+        ix = L.table(L.get(sinks, "sinks", "influxdb", dict), k,
+                     {"url", "org", "bucket", "token", "token_file", "token_env", "batch_size",
+                      "flush_interval_s", "timeout_s", "spool_max_mb"})
+        url = L.get(ix, k, "url", str)
+        if not url or not re.match(r"^https?://", url):
+            raise L.err(f"{k}.url", f"must be an http(s) URL, got {url!r}")
+        influx = InfluxConfig(
+            url=url, org=L.get(ix, k, "org", str, "timewatch"),
+            bucket=L.get(ix, k, "bucket", str, "timewatch"), token=L.secret(ix, k, "token"),
+            batch_size=L.get(ix, k, "batch_size", int, 500, lo=1, hi=100_000),
+            flush_interval_s=L.get(ix, k, "flush_interval_s", float, 5.0, lo=0.1, hi=3600),
+            timeout_s=L.get(ix, k, "timeout_s", float, 10.0, lo=0.1, hi=600),
+            spool_max_mb=L.get(ix, k, "spool_max_mb", float, 512.0, lo=1, hi=1_000_000))
+
+    hooks = []
+    for i, h in enumerate(L.get(sinks, "sinks", "webhook", list, [])):
+        k = f"sinks.webhook[{i}]"
+        if not isinstance(h, dict):
+            raise L.err(k, "must be a table ([[sinks.webhook]])")
+        L.table(h, k, {"url", "url_file", "url_env", "format", "secret", "secret_file",
+                       "secret_env", "min_severity", "timeout_s"})
+        url = L.secret(h, k, "url")
+        if "url" in h:
+            L.warnings.pop()  # a plain URL is not a secret by itself: no warning for it
+        if url is None:
+            raise L.err(f"{k}.url", "required (or url_file / url_env)")
+        if not re.match(r"^https?://", url.reveal()):
+            raise L.err(f"{k}.url", "must be an http(s) URL")
+        hooks.append(WebhookConfig(
+            url=url, format=L.get(h, k, "format", str, "standard", choices=WEBHOOK_FORMATS),
+            secret=L.secret(h, k, "secret"),
+            min_severity=L.get(h, k, "min_severity", str, "warning", choices=SEVERITIES),
+            timeout_s=L.get(h, k, "timeout_s", float, 10.0, lo=0.1, hi=600)))
+
+    http = L.table(L.get(data, "", "http", dict, {}), "http", {"listen"})
+    listen = L.get(http, "http", "listen", str, "127.0.0.1:9470")
+    if listen and not re.match(r"^(\[[0-9a-fA-F:]+\]|[^:\[\]]+):\d{1,5}$", listen):
+        raise L.err("http.listen", f"must be HOST:PORT (or \"\" to disable), got {listen!r}")
+
+    det_raw = L.get(data, "", "detect", dict, {})
+    keys = Detect.keys()
+    L.table(det_raw, "detect", set(keys))
+    det_kw = {}
+    for name, typ in keys.items():
+        if name in det_raw:
+            det_kw[name] = L.get(det_raw, "detect", name, (float,) if typ is float else typ, lo=0)
+    detect = Detect(**det_kw)
+
+    return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
+                  influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
+                  detect=detect, warnings=tuple(L.warnings))
+
+
+def describe(cfg: Config) -> str:
+    """What `check-config` prints: what would run, never a secret."""
+    out = [f"config {cfg.path}: OK", f"host {cfg.host}, state in {cfg.state_dir}",
+           f"store: SQLite {cfg.store_path} (retention {cfg.store.retention_days:g} days)"]
+    groups: dict[str, list[str]] = {}
+    for s in cfg.sources:
+        groups.setdefault(s.group, []).append(s.id)
+        what = {"ntp": f"server {s.server}:{s.port or 123}, poll {s.poll_s:g} s",
+                "gnss": f"{s.device} at {s.baud} baud"
+                        + (f", antenna at {list(s.position)}" if s.position else
+                           ", antenna position learned"),
+                "pps": f"{s.device}" + (f", labels from {s.label_from}" if s.label_from else ""),
+                "gpsd": f"gpsd at {s.server or '127.0.0.1'}:{s.port or 2947}",
+                "chrony": f"chronyd via {s.socket or 'chronyc'}"}.get(s.kind, "")
+        out.append(f"source {s.id}: {s.kind}, group {s.group}: {what}")
+    out.append(f"{len(groups)} trust groups: " +
+               "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))
+    if cfg.influxdb:
+        tok = cfg.influxdb.token.origin if cfg.influxdb.token else "no token"
+        out.append(f"sink influxdb: {cfg.influxdb.url} org {cfg.influxdb.org} bucket "
+                   f"{cfg.influxdb.bucket} (token: {tok})")
+    for i, h in enumerate(cfg.webhooks):
+        sec = h.secret.origin if h.secret else "unsigned"
+        out.append(f"sink webhook[{i}]: {h.format} to {h.host} (min {h.min_severity}; "
+                   f"secret: {sec})")
+    out.append(f"http: {cfg.http_listen or 'disabled'}")
+    changed = {f.name: getattr(cfg.detect, f.name) for f in fields(Detect)
+               if getattr(cfg.detect, f.name) != f.default}
+    out.append("detect: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"))
+    for w in cfg.warnings:
+        out.append(f"warning: {w}")
+    return "\n".join(out)

@@ -1,0 +1,297 @@
+"""The engine: observations in, events, samples and snapshots out. Pure and deterministic.
+
+The engine never reads a clock, a file or a socket. Time reaches it as the `rx_ns` of the
+observations (and of the runner's ticks), so a replay and a live run are the same computation.
+
+Structure (chrony's shape: one narrow interface per reference kind, selection in one place):
+- a `Tracker` per source, chosen by kind, turns its observations into `Estimate`s (offset and
+  error bound against host realtime) and raises the alerts that its own data justifies;
+- `vote.vote` judges every source against the trust groups' consensus;
+- `Detector`s watch across sources (drift against holdover, leap announcements, host steps);
+- `alerts.Alerts` turns conditions into alert and clear events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import (
+    Event,
+    Header,
+    Note,
+    Observation,
+    Output,
+    Sample,
+    Snapshot,
+    SourceInfo,
+    SourceStatus,
+    Tick,
+)
+from .alerts import Alerts
+from .params import Detect
+from .vote import Consensus, Interval, Verdict, vote
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A source's current measurement for the vote: offset and bound as of `t_ns`."""
+
+    offset_s: float
+    bound_s: float
+    t_ns: int
+
+
+class Context:
+    """What trackers and detectors share: config, alerts, time, outputs, the last consensus."""
+
+    def __init__(self, header: Header, detect: Detect):
+        self.header = header
+        self.detect = detect
+        self.alerts = Alerts()
+        self.now_ns = 0
+        self.consensus: Consensus = Consensus(False, 0, 0)
+        self.trackers: dict[str, Tracker] = {}
+        self.samples: list[Sample] = []
+        self.dirty = False  # a new sample arrived: vote again
+        self.holdover: Any = None  # engine.holdover.Holdover, when the PPS issue installs it
+        self.counters: dict[str, int] = {}
+
+    def emit(self, sample: Sample) -> None:
+        self.samples.append(sample)
+        self.dirty = True
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.counters[what] = self.counters.get(what, 0) + n
+
+
+class Tracker:
+    """One source. Subclasses decode their kind's observations and keep its sample statistics.
+
+    A tracker calls `ctx.emit(Sample)` for each accepted measurement and sets `self.estimate_` to
+    the estimate the vote should use; it raises the alerts its own data justifies through
+    `ctx.alerts`. It marks itself usable or not (with the reason) for the verdict.
+    """
+
+    kind = "?"
+
+    def __init__(self, src: str, info: SourceInfo, ctx: Context):
+        self.src = src
+        self.info = info
+        self.ctx = ctx
+        self.estimate_: Estimate | None = None
+        self.last_usable_ns: int | None = None  # last time a usable measurement arrived
+        self.last_seen_ns: int | None = None  # last time anything arrived
+        self.unusable_reason: str | None = None  # set while the source answers but can't be used
+        self.first_ns: int | None = None
+
+    def feed(self, obs: Observation) -> None:
+        """Take one observation of this source."""
+
+    def on_tick(self, now_ns: int) -> None:
+        """Time passed (every record moves `ctx.now_ns`); check what is overdue."""
+
+    def stale_limit_s(self) -> float:
+        return self.ctx.detect.stale_gnss_s
+
+    def estimate(self, now_ns: int) -> Estimate | None:
+        """The estimate for the vote at now_ns, its bound aged for the time since it was taken."""
+        e = self.estimate_
+        if e is None or self.unusable_reason is not None or self.is_stale(now_ns):
+            return None
+        age_s = max(0, now_ns - e.t_ns) / 1e9
+        return Estimate(e.offset_s, e.bound_s + age_s * self.ctx.detect.aging_ppm * 1e-6, e.t_ns)
+
+    def is_stale(self, now_ns: int) -> bool:
+        ref = self.last_usable_ns if self.last_usable_ns is not None else self.first_ns
+        if ref is None:
+            return False
+        return now_ns - ref > self.stale_limit_s() * 1e9
+
+    def status_fields(self) -> dict[str, Any]:
+        """Extra numbers for the snapshot and dashboards (units in names)."""
+        return {}
+
+
+class Detector:
+    """A cross-source detector: sees every observation after its tracker, and every vote."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def on_observation(self, obs: Observation) -> None:
+        """After the source's tracker has taken `obs`."""
+
+    def on_vote(self, consensus: Consensus) -> None:
+        """After a vote."""
+
+
+def _tracker_classes() -> dict[str, type[Tracker]]:
+    from . import registry
+
+    return registry.TRACKERS
+
+
+def _detector_classes() -> list[type[Detector]]:
+    from . import registry
+
+    return registry.DETECTORS
+
+
+class Engine:
+    """Feed observations in trace order; get back the events, samples and snapshots they cause."""
+
+    def __init__(self, header: Header, detect: Detect | None = None):
+        self.ctx = Context(header, detect or Detect())
+        self.ctx.alerts = Alerts()
+        classes = _tracker_classes()
+        for sid, info in header.sources.items():
+            cls = classes.get(info.kind)
+            if cls is not None:
+                self.ctx.trackers[sid] = cls(sid, info, self.ctx)
+        self.detectors = [cls(self.ctx) for cls in _detector_classes()]
+        self._streak: dict[str, int] = {}  # consecutive falseticker votes per source
+        self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
+        self._next_snapshot_ns: int | None = None
+        self.unknown_sources: dict[str, int] = {}
+
+    # -- input -----------------------------------------------------------------------------
+    def feed(self, obs: Observation) -> list[Output]:
+        ctx = self.ctx
+        # Records may arrive up to 2 s out of order: engine time never goes backwards.
+        if obs.rx_ns > ctx.now_ns:
+            ctx.now_ns = obs.rx_ns
+        now = ctx.now_ns
+        if not isinstance(obs, Tick | Note):
+            tr = ctx.trackers.get(obs.src)
+            if tr is None:
+                self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
+            else:
+                if tr.first_ns is None:
+                    tr.first_ns = obs.rx_ns
+                tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
+                tr.feed(obs)
+        for d in self.detectors:
+            d.on_observation(obs)
+        for tr in ctx.trackers.values():
+            if tr.first_ns is None:
+                tr.first_ns = now  # a source that never speaks goes stale too
+            tr.on_tick(now)
+        self._check_stale(now)
+        if ctx.dirty or isinstance(obs, Tick):
+            self._vote(now)
+        ctx.alerts.tick(now)
+        out: list[Output] = []
+        if ctx.samples:
+            out.extend(ctx.samples)
+            ctx.samples = []
+        out.extend(ctx.alerts.drain())
+        if self._next_snapshot_ns is None:
+            self._next_snapshot_ns = now
+        if now >= self._next_snapshot_ns:
+            out.append(self.snapshot())
+            step = int(ctx.detect.snapshot_interval_s * 1e9)
+            self._next_snapshot_ns = now - now % step + step
+        return out
+
+    # -- stale -----------------------------------------------------------------------------
+    def _check_stale(self, now: int) -> None:
+        for sid, tr in self.ctx.trackers.items():
+            if tr.is_stale(now):
+                ref = tr.last_usable_ns
+                self.ctx.alerts.assert_(
+                    "source.stale", now, (sid,),
+                    f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
+                    {"limit_s": tr.stale_limit_s(),
+                     "last_usable_ns": ref, "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
+                    severity="warning", hold_down_s=0.0)
+            else:
+                self.ctx.alerts.release("source.stale", now, sid)
+
+    # -- vote ------------------------------------------------------------------------------
+    def _vote(self, now: int) -> None:
+        ctx = self.ctx
+        ctx.dirty = False
+        ivs = []
+        for sid, tr in ctx.trackers.items():
+            e = tr.estimate(now)
+            if e is not None:
+                ivs.append(Interval(sid, tr.info.group, e.offset_s, e.bound_s))
+        c = vote(ivs)
+        ctx.consensus = c
+        self._falsetickers(now, c)
+        if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
+            ctx.alerts.assert_(
+                "consensus.lost", now, (),
+                f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",
+                {"groups_voting": c.groups_voting, "groups_agreeing": c.groups_agreeing,
+                 "split_groups": list(c.split_groups),
+                 "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
+                severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
+        elif c.quorum:
+            ctx.alerts.release("consensus.lost", now, "")
+        for d in self.detectors:
+            d.on_vote(c)
+
+    def _falsetickers(self, now: int, c: Consensus) -> None:
+        ctx = self.ctx
+        for sid, (verdict, reason) in c.verdicts.items():
+            tr = ctx.trackers[sid]
+            e = tr.estimate_
+            # Count a verdict once per new sample of the source, not once per vote.
+            if e is None or self._voted_at.get(sid) == e.t_ns:
+                continue
+            self._voted_at[sid] = e.t_ns
+            if verdict == Verdict.FALSETICKER:
+                self._streak[sid] = self._streak.get(sid, 0) + 1
+                if self._streak[sid] >= ctx.detect.falseticker_confirm:
+                    ctx.alerts.assert_(
+                        "source.falseticker", now, (sid,),
+                        f"{sid} disagrees with the majority of trust groups: {reason}",
+                        {"offset_s": e.offset_s, "bound_s": e.bound_s,
+                         "consensus_offset_s": c.offset_s,
+                         "consensus_lo_s": c.lo_s, "consensus_hi_s": c.hi_s,
+                         "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
+                         "consecutive": self._streak[sid]},
+                        severity="critical", hold_down_s=ctx.detect.hold_down_s)
+            elif verdict == Verdict.TRUECHIMER:
+                self._streak[sid] = 0
+                ctx.alerts.release("source.falseticker", now, sid)
+
+    # -- output ----------------------------------------------------------------------------
+    def verdict(self, sid: str, now: int) -> tuple[str, str]:
+        tr = self.ctx.trackers[sid]
+        if tr.unusable_reason is not None:
+            return Verdict.UNUSABLE.value, tr.unusable_reason
+        if tr.is_stale(now):
+            return Verdict.STALE.value, f"no usable data for {tr.stale_limit_s():.0f} s"
+        if tr.estimate_ is None:
+            return Verdict.INIT.value, "no usable sample yet"
+        v = self.ctx.consensus.verdicts.get(sid)
+        if v is None:
+            return Verdict.INIT.value, "not judged yet"
+        return v[0].value, v[1]
+
+    def snapshot(self) -> Snapshot:
+        ctx = self.ctx
+        now = ctx.now_ns
+        srcs = []
+        for sid, tr in ctx.trackers.items():
+            verdict, reason = self.verdict(sid, now)
+            e = tr.estimate(now) or tr.estimate_
+            srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
+                                     e.offset_s if e else None, e.bound_s if e else None,
+                                     tr.last_usable_ns))
+        c = ctx.consensus
+        ho = ctx.holdover
+        return Snapshot(
+            t_ns=now, sources=tuple(srcs), quorum=c.quorum, groups_agreeing=c.groups_agreeing,
+            groups_voting=c.groups_voting, consensus_offset_s=c.offset_s,
+            consensus_bound_s=c.bound_s,
+            active_alerts=tuple(f"{code}:{aid}" for code, aid, _, _ in ctx.alerts.active()),
+            holdover_ppm=getattr(ho, "freq_ppm", None) if ho is not None else None,
+        )
+
+    def finish(self) -> list[Event]:
+        """Events still pending at the end of a trace (none are invented)."""
+        return self.ctx.alerts.drain()

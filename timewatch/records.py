@@ -1,0 +1,377 @@
+"""Observation records (spec/trace-format.md), and what the engine emits: events, samples, snapshots.
+
+Every time is an integer count of nanoseconds. Records are frozen: once a reader hands one over,
+nothing changes it, so a live run and its replay see the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+TRACE_FORMAT = "timewatch-trace"
+TRACE_VERSION = 1
+
+
+class RecordError(ValueError):
+    """A record lacks a required field or has one of the wrong type."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace header
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    """One source as the header describes it: its kind and the trust group it votes in."""
+
+    kind: str  # "gnss" | "pps" | "ntp" (later: "gpsd", "chrony")
+    group: str
+    position: tuple[float, float, float] | None = None  # surveyed [lat_deg, lon_deg, alt_m]
+    label_from: str | None = None  # pps: the gnss source naming each edge's second
+    server: str | None = None  # ntp: host name or address
+    poll_s: float | None = None  # ntp: configured poll interval (extension to the header)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "group": self.group}
+        if self.position is not None:
+            d["position"] = list(self.position)
+        if self.label_from is not None:
+            d["label_from"] = self.label_from
+        if self.server is not None:
+            d["server"] = self.server
+        if self.poll_s is not None:
+            d["poll_s"] = self.poll_s
+        return d
+
+    @classmethod
+    def from_dict(cls, sid: str, d: dict[str, Any]) -> SourceInfo:
+        if not isinstance(d, dict) or not isinstance(d.get("kind"), str):
+            raise RecordError(f"header.sources.{sid}: needs a string 'kind'")
+        pos = d.get("position")
+        if pos is not None:
+            if not (isinstance(pos, list) and len(pos) == 3 and all(_is_num(v) for v in pos)):
+                raise RecordError(f"header.sources.{sid}.position: must be [lat_deg, lon_deg, alt_m]")
+            pos = (float(pos[0]), float(pos[1]), float(pos[2]))
+        poll = d.get("poll_s")
+        return cls(
+            kind=d["kind"],
+            group=str(d.get("group", sid)),
+            position=pos,
+            label_from=d.get("label_from"),
+            server=d.get("server"),
+            poll_s=float(poll) if _is_num(poll) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    host: str
+    created_ns: int
+    sources: dict[str, SourceInfo]
+    type: ClassVar[str] = "header"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "header",
+            "format": TRACE_FORMAT,
+            "version": TRACE_VERSION,
+            "host": self.host,
+            "created_ns": self.created_ns,
+            "sources": {sid: s.to_dict() for sid, s in self.sources.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Header:
+        if d.get("type") != "header" or d.get("format") != TRACE_FORMAT:
+            raise RecordError("line 1 is not a timewatch-trace header")
+        if d.get("version") != TRACE_VERSION:
+            raise RecordError(f"unsupported trace version {d.get('version')!r} (this reads 1)")
+        srcs = d.get("sources")
+        if not isinstance(srcs, dict):
+            raise RecordError("header: 'sources' must be an object")
+        return cls(
+            host=str(d.get("host", "")),
+            created_ns=_int(d, "created_ns", required=False) or 0,
+            sources={str(k): SourceInfo.from_dict(str(k), v) for k, v in srcs.items()},
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations
+
+
+@dataclass(frozen=True, slots=True)
+class Nmea:
+    src: str
+    rx_ns: int
+    line: str
+    raw_ns: int | None = None
+    type: ClassVar[str] = "nmea"
+
+
+@dataclass(frozen=True, slots=True)
+class Ubx:
+    src: str
+    rx_ns: int
+    hex: str
+    raw_ns: int | None = None
+    type: ClassVar[str] = "ubx"
+
+
+@dataclass(frozen=True, slots=True)
+class Pps:
+    src: str
+    rx_ns: int
+    seq: int
+    raw_ns: int | None = None
+    type: ClassVar[str] = "pps"
+
+
+NtpError = Literal["timeout", "unreachable", "bad_origin", "malformed", "kiss"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ntp:
+    """One NTP client exchange, successful or not (trace-format.md `ntp`)."""
+
+    src: str
+    rx_ns: int
+    t1_ns: int
+    xmt_hex: str
+    t2_ns: int | None = None
+    t3_ns: int | None = None
+    t4_ns: int | None = None
+    org_hex: str | None = None
+    leap: int | None = None
+    version: int | None = None
+    mode: int | None = None
+    stratum: int | None = None
+    poll: int | None = None
+    precision: int | None = None
+    root_delay: float | None = None  # seconds
+    root_dispersion: float | None = None  # seconds
+    refid: str | None = None
+    pkt_hex: str | None = None
+    error: str | None = None
+    raw_ns: int | None = None
+    type: ClassVar[str] = "ntp"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    rx_ns: int
+    raw_ns: int | None = None
+    src: ClassVar[str] = ""
+    type: ClassVar[str] = "tick"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    rx_ns: int
+    text: str
+    raw_ns: int | None = None
+    src: ClassVar[str] = ""
+    type: ClassVar[str] = "note"
+
+
+Observation = Nmea | Ubx | Pps | Ntp | Tick | Note
+
+_NTP_INT = ("t2_ns", "t3_ns", "t4_ns", "leap", "version", "mode", "stratum", "poll", "precision")
+_NTP_FLOAT = ("root_delay", "root_dispersion")
+_NTP_STR = ("org_hex", "refid", "pkt_hex", "error")
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int(d: dict[str, Any], key: str, required: bool = True) -> int | None:
+    v = d.get(key)
+    if v is None:
+        if required:
+            raise RecordError(f"missing required field '{key}'")
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RecordError(f"field '{key}' must be an integer, got {v!r}")
+    return v
+
+
+def _str(d: dict[str, Any], key: str, required: bool = True) -> str | None:
+    v = d.get(key)
+    if v is None:
+        if required:
+            raise RecordError(f"missing required field '{key}'")
+        return None
+    if not isinstance(v, str):
+        raise RecordError(f"field '{key}' must be a string, got {v!r}")
+    return v
+
+
+def observation_from_dict(d: dict[str, Any]) -> Observation | None:
+    """Build an observation from a decoded JSON object; None for an unknown `type`.
+
+    Raises RecordError naming the field when a required field is missing or mistyped.
+    """
+    t = d.get("type")
+    raw = _int(d, "raw_ns", required=False)
+    if t == "nmea":
+        return Nmea(_str(d, "src") or "", _int(d, "rx_ns") or 0, _str(d, "line") or "", raw)
+    if t == "ubx":
+        return Ubx(_str(d, "src") or "", _int(d, "rx_ns") or 0, _str(d, "hex") or "", raw)
+    if t == "pps":
+        return Pps(_str(d, "src") or "", _int(d, "rx_ns") or 0, _int(d, "seq") or 0, raw)
+    if t == "ntp":
+        kw: dict[str, Any] = {k: _int(d, k, required=False) for k in _NTP_INT}
+        for k in _NTP_FLOAT:
+            v = d.get(k)
+            if v is not None and not _is_num(v):
+                raise RecordError(f"field '{k}' must be a number, got {v!r}")
+            kw[k] = float(v) if v is not None else None
+        kw.update({k: _str(d, k, required=False) for k in _NTP_STR})
+        return Ntp(
+            src=_str(d, "src") or "",
+            rx_ns=_int(d, "rx_ns") or 0,
+            t1_ns=_int(d, "t1_ns") or 0,
+            xmt_hex=_str(d, "xmt_hex") or "",
+            raw_ns=raw,
+            **kw,
+        )
+    if t == "tick":
+        return Tick(_int(d, "rx_ns") or 0, raw)
+    if t == "note":
+        return Note(_int(d, "rx_ns") or 0, _str(d, "text") or "", raw)
+    if not isinstance(t, str):
+        raise RecordError("missing required field 'type'")
+    return None
+
+
+def observation_to_dict(o: Observation) -> dict[str, Any]:
+    """The JSON object of an observation, fields in spec order, absent optionals left out."""
+    d: dict[str, Any] = {"type": o.type}
+    if not isinstance(o, Tick | Note):
+        d["src"] = o.src
+    d["rx_ns"] = o.rx_ns
+    if isinstance(o, Nmea):
+        d["line"] = o.line
+    elif isinstance(o, Ubx):
+        d["hex"] = o.hex
+    elif isinstance(o, Pps):
+        d["seq"] = o.seq
+    elif isinstance(o, Note):
+        d["text"] = o.text
+    elif isinstance(o, Ntp):
+        for k in ("t1_ns", "t2_ns", "t3_ns", "t4_ns", "xmt_hex", "org_hex", "leap", "version",
+                  "mode", "stratum", "poll", "precision", "root_delay", "root_dispersion",
+                  "refid", "pkt_hex", "error"):
+            v = getattr(o, k)
+            if v is not None:
+                d[k] = v
+    if o.raw_ns is not None:
+        d["raw_ns"] = o.raw_ns
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# What the engine emits
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An alert or its clear (spec/events.md). `id` is shared by an alert and its clear."""
+
+    type: Literal["alert", "clear"]
+    t_ns: int
+    code: str
+    sources: tuple[str, ...]
+    id: str
+    severity: str = "warning"
+    message: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.type == "clear":
+            return {"type": "clear", "t_ns": self.t_ns, "code": self.code,
+                    "sources": list(self.sources), "id": self.id}
+        return {"type": "alert", "t_ns": self.t_ns, "code": self.code, "severity": self.severity,
+                "sources": list(self.sources), "message": self.message,
+                "evidence": self.evidence, "id": self.id}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        return cls(type=d["type"], t_ns=int(d["t_ns"]), code=d["code"],
+                   sources=tuple(d.get("sources", ())), id=d["id"],
+                   severity=d.get("severity", "warning"), message=d.get("message", ""),
+                   evidence=dict(d.get("evidence", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One accepted measurement of a source against the host clock.
+
+    offset_s = source time - host realtime; bound_s = half-width of its error interval.
+    `fields` carries kind-specific numbers with units in their names (delay_s, cn0_mean_db_hz...).
+    """
+
+    src: str
+    t_ns: int
+    offset_s: float
+    bound_s: float
+    fields: dict[str, float] = field(default_factory=dict)
+    type: ClassVar[str] = "sample"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "sample", "src": self.src, "t_ns": self.t_ns, "offset_s": self.offset_s,
+                "bound_s": self.bound_s, "fields": self.fields}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source in a status snapshot: where it stands and why (chrony's SRC_Status, with words)."""
+
+    src: str
+    kind: str
+    group: str
+    verdict: str  # truechimer | falseticker | unusable | stale | init
+    reason: str
+    offset_s: float | None = None
+    bound_s: float | None = None
+    last_ns: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"src": self.src, "kind": self.kind, "group": self.group, "verdict": self.verdict,
+                "reason": self.reason, "offset_s": self.offset_s, "bound_s": self.bound_s,
+                "last_ns": self.last_ns}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The engine's state at t_ns: every source's verdict, the consensus, active alerts."""
+
+    t_ns: int
+    sources: tuple[SourceStatus, ...]
+    quorum: bool
+    groups_agreeing: int
+    groups_voting: int
+    consensus_offset_s: float | None  # consensus time - host realtime
+    consensus_bound_s: float | None
+    active_alerts: tuple[str, ...] = ()  # "code:id"
+    holdover_ppm: float | None = None  # raw oscillator frequency against the consensus
+    type: ClassVar[str] = "status"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "status", "t_ns": self.t_ns,
+            "consensus": {"quorum": self.quorum, "groups_agreeing": self.groups_agreeing,
+                          "groups_voting": self.groups_voting,
+                          "offset_s": self.consensus_offset_s, "bound_s": self.consensus_bound_s},
+            "holdover_ppm": self.holdover_ppm,
+            "sources": [s.to_dict() for s in self.sources],
+            "active_alerts": list(self.active_alerts),
+        }
+
+
+Output = Event | Sample | Snapshot
