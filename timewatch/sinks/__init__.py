@@ -25,13 +25,20 @@ class Sink(Protocol):
         """Flush what can be flushed, spool the rest, release resources."""
 
 
-def build_sinks(cfg: Config, *, store: bool = True) -> list[Sink]:
-    """Every sink the config asks for. The embedded store is on unless `store=False`."""
+def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[Sink]:
+    """Every sink the config asks for. The embedded store (and its event log) is on unless
+    `store=False`; the HTTP status endpoint only runs `live`."""
     sinks: list[Sink] = []
     if store:
+        from .eventlog import EventLogSink
         from .store import StoreSink
 
         sinks.append(StoreSink(cfg))
+        sinks.append(EventLogSink(cfg))
+    if live and cfg.http_listen:
+        from .http import HttpSink
+
+        sinks.append(HttpSink(cfg))
     if cfg.influxdb is not None:
         from .influx import InfluxSink
 
