@@ -1,0 +1,162 @@
+"""hw/install.sh against fake roots of each OS layout: it installs, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, need_binary
+
+INSTALL = ROOT / "hw" / "install.sh"
+UNINSTALL = ROOT / "hw" / "uninstall.sh"
+UNIT = ROOT / "hw" / "systemd" / "timewatch.service"
+
+# (codename, where config.txt lives, board model)
+LAYOUTS = [
+    ("bookworm", "boot/firmware", "Raspberry Pi 4 Model B Rev 1.4"),
+    ("trixie", "boot/firmware", "Raspberry Pi 5 Model B Rev 1.0"),
+    ("bullseye", "boot", "Raspberry Pi 3 Model B Plus Rev 1.3"),
+]
+
+
+def make_root(tmp: Path, codename: str, boot: str, model: str) -> Path:
+    r = tmp / f"root-{codename}"
+    (r / "etc").mkdir(parents=True)
+    (r / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (r / "etc/group").write_text("root:x:0:\ndialout:x:20:\n")
+    (r / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (r / "etc/gshadow").write_text("root:*::\ndialout:!::\n")
+    (r / "etc/os-release").write_text(f'PRETTY_NAME="Debian ({codename})"\n'
+                                      f"VERSION_CODENAME={codename}\n")
+    (r / boot).mkdir(parents=True, exist_ok=True)
+    (r / boot / "config.txt").write_text("[all]\narm_64bit=1\n")
+    (r / boot / "cmdline.txt").write_text(
+        "console=serial0,115200 console=tty1 root=PARTUUID=abc rootwait\n")
+    (r / "proc/device-tree").mkdir(parents=True)
+    (r / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
+    return r
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (
+                hashlib.sha256(p.read_bytes()).hexdigest() + f" {oct(st.st_mode)}")
+    return out
+
+
+def run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _tools() -> None:
+    need_binary("useradd")
+    if os.geteuid() != 0:
+        pytest.skip("useradd --prefix needs root")
+
+
+@pytest.mark.parametrize("codename,boot,model", LAYOUTS)
+@pytest.mark.parametrize("profile", ["adafruit-ultimate-gps", "uputronics", "ublox-usb"])
+def test_install_twice_second_run_changes_nothing(tmp_path: Path, codename: str, boot: str,
+                                                  model: str, profile: str) -> None:
+    r = make_root(tmp_path, codename, boot, model)
+    first = run(INSTALL, "--root", str(r), "--profile", profile, "--skip-venv")
+    assert first.returncode == 0, first.stderr
+    after_first = tree_digest(r)
+    second = run(INSTALL, "--root", str(r), "--profile", profile, "--skip-venv")
+    assert second.returncode == 0, second.stderr
+    assert "nothing to change" in second.stdout
+    assert tree_digest(r) == after_first
+
+    assert (r / "etc/systemd/system/timewatch.service").read_text() == UNIT.read_text()
+    assert (r / "etc/udev/rules.d/60-timewatch.rules").exists()
+    cfg = (r / "etc/timewatch/timewatch.toml").read_text()
+    passwd = (r / "etc/passwd").read_text()
+    group = (r / "etc/group").read_text()
+    assert "timewatch:" in passwd
+    for g in ("dialout", "gpio"):
+        line = next(ln for ln in group.splitlines() if ln.startswith(g + ":"))
+        assert "timewatch" in line.split(":")[3].split(","), line
+    config_txt = (r / boot / "config.txt").read_text()
+    cmdline = (r / boot / "cmdline.txt").read_text()
+    if profile == "ublox-usb":
+        assert "# BEGIN timewatch" not in config_txt  # USB: no overlay, UART left alone
+        assert "/dev/ttyACM0" in cfg and 'kind = "pps"' not in cfg
+        assert "console=serial0" in cmdline
+    else:
+        pin = {"adafruit-ultimate-gps": 4, "uputronics": 18}[profile]
+        assert f"dtoverlay=pps-gpio,gpiopin={pin}" in config_txt
+        assert "enable_uart=1" in config_txt
+        assert config_txt.startswith("[all]\narm_64bit=1\n")  # the user's lines are kept
+        assert ("dtoverlay=disable-bt" in config_txt) == ("Pi 5" not in model)
+        assert (r / boot / "config.txt.timewatch-backup").read_text() == "[all]\narm_64bit=1\n"
+        assert "console=serial0" not in cmdline and "console=tty1" in cmdline
+        assert 'kind = "pps"' in cfg
+    # the template became a valid config
+    from timewatch.config import load
+
+    c = load(r / "etc/timewatch/timewatch.toml")
+    assert {s.kind for s in c.sources} >= {"gnss", "ntp"}
+
+
+def test_install_keeps_an_edited_config_and_dry_run_changes_nothing(tmp_path: Path) -> None:
+    r = make_root(tmp_path, "bookworm", "boot/firmware", "Raspberry Pi 4 Model B")
+    assert run(INSTALL, "--root", str(r), "--profile", "adafruit-ultimate-gps",
+               "--skip-venv").returncode == 0
+    cfg = r / "etc/timewatch/timewatch.toml"
+    cfg.write_text(cfg.read_text() + "\n# operator edit\n")
+    before = tree_digest(r)
+    dry = run(INSTALL, "--root", str(r), "--profile", "uputronics", "--skip-venv", "--dry-run")
+    assert dry.returncode == 0 and "dry run" in dry.stdout
+    assert tree_digest(r) == before
+    assert run(INSTALL, "--root", str(r), "--profile", "uputronics",
+               "--skip-venv").returncode == 0
+    assert "# operator edit" in cfg.read_text()
+    assert "gpiopin=18" in (r / "boot/firmware/config.txt").read_text()
+    assert "gpiopin=4" not in (r / "boot/firmware/config.txt").read_text()
+
+
+def test_uninstall_removes_what_install_added(tmp_path: Path) -> None:
+    r = make_root(tmp_path, "bookworm", "boot/firmware", "Raspberry Pi 4 Model B")
+    assert run(INSTALL, "--root", str(r), "--profile", "uputronics", "--skip-venv").returncode == 0
+    res = run(UNINSTALL, "--root", str(r), "--purge")
+    assert res.returncode == 0, res.stderr
+    assert not (r / "etc/systemd/system/timewatch.service").exists()
+    assert "timewatch" not in (r / "boot/firmware/config.txt").read_text()
+    assert "timewatch:" not in (r / "etc/passwd").read_text()
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
+    res = run(INSTALL, "--root", str(tmp_path), "--profile", "nope")
+    assert res.returncode == 2 and "no HAT profile 'nope'" in res.stderr
+
+
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    sa = need_binary("systemd-analyze")
+    r = make_root(tmp_path, "bookworm", "boot/firmware", "Raspberry Pi 4 Model B")
+    assert run(INSTALL, "--root", str(r), "--profile", "uputronics", "--skip-venv").returncode == 0
+    exe = r / "opt/timewatch/bin/timewatch"  # ExecStart must exist where the unit is verified
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    shutil.copytree("/usr/lib/systemd/system", r / "usr/lib/systemd/system", symlinks=True)
+    res = subprocess.run([sa, "verify", f"--root={r}", "/etc/systemd/system/timewatch.service"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "timewatch.service" not in res.stderr, res.stderr  # no warning about our unit
+    text = UNIT.read_text()
+    for line in ("Type=notify", "WatchdogSec=", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "ProtectHome=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/timewatch",
+                 "CapabilityBoundingSet=\n", "DevicePolicy=closed", "DeviceAllow=char-ttyS",
+                 "DeviceAllow=char-ttyAMA", "DeviceAllow=char-ttyACM", "DeviceAllow=char-pps",
+                 "DeviceAllow=char-gpiochip", "RestrictAddressFamilies=",
+                 "SystemCallFilter=@system-service"):
+        assert line in text, line
