@@ -190,9 +190,10 @@ class _Loader:
         if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
             want = " or ".join(t.__name__ for t in types)
             raise self.err(full, f"must be {want}, got {v!r}")
-        if lo is not None and hi is not None and not (lo <= v <= hi):
+        num = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        if num is not None and lo is not None and hi is not None and not (lo <= num <= hi):
             raise self.err(full, f"must be between {lo:g} and {hi:g}, got {v!r}")
-        if lo is not None and hi is None and v < lo:
+        if num is not None and lo is not None and hi is None and num < lo:
             raise self.err(full, f"must be at least {lo:g}, got {v!r}")
         if choices is not None and v not in choices:
             raise self.err(full, f"must be one of {', '.join(choices)}, got {v!r}")

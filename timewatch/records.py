@@ -60,7 +60,7 @@ class SourceInfo:
             position=pos,
             label_from=d.get("label_from"),
             server=d.get("server"),
-            poll_s=float(poll) if _is_num(poll) else None,
+            poll_s=float(poll) if isinstance(poll, int | float) and not isinstance(poll, bool) else None,
         )
 
 
