@@ -1,0 +1,277 @@
+"""`timewatch run`: readers -> one queue -> the engine (in the loop thread) -> sinks (own thread).
+
+- Readers come from `sources.READERS` ("module:Class" per kind); a kind whose module does not
+  exist yet is logged and skipped, the others run.
+- Every observation goes through one asyncio queue, so the engine and the trace see one order:
+  the trace (`--record`) is exactly what the engine was handed, in the order handed.
+- A `Tick` every second tells the engine that time passes even when every source is silent.
+- Sinks run behind a thread-fed queue (`fan_out` in a dedicated thread): a slow sink never
+  blocks the engine.
+- SIGTERM/SIGINT (or `--duration`): stop readers, drain the queue through the engine, flush the
+  trace, close the sinks, exit 0.
+- `Hooks`: one call per life-cycle event (ready, each tick, stop), for sd_notify and friends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import queue
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config, SourceConfig, load
+from .engine import Engine
+from .records import Event, Observation, Output, Snapshot, Tick
+from .sinks import Sink, build_sinks, close_all, fan_out
+from .sources import READERS, Reader, now_pair
+from .trace import TraceWriter
+
+log = logging.getLogger(__name__)
+
+# The engine's heartbeat (trace-format.md `tick`: "the runner feeds one a second").
+TICK_S = 1.0
+
+
+@dataclass
+class Hooks:
+    """Life-cycle callbacks: the appliance adds sd_notify READY/WATCHDOG/STATUS/STOPPING here.
+
+    `ready(status)` once all readers are started; `tick(snapshot)` every second with the latest
+    snapshot (None before the first); `stop()` when shutdown begins. A failing hook is logged.
+    """
+
+    ready: list[Callable[[str], None]] = field(default_factory=list)
+    tick: list[Callable[[Snapshot | None], None]] = field(default_factory=list)
+    stop: list[Callable[[], None]] = field(default_factory=list)
+
+    @staticmethod
+    def _call(fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - a hook must never take the monitor down
+            log.exception("hook %r failed", fn)
+
+    def on_ready(self, status: str) -> None:
+        for fn in self.ready:
+            self._call(fn, status)
+
+    def on_tick(self, snapshot: Snapshot | None) -> None:
+        for fn in self.tick:
+            self._call(fn, snapshot)
+
+    def on_stop(self) -> None:
+        for fn in self.stop:
+            self._call(fn)
+
+
+def status_line(snap: Snapshot | None) -> str:
+    """One line for STATUS= and logs: quorum, consensus and alerts."""
+    if snap is None:
+        return "starting"
+    off = (f"consensus {snap.consensus_offset_s * 1e3:+.3f} ms"
+           if snap.consensus_offset_s is not None else "no consensus")
+    return (f"{snap.groups_agreeing}/{snap.groups_voting} groups agree, {off}, "
+            f"{len(snap.active_alerts)} active alerts")
+
+
+def load_reader(sc: SourceConfig) -> type[Reader] | None:
+    """The reader class for a source's kind; None (logged) when that kind is not built yet."""
+    target = READERS.get(sc.kind)
+    if target is None:
+        log.warning("source %s: no reader for kind %r yet: skipped", sc.id, sc.kind)
+        return None
+    mod, _, cls = target.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), cls)  # type: ignore[no-any-return]
+    except (ImportError, AttributeError) as e:
+        log.warning("source %s: reader %s is not available (%s): skipped", sc.id, target, e)
+        return None
+
+
+def build_live_sinks(cfg: Config) -> list[Sink]:
+    """`build_sinks(cfg, live=True)`; while a sink module is still missing, the rest still run."""
+    attempts = ({"store": True, "live": True}, {"store": True, "live": False},
+                {"store": False, "live": True}, {"store": False, "live": False})
+    for kw in attempts:
+        try:
+            return build_sinks(cfg, **kw)
+        except ImportError as e:
+            log.warning("sinks: %s missing (%s); trying without", kw, e)
+    return []
+
+
+class _SinkThread:
+    """Runs `fan_out` in its own thread, fed by a queue: the engine never waits for a sink."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = sinks
+        self.q: queue.SimpleQueue[list[Output] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="timewatch-sinks", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (batch := self.q.get()) is not None:
+            fan_out(self.sinks, batch)
+
+    def put(self, outputs: list[Output]) -> None:
+        if outputs and self.sinks:
+            self.q.put(outputs)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        close_all(self.sinks)
+
+
+class Runner:
+    """The live monitor. `await Runner(cfg).run()` returns the exit code."""
+
+    def __init__(self, cfg: Config, *, record: str | Path | None = None,
+                 duration_s: float | None = None, hooks: Hooks | None = None,
+                 extra_sinks: list[Sink] | None = None, sinks: list[Sink] | None = None,
+                 reader_kwargs: dict[str, dict[str, object]] | None = None):
+        self.cfg = cfg
+        self.record = Path(record) if record else None
+        self.duration_s = duration_s
+        self.hooks = hooks or Hooks()
+        self._sinks_override = sinks
+        self.extra_sinks = extra_sinks or []
+        self.reader_kwargs = reader_kwargs or {}  # per kind, e.g. {"ntp": {"timeout_s": 0.5}}
+        self.readers: dict[str, object] = {}
+        self.engine: Engine | None = None
+        self.snapshot: Snapshot | None = None
+        self.events: list[Event] = []  # every event of this run, in order
+        self.handed = 0  # observations handed to the engine
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the runner to shut down (signal handlers and tests call this)."""
+        self._stop.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        created_ns, _ = now_pair()
+        header = self.cfg.header(created_ns)
+        self.engine = Engine(header, self.cfg.detect)
+        sinks = (self._sinks_override if self._sinks_override is not None
+                 else build_live_sinks(self.cfg)) + self.extra_sinks
+        sink_thread = _SinkThread(sinks)
+        writer = TraceWriter(self.record, header) if self.record else None
+        obs_q: asyncio.Queue[Observation] = asyncio.Queue()
+
+        def emit(obs: Observation) -> None:  # thread-safe: readers may run in threads
+            loop.call_soon_threadsafe(obs_q.put_nowait, obs)
+
+        tasks: list[asyncio.Task[None]] = []
+        for sc in self.cfg.sources:
+            cls = load_reader(sc)
+            if cls is None:
+                continue
+            try:
+                reader = cls(sc, emit, **self.reader_kwargs.get(sc.kind, {}))  # type: ignore[call-arg]
+            except Exception as e:  # noqa: BLE001 - one bad source must not stop the others
+                log.error("source %s: cannot start its reader: %s", sc.id, e)
+                continue
+            self.readers[sc.id] = reader
+            tasks.append(asyncio.create_task(self._guard(sc.id, reader.run()),
+                                             name=f"reader-{sc.id}"))
+        tasks.append(asyncio.create_task(self._ticker(obs_q), name="ticker"))
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests): stop() is called directly
+        if self.duration_s is not None:
+            loop.call_later(self.duration_s, self.stop)
+        log.info("monitoring %d sources (%d readers running)%s", len(self.cfg.sources),
+                 len(self.readers), f", recording to {self.record}" if self.record else "")
+        self.hooks.on_ready(f"monitoring {len(self.readers)} sources")
+
+        consumer = asyncio.create_task(self._consume(obs_q, writer, sink_thread))
+        await self._stop.wait()
+        self.hooks.on_stop()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await obs_q.join()  # every observation emitted so far goes through the engine
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        tail = self.engine.finish()
+        self._note_events(tail)
+        sink_thread.put(list(tail))
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        if writer is not None:
+            writer.close()
+        sink_thread.close()
+        log.info("stopped: %d observations, %d events", self.handed, len(self.events))
+        return 0
+
+    async def _guard(self, sid: str, coro: object) -> None:
+        """Run a reader; if it dies of a bug, log it (the engine sees the source go stale)."""
+        try:
+            await coro  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("reader %s crashed; its source will go stale", sid)
+
+    async def _ticker(self, obs_q: asyncio.Queue[Observation]) -> None:
+        loop = asyncio.get_running_loop()
+        next_t = loop.time() + TICK_S
+        while True:
+            await asyncio.sleep(max(0.0, next_t - loop.time()))
+            next_t = max(next_t + TICK_S, loop.time())
+            rx, raw = now_pair()
+            obs_q.put_nowait(Tick(rx, raw))
+
+    async def _consume(self, obs_q: asyncio.Queue[Observation], writer: TraceWriter | None,
+                       sink_thread: _SinkThread) -> None:
+        assert self.engine is not None
+        while True:
+            obs = await obs_q.get()
+            try:
+                if writer is not None:
+                    writer.write(obs)
+                self.handed += 1
+                try:
+                    out = self.engine.feed(obs)
+                except Exception:  # noqa: BLE001 - an engine bug must not stop monitoring
+                    log.exception("engine failed on %s from %r", obs.type, obs.src)
+                    out = []
+                self._note_events(out)
+                sink_thread.put(out)
+                if isinstance(obs, Tick):
+                    if writer is not None:
+                        writer.flush()
+                    self.hooks.on_tick(self.snapshot)
+            finally:
+                obs_q.task_done()
+
+    def _note_events(self, out: list[Output] | list[Event]) -> None:
+        for o in out:
+            if isinstance(o, Snapshot):
+                self.snapshot = o
+            elif isinstance(o, Event):
+                self.events.append(o)
+                if o.type == "alert":
+                    log.warning("alert %s %s [%s]: %s", o.code, ",".join(o.sources), o.severity,
+                                o.message)
+                else:
+                    log.info("clear %s %s", o.code, ",".join(o.sources))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    for w in cfg.warnings:
+        log.warning("config: %s", w)
+    runner = Runner(cfg, record=args.record, duration_s=args.duration)
+    return asyncio.run(runner.run())
