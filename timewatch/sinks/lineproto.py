@@ -73,14 +73,15 @@ def _no_newlines(s: str) -> str:
 
 
 def escape_measurement(s: str) -> str:
-    """Measurement names: escape commas and spaces."""
-    return _no_newlines(s).replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+    """Measurement names: escape commas and spaces (a backslash stays as it is, as InfluxDB reads it)."""
+    return _no_newlines(s).replace(",", "\\,").replace(" ", "\\ ")
 
 
 def escape_key(s: str) -> str:
-    """Tag keys, tag values and field keys: escape commas, equals signs and spaces."""
-    return (_no_newlines(s).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-            .replace(" ", "\\ "))
+    """Tag keys, tag values and field keys: escape commas, equals signs and spaces.
+
+    Backslashes stay as they are: InfluxDB 1.x and VictoriaMetrics keep a doubled one doubled."""
+    return _no_newlines(s).replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def escape_string(s: str) -> str:

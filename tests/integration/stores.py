@@ -1,0 +1,177 @@
+"""Real time-series servers for tests: VictoriaMetrics and InfluxDB 1.x on 127.0.0.1.
+
+Each server runs from the Debian binary with its data in a temporary directory, on a free port,
+and is stopped by its PID. `stop()`/`start()` keep the port and the data, so a test can take a
+server away mid-run and bring it back. Tests import the fixtures from here (`from
+tests.integration.stores import victoria, influxdb1  # noqa: F401`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need_binary
+
+# A server that is not up after this long is broken, not slow (VictoriaMetrics starts in < 1 s,
+# influxd in 1-2 s on a 2-core CI runner).
+START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout_s: float = 10.0,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Server:
+    """A server process with a fixed port and data directory; stop() and start() again."""
+
+    def __init__(self, name: str, argv: list[str], port: int, health: str, log_path: Path):
+        self.name, self.argv, self.port, self.health = name, argv, port, health
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.proc is None, f"{self.name} already running"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
+                                   f"{self.log_path.read_text()[-2000:]}")
+            try:
+                status, _ = http("GET", self.url + self.health, timeout_s=1.0)
+                if status < 300:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} not up after {START_TIMEOUT_S} s: "
+                           f"{self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+class Victoria(Server):
+    def __init__(self, tmp: Path):
+        exe = need_binary("victoria-metrics")
+        port = free_port()
+        super().__init__("victoria-metrics", [
+            exe, f"-storageDataPath={tmp / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",  # synthetic runs may be dated anywhere in the past
+            "-loggerLevel=WARN",
+        ], port, "/health", tmp / "victoria-metrics.log")
+
+    def flush(self) -> None:
+        """Make everything ingested so far searchable (VictoriaMetrics buffers ~1 s)."""
+        http("GET", self.url + "/internal/force_flush")
+
+    def export(self, match: str = '{__name__=~"tw_.*"}') -> list[dict[str, Any]]:
+        """Every series matching, with all its raw samples (duplicates included)."""
+        self.flush()
+        q = urllib.parse.urlencode({"match[]": match, "start": "0"})
+        status, body = http("GET", f"{self.url}/api/v1/export?{q}", timeout_s=60)
+        assert status == 200, body[:500]
+        return [json.loads(ln) for ln in body.decode().splitlines() if ln.strip()]
+
+
+class Influx1(Server):
+    def __init__(self, tmp: Path):
+        exe = need_binary("influxd")
+        port, rpc = free_port(), free_port()
+        d = tmp / "influxdb"
+        d.mkdir()
+        conf = d / "influxdb.conf"
+        conf.write_text(f"""
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{d / 'meta'}"
+[data]
+  dir = "{d / 'data'}"
+  wal-dir = "{d / 'wal'}"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[subscriber]
+  enabled = false
+""")
+        super().__init__("influxd", [exe, "-config", str(conf)], port, "/ping",
+                         tmp / "influxd.log")
+
+    def query(self, q: str, db: str = "timewatch") -> dict[str, Any]:
+        qs = urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
+        status, body = http("GET", f"{self.url}/query?{qs}", timeout_s=30)
+        assert status == 200, f"{q}: HTTP {status}: {body[:500]!r}"
+        return dict(json.loads(body))
+
+    def write(self, lines: list[str], db: str = "timewatch") -> None:
+        status, body = http("POST", f"{self.url}/write?db={db}&precision=ns",
+                            "\n".join(lines).encode())
+        assert status == 204, f"HTTP {status}: {body[:500]!r}"
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[Victoria]:
+    vm = Victoria(tmp_path)
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="module")
+def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
+    srv = Influx1(tmp_path_factory.mktemp("influx1"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
