@@ -94,11 +94,15 @@ class WebhookConfig:
     secret: Secret | None = None
     min_severity: str = "warning"
     timeout_s: float = 10.0
+    group_window_s: float = 5.0  # slack/teams/ntfy: a burst within this window is one message
+    resend_s: float = 60.0  # alertmanager: re-send active alerts this often (docs: 30 s..3 min)
+    retry_initial_s: float = 1.0  # first retry delay; doubles per failure (with jitter)
+    retry_max_s: float = 300.0  # longest delay between retries
 
     @property
     def host(self) -> str:
         """What logs may show: the host only."""
-        m = re.match(r"^[a-z]+://([^/:@]+@)?([^/:]+|\[[^\]]+\])", self.url.reveal())
+        m = re.match(r"^[a-z]+://([^/@]*@)?(\[[^\]]+\]|[^/:?#]+)", self.url.reveal())
         return m.group(2) if m else "?"
 
 
@@ -338,7 +342,8 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
         if not isinstance(h, dict):
             raise L.err(k, "must be a table ([[sinks.webhook]])")
         L.table(h, k, {"url", "url_file", "url_env", "format", "secret", "secret_file",
-                       "secret_env", "min_severity", "timeout_s"})
+                       "secret_env", "min_severity", "timeout_s", "group_window_s", "resend_s",
+                       "retry_initial_s", "retry_max_s"})
         url = L.secret(h, k, "url")
         if "url" in h:
             L.warnings.pop()  # a plain URL is not a secret by itself: no warning for it
@@ -350,7 +355,19 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
             url=url, format=L.get(h, k, "format", str, "standard", choices=WEBHOOK_FORMATS),
             secret=L.secret(h, k, "secret"),
             min_severity=L.get(h, k, "min_severity", str, "warning", choices=SEVERITIES),
-            timeout_s=L.get(h, k, "timeout_s", float, 10.0, lo=0.1, hi=600)))
+            timeout_s=L.get(h, k, "timeout_s", float, 10.0, lo=0.1, hi=600),
+            group_window_s=L.get(h, k, "group_window_s", float, 5.0, lo=0, hi=600),
+            resend_s=L.get(h, k, "resend_s", float, 60.0, lo=1, hi=3600),
+            retry_initial_s=L.get(h, k, "retry_initial_s", float, 1.0, lo=0.01, hi=3600),
+            retry_max_s=L.get(h, k, "retry_max_s", float, 300.0, lo=0.01, hi=86400)))
+        wh = hooks[-1]
+        if wh.format == "pagerduty" and wh.secret is None:
+            raise L.err(f"{k}.secret", "required for format pagerduty (the routing key): "
+                                       "secret_file or secret_env")
+        if wh.format == "standard" and wh.secret is not None and not re.fullmatch(
+                r"(whsec_)?[A-Za-z0-9+/]+={0,2}", wh.secret.reveal()):
+            raise L.err(f"{k}.secret", "a Standard Webhooks secret is whsec_ followed by base64 "
+                                       f"(value from {wh.secret.origin} not shown)")
 
     http = L.table(L.get(data, "", "http", dict, {}), "http", {"listen"})
     listen = L.get(http, "http", "listen", str, "127.0.0.1:9470")
