@@ -1,0 +1,286 @@
+"""The status API: `GET /status.json`, `GET /metrics` (Prometheus text), `GET /healthz`.
+
+A `ThreadingHTTPServer` in a daemon thread serves a view that `handle` keeps up to date: the
+latest snapshot, the active alerts, counters. Metric names follow chrony_exporter's style
+(`namespace_subsystem_name_unit`, gauges for state, `_total` counters). docs/http.md documents
+every field and metric.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ..config import Config
+from ..engine.vote import Verdict
+from ..records import Event, Output, Sample, Snapshot
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LISTEN = "127.0.0.1:9470"  # spec/config.md
+CONTENT_METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format 0.0.4
+# Seconds the server thread waits between checks for shutdown.
+POLL_S = 0.5
+
+
+class HttpListenError(Exception):
+    """The listen address cannot be bound (in use, not local, bad host)."""
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """"HOST:PORT" or "[V6]:PORT" -> (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"http.listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def status_document(host: str, snap: Snapshot | None, active: list[Event],
+                    counters: dict[str, Any] | None,
+                    last_output_age_s: float | None) -> dict[str, Any]:
+    """The /status.json object (docs/http.md); `timewatch status` builds the same from the store."""
+    d: dict[str, Any] = {"host": host, "t_ns": None, "consensus": None, "holdover_ppm": None,
+                         "sources": []}
+    if snap is not None:
+        sd = snap.to_dict()
+        d.update(t_ns=sd["t_ns"], consensus=sd["consensus"], holdover_ppm=sd["holdover_ppm"],
+                 sources=sd["sources"])
+    d["active_alerts"] = [e.to_dict() for e in active]
+    d["counters"] = counters
+    d["last_output_age_s"] = last_output_age_s
+    return d
+
+
+class _View:
+    """What the engine last said, kept for the request threads (all access under `lock`)."""
+
+    def __init__(self, cfg: Config):
+        self.lock = threading.Lock()
+        self.host = cfg.host
+        self.kinds = {s.id: (s.kind, s.group) for s in cfg.sources}
+        self.snapshot: Snapshot | None = None
+        self.active: dict[str, Event] = {}  # id -> the alert, in raise order
+        self.events_total: Counter[tuple[str, str]] = Counter()  # (type, code)
+        self.samples_total: Counter[str] = Counter()  # source
+        self.last_output: float | None = None  # monotonic time of the last handle()
+
+    def update(self, outputs: list[Output]) -> None:
+        with self.lock:
+            self.last_output = time.monotonic()
+            for o in outputs:
+                if isinstance(o, Sample):
+                    self.samples_total[o.src] += 1
+                elif isinstance(o, Event):
+                    self.events_total[(o.type, o.code)] += 1
+                    if o.type == "alert":
+                        self.active[o.id] = o
+                    else:
+                        self.active.pop(o.id, None)
+                elif isinstance(o, Snapshot):
+                    self.snapshot = o
+
+    def age_s(self) -> float | None:
+        return None if self.last_output is None else time.monotonic() - self.last_output
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            events: dict[str, dict[str, int]] = {}
+            for (typ, code), n in sorted(self.events_total.items()):
+                events.setdefault(typ, {})[code] = n
+            counters = {"samples": dict(sorted(self.samples_total.items())), "events": events}
+            age = self.age_s()
+            return status_document(self.host, self.snapshot, list(self.active.values()),
+                                   counters, None if age is None else round(age, 3))
+
+    def metrics(self) -> str:
+        with self.lock:
+            return _metrics_text(self)
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**kw: str) -> str:
+    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in kw.items()) + "}" if kw else ""
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+class _Family:
+    def __init__(self, out: list[str], name: str, typ: str, help_: str):
+        self.out, self.name = out, name
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} {typ}")
+
+    def add(self, value: float, **labels: str) -> None:
+        self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
+
+
+def _metrics_text(v: _View) -> str:
+    out: list[str] = []
+    snap = v.snapshot
+    srcs = snap.sources if snap is not None else ()
+    # Every configured source appears, even before the first snapshot (kind and group from cfg).
+    ids = [s.src for s in srcs] + [sid for sid in v.kinds if sid not in {s.src for s in srcs}]
+    info = {s.src: (s.kind, s.group) for s in srcs} | {k: kg for k, kg in v.kinds.items()
+                                                        if k not in {s.src for s in srcs}}
+
+    def lab(sid: str) -> dict[str, str]:
+        kind, group = info.get(sid, ("", ""))
+        return {"source": sid, "group": group, "kind": kind}
+
+    f = _Family(out, "timewatch_source_offset_seconds", "gauge",
+                "Source time minus host realtime, latest estimate, in seconds.")
+    for s in srcs:
+        if s.offset_s is not None:
+            f.add(s.offset_s, **lab(s.src))
+    f = _Family(out, "timewatch_source_bound_seconds", "gauge",
+                "Half-width of the source's error interval, in seconds.")
+    for s in srcs:
+        if s.bound_s is not None:
+            f.add(s.bound_s, **lab(s.src))
+    f = _Family(out, "timewatch_source_verdict", "gauge",
+                "1 for the source's current verdict, 0 for the others.")
+    verdict = {s.src: s.verdict for s in srcs}
+    for sid in ids:
+        for vd in Verdict:
+            f.add(1.0 if verdict.get(sid, Verdict.INIT.value) == vd.value else 0.0,
+                  **lab(sid), verdict=vd.value)
+    f = _Family(out, "timewatch_source_last_sample_age_seconds", "gauge",
+                "Seconds from the source's last usable sample to the snapshot.")
+    for s in srcs:
+        if s.last_ns is not None and snap is not None:
+            f.add(max(0, snap.t_ns - s.last_ns) / 1e9, **lab(s.src))
+    f = _Family(out, "timewatch_source_samples_total", "counter",
+                "Samples accepted from the source since the monitor started.")
+    for sid in ids:
+        f.add(v.samples_total.get(sid, 0), **lab(sid))
+
+    if snap is not None:
+        f = _Family(out, "timewatch_consensus_offset_seconds", "gauge",
+                    "Consensus time minus host realtime, in seconds.")
+        if snap.consensus_offset_s is not None:
+            f.add(snap.consensus_offset_s)
+        f = _Family(out, "timewatch_consensus_bound_seconds", "gauge",
+                    "Half-width of the consensus interval, in seconds.")
+        if snap.consensus_bound_s is not None:
+            f.add(snap.consensus_bound_s)
+        _Family(out, "timewatch_consensus_quorum", "gauge",
+                "1 when a strict majority of trust groups agree, else 0.").add(float(snap.quorum))
+        _Family(out, "timewatch_consensus_groups_agreeing", "gauge",
+                "Trust groups inside the consensus interval.").add(snap.groups_agreeing)
+        _Family(out, "timewatch_consensus_groups_voting", "gauge",
+                "Trust groups with a usable estimate.").add(snap.groups_voting)
+        if snap.holdover_ppm is not None:
+            _Family(out, "timewatch_holdover_frequency_ppm", "gauge",
+                    "Raw oscillator frequency against the consensus, in ppm.").add(
+                snap.holdover_ppm)
+        _Family(out, "timewatch_snapshot_timestamp_seconds", "gauge",
+                "Time of the latest status snapshot (Unix seconds).").add(snap.t_ns / 1e9)
+
+    f = _Family(out, "timewatch_alerts_active", "gauge", "Active alerts per code.")
+    active: Counter[str] = Counter(e.code for e in v.active.values())
+    for code in sorted(set(active) | {c for _, c in v.events_total}):
+        f.add(active.get(code, 0), code=code)
+    f = _Family(out, "timewatch_events_total", "counter",
+                "Alert and clear events since the monitor started.")
+    for (typ, code), n in sorted(v.events_total.items()):
+        f.add(n, type=typ, code=code)
+    age = v.age_s()
+    if age is not None:
+        _Family(out, "timewatch_last_output_age_seconds", "gauge",
+                "Seconds since the engine last handed output to the sinks.").add(age)
+    return "\n".join(out) + "\n"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # TIME_WAIT only: a listening socket still gives EADDRINUSE
+    view: _View
+    healthy_within_s: float
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "timewatch"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path = self.path.split("?", 1)[0]
+        view = self.server.view
+        if path == "/status.json":
+            self._send(200, "application/json",
+                       json.dumps(view.status(), indent=1).encode() + b"\n")
+        elif path == "/metrics":
+            self._send(200, CONTENT_METRICS, view.metrics().encode())
+        elif path == "/healthz":
+            with view.lock:
+                age = view.age_s()
+            limit = self.server.healthy_within_s
+            if age is not None and age <= limit:
+                self._send(200, "text/plain", f"ok: engine output {age:.1f} s ago\n".encode())
+            elif age is None:
+                self._send(503, "text/plain", b"no engine output yet\n")
+            else:
+                self._send(503, "text/plain",
+                           f"no engine output for {age:.1f} s (limit {limit:g} s)\n".encode())
+        else:
+            self._send(404, "text/plain", b"not found: try /status.json, /metrics, /healthz\n")
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class name
+        log.debug("http %s: " + format, self.client_address[0], *args)
+
+
+class HttpSink:
+    """Serves the engine's latest state over HTTP; `handle` only updates an in-memory view."""
+
+    name = "http"
+
+    def __init__(self, cfg: Config, *, healthy_within_s: float | None = None):
+        listen = cfg.http_listen or DEFAULT_LISTEN
+        host, port = split_listen(listen)
+        self.view = _View(cfg)
+        # The engine emits a snapshot every snapshot_interval_s of ticks: two missed means stuck.
+        self.healthy_within_s = (healthy_within_s if healthy_within_s is not None
+                                 else 2 * cfg.detect.snapshot_interval_s + 1.0)
+        cls = type("_Server", (_Server,), {
+            "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+        try:
+            self.server: _Server = cls((host, port), _Handler)
+        except OSError as e:
+            hint = (" (another timewatch running? choose another port in [http] listen)"
+                    if e.errno == errno.EADDRINUSE else "")
+            raise HttpListenError(
+                f"http.listen {listen}: cannot listen: {e.strerror or e}{hint}") from None
+        self.server.view = self.view
+        self.server.healthy_within_s = self.healthy_within_s
+        self.address = f"{host if ':' not in host else f'[{host}]'}:{self.server.server_port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_S,),
+                                        name="http", daemon=True)
+        self._thread.start()
+        log.info("status API on http://%s (/status.json, /metrics, /healthz)", self.address)
+
+    def handle(self, outputs: list[Output]) -> None:
+        self.view.update(outputs)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5.0)

@@ -1,0 +1,493 @@
+"""The embedded store: samples, status snapshots (consensus and verdicts) and events in SQLite.
+
+`Store` is the database: schema, one-transaction batch writes, retention, read helpers for
+`status` and `export`. `StoreSink` is the engine-facing sink: `handle` queues outputs and returns;
+a writer thread commits them in batches (one transaction per `FLUSH_S` or `BATCH_MAX` outputs).
+
+Durability: WAL mode with `synchronous=NORMAL`: a committed transaction survives `kill -9` of the
+process (it is in the WAL, which SQLite replays on the next open); a power cut may roll back the
+last commits but never corrupts the file. A store that cannot be written (read-only or missing
+directory, disk full, file deleted) is logged as an error naming the path; the rows stay queued in
+memory (bounded; past the bound the oldest are dropped, counted and warned about) and are retried
+every `retry_s` until they are written. Schema: docs/store.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when a table changes
+# A batch is committed at most this long after its first output was queued (wall seconds):
+# what `kill -9` can lose is at most this much of not-yet-committed data.
+FLUSH_S = 0.2
+# Outputs per transaction: large enough that a full-speed replay commits a few times a second.
+BATCH_MAX = 5000
+# Outputs kept in memory while the store cannot be written: ~10 outputs/s of a live monitor
+# for almost 3 hours, about 30 MB. Past it the oldest are dropped, counted and warned about.
+MAX_PENDING = 100_000
+# While the store is healthy, `handle` waits for the writer above this many queued outputs
+# (only a full-speed replay gets here; a live monitor queues a few per second).
+HIGH_WATER = MAX_PENDING // 2
+# Seconds between attempts to write to a store that failed.
+RETRY_S = 5.0
+# Seconds between repeated error messages while the store stays unwritable.
+REMIND_S = 60.0
+# Retention is applied every this many seconds of trace time (and at start).
+PRUNE_EVERY_S = 3600.0
+# A reader (status, export) waits this long for the writer's lock before giving up.
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    t_ns INTEGER NOT NULL,
+    src TEXT NOT NULL,
+    offset_s REAL NOT NULL,
+    bound_s REAL NOT NULL,
+    fields_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_t ON samples (t_ns);
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY,
+    t_ns INTEGER NOT NULL,
+    quorum INTEGER NOT NULL,
+    groups_agreeing INTEGER NOT NULL,
+    groups_voting INTEGER NOT NULL,
+    consensus_offset_s REAL,
+    consensus_bound_s REAL,
+    holdover_ppm REAL,
+    active_alerts_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_t ON snapshots (t_ns);
+CREATE TABLE IF NOT EXISTS verdicts (
+    snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+    t_ns INTEGER NOT NULL,
+    src TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    trust_group TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    offset_s REAL,
+    bound_s REAL,
+    last_ns INTEGER
+);
+CREATE INDEX IF NOT EXISTS verdicts_snapshot ON verdicts (snapshot_id);
+CREATE INDEX IF NOT EXISTS verdicts_t ON verdicts (t_ns);
+CREATE TABLE IF NOT EXISTS events (
+    t_ns INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    code TEXT NOT NULL,
+    id TEXT NOT NULL,
+    severity TEXT,
+    sources_json TEXT NOT NULL,
+    event_json TEXT NOT NULL,
+    UNIQUE (id, type)
+);
+CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or read; the message names the path."""
+
+
+class Store:
+    """One SQLite database file. Not thread-safe: one thread uses one `Store`."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._ident: tuple[int, int] | None = None
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"store {self.path}: no such file")
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                           isolation_level=None)
+                self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if ver != SCHEMA_VERSION:
+                    raise StoreError(f"store {self.path}: schema version {ver}, "
+                                     f"this timewatch reads {SCHEMA_VERSION}")
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if ver not in (0, SCHEMA_VERSION):
+                raise StoreError(f"store {self.path}: schema version {ver}, "
+                                 f"this timewatch writes {SCHEMA_VERSION}")
+            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA +
+                                   f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            st = os.stat(self.path)
+            self._ident = (st.st_dev, st.st_ino)
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path}: {e}") from e
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+
+    # -- writing ----------------------------------------------------------------------------
+    def still_there(self) -> bool:
+        """False when the file was deleted or replaced under us (writes would go nowhere)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def write(self, outputs: list[Output]) -> None:
+        """Write outputs in one transaction: all of them or (on an exception) none."""
+        db = self._db
+        samples: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        snaps: list[Snapshot] = []
+        for o in outputs:
+            if isinstance(o, Sample):
+                samples.append((o.t_ns, o.src, o.offset_s, o.bound_s,
+                                json.dumps(o.fields, separators=(",", ":"))))
+            elif isinstance(o, Event):
+                d = o.to_dict()
+                events.append((o.t_ns, o.type, o.code, o.id,
+                               o.severity if o.type == "alert" else None,
+                               json.dumps(list(o.sources)), json.dumps(d)))
+            elif isinstance(o, Snapshot):
+                snaps.append(o)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", samples)
+            # An event is identified by (id, type) (events.md): a replay into the same store
+            # does not duplicate it.
+            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+            for s in snaps:
+                cur = db.execute(
+                    "INSERT INTO snapshots (t_ns, quorum, groups_agreeing, groups_voting, "
+                    "consensus_offset_s, consensus_bound_s, holdover_ppm, active_alerts_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (s.t_ns, int(s.quorum), s.groups_agreeing, s.groups_voting,
+                     s.consensus_offset_s, s.consensus_bound_s, s.holdover_ppm,
+                     json.dumps(list(s.active_alerts))))
+                sid = cur.lastrowid
+                db.executemany(
+                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason, v.offset_s,
+                      v.bound_s, v.last_ns) for v in s.sources])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+
+    def prune(self, before_ns: int) -> int:
+        """Delete everything older than before_ns (trace time); the number of rows deleted."""
+        db = self._db
+        n = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("samples", "verdicts", "snapshots", "events"):
+                n += db.execute(f"DELETE FROM {table} WHERE t_ns < ?", (before_ns,)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return n
+
+    # -- reading ----------------------------------------------------------------------------
+    def newest_ns(self) -> int | None:
+        """The newest trace time anywhere in the store."""
+        row = self._db.execute(
+            "SELECT MAX(t) FROM (SELECT MAX(t_ns) AS t FROM samples UNION ALL "
+            "SELECT MAX(t_ns) FROM snapshots UNION ALL SELECT MAX(t_ns) FROM events)").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("samples", "snapshots", "verdicts", "events")}
+
+    def source_info(self) -> dict[str, SourceInfo]:
+        """Each source's kind and trust group as the latest snapshot that named it recorded."""
+        rows = self._db.execute(
+            "SELECT v.src, v.kind, v.trust_group FROM verdicts v JOIN (SELECT src, "
+            "MAX(rowid) AS r FROM verdicts GROUP BY src) last ON v.rowid = last.r").fetchall()
+        return {src: SourceInfo(kind=kind, group=grp) for src, kind, grp in rows}
+
+    def iter_samples(self, since_ns: int | None = None) -> Iterator[Sample]:
+        """Samples with t_ns >= since_ns, oldest first."""
+        cur = self._db.execute(
+            "SELECT t_ns, src, offset_s, bound_s, fields_json FROM samples WHERE t_ns >= ? "
+            "ORDER BY t_ns, rowid", (_since(since_ns),))
+        for t, src, off, bnd, fj in cur:
+            yield Sample(src, t, off, bnd, json.loads(fj))
+
+    def iter_events(self, since_ns: int | None = None) -> Iterator[Event]:
+        """Alert and clear events with t_ns >= since_ns, oldest first."""
+        cur = self._db.execute("SELECT event_json FROM events WHERE t_ns >= ? "
+                               "ORDER BY t_ns, rowid", (_since(since_ns),))
+        for (ej,) in cur:
+            yield Event.from_dict(json.loads(ej))
+
+    def iter_snapshots(self, since_ns: int | None = None) -> Iterator[Snapshot]:
+        """Status snapshots (with every source's verdict) with t_ns >= since_ns, oldest first."""
+        cur = self._db.execute(
+            "SELECT id, t_ns, quorum, groups_agreeing, groups_voting, consensus_offset_s, "
+            "consensus_bound_s, holdover_ppm, active_alerts_json FROM snapshots "
+            "WHERE t_ns >= ? ORDER BY t_ns, id", (_since(since_ns),))
+        vcur = self._db.cursor()
+        for row in cur:
+            yield self._snapshot(row, vcur)
+
+    def latest_snapshot(self) -> Snapshot | None:
+        row = self._db.execute(
+            "SELECT id, t_ns, quorum, groups_agreeing, groups_voting, consensus_offset_s, "
+            "consensus_bound_s, holdover_ppm, active_alerts_json FROM snapshots "
+            "ORDER BY t_ns DESC, id DESC LIMIT 1").fetchone()
+        return None if row is None else self._snapshot(row, self._db.cursor())
+
+    def active_alerts(self) -> list[Event]:
+        """Alerts active as of the latest data: listed active in the latest snapshot, or raised
+        after it, and not cleared since. Oldest first."""
+        snap = self.latest_snapshot()
+        listed = set(snap.active_alerts) if snap else set()
+        snap_t = snap.t_ns if snap else -1
+        # The latest event of each id decides whether it is still open.
+        rows = self._db.execute(
+            "SELECT e.event_json FROM events e JOIN (SELECT id, MAX(rowid) AS r FROM events "
+            "GROUP BY id) last ON e.rowid = last.r WHERE e.type = 'alert' "
+            "ORDER BY e.t_ns, e.rowid").fetchall()
+        out = []
+        for (ej,) in rows:
+            ev = Event.from_dict(json.loads(ej))
+            if f"{ev.code}:{ev.id}" in listed or ev.t_ns > snap_t:
+                out.append(ev)
+        return out
+
+    def _snapshot(self, row: tuple[Any, ...], vcur: sqlite3.Cursor) -> Snapshot:
+        sid, t, quorum, agree, voting, coff, cbnd, ho, aj = row
+        srcs = tuple(
+            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last)
+            for src, kind, grp, verdict, reason, off, bnd, last in vcur.execute(
+                "SELECT src, kind, trust_group, verdict, reason, offset_s, bound_s, last_ns "
+                "FROM verdicts WHERE snapshot_id = ? ORDER BY rowid", (sid,)))
+        return Snapshot(t_ns=t, sources=srcs, quorum=bool(quorum), groups_agreeing=agree,
+                        groups_voting=voting, consensus_offset_s=coff, consensus_bound_s=cbnd,
+                        active_alerts=tuple(json.loads(aj)), holdover_ppm=ho)
+
+
+def _since(since_ns: int | None) -> int:
+    return -(2**63) if since_ns is None else since_ns
+
+
+class StoreSink:
+    """The engine's outputs into the store, committed in batches by a writer thread."""
+
+    name = "store"
+
+    def __init__(self, cfg: Config, *, retry_s: float = RETRY_S, max_pending: int = MAX_PENDING):
+        self.path = cfg.store_path
+        self.retention_ns = int(cfg.store.retention_days * 86400 * 1e9)
+        self.retry_s = retry_s
+        self.max_pending = max_pending
+        self.high_water = max(1, min(HIGH_WATER, max_pending // 2))
+        self.written = 0  # outputs committed
+        self.dropped = 0  # outputs discarded because the store stayed unwritable too long
+        self.pruned = 0  # rows deleted by retention
+        self.failing: str | None = None  # the current write error, None while healthy
+        self._pending: collections.deque[Output] = collections.deque()
+        self._inflight = 0  # outputs the writer has taken but not committed yet
+        self._first_pending_t = 0.0  # monotonic time the oldest uncommitted output was queued
+        self._cond = threading.Condition()
+        self._closing = False
+        self._store: Store | None = None
+        self._newest_ns: int | None = None
+        self._pruned_at_ns: int | None = None
+        self._last_error_log = 0.0
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    # -- the engine's side ------------------------------------------------------------------
+    def handle(self, outputs: list[Output]) -> None:
+        if not outputs:
+            return
+        with self._cond:
+            # Back-pressure while healthy: only a full-speed replay outruns the writer.
+            while (len(self._pending) >= self.high_water and self.failing is None
+                   and not self._closing):
+                self._cond.wait(0.5)
+            if not self._pending:
+                self._first_pending_t = time.monotonic()
+            self._pending.extend(outputs)
+            self._trim()
+            self._cond.notify_all()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything queued is committed; False if that did not happen in time."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._first_pending_t = 0.0  # due now
+            self._cond.notify_all()
+            while self._pending or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending) + self._inflight
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30.0)
+        with self._cond:
+            left = len(self._pending) + self._inflight
+        if left:
+            log.error("store %s: %d outputs could not be written before shutdown and are lost "
+                      "(last error: %s)", self.path, left, self.failing)
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _trim(self) -> None:
+        """Drop the oldest outputs beyond the bound: counted and warned about, never silent."""
+        excess = len(self._pending) + self._inflight - self.max_pending
+        if excess <= 0:
+            return
+        for _ in range(min(excess, len(self._pending))):
+            self._pending.popleft()
+        self.dropped += excess
+        log.warning("store %s: cannot be written and %d outputs are waiting: dropped the %d "
+                    "oldest (%d dropped so far)", self.path, self.max_pending, excess,
+                    self.dropped)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closing and (not self._pending or self.failing is not None):
+                        break
+                    if self._pending:
+                        due = self._first_pending_t + FLUSH_S - time.monotonic()
+                        if due <= 0 or len(self._pending) >= BATCH_MAX or self._closing:
+                            break
+                        self._cond.wait(due)
+                    else:
+                        self._cond.wait()
+                if not self._pending:
+                    if self._closing:
+                        break
+                    continue
+                n = min(BATCH_MAX, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(n)]
+                self._inflight = n
+            ok = self._write(batch)
+            with self._cond:
+                self._inflight = 0
+                if ok:
+                    self.written += len(batch)
+                    if self._pending:
+                        self._first_pending_t = 0.0  # a backlog: keep going
+                else:
+                    self._pending.extendleft(reversed(batch))
+                    self._trim()
+                self._cond.notify_all()
+                closing = self._closing
+            if not ok:
+                if closing:
+                    break  # that was the last attempt; close() reports what is left
+                self._sleep(self.retry_s)
+        self._close_store()
+
+    def _sleep(self, s: float) -> None:
+        with self._cond:
+            if not self._closing:
+                self._cond.wait(s)
+
+    def _open(self) -> Store:
+        if self._store is not None and not self._store.still_there():
+            self._fail(f"the file was deleted or replaced; starting a new store at {self.path} "
+                       "(the history in the old file is gone)", error=False)
+            self._close_store()
+        if self._store is None:
+            self._store = Store(self.path)
+            newest = self._store.newest_ns()
+            if newest is not None:
+                self._newest_ns = newest
+                self._prune()
+        return self._store
+
+    def _write(self, batch: list[Output]) -> bool:
+        try:
+            st = self._open()
+            st.write(batch)
+            if not st.still_there():
+                raise StoreError("the file was deleted while writing")
+            for o in batch:
+                if self._newest_ns is None or o.t_ns > self._newest_ns:
+                    self._newest_ns = o.t_ns
+            if (self._pruned_at_ns is None
+                    or (self._newest_ns or 0) - self._pruned_at_ns >= PRUNE_EVERY_S * 1e9):
+                self._prune()
+        except (sqlite3.Error, OSError, StoreError) as e:
+            self._close_store()
+            self._fail(str(e))
+            return False
+        if self.failing is not None:
+            log.warning("store %s: writable again; the queued outputs are being written",
+                        self.path)
+            self.failing = None
+        return True
+
+    def _prune(self) -> None:
+        if self._store is None or self._newest_ns is None:
+            return
+        n = self._store.prune(self._newest_ns - self.retention_ns)
+        self._pruned_at_ns = self._newest_ns
+        if n:
+            self.pruned += n
+            log.info("store %s: retention removed %d rows older than %.3g days", self.path, n,
+                     self.retention_ns / 86400e9)
+
+    def _fail(self, what: str, error: bool = True) -> None:
+        now = time.monotonic()
+        first = self.failing is None
+        self.failing = what
+        if not error:
+            log.error("store %s: %s", self.path, what)
+            return
+        if first or now - self._last_error_log >= REMIND_S:
+            self._last_error_log = now
+            log.error("store %s cannot be written: %s; %d outputs kept in memory and retried "
+                      "every %g s (check the directory's permissions and free space)",
+                      self.path, what.removeprefix(f"store {self.path}: "),
+                      len(self._pending) + self._inflight, self.retry_s)
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
