@@ -1,0 +1,542 @@
+"""Alert webhooks: every alert and clear to each `[[sinks.webhook]]`, signed, in order, once.
+
+Per endpoint:
+- an **outbox** (`Spool`, SQLite, fsync'd) under `state_dir/webhooks/`: `handle` only appends
+  to it, so the engine never waits for a network;
+- a **ledger** (SQLite beside it) written only by the delivery thread: which event keys
+  (`<id>.<alert|clear>`) were delivered, and which delivered alerts are still open (their clear
+  needs their severity, message and start; Alertmanager needs them re-sent while active);
+- one **delivery thread**: takes the oldest items, filters them (`min_severity`; a clear goes
+  out when its alert went out), renders them (`webhook_formats`), POSTs, and on any 2xx records
+  them in the ledger and then acks them from the outbox. A crash between the two re-reads the
+  items on restart and the ledger skips them: each event is delivered once.
+
+Failures: 410 disables the endpoint; 400/413/422 reject that message (logged, dropped, the
+queue goes on); anything else (5xx, 429, timeouts, refused connections, 401/403/404) is retried
+with exponential backoff and jitter, `Retry-After` honoured. Order is kept: nothing overtakes a
+message being retried. Logs name an endpoint by its host only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import email.utils
+import hashlib
+import http.client
+import json
+import logging
+import random
+import re
+import sqlite3
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config, Secret, WebhookConfig, load, parse
+from ..records import SEVERITY_RANK, Event, Output, Snapshot
+from .spool import Spool
+from .webhook_formats import FORMATS, FormatContext, FormatError, Message, Notice
+
+log = logging.getLogger(__name__)
+
+PEEK_ITEMS = 100  # outbox items examined per pass of the delivery loop
+CLOSE_GRACE_S = 5.0  # close(): time left to drain outboxes before what remains waits on disk
+RESPONSE_MAX_BYTES = 64 * 1024  # read no more of a receiver's answer than this
+EXCERPT_CHARS = 200  # what `webhook test` and the logs show of an answer
+RETRY_AFTER_MAX_S = 3600.0  # a Retry-After longer than an hour is taken as an hour
+DELIVERED_KEEP_S = 30 * 86400.0  # delivered keys remembered this long (a re-replayed trace)
+OPEN_KEEP_S = 90 * 86400.0  # an alert whose clear never came is forgotten after this
+IDLE_WAKE_S = 60.0  # an idle delivery thread looks at its outbox at least this often
+REJECTED = (400, 413, 422)  # the receiver refuses this message itself: drop it, go on
+USER_AGENT = "timewatch-webhook/1"
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int | None  # None: no HTTP answer (connection refused, timeout, TLS error)
+    reason: str
+    body: bytes = b""
+    retry_after_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def parse_retry_after(value: str | None, now_s: float) -> float | None:
+    """Retry-After as delta-seconds or an HTTP-date (RFC 9110 10.2.3); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return min(max(when.timestamp() - now_s, 0.0), RETRY_AFTER_MAX_S)
+
+
+def post(url: str, msg: Message, timeout_s: float) -> Response:
+    """POST one message. Never raises for network trouble: that is a Response without status."""
+    u = urllib.parse.urlsplit(url)
+    t0 = time.monotonic()
+    conn: http.client.HTTPConnection
+    try:
+        # the port always given: http.client would read "[::1]"'s last group as one
+        if u.scheme == "https":
+            conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443,
+                                               timeout=timeout_s,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout_s)
+        headers = {"User-Agent": USER_AGENT, **msg.headers}
+        if u.username is not None:
+            cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
+        try:
+            conn.request("POST", (u.path or "/") + (f"?{u.query}" if u.query else ""),
+                         body=msg.body, headers=headers)
+            r = conn.getresponse()
+            body = r.read(RESPONSE_MAX_BYTES)
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        return Response(None, f"{type(e).__name__}: {e}", elapsed_s=time.monotonic() - t0)
+    return Response(r.status, r.reason, body, parse_retry_after(r.getheader("Retry-After"),
+                                                                time.time()),
+                    time.monotonic() - t0)
+
+
+class Scrubber:
+    """Removes an endpoint's secrets (URL, its path and query, the key) from text we print."""
+
+    def __init__(self, hc: WebhookConfig):
+        url = hc.url.reveal()
+        u = urllib.parse.urlsplit(url)
+        parts = [url, u.path if len(u.path) > 1 else "", u.query, u.password or "",
+                 u.username or "", hc.secret.reveal() if hc.secret else ""]
+        self._parts = sorted({p for p in parts if len(p) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for p in self._parts:
+            text = text.replace(p, "***")
+        return text
+
+
+def excerpt(body: bytes, scrub: Scrubber) -> str:
+    text = re.sub(r"\s+", " ", body.decode("utf-8", "replace")).strip()
+    text = scrub(text)
+    return text[:EXCERPT_CHARS] + ("..." if len(text) > EXCERPT_CHARS else "")
+
+
+def generator_url(cfg: Config) -> str:
+    """Where a human finds the monitor that raised an alert (its status API)."""
+    port = cfg.http_listen.rsplit(":", 1)[1] if cfg.http_listen else None
+    host = urllib.parse.quote(cfg.host, safe="")
+    return f"http://{host}:{port}/status.json" if port else f"http://{host}/"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ledger: what the delivery thread has done, durably
+
+
+class Ledger:
+    """Delivered event keys and open (delivered, not yet cleared) alerts. One writer: the
+    endpoint's delivery thread."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, t_s REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS open (id TEXT PRIMARY KEY, alert TEXT, "
+                         "t_s REAL)")
+
+    def delivered(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM delivered WHERE key = ?",
+                                    (key,)).fetchone() is not None
+
+    def open_alert(self, aid: str) -> Event | None:
+        with self._lock:
+            row = self._db.execute("SELECT alert FROM open WHERE id = ?", (aid,)).fetchone()
+        return Event.from_dict(json.loads(row[0])) if row else None
+
+    def open_alerts(self) -> list[Event]:
+        with self._lock:
+            rows = self._db.execute("SELECT alert FROM open ORDER BY t_s").fetchall()
+        return [Event.from_dict(json.loads(r[0])) for r in rows]
+
+    def record(self, notices: list[Notice], dropped: bool = False) -> None:
+        """After a 2xx (or a rejection): keys delivered, alerts opened, clears closing them."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for n in notices:
+                self._db.execute("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now))
+                if n.event.type == "alert" and not dropped:
+                    self._db.execute("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
+                                     (n.event.id, json.dumps(n.event.to_dict()), now))
+                elif n.event.type == "clear":
+                    self._db.execute("DELETE FROM open WHERE id = ?", (n.event.id,))
+            self._db.execute("COMMIT")
+
+    def prune(self) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("DELETE FROM delivered WHERE t_s < ?", (now - DELIVERED_KEEP_S,))
+            self._db.execute("DELETE FROM open WHERE t_s < ?", (now - OPEN_KEEP_S,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# One endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    seq: int
+    notice: Notice | None  # None: filtered out, already delivered, or unreadable -> ack
+    queued_s: float
+
+
+class Endpoint:
+    def __init__(self, index: int, hc: WebhookConfig, cfg: Config, tag: str):
+        self.index = index
+        self.hc = hc
+        self.label = f"webhook[{index}] {hc.format} to {hc.host}"
+        self.spec = FORMATS[hc.format]
+        self.scrub = Scrubber(hc)
+        self._host = cfg.host
+        self._generator_url = generator_url(cfg)
+        base = cfg.state_dir / "webhooks"
+        self.outbox = Spool(base / f"{tag}.outbox.db", name=self.label)
+        self.ledger = Ledger(base / f"{tag}.ledger.db")
+        self.disabled = False  # set on 410 Gone
+        self.delivered = 0  # events delivered since start (for tests, status)
+        self.failures = 0  # failed attempts since start
+        self.active_ids: set[str] | None = None  # from the last status snapshot
+        self._min_rank = SEVERITY_RANK[hc.min_severity]
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._stop = threading.Event()
+        self._next_resend = time.monotonic() + hc.resend_s
+        self.ledger.prune()
+        self.thread = threading.Thread(target=self._run, name=f"webhook-{index}-{hc.host}",
+                                       daemon=True)
+        self.thread.start()
+
+    # -- engine side -----------------------------------------------------------------------
+    def enqueue(self, events: list[Event]) -> None:
+        if self.disabled:
+            return
+        now = time.time()
+        self.outbox.put([(f"{e.id}.{e.type}",
+                          json.dumps({"event": e.to_dict(), "queued_s": now}).encode())
+                         for e in events])
+        self._wake.set()
+
+    def pending(self) -> int:
+        return len(self.outbox)
+
+    # -- delivery thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                items = self._read(self.outbox.peek(PEEK_ITEMS))
+                skip = []
+                for it in items:  # acks what will never be sent, up to the first to send
+                    if it.notice is not None:
+                        break
+                    skip.append(it.seq)
+                if skip:
+                    self.outbox.ack(skip)
+                    continue
+                if not items:
+                    if self._closing.is_set():
+                        return
+                    self._idle()
+                    continue
+                batch = self._batch(items)
+                if self.spec.groups and not self._closing.is_set() and \
+                        len(batch) < self.spec.max_batch:
+                    wait_s = batch[0].queued_s + self.hc.group_window_s - time.time()
+                    if wait_s > 0:  # gather the rest of a burst into one message
+                        self._wake.wait(wait_s)
+                        self._wake.clear()
+                        continue
+                notices = [it.notice for it in batch if it.notice is not None]
+                r = self._send(notices)
+                if r is None:  # could not render: drop, as a rejection
+                    self.ledger.record(notices, dropped=True)
+                    self.outbox.ack([it.seq for it in batch])
+                    continue
+                if r.ok:
+                    self.ledger.record(notices)
+                    self.outbox.ack([it.seq for it in batch])
+                    self.delivered += len(notices)
+                    if attempt:
+                        log.info("%s: delivered again after %d failed attempts", self.label,
+                                 attempt)
+                    attempt = 0
+                    continue
+                self.failures += 1
+                if r.status == 410:
+                    self.disabled = True
+                    log.error("%s: the receiver answered 410 Gone: endpoint disabled until "
+                              "restart; %d events stay in its outbox", self.label,
+                              self.pending())
+                    return
+                if r.status in REJECTED:
+                    log.error("%s: the receiver rejected %s with %d %s (%s): dropped",
+                              self.label, ", ".join(n.msg_id for n in notices), r.status,
+                              r.reason, excerpt(r.body, self.scrub))
+                    self.ledger.record(notices, dropped=True)
+                    self.outbox.ack([it.seq for it in batch])
+                    continue
+                attempt += 1
+                delay = self._delay(attempt, r.retry_after_s)
+                what = f"{r.status} {r.reason}" if r.status else self.scrub(r.reason)
+                lvl = logging.WARNING if attempt & (attempt - 1) == 0 else logging.DEBUG
+                log.log(lvl, "%s: %s (attempt %d); retry in %.1f s%s, %d waiting", self.label,
+                        what, attempt, delay, " (Retry-After)" if r.retry_after_s is not None
+                        else "", self.pending())
+                self._stop.wait(delay)
+        except Exception:  # noqa: BLE001 - say why deliveries stopped; the outbox keeps the rest
+            log.exception("%s: delivery thread failed; undelivered events stay in the outbox",
+                          self.label)
+
+    def _read(self, rows: list[tuple[int, str, bytes]]) -> list[_Item]:
+        """Outbox rows -> items, deciding what is sent: min_severity, delivered once, a clear
+        only when its alert was delivered (here or earlier in the same rows)."""
+        out: list[_Item] = []
+        seen: dict[str, Event] = {}
+        for seq, key, body in rows:
+            try:
+                d = json.loads(body)
+                ev = Event.from_dict(d["event"])
+                queued_s = float(d.get("queued_s", 0.0))
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("%s: unreadable outbox item %d (%s): dropped", self.label, seq, e)
+                out.append(_Item(seq, None, 0.0))
+                continue
+            notice: Notice | None = None
+            if self.ledger.delivered(key):
+                pass
+            elif ev.type == "alert":
+                if SEVERITY_RANK.get(ev.severity, 0) >= self._min_rank:
+                    notice = Notice(ev)
+                    seen[ev.id] = ev
+            else:
+                alert = seen.get(ev.id) or self.ledger.open_alert(ev.id)
+                if alert is not None:
+                    notice = Notice(ev, alert)
+            out.append(_Item(seq, notice, queued_s))
+        return out
+
+    def _batch(self, items: list[_Item]) -> list[_Item]:
+        """The next message: the first sendable item, and for batching formats the sendable
+        ones after it (filtered-out items ride along and are acked with it)."""
+        batch: list[_Item] = []
+        n = 0
+        for it in items:
+            if it.notice is not None:
+                if n == self.spec.max_batch:
+                    break
+                n += 1
+            batch.append(it)
+        while batch and batch[-1].notice is None:
+            batch.pop()
+        return batch
+
+    def _context(self) -> FormatContext:
+        return FormatContext(self._host, int(time.time()),
+                             self.hc.secret.reveal() if self.hc.secret else None,
+                             self._generator_url)
+
+    def _send(self, notices: list[Notice]) -> Response | None:
+        try:
+            msg = self.spec.render(notices, self._context())
+        except FormatError as e:
+            log.error("%s: cannot build the message for %s: %s: dropped", self.label,
+                      ", ".join(n.msg_id for n in notices), e)
+            return None
+        return post(self.hc.url.reveal(), msg, self.hc.timeout_s)
+
+    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
+        """Exponential backoff with jitter (half to all of the step), or what Retry-After asks."""
+        if retry_after_s is not None:
+            return retry_after_s
+        step = min(self.hc.retry_max_s, self.hc.retry_initial_s * 2 ** min(attempt - 1, 30))
+        return step * random.uniform(0.5, 1.0)
+
+    def _idle(self) -> None:
+        """Nothing queued: wait for work; Alertmanager gets its active alerts re-sent."""
+        if self.hc.format == "alertmanager":
+            now = time.monotonic()
+            if now >= self._next_resend:
+                self._next_resend = now + self.hc.resend_s
+                self._resend()
+            self._wake.wait(max(0.0, self._next_resend - time.monotonic()))
+        else:
+            self._wake.wait(IDLE_WAKE_S)
+        self._wake.clear()
+
+    def _resend(self) -> None:
+        """Alertmanager resolves an alert not heard of for its resolve_timeout (5 min by
+        default): re-send the open alerts the engine still reports active."""
+        active = self.active_ids
+        if active is None:
+            return
+        alerts = [a for a in self.ledger.open_alerts() if a.id in active]
+        if not alerts:
+            return
+        r = self._send([Notice(a) for a in alerts])
+        if r is not None and not r.ok:
+            log.debug("%s: re-sending %d active alerts failed: %s %s", self.label, len(alerts),
+                      r.status, self.scrub(r.reason))
+
+    # -- shutdown --------------------------------------------------------------------------
+    def begin_close(self) -> None:
+        self._closing.set()
+        self._wake.set()
+
+    def finish_close(self, deadline: float) -> None:
+        self.thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        self._wake.set()
+        self.thread.join(1.0)
+        left = self.pending()
+        if left:
+            log.warning("%s: %d events not delivered yet; they stay in the outbox and go out "
+                        "after the next start", self.label, left)
+        if not self.thread.is_alive():  # a thread stuck in a request keeps its databases
+            self.outbox.close()
+            self.ledger.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The sink
+
+
+def _tag(hc: WebhookConfig) -> str:
+    """Outbox file name: follows the endpoint (format and URL), not its place in the file; a
+    hash, so a secret URL never shows in a file name."""
+    return hashlib.sha256(f"{hc.format} {hc.url.reveal()}".encode()).hexdigest()[:16]
+
+
+class WebhookSink:
+    name = "webhook"
+
+    def __init__(self, cfg: Config):
+        self.endpoints: list[Endpoint] = []
+        tags: set[str] = set()
+        for i, hc in enumerate(cfg.webhooks):
+            tag = _tag(hc)
+            if tag in tags:  # the same endpoint twice: give each its own outbox
+                tag = f"{tag}-{i}"
+            tags.add(tag)
+            self.endpoints.append(Endpoint(i, hc, cfg, tag))
+
+    def handle(self, outputs: list[Output]) -> None:
+        events = [o for o in outputs if isinstance(o, Event)]
+        snaps = [o for o in outputs if isinstance(o, Snapshot)]
+        if snaps:
+            active = {a.rsplit(":", 1)[-1] for a in snaps[-1].active_alerts}
+            for ep in self.endpoints:
+                ep.active_ids = active
+        if events:
+            for ep in self.endpoints:
+                ep.enqueue(events)
+
+    def pending(self) -> int:
+        return sum(ep.pending() for ep in self.endpoints)
+
+    def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        deadline = time.monotonic() + grace_s
+        for ep in self.endpoints:
+            ep.begin_close()
+        for ep in self.endpoints:
+            ep.finish_close(deadline)
+
+
+# ---------------------------------------------------------------------------------------------
+# `timewatch webhook test`
+
+
+def test_notices(host: str, fmt: str, now_ns: int) -> list[Notice]:
+    """A test alert; for formats that open an incident (PagerDuty, Alertmanager), its clear."""
+    aid = f"test-{now_ns // 1_000_000:x}"
+    alert = Event("alert", now_ns, "webhook.test", (), aid, "info",
+                  f"timewatch webhook test from {host}: no action needed", {"test": True})
+    out = [Notice(alert)]
+    if fmt in ("pagerduty", "alertmanager"):
+        out.append(Notice(Event("clear", now_ns + 1_000_000, "webhook.test", (), aid), alert))
+    return out
+
+
+def cmd_webhook(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+
+    if getattr(args, "webhook_command", "test") != "test":
+        raise UsageError(f"unknown webhook command {args.webhook_command!r}")
+    cfg = load(args.config) if args.config else parse({}, "<defaults>")
+    target: str | None = args.target
+    hooks: list[tuple[int, WebhookConfig]] = list(enumerate(cfg.webhooks))
+    if target is None:
+        if not hooks:
+            raise UsageError(f"{cfg.path}: no [[sinks.webhook]] configured (give -c CONFIG, "
+                             "or a URL to test)")
+    elif re.fullmatch(r"\d+", target):
+        i = int(target)
+        if i >= len(hooks):
+            raise UsageError(f"{cfg.path}: no webhook[{i}]: {len(hooks)} configured, numbered "
+                             "from 0 as check-config shows them")
+        hooks = [hooks[i]]
+    elif re.match(r"^https?://", target):
+        hooks = [(-1, WebhookConfig(url=Secret(target, "command line"), format="standard"))]
+    else:
+        raise UsageError(f"webhook test: {target!r} is neither an index nor an http(s) URL")
+    failed = 0
+    gen = generator_url(cfg)
+    for i, hc in hooks:
+        label = f"webhook[{i}] {hc.format} to {hc.host}" if i >= 0 else f"{hc.host} (standard)"
+        scrub = Scrubber(hc)
+        spec = FORMATS[hc.format]
+        for n in test_notices(cfg.host, hc.format, time.time_ns()):
+            ctx = FormatContext(cfg.host, int(time.time()),
+                                hc.secret.reveal() if hc.secret else None, gen)
+            try:
+                msg = spec.render([n], ctx)
+            except FormatError as e:
+                print(f"{label}: {n.event.type}: cannot build the message: {e}")
+                failed += 1
+                continue
+            r = post(hc.url.reveal(), msg, hc.timeout_s)
+            if r.status is None:
+                print(f"{label}: {n.event.type}: FAILED after {r.elapsed_s:.2f} s: "
+                      f"{scrub(r.reason)}")
+            else:
+                print(f"{label}: {n.event.type}: {r.status} {scrub(r.reason)} in "
+                      f"{r.elapsed_s:.2f} s{': ' if r.body else ''}{excerpt(r.body, scrub)}"
+                      + ("" if r.ok else "  FAILED"))
+            failed += not r.ok
+    return 1 if failed else 0
