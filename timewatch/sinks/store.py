@@ -386,6 +386,12 @@ class StoreSink:
                     self.dropped)
 
     def _run(self) -> None:
+        # Open at start: an unwritable store is reported now, and retention runs now.
+        try:
+            self._open()
+        except (sqlite3.Error, OSError, StoreError) as e:
+            self._close_store()
+            self._fail(str(e))
         while True:
             with self._cond:
                 while True:
