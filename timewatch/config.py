@@ -66,7 +66,15 @@ class SourceConfig:
     def info(self) -> SourceInfo:
         return SourceInfo(kind=self.kind, group=self.group, position=self.position,
                           label_from=self.label_from, server=self.server,
-                          poll_s=self.poll_s if self.kind == "ntp" else None)
+                          poll_s=self.poll_s if self.kind in ("ntp", "chrony") else None)
+
+    def infos(self) -> dict[str, SourceInfo]:
+        """The trace-header sources this config source produces. A gpsd source is a receiver
+        (`ID`, kind gnss) and its PPS (`ID-pps`, kind pps), both in the source's group."""
+        if self.kind == "gpsd":
+            return {self.id: SourceInfo("gnss", self.group, position=self.position),
+                    f"{self.id}-pps": SourceInfo("pps", self.group, label_from=self.id)}
+        return {self.id: self.info()}
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,10 @@ class Config:
     warnings: tuple[str, ...] = ()
 
     def header(self, created_ns: int = 0) -> Header:
-        return Header(self.host, created_ns, {s.id: s.info() for s in self.sources})
+        infos: dict[str, SourceInfo] = {}
+        for s in self.sources:
+            infos.update(s.infos())
+        return Header(self.host, created_ns, infos)
 
     @property
     def store_path(self) -> Path:

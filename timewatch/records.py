@@ -175,7 +175,26 @@ class Note:
     type: ClassVar[str] = "note"
 
 
-Observation = Nmea | Ubx | Pps | Ntp | Tick | Note
+@dataclass(frozen=True, slots=True)
+class Chrony:
+    """What the local chronyd said (`chronyc -n -c tracking` and `sources`), as it said it.
+
+    An extension record (deployments may add types; older readers skip it): `tracking` is the CSV
+    line, `sources` the CSV lines, `names` maps an address to the configured server name it was
+    resolved from, `error` is set when chronyc did not answer.
+    """
+
+    src: str
+    rx_ns: int
+    tracking: str = ""
+    sources: tuple[str, ...] = ()
+    names: tuple[tuple[str, str], ...] = ()
+    error: str | None = None
+    raw_ns: int | None = None
+    type: ClassVar[str] = "chrony"
+
+
+Observation = Nmea | Ubx | Pps | Ntp | Tick | Note | Chrony
 
 _NTP_INT = ("t2_ns", "t3_ns", "t4_ns", "leap", "version", "mode", "stratum", "poll", "precision")
 _NTP_FLOAT = ("root_delay", "root_dispersion")
@@ -237,6 +256,17 @@ def observation_from_dict(d: dict[str, Any]) -> Observation | None:
             raw_ns=raw,
             **kw,
         )
+    if t == "chrony":
+        srcs = d.get("sources", [])
+        names = d.get("names", {})
+        if not isinstance(srcs, list) or not all(isinstance(x, str) for x in srcs):
+            raise RecordError("field 'sources' must be a list of strings")
+        if not isinstance(names, dict):
+            raise RecordError("field 'names' must be an object")
+        return Chrony(_str(d, "src") or "", _int(d, "rx_ns") or 0,
+                      _str(d, "tracking", required=False) or "", tuple(srcs),
+                      tuple(sorted((str(k), str(v)) for k, v in names.items())),
+                      _str(d, "error", required=False), raw)
     if t == "tick":
         return Tick(_int(d, "rx_ns") or 0, raw)
     if t == "note":
@@ -260,6 +290,12 @@ def observation_to_dict(o: Observation) -> dict[str, Any]:
         d["seq"] = o.seq
     elif isinstance(o, Note):
         d["text"] = o.text
+    elif isinstance(o, Chrony):
+        d["tracking"] = o.tracking
+        d["sources"] = list(o.sources)
+        d["names"] = dict(o.names)
+        if o.error is not None:
+            d["error"] = o.error
     elif isinstance(o, Ntp):
         for k in ("t1_ns", "t2_ns", "t3_ns", "t4_ns", "xmt_hex", "org_hex", "leap", "version",
                   "mode", "stratum", "poll", "precision", "root_delay", "root_dispersion",

@@ -10,9 +10,10 @@ from .core import Detector, Tracker
 TRACKERS: dict[str, type[Tracker]] = {}
 DETECTORS: list[type[Detector]] = []
 
-try:  # each kind registers itself when its module exists
-    from .ntp import NtpTracker
+from .ntp import NtpTracker  # noqa: E402
 
-    TRACKERS["ntp"] = NtpTracker
-except ImportError:  # pragma: no cover - during the build-up only
-    pass
+TRACKERS["ntp"] = NtpTracker
+
+from .chrony import ChronyTracker  # noqa: E402
+
+TRACKERS["chrony"] = ChronyTracker

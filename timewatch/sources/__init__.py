@@ -38,4 +38,6 @@ READERS: dict[str, str] = {
     "ntp": "timewatch.sources.ntp:NtpReader",
     "gnss": "timewatch.sources.serial:SerialReader",
     "pps": "timewatch.sources.pps:PpsReader",
+    "gpsd": "timewatch.sources.gpsd:GpsdReader",
+    "chrony": "timewatch.sources.chrony:ChronyReader",
 }

@@ -1,0 +1,122 @@
+"""The gpsd source: a real gpsd fed by gpsfake, and a local server speaking gpsd's JSON for PPS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_binary
+from timewatch.config import parse
+from timewatch.records import Nmea, Observation, Pps
+from timewatch.sources.gpsd import GpsdReader
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _reader(port: int, out: list[Observation]) -> GpsdReader:
+    cfg = parse({"sources": [{"id": "gps", "kind": "gpsd", "server": "127.0.0.1",
+                              "port": port}]})
+    return GpsdReader(cfg.sources[0], out.append)
+
+
+def test_config_gpsd_source_is_a_receiver_and_its_pps_in_one_group() -> None:
+    cfg = parse({"sources": [{"id": "gps", "kind": "gpsd", "group": "roof"}]})
+    h = cfg.header()
+    assert h.sources["gps"].kind == "gnss" and h.sources["gps-pps"].kind == "pps"
+    assert h.sources["gps-pps"].label_from == "gps"
+    assert {s.group for s in h.sources.values()} == {"roof"}
+
+
+def test_pps_report_becomes_a_pps_record_with_real_sec_as_seq() -> None:
+    out: list[Observation] = []
+    r = _reader(1, out)
+    r.handle_line(b'{"class":"PPS","device":"/dev/pps0","real_sec":1764160001,"real_nsec":0,'
+                  b'"clock_sec":1764160000,"clock_nsec":999998765,"precision":-20}\n')
+    r.handle_line(b'{"class":"TPV","mode":3}\n')
+    r.handle_line(b'{"class":"PPS","real_sec":"x"}\n')
+    r.handle_line(b"{not json\n")
+    r.handle_line(b"$GPZDA,202656.000,13,04,2015,,*53\r\n")
+    assert len(out) == 2 and r.bad_lines == 2
+    pps, nmea = out
+    assert isinstance(pps, Pps) and pps.src == "gps-pps"
+    assert pps.rx_ns == 1764160000999998765 and pps.seq == 1764160001
+    assert pps.raw_ns is not None
+    assert isinstance(nmea, Nmea) and nmea.line == "$GPZDA,202656.000,13,04,2015,,*53"
+
+
+def test_real_gpsd_via_gpsfake_hands_over_the_receivers_sentences(corpus: Path) -> None:
+    gpsfake = need_binary("gpsfake")
+    need_binary("gpsd")
+    log = corpus / "gpsd" / "mt3339.log"
+    port = _free_port()
+    proc = subprocess.Popen([gpsfake, "-P", str(port), "-1", "-q", "-c", "0.02", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: list[Observation] = []
+    try:
+        for _ in range(100):  # gpsd listening?
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def go() -> None:
+            t = asyncio.create_task(_reader(port, out).run())
+            for _ in range(150):
+                await asyncio.sleep(0.1)
+                if len(out) >= 40:
+                    break
+            t.cancel()
+
+        asyncio.run(go())
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = [o.line for o in out if isinstance(o, Nmea)]
+    assert len(lines) >= 40
+    logged = {ln.strip() for ln in log.read_text(errors="replace").splitlines()
+              if ln.startswith("$")}
+    # An NMEA receiver's sentences pass through gpsd unchanged.
+    passed = [ln for ln in lines if ln in logged]
+    assert len(passed) >= 0.9 * len(lines), lines[:5]
+    assert all(o.src == "gps" for o in out)
+
+
+def test_reconnects_after_gpsd_goes_away() -> None:
+    port = _free_port()
+    out: list[Observation] = []
+    connections = []
+
+    async def go() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            watch = await reader.readline()
+            connections.append(watch)
+            n = len(connections)
+            writer.write(json.dumps({"class": "PPS", "real_sec": 100 + n, "real_nsec": 0,
+                                     "clock_sec": 99 + n, "clock_nsec": 999_999_000}).encode()
+                         + b"\n")
+            await writer.drain()
+            writer.close()  # gpsd goes away after one report
+
+        server = await asyncio.start_server(serve, "127.0.0.1", port)
+        t = asyncio.create_task(_reader(port, out).run())
+        for _ in range(60):
+            await asyncio.sleep(0.1)
+            if len(out) >= 2:
+                break
+        t.cancel()
+        server.close()
+
+    asyncio.run(go())
+    assert len(connections) >= 2 and connections[0].startswith(b"?WATCH=")
+    assert [o.seq for o in out][:2] == [101, 102]  # type: ignore[union-attr]
