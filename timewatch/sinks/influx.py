@@ -135,6 +135,7 @@ class InfluxSink:
         self._wake = threading.Event()
         self._closing = False
         self._closed = False
+        self._left = 0
         if self._unsent_hint:
             log.info("influxdb %s: %d points spooled from before; sending them first",
                      self.where, self._unsent_hint)
@@ -155,8 +156,8 @@ class InfluxSink:
 
     @property
     def pending(self) -> int:
-        """Lines in the spool, not yet acknowledged by the server."""
-        return len(self.spool)
+        """Lines in the spool, not yet acknowledged by the server (after close: as it was left)."""
+        return self._left if self._closed else len(self.spool)
 
     def close(self) -> None:
         """Send what the server takes, stop the sender, keep the rest spooled."""
@@ -165,8 +166,8 @@ class InfluxSink:
         self._closing = True
         self._wake.set()
         self._thread.join()
+        left = self._left = len(self.spool)
         self._closed = True
-        left = len(self.spool)
         if left:
             log.warning("influxdb %s: %d points not delivered stay in %s; they are sent at the "
                         "next start", self.where, left, self.spool_path)
