@@ -148,6 +148,7 @@ class Runner:
         self.snapshot: Snapshot | None = None
         self.events: list[Event] = []  # every event of this run, in order
         self.handed = 0  # observations handed to the engine
+        self.started_ns = 0  # host realtime when run() began (the trace header's created_ns)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -157,6 +158,7 @@ class Runner:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         created_ns, _ = now_pair()
+        self.started_ns = created_ns
         header = self.cfg.header(created_ns)
         self.engine = Engine(header, self.cfg.detect)
         sinks = (self._sinks_override if self._sinks_override is not None
@@ -274,4 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for w in cfg.warnings:
         log.warning("config: %s", w)
     runner = Runner(cfg, record=args.record, duration_s=args.duration)
+    from .appliance import add_systemd_hooks
+
+    add_systemd_hooks(runner.hooks)  # READY/WATCHDOG/STATUS/STOPPING when run by systemd
     return asyncio.run(runner.run())
