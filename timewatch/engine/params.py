@@ -39,6 +39,9 @@ class Detect:
     # -- ntp -------------------------------------------------------------------------------
     # Clock filter: number of recent samples kept per server (ntpd and chrony use 8).
     ntp_filter_size: int = 8
+    # Poll interval assumed until the header's poll_s or the cadence of our requests tells it
+    # (ntpd's and chrony's default minpoll 6 = 64 s).
+    ntp_poll_default_s: float = 64.0
 
     @classmethod
     def keys(cls) -> dict[str, type]:

@@ -1,0 +1,344 @@
+"""NTP sources: validate every exchange, turn good ones into samples, filter them for the vote.
+
+What a record goes through (docs/ntp.md has the operator's view):
+1. `timeout` / `unreachable`: counted, no sample. Staleness is the core's job (`is_stale`).
+2. Validation, the engine's own (the reader checked too): the reply must echo our transmit
+   timestamp, be mode 4 (server), version 3 or 4, have possible timestamps, and match its own
+   raw packet (`pkt_hex`) field for field. Anything else is `ntp.bogus`, counted, never used.
+3. A kiss-o'-death (stratum 0) is `ntp.kiss`; an unsynchronised server (leap 3, stratum 16)
+   is `source.unusable`. Neither gives a sample; neither is a falseticker.
+4. A good reply is a sample: offset, delay and an error bound that, for an honest server,
+   contains the true offset (delay/2 covers any path asymmetry, root delay/2 + root
+   dispersion the server's own error, plus the precision of the timestamps).
+5. The clock filter intersects the intervals of the server's recent samples (each aged by the
+   host's worst-case frequency error). Honest samples all contain the truth, so they always
+   intersect and a delay spike (a wide interval) cannot move the estimate. When a new sample
+   does not intersect what came before, the server's time really changed: the older samples
+   are dropped at once and the new one alone is the estimate (no old sample is held against
+   a real change: a liar is judged on its first lying sample).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import Ntp, Observation, Sample, SourceInfo
+from .core import Context, Estimate, Tracker
+from .ntppacket import PacketError, decode_hex, is_ntp_zero, ntp_to_unix_ns
+
+# Server association mode of a reply (RFC 5905 figure 10).
+MODE_SERVER = 4
+# NTP versions a server may answer with (RFC 1305 = 3, RFC 5905 = 4).
+VERSIONS = (3, 4)
+# Stratum of an unsynchronised server; above it the values are reserved (RFC 5905 figure 11).
+STRATUM_UNSYNC = 16
+# Leap indicator "clock unsynchronised" (RFC 5905 figure 9).
+LEAP_UNSYNC = 3
+# Longest plausible server processing time t3 - t2 (chrony ntp_core.c MAX_SERVER_INTERVAL).
+MAX_SERVER_INTERVAL_NS = 4_000_000_000
+# Resolution of the reader's own clock reads (t1, t4): chrony measures tens of ns on a PC, a
+# loaded Pi is slower; 1 us is a generous bound. Used in the bound and the negative-delay test.
+HOST_PRECISION_S = 1e-6
+# t2/t3 of a record may differ from its packet by rounding of the NTP fraction (0.23 ns) or by a
+# reader converting through floats (ntplib: ~0.5 us in this era): 1 us tolerates both.
+PKT_TS_TOLERANCE_NS = 1_000
+# One unit of the 16.16 root delay/dispersion fields (RFC 5905 NTP short format).
+PKT_SHORT_TOLERANCE_S = 1.0 / 65536
+# A missed poll is known only after its reply would have come, and readers randomise their poll
+# times: the stale limit is `stale_polls` whole polls plus half a poll, so 2 timeouts in a row
+# (threats.md noise) never make a source stale and 3 missed polls always do.
+STALE_GRACE_POLLS = 0.5
+# Known kiss codes (RFC 5905 section 7.4), for the alert message.
+KISS_MEANING = {
+    "RATE": "rate exceeded: the server asks us to poll less often",
+    "DENY": "access denied by the server",
+    "RSTR": "access denied by the server's restrictions",
+    "NKEY": "no such key",
+    "CRYP": "cryptographic authentication failed",
+    "AUTH": "authentication failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NtpSample:
+    """One usable exchange with one server (offset = server time - host realtime)."""
+
+    t_ns: int  # host realtime at the middle of the exchange: (t1 + t4) / 2
+    offset_s: float
+    delay_s: float
+    bound_s: float  # half-width of the interval that contains the true offset
+    leap: int
+    stratum: int
+    refid: str
+    root_delay_s: float
+    root_dispersion_s: float
+
+
+class NtpTracker(Tracker):
+    """One NTP server: validation, samples, the intersection clock filter."""
+
+    kind = "ntp"
+
+    def __init__(self, src: str, info: SourceInfo, ctx: Context):
+        super().__init__(src, info, ctx)
+        size = max(1, ctx.detect.ntp_filter_size)
+        self.history: deque[NtpSample] = deque(maxlen=size)  # recent usable samples, oldest first
+        self.last: NtpSample | None = None
+        self.min_delay_s: float | None = None  # smallest delay in `history`
+        self.counts: dict[str, int] = {}  # exchange outcomes: usable, timeout, bogus, kiss...
+        self.last_bogus_reason: str | None = None
+        self._since_ns = 0  # the filter uses history samples from here on (a change drops older)
+        self._t1s: deque[int] = deque(maxlen=size + 1)  # our recent request times: the cadence
+        self._last_answer_ns: int | None = None  # last valid reply, usable or not
+        self._poll_s = info.poll_s or ctx.detect.ntp_poll_default_s
+        self._stale_ns = self._stale_limit_ns()
+
+    # -- core interface ----------------------------------------------------------------------
+    def feed(self, obs: Observation) -> None:
+        if not isinstance(obs, Ntp):
+            self._count("ignored")
+            return
+        self._learn_poll(obs.t1_ns)
+        err = obs.error
+        if err == "timeout" or err == "unreachable":
+            self._count(err)
+            return
+        if err == "bad_origin" or err == "malformed":
+            self._bogus(obs, self._reader_error(obs, err))
+            return
+        if err is not None and err != "kiss":
+            self._bogus(obs, f"unknown error {err!r}")
+            return
+        reason = self._invalid(obs)
+        if reason is not None:
+            self._bogus(obs, reason)
+            return
+        now = self.ctx.now_ns
+        alerts = self.ctx.alerts
+        alerts.release("ntp.bogus", now, self.src)
+        self._last_answer_ns = obs.rx_ns
+        if obs.stratum == 0:
+            self._kiss(obs)
+            return
+        alerts.release("ntp.kiss", now, self.src)
+        if obs.stratum == STRATUM_UNSYNC or obs.leap == LEAP_UNSYNC:
+            self._unusable(obs)
+            return
+        self._sample(obs)
+
+    def stale_limit_s(self) -> float:
+        return self._stale_ns / 1e9
+
+    def is_stale(self, now_ns: int) -> bool:
+        # A server that answers but cannot be used has its own alert (ntp.kiss, source.unusable);
+        # stale means silent (or only bogus replies, which a spoofer could send).
+        ref = self._last_answer_ns if self._last_answer_ns is not None else self.first_ns
+        return ref is not None and now_ns - ref > self._stale_ns
+
+    def poll_s(self) -> float:
+        """The poll interval: the header's `poll_s`, else learned from our request cadence."""
+        return self._poll_s
+
+    def status_fields(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s}
+        if self.last is not None:
+            d.update(delay_s=self.last.delay_s, stratum=self.last.stratum,
+                     root_delay_s=self.last.root_delay_s,
+                     root_dispersion_s=self.last.root_dispersion_s)
+        d.update({f"{k}_count": v for k, v in self.counts.items()})
+        return d
+
+    # -- poll interval and staleness ---------------------------------------------------------
+    def _learn_poll(self, t1_ns: int) -> None:
+        t1s = self._t1s
+        if t1s and t1_ns <= t1s[-1]:
+            return
+        t1s.append(t1_ns)
+        if self.info.poll_s or len(t1s) < 2:
+            return
+        # The longest recent gap: an initial burst of quick polls must not shorten the limit.
+        prev = t1s[0]
+        longest = 0
+        for t in t1s:
+            longest = max(longest, t - prev)
+            prev = t
+        self._poll_s = longest / 1e9
+        self._stale_ns = self._stale_limit_ns()
+
+    def _stale_limit_ns(self) -> int:
+        return int((self.ctx.detect.stale_polls + STALE_GRACE_POLLS) * self._poll_s * 1e9)
+
+    # -- validation --------------------------------------------------------------------------
+    @staticmethod
+    def _reader_error(o: Ntp, err: str) -> str:
+        if err == "bad_origin":
+            return f"origin {o.org_hex} does not echo our transmit timestamp {o.xmt_hex}"
+        return "malformed reply (the reader could not decode it)"
+
+    def _invalid(self, o: Ntp) -> str | None:
+        """Why this reply must not be used, or None when it is a valid reply (maybe a kiss)."""
+        org, xmt = o.org_hex, o.xmt_hex
+        if org is None or org.lower() != xmt.lower():
+            return f"origin {org} does not echo our transmit timestamp {xmt}"
+        try:
+            if int(xmt, 16) == 0 or len(xmt) != 16:
+                return f"transmit timestamp {xmt} is not 64 random bits"
+        except ValueError:
+            return f"transmit timestamp {xmt!r} is not hexadecimal"
+        if o.mode != MODE_SERVER:
+            return f"mode {o.mode} is not {MODE_SERVER} (server)"
+        if o.version not in VERSIONS:
+            return f"version {o.version} is not 3 or 4"
+        if o.stratum is None or o.leap is None:
+            return "stratum or leap missing"
+        if o.stratum > STRATUM_UNSYNC:
+            return f"stratum {o.stratum} is reserved (above {STRATUM_UNSYNC})"
+        if (o.error == "kiss") != (o.stratum == 0):
+            return f"error {o.error!r} with stratum {o.stratum}: a kiss has stratum 0"
+        if o.pkt_hex is not None:
+            why = self._packet_mismatch(o)
+            if why is not None:
+                return why
+        if o.stratum == 0:
+            return None  # a kiss: its timestamps are not used
+        return self._impossible(o)
+
+    @staticmethod
+    def _impossible(o: Ntp) -> str | None:
+        t1, t2, t3, t4 = o.t1_ns, o.t2_ns, o.t3_ns, o.t4_ns
+        if t2 is None or t3 is None or t4 is None:
+            return "t2_ns, t3_ns or t4_ns missing"
+        if o.root_delay is None or o.root_dispersion is None:
+            return "root_delay or root_dispersion missing"
+        if o.root_delay < 0 or o.root_dispersion < 0:
+            return f"negative root delay {o.root_delay} or dispersion {o.root_dispersion}"
+        if is_ntp_zero(t2) or is_ntp_zero(t3):
+            return "receive or transmit timestamp is zero (not set)"
+        if t4 < t1:
+            return f"reply arrived {(t1 - t4) / 1e9:.9f} s before the request left (t4 < t1)"
+        if t3 < t2:
+            return f"server transmitted {(t2 - t3) / 1e9:.9f} s before it received (t3 < t2)"
+        if t3 - t2 > MAX_SERVER_INTERVAL_NS:
+            return f"server held the request {(t3 - t2) / 1e9:.3f} s (t3 - t2)"
+        delay_ns = (t4 - t1) - (t3 - t2)
+        if delay_ns < 0 and -delay_ns / 1e9 > _precision_s(o.precision) + HOST_PRECISION_S:
+            return f"negative round-trip delay {delay_ns / 1e9:.9f} s beyond the precision"
+        return None
+
+    @staticmethod
+    def _packet_mismatch(o: Ntp) -> str | None:
+        """The record's fields against its own raw packet."""
+        try:
+            p = decode_hex(o.pkt_hex or "")
+        except PacketError as e:
+            return f"pkt_hex: {e}"
+        pairs: tuple[tuple[str, object, object], ...] = (
+            ("leap", o.leap, p.leap), ("version", o.version, p.version),
+            ("mode", o.mode, p.mode), ("stratum", o.stratum, p.stratum),
+            ("poll", o.poll, p.poll), ("precision", o.precision, p.precision),
+            ("refid", o.refid, p.refid),
+            ("org_hex", (o.org_hex or "").lower(), f"{p.org_ts:016x}"),
+        )
+        for name, rec, pkt in pairs:
+            if rec is not None and rec != pkt:
+                return f"{name} {rec!r} differs from the packet's {pkt!r}"
+        for name, rec_s, pkt_s in (("root_delay", o.root_delay, p.root_delay_s),
+                                   ("root_dispersion", o.root_dispersion, p.root_dispersion_s)):
+            if rec_s is not None and abs(rec_s - pkt_s) > PKT_SHORT_TOLERANCE_S:
+                return f"{name} {rec_s} s differs from the packet's {pkt_s} s"
+        for name, rec_ns, ts in (("t2_ns", o.t2_ns, p.rec_ts), ("t3_ns", o.t3_ns, p.xmt_ts)):
+            if rec_ns is not None and abs(rec_ns - ntp_to_unix_ns(ts, o.t1_ns)) > PKT_TS_TOLERANCE_NS:
+                return (f"{name} {rec_ns} differs from the packet's "
+                        f"{ntp_to_unix_ns(ts, o.t1_ns)}")
+        return None
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+        self.ctx.count(f"ntp.{what}")
+
+    def _bogus(self, o: Ntp, reason: str) -> None:
+        self._count("bogus")
+        self.last_bogus_reason = reason
+        ev: dict[str, Any] = {"reason": reason, "rejected_count": self.counts["bogus"]}
+        for k in ("xmt_hex", "org_hex", "mode", "version", "stratum", "t1_ns", "t2_ns", "t3_ns",
+                  "t4_ns", "error", "pkt_hex"):
+            v = getattr(o, k)
+            if v is not None:
+                ev[k] = v
+        self.ctx.alerts.assert_("ntp.bogus", self.ctx.now_ns, (self.src,),
+                                f"{self.src}: reply rejected, never used: {reason}", ev,
+                                severity="warning", hold_down_s=self.ctx.detect.hold_down_s)
+
+    def _kiss(self, o: Ntp) -> None:
+        self._count("kiss")
+        code = o.refid or "?"
+        meaning = KISS_MEANING.get(code, "unknown kiss code")
+        self.unusable_reason = f"kiss-o'-death {code} ({meaning})"
+        self.ctx.alerts.assert_(
+            "ntp.kiss", self.ctx.now_ns, (self.src,),
+            f"{self.src}: server sent kiss-o'-death {code}: {meaning}",
+            {"kiss_code": code, "kiss_count": self.counts["kiss"], "stratum": o.stratum,
+             "pkt_hex": o.pkt_hex or ""},
+            severity="warning", hold_down_s=self.ctx.detect.hold_down_s)
+
+    def _unusable(self, o: Ntp) -> None:
+        self._count("unusable")
+        why = (f"server unsynchronised (stratum {o.stratum})" if o.stratum == STRATUM_UNSYNC
+               else "server unsynchronised (leap indicator 3)")
+        self.unusable_reason = why
+        self.ctx.alerts.assert_(
+            "source.unusable", self.ctx.now_ns, (self.src,), f"{self.src}: {why}",
+            {"stratum": o.stratum, "leap": o.leap, "refid": o.refid or ""},
+            severity="warning", hold_down_s=self.ctx.detect.hold_down_s)
+
+    def _sample(self, o: Ntp) -> None:
+        t1, t4 = o.t1_ns, o.t4_ns
+        t2, t3 = o.t2_ns, o.t3_ns
+        assert t2 is not None and t3 is not None and t4 is not None  # checked by _impossible
+        rd = o.root_delay or 0.0
+        rdisp = o.root_dispersion or 0.0
+        offset_s = ((t2 - t1) + (t3 - t4)) / 2e9
+        delay_s = max(0.0, ((t4 - t1) - (t3 - t2)) / 1e9)
+        bound_s = (delay_s / 2 + rd / 2 + rdisp + _precision_s(o.precision) + HOST_PRECISION_S)
+        s = NtpSample((t1 + t4) // 2, offset_s, delay_s, bound_s, o.leap or 0, o.stratum or 0,
+                      o.refid or "", rd, rdisp)
+        self._count("usable")
+        self.history.append(s)
+        self.last = s
+        self.min_delay_s = min(h.delay_s for h in self.history)
+        self.last_usable_ns = o.rx_ns
+        self.estimate_ = self._filter(s)
+        if self.unusable_reason is not None:
+            self.unusable_reason = None
+            self.ctx.alerts.release("source.unusable", self.ctx.now_ns, self.src)
+        self.ctx.emit(Sample(self.src, s.t_ns, offset_s, bound_s, {
+            "delay_s": delay_s, "root_delay_s": rd, "root_dispersion_s": rdisp,
+            "stratum": float(s.stratum), "leap": float(s.leap), "poll_s": self._poll_s}))
+
+    def _filter(self, s: NtpSample) -> Estimate:
+        """Intersect the new sample's interval with its predecessors', newest first, each aged
+        to s.t_ns; the first predecessor that does not intersect ends the server's old era."""
+        aging_per_ns = self.ctx.detect.aging_ppm * 1e-15
+        lo, hi = s.offset_s - s.bound_s, s.offset_s + s.bound_s
+        hist = self.history
+        for i in range(len(hist) - 2, -1, -1):
+            old = hist[i]
+            if old.t_ns < self._since_ns:
+                break
+            b = old.bound_s + max(0, s.t_ns - old.t_ns) * aging_per_ns
+            nlo, nhi = max(lo, old.offset_s - b), min(hi, old.offset_s + b)
+            if nlo > nhi:  # the server's time changed: forget everything before s
+                self._since_ns = hist[i + 1].t_ns
+                break
+            lo, hi = nlo, nhi
+        return Estimate((lo + hi) / 2, (hi - lo) / 2, s.t_ns)
+
+
+def _precision_s(precision: int | None) -> float:
+    """A server's precision field is log2 seconds; clamp to sane exponents (RFC 5905: int8)."""
+    if precision is None:
+        return 0.0
+    return 2.0 ** max(-64, min(precision, 8))
