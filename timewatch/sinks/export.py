@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TextIO
 
 from ..cli import UsageError
@@ -28,7 +29,7 @@ def parse_since(text: str) -> int:
     """`--since`: Unix seconds or an ISO 8601 time (UTC when no zone is given) -> ns."""
     t = text.strip()
     if re.fullmatch(r"[+-]?\d+(\.\d*)?", t):
-        return int(round(float(t) * 1e9))
+        return int(Decimal(t) * 1_000_000_000)  # exact: a float loses the ns of a Unix time
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
