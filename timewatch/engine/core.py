@@ -56,6 +56,10 @@ class Context:
         self.dirty = False  # a new sample arrived: vote again
         self.holdover: Any = None  # engine.holdover.Holdover, when the PPS issue installs it
         self.counters: dict[str, int] = {}
+        self.leap_list: Any = None  # engine.leapsec.LeapList the caller loaded (or None)
+        # Host realtime steps seen so far (detectors/host.py): (rx_ns of the first record after
+        # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
+        self.host_steps: list[tuple[int, int]] = []
 
     def emit(self, sample: Sample) -> None:
         self.samples.append(sample)
@@ -94,6 +98,14 @@ class Tracker:
     def stale_limit_s(self) -> float:
         return self.ctx.detect.stale_gnss_s
 
+    def on_host_step(self, step_s: float) -> None:
+        """Host realtime jumped by step_s: re-express what was measured before in the new host
+        time (offset = source - host realtime, so it drops by step_s). Subclasses that keep a
+        history of offsets shift it too."""
+        e = self.estimate_
+        if e is not None:
+            self.estimate_ = Estimate(e.offset_s - step_s, e.bound_s, e.t_ns)
+
     def estimate(self, now_ns: int) -> Estimate | None:
         """The estimate for the vote at now_ns, its bound aged for the time since it was taken."""
         e = self.estimate_
@@ -119,6 +131,9 @@ class Detector:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def before_observation(self, obs: Observation) -> None:
+        """Before any tracker takes `obs` (host-clock checks: a step must be known first)."""
+
     def on_observation(self, obs: Observation) -> None:
         """After the source's tracker has taken `obs`."""
 
@@ -141,8 +156,9 @@ def _detector_classes() -> list[type[Detector]]:
 class Engine:
     """Feed observations in trace order; get back the events, samples and snapshots they cause."""
 
-    def __init__(self, header: Header, detect: Detect | None = None):
+    def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None):
         self.ctx = Context(header, detect or Detect())
+        self.ctx.leap_list = leap_list  # the IERS list as engine.leapsec.LeapList, or None
         self.ctx.alerts = Alerts()
         classes = _tracker_classes()
         for sid, info in header.sources.items():
@@ -162,6 +178,8 @@ class Engine:
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
+        for d in self.detectors:
+            d.before_observation(obs)
         if not isinstance(obs, Tick | Note):
             tr = ctx.trackers.get(obs.src)
             if tr is None:
