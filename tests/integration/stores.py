@@ -175,3 +175,68 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
         yield srv
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# A realistic synthetic run: what the engine emits for one GNSS receiver with PPS and three NTP
+# servers (field names as the engine's trackers emit them; lineproto docs list them).
+
+SYNTH_SOURCES = {
+    "gnss0": ("gnss", "gnss"), "pps0": ("pps", "gnss"),
+    "cloudflare": ("ntp", "cloudflare"), "google": ("ntp", "google"), "ptb": ("ntp", "ptb"),
+}
+SYNTH_NTP_POLL_S = 16  # a short poll, so a few minutes hold several replies per server
+
+
+def synthetic_outputs(start_ns: int, duration_s: int) -> list[Any]:
+    """Samples (GNSS and PPS at 1 Hz, NTP every poll), snapshots every 10 s, a few events."""
+    import math
+
+    from timewatch.records import Event, Sample, Snapshot, SourceStatus
+
+    out: list[Any] = []
+    for k in range(duration_s):
+        t = start_ns + k * 10**9
+        wob = math.sin(k / 30)
+        out.append(Sample("gnss0", t + 120_000_000, 2e-8 * wob, 1e-7, {
+            "fix": 3.0, "sats_used": 9 + (k % 3), "sats_in_view": 14.0,
+            "cn0_mean_db_hz": 40 + wob, "cn0_min_db_hz": 31 + wob, "cn0_max_db_hz": 47 + wob,
+            "cn0_std_db_hz": 4.5, "hdop": 0.9, "position_error_m": 2.5 + abs(wob)}))
+        out.append(Sample("pps0", t, 1e-8 * wob, 1e-6, {
+            "jitter_s": 2e-7 + 1e-8 * abs(wob), "missing_total": float(k // 100),
+            "interval_s": 1.0 + 1e-9 * wob}))
+        for i, sid in enumerate(("cloudflare", "google", "ptb")):
+            if k % SYNTH_NTP_POLL_S == i:
+                out.append(Sample(sid, t + 5_000_000 * (i + 1), 3e-4 * (i - 1) + 1e-4 * wob,
+                                  0.004 + 0.001 * i, {
+                                      "delay_s": 0.008 + 0.002 * i, "root_delay_s": 0.001,
+                                      "root_dispersion_s": 0.0005, "stratum": 1.0 + i,
+                                      "leap": 0.0, "poll_s": float(SYNTH_NTP_POLL_S)}))
+        if k % 10 == 0:
+            srcs = tuple(SourceStatus(sid, kind, group,
+                                      "falseticker" if sid == "ptb" and k > duration_s // 2
+                                      else "truechimer", "synthetic", 1e-6, 1e-5, t - 10**9)
+                         for sid, (kind, group) in SYNTH_SOURCES.items())
+            out.append(Snapshot(t, srcs, True, 3, 4, 1e-8 * wob, 1e-6, (), 0.3 + 0.01 * wob))
+        if k == duration_s // 2:
+            out.append(Event("alert", t, "source.falseticker", ("ptb",), "0badf00d", "critical",
+                             "ptb disagrees with the majority of trust groups",
+                             {"offset_s": 0.0003, "consecutive": 3.0}))
+            out.append(Event("alert", t + 1, "pps.missing", ("pps0",), "5ca1ab1e", "warning",
+                             "pps0: 1 pulse missing", {"missing": 1.0}))
+        if k == duration_s - 5:
+            out.append(Event("clear", t, "pps.missing", ("pps0",), "5ca1ab1e"))
+    return out
+
+
+def synthetic_config_sources() -> list[dict[str, Any]]:
+    """[[sources]] entries matching SYNTH_SOURCES (for `config.parse`)."""
+    out: list[dict[str, Any]] = []
+    for sid, (kind, group) in SYNTH_SOURCES.items():
+        d: dict[str, Any] = {"id": sid, "kind": kind, "group": group}
+        if kind == "ntp":
+            d["server"] = "127.0.0.1"
+        else:
+            d["device"] = "/dev/null"
+        out.append(d)
+    return out
