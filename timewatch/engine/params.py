@@ -35,6 +35,9 @@ class Detect:
     # -- host ------------------------------------------------------------------------------
     # consensus.host_offset: host realtime farther than this from the consensus (beyond bounds).
     host_offset_s: float = 0.1
+    # consensus.host_step: realtime jumped against CLOCK_MONOTONIC_RAW by at least this much
+    # (threats.md scenario 16: a step of >= 100 ms).
+    host_step_s: float = 0.1
 
     # -- ntp -------------------------------------------------------------------------------
     # Clock filter: number of recent samples kept per server (ntpd and chrony use 8).
@@ -42,6 +45,32 @@ class Detect:
     # Poll interval assumed until the header's poll_s or the cadence of our requests tells it
     # (ntpd's and chrony's default minpoll 6 = 64 s).
     ntp_poll_default_s: float = 64.0
+
+    # -- ntp.delay_anomaly (detectors/ntpdelay.py) ------------------------------------------
+    # Round-trip delay above the server's baseline by at least this much (threats.md: a MITM
+    # adds >= 20 ms; jitter is ~0.3 ms): half of it to catch 20 ms with margin.
+    ntp_delay_jump_s: float = 0.010
+    # ... with an offset shift within this fraction of half the delay increase ...
+    ntp_delay_offset_tolerance: float = 0.3
+    # ... on this many consecutive exchanges (a single 10x spike never does it; threats.md: 3 polls).
+    ntp_delay_confirm: int = 3
+
+    # -- time.drift (detectors/drift.py) ----------------------------------------------------
+    # Two-sided CUSUM over the increments of a source's residual, in units of their noise:
+    # alarm level h (a run of noise increments telescopes, so h ~ 6 is reached by noise only
+    # with a 8-sigma excursion) ...
+    drift_cusum_h: float = 6.0
+    # ... allowance k per sample (on top of the rate the reference can explain) ...
+    drift_cusum_k: float = 0.5
+    # ... and each increment clipped at this many sigmas, so a step (the vote's job) counts once.
+    drift_cusum_clip: float = 4.0
+    # Residual rate against the consensus of other groups that honest sources can show: their
+    # clocks are disciplined, the host's realtime cancels out; 1 ppm is chrony's maxclockerror.
+    drift_consensus_ppm: float = 1.0
+    # Floor of the residual noise of a source, per kind: NTP (chrony's filter leaves ~0.1 ms of
+    # jitter on a LAN) and GNSS/PPS (1.5 us of interrupt jitter, threats.md).
+    drift_sigma_floor_ntp_s: float = 0.0001
+    drift_sigma_floor_gnss_s: float = 2e-6
 
     @classmethod
     def keys(cls) -> dict[str, type]:
