@@ -64,27 +64,27 @@ class Consensus:
 
 
 def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, list[str]]:
-    """Largest number of intervals sharing a point; (count, lo, hi, names) of the first such region."""
-    edges: list[tuple[float, int, str]] = []
-    for lo, hi, name in ivs:
-        edges.append((lo, -1, name))  # -1 sorts starts before ends at one point: touching overlaps
-        edges.append((hi, +1, name))
+    """Largest number of intervals sharing a point; (count, lo, hi, names): the region runs from
+    the first point of that depth to the last (chrony sources.c), so when two regions tie, both
+    are kept and no interval is named false for being on the wrong side of an arbitrary pick.
+    `names`: the intervals that overlap the region."""
+    edges: list[tuple[float, int]] = []
+    for lo, hi, _ in ivs:
+        edges.append((lo, -1))  # -1 sorts starts before ends at one point: touching overlaps
+        edges.append((hi, +1))
     edges.sort()
     best, cnt, best_lo, best_hi = 0, 0, 0.0, 0.0
-    open_: set[str] = set()
-    best_names: list[str] = []
-    for i, (x, kind, name) in enumerate(edges):
+    for x, kind in edges:
         if kind == -1:
             cnt += 1
-            open_.add(name)
             if cnt > best:
                 best, best_lo = cnt, x
-                best_hi = edges[i + 1][0]
-                best_names = sorted(open_)
         else:
+            if cnt == best:
+                best_hi = x
             cnt -= 1
-            open_.discard(name)
-    return best, best_lo, best_hi, best_names
+    names = sorted(name for lo, hi, name in ivs if lo <= best_hi and hi >= best_lo)
+    return best, best_lo, best_hi, names
 
 
 def vote(intervals: list[Interval]) -> Consensus:
