@@ -51,6 +51,7 @@ class Behaviour:
     wrong_origin: bool = False  # echo a different origin (a spoofed or stale reply)
     silent: bool = False  # drop requests (the client times out)
     garbage: str | None = None  # "random": random bytes; "truncated": a cut-short reply
+    copies: int = 1  # send each reply this many times (a flood of duplicates)
     lie_after_s: float | None = None  # from this many seconds after start ...
     lie_offset_s: float = 0.0  # ... add this to the offset
 
@@ -67,7 +68,8 @@ def _short(seconds: float) -> int:
 
 @dataclass
 class SimNtpServer:
-    """One simulated server on (host, port). `await start()`, then `close()`."""
+    """One simulated server on (host, port). `await start()`, then `close()`. Port 0 picks a
+    free port (read `port` after `start`)."""
 
     host: str = "127.0.0.21"
     port: int = 12123
@@ -75,6 +77,7 @@ class SimNtpServer:
     seed: int | None = None
     requests: list[float] = field(default_factory=list)  # monotonic arrival time of each request
     replies: int = 0
+    last_client: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -97,6 +100,7 @@ class SimNtpServer:
         transport, _ = await loop.create_datagram_endpoint(_Proto, local_addr=(self.host,
                                                                                self.port))
         self._transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("sockname")[1]  # port 0: the kernel's choice
         self._start_mono = time.monotonic()
         return self
 
@@ -123,6 +127,7 @@ class SimNtpServer:
         if len(data) < _MIN_REQUEST or data[0] & 7 != _MODE_CLIENT:
             return
         self.requests.append(time.monotonic())
+        self.last_client = addr
         b = self.behaviour
         if b.silent:
             return
@@ -153,9 +158,10 @@ class SimNtpServer:
             pkt = pkt[: self._rng.randrange(0, _MIN_REQUEST)]
         if b.reply_delay_s > 0:
             await asyncio.sleep(b.reply_delay_s)
-        if self._transport is not None:
-            self._transport.sendto(pkt, addr)
-            self.replies += 1
+        for _ in range(b.copies):
+            if self._transport is not None:
+                self._transport.sendto(pkt, addr)
+                self.replies += 1
 
 
 async def start_servers(hosts: list[str], port: int,
