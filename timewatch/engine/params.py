@@ -72,6 +72,35 @@ class Detect:
     drift_sigma_floor_ntp_s: float = 0.0001
     drift_sigma_floor_gnss_s: float = 2e-6
 
+    # -- pps (engine/pps.py) ----------------------------------------------------------------
+    # Pulse interval tolerance around whole seconds: a 100 ppm crystal (100 us) plus 30 us
+    # interrupt-latency outliers (threats.md), with a 7x margin.
+    pps_interval_tolerance_s: float = 0.001
+    # pps.missing once the next edge is this late (records reach the engine tens of ms late).
+    pps_overdue_s: float = 0.5
+    # time.step: PPS phase jump against the raw oscillator (issue 4: >= 10 us by default) ...
+    pps_step_s: float = 10e-6
+    # ... confirmed by this many of the last pps_step_window pulses on one side (1% of edges are
+    # 5-30 us late: four of five by chance is ~5e-8 per pulse, once in a year of pulses).
+    pps_step_confirm: int = 4
+    pps_step_window: int = 5
+    # Until learned, a label belongs to the edge it follows by a latency in [this, this + 1 s):
+    # receivers send labels 100-500 ms after their pulse, some up to 0.4 s before it.
+    pps_label_latency_min_s: float = -0.4
+    # A label off the learned latency by more than this disagrees on sub-second phase (9600 baud
+    # framing and scheduling move the first sentence by a few ms; a shifted pulse by 100s of ms).
+    pps_label_phase_tolerance_s: float = 0.1
+    # Consecutive disagreeing label/edge pairs before pps.label_mismatch (one glitch is not it).
+    pps_label_confirm: int = 3
+    # PPS keeps counting seconds without a valid label this long (a fix lost under an
+    # obstruction while the receiver keeps pulsing), then it is unusable.
+    pps_label_holdover_s: float = 600.0
+    # Vote interval of PPS+GNSS time: this many measured jitters ...
+    pps_bound_jitter_k: float = 5.0
+    # ... and at least this (a timing receiver's PPS is within ~100 ns of UTC; cable and
+    # comparator delays are not calibrated: 1 us).
+    pps_bound_floor_s: float = 1e-6
+
     @classmethod
     def keys(cls) -> dict[str, type]:
         return {f.name: type(f.default) for f in fields(cls)}

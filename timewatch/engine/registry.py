@@ -17,3 +17,11 @@ TRACKERS["ntp"] = NtpTracker
 from .chrony import ChronyTracker  # noqa: E402
 
 TRACKERS["chrony"] = ChronyTracker
+
+from .pps import PpsTracker  # noqa: E402
+
+TRACKERS["pps"] = PpsTracker
+
+from .holdover import HoldoverLearner  # noqa: E402
+
+DETECTORS.insert(0, HoldoverLearner)  # first: installs ctx.holdover before other detectors start

@@ -1,0 +1,445 @@
+"""PPS: edges -> which UTC second each marks -> precise GNSS time; PPS structure; PPS phase steps.
+
+A PPS edge says *when* a second starts (to a microsecond, the kernel's assert timestamp); the GNSS
+source named by `label_from` says *which* second (its `TimeLabel`s: one per NMEA epoch, with the
+arrival time of the epoch's first sentence). Together: offset_s = (labelled second - edge rx_ns).
+
+1. Structure (every edge): sequence gaps and whole-second intervals -> `pps.missing`; an interval
+   that is not a whole number of seconds (+- tolerance) -> `pps.interval`. An edge off the 1-s train
+   (doubled pulse) is kept out of everything else; a new phase is adopted after two intervals of
+   1 s in it (a shifted train), and the phase jump then shows as a `time.step`.
+2. Numbering: a label is paired with the edge it arrived `latency` after. Until the latency is
+   learned (median of the first pairs) a label belongs to the edge it follows by a latency in
+   [pps_label_latency_min_s, +1 s). Once numbered, edges count seconds on their own (a flywheel), so
+   a receiver that loses its fix but keeps pulsing stays usable for pps_label_holdover_s; labels then
+   only verify: a different second, or a latency off the learned one, on pps_label_confirm pairs in
+   a row -> `pps.label_mismatch`, and numbering follows the labels again (a whole-second disagreement
+   re-numbers, it never shows as a phase step).
+3. Phase: each numbered edge's phase (second - raw_ns) is compared with a line fitted to the
+   previous good edges in raw time (the holdover oscillator: realtime slews and host steps do not
+   reach it). A pulse off the line by >= max(pps_step_s, 5 x jitter) is an outlier: kept out of the
+   estimate, the jitter and the holdover. pps_step_confirm of the last pps_step_window pulses off on
+   one side is a step: `time.step`, and the line restarts at the new phase.
+4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
+   source sits in its GNSS receiver's trust group (the header says so).
+5. Holdover: good edges teach the raw-oscillator model while the consensus has quorum and this
+   source is a truechimer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..records import Observation, Pps, Sample, SourceInfo
+from .core import Context, Estimate, Tracker
+from .holdover import ensure_holdover
+from .vote import Verdict
+
+_S = 1_000_000_000  # ns per second
+# Pairs that fix the label latency before it is locked (median of these).
+LATENCY_ACQUIRE = 8
+# Good edges kept for pairing with labels that arrive late (a label is at most ~1 s late).
+RECENT_EDGES = 8
+# Good pulses the phase line is fitted over (32 s: averages jitter, too short for wander to bend).
+BASELINE_N = 32
+# Pulses the phase line needs before it judges (fewer: a line through noise).
+BASELINE_MIN = 8
+# Jitter before it is measured: a conservative interrupt-latency spread.
+INITIAL_JITTER_S = 10e-6
+# EWMA weight of one residual in the jitter (about the last 32 pulses).
+JITTER_ALPHA = 1 / 32
+# The step threshold never drops below this many jitters (noisy hardware must not alarm).
+STEP_JITTER_K = 5.0
+# Frequency error allowed per second of a long interval: 200 ppm before holdover knows the crystal
+# (threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
+SLACK_UNKNOWN_PPM = 200.0
+SLACK_KNOWN_PPM = 2.0
+# After a silence longer than this, an edge restarts the train (counted missing, not an interval).
+RESTART_AFTER_S = 10
+# A latency off the learned one for this long is learned as the new normal (receiver reconfigured).
+RELEARN_LATENCY_S = 600.0
+
+
+class TimeLabelLike(Protocol):
+    """engine/gnss.py's TimeLabel: the epoch's UTC second and when its first sentence arrived."""
+
+    utc_ns: int
+    rx_ns: int
+    raw_ns: int | None
+    valid: bool
+
+
+@dataclass(slots=True)
+class _Edge:
+    rx_ns: int
+    clock_ns: int  # raw_ns when known (the holdover timebase), else rx_ns
+    raw_ns: int | None
+    seq: int
+    second_ns: int | None = None  # the UTC second it marks, once numbered
+
+
+class PpsTracker(Tracker):
+    kind = "pps"
+
+    def __init__(self, src: str, info: SourceInfo, ctx: Context):
+        super().__init__(src, info, ctx)
+        self.holdover = ensure_holdover(ctx)
+        self.missing_total = 0
+        self.interval_faults = 0
+        self.outliers = 0
+        self.steps = 0
+        self.unpaired_labels = 0
+        self.jitter_s: float | None = None
+        self._last: _Edge | None = None  # last edge seen
+        self._train: _Edge | None = None  # last edge on the 1-s train
+        self._resync = 0  # consecutive 1-s intervals off the train (a new phase?)
+        self._recent: deque[_Edge] = deque(maxlen=RECENT_EDGES)
+        self._numbered: _Edge | None = None  # last numbered edge (the flywheel)
+        self._last_label: Any = None
+        self._pending: list[TimeLabelLike] = []
+        self._lat_acq: list[int] = []
+        self._lat_recent: deque[int] = deque(maxlen=16)
+        self.latency_ns: int | None = None
+        self._sec_bad = 0
+        self._phase_bad = 0
+        self._phase_bad_since_ns: int | None = None
+        self._last_valid_label_ns: int | None = None
+        self._anchor: tuple[int, int] | None = None  # (clock_ns, second_ns) of the phase origin
+        self._base: deque[tuple[float, float]] = deque(maxlen=BASELINE_N)  # (x_s, phase_s)
+        self._tail: deque[tuple[float, float, float]] = deque(maxlen=ctx.detect.pps_step_window)
+
+    # -- input ---------------------------------------------------------------------------------
+    def feed(self, obs: Observation) -> None:
+        if not isinstance(obs, Pps):
+            return
+        e = _Edge(obs.rx_ns, obs.raw_ns if obs.raw_ns is not None else obs.rx_ns, obs.raw_ns,
+                  obs.seq)
+        last = self._last
+        if last is not None and (e.clock_ns <= last.clock_ns or
+                                 (last.raw_ns is None) != (e.raw_ns is None)):
+            if e.clock_ns <= last.clock_ns:
+                self.ctx.count("pps.out_of_order")
+                return
+            self._reset_phase()  # raw_ns appeared or vanished: another timebase
+        seq_gap = e.seq - last.seq - 1 if last is not None and e.seq > last.seq else 0
+        self._last = e
+        if self._structure(e, last, seq_gap):
+            self._recent.append(e)
+            self._number(e)
+            self._resolve_labels()
+
+    def on_tick(self, now_ns: int) -> None:
+        self._new_labels()
+        d = self.ctx.detect
+        t = self._train
+        if t is not None and now_ns - t.rx_ns > (1 + d.pps_overdue_s) * _S:
+            silent_s = (now_ns - t.rx_ns) / _S
+            self.ctx.alerts.assert_(
+                "pps.missing", now_ns, (self.src,),
+                f"{self.src}: no pulse for {silent_s:.1f} s",
+                {"silent_s": silent_s, "last_edge_ns": t.rx_ns, "overdue_limit_s": 1 + d.pps_overdue_s,
+                 "missing_total": self.missing_total},
+                severity="warning", hold_down_s=d.hold_down_s)
+        if self.info.label_from is not None and self._last_valid_label_ns is not None:
+            quiet_s = (now_ns - self._last_valid_label_ns) / _S
+            self.unusable_reason = (
+                f"no valid time label from {self.info.label_from} for {quiet_s:.0f} s"
+                if quiet_s > d.pps_label_holdover_s else None)
+
+    def on_host_step(self, step_s: float) -> None:
+        """Host realtime jumped: the estimate moves (core); edges timed in realtime (no raw_ns)
+        are re-expressed in the new realtime, so the step is not taken for the pulses'."""
+        super().on_host_step(step_s)
+        step_ns = round(step_s * _S)
+        for e in {id(x): x for x in (self._last, self._train, self._numbered, *self._recent)
+                  if x is not None}.values():
+            e.rx_ns += step_ns
+            if e.raw_ns is None:
+                e.clock_ns += step_ns
+        if self._anchor is not None and self._last is not None and self._last.raw_ns is None:
+            self._anchor = (self._anchor[0] + step_ns, self._anchor[1])
+
+    # -- 1. structure --------------------------------------------------------------------------
+    def _structure(self, e: _Edge, last: _Edge | None, seq_gap: int) -> bool:
+        """Judge the edge's interval; True if it is on the 1-s train (usable)."""
+        d, ctx, t = self.ctx.detect, self.ctx, self._train
+        if t is None:
+            self._train = e
+            return True
+        dt_s = self._seconds(e.clock_ns - t.clock_ns)
+        k = round(dt_s)
+        tol_s = d.pps_interval_tolerance_s + max(0, k - 1) * self._slack_ppm() * 1e-6
+        on_train = k >= 1 and abs(dt_s - k) <= tol_s
+        if not on_train and dt_s > RESTART_AFTER_S:
+            on_train = True  # back after a silence: count what was missed, judge no interval
+            self._reset_phase()
+        missing = max(seq_gap, k - 1) if on_train else seq_gap
+        self.missing_total += missing
+        if missing:
+            ctx.alerts.assert_(
+                "pps.missing", e.rx_ns, (self.src,),
+                f"{self.src}: {missing} pulse(s) missing before the edge at seq {e.seq}",
+                {"missing": missing, "sequence_gap": seq_gap, "interval_s": dt_s,
+                 "missing_total": self.missing_total},
+                severity="warning", hold_down_s=d.hold_down_s)
+        elif on_train:
+            ctx.alerts.release("pps.missing", e.rx_ns, self.src)
+        if on_train:
+            self._train, self._resync = e, 0
+            ctx.alerts.release("pps.interval", e.rx_ns, self.src)
+            return True
+        self.interval_faults += 1
+        prev_s = self._seconds(e.clock_ns - last.clock_ns) if last is not None else dt_s
+        kp = round(prev_s)
+        in_new_phase = last is not t and kp >= 1 and abs(prev_s - kp) <= d.pps_interval_tolerance_s
+        self._resync = self._resync + 1 if in_new_phase else 0
+        kind = "extra pulse" if dt_s < 1 - d.pps_interval_tolerance_s else "shifted pulse"
+        ctx.alerts.assert_(
+            "pps.interval", e.rx_ns, (self.src,),
+            f"{self.src}: {kind}: {dt_s:.6f} s since the last pulse on the 1-s train",
+            {"interval_s": dt_s, "interval_prev_s": prev_s, "expected_s": float(max(k, 1)),
+             "tolerance_s": d.pps_interval_tolerance_s, "interval_faults": self.interval_faults},
+            severity="critical", hold_down_s=d.hold_down_s)
+        if self._resync >= 2:  # two 1-s intervals in a new phase: it is the train now
+            self._train, self._resync = e, 0
+            self._recent.clear()
+            return True
+        return False
+
+    def _slack_ppm(self) -> float:
+        return SLACK_KNOWN_PPM if self.holdover.ready else SLACK_UNKNOWN_PPM
+
+    def _seconds(self, dclock_ns: int) -> float:
+        """Clock interval in reference seconds (raw time corrected by the holdover frequency)."""
+        f = self.holdover.freq_ppm if self._last is not None and self._last.raw_ns is not None else None
+        return dclock_ns / _S / (1 + (f or 0.0) * 1e-6)
+
+    # -- 2. numbering and labels ---------------------------------------------------------------
+    def _number(self, e: _Edge) -> None:
+        n = self._numbered
+        if self.info.label_from is None:
+            # No label source: the host's second (chrony's PPS without a lock; host within 0.5 s).
+            e.second_ns = (e.rx_ns + _S // 2) // _S * _S
+        elif n is not None:
+            e.second_ns = n.second_ns + round(self._seconds(e.clock_ns - n.clock_ns)) * _S  # type: ignore[operator]
+        else:
+            return  # waits for a label
+        self._numbered = e
+        self._measure(e)
+
+    def _labels(self) -> deque[TimeLabelLike] | None:
+        lf = self.info.label_from
+        tr = self.ctx.trackers.get(lf) if lf is not None else None
+        labels = getattr(tr, "labels", None)
+        return labels if isinstance(labels, deque) else None
+
+    def _new_labels(self) -> None:
+        labels = self._labels()
+        if not labels or labels[-1] is self._last_label:
+            return
+        new: list[TimeLabelLike] = []
+        for lab in reversed(labels):
+            if lab is self._last_label:
+                break
+            new.append(lab)
+        self._last_label = labels[-1]
+        for lab in reversed(new):
+            if lab.valid:
+                self._last_valid_label_ns = max(self._last_valid_label_ns or 0, lab.rx_ns)
+                self._pending.append(lab)
+        if self._pending:
+            self._resolve_labels()
+
+    def _resolve_labels(self) -> None:
+        d = self.ctx.detect
+        lo_ns = round(d.pps_label_latency_min_s * _S)
+        keep: list[TimeLabelLike] = []
+        for lab in self._pending:
+            edge = None
+            for e in self._recent:
+                lat = lab.rx_ns - e.rx_ns
+                if (abs(lat - self.latency_ns) <= _S // 2 if self.latency_ns is not None
+                        else lo_ns <= lat < lo_ns + _S):
+                    edge = e
+            if edge is not None:
+                self._pair(lab, edge)
+            elif self.ctx.now_ns - lab.rx_ns <= 2 * _S:
+                keep.append(lab)  # its edge may still come (labels sent before the pulse)
+            else:
+                self.unpaired_labels += 1
+        self._pending = keep
+
+    def _pair(self, lab: TimeLabelLike, e: _Edge) -> None:
+        d, ctx = self.ctx.detect, self.ctx
+        lat = lab.rx_ns - e.rx_ns
+        if self._numbered is None:  # first pairing: number this edge and the ones after it
+            e.second_ns = lab.utc_ns
+            self._numbered = e
+            self._measure(e)
+            after = False
+            for r in list(self._recent):
+                if after:
+                    self._number(r)
+                after = after or r is e
+        if self.latency_ns is None:
+            self._lat_acq.append(lat)
+            if len(self._lat_acq) >= LATENCY_ACQUIRE:
+                self.latency_ns = sorted(self._lat_acq)[len(self._lat_acq) // 2]
+        self._lat_recent.append(lat)
+        sec_diff_ns = lab.utc_ns - e.second_ns if e.second_ns is not None else 0
+        self._sec_bad = self._sec_bad + 1 if sec_diff_ns else 0
+        tol_ns = d.pps_label_phase_tolerance_s * _S
+        off_phase = self.latency_ns is not None and abs(lat - self.latency_ns) > tol_ns
+        self._phase_bad = self._phase_bad + 1 if off_phase else 0
+        if off_phase:
+            since = self._phase_bad_since_ns = self._phase_bad_since_ns or lab.rx_ns
+            if lab.rx_ns - since >= RELEARN_LATENCY_S * _S:
+                self.latency_ns = sorted(self._lat_recent)[len(self._lat_recent) // 2]
+                self._phase_bad_since_ns = None
+        else:
+            self._phase_bad_since_ns = None
+        ev = {"label_utc_ns": lab.utc_ns, "label_rx_ns": lab.rx_ns, "edge_rx_ns": e.rx_ns,
+              "pps_second_utc_ns": e.second_ns, "second_diff_s": sec_diff_ns / _S,
+              "label_latency_s": lat / _S,
+              "learned_latency_s": self.latency_ns / _S if self.latency_ns is not None else None,
+              "phase_tolerance_s": d.pps_label_phase_tolerance_s}
+        if self._sec_bad >= d.pps_label_confirm:
+            ctx.alerts.assert_(
+                "pps.label_mismatch", lab.rx_ns, (self.src, self.info.label_from or ""),
+                f"{self.src}: labels from {self.info.label_from} name another second "
+                f"({sec_diff_ns / _S:+.0f} s) than the pulses count",
+                ev, severity="critical", key=self.src, hold_down_s=d.hold_down_s)
+            self._renumber(sec_diff_ns)
+            self._sec_bad = 0
+        elif self._phase_bad >= d.pps_label_confirm:
+            ctx.alerts.assert_(
+                "pps.label_mismatch", lab.rx_ns, (self.src, self.info.label_from or ""),
+                f"{self.src}: labels from {self.info.label_from} arrive {lat / 1e6:+.1f} ms from "
+                f"their pulse, {self.latency_ns / 1e6 if self.latency_ns else 0:+.1f} ms learned",
+                ev, severity="critical", key=self.src, hold_down_s=d.hold_down_s)
+        elif self._sec_bad == 0 and self._phase_bad == 0:
+            ctx.alerts.release("pps.label_mismatch", lab.rx_ns, self.src)
+
+    def _renumber(self, delta_ns: int) -> None:
+        """The labels say the seconds are counted `delta_ns` off: follow them. The phase line moves
+        with the numbering, so a re-numbering is never taken for a phase step."""
+        for e in self._recent:
+            if e.second_ns is not None:
+                e.second_ns += delta_ns
+        if self._anchor is not None:
+            self._anchor = (self._anchor[0], self._anchor[1] + delta_ns)
+
+    # -- 3. phase, estimate, holdover ----------------------------------------------------------
+    def _reset_phase(self) -> None:
+        self._anchor = None
+        self._base.clear()
+        self._tail.clear()
+
+    def _measure(self, e: _Edge) -> None:
+        d, ctx = self.ctx.detect, self.ctx
+        assert e.second_ns is not None
+        if self._anchor is None:
+            self._anchor = (e.clock_ns, e.second_ns)
+        c0, s0 = self._anchor
+        x_s = (e.clock_ns - c0) / _S
+        phase_s = ((e.second_ns - s0) - (e.clock_ns - c0)) / _S
+        res_s = self._residual(x_s, phase_s)
+        jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
+        thr_s = max(d.pps_step_s, STEP_JITTER_K * jitter)
+        outlier = res_s is not None and abs(res_s) >= thr_s
+        self._tail.append((x_s, phase_s, res_s if res_s is not None else 0.0))
+        if outlier:
+            self.outliers += 1
+            self._check_step(e, thr_s)
+            return
+        self._base.append((x_s, phase_s))
+        if res_s is not None:
+            j2 = jitter * jitter if self.jitter_s is not None else res_s * res_s
+            self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (res_s * res_s - j2))
+        ctx.alerts.release("time.step", e.rx_ns, self.src)
+        offset_s = (e.second_ns - e.rx_ns) / _S
+        bound_s = max(d.pps_bound_floor_s, d.pps_bound_jitter_k * (self.jitter_s or INITIAL_JITTER_S))
+        self.estimate_ = Estimate(offset_s, bound_s, e.rx_ns)
+        self.last_usable_ns = e.rx_ns
+        fields: dict[str, float] = {
+            "jitter_s": self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S,
+            "missing_total": float(self.missing_total), "phase_s": res_s or 0.0,
+            "interval_faults": float(self.interval_faults), "seq": float(e.seq)}
+        if self.latency_ns is not None:
+            fields["label_latency_s"] = self.latency_ns / _S
+        ctx.emit(Sample(self.src, e.rx_ns, offset_s, bound_s, fields))
+        self._learn(e, res_s)
+
+    def _residual(self, x_s: float, phase_s: float) -> float | None:
+        """Phase off the line fitted to the previous good pulses (None while it has too few)."""
+        b = self._base
+        n = len(b)
+        if n < BASELINE_MIN:
+            return None
+        x0 = b[-1][0]
+        sx = sy = sxx = sxy = 0.0
+        for x, y in b:
+            x -= x0
+            sx += x
+            sy += y
+            sxx += x * x
+            sxy += x * y
+        den = n * sxx - sx * sx
+        slope = (n * sxy - sx * sy) / den if den > 0 else 0.0
+        icpt = (sy - slope * sx) / n
+        return phase_s - (icpt + slope * (x_s - x0))
+
+    def _check_step(self, e: _Edge, thr_s: float) -> None:
+        d, ctx = self.ctx.detect, self.ctx
+        tail = self._tail
+        if len(tail) < d.pps_step_window:
+            return
+        for sign in (1.0, -1.0):
+            off = [r for _, _, r in tail if sign * r >= thr_s]
+            if len(off) < d.pps_step_confirm:
+                continue
+            step_s = sorted(off)[len(off) // 2]
+            self.steps += 1
+            ev: dict[str, Any] = {"step_s": step_s, "threshold_s": thr_s,
+                                  "jitter_s": self.jitter_s, "pulses_confirming": len(off),
+                                  "pulses_window": len(tail), "edge_rx_ns": e.rx_ns}
+            ho = self.holdover
+            if e.raw_ns is not None and ho.ready and e.second_ns is not None:
+                r = ho.residual(e.rx_ns, e.raw_ns, (e.second_ns - e.rx_ns) / _S)
+                if r is not None:
+                    ev["holdover_residual_s"] = r.residual_s
+                    ev["holdover_sigma_s"] = r.sigma_s
+                    ev["holdover_freq_ppm"] = ho.freq_ppm
+            ctx.alerts.assert_(
+                "time.step", e.rx_ns, (self.src,),
+                f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
+                f"({len(off)} of the last {len(tail)} pulses)",
+                ev, severity="critical", hold_down_s=d.hold_down_s)
+            # The new phase is the history now: restart the line from the pulses that moved.
+            new = [(x, p) for x, p, r in tail if sign * r >= thr_s]
+            self._base.clear()
+            self._base.extend(new)
+            self._tail.clear()
+            return
+
+    def _learn(self, e: _Edge, res_s: float | None) -> None:
+        c = self.ctx.consensus
+        if e.raw_ns is None or res_s is None or e.second_ns is None or not c.quorum:
+            return
+        if any(abs(r) >= self.ctx.detect.pps_step_s for _, _, r in self._tail):
+            return  # a step may be building: teach the holdover nothing until it is decided
+        v = c.verdicts.get(self.src)
+        if v is None or v[0] != Verdict.TRUECHIMER:
+            return
+        self.holdover.learn(self.src, e.raw_ns, e.second_ns, max(self.jitter_s or 0.0, 0.5e-6))
+
+    # -- output --------------------------------------------------------------------------------
+    def status_fields(self) -> dict[str, Any]:
+        return {"jitter_s": self.jitter_s, "missing_total": self.missing_total,
+                "interval_faults": self.interval_faults, "outliers": self.outliers,
+                "steps": self.steps, "unpaired_labels": self.unpaired_labels,
+                "label_latency_s": self.latency_ns / _S if self.latency_ns is not None else None,
+                "holdover_freq_ppm": self.holdover.freq_ppm}
