@@ -204,7 +204,8 @@ def synthetic_outputs(start_ns: int, duration_s: int) -> list[Any]:
             "cn0_std_db_hz": 4.5, "hdop": 0.9, "position_error_m": 2.5 + abs(wob)}))
         out.append(Sample("pps0", t, 1e-8 * wob, 1e-6, {
             "jitter_s": 2e-7 + 1e-8 * abs(wob), "missing_total": float(k // 100),
-            "interval_s": 1.0 + 1e-9 * wob}))
+            "phase_s": 1e-8 * wob, "interval_faults": 0.0, "seq": float(k),
+            "label_latency_s": 0.12}))
         for i, sid in enumerate(("cloudflare", "google", "ptb")):
             if k % SYNTH_NTP_POLL_S == i:
                 out.append(Sample(sid, t + 5_000_000 * (i + 1), 3e-4 * (i - 1) + 1e-4 * wob,
