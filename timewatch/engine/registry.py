@@ -25,3 +25,13 @@ TRACKERS["pps"] = PpsTracker
 from .holdover import HoldoverLearner  # noqa: E402
 
 DETECTORS.insert(0, HoldoverLearner)  # first: installs ctx.holdover before other detectors start
+
+from .detectors import (  # noqa: E402
+    DriftDetector,
+    HostClockDetector,
+    LeapDetector,
+    NtpDelayDetector,
+)
+
+# Host first: a host step must be known (and the trackers re-expressed) before anything else.
+DETECTORS.extend([HostClockDetector, NtpDelayDetector, LeapDetector, DriftDetector])

@@ -1,0 +1,232 @@
+"""`time.drift`: a reference pushed slowly away from the time, found by a sequential test.
+
+For every new sample of a source, two residuals:
+- against the *consensus of the other trust groups* (the median of the offsets of the agreeing
+  groups other than the source's own): honest references all follow UTC, and the host's realtime
+  cancels out, so the residual has no rate beyond `drift_consensus_ppm`;
+- against the *holdover clock* (`ctx.holdover`, the raw oscillator learned while the references
+  agreed): the residual may move only as fast as the oscillator's measured wander explains
+  (`Residual.rate_sigma_s_per_s`, three sigmas of it).
+Each residual feeds a two-sided CUSUM over its *increments*, in units of their measured noise
+(EWMA, floored per kind), with allowance k plus the rate the reference can explain, each increment
+clipped to `drift_cusum_clip` sigmas. Increments of noise telescope (a run of them sums to the
+difference of two noise values), so noise alone hardly reaches h; a steady push adds up; a step
+counts once (clipped) and then decays, because a step is the vote's business (source.falseticker,
+time.step), not a drift. Either test crossing `drift_cusum_h` raises `time.drift` for the source.
+
+A source the vote already calls a falseticker is not judged (its alert is the vote's). A source
+under suspicion is not learned by the holdover (`holdover.distrust`). NTP samples whose delay is
+well above the server's minimum (a network spike) are skipped: their offset is off by half the
+spike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+from ...records import Observation, Tick
+from ..core import Context, Detector
+from ..vote import Consensus, Verdict
+
+# Increments needed to know a residual's noise before the test judges it.
+WARMUP = 5
+# EWMA weight of a new squared increment in the noise estimate (~20 samples of memory).
+NOISE_GAIN = 0.05
+# The holdover's residual may grow at this many sigmas of the rate it says the oscillator explains.
+HOLDOVER_RATE_SIGMAS = 3.0
+# An NTP sample whose delay exceeds the server's recent minimum by this much (s) plus
+# SPIKE_GATE_FRAC of it is a spike: jitter is ~0.3 ms per leg, spikes are 5-10x the base delay.
+SPIKE_GATE_S = 0.002
+SPIKE_GATE_FRAC = 0.1
+# A run keeps at most this many (t, residual) points for the rate in the evidence.
+RUN_POINTS = 64
+
+
+@dataclass
+class _Test:
+    """One two-sided CUSUM over the increments of one residual of one source."""
+
+    last_r: float | None = None
+    last_t: int | None = None
+    var: float = 0.0  # EWMA of squared increments (s^2)
+    n: int = 0  # increments seen
+    s_pos: float = 0.0
+    s_neg: float = 0.0
+    run: list[tuple[int, float]] = field(default_factory=list)  # points since the CUSUM left 0
+
+    def reset(self) -> None:
+        self.last_r = self.last_t = None
+        self.s_pos = self.s_neg = 0.0
+        self.run = []
+
+    def update(self, t_ns: int, r: float, floor_s: float, allow_rate: float, k: float,
+               clip: float) -> bool:
+        """Add residual r at t_ns; True when a CUSUM side is above zero (a run in progress)."""
+        if self.last_r is None or self.last_t is None:
+            self.last_r, self.last_t = r, t_ns
+            self.run = [(t_ns, r)]
+            return False
+        d = r - self.last_r
+        dt_s = max(0.0, (t_ns - self.last_t) / 1e9)
+        self.last_r, self.last_t = r, t_ns
+        sigma = max(math.sqrt(self.var) if self.n else 0.0, math.sqrt(2) * floor_s)
+        z = d / sigma
+        # The noise estimate must not learn the push itself: increments are winsorised.
+        zc = max(-clip, min(clip, z))
+        self.var += NOISE_GAIN * ((zc * sigma) ** 2 - self.var) if self.n else d * d - self.var
+        self.n += 1
+        if self.n < WARMUP:
+            self.run = [(t_ns, r)]
+            return False
+        kk = k + allow_rate * dt_s / sigma
+        self.s_pos = max(0.0, self.s_pos + zc - kk)
+        self.s_neg = max(0.0, self.s_neg - zc - kk)
+        if self.s_pos == 0.0 and self.s_neg == 0.0:
+            self.run = [(t_ns, r)]
+            return False
+        self.run.append((t_ns, r))
+        del self.run[:-RUN_POINTS]
+        return True
+
+    @property
+    def score(self) -> float:
+        return max(self.s_pos, self.s_neg)
+
+    def rate(self) -> float:
+        """Least-squares slope of the run's residuals (s/s)."""
+        pts = self.run
+        if len(pts) < 2:
+            return 0.0
+        t0 = pts[0][0]
+        xs = [(t - t0) / 1e9 for t, _ in pts]
+        ys = [r for _, r in pts]
+        xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - xm) ** 2 for x in xs)
+        if sxx <= 0:
+            return 0.0
+        return sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+@dataclass
+class _Source:
+    seen_t_ns: int | None = None
+    rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
+    consensus: _Test = field(default_factory=_Test)
+    holdover: _Test = field(default_factory=_Test)
+    suspect: bool = False
+
+
+class DriftDetector(Detector):
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self._src: dict[str, _Source] = {}
+
+    def on_observation(self, obs: Observation) -> None:
+        if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
+            return
+        self._state(obs.src).rx_raw = (obs.rx_ns, obs.raw_ns)
+
+    def _state(self, sid: str) -> _Source:
+        st = self._src.get(sid)
+        if st is None:
+            st = self._src[sid] = _Source()
+        return st
+
+    def on_vote(self, consensus: Consensus) -> None:
+        for sid, tr in self.ctx.trackers.items():
+            e = tr.estimate_
+            st = self._state(sid)
+            if e is None or st.seen_t_ns == e.t_ns:
+                continue
+            st.seen_t_ns = e.t_ns
+            self._judge(sid, tr, e.offset_s, e.t_ns, consensus)
+
+    def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
+        """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
+        last = getattr(tr, "last", None)
+        if last is None or getattr(last, "t_ns", None) != t_ns:
+            return offset_s
+        mind = getattr(tr, "min_delay_s", None)
+        if mind is not None and last.delay_s > mind + SPIKE_GATE_S + SPIKE_GATE_FRAC * mind:
+            return None
+        return float(last.offset_s)
+
+    def _reference(self, sid: str, group: str, c: Consensus) -> float | None:
+        """Median of the agreeing groups' offsets, the source's own group left out."""
+        if not c.quorum:
+            return None
+        now = self.ctx.now_ns
+        per_group: dict[str, list[float]] = {}
+        for osid, tr in self.ctx.trackers.items():
+            g = tr.info.group
+            if g == group or g not in c.agreeing_groups:
+                continue
+            v = c.verdicts.get(osid)
+            e = tr.estimate(now)
+            if e is None or v is None or v[0] != Verdict.TRUECHIMER:
+                continue
+            per_group.setdefault(g, []).append(e.offset_s)
+        if not per_group:
+            return None
+        return median(median(v) for v in per_group.values())
+
+    def _judge(self, sid: str, tr: Any, est_offset_s: float, t_ns: int, c: Consensus) -> None:
+        ctx = self.ctx
+        det = ctx.detect
+        st = self._state(sid)
+        verdict = c.verdicts.get(sid)
+        ho = ctx.holdover
+        if verdict is not None and verdict[0] == Verdict.FALSETICKER:
+            # The vote has it; a drift alert would say the same thing twice.
+            st.consensus.reset()
+            st.holdover.reset()
+            self._release(sid, st)
+            return
+        off = self._sample_offset(tr, est_offset_s, t_ns)
+        if off is None:
+            return
+        floor = det.drift_sigma_floor_ntp_s if tr.kind == "ntp" else det.drift_sigma_floor_gnss_s
+        k, clip = det.drift_cusum_k, det.drift_cusum_clip
+        ref = self._reference(sid, tr.info.group, c)
+        if ref is None:
+            st.consensus.reset()
+        else:
+            st.consensus.update(t_ns, off - ref, floor, det.drift_consensus_ppm * 1e-6, k, clip)
+        res = None
+        if ho is not None and getattr(ho, "ready", False) and st.rx_raw is not None:
+            rx, raw = st.rx_raw
+            res = ho.residual(rx, raw, off)
+        if res is None:
+            st.holdover.reset()
+        else:
+            st.holdover.update(t_ns, res.residual_s, max(floor, res.sigma_s),
+                               HOLDOVER_RATE_SIGMAS * res.rate_sigma_s_per_s, k, clip)
+        h = det.drift_cusum_h
+        worst, name = max((st.consensus, "consensus"), (st.holdover, "holdover"),
+                          key=lambda p: p[0].score)
+        suspect = worst.score >= h / 2
+        if ho is not None and suspect != st.suspect and hasattr(ho, "distrust"):
+            (ho.distrust if suspect else ho.trust)(sid)
+        st.suspect = suspect
+        if worst.score < h:
+            if worst.score < h / 2:
+                self._release(sid, st)
+            return
+        rate = worst.rate()
+        ev = {"rate_s_per_s": rate, "offset_s": off,
+              "consensus_offset_s": ref if ref is not None else c.offset_s,
+              "residual_s": worst.last_r, "reference": name,
+              "window_s": (worst.run[-1][0] - worst.run[0][0]) / 1e9 if worst.run else 0.0,
+              "cusum": worst.score, "cusum_h": h,
+              "holdover_residual_s": res.residual_s if res is not None else None}
+        ctx.alerts.assert_(
+            "time.drift", ctx.now_ns, (sid,),
+            f"{sid} drifting {rate * 1e6:+.2f} ppm ({rate * 1e6:+.2f} us/s) against the "
+            f"{name} beyond what {'the oscillator' if name == 'holdover' else 'honest sources'} "
+            f"can explain", ev, severity="critical", hold_down_s=det.hold_down_s)
+
+    def _release(self, sid: str, st: _Source) -> None:
+        self.ctx.alerts.release("time.drift", self.ctx.now_ns, sid)

@@ -1,0 +1,95 @@
+"""The host's own clock: `consensus.host_step` and `consensus.host_offset`.
+
+A step of the host's realtime clock (someone ran `date -s`, a daemon stepped it) moves every
+source's offset (source - host realtime) at once. It shows as a jump of `rx_ns - raw_ns`: the
+two clocks were read at the same instant, and CLOCK_MONOTONIC_RAW is never stepped. The detector
+looks at every record that carries `raw_ns`, before any tracker sees it, and on a step:
+- records it in `ctx.host_steps` and tells every tracker (`Tracker.on_host_step`), which
+  re-expresses what it measured before in the new host time, so the vote compares like with like
+  and no source is accused of the host's step;
+- raises `consensus.host_step` (no sources: it is the host, not a reference).
+Between steps `rx_ns - raw_ns` drifts with the crystal (up to 100 ppm) and the realtime slews;
+that rate is learned so that long gaps between records are not mistaken for steps.
+"""
+
+from __future__ import annotations
+
+from ...records import Observation
+from ..core import Context, Detector
+from ..vote import Consensus
+
+# Records closer than this in raw time do not update the rate (their difference is mostly noise).
+RATE_MIN_GAP_NS = 1_000_000_000
+# Weight of a new rate measurement in the learned realtime-vs-raw rate.
+RATE_GAIN = 0.05
+# A crystal is at most 100 ppm off (threats.md), the realtime slews sub-ppm: clamp the rate there
+# with margin.
+RATE_MAX = 500e-6
+
+
+class HostClockDetector(Detector):
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self._raw_ns: int | None = None  # raw_ns of the latest record (in raw time) so far
+        self._level_ns = 0  # rx_ns - raw_ns there
+        self._rate = 0.0  # d(rx - raw)/d(raw): realtime frequency against the raw crystal
+        self._step_raw_ns: int | None = None  # raw_ns of the first record after the last step
+        self._last_rx_ns: int | None = None
+        self.late_records = 0  # records from before a step handed over after it (skipped)
+
+    def before_observation(self, obs: Observation) -> None:
+        raw = obs.raw_ns
+        if raw is None:
+            return
+        level = obs.rx_ns - raw
+        if self._raw_ns is None:
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+            return
+        jump_ns = level - (self._level_ns + self._rate * (raw - self._raw_ns))
+        if abs(jump_ns) >= self.ctx.detect.host_step_s * 1e9:
+            if self._step_raw_ns is not None and raw < self._step_raw_ns:
+                self.late_records += 1  # taken before the last step, handed over after it
+                return
+            self._step(obs.rx_ns, raw, int(round(jump_ns)))
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+            return
+        if raw - self._raw_ns >= RATE_MIN_GAP_NS:
+            r = (level - self._level_ns) / (raw - self._raw_ns)
+            self._rate += RATE_GAIN * (max(-RATE_MAX, min(RATE_MAX, r)) - self._rate)
+        if raw > self._raw_ns:
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+
+    def _step(self, rx_ns: int, raw_ns: int, step_ns: int) -> None:
+        ctx = self.ctx
+        step_s = step_ns / 1e9
+        ctx.host_steps.append((rx_ns, step_ns))
+        for tr in ctx.trackers.values():
+            tr.on_host_step(step_s)
+        self._step_raw_ns = raw_ns
+        ev = {"step_s": step_s, "before_rx_ns": self._last_rx_ns, "after_rx_ns": rx_ns,
+              "raw_ns": raw_ns, "steps_seen": len(ctx.host_steps)}
+        ctx.alerts.assert_("consensus.host_step", ctx.now_ns, (),
+                           f"host clock stepped by {step_s * 1e3:+.3f} ms against the raw "
+                           f"oscillator (sources are not blamed for it)",
+                           ev, severity="warning", key="", hold_down_s=ctx.detect.hold_down_s)
+        # A step is an event, not a state: the alert clears after the hold-down.
+        ctx.alerts.release("consensus.host_step", ctx.now_ns, "")
+
+    def on_vote(self, consensus: Consensus) -> None:
+        c = consensus
+        ctx = self.ctx
+        if not c.quorum or c.offset_s is None or c.bound_s is None:
+            return
+        limit = ctx.detect.host_offset_s
+        excess = abs(c.offset_s) - c.bound_s
+        if excess > limit:
+            ctx.alerts.assert_(
+                "consensus.host_offset", ctx.now_ns, (),
+                f"host clock is {-c.offset_s * 1e3:+.3f} ms off the consensus of "
+                f"{c.groups_agreeing} trust groups (limit {limit * 1e3:.0f} ms)",
+                {"host_offset_s": -c.offset_s, "consensus_offset_s": c.offset_s,
+                 "consensus_bound_s": c.bound_s, "limit_s": limit,
+                 "groups_agreeing": c.groups_agreeing},
+                severity="warning", key="", hold_down_s=ctx.detect.hold_down_s)
+        else:
+            ctx.alerts.release("consensus.host_offset", ctx.now_ns, "")

@@ -1,0 +1,98 @@
+"""`ntp.delay_anomaly`: a man in the middle who delays one direction of a server's exchanges.
+
+Delaying the request by D moves the measured offset by +D/2, delaying the reply by -D/2, and the
+round-trip delay grows by D: the offset shift is half the delay increase (chrony's and ntpd's
+"delay attack"). A network delay spike of a single exchange has the same signature, so the
+detector wants it on `ntp_delay_confirm` consecutive exchanges, with consistent delay increases
+in the same direction. Timeouts and replies that are not samples do not break a streak.
+
+Baselines per server: the smallest delay and the median offset of its recent normal exchanges
+(those without a delay increase). Offsets are taken in a frame free of host steps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+from ...records import Ntp, Observation
+from ..core import Context, Detector
+
+# Normal exchanges kept per server for the baselines (8 polls: chrony's and ntpd's filter length,
+# twice over so one lost sample does not move the minimum).
+BASELINE_SIZE = 16
+# Normal exchanges needed before the detector judges a server.
+BASELINE_MIN = 4
+# Delay increases of one streak agree within this much (absolute) ...
+STREAK_SPREAD_S = 0.002
+# ... or this fraction of their first value (a MITM adds a fixed delay; spikes are random).
+STREAK_SPREAD_FRAC = 0.2
+
+
+@dataclass
+class _Server:
+    seen: Any = None  # the tracker's last sample object already judged
+    normal: deque[tuple[float, float]] | None = None  # (delay_s, offset_s) of normal exchanges
+    streak: list[tuple[float, float]] | None = None  # (delay increase, offset shift)
+
+
+class NtpDelayDetector(Detector):
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self._servers: dict[str, _Server] = {}
+
+    def on_observation(self, obs: Observation) -> None:
+        if not isinstance(obs, Ntp):
+            return
+        tr = self.ctx.trackers.get(obs.src)
+        sample = getattr(tr, "last", None)
+        if sample is None:
+            return
+        st = self._servers.setdefault(obs.src, _Server(normal=deque(maxlen=BASELINE_SIZE),
+                                                       streak=[]))
+        if sample is st.seen:
+            return
+        st.seen = sample
+        self._judge(obs.src, st, sample.delay_s, sample.offset_s + self._steps_s())
+
+    def _steps_s(self) -> float:
+        return sum(s for _, s in self.ctx.host_steps) / 1e9
+
+    def _judge(self, src: str, st: _Server, delay_s: float, offset_s: float) -> None:
+        assert st.normal is not None and st.streak is not None
+        det = self.ctx.detect
+        if len(st.normal) < BASELINE_MIN:
+            st.normal.append((delay_s, offset_s))
+            return
+        base_delay = min(d for d, _ in st.normal)
+        base_offset = median(o for _, o in st.normal)
+        dd = delay_s - base_delay
+        doff = offset_s - base_offset
+        half = dd / 2
+        signature = (dd >= det.ntp_delay_jump_s
+                     and abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half)
+        if not signature:
+            st.streak.clear()
+            if dd < det.ntp_delay_jump_s:
+                st.normal.append((delay_s, offset_s))
+            self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
+            return
+        if st.streak:
+            d0, o0 = st.streak[0]
+            if ((doff > 0) != (o0 > 0)
+                    or abs(dd - d0) > max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * d0)):
+                st.streak.clear()
+        st.streak.append((dd, doff))
+        if len(st.streak) < det.ntp_delay_confirm:
+            return
+        leg = "request" if doff > 0 else "reply"
+        self.ctx.alerts.assert_(
+            "ntp.delay_anomaly", self.ctx.now_ns, (src,),
+            f"{src}: round-trip delay up {dd * 1e3:.1f} ms with an offset shift of "
+            f"{doff * 1e3:+.1f} ms on {len(st.streak)} exchanges: its {leg}s are being delayed",
+            {"delay_s": delay_s, "baseline_delay_s": base_delay, "delay_increase_s": dd,
+             "offset_shift_s": doff, "expected_shift_s": half if doff > 0 else -half,
+             "consecutive": len(st.streak), "delayed_leg": leg},
+            severity="warning", hold_down_s=self.ctx.detect.hold_down_s)
