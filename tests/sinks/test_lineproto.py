@@ -165,3 +165,14 @@ def test_encoder_from_config_uses_host_and_sources() -> None:
     line = Encoder.from_config(cfg).sample(Sample("ntp1", T, 0.0, 1.0))[0]
     assert line.startswith("tw_sample,host=box\\ 1,kind=ntp,source=ntp1,trust_group=g1 ")
     assert set(MEASUREMENTS) == {"tw_sample", "tw_source", "tw_consensus", "tw_event"}
+
+
+def test_sources_missing_from_the_config_are_learned_from_snapshots() -> None:
+    # A replay without [[sources]]: the snapshot in the same batch names kind and group.
+    snap = Snapshot(T, (SourceStatus("n9", "ntp", "g9", "init", "no usable sample yet"),),
+                    False, 0, 0, None, None)
+    enc = Encoder("h", {})
+    first = enc.lines([Sample("n9", T, 0.0, 1.0), snap])[0]
+    assert first.startswith("tw_sample,host=h,kind=ntp,source=n9,trust_group=g9 ")
+    assert enc.lines([Sample("n9", T + 1, 0.0, 1.0)])[0].startswith(
+        "tw_sample,host=h,kind=ntp,source=n9,trust_group=g9 ")

@@ -222,7 +222,18 @@ class Encoder:
         line = format_line(M_EVENT, tags, fields, e.t_ns)
         return [line] if line else []
 
+    def learn(self, snap: Snapshot) -> None:
+        """Take kind and trust group of sources the config does not list from a snapshot (a
+        replay without [[sources]]): the engine emits one with its first outputs."""
+        for st in snap.sources:
+            if st.src not in self.sources:
+                self.sources[st.src] = SourceInfo(kind=st.kind, group=st.group)
+
     def lines(self, outputs: Iterable[Output]) -> list[str]:
+        outputs = list(outputs)
+        for o in outputs:
+            if isinstance(o, Snapshot):
+                self.learn(o)
         out: list[str] = []
         for o in outputs:
             if isinstance(o, Sample):
