@@ -1,0 +1,74 @@
+"""The simulated NTP server, checked with a bare socket client (not timewatch's reader)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+import pytest
+
+from timewatch.sim.ntpserver import Behaviour, SimNtpServer
+
+HOST = "127.0.0.41"
+HDR = struct.Struct("!BBbbII4sQQQQ")
+NTP_DELTA_S = 2_208_988_800  # 1900 -> 1970 (RFC 5905)
+
+
+def ask(b: Behaviour, after_s: float = 0.0) -> bytes | None:
+    """Send one client request (transmit timestamp 0x1122...) and return the reply, if any."""
+
+    async def main() -> bytes | None:
+        srv = await SimNtpServer(HOST, 0, b).start()
+        try:
+            await asyncio.sleep(after_s)
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
+                s.connect((HOST, srv.port))
+                req = bytearray(48)
+                req[0] = (4 << 3) | 3
+                req[40:48] = bytes.fromhex("1122334455667788")
+                s.send(bytes(req))
+                try:
+                    return await asyncio.wait_for(loop.sock_recv(s, 2048), 0.8)
+                except TimeoutError:
+                    return None
+        finally:
+            srv.close()
+
+    return asyncio.run(main())
+
+
+def server_offset_s(reply: bytes) -> float:
+    xmt = HDR.unpack(reply)[-1]
+    return (xmt >> 32) - NTP_DELTA_S + (xmt & 0xFFFFFFFF) / 2**32 - time.time()
+
+
+def test_honest_reply_echoes_origin_and_tells_the_time() -> None:
+    r = ask(Behaviour())
+    assert r is not None and len(r) == 48
+    lvm, stratum, *_ = HDR.unpack(r)
+    assert (lvm >> 6, (lvm >> 3) & 7, lvm & 7, stratum) == (0, 4, 4, 1)
+    assert r[24:32].hex() == "1122334455667788"
+    assert server_offset_s(r) == pytest.approx(0.0, abs=0.01)
+
+
+def test_offset_leap_stratum_and_lie_after_start() -> None:
+    r = ask(Behaviour(offset_s=0.5, leap=3, stratum=16, refid=b"\x7f\0\0\x01"))
+    assert r is not None
+    lvm, stratum, *_ = HDR.unpack(r)
+    assert (lvm >> 6, stratum) == (3, 16) and server_offset_s(r) == pytest.approx(0.5, abs=0.01)
+    r = ask(Behaviour(lie_after_s=0.2, lie_offset_s=0.15), after_s=0.3)
+    assert r is not None and server_offset_s(r) == pytest.approx(0.15, abs=0.01)
+
+
+def test_kiss_wrong_origin_silence_and_garbage() -> None:
+    r = ask(Behaviour(kiss="RATE"))
+    assert r is not None and r[1] == 0 and r[12:16] == b"RATE"
+    r = ask(Behaviour(wrong_origin=True))
+    assert r is not None and r[24:32].hex() != "1122334455667788"
+    assert ask(Behaviour(silent=True)) is None
+    r = ask(Behaviour(garbage="truncated"))
+    assert r is not None and len(r) < 48
