@@ -102,7 +102,7 @@ def post(url: str, msg: Message, timeout_s: float) -> Response:
         else:
             conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout_s)
         headers = {"User-Agent": USER_AGENT, **msg.headers}
-        if u.username is not None:
+        if u.username is not None and "Authorization" not in headers:  # a token wins
             cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
         try:
@@ -238,6 +238,7 @@ class Endpoint:
         self._closing = threading.Event()
         self._stop = threading.Event()
         self._next_resend = time.monotonic() + hc.resend_s
+        self._left: int | None = None  # set by close: what stayed in the outbox
         self.ledger.prune()
         self.thread = threading.Thread(target=self._run, name=f"webhook-{index}-{hc.host}",
                                        daemon=True)
@@ -254,7 +255,8 @@ class Endpoint:
         self._wake.set()
 
     def pending(self) -> int:
-        return len(self.outbox)
+        """Events in the outbox (after close: what was left there)."""
+        return len(self.outbox) if self._left is None else self._left
 
     # -- delivery thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -424,7 +426,7 @@ class Endpoint:
         self._stop.set()
         self._wake.set()
         self.thread.join(1.0)
-        left = self.pending()
+        left = self._left = len(self.outbox)
         if left:
             log.warning("%s: %d events not delivered yet; they stay in the outbox and go out "
                         "after the next start", self.label, left)
