@@ -110,6 +110,7 @@ class PpsTracker(Tracker):
         self._anchor: tuple[int, int] | None = None  # (clock_ns, second_ns) of the phase origin
         self._base: deque[tuple[float, float]] = deque(maxlen=BASELINE_N)  # (x_s, phase_s)
         self._tail: deque[tuple[float, float, float]] = deque(maxlen=ctx.detect.pps_step_window)
+        self._rephased_s: float | None = None  # the train was re-phased by this (s): a step
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, obs: Observation) -> None:
@@ -134,7 +135,7 @@ class PpsTracker(Tracker):
     def on_tick(self, now_ns: int) -> None:
         self._new_labels()
         d = self.ctx.detect
-        t = self._train
+        t = self._last  # any edge counts as a pulse here; a wrong one is pps.interval's
         if t is not None and now_ns - t.rx_ns > (1 + d.pps_overdue_s) * _S:
             silent_s = (now_ns - t.rx_ns) / _S
             self.ctx.alerts.assert_(
@@ -206,6 +207,7 @@ class PpsTracker(Tracker):
         if self._resync >= 2:  # two 1-s intervals in a new phase: it is the train now
             self._train, self._resync = e, 0
             self._recent.clear()
+            self._rephased_s = k - dt_s  # the phase (second - clock) moved by this much
             return True
         return False
 
@@ -341,6 +343,9 @@ class PpsTracker(Tracker):
     def _measure(self, e: _Edge) -> None:
         d, ctx = self.ctx.detect, self.ctx
         assert e.second_ns is not None
+        if self._rephased_s is not None:
+            self._rephased(e, self._rephased_s)
+            self._rephased_s = None
         if self._anchor is None:
             self._anchor = (e.clock_ns, e.second_ns)
         c0, s0 = self._anchor
@@ -372,6 +377,21 @@ class PpsTracker(Tracker):
             fields["label_latency_s"] = self.latency_ns / _S
         ctx.emit(Sample(self.src, e.rx_ns, offset_s, bound_s, fields))
         self._learn(e, res_s)
+
+    def _rephased(self, e: _Edge, step_s: float) -> None:
+        """The pulse train moved to a new phase (seen by pps.interval over three edges): the
+        pulses' time stepped. Raise it and restart the phase line at the new phase."""
+        d = self.ctx.detect
+        self._reset_phase()
+        if abs(step_s) < d.pps_step_s:
+            return
+        self.steps += 1
+        self.ctx.alerts.assert_(
+            "time.step", e.rx_ns, (self.src,),
+            f"{self.src}: PPS pulse train re-phased by {step_s * 1e3:+.3f} ms",
+            {"step_s": step_s, "threshold_s": d.pps_step_s, "jitter_s": self.jitter_s,
+             "edge_rx_ns": e.rx_ns, "pulses_confirming": 3},
+            severity="critical", hold_down_s=d.hold_down_s)
 
     def _residual(self, x_s: float, phase_s: float) -> float | None:
         """Phase off the line fitted to the previous good pulses (None while it has too few)."""

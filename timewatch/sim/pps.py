@@ -66,9 +66,14 @@ class PpsSim:
         self.gnss_error_ns: Callable[[int], int] = _zero
         self.shift_ns: Callable[[int], int] = _zero
 
+    def second_true_ns(self, second_ns: int) -> int:
+        """True time at which the receiver believes UTC second `second_ns` starts (its labels
+        follow this; a spoofed receiver is off by gnss_error_ns)."""
+        return second_ns - self.gnss_error_ns(second_ns)
+
     def edge_true_ns(self, second_ns: int) -> int:
         """True time of the receiver's pulse for UTC second `second_ns` (before any latency)."""
-        return second_ns - self.gnss_error_ns(second_ns) + self.shift_ns(second_ns)
+        return self.second_true_ns(second_ns) + self.shift_ns(second_ns)
 
     def pulse(self, second_ns: int) -> list[Pps]:
         """The observations of the pulse for UTC second `second_ns` (0, 1 or 2 edges).

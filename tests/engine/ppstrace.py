@@ -1,0 +1,151 @@
+"""Test helper: PPS+GNSS traces built in the tests (sim/pps.py edges, real RMC sentences, ticks).
+
+The GNSS labels are real NMEA RMC sentences with correct checksums, arriving `label_latency_s`
+(+-4 ms) after the receiver's pulse, as threats.md's noise floor says. They are read by
+engine/gnss.py's tracker when it exposes `labels`; until then by `StubGnss`, the minimal tracker
+of the interface PPS depends on (a deque of TimeLabel(utc_ns, rx_ns, raw_ns, valid)).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from timewatch.engine import registry
+from timewatch.engine.core import Engine, Tracker
+from timewatch.engine.gnss import TimeLabel
+from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceInfo, Tick
+from timewatch.sim.noise import NS, HostClock
+from timewatch.sim.pps import PpsSim
+
+T0_NS = 1_764_160_000 * NS  # 2025-11-26T12:26:40Z, a whole second
+
+
+def nmea_checksum(body: str) -> str:
+    c = 0
+    for ch in body:
+        c ^= ord(ch)
+    return f"{c:02X}"
+
+
+def rmc(utc_ns: int, valid: bool = True) -> str:
+    t = datetime.fromtimestamp(utc_ns // NS, UTC)
+    body = (f"GPRMC,{t:%H%M%S}.00,{'A' if valid else 'V'},4807.038,N,01131.000,E,0.02,,"
+            f"{t:%d%m%y},,,{'A' if valid else 'N'}")
+    return f"${body}*{nmea_checksum(body)}"
+
+
+class StubGnss(Tracker):
+    """The interface engine/pps.py reads: `labels`, one TimeLabel per RMC sentence."""
+
+    kind = "gnss"
+
+    def __init__(self, src: str, info: SourceInfo, ctx: Any):
+        super().__init__(src, info, ctx)
+        self.labels: deque[TimeLabel] = deque(maxlen=64)
+
+    def feed(self, obs: Observation) -> None:
+        if not isinstance(obs, Nmea) or not obs.line.startswith("$GPRMC"):
+            return
+        f = obs.line.split("*")[0].split(",")
+        hh, mm, ss = int(f[1][0:2]), int(f[1][2:4]), int(f[1][4:6])
+        dd, mo, yy = int(f[9][0:2]), int(f[9][2:4]), 2000 + int(f[9][4:6])
+        utc = int(datetime(yy, mo, dd, hh, mm, ss, tzinfo=UTC).timestamp()) * NS
+        self.labels.append(TimeLabel(utc, obs.rx_ns, obs.raw_ns, f[2] == "A"))
+        self.last_usable_ns = obs.rx_ns  # the stub never votes; it is not stale either
+
+
+def gnss_kind() -> str:
+    """'gnss' when engine/gnss.py's tracker gives labels, else the stub's kind."""
+    cls = registry.TRACKERS.get("gnss")
+    if cls is not None:
+        h = Header("t", T0_NS, {"g": SourceInfo("gnss", "gnss")})
+        if hasattr(Engine(h).ctx.trackers["g"], "labels"):
+            return "gnss"
+    registry.TRACKERS.setdefault("gnss-stub", StubGnss)
+    return "gnss-stub"
+
+
+@dataclass
+class Built:
+    header: Header
+    obs: list[Observation]
+    host: HostClock
+    pps: PpsSim
+
+
+@dataclass
+class Run:
+    events: list[Event]
+    samples: list[Sample]
+    engine: Engine
+    built: Built
+    alerts: list[Event] = field(default_factory=list)
+
+    def codes(self) -> list[str]:
+        return [e.code for e in self.alerts]
+
+    def first(self, code: str) -> Event:
+        return next(e for e in self.alerts if e.code == code)
+
+
+def build(duration_s: int, seed: int = 1, *, crystal_ppm: float | None = None,
+          host: HostClock | None = None, label_latency_s: float = 0.110,
+          label_error_s: Callable[[int], int] | None = None,
+          label_valid: Callable[[int], bool] | None = None,
+          configure: Callable[[PpsSim], None] | None = None,
+          outlier_probability: float = 0.01, ticks: bool = True, raw: bool = True) -> Built:
+    """`duration_s` seconds of pulses, labels and ticks from T0_NS, in rx order."""
+    rng = random.Random(seed)
+    host = host or HostClock(random.Random(seed + 1000), T0_NS, crystal_ppm)
+    sim = PpsSim(random.Random(seed + 2000), host, outlier_probability=outlier_probability)
+    if configure is not None:
+        configure(sim)
+    kind = gnss_kind()
+    header = Header("test", T0_NS, {
+        "gnss0": SourceInfo(kind, "gnss"),
+        "pps0": SourceInfo("pps", "gnss", label_from="gnss0"),
+    })
+    obs: list[Observation] = []
+    for i in range(duration_s):
+        sec = T0_NS + i * NS
+        obs.extend(sim.pulse(sec))
+        lat = label_latency_s + rng.uniform(-0.004, 0.004)
+        t_label = sim.second_true_ns(sec) + round(lat * NS)
+        label = sec + (label_error_s(sec) if label_error_s else 0)
+        valid = label_valid(sec) if label_valid else True
+        obs.append(Nmea("gnss0", host.realtime_ns(t_label), rmc(label, valid), host.raw_ns(t_label)))
+        if ticks:
+            t_tick = sec + NS // 2
+            obs.append(Tick(host.realtime_ns(t_tick), host.raw_ns(t_tick)))
+    obs.sort(key=lambda o: o.rx_ns)
+    if not raw:
+        obs = [_no_raw(o) for o in obs]
+    return Built(header, obs, host, sim)
+
+
+def _no_raw(o: Observation) -> Observation:
+    from dataclasses import replace
+    return replace(o, raw_ns=None)
+
+
+def run(b: Built, engine: Engine | None = None) -> Run:
+    eng = engine or Engine(b.header)
+    events: list[Event] = []
+    samples: list[Sample] = []
+    for o in b.obs:
+        for out in eng.feed(o):
+            if isinstance(out, Event):
+                events.append(out)
+            elif isinstance(out, Sample):
+                samples.append(out)
+    events.extend(eng.finish())
+    return Run(events, samples, eng, b, [e for e in events if e.type == "alert"])
+
+
+def second_of(b: Built, i: int) -> int:
+    return T0_NS + i * NS
