@@ -66,6 +66,12 @@ def write_all(cfg: Config, outputs: list[Output], **kw: float) -> StoreSink:
     return sink
 
 
+def test_a_healthy_store_takes_more_than_the_memory_bound_in_one_call(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    sink = write_all(cfg, samples(T, 300), max_pending=100)
+    assert sink.written == 300 and sink.dropped == 0
+
+
 def test_round_trip_samples_snapshots_and_events(tmp_path: Path) -> None:
     cfg = make_cfg(tmp_path)
     outs: list[Output] = [*samples(T, 20), alert(T + 5 * S, "a1"), snapshot(T + 10 * S, ("source.falseticker:a1",)),
@@ -218,6 +224,9 @@ def test_past_the_memory_bound_the_oldest_are_dropped_counted_and_warned(
     blocker.write_text("")
     cfg = make_cfg(blocker / "state")
     sink = StoreSink(cfg, retry_s=0.05, max_pending=100)
+    deadline = time.monotonic() + 5
+    while sink.failing is None and time.monotonic() < deadline:  # the writer tried at start
+        time.sleep(0.01)
     sink.handle(samples(T, 150))
     assert sink.dropped == 50
     assert any(r.levelno == logging.WARNING and "dropped the 50 oldest" in r.getMessage()

@@ -340,7 +340,8 @@ class StoreSink:
             if not self._pending:
                 self._first_pending_t = time.monotonic()
             self._pending.extend(outputs)
-            self._trim()
+            if self.failing is not None:
+                self._trim()  # while healthy, the back-pressure above bounds the queue
             self._cond.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
