@@ -120,7 +120,9 @@ def _edges_in_fake_sysfs(tmp_path: Path, device: str, sysfs_root: str) -> list[O
         time.sleep(0.05)
         for k in range(1, 4):
             now = time.clock_gettime_ns(time.CLOCK_REALTIME)
-            (d / "assert").write_text(f"{now // 10**9}.{now % 10**9:09d}#{10 + k}\n")
+            # sysfs swaps the whole value at once: so does the test (write, then rename).
+            (d / "assert.new").write_text(f"{now // 10**9}.{now % 10**9:09d}#{10 + k}\n")
+            os.replace(d / "assert.new", d / "assert")
             time.sleep(0.05)
 
     _run_reader(r, pulses)
