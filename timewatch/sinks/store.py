@@ -337,12 +337,16 @@ class StoreSink:
             while (len(self._pending) >= self.high_water and self.failing is None
                    and not self._closing):
                 self._cond.wait(0.5)
-            if not self._pending:
+            was_empty = not self._pending
+            if was_empty:
                 self._first_pending_t = time.monotonic()
             self._pending.extend(outputs)
             if self.failing is not None:
                 self._trim()  # while healthy, the back-pressure above bounds the queue
-            self._cond.notify_all()
+            # Wake the writer only when it waits without a deadline or a batch is full: a wake-up
+            # per call would cost a thread switch per engine step.
+            if was_empty or len(self._pending) >= BATCH_MAX:
+                self._cond.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued is committed; False if that did not happen in time."""
