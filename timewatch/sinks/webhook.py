@@ -43,7 +43,7 @@ from .webhook_formats import FORMATS, FormatContext, FormatError, Message, Notic
 
 log = logging.getLogger(__name__)
 
-PEEK_ITEMS = 100  # outbox items examined per pass of the delivery loop
+PEEK_MIN = 8  # outbox items examined per pass: twice a message's worth, at least this many
 CLOSE_GRACE_S = 5.0  # close(): time left to drain outboxes before what remains waits on disk
 RESPONSE_MAX_BYTES = 64 * 1024  # read no more of a receiver's answer than this
 EXCERPT_CHARS = 200  # what `webhook test` and the logs show of an answer
@@ -263,7 +263,7 @@ class Endpoint:
         attempt = 0
         try:
             while not self._stop.is_set():
-                items = self._read(self.outbox.peek(PEEK_ITEMS))
+                items = self._read(self.outbox.peek(max(PEEK_MIN, 2 * self.spec.max_batch)))
                 skip = []
                 for it in items:  # acks what will never be sent, up to the first to send
                     if it.notice is not None:
