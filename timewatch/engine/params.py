@@ -45,6 +45,10 @@ class Detect:
     # Poll interval assumed until the header's poll_s or the cadence of our requests tells it
     # (ntpd's and chrony's default minpoll 6 = 64 s).
     ntp_poll_default_s: float = 64.0
+    # Clock filter: an offset that moved from the lowest-delay sample by more than half the
+    # change in delay plus this (plus aging) is a real change of the server's time, not
+    # queueing (threats.md: exponential jitter of mean 0.3 ms on each leg).
+    ntp_jitter_s: float = 0.001
 
     # -- ntp.delay_anomaly (detectors/ntpdelay.py) ------------------------------------------
     # Round-trip delay above the server's baseline by at least this much (threats.md: a MITM
@@ -71,6 +75,10 @@ class Detect:
     # jitter on a LAN) and GNSS/PPS (1.5 us of interrupt jitter, threats.md).
     drift_sigma_floor_ntp_s: float = 0.0001
     drift_sigma_floor_gnss_s: float = 2e-6
+    # time.step for NTP sources: the offset against the consensus of the other groups jumped by
+    # at least this much and stayed (threats.md: a liar of >= 50 ms; Internet route changes move
+    # a path's asymmetry by a few ms).
+    ntp_step_s: float = 0.010
 
     # -- pps (engine/pps.py) ----------------------------------------------------------------
     # Pulse interval tolerance around whole seconds: a 100 ppm crystal (100 us) plus 30 us
@@ -100,6 +108,54 @@ class Detect:
     # ... and at least this (a timing receiver's PPS is within ~100 ns of UTC; cable and
     # comparator delays are not calibrated: 1 us).
     pps_bound_floor_s: float = 1e-6
+
+    # -- gnss (engine/gnss.py, engine/gnss_detect.py) ------------------------------------------
+    # Receiver dates before this are wrong (the software's build date, 2026-11-01 UTC; the engine
+    # never reads a clock). Set it lower only to replay captures older than the build.
+    gnss_not_before_unix_s: float = 1793491200.0
+    # gnss.date_anomaly: receiver date this far from the consensus of other sources ("days").
+    gnss_date_tolerance_s: float = 86400.0
+    # Coarse offset: label-to-arrival latency prior is [0, this] until learned (NMEA output starts
+    # within the second it labels; threats.md: 110 ms typical).
+    gnss_latency_prior_max_s: float = 1.0
+    # ... learned as the median of this many labels against an agreeing consensus (one minute).
+    gnss_latency_learn_n: int = 60
+    # ... bound = factor x the 95th-percentile jitter + the labels' millisecond resolution.
+    gnss_latency_jitter_factor: float = 3.0
+    gnss_label_resolution_s: float = 0.001
+    # An epoch still open after this long is closed (a receiver that went quiet mid-epoch).
+    gnss_epoch_close_s: float = 2.0
+    # gnss.no_fix after this long without a valid fix (threats.md: jamming within 10 s).
+    gnss_no_fix_s: float = 5.0
+    # gnss.sentence_errors: more than this fraction of bad sentences in the window (threats.md:
+    # 5% corrupted must alarm, 1 in 10,000 is normal noise) ...
+    gnss_sentence_error_ratio: float = 0.02
+    gnss_sentence_window_s: float = 60.0
+    # ... and at least this many bad ones (a single bad line at start-up is not a rate).
+    gnss_sentence_error_min: int = 5
+    # gnss.position_jump: fix farther than this from the antenna position (threats.md: 50 m) ...
+    gnss_position_limit_m: float = 50.0
+    # ... on this many valid epochs in a row (a single multipath outlier is not a jump).
+    gnss_position_confirm: int = 3
+    # Survey-in of an unconfigured antenna: this many valid epochs within limit/2 of their mean.
+    gnss_survey_epochs: int = 60
+    # gnss.cn0_anomaly: C/N0 standard deviation across satellites below this (threats.md) ...
+    gnss_cn0_uniform_sigma_db_hz: float = 2.0
+    # ... over at least this many satellites (the GPS-simulator capture tracks 4) ...
+    gnss_cn0_uniform_min_sats: int = 4
+    # ... for this long (the simulator capture lasts 19 s; real receivers at most 6 s in corpus).
+    gnss_cn0_uniform_s: float = 15.0
+    # ... or that many satellites above this (open-sky signals peak near 50-52 dB-Hz) ...
+    gnss_cn0_max_db_hz: float = 55.0
+    # ... or all satellites up by this much within 10 s (threats.md: all up >= 6 dB at once).
+    gnss_cn0_step_db_hz: float = 6.0
+    # gnss.satellites: at least this many satellites lost or gained between two reports ...
+    gnss_sat_change_min: int = 4
+    # ... and at least this fraction of those tracked (rising/setting changes 1 at a time).
+    gnss_sat_change_ratio: float = 0.4
+    # gnss.label_error: label step minus arrival step beyond this (jitter is ~4 ms; a skipped
+    # second is 1 s).
+    gnss_label_tolerance_s: float = 0.5
 
     @classmethod
     def keys(cls) -> dict[str, type]:

@@ -195,16 +195,18 @@ class Sim:
         return self.host.realtime_ns(t_ns)
 
     # -- generation -----------------------------------------------------------------------------
-    def _add(self, obs: Observation, handover: bool = True) -> None:
+    def _add(self, obs: Observation, true_ns: int, handover: bool = True) -> None:
+        """Queue a record that arrived at true time true_ns; the engine gets records in the order
+        they are handed over (in true time: a host step does not reorder them)."""
         delay = handover_delay_ns(self.handover_rng) if handover else 0
-        self._out.append((obs.rx_ns + delay, self._seq, obs))
+        self._out.append((true_ns + delay, self._seq, obs))
         self._seq += 1
 
     def _ticks(self) -> None:
         h = self.host
         for k in range(int((self.end_ns - self.t0_ns) // NS) + 1):
             t = self.t0_ns + k * NS
-            self._add(Tick(h.realtime_ns(t), h.raw_ns(t)), handover=False)
+            self._add(Tick(h.realtime_ns(t), h.raw_ns(t)), t, handover=False)
 
     def _exchanges(self, s: NtpServer) -> None:
         h = self.host
@@ -226,7 +228,7 @@ class Sim:
             if s.silent(t1) or d.timed_out:
                 tt = t1 + int(TIMEOUT_S * NS)
                 self._add(Ntp(src=s.sid, rx_ns=h.realtime_ns(tt), t1_ns=h_t1, xmt_hex=xmt_hex,
-                              error="timeout", raw_ns=h.raw_ns(tt)))
+                              error="timeout", raw_ns=h.raw_ns(tt)), tt)
                 continue
             extra_out, extra_back = s.extra_delay_s(t1)
             t2 = t1 + int((d.out_s + extra_out) * NS)
@@ -260,14 +262,14 @@ class Sim:
                       t2_ns=t2n, t3_ns=t3n, t4_ns=h.realtime_ns(t4), org_hex=org_hex,
                       leap=leap_, version=4, mode=4, stratum=stratum, poll=poll_exp,
                       precision=s.precision, root_delay=rd / 65536, root_dispersion=rdisp / 65536,
-                      refid=refid, pkt_hex=pkt.hex(), error=error, raw_ns=h.raw_ns(t4)))
+                      refid=refid, pkt_hex=pkt.hex(), error=error, raw_ns=h.raw_ns(t4)), t4)
 
     def build(self, truth: Truth) -> SimTrace:
         self._ticks()
         for s in self.servers:
             self._exchanges(s)
         for t, text in self.notes:
-            self._add(Note(self.host.realtime_ns(t), text, self.host.raw_ns(t)), handover=False)
+            self._add(Note(self.host.realtime_ns(t), text, self.host.raw_ns(t)), t, handover=False)
         self._out.sort(key=lambda r: (r[0], r[1]))
         header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns,
                         sources={s.sid: s.info() for s in self.servers})
@@ -312,7 +314,7 @@ def _ntp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     v.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_liar: {v.sid} lies by {lie * 1e3:+.1f} ms")
     return sim.build(Truth("ntp_liar", seed, sim.trace_ns(ta), _deadline(sim, ta, 3 * v.poll_s),
-                           (v.sid,), ("source.falseticker",), params={"offset_s": lie}))
+                           (v.sid,), ("source.falseticker", "time.step"), params={"offset_s": lie}))
 
 
 def _ntp_drift(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -361,7 +363,10 @@ def _host_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace
     ta = sim.at(0.4) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
     sim.host.step(ta, int(step * NS))
     sim.note(ta - 1, f"fault host_step: the host clock is stepped by {step * 1e3:+.1f} ms")
-    return sim.build(Truth("host_step", seed, sim.trace_ns(ta - 1), _deadline(sim, ta, 1.0), (),
+    # Engine time never runs backwards: after a negative step it stays at the pre-step time.
+    before = sim.trace_ns(ta - 1)
+    deadline = max(_deadline(sim, ta, 1.0), before + int((1.0 + DEADLINE_SLACK_S) * NS))
+    return sim.build(Truth("host_step", seed, before, deadline, (),
                            ("consensus.host_step",), allowed={"consensus.host_offset": ()},
                            params={"step_s": step}))
 
@@ -379,7 +384,7 @@ def _ntp_group_majority(seed: int, duration_s: float, params: dict[str, Any]) ->
     sim.note(ta, f"attack ntp_group_majority: op-x (3 of 5 servers) lies by {lie * 1e3:+.1f} ms")
     return sim.build(Truth("ntp_group_majority", seed, sim.trace_ns(ta),
                            _deadline(sim, ta, 3 * max(s.poll_s for s in liars)),
-                           tuple(s.sid for s in liars), ("source.falseticker",),
+                           tuple(s.sid for s in liars), ("source.falseticker", "time.step"),
                            params={"offset_s": lie}))
 
 
@@ -411,15 +416,24 @@ def _ntp_kiss(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
 def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     layout = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d", "op-c")]
     sim = Sim("ntp_no_majority", seed, duration_s, layout=layout)
-    lie = _p(params, "offset_s", lambda: sim.attack_rng.uniform(0.060, 0.100))
+    # Each group must leave the others' error intervals: beyond the sum of the two bounds.
+    margin = _p(params, "margin_s", lambda: sim.attack_rng.uniform(0.010, 0.030))
+    a, b, c, d = (sim.server(x) for x in ("ntp-a", "ntp-b", "ntp-c", "ntp-d"))
+    up = a.bound_s() + b.bound_s() + margin
+    down = a.bound_s() + max(c.bound_s(), d.bound_s()) + margin
     ta = sim.at(0.4)
-    sim.server("ntp-b").lie_s = lambda t: lie if t >= ta else 0.0
-    for sid in ("ntp-c", "ntp-d"):
-        sim.server(sid).lie_s = lambda t: -lie if t >= ta else 0.0
-    sim.note(ta, f"attack ntp_no_majority: op-b +{lie * 1e3:.1f} ms, op-c -{lie * 1e3:.1f} ms")
+    b.lie_s = lambda t: up if t >= ta else 0.0
+    for x in (c, d):
+        x.lie_s = lambda t: -down if t >= ta else 0.0
+    lie = (up, -down)
+    sim.note(ta, f"attack ntp_no_majority: op-b {up * 1e3:+.1f} ms, op-c {-down * 1e3:+.1f} ms")
     return sim.build(Truth("ntp_no_majority", seed, sim.trace_ns(ta),
                            _deadline(sim, ta, 3 * max(s.poll_s for s in sim.servers)), (),
-                           ("consensus.lost",), params={"offset_s": lie}))
+                           ("consensus.lost",), params={"offset_s": lie},
+                           # Until every liar has moved, a majority still exists and judges the
+                           # first movers: naming them is right.
+                           allowed={code: ("ntp-b", "ntp-c", "ntp-d") for code in
+                                    ("source.falseticker", "time.step", "time.drift")}))
 
 
 # -- clean runs and legitimate faults (threats.md "Must not alarm") ------------------------------

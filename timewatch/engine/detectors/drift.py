@@ -1,4 +1,5 @@
-"""`time.drift`: a reference pushed slowly away from the time, found by a sequential test.
+"""`time.drift` (a reference pushed slowly away from the time, found by a sequential test) and,
+for NTP sources, `time.step` (an offset that jumped against its own history and the consensus).
 
 For every new sample of a source, two residuals:
 - against the *consensus of the other trust groups* (the median of the offsets of the agreeing
@@ -13,6 +14,12 @@ clipped to `drift_cusum_clip` sigmas. Increments of noise telescope (a run of th
 difference of two noise values), so noise alone hardly reaches h; a steady push adds up; a step
 counts once (clipped) and then decays, because a step is the vote's business (source.falseticker,
 time.step), not a drift. Either test crossing `drift_cusum_h` raises `time.drift` for the source.
+
+A step is caught separately for NTP sources (PPS has its own `time.step` against the holdover):
+an increment of the consensus residual of at least `ntp_step_s` and `step_sigmas` sigmas that
+the next sample confirms (it stays at the new level instead of coming back) raises `time.step`.
+The interval vote cannot see a lie smaller than a server's error bound (delay/2 is up to 40 ms
+for a far server); its own history can: its offset is stable to a fraction of a millisecond.
 
 A source the vote already calls a falseticker is not judged (its alert is the vote's). A source
 under suspicion is not learned by the holdover (`holdover.distrust`). NTP samples whose delay is
@@ -41,6 +48,14 @@ HOLDOVER_RATE_SIGMAS = 3.0
 # SPIKE_GATE_FRAC of it is a spike: jitter is ~0.3 ms per leg, spikes are 5-10x the base delay.
 SPIKE_GATE_S = 0.002
 SPIKE_GATE_FRAC = 0.1
+# A step must be this many sigmas of the residual's increments (besides `ntp_step_s`) ...
+STEP_SIGMAS = 8.0
+# ... and the next sample confirms it when it stays within this many sigmas or this fraction of
+# the jump of the new level (a lone outlier comes back instead).
+STEP_CONFIRM_SIGMAS = 4.0
+STEP_CONFIRM_FRAC = 0.25
+# Kinds judged for steps here (PPS judges its own phase steps against the holdover).
+STEP_KINDS = ("ntp", "chrony")
 # A run keeps at most this many (t, residual) points for the rate in the evidence.
 RUN_POINTS = 64
 
@@ -74,9 +89,10 @@ class _Test:
         self.last_r, self.last_t = r, t_ns
         sigma = max(math.sqrt(self.var) if self.n else 0.0, math.sqrt(2) * floor_s)
         z = d / sigma
-        # The noise estimate must not learn the push itself: increments are winsorised.
+        # The noise estimate must not learn the push itself (nor a first wild sample):
+        # increments are winsorised; it starts as a plain mean, then forgets slowly.
         zc = max(-clip, min(clip, z))
-        self.var += NOISE_GAIN * ((zc * sigma) ** 2 - self.var) if self.n else d * d - self.var
+        self.var += max(NOISE_GAIN, 1.0 / (self.n + 1)) * ((zc * sigma) ** 2 - self.var)
         self.n += 1
         if self.n < WARMUP:
             self.run = [(t_ns, r)]
@@ -114,9 +130,12 @@ class _Test:
 class _Source:
     seen_t_ns: int | None = None
     rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
+    own: _Test = field(default_factory=_Test)  # its offset in step-free host time
     consensus: _Test = field(default_factory=_Test)
     holdover: _Test = field(default_factory=_Test)
     suspect: bool = False
+    step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
+    step_from: float | None = None  # level before an active time.step
 
 
 class DriftDetector(Detector):
@@ -154,8 +173,14 @@ class DriftDetector(Detector):
             return None
         return float(last.offset_s)
 
+    def _suspect(self, sid: str) -> bool:
+        st = self._src.get(sid)
+        return st is not None and (st.suspect or st.step_pending is not None
+                                   or st.step_from is not None)
+
     def _reference(self, sid: str, group: str, c: Consensus) -> float | None:
-        """Median of the agreeing groups' offsets, the source's own group left out."""
+        """Median of the agreeing groups' offsets, the source's own group and groups with a
+        suspect member (a step or a push under test) left out."""
         if not c.quorum:
             return None
         now = self.ctx.now_ns
@@ -169,6 +194,9 @@ class DriftDetector(Detector):
             if e is None or v is None or v[0] != Verdict.TRUECHIMER:
                 continue
             per_group.setdefault(g, []).append(e.offset_s)
+        for osid, tr in self.ctx.trackers.items():
+            if tr.info.group in per_group and self._suspect(osid):
+                del per_group[tr.info.group]
         if not per_group:
             return None
         return median(median(v) for v in per_group.values())
@@ -183,18 +211,28 @@ class DriftDetector(Detector):
             # The vote has it; a drift alert would say the same thing twice.
             st.consensus.reset()
             st.holdover.reset()
+            st.own.reset()
+            st.step_pending = None
             self._release(sid, st)
             return
         off = self._sample_offset(tr, est_offset_s, t_ns)
         if off is None:
             return
-        floor = det.drift_sigma_floor_ntp_s if tr.kind == "ntp" else det.drift_sigma_floor_gnss_s
+        ntp_like = tr.kind in STEP_KINDS
+        floor = det.drift_sigma_floor_ntp_s if ntp_like else det.drift_sigma_floor_gnss_s
         k, clip = det.drift_cusum_k, det.drift_cusum_clip
+        allow = det.drift_consensus_ppm * 1e-6
+        # Its own history, in a host time free of host steps (the realtime is disciplined: it
+        # moves at most `drift_consensus_ppm` against the truth).
+        own = off + sum(x for _, x in ctx.host_steps) / 1e9
         ref = self._reference(sid, tr.info.group, c)
+        if ntp_like:
+            self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)
+        st.own.update(t_ns, own, floor, allow, k, clip)
         if ref is None:
             st.consensus.reset()
         else:
-            st.consensus.update(t_ns, off - ref, floor, det.drift_consensus_ppm * 1e-6, k, clip)
+            st.consensus.update(t_ns, off - ref, floor, allow, k, clip)
         res = None
         if ho is not None and getattr(ho, "ready", False) and st.rx_raw is not None:
             rx, raw = st.rx_raw
@@ -205,14 +243,22 @@ class DriftDetector(Detector):
             st.holdover.update(t_ns, res.residual_s, max(floor, res.sigma_s),
                                HOLDOVER_RATE_SIGMAS * res.rate_sigma_s_per_s, k, clip)
         h = det.drift_cusum_h
-        worst, name = max((st.consensus, "consensus"), (st.holdover, "holdover"),
-                          key=lambda p: p[0].score)
-        suspect = worst.score >= h / 2
+        if ntp_like:
+            # Both: against the others (not the host's own slewing) and against its own history
+            # or the oscillator (not another source dragging the consensus).
+            witness, wname = max((st.own, "own history"), (st.holdover, "holdover"),
+                                 key=lambda p: p[0].score)
+            score = min(st.consensus.score, witness.score)
+            worst, name = st.consensus, f"consensus of the other groups and its {wname}"
+        else:
+            worst, name = st.holdover, "holdover clock"
+            score = worst.score
+        suspect = score >= h / 2
         if ho is not None and suspect != st.suspect and hasattr(ho, "distrust"):
             (ho.distrust if suspect else ho.trust)(sid)
         st.suspect = suspect
-        if worst.score < h:
-            if worst.score < h / 2:
+        if score < h:
+            if score < h / 2:
                 self._release(sid, st)
             return
         rate = worst.rate()
@@ -220,13 +266,50 @@ class DriftDetector(Detector):
               "consensus_offset_s": ref if ref is not None else c.offset_s,
               "residual_s": worst.last_r, "reference": name,
               "window_s": (worst.run[-1][0] - worst.run[0][0]) / 1e9 if worst.run else 0.0,
-              "cusum": worst.score, "cusum_h": h,
+              "cusum": score, "cusum_h": h,
               "holdover_residual_s": res.residual_s if res is not None else None}
         ctx.alerts.assert_(
             "time.drift", ctx.now_ns, (sid,),
             f"{sid} drifting {rate * 1e6:+.2f} ppm ({rate * 1e6:+.2f} us/s) against the "
-            f"{name} beyond what {'the oscillator' if name == 'holdover' else 'honest sources'} "
-            f"can explain", ev, severity="critical", hold_down_s=det.hold_down_s)
+            f"{name}, beyond what honest sources and the oscillator can explain",
+            ev, severity="critical", hold_down_s=det.hold_down_s)
+
+    def _step(self, sid: str, st: _Source, own: float, r: float | None, off: float,
+              ref: float | None, floor: float) -> None:
+        """The step test on its own history `own`, confirmed by the consensus residual `r` (when
+        there is a consensus): run before the CUSUMs take the sample."""
+        ctx = self.ctx
+        t = st.own
+        sigma = max(math.sqrt(t.var) if t.n else 0.0, math.sqrt(2) * floor)
+        if st.step_from is not None:
+            if abs(own - st.step_from) < ctx.detect.ntp_step_s / 2:
+                st.step_from = None
+                ctx.alerts.release("time.step", ctx.now_ns, sid)
+            return
+        if st.step_pending is not None:
+            before, after = st.step_pending
+            st.step_pending = None
+            tol = max(STEP_CONFIRM_SIGMAS * sigma, STEP_CONFIRM_FRAC * abs(after - before))
+            if abs(own - after) <= tol:
+                st.step_from = before
+                ctx.alerts.assert_(
+                    "time.step", ctx.now_ns, (sid,),
+                    f"{sid} stepped {(own - before) * 1e3:+.3f} ms against its own history and "
+                    f"the consensus of the other trust groups",
+                    {"step_s": own - before, "offset_s": off, "consensus_offset_s": ref,
+                     "offset_before_s": before, "consensus_residual_s": r,
+                     "noise_sigma_s": sigma / math.sqrt(2)},
+                    severity="critical", hold_down_s=ctx.detect.hold_down_s)
+            return
+        if t.last_r is None or t.n < WARMUP:
+            return
+        jump = own - t.last_r
+        if abs(jump) < max(STEP_SIGMAS * sigma, ctx.detect.ntp_step_s):
+            return
+        c = st.consensus
+        if r is not None and c.last_r is not None and abs(r - c.last_r) < abs(jump) / 2:
+            return  # the others moved with it: the host, not this source
+        st.step_pending = (t.last_r, own)
 
     def _release(self, sid: str, st: _Source) -> None:
         self.ctx.alerts.release("time.drift", self.ctx.now_ns, sid)
