@@ -10,13 +10,11 @@ import time
 
 from .notify import Notifier
 from .records import Snapshot
+from .runner import Hooks, status_line
 
 
-def add_systemd_hooks(hooks: object, notifier: Notifier | None = None) -> Notifier:
+def add_systemd_hooks(hooks: Hooks, notifier: Notifier | None = None) -> Notifier:
     """Append sd_notify calls to a runner's `Hooks` (a no-op outside systemd)."""
-    from .runner import Hooks, status_line
-
-    assert isinstance(hooks, Hooks)
     n = notifier or Notifier()
     if not n.enabled:
         return n
