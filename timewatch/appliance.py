@@ -37,5 +37,5 @@ def add_systemd_hooks(hooks: Hooks, notifier: Notifier | None = None) -> Notifie
 
     hooks.ready.append(ready)
     hooks.tick.append(tick)
-    hooks.stop.append(n.stopping)
+    hooks.stop.append(lambda: None if n.stopping() else None)
     return n
