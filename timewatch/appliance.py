@@ -37,5 +37,8 @@ def add_systemd_hooks(hooks: Hooks, notifier: Notifier | None = None) -> Notifie
 
     hooks.ready.append(ready)
     hooks.tick.append(tick)
-    hooks.stop.append(lambda: None if n.stopping() else None)
+    def stopping() -> None:
+        n.stopping()
+
+    hooks.stop.append(stopping)
     return n
