@@ -375,8 +375,9 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
         if wh.format == "pagerduty" and wh.secret is None:
             raise L.err(f"{k}.secret", "required for format pagerduty (the routing key): "
                                        "secret_file or secret_env")
-        if wh.format == "standard" and wh.secret is not None and not re.fullmatch(
-                r"(whsec_)?[A-Za-z0-9+/]+={0,2}", wh.secret.reveal()):
+        sec = wh.secret.reveal() if wh.secret else ""
+        if wh.format == "standard" and wh.secret and sec.startswith("whsec_") and \
+                not re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", sec.removeprefix("whsec_")):
             raise L.err(f"{k}.secret", "a Standard Webhooks secret is whsec_ followed by base64 "
                                        f"(value from {wh.secret.origin} not shown)")
 

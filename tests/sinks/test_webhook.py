@@ -263,6 +263,18 @@ def test_500_then_429_with_retry_after_then_200_delivers_everything_in_order(tmp
     assert reqs[3].t - reqs[2].t >= 0.095
 
 
+def test_config_checks_webhook_secrets_without_showing_them(tmp_path):
+    from timewatch.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        config(tmp_path, {"url": "http://127.0.0.1:1/", "secret": "whsec_n0t base64!!"})
+    assert "whsec_ followed by base64" in str(e.value) and "n0t base64" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"webhook\[0\]\.secret: required for format pagerduty"):
+        config(tmp_path, {"url": "http://127.0.0.1:1/", "format": "pagerduty"})
+    with pytest.raises(ConfigError, match=r"webhook\[0\]\.retry_max_s"):
+        config(tmp_path, {"url": "http://127.0.0.1:1/", "retry_max_s": 0})
+
+
 def test_retry_after_as_http_date():
     now = 1_700_000_000.0
     assert wh.parse_retry_after("Tue, 14 Nov 2023 22:13:40 GMT", now) == pytest.approx(20.0)

@@ -89,6 +89,12 @@ def test_whsec_key_rejects_a_secret_that_is_not_base64(bad):
     assert ("followed by base64" if bad != "whsec_" else "empty") in str(e.value)
 
 
+def test_secret_without_whsec_prefix_is_the_raw_key():
+    m = wf.standard([Notice(ALERT)], FormatContext("h", 5, "plain-secret"))
+    mac = hmac.new(b"plain-secret", b"8f3c1c2e.alert.5." + m.body, hashlib.sha256).digest()
+    assert m.headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
+
+
 def test_alertmanager_clear_repeats_the_alert_labels_and_sets_endsat():
     fire = json.loads(wf.alertmanager([Notice(ALERT)], CTX).body)
     res = json.loads(wf.alertmanager([Notice(CLEAR, ALERT)], CTX).body)

@@ -132,7 +132,10 @@ def _worst(notices: Sequence[Notice]) -> str | None:
 
 
 def whsec_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret: base64-decode what follows `whsec_`."""
+    """The HMAC key of a Standard Webhooks secret: base64-decode what follows `whsec_`. A secret
+    without the prefix is taken as the key's bytes themselves (as Symfony's sender does)."""
+    if not secret.startswith(WHSEC_PREFIX):
+        return secret.encode("utf-8")
     b64 = secret.removeprefix(WHSEC_PREFIX)
     try:
         key = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
