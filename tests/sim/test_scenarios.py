@@ -1,0 +1,139 @@
+"""`timewatch simulate`: every threats.md scenario listed, same seed same bytes, traces shaped as
+trace-format.md says, noise at least as threats.md pins it down."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import random
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from timewatch.cli import main
+from timewatch.records import Note, Ntp, Tick
+from timewatch.sim import noise
+from timewatch.sim.scenarios import SCENARIOS, ScenarioUnavailable, build
+from timewatch.trace import TraceReader
+
+THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "gnss_label_step",
+           "gnss_push_fast", "gnss_push_slow", "gnss_position_jump", "gnss_meaconing",
+           "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover", "gnss_simulator",
+           "pps_faults", "host_step", "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss",
+           "ntp_no_majority", "gnss_garbage"]
+NTP_HOST = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "host_step",
+            "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss", "ntp_no_majority", "clean",
+            "ntp_server_silent", "ntp_delay_spikes", "ntp_real_leap"]
+SPEC = ROOT.parent / "shared" / "spec" / "threats.md"
+
+
+def test_list_names_every_threats_md_scenario_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--list"]) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert listed[:21] == THREATS
+    assert [SCENARIOS[n].number for n in THREATS] == list(range(1, 22))
+
+
+def test_list_matches_the_spec_table() -> None:
+    if not SPEC.is_file():
+        pytest.skip(f"{SPEC} not found")
+    names = re.findall(r"^\| (\d+) \| `([a-z_0-9]+)` \|", SPEC.read_text(), re.M)
+    assert [n for _, n in names] == THREATS
+
+
+def test_same_seed_same_bytes_and_another_seed_differs(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    args = ["simulate", "--scenario", "ntp_mitm_delay", "--duration", "900"]
+    assert main([*args, "--seed", "7", "-o", str(a)]) == 0
+    assert main([*args, "--seed", "7", "-o", str(b)]) == 0
+    assert main([*args, "--seed", "8", "-o", str(c)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+@pytest.mark.parametrize("name", NTP_HOST)
+def test_every_ntp_and_host_scenario_builds_deterministically(name: str) -> None:
+    x = build(name, 3, 1200.0)
+    y = build(name, 3, 1200.0)
+    assert x.observations == y.observations
+    assert x.header == y.header
+
+
+def test_gzip_output_reads_back(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl.gz"
+    assert main(["simulate", "--scenario", "clean", "--duration", "120", "-o", str(out)]) == 0
+    r = TraceReader(out)
+    obs = list(r)
+    assert r.stats.bad_lines == 0 and len(obs) > 120
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert main(["simulate", "--scenario", "nope", "-o", str(tmp_path / "x")]) == 2
+    assert main(["simulate", "-o", str(tmp_path / "x")]) == 2
+    assert main(["simulate", "--scenario", "clean"]) == 2
+
+
+def test_gnss_scenarios_say_what_they_need_until_their_generators_exist(tmp_path: Path) -> None:
+    have = all(importlib.util.find_spec(m) for m in ("timewatch.sim.nmeagen", "timewatch.sim.pps"))
+    with pytest.raises(ScenarioUnavailable, match="not yet available"):
+        build("gnss_step", 1, 60.0)
+    if not have:
+        assert main(["simulate", "--scenario", "gnss_step", "-o", str(tmp_path / "g")]) == 1
+
+
+def test_trace_shape_default_deployment_ticks_raw_ns_and_bounded_reordering() -> None:
+    st = build("clean", 5, 1800.0)
+    ntp = {s: i for s, i in st.header.sources.items() if i.kind == "ntp"}
+    assert len(ntp) >= 4 and len({i.group for i in ntp.values()}) >= 3
+    assert all(i.poll_s is not None and 16 <= i.poll_s <= 64 for i in ntp.values())
+    ticks = [o for o in st.observations if isinstance(o, Tick)]
+    assert len(ticks) == 1801
+    assert all(abs((b.rx_ns - a.rx_ns) - 10**9) < 10**6 for a, b in itertools.pairwise(ticks))
+    assert all(o.raw_ns is not None for o in st.observations)
+    back = [a.rx_ns - b.rx_ns for a, b in itertools.pairwise(st.observations)]
+    assert 0 < max(back) <= 20_000_000  # handed over out of order, by at most 20 ms
+    assert {o.src for o in st.observations if isinstance(o, Ntp)} == set(ntp)
+
+
+def test_attack_is_marked_by_a_note_at_its_start() -> None:
+    st = build("ntp_liar", 2)
+    notes = [o for o in st.observations if isinstance(o, Note)]
+    assert len(notes) == 1 and st.truth.culprits[0] in notes[0].text
+    assert notes[0].rx_ns == st.truth.start_ns
+
+
+def test_ntp_noise_at_least_what_threats_md_pins_down() -> None:
+    rng = random.Random(1)
+    paths = [noise.NtpPath(random.Random(i)) for i in range(200)]
+    assert all(0.002 <= p.one_way_s <= 0.040 for p in paths)
+    assert max(abs(p.base_out_s - p.base_back_s) for p in paths) > 0.002
+    p = noise.NtpPath(rng)
+    draws = [p.draw() for _ in range(100_000)]
+    timeouts = [d.timed_out for d in draws]
+    assert 0.002 < sum(timeouts) / len(draws) < 0.004
+    assert "TTT" not in "".join("T" if t else "." for t in timeouts)  # at most two in a row
+    spikes = [d for d in draws if d.spiked]
+    assert 0.015 < len(spikes) / len(draws) < 0.025
+    assert all(max(d.out_s / p.base_out_s, d.back_s / p.base_back_s) >= 4.99 for d in spikes)
+    jitter = [d.out_s - p.base_out_s for d in draws if not d.spiked and not d.timed_out]
+    assert 0.00027 < statistics.mean(jitter) < 0.00033
+
+
+def test_host_clock_crystal_wander_and_disciplined_realtime() -> None:
+    h = noise.HostClock(random.Random(3), 0)
+    assert abs(h.crystal_ppm) <= 100
+    minutes = [h.freq_ppm(m) for m in range(24 * 60)]
+    assert 1.5 < max(minutes) - min(minutes) < 4  # 2 ppm diurnal swing plus the walk
+    ten = [abs(h.freq_ppm(m + 10) - h.freq_ppm(m)) for m in range(0, 24 * 60 - 10, 10)]
+    assert statistics.mean(ten) < 0.2  # "about 0.1 ppm over ten minutes"
+    errs = [h.realtime_error_ns(t * 10**9) for t in range(0, 86_400, 10)]
+    assert 100_000 < max(map(abs, errs)) < 1_000_000  # hundreds of microseconds
+    slews = [abs(b - a) / 10e9 for a, b in itertools.pairwise(errs)]
+    assert max(slews) < 1e-6  # sub-ppm
+    h.step(5 * 10**9, 250_000_000)
+    assert h.realtime_error_ns(6 * 10**9) - h.realtime_error_ns(4 * 10**9) > 249_000_000
+    r1, r2 = h.raw_ns(10**9), h.raw_ns(2 * 10**9)
+    assert abs((r2 - r1) - 10**9) < 200_000  # raw is never stepped
