@@ -35,10 +35,10 @@ def add_systemd_hooks(hooks: Hooks, notifier: Notifier | None = None) -> Notifie
             n.status(s)
             last_status[0] = s
 
-    hooks.ready.append(ready)
-    hooks.tick.append(tick)
     def stopping() -> None:
         n.stopping()
 
+    hooks.ready.append(ready)
+    hooks.tick.append(tick)
     hooks.stop.append(stopping)
     return n
