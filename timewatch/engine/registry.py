@@ -22,6 +22,10 @@ from .pps import PpsTracker  # noqa: E402
 
 TRACKERS["pps"] = PpsTracker
 
+from .gnss import GnssTracker  # noqa: E402
+
+TRACKERS["gnss"] = GnssTracker
+
 from .holdover import HoldoverLearner  # noqa: E402
 
 DETECTORS.insert(0, HoldoverLearner)  # first: installs ctx.holdover before other detectors start

@@ -64,6 +64,7 @@ class Framer:
         self._buf = bytearray()
         self._line = bytearray()  # text being accumulated (a sentence, or garbage)
         self._overlong = False  # the current line passed MAX_LINE: drop until its end
+        self._final = False  # flushing: no more bytes will come, a partial UBX frame is text
         self.stats = {"nmea": 0, "ubx": 0, "overlong": 0, "bad_ubx": 0}
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -101,11 +102,10 @@ class Framer:
 
     def flush(self) -> list[Frame]:
         """End of input: whatever is pending becomes a (probably bad) line."""
-        out: list[Frame] = []
-        if self._buf:
-            self._line += self._buf
-            self._buf.clear()
+        self._final = True
+        out = self.feed(b"")
         self._end_line(out)
+        self._final = False
         return out
 
     def _end_line(self, out: list[Frame]) -> None:
@@ -118,22 +118,23 @@ class Framer:
 
     def _try_ubx(self, buf: bytearray, i: int, n: int) -> int:
         """Length of a valid UBX frame at i; 0 if there is none; -1 if more bytes are needed."""
+        more = 0 if self._final else -1
         if i + 1 >= n:
-            return -1
+            return more
         if buf[i + 1] != 0x62:
             return 0
         if i + 2 >= n:
-            return -1
+            return more
         if buf[i + 2] not in UBX_CLASSES:
             return 0
         if i + 6 > n:
-            return -1
+            return more
         length = buf[i + 4] | (buf[i + 5] << 8)
         total = length + 8
         if total > MAX_FRAME:
             return 0
         if i + total > n:
-            return -1
+            return more
         if _ubx_ck(buf, i + 2, i + total - 2) != (buf[i + total - 2], buf[i + total - 1]):
             self.stats["bad_ubx"] += 1
             return 0
