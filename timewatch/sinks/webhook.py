@@ -51,6 +51,7 @@ RETRY_AFTER_MAX_S = 3600.0  # a Retry-After longer than an hour is taken as an h
 DELIVERED_KEEP_S = 30 * 86400.0  # delivered keys remembered this long (a re-replayed trace)
 OPEN_KEEP_S = 90 * 86400.0  # an alert whose clear never came is forgotten after this
 IDLE_WAKE_S = 60.0  # an idle delivery thread looks at its outbox at least this often
+PRUNE_EVERY_S = 86400.0  # the ledger forgets old keys once a day (and at start)
 REJECTED = (400, 413, 422)  # the receiver refuses this message itself: drop it, go on
 USER_AGENT = "timewatch-webhook/1"
 
@@ -240,6 +241,7 @@ class Endpoint:
         self._next_resend = time.monotonic() + hc.resend_s
         self._left: int | None = None  # set by close: what stayed in the outbox
         self.ledger.prune()
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self.thread = threading.Thread(target=self._run, name=f"webhook-{index}-{hc.host}",
                                        daemon=True)
         self.thread.start()
@@ -392,6 +394,9 @@ class Endpoint:
 
     def _idle(self) -> None:
         """Nothing queued: wait for work; Alertmanager gets its active alerts re-sent."""
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            self.ledger.prune()
         if self.hc.format == "alertmanager":
             now = time.monotonic()
             if now >= self._next_resend:
