@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from timewatch.engine import Engine
@@ -125,7 +126,7 @@ def schedule(servers: list[Server], duration_s: float, rng: random.Random,
     return out
 
 
-def run(hdr: Header, obs: list[Observation], engine: Engine | None = None) -> list[Output]:
+def run(hdr: Header, obs: Sequence[Observation], engine: Engine | None = None) -> list[Output]:
     eng = engine or Engine(hdr)
     out: list[Output] = []
     for o in obs:
@@ -134,7 +135,7 @@ def run(hdr: Header, obs: list[Observation], engine: Engine | None = None) -> li
     return out
 
 
-def events(out: list[Output]) -> list[Event]:
+def events(out: Sequence[Output]) -> list[Event]:
     return [o for o in out if isinstance(o, Event)]
 
 

@@ -10,12 +10,13 @@ What a record goes through (docs/ntp.md has the operator's view):
 4. A good reply is a sample: offset, delay and an error bound that, for an honest server,
    contains the true offset (delay/2 covers any path asymmetry, root delay/2 + root
    dispersion the server's own error, plus the precision of the timestamps).
-5. The clock filter intersects the intervals of the server's recent samples (each aged by the
-   host's worst-case frequency error). Honest samples all contain the truth, so they always
-   intersect and a delay spike (a wide interval) cannot move the estimate. When a new sample
-   does not intersect what came before, the server's time really changed: the older samples
-   are dropped at once and the new one alone is the estimate (no old sample is held against
-   a real change: a liar is judged on its first lying sample).
+5. The clock filter intersects the intervals of the server's samples since its time last
+   changed (each aged by the host's worst-case frequency error). Honest samples all contain
+   the truth, so a delay spike (a wide interval) cannot move the estimate. A new sample whose
+   offset moved further than half its change in delay (plus jitter) from the lowest-delay sample
+   is a real change of the server's time: the older samples are dropped at once and the new
+   one alone is the estimate (no old sample is held against a real change: a liar is judged
+   on its first lying sample).
 """
 
 from __future__ import annotations
@@ -319,22 +320,39 @@ class NtpTracker(Tracker):
             "stratum": float(s.stratum), "leap": float(s.leap), "poll_s": self._poll_s}))
 
     def _filter(self, s: NtpSample) -> Estimate:
-        """Intersect the new sample's interval with its predecessors', newest first, each aged
-        to s.t_ns; the first predecessor that does not intersect ends the server's old era."""
-        aging_per_ns = self.ctx.detect.aging_ppm * 1e-15
-        lo, hi = s.offset_s - s.bound_s, s.offset_s + s.bound_s
+        """The estimate after sample `s`: the intersection of the intervals of the server's
+        samples since its time last changed, each aged to s.t_ns.
+
+        `s` continues the current era when its offset moved from the era's lowest-delay sample
+        by no more than half the change in delay (queueing on one leg moves the offset by at most
+        half the extra delay: ntpd's huff-n-puff wedge, chrony's test C) plus jitter and aging.
+        Otherwise the server's time changed: the era restarts at `s`, judged on its own.
+        """
+        det = self.ctx.detect
+        aging_per_ns = det.aging_ppm * 1e-15
         hist = self.history
-        for i in range(len(hist) - 2, -1, -1):
-            old = hist[i]
-            if old.t_ns < self._since_ns:
-                break
+        era = [h for h in hist if h.t_ns >= self._since_ns and h is not s]
+        if era:
+            ref = min(era, key=_delay)
+            moved = abs(s.offset_s - ref.offset_s)
+            allowed = (abs(s.delay_s - ref.delay_s) / 2 + det.ntp_jitter_s
+                       + (s.t_ns - ref.t_ns) * aging_per_ns)
+            if moved > allowed:
+                self._since_ns = s.t_ns
+                era = []
+        lo, hi = s.offset_s - s.bound_s, s.offset_s + s.bound_s
+        for old in reversed(era):
             b = old.bound_s + max(0, s.t_ns - old.t_ns) * aging_per_ns
             nlo, nhi = max(lo, old.offset_s - b), min(hi, old.offset_s + b)
-            if nlo > nhi:  # the server's time changed: forget everything before s
-                self._since_ns = hist[i + 1].t_ns
+            if nlo > nhi:  # cannot happen with honest samples: restart the era after `old`
+                self._since_ns = old.t_ns + 1
                 break
             lo, hi = nlo, nhi
         return Estimate((lo + hi) / 2, (hi - lo) / 2, s.t_ns)
+
+
+def _delay(h: NtpSample) -> float:
+    return h.delay_s
 
 
 def _precision_s(precision: int | None) -> float:

@@ -64,25 +64,38 @@ class Consensus:
 
 
 def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, list[str]]:
-    """Largest number of intervals sharing a point; (count, lo, hi, names): the region runs from
-    the first point of that depth to the last (chrony sources.c), so when two regions tie, both
-    are kept and no interval is named false for being on the wrong side of an arbitrary pick.
-    `names`: the intervals that overlap the region."""
+    """Largest number of intervals sharing a point; (count, lo, hi, names) of the consensus region.
+
+    When several disjoint regions reach that count, the intervals cannot tell which is right:
+    keep the regions holding the most interval midpoints (the evidence ntpd's intersection
+    algorithm weighs: honest offsets sit near the truth, a liar's overlap with wide honest
+    intervals sits at their edge), and span the ones still tied (chrony sources.c: from the
+    first deepest point to the last), so no interval is named false by an arbitrary pick.
+    `names`: the intervals that overlap the region.
+    """
     edges: list[tuple[float, int]] = []
     for lo, hi, _ in ivs:
         edges.append((lo, -1))  # -1 sorts starts before ends at one point: touching overlaps
         edges.append((hi, +1))
     edges.sort()
-    best, cnt, best_lo, best_hi = 0, 0, 0.0, 0.0
+    best, cnt = 0, 0
+    regions: list[list[float]] = []  # [lo, hi] of each region of the deepest count
     for x, kind in edges:
         if kind == -1:
             cnt += 1
             if cnt > best:
-                best, best_lo = cnt, x
+                best, regions = cnt, [[x, x]]
+            elif cnt == best:
+                regions.append([x, x])
         else:
             if cnt == best:
-                best_hi = x
+                regions[-1][1] = x
             cnt -= 1
+    if len(regions) > 1:
+        mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
+        score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]
+        regions = [r for r, sc in zip(regions, score, strict=True) if sc == max(score)]
+    best_lo, best_hi = regions[0][0], regions[-1][1]
     names = sorted(name for lo, hi, name in ivs if lo <= best_hi and hi >= best_lo)
     return best, best_lo, best_hi, names
 
