@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from timewatch.engine import Engine
-from timewatch.records import Chrony, Event, Header, SourceInfo
 from timewatch.engine.vote import Consensus, Verdict
+from timewatch.records import Chrony, Event, Header, SourceInfo
 
 NOW = 1_764_160_000_000_000_000
 

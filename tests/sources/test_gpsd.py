@@ -9,8 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import need_binary
 from timewatch.config import parse
 from timewatch.records import Nmea, Observation, Pps
