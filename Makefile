@@ -30,10 +30,13 @@ demo: venv
 	$(BIN)/timewatch demo
 
 lint: venv
-	$(BIN)/ruff check timewatch tests
+	$(BIN)/ruff check timewatch tests bench
 	$(BIN)/mypy timewatch
 
-test: venv debs lint
+# The package is linted and type-checked before the tests run (ruff, mypy).
+test: venv debs
+	$(BIN)/ruff check timewatch
+	$(BIN)/mypy timewatch
 	$(BIN)/python -m pytest -q tests
 
 bench: venv debs
