@@ -68,7 +68,7 @@ class GnssDetectors:
         self.last_sets_valid = False
         self.last_sets_utc: int | None = None
         # gnss.label_error
-        self.last_label: tuple[int, int] | None = None  # (utc_ns, rx_ns)
+        self.last_label: tuple[int, int, bool] | None = None  # (utc_ns, rx_ns, second 60)
 
     def _assert(self, code: str, t: int, msg: str, ev: dict[str, object], sev: str) -> None:
         self.ctx.alerts.assert_(code, t, (self.src,), f"{self.src}: {msg}", ev, severity=sev,
@@ -206,13 +206,14 @@ class GnssDetectors:
     def _label(self, t: int, ep: Epoch) -> None:
         if ep.utc_ns is None or ep.rx_ns is None:
             return
-        prev, self.last_label = self.last_label, (ep.utc_ns, ep.rx_ns)
+        prev, self.last_label = self.last_label, (ep.utc_ns, ep.rx_ns, ep.leap_second)
         if prev is None or ep.leap_second:
             return
         d_label = (ep.utc_ns - prev[0]) / NS
-        d_rx = (ep.rx_ns - prev[1]) / NS
+        # A leap second (23:59:60) lasts a second of arrival time without moving Unix time.
+        d_rx = (ep.rx_ns - prev[1]) / NS - (1.0 if prev[2] else 0.0)
         err = d_label - d_rx
-        if d_label <= 0 or abs(err) > self.d.gnss_label_tolerance_s:
+        if d_label <= 0 and not prev[2] or abs(err) > self.d.gnss_label_tolerance_s:
             what = ("repeated" if d_label == 0 else "went backwards" if d_label < 0 else
                     f"moved {d_label:.3f} s in {d_rx:.3f} s of arrival time")
             self._assert("gnss.label_error", t, f"time label {what}",

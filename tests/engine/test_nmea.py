@@ -1,0 +1,148 @@
+"""NMEA decoding: checksums required, every used field type-checked, second 60, all talkers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from timewatch.engine.core import Context
+from timewatch.engine.gnss import GnssTracker
+from timewatch.engine.nmea import TALKERS, NmeaError, Unsupported, decode, sentence
+from timewatch.engine.params import Detect
+from timewatch.records import Header, Nmea, SourceInfo
+
+RMC = "GPRMC,123519.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A"
+GGA = "GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,36.7,M,48.5,M,,"
+
+
+def test_rmc_fields_are_converted_and_checked() -> None:
+    s = decode(sentence(RMC))
+    assert (s.talker, s.kind, s.tod_ms) == ("GP", "RMC", (12 * 3600 + 35 * 60 + 19) * 1000)
+    assert s.date == (2026, 11, 26) and s.status_valid is True and s.mode == "A"
+    assert s.lat_deg == pytest.approx(48 + 7.038 / 60) and s.lon_deg == pytest.approx(11 + 31 / 60)
+
+
+def test_gga_west_longitude_quality_and_altitude() -> None:
+    s = decode(sentence(GGA))
+    assert s.lon_deg == pytest.approx(-(2 + 14.41385 / 60)) and s.quality == 1
+    assert s.sats_used == 7 and s.alt_m == 36.7
+
+
+def test_second_60_is_kept_as_a_leap_second() -> None:
+    s = decode(sentence("GPZDA,235960.00,31,12,2016,00,00"))
+    assert s.sec60 and s.tod_ms == 86_400_000 and s.date == (2016, 12, 31)
+
+
+def test_every_gnss_talker_is_accepted() -> None:
+    for t in sorted(TALKERS):
+        assert decode(sentence(t + RMC[2:])).talker == t
+
+
+def test_checksum_is_required_and_checked() -> None:
+    with pytest.raises(NmeaError) as e:
+        decode("$" + RMC)
+    assert e.value.reason == "checksum"
+    good = sentence(RMC)
+    with pytest.raises(NmeaError):
+        decode(good[:-2] + ("00" if good[-2:] != "00" else "01"))
+    assert decode(good[:-2] + good[-2:].lower()).kind == "RMC"  # hex digits in any case
+
+
+@pytest.mark.parametrize("body, field", [
+    ("GPRMC,12x519.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A", "time"),
+    ("GPRMC,123519.00,A,4807.038,Q,01131.000,E,0.02,,261126,,,A", "lat_dir"),
+    ("GPRMC,123519.00,A,48O7.038,N,01131.000,E,0.02,,261126,,,A", "lat"),
+    ("GPRMC,246019.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A", "time"),
+    ("GPGGA,080247.00,5327.04300,N,00214.41385,W,X,07,1.63,36.7,M,48.5,M,,", "quality"),
+    ("GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,nan,M,48.5,M,,", "altitude"),
+    ("GPGSV,3,1,11,01,78,221,4x7", "snr_1"),
+    ("GPGSA,A,7,01,,,,,,,,,,,,1.0,1.0,1.0", "fix_type"),
+])
+def test_a_malformed_field_is_an_error_naming_the_field(body: str, field: str) -> None:
+    with pytest.raises(NmeaError) as e:
+        decode(sentence(body))
+    assert e.value.reason == "field" and e.value.what.startswith(field + "=")
+
+
+def test_placeholder_position_without_fix_is_not_an_error() -> None:
+    s = decode(sentence("GPRMC,000416.984,V,36000.0000,N,72000.0000,E,0.000000,,260120,,"))
+    assert s.status_valid is False and s.lat_deg is None
+
+
+def test_rollover_date_field_is_reported_not_fatal() -> None:
+    s = decode(sentence("GPRMC,000231.099,A,4829.0005,N,00022.0015,E,0.15,212.28,2208-1,,,A"))
+    assert s.date is None and s.date_error == "2208-1"
+
+
+def test_gsv_with_signal_id_and_gns_multi_constellation_mode() -> None:
+    g = decode(sentence("GAGSV,1,1,02,05,40,120,44,09,12,300,,7"))
+    assert [(x.key, x.cn0_db_hz) for x in g.sats] == [("GA5", 44.0), ("GA9", None)]
+    n = decode(sentence("GNGNS,112257.00,3844.24011,N,00908.43828,W,NA,03,10.5,,,,"))
+    assert n.status_valid is True and n.mode == "NA"
+
+
+def test_other_sentences_and_talkers_are_unsupported_not_errors() -> None:
+    for line in (sentence("GPVTG,339.1,T,333.5,M,0.1,N,0.1,K,A"), sentence("PGRMZ,48,f,3"),
+                 sentence("QZGSV,1,1,01,193,40,120,44"), "!AIVDM,1,1,,A,13aEOK?P00PD2wVMdLDRhgvL289?,0*26"):
+        with pytest.raises(Unsupported):
+            decode(line)
+
+
+def test_garbage_and_overlong_lines_are_framing_errors() -> None:
+    for line in ("garbage", "", "$", "$GP", "$" + "A" * 600):
+        with pytest.raises(NmeaError) as e:
+            decode(line)
+        assert e.value.reason in ("framing", "checksum")
+
+
+# -- property tests: nothing but NmeaError / Unsupported ever escapes -----------------------
+
+_VALID = [sentence(RMC), sentence(GGA), sentence("GPGSA,A,3,01,02,03,,,,,,,,,,1.6,0.9,1.3"),
+          sentence("GPGSV,2,1,05,01,40,083,46,02,17,308,41,12,07,344,39,14,22,228,45"),
+          sentence("GPZDA,160012.71,11,03,2004,-1,00"), sentence("GNTXT,01,01,02,u-blox AG"),
+          sentence("GPGST,172814.0,0.006,0.023,0.020,273.6,0.023,0.020,0.031"),
+          sentence("GPGLL,4916.45,N,12311.12,W,225444,A,A"),
+          sentence("GNGNS,014035.00,4332.69262,S,17235.48549,E,RR,13,0.9,25.63,11.24,,")]
+
+
+def _decode_ok(line: str) -> None:
+    try:
+        decode(line)
+    except (NmeaError, Unsupported):
+        pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=200))
+def test_decode_random_text_raises_only_typed_errors(text: str) -> None:
+    _decode_ok(text)
+    _decode_ok("$" + text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(_VALID), st.integers(0, 120), st.integers(0, 120), st.text(max_size=8),
+       st.booleans())
+def test_decode_truncated_mutated_and_rechecksummed_sentences(base: str, cut: int, pos: int,
+                                                              ins: str, fix_ck: bool) -> None:
+    _decode_ok(base[:cut])  # truncated
+    body = base[1:base.index("*")]
+    p = pos % (len(body) + 1)
+    mutated = body[:p] + ins + body[p + 1:]
+    _decode_ok("$" + mutated + base[base.index("*"):])  # wrong checksum
+    if fix_ck:  # right checksum around broken fields: the field checks must hold
+        _decode_ok(sentence(mutated.replace("*", "")))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_VALID), st.text(max_size=90)), max_size=40))
+def test_tracker_takes_any_line_sequence(lines: list[str]) -> None:
+    info = SourceInfo("gnss", "gnss")
+    ctx = Context(Header("t", 0, {"gnss0": info}), Detect())
+    tr = GnssTracker("gnss0", info, ctx)
+    t = 1_795_000_000_000_000_000
+    for k, line in enumerate(lines):
+        ctx.now_ns = t + k * 100_000_000
+        tr.feed(Nmea("gnss0", ctx.now_ns, line))
+        tr.on_tick(ctx.now_ns)
+    assert tr.sentences >= 0
