@@ -4,7 +4,8 @@ Delaying the request by D moves the measured offset by +D/2, delaying the reply 
 round-trip delay grows by D: the offset shift is half the delay increase (chrony's and ntpd's
 "delay attack"). A network delay spike of a single exchange has the same signature, so the
 detector wants it on `ntp_delay_confirm` consecutive exchanges, with consistent delay increases
-in the same direction. Timeouts and replies that are not samples do not break a streak.
+in the same direction (all but one agreeing on the size: a spike on top of the attack only adds).
+Timeouts and replies that are not samples do not break a streak.
 
 Baselines per server: the smallest delay and the median offset of its recent normal exchanges
 (those without a delay increase). Offsets are taken in a frame free of host steps.
@@ -79,13 +80,15 @@ class NtpDelayDetector(Detector):
                 st.normal.append((delay_s, offset_s))
             self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
-        if st.streak:
-            d0, o0 = st.streak[0]
-            if ((doff > 0) != (o0 > 0)
-                    or abs(dd - d0) > max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * d0)):
-                st.streak.clear()
+        if st.streak and (doff > 0) != (st.streak[0][1] > 0):
+            st.streak.clear()
         st.streak.append((dd, doff))
-        if len(st.streak) < det.ntp_delay_confirm:
+        # A network spike on top of the attack adds delay: the streak's smallest increase is the
+        # attacker's, and all but one of the streak must agree with it.
+        d_min = min(d for d, _ in st.streak)
+        agree = sum(1 for d, _ in st.streak
+                    if d - d_min <= max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * d_min))
+        if len(st.streak) < det.ntp_delay_confirm or agree < det.ntp_delay_confirm - 1:
             return
         leg = "request" if doff > 0 else "reply"
         self.ctx.alerts.assert_(
