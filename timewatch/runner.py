@@ -1,7 +1,8 @@
 """`timewatch run`: readers -> one queue -> the engine (in the loop thread) -> sinks (own thread).
 
 - Readers come from `sources.READERS` ("module:Class" per kind); a kind whose module does not
-  exist yet is logged and skipped, the others run.
+  exist yet is logged and skipped, the others run. `Runner(readers={source_id: factory})` gives
+  one source another reader (`factory(SourceConfig, emit)`, e.g. the demo's simulated PPS).
 - Every observation goes through one asyncio queue, so the engine and the trace see one order:
   the trace (`--record`) is exactly what the engine was handed, in the order handed.
 - A `Tick` every second tells the engine that time passes even when every source is silent.
@@ -29,7 +30,7 @@ from .config import Config, SourceConfig, load
 from .engine import Engine
 from .records import Event, Observation, Output, Snapshot, Tick
 from .sinks import Sink, build_sinks, close_all, fan_out
-from .sources import READERS, Reader, now_pair
+from .sources import READERS, Emit, Reader, now_pair
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,8 @@ class Runner:
     def __init__(self, cfg: Config, *, record: str | Path | None = None,
                  duration_s: float | None = None, hooks: Hooks | None = None,
                  extra_sinks: list[Sink] | None = None, sinks: list[Sink] | None = None,
-                 reader_kwargs: dict[str, dict[str, object]] | None = None):
+                 reader_kwargs: dict[str, dict[str, object]] | None = None,
+                 readers: dict[str, Callable[[SourceConfig, Emit], Reader]] | None = None):
         self.cfg = cfg
         self.record = Path(record) if record else None
         self.duration_s = duration_s
@@ -143,6 +145,9 @@ class Runner:
         self._sinks_override = sinks
         self.extra_sinks = extra_sinks or []
         self.reader_kwargs = reader_kwargs or {}  # per kind, e.g. {"ntp": {"timeout_s": 0.5}}
+        # Per source id, a reader factory used instead of the kind's registered reader (the
+        # demo feeds its simulated PPS this way: no PPS device exists without hardware).
+        self.reader_overrides = readers or {}
         self.readers: dict[str, object] = {}
         self.engine: Engine | None = None
         self.snapshot: Snapshot | None = None
@@ -172,11 +177,13 @@ class Runner:
 
         tasks: list[asyncio.Task[None]] = []
         for sc in self.cfg.sources:
-            cls = load_reader(sc)
+            override = self.reader_overrides.get(sc.id)
+            cls = override if override is not None else load_reader(sc)
             if cls is None:
                 continue
             try:
-                reader = cls(sc, emit, **self.reader_kwargs.get(sc.kind, {}))  # type: ignore[call-arg]
+                kw = {} if override is not None else self.reader_kwargs.get(sc.kind, {})
+                reader = cls(sc, emit, **kw)  # type: ignore[call-arg]
             except Exception as e:  # noqa: BLE001 - one bad source must not stop the others
                 log.error("source %s: cannot start its reader: %s", sc.id, e)
                 continue
