@@ -65,6 +65,8 @@ WANDER_FLOOR_PPM = 0.005
 REJECT_K = 6.0
 # A fit needs this much raw time before it predicts (a frequency from seconds is meaningless).
 MIN_SPAN_S = 30.0
+# The line is refitted every this many points (a 10-20 min fit moves little in 16 more points).
+REFIT_EVERY = 16
 # Weights are 1/(sigma/1 us)^2: keeps the sums in a comfortable float range.
 _WEIGHT_UNIT_S = 1e-6
 
@@ -96,13 +98,16 @@ class _Sums:
     def add(self, x: float, y: float, w: float) -> None:
         self.n += 1
         self.w += w
-        self.wx += w * x
-        self.wy += w * y
-        self.wxx += w * x * x
-        self.wxy += w * x * y
-        self.wyy += w * y * y
-        self.x_lo = min(self.x_lo, x)
-        self.x_hi = max(self.x_hi, x)
+        wx, wy = w * x, w * y
+        self.wx += wx
+        self.wy += wy
+        self.wxx += wx * x
+        self.wxy += wx * y
+        self.wyy += wy * y
+        if x < self.x_lo:
+            self.x_lo = x
+        if x > self.x_hi:
+            self.x_hi = x
 
     def shift(self, dx: float, dy: float) -> None:
         """Re-express the sums with x -> x - dx, y -> y - dy (a new anchor)."""
@@ -167,6 +172,7 @@ class Holdover:
         self._block_start_s = 0.0
         self._block_freqs: deque[float] = deque(maxlen=WANDER_BLOCKS)
         self._fit: _Fit | None = None
+        self._unfitted = 0  # points learned since the last fit
         self._distrusted: set[str] = set()
         self.last_learn_raw_ns: dict[str, int] = {}  # per source: raw_ns of its last learned point
         self.learned = 0
@@ -203,7 +209,9 @@ class Holdover:
             x, y = 0.0, 0.0
             self._block_start_s = 0.0
         self._cur.add(x, y, (_WEIGHT_UNIT_S / sigma_s) ** 2)
-        self._refit()
+        self._unfitted += 1
+        if self._fit is None or self._unfitted >= REFIT_EVERY:
+            self._refit()
         self.learned += 1
         self.last_learn_raw_ns[src] = raw_ns
         return True
@@ -224,8 +232,10 @@ class Holdover:
         if self._prev is not None:
             self._prev.shift(dx, dy)
         self._raw0, self._ref0 = raw_ns, ref_ns
+        self._unfitted = REFIT_EVERY  # new anchor and window: refit with this very point
 
     def _refit(self) -> None:
+        self._unfitted = 0
         s = self._cur if self._prev is None else self._cur.plus(self._prev)
         f = _fit(s)
         self._fit = f if f is not None and f.span_s >= MIN_SPAN_S else None

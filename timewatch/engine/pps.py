@@ -81,6 +81,63 @@ class _Edge:
     second_ns: int | None = None  # the UTC second it marks, once numbered
 
 
+class _Line:
+    """A straight line through the last `n` (x, y) points, kept as running sums (O(1) a point).
+
+    x is taken from an anchor (the first point after a clear) and the sums are rebuilt from the
+    points every REBUILD appends, so rounding never accumulates.
+    """
+
+    REBUILD = 1024  # appends between two rebuilds of the sums from the kept points
+
+    def __init__(self, n: int):
+        self.pts: deque[tuple[float, float]] = deque(maxlen=n)
+        self.clear()
+
+    def clear(self) -> None:
+        self.pts.clear()
+        self.x0 = 0.0
+        self.sx = self.sy = self.sxx = self.sxy = 0.0
+        self._appends = 0
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def append(self, x: float, y: float) -> None:
+        if not self.pts:
+            self.x0 = x
+        pts = self.pts
+        if len(pts) == pts.maxlen:
+            ox, oy = pts[0]
+            ox -= self.x0
+            self.sx -= ox
+            self.sy -= oy
+            self.sxx -= ox * ox
+            self.sxy -= ox * oy
+        pts.append((x, y))
+        self._appends += 1
+        if self._appends >= self.REBUILD:
+            self._rebuild()
+            return
+        x -= self.x0
+        self.sx += x
+        self.sy += y
+        self.sxx += x * x
+        self.sxy += x * y
+
+    def _rebuild(self) -> None:
+        pts = list(self.pts)
+        self.clear()
+        for x, y in pts:
+            self.append(x, y)
+
+    def predict(self, x: float) -> float:
+        n = len(self.pts)
+        den = n * self.sxx - self.sx * self.sx
+        slope = (n * self.sxy - self.sx * self.sy) / den if den > 0 else 0.0
+        return (self.sy - slope * self.sx) / n + slope * (x - self.x0)
+
+
 class PpsTracker(Tracker):
     kind = "pps"
 
@@ -99,6 +156,7 @@ class PpsTracker(Tracker):
         self._recent: deque[_Edge] = deque(maxlen=RECENT_EDGES)
         self._numbered: _Edge | None = None  # last numbered edge (the flywheel)
         self._last_label: Any = None
+        self._label_deque: deque[TimeLabelLike] | None = None
         self._pending: list[TimeLabelLike] = []
         self._lat_acq: list[int] = []
         self._lat_recent: deque[int] = deque(maxlen=16)
@@ -108,7 +166,7 @@ class PpsTracker(Tracker):
         self._phase_bad_since_ns: int | None = None
         self._last_valid_label_ns: int | None = None
         self._anchor: tuple[int, int] | None = None  # (clock_ns, second_ns) of the phase origin
-        self._base: deque[tuple[float, float]] = deque(maxlen=BASELINE_N)  # (x_s, phase_s)
+        self._base = _Line(BASELINE_N)  # (x_s, phase_s) of the last good pulses
         self._tail: deque[tuple[float, float, float]] = deque(maxlen=ctx.detect.pps_step_window)
         self._rephased_s: float | None = None  # the train was re-phased by this (s): a step
 
@@ -233,13 +291,15 @@ class PpsTracker(Tracker):
         self._measure(e)
 
     def _labels(self) -> deque[TimeLabelLike] | None:
-        lf = self.info.label_from
-        tr = self.ctx.trackers.get(lf) if lf is not None else None
-        labels = getattr(tr, "labels", None)
-        return labels if isinstance(labels, deque) else None
+        if self._label_deque is None:  # looked up until found, then kept (runs on every record)
+            lf = self.info.label_from
+            tr = self.ctx.trackers.get(lf) if lf is not None else None
+            labels = getattr(tr, "labels", None)
+            self._label_deque = labels if isinstance(labels, deque) else None
+        return self._label_deque
 
     def _new_labels(self) -> None:
-        labels = self._labels()
+        labels = self._label_deque if self._label_deque is not None else self._labels()
         if not labels or labels[-1] is self._last_label:
             return
         new: list[TimeLabelLike] = []
@@ -256,16 +316,19 @@ class PpsTracker(Tracker):
             self._resolve_labels()
 
     def _resolve_labels(self) -> None:
+        if not self._pending:
+            return
         d = self.ctx.detect
         lo_ns = round(d.pps_label_latency_min_s * _S)
         keep: list[TimeLabelLike] = []
         for lab in self._pending:
             edge = None
-            for e in self._recent:
+            for e in reversed(self._recent):  # newest first: the label is usually the latest's
                 lat = lab.rx_ns - e.rx_ns
                 if (abs(lat - self.latency_ns) <= _S // 2 if self.latency_ns is not None
                         else lo_ns <= lat < lo_ns + _S):
                     edge = e
+                    break
             if edge is not None:
                 self._pair(lab, edge)
             elif self.ctx.now_ns - lab.rx_ns <= 2 * _S:
@@ -360,7 +423,7 @@ class PpsTracker(Tracker):
             self.outliers += 1
             self._check_step(e, thr_s)
             return
-        self._base.append((x_s, phase_s))
+        self._base.append(x_s, phase_s)
         if res_s is not None:
             j2 = jitter * jitter if self.jitter_s is not None else res_s * res_s
             self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (res_s * res_s - j2))
@@ -395,22 +458,9 @@ class PpsTracker(Tracker):
 
     def _residual(self, x_s: float, phase_s: float) -> float | None:
         """Phase off the line fitted to the previous good pulses (None while it has too few)."""
-        b = self._base
-        n = len(b)
-        if n < BASELINE_MIN:
+        if len(self._base) < BASELINE_MIN:
             return None
-        x0 = b[-1][0]
-        sx = sy = sxx = sxy = 0.0
-        for x, y in b:
-            x -= x0
-            sx += x
-            sy += y
-            sxx += x * x
-            sxy += x * y
-        den = n * sxx - sx * sx
-        slope = (n * sxy - sx * sy) / den if den > 0 else 0.0
-        icpt = (sy - slope * sx) / n
-        return phase_s - (icpt + slope * (x_s - x0))
+        return phase_s - self._base.predict(x_s)
 
     def _check_step(self, e: _Edge, thr_s: float) -> None:
         d, ctx = self.ctx.detect, self.ctx
@@ -441,7 +491,8 @@ class PpsTracker(Tracker):
             # The new phase is the history now: restart the line from the pulses that moved.
             new = [(x, p) for x, p, r in tail if sign * r >= thr_s]
             self._base.clear()
-            self._base.extend(new)
+            for x, p in new:
+                self._base.append(x, p)
             self._tail.clear()
             return
 
