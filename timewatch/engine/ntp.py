@@ -22,12 +22,12 @@ What a record goes through (docs/ntp.md has the operator's view):
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..records import Ntp, Observation, Sample, SourceInfo
 from .core import Context, Estimate, Tracker
-from .ntppacket import PacketError, decode_hex, is_ntp_zero, ntp_to_unix_ns
+from .ntppacket import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
 
 # Server association mode of a reply (RFC 5905 figure 10).
 MODE_SERVER = 4
@@ -93,6 +93,8 @@ class NtpTracker(Tracker):
         self._since_ns = 0  # the filter uses history samples from here on (a change drops older)
         self._t1s: deque[int] = deque(maxlen=size + 1)  # our recent request times: the cadence
         self._last_answer_ns: int | None = None  # last valid reply, usable or not
+        self._refid_key: tuple[bool, bytes] | None = None  # last refid decoded, and its text
+        self._refid_text = ""
         self._poll_s = info.poll_s or ctx.detect.ntp_poll_default_s
         self._stale_ns = self._stale_limit_ns()
 
@@ -137,6 +139,13 @@ class NtpTracker(Tracker):
         # stale means silent (or only bogus replies, which a spoofer could send).
         ref = self._last_answer_ns if self._last_answer_ns is not None else self.first_ns
         return ref is not None and now_ns - ref > self._stale_ns
+
+    def on_host_step(self, step_s: float) -> None:
+        """Host realtime jumped: re-express the kept samples in the new host time."""
+        super().on_host_step(step_s)
+        self.history = deque((replace(h, offset_s=h.offset_s - step_s) for h in self.history),
+                             maxlen=self.history.maxlen)
+        self.last = self.history[-1] if self.history else None
 
     def poll_s(self) -> float:
         """The poll interval: the header's `poll_s`, else learned from our request cadence."""
@@ -228,31 +237,35 @@ class NtpTracker(Tracker):
             return f"negative round-trip delay {delay_ns / 1e9:.9f} s beyond the precision"
         return None
 
-    @staticmethod
-    def _packet_mismatch(o: Ntp) -> str | None:
+    def _packet_mismatch(self, o: Ntp) -> str | None:
         """The record's fields against its own raw packet."""
         try:
-            p = decode_hex(o.pkt_hex or "")
+            lvm, stratum, poll, prec, rd, rdisp, refid, _, org, rec, xmt = unpack_hex(
+                o.pkt_hex or "")
         except PacketError as e:
             return f"pkt_hex: {e}"
-        pairs: tuple[tuple[str, object, object], ...] = (
-            ("leap", o.leap, p.leap), ("version", o.version, p.version),
-            ("mode", o.mode, p.mode), ("stratum", o.stratum, p.stratum),
-            ("poll", o.poll, p.poll), ("precision", o.precision, p.precision),
-            ("refid", o.refid, p.refid),
-            ("org_hex", (o.org_hex or "").lower(), f"{p.org_ts:016x}"),
-        )
-        for name, rec, pkt in pairs:
-            if rec is not None and rec != pkt:
-                return f"{name} {rec!r} differs from the packet's {pkt!r}"
-        for name, rec_s, pkt_s in (("root_delay", o.root_delay, p.root_delay_s),
-                                   ("root_dispersion", o.root_dispersion, p.root_dispersion_s)):
-            if rec_s is not None and abs(rec_s - pkt_s) > PKT_SHORT_TOLERANCE_S:
-                return f"{name} {rec_s} s differs from the packet's {pkt_s} s"
-        for name, rec_ns, ts in (("t2_ns", o.t2_ns, p.rec_ts), ("t3_ns", o.t3_ns, p.xmt_ts)):
-            if rec_ns is not None and abs(rec_ns - ntp_to_unix_ns(ts, o.t1_ns)) > PKT_TS_TOLERANCE_NS:
-                return (f"{name} {rec_ns} differs from the packet's "
-                        f"{ntp_to_unix_ns(ts, o.t1_ns)}")
+        key = (stratum <= 1, refid)  # the text depends on the stratum class and the bytes
+        if key != self._refid_key:  # refids rarely change: decode only a new one
+            self._refid_key, self._refid_text = key, refid_text(stratum, refid)
+        pairs = (("leap", o.leap, lvm >> 6), ("version", o.version, (lvm >> 3) & 7),
+                 ("mode", o.mode, lvm & 7), ("stratum", o.stratum, stratum),
+                 ("poll", o.poll, poll), ("precision", o.precision, prec))
+        for name, rec_v, pkt_v in pairs:
+            if rec_v is not None and rec_v != pkt_v:
+                return f"{name} {rec_v!r} differs from the packet's {pkt_v!r}"
+        if o.refid is not None and o.refid != self._refid_text:
+            return f"refid {o.refid!r} differs from the packet's {self._refid_text!r}"
+        if int(o.org_hex or "0", 16) != org:
+            return f"org_hex {o.org_hex} differs from the packet's {org:016x}"
+        for name, rec_s, raw in (("root_delay", o.root_delay, rd),
+                                 ("root_dispersion", o.root_dispersion, rdisp)):
+            if rec_s is not None and abs(rec_s - raw / 65536.0) > PKT_SHORT_TOLERANCE_S:
+                return f"{name} {rec_s} s differs from the packet's {raw / 65536.0} s"
+        for name, rec_ns, ts in (("t2_ns", o.t2_ns, rec), ("t3_ns", o.t3_ns, xmt)):
+            if rec_ns is not None:
+                pkt_ns = ntp_to_unix_ns(ts, o.t1_ns)
+                if abs(rec_ns - pkt_ns) > PKT_TS_TOLERANCE_NS:
+                    return f"{name} {rec_ns} differs from the packet's {pkt_ns}"
         return None
 
     # -- outcomes ----------------------------------------------------------------------------

@@ -74,6 +74,19 @@ def decode(data: bytes) -> NtpPacket:
                      ref, org, rec, xmt)
 
 
+def unpack_hex(pkt_hex: str) -> tuple[int, int, int, int, int, int, bytes, int, int, int, int]:
+    """The raw header fields of a hex packet, without building an NtpPacket (the engine's hot
+    path): li_vn_mode, stratum, poll, precision, root delay, root dispersion (16.16), refid,
+    reference, origin, receive, transmit timestamps."""
+    try:
+        data = bytes.fromhex(pkt_hex)
+    except ValueError as e:
+        raise PacketError(f"pkt_hex is not hexadecimal ({e})") from None
+    if len(data) < PACKET_LEN:
+        raise PacketError(f"{len(data)} bytes, an NTP header has {PACKET_LEN}")
+    return _HEADER.unpack_from(data)  # type: ignore[return-value]
+
+
 def decode_hex(pkt_hex: str) -> NtpPacket:
     try:
         data = bytes.fromhex(pkt_hex)
