@@ -56,7 +56,8 @@ def test_checksum_is_required_and_checked() -> None:
     ("GPRMC,246019.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A", "time"),
     ("GPGGA,080247.00,5327.04300,N,00214.41385,W,X,07,1.63,36.7,M,48.5,M,,", "quality"),
     ("GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,nan,M,48.5,M,,", "altitude"),
-    ("GPGSV,3,1,11,01,78,221,4x7", "snr_1"),
+    ("GPGSV,3,1,11,01,78,221,4x7", "sv_1"),
+    ("GPGSV,3,1,11,01,78,221,147", "snr_1"),
     ("GPGSA,A,7,01,,,,,,,,,,,,1.0,1.0,1.0", "fix_type"),
 ])
 def test_a_malformed_field_is_an_error_naming_the_field(body: str, field: str) -> None:

@@ -11,8 +11,7 @@ Times: `tod_ms` is milliseconds since UTC midnight; second 60 (a leap second) is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pynmea2
 
@@ -42,9 +41,9 @@ class Unsupported(Exception):
     """A well-formed sentence this decoder does not use (other talkers, VTG, proprietary...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SatView:
-    """One satellite of a GSV sentence. `key` is talker + PRN (e.g. "GP12")."""
+class SatView(NamedTuple):
+    """One satellite of a GSV sentence. `key` is talker + PRN (e.g. "GP12"). A NamedTuple:
+    immutable like the records, and cheap enough for the ~10 of them in every GSV group."""
 
     key: str
     prn: int
@@ -53,9 +52,12 @@ class SatView:
     cn0_db_hz: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Sentence:
-    """The fields timewatch uses from one sentence, each already type-checked (None = empty)."""
+class Sentence(NamedTuple):
+    """The fields timewatch uses from one sentence, each already type-checked (None = empty).
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and its construction costs a
+    fifth (a frozen dataclass sets each of these 25 fields through object.__setattr__), which
+    decides whether decoding keeps up with 50,000 sentences/s."""
 
     talker: str
     kind: str
@@ -93,7 +95,7 @@ def _bad(name: str, v: str) -> NmeaError:
 def _int(v: str, name: str, lo: int, hi: int) -> int | None:
     if v == "":
         return None
-    if not _digits(v):
+    if not (v.isascii() and v.isdigit()):
         raise _bad(name, v)
     n = int(v)
     if not lo <= n <= hi:
@@ -285,15 +287,27 @@ def _gsv(t: str, d: list[str]) -> Sentence:
     if n % 4 == 1:  # NMEA 4.10+: a signal id ends the sentence
         n -= 1
     sats = []
-    for k in range(n // 4):
+    for k in range(n // 4):  # the hot loop of decoding: the checks of _int/_float, inlined
         i = 3 + 4 * k
-        prn = _int(d[i], f"sv_prn_num_{k + 1}", 0, 999)
-        if prn is None:
+        p, e, a, c = d[i], d[i + 1], d[i + 2], d[i + 3]
+        if p == "":
             continue
-        el = _float(d[i + 1], f"elevation_deg_{k + 1}", -90.0, 90.0)
-        az = _float(d[i + 2], f"azimuth_{k + 1}", 0.0, 360.0)
-        cn0 = _float(d[i + 3], f"snr_{k + 1}", 0.0, 99.0)
-        sats.append(SatView(f"{t}{prn}", prn, el, az, cn0))
+        if not (p.isascii() and p.isdigit()) or len(p) > 3:
+            raise _bad(f"sv_prn_num_{k + 1}", p)
+        try:
+            el = float(e) if e else None
+            az = float(a) if a else None
+            cn0 = float(c) if c else None
+        except ValueError:
+            raise _bad(f"sv_{k + 1}", f"{e},{a},{c}") from None
+        if el is not None and not -90.0 <= el <= 90.0:
+            raise _bad(f"elevation_deg_{k + 1}", e)
+        if az is not None and not 0.0 <= az <= 360.0:
+            raise _bad(f"azimuth_{k + 1}", a)
+        if cn0 is not None and not 0.0 <= cn0 <= 99.0:
+            raise _bad(f"snr_{k + 1}", c)
+        prn = int(p)
+        sats.append(SatView(t + str(prn), prn, el, az, cn0))
     return Sentence(t, "GSV", gsv_total=total, gsv_num=num, in_view=in_view, sats=tuple(sats))
 
 
@@ -331,10 +345,10 @@ def decode(line: str) -> Sentence:
     fn = _DECODERS.get(kind) if isinstance(kind, str) else None
     if fn is None or talker not in TALKERS:
         raise Unsupported(s[1:6])
-    data = msg.data
-    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+    data = msg.data  # str.split() of the sentence: a list of str
+    if type(data) is not list:
         raise NmeaError("framing", "no field list")
-    return fn(str(talker), data)
+    return fn(talker, data)
 
 
 def checksum(body: str) -> str:

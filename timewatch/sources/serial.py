@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # TIM ESF MGA LOG SEC HNR NAV2. A sync pair followed by anything else is noise.
 UBX_CLASSES = frozenset({0x01, 0x02, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0B, 0x0D, 0x10, 0x13,
                          0x21, 0x27, 0x28, 0x29})
+# Bytes the framer must look at: LF, '$', '!' and the first UBX sync byte.
+_SPECIAL = re.compile(rb"[\n$!\xb5]")
 # A line of only these bytes is line noise (break conditions, idle fill), not a sentence.
 _NOISE = frozenset(b"\x00\xff\r\n\t ")
 # Reconnect backoff: first retry soon (a USB re-enumeration takes ~1 s), then up to 10 s.
@@ -74,6 +77,14 @@ class Framer:
         i = 0
         n = len(buf)
         while i < n:
+            # Plain text up to the next byte that matters, in one slice (not byte by byte).
+            m = _SPECIAL.search(buf, i)
+            j = m.start() if m is not None else n
+            if j > i:
+                self._text(buf[i:j])
+                i = j
+                if i >= n:
+                    break
             c = buf[i]
             if c == 0xB5:
                 r = self._try_ubx(buf, i, n)
@@ -85,20 +96,26 @@ class Framer:
                     self.stats["ubx"] += 1
                     i += r
                     continue
-            if c == 0x0A:  # LF ends a line
+                self._text(buf[i:i + 1])  # a lone 0xB5: noise, part of the text
+            elif c == 0x0A:  # LF ends a line
                 self._end_line(out)
-            elif c in (0x24, 0x21) and self._line:  # '$' or '!' mid-line: resynchronise
-                self._end_line(out)
-                self._line.append(c)
-            elif not self._overlong:
-                self._line.append(c)
-                if len(self._line) > MAX_LINE:
-                    # Hand on the first MAX_LINE + 1 bytes (the decoder reports it as overlong).
-                    self._overlong = True
-                    self.stats["overlong"] += 1
+            else:  # '$' or '!' starts a sentence: what came before it on the line is cut off
+                if self._line:
+                    self._end_line(out)
+                self._text(buf[i:i + 1])
             i += 1
         del buf[:i]
         return out
+
+    def _text(self, chunk: bytes | bytearray) -> None:
+        if self._overlong:
+            return
+        self._line += chunk
+        if len(self._line) > MAX_LINE:
+            # Hand on the first MAX_LINE + 1 bytes (the decoder reports it as overlong).
+            del self._line[MAX_LINE + 1:]
+            self._overlong = True
+            self.stats["overlong"] += 1
 
     def flush(self) -> list[Frame]:
         """End of input: whatever is pending becomes a (probably bad) line."""
@@ -209,11 +226,17 @@ class SerialReader:
         framer = Framer()
         src = self.cfg.id
         read = port.read  # type: ignore[attr-defined]
+        synced = False  # after an open, the first bytes may be the tail of a line: skip to LF
         while not self.stop.is_set():
             waiting = getattr(port, "in_waiting", 0) or 1
             data = read(min(waiting, 4096))  # blocks up to READ_TIMEOUT_S on a silent line
             if not data:
                 continue
             rx_ns, raw_ns = now_pair()
+            if not synced:
+                lf = data.find(b"\n")
+                if lf < 0:
+                    continue
+                data, synced = data[lf + 1:], True
             for fr in framer.feed(data):
                 self.emit(to_observation(fr, src, rx_ns, raw_ns))
