@@ -100,6 +100,19 @@ def test_latency_is_learned_against_an_agreeing_consensus(monkeypatch: pytest.Mo
     assert [e.code for e in events if e.type == "alert"] == []
 
 
+def test_date_1024_weeks_from_the_other_groups_is_a_rollover(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.TRACKERS, "truth", _Truth)
+    srcs = {**GNSS, "ref-a": SourceInfo("truth", "a"), "ref-b": SourceInfo("truth", "b")}
+    # 1024 weeks ahead: after the build date, so only the other sources can tell it is wrong.
+    def setup(s: NmeaSim) -> None:
+        s.label_offset_s = lambda t: 1024 * 7 * 86_400 if t >= T0 + 10 * NS else 0
+    _, events, _ = run(sim_obs(15, setup), srcs)
+    ev = alerts(events, "gnss.date_anomaly")
+    assert len(ev) == 1 and "+1 x 1024 GPS weeks" in ev[0].evidence["reason"]
+    assert (ev[0].t_ns - T0) / NS < 12
+
+
 def test_latency_is_not_learned_from_the_source_itself() -> None:
     eng, _, _ = run(sim_obs(120))
     tr = eng.ctx.trackers["gnss0"]

@@ -178,6 +178,13 @@ class GnssTracker(Tracker):
         return (c.quorum and c.offset_s is not None and c.groups_agreeing == c.groups_voting
                 and not c.split_groups and any(g != self.info.group for g in c.agreeing_groups))
 
+    def consensus_of_others(self) -> float | None:
+        """The consensus offset when it has quorum without needing this source's group."""
+        c = self.ctx.consensus
+        if not c.quorum or c.offset_s is None:
+            return None
+        return c.offset_s if any(g != self.info.group for g in c.agreeing_groups) else None
+
     def survey_allowed(self) -> bool:
         """Learn the antenna position while all references agree (or GNSS is all there is)."""
         c = self.ctx.consensus

@@ -163,10 +163,10 @@ class GnssDetectors:
             return  # a receiver that says it has no fix does not claim its date either
         problem = ep.date_problem
         ev: dict[str, object] = {"utc": iso_ms(ep.utc_ns) if ep.utc_ns is not None else None}
-        c = self.ctx.consensus
+        c_off = self.tr.consensus_of_others()
         if problem is None and ep.utc_ns is not None and ep.rx_ns is not None and \
-                self.tr.consensus_usable() and c.offset_s is not None:
-            true_ns = ep.rx_ns + round(c.offset_s * NS)
+                c_off is not None:
+            true_ns = ep.rx_ns + round(c_off * NS)
             diff_s = (ep.utc_ns - true_ns) / NS
             if abs(diff_s) > self.d.gnss_date_tolerance_s:
                 eras = round(diff_s / ROLLOVER_S)
