@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float, default=None, help="seconds (default: the timeline)")
     s.add_argument("--scenario", default=None, help="run one scenario of threats.md live")
     s.add_argument("--state-dir", default=None, help="where the store goes (default ./state/demo)")
+    s.add_argument("--http", default=None, metavar="HOST:PORT",
+                   help="status API address (default a free port on 127.0.0.1; 'off' for none)")
 
     s = sub.add_parser("replay", help="feed a trace through the parsers and the engine")
     s.add_argument("trace")

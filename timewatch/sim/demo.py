@@ -1,9 +1,21 @@
-"""`timewatch demo`: the real monitor against simulated NTP servers on loopback, with a liar.
+"""`timewatch demo`: the real monitor against a simulated receiver, PPS and NTP servers, live.
 
-Four simulated servers on 127.0.0.21-.24 (one trust group each); the fourth starts lying by
-+150 ms after ~20 s. The monitor runs in-process with the embedded store under ./state/demo
-(or --state-dir), records its trace there, and shows a live view: a refreshing table on a
-terminal, plain lines when piped. Needs no root and no network (Linux routes all of 127/8 to lo).
+What runs (no root, no network, no hardware; Linux routes all of 127/8 to lo):
+- a GNSS receiver (`sim.receiver.PtyReceiver`) writing NMEA at 9600-baud timing to a
+  pseudo-terminal, read by the REAL serial reader (`sources/serial.py`) through the symlink
+  `<state>/gnss0.tty`, as it would read /dev/serial0;
+- its PPS output (`sim.livepps.LivePps`, edges from `sim.pps.PpsSim` in real time, in phase with
+  the receiver's labels: both use the same `gnss_error_ns` function);
+- four NTP servers (`sim.ntpserver`) on 127.0.0.21-.24, polled by the real NTP reader, each of
+  its own operator (trust group) unless a scenario groups them;
+- the monitor in-process (`Runner`): engine, embedded store, event log, trace, status API.
+
+A `Plan` is a list of `Stage`s on a timeline (seconds from start, scalable for tests): each stage
+changes the simulators (an NTP server's `Behaviour`, the receiver's and the PPS's fault functions)
+and is announced in the view. The default plan: clean start, a rogue NTP server, a GNSS time push,
+recovery. `--scenario NAME` runs one scenario of threats.md live after a learning lead;
+`host_step` cannot be driven live (it would step this machine's clock): the demo says so and
+points at `timewatch simulate` + `timewatch replay`.
 """
 
 from __future__ import annotations
@@ -11,61 +23,407 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
+import random
+import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..cli import UsageError
 from ..config import Config, parse
-from ..records import Event, Output, Snapshot
-from ..runner import Runner, status_line
-from .ntpserver import Behaviour, start_servers
+from ..records import Event, Output, Snapshot, SourceStatus
+from ..runner import Runner, build_live_sinks
+from .livepps import LiveHostClock, LivePps
+from .nmeagen import NmeaSim, uniform_cn0
+from .noise import NS
+from .ntpserver import Behaviour, SimNtpServer, start_servers
+from .pps import PpsSim
+from .receiver import PtyReceiver
 
 log = logging.getLogger(__name__)
 
 # Loopback addresses of the simulated servers (all of 127.0.0.0/8 is local on Linux).
 SERVER_HOSTS = ("127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24")
 SERVER_IDS = ("sim-a", "sim-b", "sim-c", "sim-d")
+# One operator each (threats.md: 4+ servers of >= 3 operators).
+DEFAULT_GROUPS = {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-d"}
 # Unprivileged port, so the demo needs no root.
 SERVER_PORT = 12123
-# Poll every 2 s so the story fits in a minute (real servers: 64 s).
+# Poll every 2 s so the story fits in two minutes (real servers: 16-64 s).
 DEMO_POLL_S = 2.0
-# The liar's story: when it starts lying and by how much (well beyond any error bound).
-LIE_AFTER_S = 20.0
-LIE_OFFSET_S = 0.150
-DEFAULT_DURATION_S = 60.0
+GNSS_ID, PPS_ID = "gnss0", "pps0"
+# The simulated antenna (NmeaSim's default) is the configured one: no survey-in needed.
+ANTENNA = (48.8566, 2.3522, 35.0)
+# Alerts clear after 10 s released instead of 120 s, so recovery shows within the demo.
+DEMO_HOLD_DOWN_S = 10.0
 # Snapshot once a second for the live view (the default is 10 s).
 DEMO_SNAPSHOT_S = 1.0
-SCENARIOS = ("ntp-liar",)
+# The default timeline (seconds at scale 1): under two minutes in all.
+DEFAULT_DURATION_S = 115.0
+ROGUE_AT_S, PUSH_AT_S, RECOVER_AT_S = 25.0, 55.0, 90.0
+ROGUE_OFFSET_S = 0.150  # far beyond any loopback error bound
+PUSH_RATE = 10e-6  # s/s: threats.md #7 (gnss_push_fast, >= 10 us/s)
+# Scenario mode: the attack starts after this lead (PPS numbering and phase line, the holdover's
+# 30 s minimum span, the NTP clock filters), and the run goes on for the scenario's window.
+SCENARIO_LEAD_S = 40.0
+# Status API: a free port chosen by the kernel (no clash with a monitor on 9470).
+DEFAULT_HTTP = "127.0.0.1:0"
+# The interval column spans the consensus +- this (PPS is a few us, loopback NTP a few 0.1 ms).
+VIEW_RANGE_S = 1e-3
+VIEW_WIDTH = 33  # characters of the interval column (odd: the consensus has the middle one)
+# Piped output: a table every this many seconds (events are printed as they come).
+PLAIN_TABLE_EVERY_S = 10.0
 
 
-def demo_config(state_dir: str, port: int = SERVER_PORT) -> Config:
+def now_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_REALTIME)
+
+
+# -- the simulated world ---------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """The simulators a stage may change. GNSS fault functions take the UTC second (ns)."""
+
+    servers: dict[str, SimNtpServer]
+    nmea: NmeaSim
+    pps: PpsSim
+
+    def b(self, sid: str) -> Behaviour:
+        return self.servers[sid].behaviour
+
+    def gnss_error(self, fn: Callable[[int], int]) -> None:
+        """The receiver's time error: its labels and its pulses move together."""
+        self.nmea.gnss_error_ns = fn
+        self.pps.gnss_error_ns = fn
+
+    def push(self, rate_s_per_s: float) -> None:
+        t0 = now_ns()
+        self.gnss_error(lambda s: round(rate_s_per_s * (s - t0)) if s >= t0 else 0)
+
+    def step(self, step_s: float) -> None:
+        t0 = now_ns()
+        self.gnss_error(lambda s: round(step_s * NS) if s >= t0 else 0)
+
+    def drift(self, sid: str, rate_ppm: float) -> None:
+        """The server's clock runs away at rate_ppm from now on (Behaviour.drift_ppm counts
+        from the server's start: take out what it would already have accumulated)."""
+        srv, b = self.servers[sid], self.b(sid)
+        b.offset_s -= rate_ppm * 1e-6 * srv.elapsed_s()
+        b.drift_ppm = rate_ppm
+
+    def honest(self) -> None:
+        """Every simulator back to normal (recovery)."""
+        for sid in self.servers:
+            self.servers[sid].behaviour = Behaviour()
+        self.gnss_error(lambda s: 0)
+
+
+def _from_now(fn: Callable[[int], Any], off: Any) -> Callable[[int], Any]:
+    """A fault function of the UTC second that answers fn(s) from now on, `off` before."""
+    t0 = now_ns()
+    return lambda s: fn(s) if s >= t0 else off
+
+
+@dataclass(frozen=True)
+class Stage:
+    """At `at_s` from start: announce `title`, then `action(world)`. Detected when an alert
+    with one of `codes` names one of `suspects` (or, with no suspects, any such alert)."""
+
+    at_s: float
+    title: str
+    action: Callable[[World], None] | None = None
+    suspects: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    duration_s: float
+    stages: tuple[Stage, ...]
+    groups: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
+    note: str = ""
+
+    @property
+    def expected(self) -> tuple[Stage, ...]:
+        return tuple(s for s in self.stages if s.codes)
+
+
+def default_plan(scale: float = 1.0) -> Plan:
+    """Clean start, rogue NTP server, GNSS time push, recovery; times multiplied by `scale`."""
+
+    def rogue(w: World) -> None:
+        w.b("sim-d").offset_s = ROGUE_OFFSET_S
+
+    def recover(w: World) -> None:
+        w.honest()
+
+    return Plan("default", DEFAULT_DURATION_S * scale, (
+        Stage(0.0, "clean start: every source honest; the engine numbers the PPS edges with the "
+                   "receiver's labels and learns the host oscillator"),
+        Stage(ROGUE_AT_S * scale, f"rogue NTP server: sim-d now answers "
+              f"{ROGUE_OFFSET_S * 1e3:+.0f} ms off (a compromised server)", rogue, ("sim-d",),
+              ("source.falseticker", "time.step")),
+        Stage(PUSH_AT_S * scale, f"GNSS time push: the receiver's labels and its PPS phase drift "
+              f"together at {PUSH_RATE * 1e6:+.0f} us/s (a spoofer pulling the time)",
+              lambda w: w.push(PUSH_RATE), (GNSS_ID, PPS_ID),
+              ("time.drift", "time.step", "source.falseticker")),
+        Stage(RECOVER_AT_S * scale, "recovery: sim-d answers honestly again; the spoofer is off "
+              "and the receiver steps back to true time; alerts clear after their "
+              f"{DEMO_HOLD_DOWN_S:.0f} s hold-down", recover),
+    ))
+
+
+# -- scenarios of threats.md, live -------------------------------------------------------------
+
+# name -> (what happens, action, suspects, detection codes, window after the attack start (s)).
+_Live = tuple[str, Callable[[World], None], tuple[str, ...], tuple[str, ...], float]
+_GNSS = (GNSS_ID, PPS_ID)
+_TIME_CODES = ("time.step", "time.drift", "source.falseticker")
+
+
+def _set(obj: Any, **kw: Any) -> Callable[[World], None]:
+    def act(w: World) -> None:
+        for k, v in kw.items():
+            setattr(obj(w), k, v)
+    return act
+
+
+def _fault(attr: str, on: Any, off: Any) -> Callable[[World], None]:
+    """Set a receiver fault function: `on` for the seconds from now on, `off` before."""
+    def act(w: World) -> None:
+        setattr(w.nmea, attr, _from_now(lambda s: on, off))
+    return act
+
+
+def _majority(w: World) -> None:
+    for sid in ("sim-a", "sim-b", "sim-c"):
+        w.b(sid).offset_s = 0.080
+
+
+def _no_majority(w: World) -> None:
+    w.b("sim-b").offset_s = 0.020
+    w.b("sim-c").offset_s = w.b("sim-d").offset_s = -0.020
+
+
+def _meaconing(w: World) -> None:
+    w.step(-1.5e-3)  # the replayed signal arrives 1.5 ms late: the receiver's time is late
+    w.nmea.position_offset_m = _from_now(lambda s: (420.0, -310.0), (0.0, 0.0))
+
+
+def _jamming(w: World) -> None:
+    w.nmea.jammed = _from_now(lambda s: True, False)
+    w.pps.missing = _from_now(lambda s: True, False)
+
+
+def _pps_faults(w: World) -> None:
+    t0 = now_ns() // NS * NS + NS
+    w.pps.missing = lambda s: t0 <= s < t0 + 2 * NS  # two pulses missing
+    w.pps.doubled = lambda s: 0.3 if t0 + 10 * NS <= s < t0 + 12 * NS else None  # doubled
+    w.pps.shift_ns = lambda s: 250_000_000 if s >= t0 + 20 * NS else 0  # a 250 ms shift
+
+
+def _cn0(w: World) -> None:
+    fn = uniform_cn0()
+    t0 = now_ns()
+    w.nmea.cn0_fn = lambda s, c: fn(s, c) if s >= t0 else c
+
+
+def _garbage(w: World) -> None:
+    w.nmea.corrupt_rate = 0.05  # threats.md #21: 5% of sentences corrupted
+    w.nmea.garbage_rate = 0.02  # ... and some garbage lines
+
+
+LIVE: dict[str, _Live] = {
+    "ntp_liar": ("sim-d lies by +80 ms", _set(lambda w: w.b("sim-d"), offset_s=0.080),
+                 ("sim-d",), ("source.falseticker", "time.step"), 30.0),
+    "ntp_drift": ("sim-d's clock drifts away at +100 ppm", lambda w: w.drift("sim-d", 100.0),
+                  ("sim-d",), ("time.drift", "source.falseticker"), 90.0),
+    "ntp_mitm_delay": ("a man in the middle delays sim-d's replies by 25 ms",
+                       _set(lambda w: w.b("sim-d"), reply_delay_s=0.025), ("sim-d",),
+                       ("ntp.delay_anomaly",), 40.0),
+    "ntp_leap": ("sim-d announces a leap second nobody else does",
+                 _set(lambda w: w.b("sim-d"), leap=1), ("sim-d",), ("ntp.leap_anomaly",), 30.0),
+    "gnss_step": ("the receiver's time steps +50 us (labels and PPS together)",
+                  lambda w: w.step(50e-6), _GNSS, _TIME_CODES, 30.0),
+    "gnss_label_step": ("the receiver's labels jump +1 s while its PPS stays in phase",
+                        _fault("label_offset_s", 1, 0), _GNSS,
+                        ("pps.label_mismatch", "gnss.label_error", "time.step"), 30.0),
+    "gnss_push_fast": ("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _GNSS,
+                       _TIME_CODES, 90.0),
+    "gnss_push_slow": ("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _GNSS,
+                       _TIME_CODES, 620.0),
+    "gnss_position_jump": ("the fix moves 80 m north of the antenna",
+                           _fault("position_offset_m", (80.0, 0.0), (0.0, 0.0)), (GNSS_ID,),
+                           ("gnss.position_jump",), 30.0),
+    "gnss_meaconing": ("meaconing: the signal replayed 1.5 ms late from 520 m away", _meaconing,
+                       _GNSS, ("time.step", "gnss.position_jump", "pps.interval",
+                               "pps.label_mismatch", "source.falseticker"), 90.0),
+    "gnss_cn0_uniform": ("C/N0 uniform across satellites (a simulator's flat signals)", _cn0,
+                         (GNSS_ID,), ("gnss.cn0_anomaly",), 90.0),
+    "gnss_jamming": ("jamming: fix lost, C/N0 collapses, PPS stops", _jamming, _GNSS,
+                     ("gnss.no_fix", "pps.missing"), 30.0),
+    "gnss_week_rollover": ("the receiver's date rolls back 1024 weeks, fix still 'valid'",
+                           _fault("date_fault", "rollover", None), (GNSS_ID,),
+                           ("gnss.date_anomaly",), 30.0),
+    "gnss_simulator": ("the receiver switches to simulator mode",
+                       _fault("simulator", True, False), (GNSS_ID,), ("gnss.simulator",),
+                       30.0),
+    "pps_faults": ("PPS: 2 pulses missing, then 2 doubled, then shifted by 250 ms", _pps_faults,
+                   (PPS_ID,), ("pps.missing", "pps.interval", "time.step"), 45.0),
+    "ntp_group_majority": ("sim-a, sim-b, sim-c (one operator, op-x) lie by +80 ms together",
+                           _majority, ("sim-a", "sim-b", "sim-c"),
+                           ("source.falseticker", "time.step"), 30.0),
+    "ntp_spoofed_replies": ("an off-path spoofer answers for sim-d with a wrong origin",
+                            _set(lambda w: w.b("sim-d"), wrong_origin=True), ("sim-d",),
+                            ("ntp.bogus",), 30.0),
+    "ntp_kiss": ("sim-d answers kiss-o'-death RATE", _set(lambda w: w.b("sim-d"), kiss="RATE"),
+                 ("sim-d",), ("ntp.kiss",), 30.0),
+    "ntp_no_majority": ("sim-b +20 ms, op-c (sim-c, sim-d) -20 ms: no strict majority left",
+                        _no_majority, (), ("consensus.lost",), 30.0),
+    "gnss_garbage": ("a noisy serial line: 5% corrupted sentences, garbage lines", _garbage,
+                     (GNSS_ID,), ("gnss.sentence_errors",), 90.0),
+}
+# Scenario layouts other than one operator per server.
+_GROUPS = {
+    "ntp_group_majority": {"sim-a": "op-x", "sim-b": "op-x", "sim-c": "op-x", "sim-d": "op-d"},
+    "ntp_no_majority": {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-c"},
+}
+NOT_LIVE = {
+    "host_step": "it steps the host's own clock, which would need root and would disturb this "
+                 "machine",
+}
+_SPOOF_NOTE = ("live, the simulated server replaces its real replies with the spoofed ones, so "
+               "sim-d also goes stale (a trace from `timewatch simulate` has both)")
+
+
+def scenario_names() -> list[str]:
+    return sorted({*LIVE, *NOT_LIVE})
+
+
+def scenario_plan(name: str, duration_s: float | None = None) -> Plan:
+    """The live plan of a threats.md scenario. UsageError for unknown or not-live ones."""
+    if name in NOT_LIVE:
+        raise UsageError(
+            f"demo --scenario {name}: cannot be driven live: {NOT_LIVE[name]}. Run it as a trace: "
+            f"timewatch simulate --scenario {name} -o t.jsonl && timewatch replay t.jsonl")
+    if name not in LIVE:
+        raise UsageError(f"demo --scenario: unknown {name!r} (live: {', '.join(sorted(LIVE))}; "
+                         f"as traces only: {', '.join(NOT_LIVE)})")
+    what, action, suspects, codes, window_s = LIVE[name]
+    duration = duration_s if duration_s is not None else SCENARIO_LEAD_S + window_s
+    return Plan(name, duration, (
+        Stage(0.0, f"scenario {name}: learning for {SCENARIO_LEAD_S:.0f} s, every source honest"),
+        Stage(SCENARIO_LEAD_S, f"attack: {what}", action, suspects, codes),
+    ), _GROUPS.get(name, dict(DEFAULT_GROUPS)),
+        _SPOOF_NOTE if name == "ntp_spoofed_replies" else "")
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def demo_config(state_dir: str, tty_path: str, groups: dict[str, str],
+                port: int = SERVER_PORT, http: str = DEFAULT_HTTP) -> Config:
     return parse({
         "monitor": {"host": "demo", "state_dir": state_dir},
-        "http": {"listen": ""},  # no port that could clash with a monitor running on this host
-        "detect": {"snapshot_interval_s": DEMO_SNAPSHOT_S},
-        "sources": [{"id": sid, "kind": "ntp", "server": host, "port": port,
-                     "poll_s": DEMO_POLL_S} for sid, host in zip(SERVER_IDS, SERVER_HOSTS,
-                                                                 strict=True)],
+        "http": {"listen": http},
+        "detect": {"snapshot_interval_s": DEMO_SNAPSHOT_S, "hold_down_s": DEMO_HOLD_DOWN_S},
+        "sources": [
+            {"id": GNSS_ID, "kind": "gnss", "device": tty_path, "baud": 9600, "group": "gnss",
+             "position": list(ANTENNA)},
+            {"id": PPS_ID, "kind": "pps", "device": "sim:live-pps", "label_from": GNSS_ID,
+             "group": "gnss"},
+        ] + [{"id": sid, "kind": "ntp", "server": host, "port": port, "poll_s": DEMO_POLL_S,
+              "group": groups[sid]} for sid, host in zip(SERVER_IDS, SERVER_HOSTS, strict=True)],
     }, "<demo>")
 
 
-def _ms(v: float | None) -> str:
-    return f"{v * 1e3:+9.3f}" if v is not None else "        -"
+# -- the view --------------------------------------------------------------------------------
+
+
+def fmt_s(v: float | None, signed: bool = True) -> str:
+    """Seconds in the unit that fits: us, ms or s."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    a = abs(v)
+    sign = "+" if signed else ""
+    if a < 1e-3:
+        return f"{v * 1e6:{sign}.1f} us"
+    if a < 1.0:
+        return f"{v * 1e3:{sign}.3f} ms"
+    return f"{v:{sign}.3f} s"
+
+
+def fmt_evidence(ev: dict[str, Any], limit: int = 7) -> str:
+    """The evidence numbers an operator reads first (the event log has all of it)."""
+    parts = []
+    for k, v in ev.items():
+        if v is None or k.endswith("_ns") or isinstance(v, dict | list):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            parts.append(f"{k}={v}")
+        elif k.endswith("_s"):
+            parts.append(f"{k[:-2]}={fmt_s(float(v))}")
+        elif k.endswith("_ppm"):
+            parts.append(f"{k[:-4]}={v:+.3f} ppm")
+        elif k.endswith("_s_per_s"):
+            parts.append(f"{k[:-8]}={v * 1e6:+.2f} us/s")
+        else:
+            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+        if len(parts) >= limit:
+            break
+    return ", ".join(parts)
+
+
+def interval_bar(st: SourceStatus, centre_s: float | None, width: int = VIEW_WIDTH,
+                 range_s: float = VIEW_RANGE_S) -> str:
+    """The source's interval (offset +- bound) against the consensus, on +-range_s: `=` covers
+    the interval, `o` is the offset, `|` the consensus; `<`/`>` where it runs off the scale."""
+    if st.offset_s is None or st.bound_s is None or centre_s is None:
+        return " " * width
+    half = width // 2
+    per = range_s / half
+
+    def col(x: float) -> float:
+        return half + (x - centre_s) / per
+
+    lo, hi, mid = col(st.offset_s - st.bound_s), col(st.offset_s + st.bound_s), col(st.offset_s)
+    cells = [" "] * width
+    cells[half] = "|"
+    for i in range(width):
+        if lo - 0.5 <= i <= hi + 0.5:
+            cells[i] = "="
+    if 0 <= round(mid) < width:
+        cells[round(mid)] = "o"
+    if lo < -0.5:
+        cells[0] = "<"
+    if hi > width - 0.5:
+        cells[-1] = ">"
+    return "".join(cells)
 
 
 class DemoView:
-    """A sink that draws the monitor's state: a refreshing table on a TTY, lines when piped."""
+    """A sink that draws the monitor's state: a refreshing screen on a TTY, lines when piped."""
 
     name = "demo-view"
 
-    def __init__(self, out: TextIO, tty: bool, t0: float, duration_s: float):
-        self.out, self.tty, self.t0, self.duration_s = out, tty, t0, duration_s
-        self.alerts: list[str] = []
+    def __init__(self, out: TextIO, tty: bool, plan: Plan, t0: float):
+        self.out, self.tty, self.plan, self.t0 = out, tty, plan, t0
         self.story: list[str] = []
+        self.stage = 0  # stages announced so far
+        self.active: dict[str, Event] = {}  # alert id -> alert
+        self.raised_at: dict[str, float] = {}  # alert id -> seconds from start
+        self.http: str | None = None
+        self.state_dir = ""
         self._last_plain = float("-inf")
+        self._last: Snapshot | None = None
         self._lock = threading.Lock()
 
     def elapsed(self) -> float:
@@ -78,100 +436,237 @@ class DemoView:
             if not self.tty:
                 print(line, file=self.out, flush=True)
 
+    def announce(self, n: int, stage: Stage) -> None:
+        self.stage = n
+        self.say(f"== stage {n}/{len(self.plan.stages)}: {stage.title}")
+
     def handle(self, outputs: list[Output]) -> None:
         for o in outputs:
             if isinstance(o, Event):
-                what = (f"ALERT {o.code} [{o.severity}] {','.join(o.sources)}: {o.message}"
-                        if o.type == "alert" else f"clear {o.code} {','.join(o.sources)}")
-                self.alerts.append(f"[{self.elapsed():5.1f}s] {what}")
-                self.say(what)
+                srcs = ",".join(o.sources) or "(host-wide)"
+                if o.type == "alert":
+                    self.active[o.id] = o
+                    self.raised_at[o.id] = self.elapsed()
+                    self.say(f"ALERT {o.code} {srcs} [{o.severity}]: {o.message}")
+                    self.say(f"      evidence: {fmt_evidence(o.evidence, limit=12)}")
+                else:
+                    self.active.pop(o.id, None)
+                    self.say(f"clear {o.code} {srcs}")
             elif isinstance(o, Snapshot):
+                self._last = o
                 self._draw(o)
 
-    def _table(self, s: Snapshot) -> list[str]:
-        rows = [f"{'source':8} {'verdict':12} {'offset ms':>10} {'+- ms':>9}  reason"]
+    def table(self, s: Snapshot) -> list[str]:
+        c = s.consensus_offset_s
+        scale = f"interval vs consensus +-{fmt_s(VIEW_RANGE_S, False)}"
+        rows = [f"{'source':7} {'kind':4} {'group':5} {'verdict':11} {'offset':>11} "
+                f"{'+- bound':>10}  {scale:{VIEW_WIDTH}}  reason"]
         for st in s.sources:
-            rows.append(f"{st.src:8} {st.verdict:12} {_ms(st.offset_s):>10} "
-                        f"{(st.bound_s * 1e3 if st.bound_s is not None else 0):9.3f}  "
-                        f"{st.reason}")
-        rows.append(f"consensus: {status_line(s)}")
+            rows.append(f"{st.src:7} {st.kind:4} {st.group:5} {st.verdict:11} "
+                        f"{fmt_s(st.offset_s):>11} {fmt_s(st.bound_s, False):>10}  "
+                        f"{interval_bar(st, c)}  {st.reason}")
+        cons = (f"{fmt_s(c)} +- {fmt_s(s.consensus_bound_s, False)}" if c is not None
+                else "none")
+        ho = f"{s.holdover_ppm:+.3f} ppm" if s.holdover_ppm is not None else "learning"
+        rows.append(f"consensus: {s.groups_agreeing}/{s.groups_voting} trust groups agree "
+                    f"({'quorum' if s.quorum else 'NO QUORUM'}), host clock vs consensus "
+                    f"{cons}; holdover oscillator {ho}")
         return rows
+
+    def alert_lines(self) -> list[str]:
+        if not self.active:
+            return ["  (none)"]
+        out = []
+        for aid, e in self.active.items():
+            out.append(f"  {e.code} {','.join(e.sources) or '(host-wide)'} [{e.severity}] "
+                       f"since {self.raised_at.get(aid, 0.0):.1f} s: {e.message}")
+            out.append(f"      {fmt_evidence(e.evidence)}")
+        return out
 
     def _draw(self, s: Snapshot) -> None:
         with self._lock:
             if self.tty:
-                lines = [f"timewatch demo: {self.elapsed():5.1f} / {self.duration_s:.0f} s "
-                         f"(4 simulated NTP servers; {SERVER_IDS[3]} lies after "
-                         f"{LIE_AFTER_S:.0f} s)", ""] + self._table(s)
-                lines += ["", "story and alerts:"] + self.story[-12:]
+                cols, rows = shutil.get_terminal_size((120, 40))
+                head = [f"timewatch demo ({self.plan.name}): {self.elapsed():5.1f} / "
+                        f"{self.plan.duration_s:.0f} s, stage {self.stage}/"
+                        f"{len(self.plan.stages)}",
+                        f"state {self.state_dir}   status API "
+                        f"{'http://' + self.http + '/status.json' if self.http else 'off'}", ""]
+                body = self.table(s) + ["", "active alerts (with their evidence):"]
+                body += self.alert_lines() + ["", "timeline and events:"]
+                room = max(3, rows - len(head) - len(body) - 1)
+                lines = [ln[:cols] for ln in head + body + self.story[-room:]]
                 self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
                 self.out.flush()
-            elif self.elapsed() - self._last_plain >= 10.0:  # piped: a table every 10 s
+            elif self.elapsed() - self._last_plain >= PLAIN_TABLE_EVERY_S:
                 self._last_plain = self.elapsed()
-                print("\n".join(f"[{self.elapsed():5.1f}s]   {r}" for r in self._table(s)),
+                print("\n".join(f"[{self.elapsed():5.1f}s]   {r}" for r in self.table(s)),
                       file=self.out, flush=True)
 
     def close(self) -> None:
         pass
 
 
-async def run_demo(state_dir: str, duration_s: float, out: TextIO, tty: bool,
-                   port: int = SERVER_PORT) -> tuple[Runner, DemoView, Path]:
-    behaviours = [Behaviour() for _ in SERVER_HOSTS]
-    behaviours[3].lie_after_s, behaviours[3].lie_offset_s = LIE_AFTER_S, LIE_OFFSET_S
+# -- running it ------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    runner: Runner
+    view: DemoView
+    plan: Plan
+    trace: Path
+    stage_t_ns: dict[int, int]  # stage index -> realtime ns when it began
+    start_ns: int
+    http: str | None
+
+
+async def run_demo(state_dir: str, out: TextIO, tty: bool, plan: Plan,
+                   port: int = SERVER_PORT, http: str = DEFAULT_HTTP,
+                   seed: int = 1) -> DemoResult:
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
     try:
-        servers = await start_servers(list(SERVER_HOSTS), port, behaviours)
+        servers = await start_servers(list(SERVER_HOSTS), port)
     except OSError as e:
         raise UsageError(f"cannot start the simulated NTP servers on 127.0.0.21-24:{port}: {e} "
                          "(another demo running?)") from e
-    cfg = demo_config(state_dir, port)
+    tty_path = Path(state_dir).resolve() / f"{GNSS_ID}.tty"
+    nmea = NmeaSim(random.Random(f"{seed}|nmea"), position=ANTENNA, src=GNSS_ID)
+    pps = PpsSim(random.Random(f"{seed}|pps"), LiveHostClock(), src=PPS_ID)
+    receiver = PtyReceiver(tty_path, nmea)
+    world = World(dict(zip(SERVER_IDS, servers, strict=True)), nmea, pps)
+    cfg = demo_config(state_dir, str(tty_path), plan.groups, port, http)
     trace = Path(state_dir) / "demo-trace.jsonl.gz"
-    view = DemoView(out, tty, time.monotonic(), duration_s)
-    runner = Runner(cfg, record=trace, duration_s=duration_s, extra_sinks=[view])
+    view = DemoView(out, tty, plan, time.monotonic())
+    view.state_dir = state_dir
+    sinks = build_live_sinks(cfg)
+    http_addr = next((getattr(s, "address", None) for s in sinks if s.name == "http"), None)
+    view.http = http_addr
+    runner = Runner(cfg, record=trace, duration_s=plan.duration_s, sinks=[*sinks, view],
+                    readers={PPS_ID: LivePps.factory(pps)})
     loop = asyncio.get_running_loop()
-    view.say(f"4 simulated NTP servers on {SERVER_HOSTS[0]}-.24:{port}, polled every "
-             f"{DEMO_POLL_S:g} s; {SERVER_IDS[3]} will lie by {LIE_OFFSET_S * 1e3:+.0f} ms "
-             f"after {LIE_AFTER_S:.0f} s")
-    loop.call_later(LIE_AFTER_S, view.say,
-                    f"{SERVER_IDS[3]} now lies by {LIE_OFFSET_S * 1e3:+.0f} ms")
+    start_ns = now_ns()
+    stage_t: dict[int, int] = {}
+
+    def begin(i: int, st: Stage) -> None:
+        stage_t[i] = now_ns()
+        view.announce(i + 1, st)
+        if st.action is not None:
+            st.action(world)
+
+    view.say(f"receiver: NMEA at 9600 baud on {tty_path} (read by the serial reader), PPS "
+             f"{PPS_ID} in phase with it; NTP: {len(servers)} servers on {SERVER_HOSTS[0]}-.24:"
+             f"{port}, polled every {DEMO_POLL_S:g} s; groups: "
+             + ", ".join(f"{sid} {g}" for sid, g in plan.groups.items()))
+    if http_addr:
+        view.say(f"status API: http://{http_addr}/status.json (and /metrics)")
+    if plan.note:
+        view.say(f"note: {plan.note}")
+    handles = [loop.call_later(st.at_s, begin, i, st) for i, st in enumerate(plan.stages)
+               if st.at_s < plan.duration_s]
+    receiver.start()
     try:
         await runner.run()
     finally:
+        for h in handles:
+            h.cancel()
+        receiver.close()
         for s in servers:
             s.close()
-    return runner, view, trace
+    return DemoResult(runner, view, plan, trace, stage_t, start_ns, http_addr)
 
 
-def summary(runner: Runner, view: DemoView, trace: Path, cfg: Config) -> str:
-    alerts = [e for e in runner.events if e.type == "alert"]
-    named = sorted({s for e in alerts if e.code == "source.falseticker" for s in e.sources})
-    lines = ["", "=== timewatch demo: summary",
-             f"observations handed to the engine: {runner.handed}; alerts: {len(alerts)}, "
-             f"clears: {len(runner.events) - len(alerts)}"]
-    for e in alerts:
-        lines.append(f"  {e.code} {','.join(e.sources)} [{e.severity}]: {e.message}")
-    if named:
-        lines.append(f"falsetickers named: {', '.join(named)} (the liar was {SERVER_IDS[3]})")
-    else:
-        lines.append("no falseticker named (is the engine's NTP tracker installed? "
-                     "was the demo long enough?)")
+@dataclass(frozen=True)
+class Finding:
+    stage: Stage
+    began_s: float | None  # from start; None: the run ended before the stage
+    alert: Event | None  # the first alert that detects it
+    after_s: float | None  # from the stage's start to that alert
+
+
+def findings(res: DemoResult) -> list[Finding]:
+    alerts = [e for e in res.runner.events if e.type == "alert"]
+    out = []
+    for i, st in enumerate(res.plan.stages):
+        if not st.codes:
+            continue
+        t = res.stage_t_ns.get(i)
+        if t is None:
+            out.append(Finding(st, None, None, None))
+            continue
+        hit = next((e for e in alerts if e.t_ns >= t and e.code in st.codes and
+                    (not st.suspects or set(e.sources) & set(st.suspects))), None)
+        out.append(Finding(st, (t - res.start_ns) / 1e9, hit,
+                           (hit.t_ns - t) / 1e9 if hit is not None else None))
+    return out
+
+
+def false_accusations(res: DemoResult) -> list[Event]:
+    """Alerts naming a source that no stage had attacked by then."""
+    out = []
+    for e in res.runner.events:
+        if e.type != "alert" or not e.sources:
+            continue
+        attacked: set[str] = set()
+        for i, st in enumerate(res.plan.stages):
+            t = res.stage_t_ns.get(i)
+            if t is not None and t <= e.t_ns:
+                attacked |= set(st.suspects)
+        if not set(e.sources) <= attacked:
+            out.append(e)
+    return out
+
+
+def summary(res: DemoResult) -> str:
+    r, cfg = res.runner, res.runner.cfg
+    alerts = [e for e in r.events if e.type == "alert"]
+    lines = ["", f"=== timewatch demo ({res.plan.name}): summary",
+             f"{r.handed} observations handed to the engine; {len(alerts)} alerts, "
+             f"{len(r.events) - len(alerts)} clears"]
+    lines.append("what was detected, when:")
+    for f in findings(res):
+        what = f.stage.title.split(":")[0]
+        if f.began_s is None:
+            lines.append(f"  {what}: did not start (the run ended first)")
+        elif f.alert is None:
+            lines.append(f"  {what} (from {f.began_s:.1f} s): NOT detected "
+                         f"(expected {' or '.join(f.stage.codes)})")
+        else:
+            lines.append(f"  {what} (from {f.began_s:.1f} s): detected {f.after_s:.1f} s later "
+                         f"by {f.alert.code} {','.join(f.alert.sources)}")
+    lines.append("every alert (seconds from start):")
+    for e in r.events:
+        at = (e.t_ns - res.start_ns) / 1e9
+        srcs = ",".join(e.sources) or "(host-wide)"
+        lines.append(f"  {at:6.1f} s {e.type:5} {e.code} {srcs}"
+                     + (f" [{e.severity}]: {e.message}" if e.type == "alert" else ""))
+    fa = false_accusations(res)
+    lines.append("sources accused without being attacked: "
+                 + (", ".join(f"{e.code} {','.join(e.sources)}" for e in fa) if fa else "none"))
     lines.append("where the data went:")
-    lines.append(f"  store (SQLite): {cfg.store_path}")
+    lines.append(f"  store (SQLite): {cfg.store_path}  (timewatch status, timewatch export)")
     lines.append(f"  event log: {Path(cfg.state_dir) / 'events.jsonl'}")
-    lines.append(f"  trace: {trace}  (replay it: timewatch replay {trace})")
+    lines.append(f"  trace: {res.trace}  (replay it: timewatch replay {res.trace})")
+    lines.append("  status API: " + (f"http://{res.http}/status.json (closed with the demo)"
+                                     if res.http else "off"))
     return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    scenario = getattr(args, "scenario", None)
-    if scenario not in (None, *SCENARIOS):
-        raise UsageError(f"demo --scenario: unknown {scenario!r} (this demo knows: "
-                         f"{', '.join(SCENARIOS)})")
+    name = getattr(args, "scenario", None)
+    duration = float(args.duration) if args.duration else None
+    if duration is not None and duration <= 0:
+        raise UsageError(f"demo --duration: must be > 0 s, got {args.duration}")
+    if name:
+        plan = scenario_plan(name, duration)
+    else:  # --duration scales the default timeline (its stages keep their proportions)
+        plan = default_plan(duration / DEFAULT_DURATION_S if duration else 1.0)
     state_dir = getattr(args, "state_dir", None) or "./state/demo"
-    duration = float(args.duration) if args.duration else DEFAULT_DURATION_S
+    http = getattr(args, "http", None)
+    http = DEFAULT_HTTP if http is None else ("" if http in ("off", "") else http)
     tty = sys.stdout.isatty()
-    if tty:  # the table is the view; log lines would tear it
+    if tty:  # the screen is the view; log lines would tear it
         logging.getLogger("timewatch").setLevel(logging.ERROR)
-    runner, view, trace = asyncio.run(run_demo(state_dir, duration, sys.stdout, tty))
-    print(summary(runner, view, trace, runner.cfg))
+    res = asyncio.run(run_demo(state_dir, sys.stdout, tty, plan, http=http))
+    print(summary(res))
     return 0
