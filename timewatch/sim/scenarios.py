@@ -19,7 +19,7 @@ import random
 import struct
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..records import Header, Note, Ntp, Observation, SourceInfo, Tick
@@ -175,6 +175,7 @@ class Sim:
         self.handover_rng = random.Random(f"{seed}|handover")
         self.servers = _make_servers(self.deploy_rng, layout or NTP_LAYOUT, seed)
         self.notes: list[tuple[int, str]] = []
+        self.answered: dict[str, list[int]] = {}  # per server: true times of its replies
         self._seq = 0
         self._out: list[tuple[int, int, Observation]] = []
 
@@ -242,6 +243,7 @@ class Sim:
                 self._reply(s, poll_exp, xmt_hex, f"{spoof_bits:016x}", h_t1, ts + skew,
                             ts + skew + 20_000, ts + int(d.back_s * NS), 0,
                             "bad_origin" if spoof_flagged else None, None)
+            self.answered.setdefault(s.sid, []).append(t4)
             kiss = s.kiss(t1)
             self._reply(s, poll_exp, xmt_hex, xmt_hex, h_t1, t2 + int(err_s * NS),
                         t3 + int(err_s * NS), t4, s.leap(t1), "kiss" if kiss else None, kiss)
@@ -264,10 +266,12 @@ class Sim:
                       precision=s.precision, root_delay=rd / 65536, root_dispersion=rdisp / 65536,
                       refid=refid, pkt_hex=pkt.hex(), error=error, raw_ns=h.raw_ns(t4)), t4)
 
-    def build(self, truth: Truth) -> SimTrace:
+    def build(self, truth: Truth, polls: _PollDeadline | None = None) -> SimTrace:
         self._ticks()
         for s in self.servers:
             self._exchanges(s)
+        if polls is not None:
+            truth = replace(truth, deadline_ns=polls.resolve())
         for t, text in self.notes:
             self._add(Note(self.host.realtime_ns(t), text, self.host.raw_ns(t)), t, handover=False)
         self._out.sort(key=lambda r: (r[0], r[1]))
@@ -305,6 +309,23 @@ def _deadline(sim: Sim, start: int, seconds: float) -> int:
     return sim.trace_ns(start + int((seconds + DEADLINE_SLACK_S) * NS))
 
 
+class _PollDeadline:
+    """`n` polls of a server after `start`: n * poll, or its n-th answered exchange when a
+    timeout took one of those polls (nothing can judge a poll that got no reply). Resolved once
+    the exchanges exist (`Sim.build`)."""
+
+    def __init__(self, sim: Sim, start: int, servers: list[NtpServer], n: int):
+        self.sim, self.start, self.servers, self.n = sim, start, servers, n
+
+    def resolve(self) -> int:
+        t = self.start
+        for s in self.servers:
+            answered = [a for a in self.sim.answered.get(s.sid, []) if a >= self.start]
+            nth = answered[self.n - 1] if len(answered) >= self.n else self.sim.end_ns
+            t = max(t, self.start + self.n * s.poll_s * NS, nth)
+        return self.sim.trace_ns(t + int(DEADLINE_SLACK_S * NS))
+
+
 def _ntp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     sim = Sim("ntp_liar", seed, duration_s)
     v = _victim(sim, params)
@@ -313,8 +334,9 @@ def _ntp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     ta = sim.at(0.4)
     v.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_liar: {v.sid} lies by {lie * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_liar", seed, sim.trace_ns(ta), _deadline(sim, ta, 3 * v.poll_s),
-                           (v.sid,), ("source.falseticker", "time.step"), params={"offset_s": lie}))
+    return sim.build(Truth("ntp_liar", seed, sim.trace_ns(ta), None,
+                           (v.sid,), ("source.falseticker", "time.step"), params={"offset_s": lie}),
+                     _PollDeadline(sim, ta, [v], 3))
 
 
 def _ntp_drift(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -340,9 +362,9 @@ def _ntp_mitm_delay(seed: int, duration_s: float, params: dict[str, Any]) -> Sim
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
     v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
     sim.note(ta, f"attack ntp_mitm_delay: {v.sid} {leg}s delayed by {extra * 1e3:.1f} ms")
-    return sim.build(Truth("ntp_mitm_delay", seed, sim.trace_ns(ta),
-                           _deadline(sim, ta, 3 * v.poll_s), (v.sid,), ("ntp.delay_anomaly",),
-                           params={"delay_s": extra, "leg": leg}))
+    return sim.build(Truth("ntp_mitm_delay", seed, sim.trace_ns(ta), None, (v.sid,),
+                           ("ntp.delay_anomaly",), params={"delay_s": extra, "leg": leg}),
+                     _PollDeadline(sim, ta, [v], 3))
 
 
 def _ntp_leap(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -352,8 +374,9 @@ def _ntp_leap(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     ta = sim.at(0.4)
     v.leap = lambda t: li if t >= ta else 0
     sim.note(ta, f"attack ntp_leap: {v.sid} announces leap indicator {li}")
-    return sim.build(Truth("ntp_leap", seed, sim.trace_ns(ta), _deadline(sim, ta, 2 * v.poll_s),
-                           (v.sid,), ("ntp.leap_anomaly",), params={"leap": li}))
+    return sim.build(Truth("ntp_leap", seed, sim.trace_ns(ta), None,
+                           (v.sid,), ("ntp.leap_anomaly",), params={"leap": li}),
+                     _PollDeadline(sim, ta, [v], 2))
 
 
 def _host_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -382,10 +405,10 @@ def _ntp_group_majority(seed: int, duration_s: float, params: dict[str, Any]) ->
     for s in liars:
         s.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_group_majority: op-x (3 of 5 servers) lies by {lie * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_group_majority", seed, sim.trace_ns(ta),
-                           _deadline(sim, ta, 3 * max(s.poll_s for s in liars)),
+    return sim.build(Truth("ntp_group_majority", seed, sim.trace_ns(ta), None,
                            tuple(s.sid for s in liars), ("source.falseticker", "time.step"),
-                           params={"offset_s": lie}))
+                           params={"offset_s": lie}),
+                     _PollDeadline(sim, ta, liars, 3))
 
 
 def _ntp_spoofed_replies(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -394,10 +417,11 @@ def _ntp_spoofed_replies(seed: int, duration_s: float, params: dict[str, Any]) -
     ta = sim.at(0.4)
     v.spoof = lambda t: t >= ta
     sim.note(ta, f"attack ntp_spoofed_replies: an off-path spoofer answers for {v.sid}")
-    return sim.build(Truth("ntp_spoofed_replies", seed, sim.trace_ns(ta),
-                           _deadline(sim, ta, 3 * v.poll_s), (v.sid,), ("ntp.bogus",),
+    return sim.build(Truth("ntp_spoofed_replies", seed, sim.trace_ns(ta), None, (v.sid,),
+                           ("ntp.bogus",),
                            forbidden=("source.falseticker", "time.drift", "time.step",
-                                      "ntp.delay_anomaly", "ntp.leap_anomaly")))
+                                      "ntp.delay_anomaly", "ntp.leap_anomaly")),
+                     _PollDeadline(sim, ta, [v], 3))
 
 
 def _ntp_kiss(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -407,10 +431,10 @@ def _ntp_kiss(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     te = ta + int(_p(params, "kiss_s", lambda: 600.0) * NS)
     v.kiss = lambda t: "RATE" if ta <= t < te else None
     sim.note(ta, f"fault ntp_kiss: {v.sid} answers kiss-o'-death RATE")
-    return sim.build(Truth("ntp_kiss", seed, sim.trace_ns(ta), _deadline(sim, ta, 2 * v.poll_s),
-                           (v.sid,), ("ntp.kiss",),
+    return sim.build(Truth("ntp_kiss", seed, sim.trace_ns(ta), None, (v.sid,), ("ntp.kiss",),
                            forbidden=("source.falseticker", "time.drift", "time.step",
-                                      "ntp.delay_anomaly", "ntp.leap_anomaly")))
+                                      "ntp.delay_anomaly", "ntp.leap_anomaly")),
+                     _PollDeadline(sim, ta, [v], 2))
 
 
 def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -427,13 +451,13 @@ def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> Si
         x.lie_s = lambda t: -down if t >= ta else 0.0
     lie = (up, -down)
     sim.note(ta, f"attack ntp_no_majority: op-b {up * 1e3:+.1f} ms, op-c {-down * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_no_majority", seed, sim.trace_ns(ta),
-                           _deadline(sim, ta, 3 * max(s.poll_s for s in sim.servers)), (),
+    return sim.build(Truth("ntp_no_majority", seed, sim.trace_ns(ta), None, (),
                            ("consensus.lost",), params={"offset_s": lie},
                            # Until every liar has moved, a majority still exists and judges the
                            # first movers: naming them is right.
                            allowed={code: ("ntp-b", "ntp-c", "ntp-d") for code in
-                                    ("source.falseticker", "time.step", "time.drift")}))
+                                    ("source.falseticker", "time.step", "time.drift")}),
+                     _PollDeadline(sim, ta, [b, c, d], 3))
 
 
 # -- clean runs and legitimate faults (threats.md "Must not alarm") ------------------------------

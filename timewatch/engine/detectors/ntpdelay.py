@@ -61,6 +61,14 @@ class NtpDelayDetector(Detector):
     def _steps_s(self) -> float:
         return sum(s for _, s in self.ctx.host_steps) / 1e9
 
+    @staticmethod
+    def _streak_min(st: _Server) -> float:
+        assert st.streak is not None
+        return min((d for d, o in st.streak if o != 0.0), default=0.0)
+
+    def _spread(self, st: _Server) -> float:
+        return max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * self._streak_min(st))
+
     def _judge(self, src: str, st: _Server, delay_s: float, offset_s: float) -> None:
         assert st.normal is not None and st.streak is not None
         det = self.ctx.detect
@@ -74,22 +82,35 @@ class NtpDelayDetector(Detector):
         half = dd / 2
         signature = (dd >= det.ntp_delay_jump_s
                      and abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half)
+        if not signature and dd > self._streak_min(st) + self._spread(st) \
+                and dd >= det.ntp_delay_jump_s:
+            # More delay than the attack's (if any yet), offset off: a spike on the other leg,
+            # maybe on top of an attack. It confirms nothing but takes its place in the count.
+            st.streak.append((dd, 0.0))
+            self._maybe_alert(src, st, delay_s, base_delay)
+            return
         if not signature:
             st.streak.clear()
             if dd < det.ntp_delay_jump_s:
                 st.normal.append((delay_s, offset_s))
             self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
-        if st.streak and (doff > 0) != (st.streak[0][1] > 0):
+        if st.streak and any((o > 0) != (doff > 0) for _, o in st.streak if o != 0.0):
             st.streak.clear()
         st.streak.append((dd, doff))
+        self._maybe_alert(src, st, delay_s, base_delay)
+
+    def _maybe_alert(self, src: str, st: _Server, delay_s: float, base_delay: float) -> None:
+        assert st.streak is not None
+        det = self.ctx.detect
         # A network spike on top of the attack adds delay: the streak's smallest increase is the
         # attacker's, and all but one of the streak must agree with it.
-        d_min = min(d for d, _ in st.streak)
-        agree = sum(1 for d, _ in st.streak
-                    if d - d_min <= max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * d_min))
+        d_min = self._streak_min(st)
+        agree = sum(1 for d, o in st.streak if o != 0.0 and d - d_min <= self._spread(st))
         if len(st.streak) < det.ntp_delay_confirm or agree < det.ntp_delay_confirm - 1:
             return
+        dd, doff = next((d, o) for d, o in reversed(st.streak) if o != 0.0)
+        half = dd / 2
         leg = "request" if doff > 0 else "reply"
         self.ctx.alerts.assert_(
             "ntp.delay_anomaly", self.ctx.now_ns, (src,),
