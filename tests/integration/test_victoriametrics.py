@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,13 @@ def _wait_export(vm: Victoria, want: Counter[Key]) -> Counter[Key]:
     return got
 
 
+def _until(cond: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def _diff(want: Counter[Key], got: Counter[Key]) -> str:
     missing = sum((want - got).values())
     dup = sum((got - want).values())
@@ -124,10 +132,11 @@ def test_server_stopped_mid_run_every_point_arrives_exactly_once(tmp_path: Path,
         sink.handle(outputs[i:i + 5])
         time.sleep(0.004)  # ~2 s of feeding: the sender is writing while the server goes
         if i <= n // 3 < i + 5:
+            _until(lambda: sink.sent > 0, "nothing sent before the stop")
             sent_before_stop = sink.sent
             victoria.stop()
         if i <= 2 * n // 3 < i + 5:
-            assert sink.failures > 0, "the sender never noticed the server was gone"
+            _until(lambda: sink.failures > 0, "the sender never noticed the server was gone")
             victoria.start()
     # One more restart while the sender holds a backlog, from a thread, mid-drain.
     restart = threading.Thread(target=lambda: (victoria.stop(), time.sleep(0.3),
