@@ -12,9 +12,10 @@
 - The server rejects a batch as malformed (400, 413, 422): the batch is split in halves until
   the bad line is alone; that line is logged and dropped (it can never be delivered), the rest
   is delivered.
-- At most one duplicate risk: killed after the server acknowledged a batch and before the spool
-  forgot it, that batch is sent again at the next start. Points are idempotent (measurement,
-  tags and timestamp identify a point; InfluxDB overwrites it with the same values).
+- Duplicates only from a batch the server applied without its answer reaching us: killed
+  between the server's 2xx and the spool's ack (sent again at the next start), or the answer was
+  lost (timeout, broken connection: retried). Points are idempotent (measurement, tags and
+  timestamp identify a point; InfluxDB overwrites it with the same values).
 - `close` drains the spool while the server accepts writes, then returns; what the server did
   not take stays in the spool for the next start.
 - The token is handed to the client only; logs show the server's host:port, never the token.
