@@ -44,9 +44,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from .sinks import build_sinks
 
         sinks = build_sinks(cfg)
+    from .leapfile import load_leap_list
     from .sinks import close_all, fan_out
 
-    eng = Engine(reader.header, cfg.detect)
+    eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list())
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     n_events = 0
     t0 = time.perf_counter()
