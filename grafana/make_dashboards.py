@@ -22,7 +22,7 @@ SCHEMA_VERSION = 39  # Grafana 10.x dashboard schema
 # Verdict codes of lineproto.VERDICT_CODES, with the words and colours an operator reads.
 VERDICTS = [("truechimer", "green"), ("init", "blue"), ("no_quorum", "orange"),
             ("stale", "yellow"), ("unusable", "purple"), ("falseticker", "red")]
-FIX = [("no fix", "red"), ("no fix", "red"), ("2D", "yellow"), ("3D", "green")]
+FIX = [("no usable fix", "red"), ("no fix", "red"), ("2D", "yellow"), ("3D", "green")]
 
 HOST = '"host" =~ /^$host$/'
 SRC = '"source" =~ /^$source$/'
@@ -184,14 +184,16 @@ def overview() -> Board:
 
 def gnss() -> Board:
     b = Board("timewatch-gnss", "timewatch: GNSS",
-              "Fix, satellites, carrier-to-noise and position of each GNSS receiver.")
+              "Fix, satellites, carrier-to-noise, position and label latency of each GNSS "
+              "receiver.")
     b.var("source", "Receiver", f'SHOW TAG VALUES FROM "tw_sample" WITH KEY = "source" WHERE '
                                 f'"kind" = \'gnss\' AND {HOST}')
     g = f'FROM "tw_sample" WHERE "kind" = \'gnss\' AND {HOST} AND {SRC} AND $timeFilter'
     b.panel("state-timeline", "Fix", [target(
-        f'SELECT min("fix") {g} GROUP BY time($__interval), "source" fill(previous)',
+        f'SELECT min("fix") {g} GROUP BY time($__interval), "source" fill(0)',
         "$tag_source")], w=24, h=5, mappings=_mapping(FIX),
-        description="Worst fix per interval: 0/1 no fix, 2 2D, 3 3D (gnss.no_fix).",
+        description="Worst fix per interval: 2D, 3D, or no usable fix (no valid epoch in the "
+                    "interval: gnss.no_fix).",
         options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8})
     b.panel("timeseries", "Satellites", [
         target(f'SELECT min("sats_used") {g} GROUP BY time($__interval), "source" fill(none)',
@@ -199,25 +201,33 @@ def gnss() -> Board:
         target(f'SELECT max("sats_in_view") {g} GROUP BY time($__interval), "source" fill(none)',
                "$tag_source in view", ref="B")],
         description="Satellites used in the fix and in view (gnss.satellites).")
-    b.panel("timeseries", "C/N0 distribution across satellites", [target(
-        'SELECT min("cn0_min_db_hz") AS "min", mean("cn0_mean_db_hz") AS "mean", '
-        f'max("cn0_max_db_hz") AS "max" {g} GROUP BY time($__interval), "source" fill(none)',
+    b.panel("timeseries", "C/N0 (mean over the satellites)", [target(
+        'SELECT min("cn0_mean_db_hz") AS "min", mean("cn0_mean_db_hz") AS "mean", '
+        f'max("cn0_mean_db_hz") AS "max" {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source $col")], unit="dBHz",
-        description="Weakest, mean and strongest satellite. A spoofer's signals are often "
-                    "uniform and strong (gnss.cn0_anomaly).")
-    b.panel("timeseries", "C/N0 spread (standard deviation)", [target(
-        f'SELECT mean("cn0_std_db_hz") {g} GROUP BY time($__interval), "source" fill(none)',
+        description="Per epoch, the mean carrier-to-noise density of the satellites; min, mean "
+                    "and max of it per interval. A step of all satellites at once or implausibly "
+                    "strong signals: gnss.cn0_anomaly.")
+    b.panel("histogram", "C/N0 distribution", [target(
+        f'SELECT mean("cn0_mean_db_hz") {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="dBHz",
-        description="Near zero means every satellite arrives at the same strength: simulated "
-                    "or spoofed signal.")
+        description="How the mean C/N0 was distributed over the time range: a narrow spike "
+                    "far above the usual hump is suspicious.",
+        options={"bucketSize": 1, "combine": False,
+                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
     b.panel("timeseries", "Position deviation", [target(
         f'SELECT max("position_error_m") {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="lengthm",
         description="Distance of the fix from the surveyed or learned antenna position "
                     "(gnss.position_jump).")
+    b.panel("timeseries", "Label latency", [target(
+        f'SELECT mean("latency_s") {g} GROUP BY time($__interval), "source" fill(none)',
+        "$tag_source")], unit="s",
+        description="Arrival of the time label after the second it names (learned); a jump "
+                    "of it is a replayed or delayed signal.")
     b.panel("timeseries", "GNSS offset against the host", [target(
         f'SELECT mean("offset_s") {g} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s")
+        "$tag_source")], w=24, unit="s")
     _verdict_timeline(b, f'"kind" = \'gnss\' AND {SRC}', "GNSS verdicts")
     return b
 

@@ -198,16 +198,19 @@ def synthetic_outputs(start_ns: int, duration_s: int) -> list[Any]:
     for k in range(duration_s):
         t = start_ns + k * 10**9
         wob = math.sin(k / 30)
+        # The fields of engine/gnss.py GnssTracker._epoch's Sample.
         out.append(Sample("gnss0", t + 120_000_000, 2e-8 * wob, 1e-7, {
-            "fix": 3.0, "sats_used": 9 + (k % 3), "sats_in_view": 14.0,
-            "cn0_mean_db_hz": 40 + wob, "cn0_min_db_hz": 31 + wob, "cn0_max_db_hz": 47 + wob,
-            "cn0_std_db_hz": 4.5, "hdop": 0.9, "position_error_m": 2.5 + abs(wob)}))
+            "fix": 3.0, "latency_s": 0.12 + 0.001 * wob, "sats_used": float(9 + (k % 3)),
+            "sats_in_view": 14.0, "cn0_mean_db_hz": 40 + wob,
+            "position_error_m": 2.5 + abs(wob)}))
+        # The fields of engine/pps.py PpsTracker's Sample.
         out.append(Sample("pps0", t, 1e-8 * wob, 1e-6, {
             "jitter_s": 2e-7 + 1e-8 * abs(wob), "missing_total": float(k // 100),
             "phase_s": 1e-8 * wob, "interval_faults": 0.0, "seq": float(k),
             "label_latency_s": 0.12}))
         for i, sid in enumerate(("cloudflare", "google", "ptb")):
             if k % SYNTH_NTP_POLL_S == i:
+                # The fields of engine/ntp.py NtpTracker's Sample.
                 out.append(Sample(sid, t + 5_000_000 * (i + 1), 3e-4 * (i - 1) + 1e-4 * wob,
                                   0.004 + 0.001 * i, {
                                       "delay_s": 0.008 + 0.002 * i, "root_delay_s": 0.001,

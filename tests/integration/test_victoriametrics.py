@@ -181,5 +181,11 @@ def test_replay_with_an_influx_sink_delivers_everything_before_it_returns(
     want = expected_points(Encoder(cfg.host, {}).lines(outputs))
     kinds = {dict(k[1]).get("kind") for k in want if k[0] == "tw_sample_offset_s"}
     assert kinds == {"ntp"}
+    # The NTP dashboard's sample fields are what the real engine emits for NTP sources.
+    board = (Path(__file__).resolve().parents[2] / "grafana/dashboards/ntp.json").read_text()
+    queried = set(re.findall(r'\w+\(\\"(\w+)\\"\) FROM \\"tw_sample\\"', board))
+    assert {"offset_s", "delay_s", "stratum", "bound_s"} <= queried
+    emitted = {k[0].removeprefix("tw_sample_") for k in want if k[0].startswith("tw_sample_")}
+    assert queried <= emitted, f"queried but never emitted: {queried - emitted}"
     got = _wait_export(victoria, want)
     assert got == want, _diff(want, got)
