@@ -376,11 +376,12 @@ class SourceStatus:
     offset_s: float | None = None
     bound_s: float | None = None
     last_ns: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # the tracker's status numbers
 
     def to_dict(self) -> dict[str, Any]:
         return {"src": self.src, "kind": self.kind, "group": self.group, "verdict": self.verdict,
                 "reason": self.reason, "offset_s": self.offset_s, "bound_s": self.bound_s,
-                "last_ns": self.last_ns}
+                "last_ns": self.last_ns, "fields": self.fields}
 
 
 @dataclass(frozen=True, slots=True)

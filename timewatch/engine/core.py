@@ -299,7 +299,7 @@ class Engine:
             e = tr.estimate(now) or tr.estimate_
             srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
                                      e.offset_s if e else None, e.bound_s if e else None,
-                                     tr.last_usable_ns))
+                                     tr.last_usable_ns, tr.status_fields()))
         c = ctx.consensus
         ho = ctx.holdover
         return Snapshot(
