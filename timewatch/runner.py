@@ -165,7 +165,10 @@ class Runner:
         created_ns, _ = now_pair()
         self.started_ns = created_ns
         header = self.cfg.header(created_ns)
-        self.engine = Engine(header, self.cfg.detect)
+        from .leapfile import load_leap_list
+
+        # The IERS leap-second list, as replay loads it, so live and replay judge alike.
+        self.engine = Engine(header, self.cfg.detect, leap_list=load_leap_list())
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
         sink_thread = _SinkThread(sinks)
