@@ -99,3 +99,39 @@ def test_run_checks_with_an_unanswering_ntp_server(tmp_path: Path) -> None:
     checks = run_checks(cfg)
     ntp = next(c for c in checks if c.what.startswith("dead"))
     assert not ntp.ok and "UDP port 123" in ntp.fix
+
+
+def test_ntp_server_that_answers_is_ok_with_its_numbers() -> None:
+    import asyncio
+
+    from timewatch.doctor import check_ntp
+    from timewatch.sim.ntpserver import Behaviour, SimNtpServer
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, SimNtpServer] = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def go() -> None:
+            holder["srv"] = await SimNtpServer("127.0.0.1", 0, Behaviour(offset_s=0.25)).start()
+            started.set()
+
+        loop.run_until_complete(go())
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert started.wait(5)
+    srv = holder["srv"]
+    try:
+        cfg = parse({"sources": [{"id": "sim", "kind": "ntp", "server": "127.0.0.1",
+                                  "port": srv.port}]})
+        c = check_ntp(cfg.sources[0])
+        assert c.ok, c
+        assert "stratum" in c.detail and "+0.25" in c.detail
+    finally:
+        loop.call_soon_threadsafe(srv.close)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
