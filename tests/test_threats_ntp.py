@@ -120,13 +120,6 @@ def test_real_leap_second_announced_at_different_times_raises_nothing(leap_list:
     assert not [e for e in v.events if e.type == "alert"], v.describe()
 
 
-def test_real_leap_with_an_early_announcer_in_the_minority_warns_only_without_the_list() -> None:
-    # The list schedules it: no alarm, however few announce. (Without it a lone early announcer
-    # is a warning by design: nothing can vouch for it.)
-    st = build("ntp_real_leap", 4, 7200.0)
-    assert not [e for e in replay_events(st, leap_list=LIST_2016) if e.type == "alert"]
-
-
 # -- legitimate faults and clean operation -------------------------------------------------------
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_clean_hour_raises_nothing(seed: int) -> None:
