@@ -11,16 +11,10 @@ from typing import Any
 import pytest
 
 from timewatch.config import SourceConfig
+from timewatch.engine.ntppacket import decode, ntp_to_unix_ns, unix_ns_to_ntp
 from timewatch.records import Ntp, Observation
 from timewatch.sim.ntpserver import Behaviour, SimNtpServer
-from timewatch.sources.ntp import (
-    MAX_RECORDS_PER_EXCHANGE,
-    NtpReader,
-    decode,
-    ntp_to_unix_ns,
-    request,
-    unix_ns_to_ntp,
-)
+from timewatch.sources.ntp import MAX_RECORDS_PER_EXCHANGE, NtpReader, request
 
 HOST = "127.0.0.31"
 

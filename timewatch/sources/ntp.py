@@ -14,7 +14,8 @@ servers are polled concurrently on one event loop). Each exchange:
 The reader decodes a reply only to validate it and records its fields and raw bytes; it never
 decides whether a server is good (the engine does, and checks the fields again).
 
-Why not ntplib's `NTPPacket` codec (the requested dependency): it holds timestamps as Python
+The packet codec is the engine's (`engine/ntppacket.py`): one codec for both sides. Why not
+ntplib's `NTPPacket` codec (the requested dependency): it holds timestamps as Python
 floats (53-bit mantissa), so it can neither send a random 64-bit transmit timestamp nor compare
 the echoed origin bit for bit, and NTP-era seconds as a float keep only ~0.5 us resolution. The
 48-byte header is a single `struct` format, so the codec below is a few lines of integer code.
@@ -28,22 +29,15 @@ import secrets
 import socket
 import struct
 import sys
-from dataclasses import dataclass
 
 from ..config import SourceConfig
+from ..engine.ntppacket import NtpPacket, decode, ntp_to_unix_ns
+from ..engine.ntppacket import PacketError as MalformedReply
 from ..records import Ntp
 from . import Emit, now_pair
 
 log = logging.getLogger(__name__)
 
-# Seconds from the NTP prime epoch (1900-01-01) to the Unix epoch (RFC 5905 figure 4).
-NTP_UNIX_DELTA_S = 2_208_988_800
-# Length of an NTP era: 2^32 seconds (RFC 5905 section 6).
-NTP_ERA_S = 1 << 32
-# NTP header without extension fields or MAC (RFC 5905 figure 8).
-PACKET_LEN = 48
-# li/vn/mode, stratum, poll, precision, root delay, root dispersion, refid, 4 timestamps.
-_HEADER = struct.Struct("!BBbbII4sQQQQ")
 # Version we speak (RFC 5905).
 NTP_VERSION = 4
 # Client and server association modes (RFC 5905 figure 10).
@@ -72,76 +66,10 @@ KISS_STOP = ("DENY", "RSTR")
 KISS_RATE = "RATE"
 
 
-class MalformedReply(ValueError):
-    """A datagram that is not an NTP header."""
-
-
-@dataclass(frozen=True, slots=True)
-class NtpPacket:
-    """The 48-byte NTP header with timestamps as raw 64-bit NTP-format integers."""
-
-    leap: int
-    version: int
-    mode: int
-    stratum: int
-    poll: int
-    precision: int
-    root_delay_raw: int  # 16.16 fixed point seconds
-    root_dispersion_raw: int  # 16.16 fixed point seconds
-    refid_raw: bytes
-    ref_ts: int
-    org_ts: int
-    rec_ts: int
-    xmt_ts: int
-
-    @property
-    def root_delay_s(self) -> float:
-        return self.root_delay_raw / 65536.0
-
-    @property
-    def root_dispersion_s(self) -> float:
-        return self.root_dispersion_raw / 65536.0
-
-    def refid(self) -> str:
-        """ASCII code for stratum 0/1 (kiss code or reference), dotted quad otherwise."""
-        if self.stratum <= 1:
-            return "".join(chr(b) if 32 <= b < 127 else "" for b in self.refid_raw.rstrip(b"\0"))
-        return ".".join(str(b) for b in self.refid_raw)
-
-    def encode(self) -> bytes:
-        return _HEADER.pack((self.leap << 6) | (self.version << 3) | self.mode, self.stratum,
-                            self.poll, self.precision, self.root_delay_raw,
-                            self.root_dispersion_raw, self.refid_raw, self.ref_ts, self.org_ts,
-                            self.rec_ts, self.xmt_ts)
-
-
-def decode(data: bytes) -> NtpPacket:
-    """Decode an NTP header; extension fields after byte 48 are ignored."""
-    if len(data) < PACKET_LEN:
-        raise MalformedReply(f"{len(data)} bytes, an NTP header has {PACKET_LEN}")
-    lvm, stratum, poll, prec, rd, rdisp, refid, ref, org, rec, xmt = _HEADER.unpack_from(data)
-    return NtpPacket(lvm >> 6, (lvm >> 3) & 7, lvm & 7, stratum, poll, prec, rd, rdisp, refid,
-                     ref, org, rec, xmt)
-
-
 def request(xmt_ts: int) -> bytes:
     """A client request whose only non-zero timestamp is our random transmit value."""
     return NtpPacket(0, NTP_VERSION, MODE_CLIENT, 0, 0, 0, 0, 0, b"\0\0\0\0", 0, 0, 0,
                      xmt_ts).encode()
-
-
-def ntp_to_unix_ns(ts: int, near_ns: int) -> int:
-    """NTP 64-bit timestamp -> Unix ns, in the NTP era that puts it nearest to `near_ns`."""
-    sec, frac = ts >> 32, ts & 0xFFFF_FFFF
-    ns = (sec - NTP_UNIX_DELTA_S) * 1_000_000_000 + (frac * 1_000_000_000 + (1 << 31) >> 32)
-    era_ns = NTP_ERA_S * 1_000_000_000
-    return ns + round((near_ns - ns) / era_ns) * era_ns
-
-
-def unix_ns_to_ntp(ns: int) -> int:
-    """Unix ns -> NTP 64-bit timestamp (era folded), for servers and tests."""
-    sec, rem = divmod(ns, 1_000_000_000)
-    return (((sec + NTP_UNIX_DELTA_S) % NTP_ERA_S) << 32) | ((rem << 32) // 1_000_000_000)
 
 
 class NtpReader:
@@ -310,12 +238,12 @@ class NtpReader:
                 t4_ns=rx_ns, org_hex=f"{p.org_ts:016x}", leap=p.leap, version=p.version,
                 mode=p.mode, stratum=p.stratum, poll=p.poll, precision=p.precision,
                 root_delay=p.root_delay_s, root_dispersion=p.root_dispersion_s,
-                refid=p.refid(), pkt_hex=pkt_hex, error=error, raw_ns=raw_ns))
+                refid=p.refid, pkt_hex=pkt_hex, error=error, raw_ns=raw_ns))
         if outcome == "bad_origin":
             log.info("%s: reply with origin %016x, we sent %s: ignored", self.src, p.org_ts,
                      xmt_hex)
         elif outcome == "kiss":
-            self._kiss(p.refid())
+            self._kiss(p.refid)
         return outcome
 
     def _kiss(self, code: str) -> None:
