@@ -58,6 +58,9 @@ STEP_CONFIRM_FRAC = 0.25
 STEP_KINDS = ("ntp", "chrony")
 # A run keeps at most this many (t, residual) points for the rate in the evidence.
 RUN_POINTS = 64
+# A source's noise floor moving by this factor means its offset measures something else now
+# (a GNSS receiver's label latency learned): its tests restart.
+FLOOR_CHANGE = 2.0
 
 
 @dataclass
@@ -129,6 +132,7 @@ class _Test:
 @dataclass
 class _Source:
     seen_t_ns: int | None = None
+    floor_s: float | None = None  # noise floor its tests were started with
     rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
     own: _Test = field(default_factory=_Test)  # its offset in step-free host time
     consensus: _Test = field(default_factory=_Test)
@@ -161,7 +165,7 @@ class DriftDetector(Detector):
             if e is None or st.seen_t_ns == e.t_ns:
                 continue
             st.seen_t_ns = e.t_ns
-            self._judge(sid, tr, e.offset_s, e.t_ns, consensus)
+            self._judge(sid, tr, e.offset_s, e.bound_s, e.t_ns, consensus)
 
     def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
         """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
@@ -201,7 +205,20 @@ class DriftDetector(Detector):
             return None
         return median(median(v) for v in per_group.values())
 
-    def _judge(self, sid: str, tr: Any, est_offset_s: float, t_ns: int, c: Consensus) -> None:
+    def _floor(self, tr: Any, bound_s: float) -> float:
+        """The smallest noise a source's residual can have, by what its offset measures."""
+        det = self.ctx.detect
+        if tr.kind in STEP_KINDS:
+            return det.drift_sigma_floor_ntp_s
+        if tr.kind == "gnss":
+            # The coarse NMEA-label offset: its bound is gnss_latency_jitter_factor x its own
+            # measured label jitter (+ label resolution), or the latency prior's half-width until
+            # learned. Its noise is milliseconds, never the PPS's microseconds.
+            return max(det.drift_sigma_floor_gnss_s, bound_s / det.gnss_latency_jitter_factor)
+        return det.drift_sigma_floor_gnss_s
+
+    def _judge(self, sid: str, tr: Any, est_offset_s: float, bound_s: float, t_ns: int,
+               c: Consensus) -> None:
         ctx = self.ctx
         det = ctx.detect
         st = self._state(sid)
@@ -219,7 +236,12 @@ class DriftDetector(Detector):
         if off is None:
             return
         ntp_like = tr.kind in STEP_KINDS
-        floor = det.drift_sigma_floor_ntp_s if ntp_like else det.drift_sigma_floor_gnss_s
+        floor = self._floor(tr, bound_s)
+        if st.floor_s is None or not st.floor_s / FLOOR_CHANGE <= floor <= st.floor_s * FLOOR_CHANGE:
+            # What the offset measures changed (a GNSS label latency got learned: the offset is
+            # re-based and its noise shrinks): judge the new series from scratch.
+            st.own, st.consensus, st.holdover = _Test(), _Test(), _Test()
+            st.floor_s = floor
         k, clip = det.drift_cusum_k, det.drift_cusum_clip
         allow = det.drift_consensus_ppm * 1e-6
         # Its own history, in a host time free of host steps (the realtime is disciplined: it
