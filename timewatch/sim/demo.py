@@ -276,8 +276,9 @@ LIVE: dict[str, _Live] = {
     "gnss_simulator": ("the receiver switches to simulator mode",
                        _fault("simulator", True, False), (GNSS_ID,), ("gnss.simulator",),
                        30.0),
+    # A shifted pulse train disagrees with the labels: pps.label_mismatch names the pair.
     "pps_faults": ("PPS: 2 pulses missing, then 2 doubled, then shifted by 250 ms", _pps_faults,
-                   (PPS_ID,), ("pps.missing", "pps.interval", "time.step"), 45.0),
+                   _GNSS, ("pps.missing", "pps.interval", "time.step"), 45.0),
     "ntp_group_majority": ("sim-a, sim-b, sim-c (one operator, op-x) lie by +80 ms together",
                            _majority, ("sim-a", "sim-b", "sim-c"),
                            ("source.falseticker", "time.step"), 30.0),
