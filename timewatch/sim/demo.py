@@ -370,14 +370,14 @@ def fmt_evidence(ev: dict[str, Any], limit: int = 7) -> str:
             continue
         if isinstance(v, bool) or not isinstance(v, int | float):
             parts.append(f"{k}={v}")
+        elif k.endswith("_s_per_s"):
+            parts.append(f"{k[:-8]}={v * 1e6:+.2f} us/s")
         elif k.endswith("_s"):  # sizes (bounds, thresholds, jitter) unsigned, offsets signed
             size = any(w in k for w in ("bound", "threshold", "jitter", "sigma", "tolerance",
                                         "limit", "window", "silent"))
             parts.append(f"{k[:-2]}={fmt_s(float(v), signed=not size)}")
         elif k.endswith("_ppm"):
             parts.append(f"{k[:-4]}={v:+.3f} ppm")
-        elif k.endswith("_s_per_s"):
-            parts.append(f"{k[:-8]}={v * 1e6:+.2f} us/s")
         else:
             parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
         if len(parts) >= limit:
