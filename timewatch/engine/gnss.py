@@ -49,6 +49,17 @@ class GnssState:
     cn0_db_hz: dict[str, float]
 
 
+def cn0_stats(cn0_db_hz: dict[str, float]) -> dict[str, float]:
+    """Min, mean, max and (population) standard deviation of the satellites' C/N0; empty
+    without satellites. A spoofer's signals are uniform (small std) or all strong (high min)."""
+    if not cn0_db_hz:
+        return {}
+    xs = list(cn0_db_hz.values())
+    mean = sum(xs) / len(xs)
+    return {"cn0_min_db_hz": min(xs), "cn0_mean_db_hz": mean, "cn0_max_db_hz": max(xs),
+            "cn0_std_db_hz": math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))}
+
+
 class GnssTracker(Tracker):
     """A GNSS receiver (NMEA and/or UBX over a serial line)."""
 
@@ -145,8 +156,7 @@ class GnssTracker(Tracker):
             fields["sats_used"] = float(ep.sats_used)
         if ep.sats_in_view is not None:
             fields["sats_in_view"] = float(ep.sats_in_view)
-        if ep.cn0_db_hz:
-            fields["cn0_mean_db_hz"] = sum(ep.cn0_db_hz.values()) / len(ep.cn0_db_hz)
+        fields.update(cn0_stats(ep.cn0_db_hz))
         if self.position_error_m is not None:
             fields["position_error_m"] = self.position_error_m
         if math.isnan(fields["latency_s"]):
@@ -219,7 +229,6 @@ class GnssTracker(Tracker):
             out.update({"fix": st.fix, "valid": st.valid, "lat_deg": st.lat_deg,
                         "lon_deg": st.lon_deg, "alt_m": st.alt_m, "sats_used": st.sats_used,
                         "sats_in_view": st.sats_in_view,
-                        "cn0_mean_db_hz": (sum(st.cn0_db_hz.values()) / len(st.cn0_db_hz)
-                                           if st.cn0_db_hz else None),
                         "cn0_db_hz": dict(st.cn0_db_hz)})
+            out.update(cn0_stats(st.cn0_db_hz))
         return out

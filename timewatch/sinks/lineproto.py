@@ -5,8 +5,8 @@ One schema for the live InfluxDB sink and for `timewatch export --format line-pr
 
 | measurement    | tags                                   | fields |
 |----------------|----------------------------------------|--------|
-| `tw_sample`    | host, source, kind, trust_group        | offset_s, bound_s, + the sample's own numbers (delay_s, cn0_mean_db_hz, sats_used...) |
-| `tw_source`    | host, source, kind, trust_group        | verdict (string), verdict_code, reason (string), offset_s, bound_s, age_s, + status numbers |
+| `tw_sample`    | host, source, kind, trust_group        | offset_s, bound_s, + the sample's own numbers (delay_s, cn0_min_db_hz, ...) |
+| `tw_source`    | host, source, kind, trust_group        | verdict (string), verdict_code, reason (string), offset_s, bound_s, age_s, + the tracker's status numbers (fix, valid, sats_used, jitter_s, holdover_freq_ppm, ...) |
 | `tw_consensus` | host                                   | offset_s, bound_s, quorum, groups_agreeing, groups_voting, holdover_ppm, alerts_active, sources_total, sources_truechimer, sources_falseticker |
 | `tw_event`     | host, code, type, severity, sources    | active, severity_level, message (string), id (string), n_sources, ev_<evidence key>... |
 
@@ -175,12 +175,10 @@ class Encoder:
                 "bound_s": st.bound_s,
                 "age_s": (snap.t_ns - st.last_ns) / 1e9 if st.last_ns is not None else None,
             }
-            extra = getattr(st, "fields", None)  # per-kind status numbers, when the record has them
-            if isinstance(extra, Mapping):
-                for k, v in extra.items():
-                    name = safe_name(str(k))
-                    if name not in fields and not isinstance(v, str):
-                        fields[name] = v
+            for k, v in st.fields.items():  # the tracker's status numbers (status_fields)
+                name = safe_name(str(k))
+                if name not in fields and not isinstance(v, str):  # dicts, None: left out
+                    fields[name] = v
             line = format_line(M_SOURCE, self._src_tags(st.src, st.kind, st.group), fields,
                                snap.t_ns)
             if line:

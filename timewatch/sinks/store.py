@@ -30,7 +30,12 @@ from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration when a table changes
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a table changes
+# Migrations from each older version (run in one transaction with the schema): 1 -> 2 keeps
+# each source's status numbers (SourceStatus.fields) with its verdict.
+MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE verdicts ADD COLUMN fields_json TEXT NOT NULL DEFAULT '{}';",
+}
 # A batch is committed at most this long after its first output was queued (wall seconds):
 # what `kill -9` can lose is at most this much of not-yet-committed data.
 FLUSH_S = 0.2
@@ -82,7 +87,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     reason TEXT NOT NULL,
     offset_s REAL,
     bound_s REAL,
-    last_ns INTEGER
+    last_ns INTEGER,
+    fields_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS verdicts_snapshot ON verdicts (snapshot_id);
 CREATE INDEX IF NOT EXISTS verdicts_t ON verdicts (t_ns);
@@ -119,9 +125,11 @@ class Store:
                                            isolation_level=None)
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 ver = self._db.execute("PRAGMA user_version").fetchone()[0]
-                if ver != SCHEMA_VERSION:
+                if ver != SCHEMA_VERSION and ver not in MIGRATIONS:
                     raise StoreError(f"store {self.path}: schema version {ver}, "
                                      f"this timewatch reads {SCHEMA_VERSION}")
+                # An older store is read as it is (its verdicts have no status numbers).
+                self._fields_col = "fields_json" if ver >= 2 else "'{}'"
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
@@ -131,11 +139,13 @@ class Store:
                 raise StoreError(f"store {self.path}: cannot switch to WAL mode (got {mode})")
             self._db.execute("PRAGMA synchronous=NORMAL")
             ver = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if ver not in (0, SCHEMA_VERSION):
+            if ver not in (0, SCHEMA_VERSION) and ver not in MIGRATIONS:
                 raise StoreError(f"store {self.path}: schema version {ver}, "
                                  f"this timewatch writes {SCHEMA_VERSION}")
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA +
+            migrate = "".join(MIGRATIONS[v] for v in range(ver, SCHEMA_VERSION)) if ver else ""
+            self._db.executescript("BEGIN IMMEDIATE;" + migrate + _SCHEMA +
                                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            self._fields_col = "fields_json"
             st = os.stat(self.path)
             self._ident = (st.st_dev, st.st_ino)
         except sqlite3.Error as e:
@@ -189,9 +199,11 @@ class Store:
                      json.dumps(list(s.active_alerts))))
                 sid = cur.lastrowid
                 db.executemany(
-                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason, v.offset_s,
-                      v.bound_s, v.last_ns) for v in s.sources])
+                      v.bound_s, v.last_ns,
+                      json.dumps(v.fields, separators=(",", ":"), default=str))
+                     for v in s.sources])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -288,10 +300,11 @@ class Store:
     def _snapshot(self, row: tuple[Any, ...], vcur: sqlite3.Cursor) -> Snapshot:
         sid, t, quorum, agree, voting, coff, cbnd, ho, aj = row
         srcs = tuple(
-            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last)
-            for src, kind, grp, verdict, reason, off, bnd, last in vcur.execute(
-                "SELECT src, kind, trust_group, verdict, reason, offset_s, bound_s, last_ns "
-                "FROM verdicts WHERE snapshot_id = ? ORDER BY rowid", (sid,)))
+            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last, json.loads(fj))
+            for src, kind, grp, verdict, reason, off, bnd, last, fj in vcur.execute(
+                "SELECT src, kind, trust_group, verdict, reason, offset_s, bound_s, last_ns, "
+                f"{self._fields_col} FROM verdicts WHERE snapshot_id = ? ORDER BY rowid",
+                (sid,)))
         return Snapshot(t_ns=t, sources=srcs, quorum=bool(quorum), groups_agreeing=agree,
                         groups_voting=voting, consensus_offset_s=coff, consensus_bound_s=cbnd,
                         active_alerts=tuple(json.loads(aj)), holdover_ppm=ho)
