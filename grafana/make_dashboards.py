@@ -22,15 +22,19 @@ SCHEMA_VERSION = 39  # Grafana 10.x dashboard schema
 # Verdict codes of lineproto.VERDICT_CODES, with the words and colours an operator reads.
 VERDICTS = [("truechimer", "green"), ("init", "blue"), ("no_quorum", "orange"),
             ("stale", "yellow"), ("unusable", "purple"), ("falseticker", "red")]
-FIX = [("no usable fix", "red"), ("no fix", "red"), ("2D", "yellow"), ("3D", "green")]
+# Fix dimension of the receiver's latest epoch times its validity (GnssTracker.status_fields):
+# 0 when the epoch had no fix or is not usable (simulator mode, wrong date...), else 2 or 3.
+FIX = {0: ("no usable fix", "red"), 2: ("2D", "yellow"), 3: ("3D", "green")}
 
 HOST = '"host" =~ /^$host$/'
 SRC = '"source" =~ /^$source$/'
 
 
-def _mapping(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    return [{"type": "value", "options": {str(i): {"text": t, "color": c, "index": i}
-                                          for i, (t, c) in enumerate(pairs)}}]
+def _mapping(pairs: list[tuple[str, str]] | dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
+    """A value mapping: list positions, or the dict's keys, are the values."""
+    items = pairs.items() if isinstance(pairs, dict) else enumerate(pairs)
+    return [{"type": "value", "options": {str(v): {"text": t, "color": c, "index": i}
+                                          for i, (v, (t, c)) in enumerate(items)}}]
 
 
 def target(query: str, alias: str = "", ref: str = "A", fmt: str = "time_series") -> dict[str, Any]:
@@ -56,12 +60,13 @@ class Board:
              "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
              "name": "Annotations & Alerts", "type": "dashboard"},
             {"datasource": DS, "enable": True, "iconColor": "red", "name": "timewatch alerts",
-             "query": 'SELECT "message", "id" FROM "tw_event" WHERE "type" = \'alert\' AND '
-                      f'{HOST} AND $timeFilter',
+             # Tags are selected as columns: Grafana reads textColumn and tagsColumn from them.
+             "query": 'SELECT "message", "code", "severity", "sources", "id" FROM "tw_event" '
+                      f'WHERE "type" = \'alert\' AND {HOST} AND $timeFilter',
              "textColumn": "message", "tagsColumn": "code,severity,sources", "titleColumn": ""},
             {"datasource": DS, "enable": False, "iconColor": "green", "name": "timewatch clears",
-             "query": 'SELECT "id" FROM "tw_event" WHERE "type" = \'clear\' AND '
-                      f'{HOST} AND $timeFilter',
+             "query": 'SELECT "id", "code", "sources" FROM "tw_event" WHERE "type" = '
+                      f'\'clear\' AND {HOST} AND $timeFilter',
              "textColumn": "id", "tagsColumn": "code,sources", "titleColumn": ""},
         ]
         self._x = self._y = self._row_h = 0
@@ -79,7 +84,7 @@ class Board:
     def panel(self, kind: str, title: str, targets: list[dict[str, Any]], *, w: int = 12,
               h: int = 8, unit: str = "", description: str = "", mappings: Any = None,
               options: dict[str, Any] | None = None, defaults: dict[str, Any] | None = None,
-              overrides: list[dict[str, Any]] | None = None) -> None:
+              overrides: list[dict[str, Any]] | None = None, repeat: str = "") -> None:
         if self._x + w > 24:
             self._x, self._y = 0, self._y + self._row_h
             self._row_h = 0
@@ -94,6 +99,8 @@ class Board:
             "fieldConfig": {"defaults": d, "overrides": overrides or []},
             "options": options or {}, "targets": targets,
         }
+        if repeat:  # one panel per selected value of the variable
+            p.update(repeat=repeat, repeatDirection="h", maxPerRow=2)
         if kind == "timeseries" and not options:
             p["options"] = {"legend": {"displayMode": "table", "placement": "bottom",
                                        "calcs": ["lastNotNull", "min", "max"]},
@@ -182,37 +189,66 @@ def overview() -> Board:
     return b
 
 
+def _band(low: str, high: str) -> list[dict[str, Any]]:
+    """Overrides that fill between two series named low and high (and draw no line for them)."""
+    return [{"matcher": {"id": "byName", "options": high}, "properties": [
+        {"id": "custom.fillBelowTo", "value": low}, {"id": "custom.lineWidth", "value": 0},
+        {"id": "custom.fillOpacity", "value": 20}]},
+        {"matcher": {"id": "byName", "options": low}, "properties": [
+            {"id": "custom.lineWidth", "value": 0}]}]
+
+
 def gnss() -> Board:
     b = Board("timewatch-gnss", "timewatch: GNSS",
               "Fix, satellites, carrier-to-noise, position and label latency of each GNSS "
               "receiver.")
     b.var("source", "Receiver", f'SHOW TAG VALUES FROM "tw_sample" WITH KEY = "source" WHERE '
                                 f'"kind" = \'gnss\' AND {HOST}')
+    # Samples: one per valid epoch. Status (tw_source): the latest epoch, every snapshot, also
+    # while the receiver has no fix (when there are no samples).
     g = f'FROM "tw_sample" WHERE "kind" = \'gnss\' AND {HOST} AND {SRC} AND $timeFilter'
+    st = f'FROM "tw_source" WHERE "kind" = \'gnss\' AND {HOST} AND {SRC} AND $timeFilter'
     b.panel("state-timeline", "Fix", [target(
-        f'SELECT min("fix") {g} GROUP BY time($__interval), "source" fill(0)',
-        "$tag_source")], w=24, h=5, mappings=_mapping(FIX),
-        description="Worst fix per interval: 2D, 3D, or no usable fix (no valid epoch in the "
-                    "interval: gnss.no_fix).",
+        f'SELECT min("fix") * min("valid") {st} GROUP BY time($__interval), "source" '
+        'fill(previous)', "$tag_source")], w=24, h=5, mappings=_mapping(FIX),
+        description="Worst fix of the receiver's latest epoch per interval: 2D, 3D, or no "
+                    "usable fix (no fix, or an epoch the engine cannot use: gnss.no_fix, "
+                    "gnss.simulator, gnss.date_anomaly). A receiver that went silent keeps its "
+                    "last epoch here: its verdict says stale.",
         options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8})
     b.panel("timeseries", "Satellites", [
-        target(f'SELECT min("sats_used") {g} GROUP BY time($__interval), "source" fill(none)',
+        target(f'SELECT min("sats_used") {st} GROUP BY time($__interval), "source" fill(none)',
                "$tag_source used"),
-        target(f'SELECT max("sats_in_view") {g} GROUP BY time($__interval), "source" fill(none)',
-               "$tag_source in view", ref="B")],
-        description="Satellites used in the fix and in view (gnss.satellites).")
-    b.panel("timeseries", "C/N0 (mean over the satellites)", [target(
-        'SELECT min("cn0_mean_db_hz") AS "min", mean("cn0_mean_db_hz") AS "mean", '
-        f'max("cn0_mean_db_hz") AS "max" {g} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source $col")], unit="dBHz",
-        description="Per epoch, the mean carrier-to-noise density of the satellites; min, mean "
-                    "and max of it per interval. A step of all satellites at once or implausibly "
-                    "strong signals: gnss.cn0_anomaly.")
-    b.panel("histogram", "C/N0 distribution", [target(
-        f'SELECT mean("cn0_mean_db_hz") {g} GROUP BY time($__interval), "source" fill(none)',
+        target(f'SELECT max("sats_in_view") {st} GROUP BY time($__interval), "source" '
+               'fill(none)', "$tag_source in view", ref="B")],
+        description="Satellites used in the fix (0 without a fix) and in view, from the latest "
+                    "epoch at each snapshot (gnss.satellites).")
+    b.panel("timeseries", "C/N0 across the satellites: $source", [target(
+        'SELECT min("cn0_min_db_hz") AS "min", mean("cn0_mean_db_hz") AS "mean", '
+        f'max("cn0_max_db_hz") AS "max" {g} GROUP BY time($__interval) fill(none)', "$col")],
+        unit="dBHz", repeat="source", overrides=_band("min", "max"),
+        description="Band: the weakest and the strongest satellite of the epochs in each "
+                    "interval; line: the mean over the satellites. Implausibly strong signals "
+                    "or all satellites stepping up at once: gnss.cn0_anomaly.")
+    b.panel("timeseries", "C/N0 spread across the satellites (standard deviation)", [target(
+        f'SELECT min("cn0_std_db_hz") {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="dBHz",
-        description="How the mean C/N0 was distributed over the time range: a narrow spike "
-                    "far above the usual hump is suspicious.",
+        description="Lowest per-epoch standard deviation of the satellites' C/N0 in each "
+                    "interval. Real sky: several dB-Hz (elevations differ); one transmitter "
+                    "(a spoofer) gives every satellite the same level: below 2 dB-Hz with 4 or "
+                    "more satellites for 15 s is gnss.cn0_anomaly.",
+        defaults={"custom": {"thresholdsStyle": {"mode": "line"}},
+                  "thresholds": {"mode": "absolute", "steps": [
+                      {"color": "red", "value": None},
+                      # [detect] gnss_cn0_uniform_sigma_db_hz default (engine/params.py)
+                      {"color": "green", "value": 2}]}})
+    b.panel("histogram", "C/N0 distribution", [target(
+        'SELECT mean("cn0_min_db_hz") AS "weakest", mean("cn0_mean_db_hz") AS "mean", '
+        f'mean("cn0_max_db_hz") AS "strongest" {g} GROUP BY time($__interval), "source" '
+        'fill(none)', "$tag_source $col")], unit="dBHz",
+        description="How the weakest, mean and strongest satellite's C/N0 were distributed "
+                    "over the time range: a narrow spike far above the usual hump is "
+                    "suspicious.",
         options={"bucketSize": 1, "combine": False,
                  "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
     b.panel("timeseries", "Position deviation", [target(
@@ -223,8 +259,8 @@ def gnss() -> Board:
     b.panel("timeseries", "Label latency", [target(
         f'SELECT mean("latency_s") {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="s",
-        description="Arrival of the time label after the second it names (learned); a jump "
-                    "of it is a replayed or delayed signal.")
+        description="Arrival of the time label after the second it names (learned against the "
+                    "consensus, then fixed); until it is learned the offset has a wide bound.")
     b.panel("timeseries", "GNSS offset against the host", [target(
         f'SELECT mean("offset_s") {g} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], w=24, unit="s")
@@ -238,28 +274,44 @@ def pps() -> Board:
     b.var("source", "PPS", f'SHOW TAG VALUES FROM "tw_sample" WITH KEY = "source" WHERE '
                            f'"kind" = \'pps\' AND {HOST}')
     p = f'FROM "tw_sample" WHERE "kind" = \'pps\' AND {HOST} AND {SRC} AND $timeFilter'
+    st = f'FROM "tw_source" WHERE "kind" = \'pps\' AND {HOST} AND {SRC} AND $timeFilter'
     b.panel("timeseries", "Jitter", [target(
-        f'SELECT max("jitter_s") {p} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s", description="Smoothed jitter of the pulse edges.")
+        f'SELECT max("jitter_s") {st} GROUP BY time($__interval), "source" fill(none)',
+        "$tag_source")], unit="s",
+        description="Smoothed jitter of the pulse edges against the phase line (about the last "
+                    "32 pulses), at each snapshot.")
     b.panel("timeseries", "Missing pulses per interval", [target(
-        f'SELECT non_negative_difference(max("missing_total")) {p} '
+        f'SELECT non_negative_difference(max("missing_total")) {st} '
         'GROUP BY time($__interval), "source" fill(none)', "$tag_source")],
-        description="Pulses missing (sequence gaps, no edge when due): pps.missing.",
+        description="Pulses missing (sequence gaps, whole seconds without an edge), counted "
+                    "when the train resumes: pps.missing.",
         defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}})
     b.panel("timeseries", "Holdover frequency", [target(
-        f'SELECT mean("holdover_ppm") FROM "tw_consensus" WHERE {HOST} AND $timeFilter '
-        'GROUP BY time($__interval), "host" fill(none)', "$tag_host")], unit="ppm",
-        description="Raw oscillator frequency error learned from the PPS (+ = runs fast).")
+        f'SELECT mean("holdover_freq_ppm") {st} GROUP BY time($__interval), "source" '
+        'fill(none)', "$tag_source")], unit="ppm",
+        description="Raw oscillator (CLOCK_MONOTONIC_RAW) frequency error learned from the good "
+                    "pulses while the consensus has quorum (+ = runs fast).")
     b.panel("timeseries", "Phase residual", [target(
         f'SELECT mean("phase_s") {p} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s", description="Edge phase against the holdover prediction.")
+        "$tag_source")], unit="s",
+        description="Edge phase against the line fitted to the previous good pulses.")
+    b.panel("timeseries", "Pulses kept out per interval", [
+        target(f'SELECT non_negative_difference(max("outliers")) AS "outliers" {st} '
+               'GROUP BY time($__interval), "source" fill(none)', "$tag_source $col"),
+        target(f'SELECT non_negative_difference(max("interval_faults")) AS "interval faults" '
+               f'{st} GROUP BY time($__interval), "source" fill(none)', "$tag_source $col",
+               ref="B")],
+        description="Outliers: edges off the phase line by 5 jitters or more (kept out of the "
+                    "estimate and the holdover). Interval faults: edges off the 1-s train "
+                    "(pps.interval).",
+        defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}})
     b.panel("timeseries", "PPS offset against the host", [target(
         f'SELECT mean("offset_s") {p} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="s")
     b.panel("timeseries", "PPS alerts", [target(
         'SELECT count("active") FROM "tw_event" WHERE "code" =~ /^pps\\./ AND "type" = '
         f'\'alert\' AND {HOST} AND $timeFilter GROUP BY time($__interval), "code" fill(none)',
-        "$tag_code")], description="pps.missing, pps.interval, pps.label_mismatch raised.",
+        "$tag_code")], w=24, description="pps.missing, pps.interval, pps.label_mismatch raised.",
         defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}})
     _verdict_timeline(b, f'"kind" = \'pps\' AND {SRC}', "PPS verdicts")
     return b
