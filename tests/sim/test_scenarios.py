@@ -3,7 +3,6 @@ trace-format.md says, noise at least as threats.md pins it down."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import random
 import re
@@ -16,7 +15,7 @@ from tests.conftest import ROOT
 from timewatch.cli import main
 from timewatch.records import Note, Ntp, Tick
 from timewatch.sim import noise
-from timewatch.sim.scenarios import SCENARIOS, ScenarioUnavailable, build
+from timewatch.sim.scenarios import SCENARIOS, build
 from timewatch.trace import TraceReader
 
 THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "gnss_label_step",
@@ -76,12 +75,25 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert main(["simulate", "--scenario", "clean"]) == 2
 
 
-def test_gnss_scenarios_say_what_they_need_until_their_generators_exist(tmp_path: Path) -> None:
-    have = all(importlib.util.find_spec(m) for m in ("timewatch.sim.nmeagen", "timewatch.sim.pps"))
-    with pytest.raises(ScenarioUnavailable, match="not yet available"):
-        build("gnss_step", 1, 60.0)
-    if not have:
-        assert main(["simulate", "--scenario", "gnss_step", "-o", str(tmp_path / "g")]) == 1
+GNSS = ["gnss_step", "gnss_label_step", "gnss_push_fast", "gnss_push_slow", "gnss_position_jump",
+        "gnss_meaconing", "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover",
+        "gnss_simulator", "pps_faults", "gnss_garbage", "gnss_clean", "gnss_obstruction"]
+
+
+@pytest.mark.parametrize("name", GNSS)
+def test_every_gnss_scenario_builds_deterministically_in_the_default_deployment(name: str) -> None:
+    x = build(name, 3, 400.0)
+    assert x.observations == build(name, 3, 400.0).observations
+    src = x.header.sources
+    assert src["gnss0"].kind == "gnss" and src["pps0"].kind == "pps"
+    assert src["gnss0"].group == src["pps0"].group == "gnss" and src["pps0"].label_from == "gnss0"
+    ntp = [i for i in src.values() if i.kind == "ntp"]
+    assert len(ntp) >= 4 and len({i.group for i in ntp}) >= 3
+    kinds = {type(o).__name__ for o in x.observations}
+    assert {"Nmea", "Pps", "Tick", "Ntp"} <= kinds
+    if x.truth.start_ns is not None:
+        notes = [o for o in x.observations if isinstance(o, Note)]
+        assert [n.rx_ns for n in notes] == [x.truth.start_ns]
 
 
 def test_trace_shape_default_deployment_ticks_raw_ns_and_bounded_reordering() -> None:

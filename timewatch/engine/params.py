@@ -75,6 +75,10 @@ class Detect:
     # jitter on a LAN) and GNSS/PPS (1.5 us of interrupt jitter, threats.md).
     drift_sigma_floor_ntp_s: float = 0.0001
     drift_sigma_floor_gnss_s: float = 2e-6
+    # The rate a PPS may move against the holdover clock is 3 x the crystal's wander, never taken
+    # below this (ppm): a wander measured from a few 10-min blocks can be far too small by chance
+    # (threats.md: a Pi crystal wanders ~0.1 ppm over ten minutes; lower it for a TCXO/OCXO).
+    drift_wander_floor_ppm: float = 0.1
     # time.step for NTP sources: the offset against the consensus of the other groups jumped by
     # at least this much and stayed (threats.md: a liar of >= 50 ms; Internet route changes move
     # a path's asymmetry by a few ms).

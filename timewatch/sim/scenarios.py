@@ -13,7 +13,6 @@ label per component; nothing reads a clock; records are ordered by (hand-over ti
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import random
 import struct
@@ -22,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..records import Header, Note, Ntp, Observation, SourceInfo, Tick
+from ..records import Header, Nmea, Note, Ntp, Observation, SourceInfo, Tick
 from ..trace import TraceWriter
+from .nmeagen import NmeaSim
 from .noise import NS, HostClock, NtpPath, handover_delay_ns
+from .pps import PpsSim
 
 # 2025-11-26T12:00:00Z: the spec's example traces live around here (trace-format.md header).
 DEFAULT_T0_NS = 1_764_158_400 * NS
@@ -41,6 +42,14 @@ POLLS_S = (16, 32, 64)
 POLL_JITTER_S = 0.2
 # Slack on every deadline: one exchange's round trip and the hand-over delay.
 DEADLINE_SLACK_S = 1.0
+# 2026-12-01T00:00:00Z: GNSS scenarios run after the engine's floor for receiver dates
+# (gnss_not_before_unix_s = 2026-11-01, the build date): an earlier receiver date is wrong.
+GNSS_T0_NS = 1_796_083_200 * NS
+GNSS_ID, PPS_ID = "gnss0", "pps0"
+# The antenna's surveyed position, configured for gnss0 (NmeaSim's default: Paris).
+ANTENNA = (48.8566, 2.3522, 35.0)
+# The receiver's sentences each second: RMC dates the label, GGA and GSA the fix, GSV the C/N0.
+GNSS_SENTENCES = ("RMC", "GGA", "GSA", "GSV")
 
 
 class ScenarioUnavailable(RuntimeError):
@@ -161,8 +170,29 @@ NTP_LAYOUT = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d",
               ("ntp-e", "op-a")]
 
 
+@dataclass
+class Receiver:
+    """The GNSS receiver and its PPS output, scripted through their fault functions."""
+
+    nmea: NmeaSim
+    pps: PpsSim
+    position: tuple[float, float, float] | None  # configured antenna position (None: survey)
+    # Called with each UTC second before its edges and sentences (to change NmeaSim's rates).
+    each_second: Callable[[int], None] | None = None
+
+    def time_error(self, fn: Callable[[int], int]) -> None:
+        """The receiver's time error (ns) per UTC second: labels and pulses move together."""
+        self.nmea.gnss_error_ns = fn
+        self.pps.gnss_error_ns = fn
+
+    def sources(self) -> dict[str, SourceInfo]:
+        return {GNSS_ID: SourceInfo("gnss", "gnss", position=self.position),
+                PPS_ID: SourceInfo("pps", "gnss", label_from=GNSS_ID)}
+
+
 class Sim:
-    """Builds one trace: host clock, ticks, NTP exchanges, hand-over order."""
+    """Builds one trace: host clock, ticks, NTP exchanges, the GNSS receiver with its PPS (when
+    `add_receiver` was called), hand-over order."""
 
     def __init__(self, name: str, seed: int, duration_s: float, t0_ns: int = DEFAULT_T0_NS,
                  layout: list[tuple[str, str]] | None = None):
@@ -176,10 +206,21 @@ class Sim:
         self.servers = _make_servers(self.deploy_rng, layout or NTP_LAYOUT, seed)
         self.notes: list[tuple[int, str]] = []
         self.answered: dict[str, list[int]] = {}  # per server: true times of its replies
+        self.receiver: Receiver | None = None
         self._seq = 0
         self._out: list[tuple[int, int, Observation]] = []
 
     # -- scripting ------------------------------------------------------------------------------
+    def add_receiver(self, surveyed: bool = False, garbage_rate: float = 0.0) -> Receiver:
+        """The default deployment's GNSS receiver (gnss0) with its PPS (pps0), group "gnss".
+        `surveyed`: no configured position (the engine surveys the antenna in)."""
+        self.receiver = Receiver(
+            NmeaSim(random.Random(f"{self.seed}|nmea"), position=ANTENNA, src=GNSS_ID,
+                    sentences=GNSS_SENTENCES, garbage_rate=garbage_rate),
+            PpsSim(random.Random(f"{self.seed}|pps"), self.host, src=PPS_ID),
+            None if surveyed else ANTENNA)
+        return self.receiver
+
     def server(self, sid: str) -> NtpServer:
         return next(s for s in self.servers if s.sid == sid)
 
@@ -266,17 +307,44 @@ class Sim:
                       precision=s.precision, root_delay=rd / 65536, root_dispersion=rdisp / 65536,
                       refid=refid, pkt_hex=pkt.hex(), error=error, raw_ns=h.raw_ns(t4)), t4)
 
+    def _receiver(self, r: Receiver) -> None:
+        """Every UTC second: its PPS edge(s) and its sentences. Each reader hands its own records
+        over in order (a serial line is read sequentially), readers interleave up to 20 ms late."""
+        h = self.host
+        last_line = 0
+        sec = -(-self.t0_ns // NS) * NS
+        # The receiver runs until the last NTP exchange has ended (a timeout comes 2 s late):
+        # otherwise the trace would end with a silent PPS.
+        end = self.end_ns + int((TIMEOUT_S + 1.0) * NS)
+        while sec < end:
+            if r.each_second is not None:
+                r.each_second(sec)
+            for o in r.pps.pulse(sec):
+                # The edge's true time: its stamp minus the realtime's (smooth) error.
+                self._add(o, o.rx_ns - h.realtime_error_ns(sec))
+            for t, line in r.nmea.epoch(sec):
+                at = max(last_line, t + handover_delay_ns(self.handover_rng))
+                last_line = at
+                self._out.append((at, self._seq, Nmea(GNSS_ID, h.realtime_ns(t), line,
+                                                      h.raw_ns(t))))
+                self._seq += 1
+            sec += NS
+
     def build(self, truth: Truth, polls: _PollDeadline | None = None) -> SimTrace:
         self._ticks()
         for s in self.servers:
             self._exchanges(s)
+        if self.receiver is not None:
+            self._receiver(self.receiver)
         if polls is not None:
             truth = replace(truth, deadline_ns=polls.resolve())
         for t, text in self.notes:
             self._add(Note(self.host.realtime_ns(t), text, self.host.raw_ns(t)), t, handover=False)
         self._out.sort(key=lambda r: (r[0], r[1]))
-        header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns,
-                        sources={s.sid: s.info() for s in self.servers})
+        sources = {s.sid: s.info() for s in self.servers}
+        if self.receiver is not None:
+            sources.update(self.receiver.sources())
+        header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns, sources=sources)
         return SimTrace(header, [o for _, _, o in self._out], truth)
 
 
@@ -460,6 +528,227 @@ def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> Si
                      _PollDeadline(sim, ta, [b, c, d], 3))
 
 
+# -- GNSS and PPS scenarios ---------------------------------------------------------------------
+
+# Warm-up before a GNSS/PPS attack starts (true seconds from the trace's start; up to
+# GNSS_START_JITTER_S more is drawn): every NTP server polled at least four times (64 s polls),
+# gnss0's label latency learned (60 labels against an agreeing consensus, ~1-2 min), pps0's
+# edges numbered with its latency and jitter measured (8-32 s), and the holdover clock fitted
+# over more than four minutes of PPS edges, so the frequency it extrapolates is good to a few
+# ppb and only its (prior) wander of 0.1 ppm limits it.
+GNSS_WARMUP_S = 300
+# A slow push is judged by the holdover's rate allowance: let it learn over a full 10-min block
+# first (as the NTP scenarios wait 600 s before their attacks).
+GNSS_SLOW_WARMUP_S = 600
+GNSS_START_JITTER_S = 20
+# Codes that accuse a time reference (the receiver's, when its time is attacked).
+TIME_CODES = ("time.step", "time.drift", "source.falseticker")
+# threats.md #11: a spoofer's C/N0 is uniform (sigma < 2 dB-Hz over >= 5 satellites).
+CN0_UNIFORM_SIGMA_DB_HZ = (0.3, 1.2)
+CN0_UNIFORM_LEVEL_DB_HZ = (40.0, 48.0)
+
+
+def _gnss_sim(name: str, seed: int, duration_s: float, **receiver: Any) -> tuple[Sim, Receiver]:
+    sim = Sim(name, seed, duration_s, t0_ns=GNSS_T0_NS)
+    return sim, sim.add_receiver(**receiver)
+
+
+def _gnss_start(sim: Sim, warmup_s: int = GNSS_WARMUP_S) -> int:
+    """The attack's start: a whole UTC second after the warm-up (half-way in a short run)."""
+    k = warmup_s + sim.attack_rng.randrange(GNSS_START_JITTER_S + 1)
+    span_s = (sim.end_ns - sim.t0_ns) // NS
+    k = min(k, span_s // 2)
+    return -(-sim.t0_ns // NS) * NS + k * NS
+
+
+def _gnss_truth(sim: Sim, name: str, ta: int, target_s: float, culprits: tuple[str, ...],
+                codes: tuple[str, ...], allowed: dict[str, tuple[str, ...]] | None = None,
+                **params: Any) -> Truth:
+    return Truth(name, sim.seed, sim.trace_ns(ta), _deadline(sim, ta, target_s), culprits, codes,
+                 allowed=allowed or {}, params=params)
+
+
+def _receiver_accused(*codes: str) -> dict[str, tuple[str, ...]]:
+    """The receiver's own two sources may be named with these codes (its time is wrong)."""
+    return {c: (GNSS_ID, PPS_ID) for c in codes}
+
+
+def _sign(sim: Sim) -> float:
+    return sim.attack_rng.choice((-1.0, 1.0))
+
+
+def _gnss_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_step", seed, duration_s)
+    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(10.5e-6, 100e-6))
+    ta = _gnss_start(sim)
+    step_ns = round(step * NS)
+    r.time_error(lambda s: step_ns if s >= ta else 0)
+    sim.note(ta, f"attack gnss_step: the receiver's time steps {step * 1e6:+.1f} us "
+                 "(PPS and labels together)")
+    return sim.build(_gnss_truth(sim, "gnss_step", ta, 5.0, (PPS_ID,), TIME_CODES,
+                                 _receiver_accused(*TIME_CODES), step_s=step))
+
+
+def _gnss_label_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_label_step", seed, duration_s)
+    k = _p(params, "label_offset_s", lambda: int(_sign(sim)) * sim.attack_rng.choice((1, 1, 2, 3)))
+    ta = _gnss_start(sim)
+    r.nmea.label_offset_s = lambda s: k if s >= ta else 0
+    sim.note(ta, f"attack gnss_label_step: the labels are {k:+d} s off, PPS in phase")
+    # The labels are wrong: PPS says so (pps.label_mismatch names both), gnss0 sees the jump;
+    # once the pulses follow the labels, the receiver's time is whole seconds off the others.
+    return sim.build(_gnss_truth(
+        sim, "gnss_label_step", ta, 5.0, (GNSS_ID,), ("pps.label_mismatch", "gnss.label_error"),
+        _receiver_accused("pps.label_mismatch", *TIME_CODES), label_offset_s=k))
+
+
+def _gnss_push(name: str, lo: float, hi: float, target_s: float, warmup_s: int) -> Builder:
+    def build(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+        sim, r = _gnss_sim(name, seed, duration_s)
+        rate = _p(params, "rate_s_per_s", lambda: _sign(sim) * sim.attack_rng.uniform(lo, hi))
+        ta = _gnss_start(sim, warmup_s)
+        r.time_error(lambda s: round(rate * (s - ta)) if s >= ta else 0)
+        sim.note(ta, f"attack {name}: the receiver's time is pushed at {rate * 1e6:+.2f} us/s")
+        return sim.build(_gnss_truth(sim, name, ta, target_s, (PPS_ID,), TIME_CODES,
+                                     _receiver_accused(*TIME_CODES), rate_s_per_s=rate))
+    return build
+
+
+def _offset_m(sim: Sim, lo_m: float, hi_m: float, params: dict[str, Any]) -> tuple[float, float]:
+    dist = _p(params, "distance_m", lambda: sim.attack_rng.uniform(lo_m, hi_m))
+    bearing = _p(params, "bearing_deg", lambda: sim.attack_rng.uniform(0.0, 360.0))
+    return (dist * math.cos(math.radians(bearing)), dist * math.sin(math.radians(bearing)))
+
+
+def _gnss_position_jump(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_position_jump", seed, duration_s,
+                       surveyed=bool(params.get("surveyed")))
+    ne = _offset_m(sim, 55.0, 500.0, params)
+    ta = _gnss_start(sim)
+    r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
+    dist = math.hypot(*ne)
+    sim.note(ta, f"attack gnss_position_jump: the fix moves {dist:.0f} m from the antenna")
+    return sim.build(_gnss_truth(sim, "gnss_position_jump", ta, 10.0, (GNSS_ID,),
+                                 ("gnss.position_jump",), distance_m=dist))
+
+
+def _gnss_meaconing(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_meaconing", seed, duration_s)
+    delay = _p(params, "delay_s", lambda: sim.attack_rng.uniform(1.0e-3, 5.0e-3))
+    ne = _offset_m(sim, 100.0, 2000.0, params)
+    ta = _gnss_start(sim)
+    # The replayed signal arrives `delay` late: the receiver's time is late by it (its error is
+    # negative), and its fix is the meaconer's antenna.
+    late_ns = -round(delay * NS)
+    r.time_error(lambda s: late_ns if s >= ta else 0)
+    r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
+    dist = math.hypot(*ne)
+    sim.note(ta, f"attack gnss_meaconing: replayed {delay * 1e3:.2f} ms late from {dist:.0f} m")
+    codes = (*TIME_CODES, "gnss.position_jump", "pps.interval", "pps.label_mismatch")
+    return sim.build(_gnss_truth(sim, "gnss_meaconing", ta, 60.0, (GNSS_ID, PPS_ID), codes,
+                                 _receiver_accused(*codes), delay_s=delay, distance_m=dist))
+
+
+def _gnss_cn0_uniform(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_cn0_uniform", seed, duration_s)
+    variant = _p(params, "variant", lambda: sim.attack_rng.choice(("uniform", "raised")))
+    sigma = _p(params, "sigma_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_SIGMA_DB_HZ))
+    level = _p(params, "level_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_LEVEL_DB_HZ))
+    step = _p(params, "step_db", lambda: sim.attack_rng.uniform(6.5, 10.0))
+    ta = _gnss_start(sim)
+    crng = random.Random(f"{seed}|cn0")
+    if variant == "uniform":
+        r.nmea.cn0_fn = lambda s, c: ({p: level + crng.gauss(0.0, sigma) for p in c}
+                                      if s >= ta else c)
+        what = f"uniform at {level:.1f} dB-Hz (sigma {sigma:.2f})"
+    else:
+        r.nmea.cn0_fn = lambda s, c: {p: v + step for p, v in c.items()} if s >= ta else c
+        what = f"all up {step:.1f} dB at once"
+    sim.note(ta, f"attack gnss_cn0_uniform: C/N0 {what}")
+    return sim.build(_gnss_truth(sim, "gnss_cn0_uniform", ta, 60.0, (GNSS_ID,),
+                                 ("gnss.cn0_anomaly",), variant=variant, sigma_db_hz=sigma,
+                                 level_db_hz=level, step_db=step))
+
+
+def _gnss_jamming(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_jamming", seed, duration_s)
+    ta = _gnss_start(sim)
+    r.nmea.jammed = lambda s: s >= ta
+    r.pps.missing = lambda s: s >= ta
+    sim.note(ta, "attack gnss_jamming: fix lost, C/N0 collapses, PPS stops")
+    return sim.build(_gnss_truth(
+        sim, "gnss_jamming", ta, 10.0, (GNSS_ID, PPS_ID), ("gnss.no_fix", "pps.missing"),
+        {"gnss.satellites": (GNSS_ID,), "source.stale": (PPS_ID,)}))
+
+
+# "First sentence": an epoch is judged when it closes, at the next epoch's first sentence.
+FIRST_EPOCH_S = 1.0
+
+
+def _gnss_week_rollover(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_week_rollover", seed, duration_s)
+    fault = _p(params, "fault", lambda: sim.attack_rng.choice(("rollover", "rollover",
+                                                                "coldstart")))
+    ta = _gnss_start(sim)
+    r.nmea.date_fault = lambda s: fault if s >= ta else None
+    sim.note(ta, f"fault gnss_week_rollover: {fault} date with a valid fix")
+    return sim.build(_gnss_truth(sim, "gnss_week_rollover", ta, FIRST_EPOCH_S, (GNSS_ID,),
+                                 ("gnss.date_anomaly",), fault=fault))
+
+
+def _gnss_simulator(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_simulator", seed, duration_s)
+    ta = _gnss_start(sim)
+    r.nmea.simulator = lambda s: s >= ta
+    sim.note(ta, "fault gnss_simulator: the receiver outputs simulated fixes as valid")
+    return sim.build(_gnss_truth(sim, "gnss_simulator", ta, FIRST_EPOCH_S, (GNSS_ID,),
+                                 ("gnss.simulator",)))
+
+
+def _pps_faults(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("pps_faults", seed, duration_s)
+    kind = _p(params, "fault", lambda: sim.attack_rng.choice(("missing", "doubled", "shifted")))
+    n = _p(params, "pulses", lambda: sim.attack_rng.randint(1, 3))
+    extra_s = _p(params, "extra_s", lambda: sim.attack_rng.uniform(0.05, 0.95))
+    shift = _p(params, "shift_s", lambda: _sign(sim) * sim.attack_rng.uniform(0.002, 0.5))
+    ta = _gnss_start(sim)
+    te = ta + n * NS
+    allowed: dict[str, tuple[str, ...]] = {}
+    if kind == "missing":
+        r.pps.missing = lambda s: ta <= s < te
+        what = f"{n} pulse(s) missing"
+    elif kind == "doubled":
+        r.pps.doubled = lambda s: extra_s if ta <= s < te else None
+        what = f"{n} pulse(s) doubled {extra_s * 1e3:.0f} ms after the edge"
+    else:
+        shift_ns = round(shift * NS)
+        r.pps.shift_ns = lambda s: shift_ns if s >= ta else 0
+        what = f"the pulse output shifted by {shift * 1e3:+.1f} ms"
+        # The shifted pulses are wrong time, and wrong against the labels.
+        allowed = _receiver_accused("pps.label_mismatch", *TIME_CODES)
+    sim.note(ta, f"fault pps_faults: {what}")
+    return sim.build(_gnss_truth(sim, "pps_faults", ta, 3.0, (PPS_ID,),
+                                 ("pps.missing", "pps.interval", "time.step"), allowed,
+                                 fault=kind, pulses=n, extra_s=extra_s, shift_s=shift))
+
+
+def _gnss_garbage(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    sim, r = _gnss_sim("gnss_garbage", seed, duration_s)
+    corrupt = _p(params, "corrupt_rate", lambda: 0.05)  # threats.md #21: 5% of sentences
+    garbage = _p(params, "garbage_rate", lambda: sim.attack_rng.uniform(0.002, 0.02))
+    ta = _gnss_start(sim)
+
+    def line_noise(s: int) -> None:  # the line turns noisy when the fault starts
+        if s == ta:
+            r.nmea.corrupt_rate, r.nmea.garbage_rate = corrupt, garbage
+
+    r.each_second = line_noise
+    sim.note(ta, f"fault gnss_garbage: {corrupt:.0%} of sentences corrupted, garbage lines")
+    return sim.build(_gnss_truth(sim, "gnss_garbage", ta, 60.0, (GNSS_ID,),
+                                 ("gnss.sentence_errors",), corrupt_rate=corrupt,
+                                 garbage_rate=garbage))
+
+
 # -- clean runs and legitimate faults (threats.md "Must not alarm") ------------------------------
 
 
@@ -521,41 +810,48 @@ def _clean_week(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrac
                            allowed={"source.stale": (v.sid,)}))
 
 
-def _unavailable(name: str, needs: str) -> Builder:
-    def build(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-        raise ScenarioUnavailable(
-            f"scenario {name} is not yet available: it needs {needs}, which is not in this tree "
-            f"yet (the NTP and host scenarios work now)")
-    return build
+def _gnss_clean(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    """GNSS + PPS + NTP, clean: satellites rise and set, everything else is noise."""
+    sim, _ = _gnss_sim("gnss_clean", seed, duration_s,
+                       surveyed=bool(params.get("surveyed")))
+    return sim.build(Truth("gnss_clean", seed))
 
 
-def _gnss_builder(name: str) -> Builder:
-    have = all(importlib.util.find_spec(m) is not None
-               for m in ("timewatch.sim.nmeagen", "timewatch.sim.pps"))
-    if not have:
-        return _unavailable(name, "the NMEA generator (sim/nmeagen.py) and the PPS generator "
-                                  "(sim/pps.py)")
-    return _unavailable(name, "its GNSS/PPS script (second half of issue 5)")
+def _gnss_obstruction(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+    """The receiver loses its fix for a minute under an obstruction; its PPS keeps pulsing on its
+    own oscillator (threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
+    sim, r = _gnss_sim("gnss_obstruction", seed, duration_s)
+    ta = _gnss_start(sim)
+    te = ta + int(_p(params, "obstructed_s", lambda: 60.0) * NS)
+    r.nmea.fix_lost = lambda s: ta <= s < te
+    sim.note(ta, f"fault gnss_obstruction: no fix for {(te - ta) / NS:.0f} s, PPS keeps pulsing")
+    return sim.build(Truth("gnss_obstruction", seed, sim.trace_ns(ta), None, (GNSS_ID,), (),
+                           allowed={"gnss.no_fix": (GNSS_ID,), "gnss.satellites": (GNSS_ID,)}))
 
 
-_THREATS: list[tuple[int, str, str, float, Builder | None]] = [
+_THREATS: list[tuple[int, str, str, float, Builder]] = [
     (1, "ntp_liar", "one NTP server lies by >= 50 ms", 1800.0, _ntp_liar),
     (2, "ntp_drift", "one NTP server's time drifts away at >= 50 ppm", 1800.0, _ntp_drift),
     (3, "ntp_mitm_delay", "a man in the middle delays one server's replies by >= 20 ms", 1800.0,
      _ntp_mitm_delay),
     (4, "ntp_leap", "one server announces a leap second that nobody else does", 1800.0, _ntp_leap),
-    (5, "gnss_step", "GNSS time step >= 10 us (PPS and labels together)", 900.0, None),
-    (6, "gnss_label_step", "GNSS labels wrong by whole seconds, PPS in phase", 900.0, None),
-    (7, "gnss_push_fast", "GNSS time push >= 10 us/s", 900.0, None),
-    (8, "gnss_push_slow", "GNSS time push >= 1 us/s", 1800.0, None),
-    (9, "gnss_position_jump", "GNSS position moves >= 50 m", 900.0, None),
-    (10, "gnss_meaconing", "GNSS replayed with >= 1 ms extra delay and a shifted position", 900.0,
-     None),
-    (11, "gnss_cn0_uniform", "C/N0 uniform across satellites or all up >= 6 dB", 900.0, None),
-    (12, "gnss_jamming", "jamming: fix lost, C/N0 collapse, PPS stops", 900.0, None),
-    (13, "gnss_week_rollover", "GPS week rollover or cold-start date with a valid fix", 900.0, None),
-    (14, "gnss_simulator", "receiver in simulator mode", 900.0, None),
-    (15, "pps_faults", "PPS pulses missing, doubled or shifted", 900.0, None),
+    (5, "gnss_step", "GNSS time step >= 10 us (PPS and labels together)", 420.0, _gnss_step),
+    (6, "gnss_label_step", "GNSS labels wrong by whole seconds, PPS in phase", 420.0,
+     _gnss_label_step),
+    (7, "gnss_push_fast", "GNSS time push >= 10 us/s", 420.0,
+     _gnss_push("gnss_push_fast", 10e-6, 30e-6, 60.0, GNSS_WARMUP_S)),
+    (8, "gnss_push_slow", "GNSS time push >= 1 us/s", 1260.0,
+     _gnss_push("gnss_push_slow", 1e-6, 3e-6, 600.0, GNSS_SLOW_WARMUP_S)),
+    (9, "gnss_position_jump", "GNSS position moves >= 50 m", 420.0, _gnss_position_jump),
+    (10, "gnss_meaconing", "GNSS replayed with >= 1 ms extra delay and a shifted position", 420.0,
+     _gnss_meaconing),
+    (11, "gnss_cn0_uniform", "C/N0 uniform across satellites or all up >= 6 dB", 420.0,
+     _gnss_cn0_uniform),
+    (12, "gnss_jamming", "jamming: fix lost, C/N0 collapse, PPS stops", 420.0, _gnss_jamming),
+    (13, "gnss_week_rollover", "GPS week rollover or cold-start date with a valid fix", 420.0,
+     _gnss_week_rollover),
+    (14, "gnss_simulator", "receiver in simulator mode", 420.0, _gnss_simulator),
+    (15, "pps_faults", "PPS pulses missing, doubled or shifted", 420.0, _pps_faults),
     (16, "host_step", "the host clock itself is stepped by >= 100 ms", 1800.0, _host_step),
     (17, "ntp_group_majority", "most NTP servers lie together, but share one trust group", 1800.0,
      _ntp_group_majority),
@@ -563,7 +859,8 @@ _THREATS: list[tuple[int, str, str, float, Builder | None]] = [
      _ntp_spoofed_replies),
     (19, "ntp_kiss", "one server answers with kiss-o'-death RATE", 1800.0, _ntp_kiss),
     (20, "ntp_no_majority", "three groups disagree: no strict majority", 1800.0, _ntp_no_majority),
-    (21, "gnss_garbage", "noisy serial line: 5% corrupted sentences, garbage lines", 900.0, None),
+    (21, "gnss_garbage", "noisy serial line: 5% corrupted sentences, garbage lines", 420.0,
+     _gnss_garbage),
 ]
 
 _LEGIT: list[tuple[str, str, float, Builder]] = [
@@ -575,11 +872,14 @@ _LEGIT: list[tuple[str, str, float, Builder]] = [
      _ntp_real_leap),
     ("clean_week", "7 days of clean operation with the legitimate faults", 7 * 86_400.0,
      _clean_week),
+    ("gnss_clean", "GNSS + PPS + NTP, clean: satellites rising and setting", 3600.0, _gnss_clean),
+    ("gnss_obstruction", "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
+     _gnss_obstruction),
 ]
 
 SCENARIOS: dict[str, Scenario] = {}
 for _n, _name, _desc, _dur, _b in _THREATS:
-    SCENARIOS[_name] = Scenario(_name, _n, _desc, _dur, _b or _gnss_builder(_name))
+    SCENARIOS[_name] = Scenario(_name, _n, _desc, _dur, _b)
 for _name, _desc, _dur, _b in _LEGIT:
     SCENARIOS[_name] = Scenario(_name, None, _desc, _dur, _b)
 

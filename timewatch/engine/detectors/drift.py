@@ -58,6 +58,10 @@ STEP_CONFIRM_FRAC = 0.25
 STEP_KINDS = ("ntp", "chrony")
 # A run keeps at most this many (t, residual) points for the rate in the evidence.
 RUN_POINTS = 64
+# Sources faster than NTP (PPS, NMEA labels: 1 Hz) are tested every this many seconds, on the
+# residual's change since the last test: a 1 us/s push moves 16 us, well above the jitter (2 us)
+# and the oscillator's rate allowance (3 x 0.1 ppm = 4.8 us); a step still counts once.
+BLOCK_S = 16.0
 # A source's noise floor moving by this factor means its offset measures something else now
 # (a GNSS receiver's label latency learned): its tests restart.
 FLOOR_CHANGE = 2.0
@@ -100,9 +104,11 @@ class _Test:
         if self.n < WARMUP:
             self.run = [(t_ns, r)]
             return False
-        kk = k + allow_rate * dt_s / sigma
-        self.s_pos = max(0.0, self.s_pos + zc - kk)
-        self.s_neg = max(0.0, self.s_neg - zc - kk)
+        # The rate the reference may explain comes off before the clip: a push faster than it
+        # still counts in full when the allowance is many sigmas (a quiet PPS, a long block).
+        a = allow_rate * dt_s / sigma
+        self.s_pos = max(0.0, self.s_pos + min(clip, z - a) - k)
+        self.s_neg = max(0.0, self.s_neg + min(clip, -z - a) - k)
         if self.s_pos == 0.0 and self.s_neg == 0.0:
             self.run = [(t_ns, r)]
             return False
@@ -138,6 +144,9 @@ class _Source:
     consensus: _Test = field(default_factory=_Test)
     holdover: _Test = field(default_factory=_Test)
     suspect: bool = False
+    block_t_ns: int | None = None  # when its holdover residual was last tested (1-Hz sources)
+    chain: float | None = None  # holdover residual, chained across model refits (s)
+    prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
     step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
     step_from: float | None = None  # level before an active time.step
 
@@ -261,9 +270,29 @@ class DriftDetector(Detector):
             res = ho.residual(rx, raw, off)
         if res is None:
             st.holdover.reset()
-        else:
+            st.chain = st.prev = st.block_t_ns = None
+        elif ntp_like:
             st.holdover.update(t_ns, res.residual_s, max(floor, res.sigma_s),
                                HOLDOVER_RATE_SIGMAS * res.rate_sigma_s_per_s, k, clip)
+        else:
+            # A PPS (or a receiver's labels) speaks every second: test its residual every
+            # BLOCK_S, so a push slower than the per-pulse jitter adds up against the oscillator's
+            # rate allowance. The residual is chained: each increment is taken under one model
+            # (the previous sample re-predicted by the current one), so a refit of the holdover
+            # model (its level moves by us when its window slides) is not taken for the source.
+            assert st.rx_raw is not None
+            if st.chain is None or st.prev is None:
+                st.chain = res.residual_s
+            else:
+                before = ho.residual(*st.prev)
+                st.chain += res.residual_s - (before.residual_s if before is not None
+                                              else res.residual_s)
+            st.prev = (*st.rx_raw, off)
+            if st.block_t_ns is None or (t_ns - st.block_t_ns) / 1e9 >= BLOCK_S:
+                st.block_t_ns = t_ns
+                allow_ppm = max(res.rate_sigma_s_per_s * 1e6, det.drift_wander_floor_ppm)
+                st.holdover.update(t_ns, st.chain, floor, HOLDOVER_RATE_SIGMAS * allow_ppm * 1e-6,
+                                   k, clip)
         h = det.drift_cusum_h
         if ntp_like:
             # Both: against the others (not the host's own slewing) and against its own history
