@@ -11,9 +11,18 @@ they call for.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.engine.ppstrace import T0_NS
 from tests.engine.ppstrace import build as build_pps
 from tests.engine.ppstrace import run as run_pps
+from timewatch.engine import Engine
+from timewatch.records import Event, Sample
+from timewatch.sim.judge import Verdict, judge, replay_events
+from timewatch.sim.noise import NS
+from timewatch.sim.scenarios import GNSS_ID, PPS_ID, build
 
 
 # -- regression: the coarse NMEA-label offset is not a precise reference ---------------------------
@@ -25,3 +34,141 @@ def test_drift_never_judges_coarse_label_offset_with_the_pps_noise_floor() -> No
     drift = [e for e in r.alerts if e.code == "time.drift"]
     assert not drift, [(e.sources, (e.t_ns - T0_NS) / 1e9, e.evidence) for e in drift]
     assert not r.alerts, [(e.code, e.sources) for e in r.alerts]
+
+
+# -- the battery ----------------------------------------------------------------------------------
+THREATS = ["gnss_step", "gnss_label_step", "gnss_push_fast", "gnss_position_jump",
+           "gnss_meaconing", "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover",
+           "gnss_simulator", "pps_faults", "gnss_garbage"]
+RECEIVER = {GNSS_ID, PPS_ID}
+
+
+def _check(name: str, seed: int, **params: Any) -> Verdict:
+    st = build(name, seed, **params)
+    v = judge(st)
+    assert v.detected, v.describe()
+    assert not v.false_alerts, v.describe()
+    assert v.time_to_detect_s is not None and v.target_s is not None
+    assert v.time_to_detect_s <= v.target_s, v.describe()
+    # Nobody but the receiver is ever accused: above all no honest NTP server because GNSS is
+    # more precise (the judge says so too; this names the rule).
+    named = {s for e in v.events if e.type == "alert" for s in e.sources}
+    assert named <= RECEIVER, v.describe()
+    return v
+
+
+# Every GNSS/PPS scenario with its seeded (drawn) attack size and start; push_slow (a 1260 s
+# trace) with one seed here and its threshold cases below.
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("name", THREATS)
+def test_scenario_detected_in_time_receiver_named_nobody_else_accused(name: str,
+                                                                      seed: int) -> None:
+    _check(name, seed)
+
+
+def test_slow_push_with_drawn_rate_detected() -> None:
+    _check("gnss_push_slow", 4)
+
+
+# -- attack sizes just above the thresholds ------------------------------------------------------
+@pytest.mark.parametrize("seed,step_s", [(11, 10.0e-6), (12, -10.0e-6), (13, 10.5e-6)])
+def test_step_of_10_us_caught_within_5_s(seed: int, step_s: float) -> None:
+    v = _check("gnss_step", seed, step_s=step_s)
+    assert any(e.code == "time.step" and e.sources == (PPS_ID,) for e in v.events)
+
+
+@pytest.mark.parametrize("seed,label_offset_s", [(11, 1), (12, -1)])
+def test_labels_one_second_off_while_pps_in_phase(seed: int, label_offset_s: int) -> None:
+    v = _check("gnss_label_step", seed, label_offset_s=label_offset_s)
+    mm = [e for e in v.events if e.code == "pps.label_mismatch" and e.type == "alert"]
+    assert mm and mm[0].evidence["second_diff_s"] == label_offset_s
+
+
+@pytest.mark.parametrize("seed,rate", [(11, 10.5e-6), (12, -10.5e-6)])
+def test_push_of_10_us_per_s_within_a_minute(seed: int, rate: float) -> None:
+    _check("gnss_push_fast", seed, rate_s_per_s=rate)
+
+
+@pytest.mark.parametrize("seed,rate", [(11, 1.05e-6), (12, -1.05e-6), (13, 2.5e-6)])
+def test_slow_push_of_1_us_per_s_within_ten_minutes(seed: int, rate: float) -> None:
+    # The warm-up is 600 s here (the holdover learns a full 10-min block): a 1260 s trace.
+    v = _check("gnss_push_slow", seed, rate_s_per_s=rate)
+    drift = next(e for e in v.events if e.code == "time.drift" and e.type == "alert")
+    assert drift.sources == (PPS_ID,) and drift.evidence["reference"] == "holdover clock"
+    assert drift.evidence["rate_s_per_s"] * rate > 0  # pushed the way it was pushed
+
+
+@pytest.mark.parametrize("seed,surveyed", [(11, False), (12, True)])
+def test_position_53_m_off_configured_or_surveyed_antenna(seed: int, surveyed: bool) -> None:
+    v = _check("gnss_position_jump", seed, distance_m=53.0, surveyed=surveyed)
+    jump = next(e for e in v.events if e.code == "gnss.position_jump")
+    assert jump.evidence["learned"] is surveyed and 45.0 < jump.evidence["distance_m"] < 65.0
+
+
+@pytest.mark.parametrize("seed,delay_s,distance_m", [(11, 1.05e-3, 500.0), (12, 1.05e-3, 55.0),
+                                                     (13, 8e-3, 2000.0)])
+def test_meaconing_1_ms_late_names_both_receiver_sources(seed: int, delay_s: float,
+                                                         distance_m: float) -> None:
+    _check("gnss_meaconing", seed, delay_s=delay_s, distance_m=distance_m)
+
+
+@pytest.mark.parametrize("seed,params", [
+    (11, {"variant": "uniform", "sigma_db_hz": 1.2}),
+    (12, {"variant": "uniform", "sigma_db_hz": 0.3, "level_db_hz": 48.0}),
+    (13, {"variant": "raised", "step_db": 6.5}),
+])
+def test_cn0_uniform_or_all_up_6_db(seed: int, params: dict[str, Any]) -> None:
+    _check("gnss_cn0_uniform", seed, **params)
+
+
+@pytest.mark.parametrize("seed,fault", [(11, "rollover"), (12, "coldstart")])
+def test_week_rollover_or_cold_start_date_with_a_valid_fix(seed: int, fault: str) -> None:
+    v = _check("gnss_week_rollover", seed, fault=fault)
+    assert v.time_to_detect_s is not None and v.time_to_detect_s < 1.5  # the first epoch
+
+
+@pytest.mark.parametrize("seed,params", [
+    (11, {"fault": "missing", "pulses": 1}),
+    (12, {"fault": "doubled", "pulses": 1, "extra_s": 0.05}),
+    (13, {"fault": "doubled", "pulses": 2, "extra_s": 0.95}),
+    (14, {"fault": "shifted", "shift_s": 0.002}),
+    (15, {"fault": "shifted", "shift_s": -0.3}),
+])
+def test_pps_missing_doubled_or_shifted_within_3_s(seed: int, params: dict[str, Any]) -> None:
+    _check("pps_faults", seed, **params)
+
+
+def test_garbage_line_with_few_garbage_lines_still_counts_5_percent() -> None:
+    _check("gnss_garbage", 11, garbage_rate=0.002)
+
+
+# -- must not alarm ------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed,surveyed", [(1, False), (2, True)])
+def test_clean_hour_with_satellites_rising_and_setting_raises_nothing(seed: int,
+                                                                     surveyed: bool) -> None:
+    st = build("gnss_clean", seed, surveyed=surveyed)
+    events = replay_events(st)
+    assert not [e for e in events if e.type == "alert"], [(e.code, e.sources) for e in events]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_one_minute_obstruction_only_no_fix_while_pps_keeps_pulsing(seed: int) -> None:
+    st = build("gnss_obstruction", seed)
+    assert st.truth.start_ns is not None
+    eng = Engine(st.header)
+    alerts: list[Event] = []
+    pps_samples: list[Sample] = []
+    for o in st.observations:
+        for x in eng.feed(o):
+            if isinstance(x, Event) and x.type == "alert":
+                alerts.append(x)
+            elif isinstance(x, Sample) and x.src == PPS_ID:
+                pps_samples.append(x)
+    alerts.extend(e for e in eng.finish() if e.type == "alert")
+    assert {e.code for e in alerts} == {"gnss.no_fix"} or \
+        {e.code for e in alerts} == {"gnss.no_fix", "gnss.satellites"}, alerts
+    assert all(e.sources == (GNSS_ID,) for e in alerts)
+    # PPS counted its seconds through the minute without a fix: a sample every second.
+    t0 = st.truth.start_ns
+    during = [s for s in pps_samples if t0 + 5 * NS <= s.t_ns < t0 + 55 * NS]
+    assert len(during) >= 48

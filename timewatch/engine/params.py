@@ -90,8 +90,9 @@ class Detect:
     pps_interval_tolerance_s: float = 0.001
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
-    # time.step: PPS phase jump against the raw oscillator (issue 4: >= 10 us by default) ...
-    pps_step_s: float = 10e-6
+    # time.step: PPS phase jump against the raw oscillator (threats.md #5: a step >= 10 us is
+    # caught in 5 s; 1.5 us of jitter leaves a 10 us step at 10 +- 1.7 us: judge from 6 us) ...
+    pps_step_s: float = 6e-6
     # ... confirmed by this many of the last pps_step_window pulses on one side (1% of edges are
     # 5-30 us late: four of five by chance is ~5e-8 per pulse, once in a year of pulses).
     pps_step_confirm: int = 4

@@ -17,7 +17,7 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
    re-numbers, it never shows as a phase step).
 3. Phase: each numbered edge's phase (second - raw_ns) is compared with a line fitted to the
    previous good edges in raw time (the holdover oscillator: realtime slews and host steps do not
-   reach it). A pulse off the line by >= max(pps_step_s, 5 x jitter) is an outlier: kept out of the
+   reach it). A pulse off the line by >= max(pps_step_s, 3.5 x jitter) is an outlier: kept out of the
    estimate, the jitter and the holdover. pps_step_confirm of the last pps_step_window pulses off on
    one side is a step: `time.step`, and the line restarts at the new phase.
 4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
@@ -51,8 +51,10 @@ BASELINE_MIN = 8
 INITIAL_JITTER_S = 10e-6
 # EWMA weight of one residual in the jitter (about the last 32 pulses).
 JITTER_ALPHA = 1 / 32
-# The step threshold never drops below this many jitters (noisy hardware must not alarm).
-STEP_JITTER_K = 5.0
+# The step threshold never drops below this many jitters (noisy hardware must not alarm; a
+# 3.5-sigma pulse on one side is 2e-4, four of five 1e-14: the late outliers decide the rate).
+# Not more: a 10 us step over 1.7 us of measured jitter must stay above it (threats.md #5).
+STEP_JITTER_K = 3.5
 # Frequency error allowed per second of a long interval: 200 ppm before holdover knows the crystal
 # (threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
 SLACK_UNKNOWN_PPM = 200.0
