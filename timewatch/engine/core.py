@@ -60,6 +60,17 @@ class Context:
         # Host realtime steps seen so far (detectors/host.py): (rx_ns of the first record after
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
         self.host_steps: list[tuple[int, int]] = []
+        # Each tracker's aged estimate as the last vote saw it, while it still holds (a vote
+        # ran in the current feed); None otherwise. `estimate` reads it.
+        self.vote_estimates: dict[str, Estimate | None] | None = None
+
+    def estimate(self, sid: str) -> Estimate | None:
+        """Source `sid`'s aged estimate now: after a vote, the very value the vote used
+        (computed once per vote, not once per reader); otherwise computed at `now_ns`."""
+        cached = self.vote_estimates
+        if cached is not None:
+            return cached[sid]
+        return self.trackers[sid].estimate(self.now_ns)
 
     def emit(self, sample: Sample) -> None:
         self.samples.append(sample)
@@ -166,6 +177,10 @@ class Engine:
             if cls is not None:
                 self.ctx.trackers[sid] = cls(sid, info, self.ctx)
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
+        # Only trackers that override `on_tick` are called on every record (the base one is empty).
+        self._tickers = [tr for tr in self.ctx.trackers.values()
+                         if type(tr).on_tick is not Tracker.on_tick]
+        self._all_started = not self.ctx.trackers  # every tracker has its first_ns
         self._streak: dict[str, int] = {}  # consecutive falseticker votes per source
         self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
         self._next_snapshot_ns: int | None = None
@@ -178,6 +193,7 @@ class Engine:
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
+        ctx.vote_estimates = None  # trackers may change from here on
         for d in self.detectors:
             d.before_observation(obs)
         if not isinstance(obs, Tick | Note):
@@ -191,9 +207,12 @@ class Engine:
                 tr.feed(obs)
         for d in self.detectors:
             d.on_observation(obs)
-        for tr in ctx.trackers.values():
-            if tr.first_ns is None:
-                tr.first_ns = now  # a source that never speaks goes stale too
+        if not self._all_started:
+            for tr in ctx.trackers.values():
+                if tr.first_ns is None:
+                    tr.first_ns = now  # a source that never speaks goes stale too
+            self._all_started = True
+        for tr in self._tickers:
             tr.on_tick(now)
         self._check_stale(now)
         if ctx.dirty or isinstance(obs, Tick):
@@ -214,27 +233,35 @@ class Engine:
 
     # -- stale -----------------------------------------------------------------------------
     def _check_stale(self, now: int) -> None:
+        alerts = self.ctx.alerts
         for sid, tr in self.ctx.trackers.items():
-            if tr.is_stale(now):
+            stale = tr.is_stale(now)
+            # Only a change does anything: source.stale clears at its first release (hold-down
+            # 0), and asserting it again while active would only replace unread evidence.
+            if stale == alerts.is_active("source.stale", sid):
+                continue
+            if stale:
                 ref = tr.last_usable_ns
-                self.ctx.alerts.assert_(
+                alerts.assert_(
                     "source.stale", now, (sid,),
                     f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
                     {"limit_s": tr.stale_limit_s(),
                      "last_usable_ns": ref, "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
                     severity="warning", hold_down_s=0.0)
             else:
-                self.ctx.alerts.release("source.stale", now, sid)
+                alerts.release("source.stale", now, sid)
 
     # -- vote ------------------------------------------------------------------------------
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
         ivs = []
+        ests: dict[str, Estimate | None] = {}
         for sid, tr in ctx.trackers.items():
-            e = tr.estimate(now)
+            e = ests[sid] = tr.estimate(now)
             if e is not None:
                 ivs.append(Interval(sid, tr.info.group, e.offset_s, e.bound_s))
+        ctx.vote_estimates = ests
         c = vote(ivs)
         ctx.consensus = c
         self._falsetickers(now, c)
@@ -296,7 +323,7 @@ class Engine:
         srcs = []
         for sid, tr in ctx.trackers.items():
             verdict, reason = self.verdict(sid, now)
-            e = tr.estimate(now) or tr.estimate_
+            e = ctx.estimate(sid) or tr.estimate_
             srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
                                      e.offset_s if e else None, e.bound_s if e else None,
                                      tr.last_usable_ns, tr.status_fields()))

@@ -51,6 +51,8 @@ PKT_SHORT_TOLERANCE_S = 1.0 / 65536
 # times: the stale limit is `stale_polls` whole polls plus half a poll, so 2 timeouts in a row
 # (threats.md noise) never make a source stale and 3 missed polls always do.
 STALE_GRACE_POLLS = 0.5
+# The header fields a record repeats, in the order `_packet_mismatch` compares them.
+_HEADER_FIELDS = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
 KISS_MEANING = {
     "RATE": "rate exceeded: the server asks us to poll less often",
@@ -97,9 +99,11 @@ class NtpTracker(Tracker):
         self._refid_text = ""
         self._poll_s = info.poll_s or ctx.detect.ntp_poll_default_s
         self._stale_ns = self._stale_limit_ns()
+        self._status: dict[str, Any] | None = None  # status_fields, until the next record
 
     # -- core interface ----------------------------------------------------------------------
     def feed(self, obs: Observation) -> None:
+        self._status = None  # whatever comes in may change the counts, the poll, the last sample
         if not isinstance(obs, Ntp):
             self._count("ignored")
             return
@@ -143,6 +147,7 @@ class NtpTracker(Tracker):
     def on_host_step(self, step_s: float) -> None:
         """Host realtime jumped: re-express the kept samples in the new host time."""
         super().on_host_step(step_s)
+        self._status = None
         self.history = deque((replace(h, offset_s=h.offset_s - step_s) for h in self.history),
                              maxlen=self.history.maxlen)
         self.last = self.history[-1] if self.history else None
@@ -152,13 +157,18 @@ class NtpTracker(Tracker):
         return self._poll_s
 
     def status_fields(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s}
-        if self.last is not None:
-            d.update(delay_s=self.last.delay_s, stratum=self.last.stratum,
-                     root_delay_s=self.last.root_delay_s,
-                     root_dispersion_s=self.last.root_dispersion_s)
-        d.update({f"{k}_count": v for k, v in self.counts.items()})
-        return d
+        # Snapshots come every few seconds, records every poll: build once per change, hand
+        # out copies (a sink may keep or change the dict it gets).
+        d = self._status
+        if d is None:
+            d = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s}
+            if self.last is not None:
+                d.update(delay_s=self.last.delay_s, stratum=self.last.stratum,
+                         root_delay_s=self.last.root_delay_s,
+                         root_dispersion_s=self.last.root_dispersion_s)
+            d.update({f"{k}_count": v for k, v in self.counts.items()})
+            self._status = d
+        return dict(d)
 
     # -- poll interval and staleness ---------------------------------------------------------
     def _learn_poll(self, t1_ns: int) -> None:
@@ -190,7 +200,7 @@ class NtpTracker(Tracker):
     def _invalid(self, o: Ntp) -> str | None:
         """Why this reply must not be used, or None when it is a valid reply (maybe a kiss)."""
         org, xmt = o.org_hex, o.xmt_hex
-        if org is None or org.lower() != xmt.lower():
+        if org is None or (org != xmt and org.lower() != xmt.lower()):
             return f"origin {org} does not echo our transmit timestamp {xmt}"
         try:
             if int(xmt, 16) == 0 or len(xmt) != 16:
@@ -247,12 +257,12 @@ class NtpTracker(Tracker):
         key = (stratum <= 1, refid)  # the text depends on the stratum class and the bytes
         if key != self._refid_key:  # refids rarely change: decode only a new one
             self._refid_key, self._refid_text = key, refid_text(stratum, refid)
-        pairs = (("leap", o.leap, lvm >> 6), ("version", o.version, (lvm >> 3) & 7),
-                 ("mode", o.mode, lvm & 7), ("stratum", o.stratum, stratum),
-                 ("poll", o.poll, poll), ("precision", o.precision, prec))
-        for name, rec_v, pkt_v in pairs:
-            if rec_v is not None and rec_v != pkt_v:
-                return f"{name} {rec_v!r} differs from the packet's {pkt_v!r}"
+        fields = (o.leap, o.version, o.mode, o.stratum, o.poll, o.precision)
+        pkt = (lvm >> 6, (lvm >> 3) & 7, lvm & 7, stratum, poll, prec)
+        if fields != pkt:  # the usual case is all equal: one comparison, then the details
+            for name, rec_v, pkt_v in zip(_HEADER_FIELDS, fields, pkt, strict=True):
+                if rec_v is not None and rec_v != pkt_v:
+                    return f"{name} {rec_v!r} differs from the packet's {pkt_v!r}"
         if o.refid is not None and o.refid != self._refid_text:
             return f"refid {o.refid!r} differs from the packet's {self._refid_text!r}"
         if int(o.org_hex or "0", 16) != org:
@@ -322,7 +332,7 @@ class NtpTracker(Tracker):
         self._count("usable")
         self.history.append(s)
         self.last = s
-        self.min_delay_s = min(h.delay_s for h in self.history)
+        self.min_delay_s = min([h.delay_s for h in self.history])
         self.last_usable_ns = o.rx_ns
         self.estimate_ = self._filter(s)
         if self.unusable_reason is not None:
@@ -355,8 +365,13 @@ class NtpTracker(Tracker):
                 era = []
         lo, hi = s.offset_s - s.bound_s, s.offset_s + s.bound_s
         for old in reversed(era):
-            b = old.bound_s + max(0, s.t_ns - old.t_ns) * aging_per_ns
-            nlo, nhi = max(lo, old.offset_s - b), min(hi, old.offset_s + b)
+            # Conditionals with the semantics of max(0, dt), max(lo, x), min(hi, y), minus the
+            # calls (this runs for every sample).
+            dt_ns = s.t_ns - old.t_ns
+            b = old.bound_s + (dt_ns if dt_ns > 0 else 0) * aging_per_ns
+            olo, ohi = old.offset_s - b, old.offset_s + b
+            nlo = olo if olo > lo else lo
+            nhi = ohi if ohi < hi else hi
             if nlo > nhi:  # cannot happen with honest samples: restart the era after `old`
                 self._since_ns = old.t_ns + 1
                 break

@@ -196,14 +196,13 @@ class DriftDetector(Detector):
         suspect member (a step or a push under test) left out."""
         if not c.quorum:
             return None
-        now = self.ctx.now_ns
         per_group: dict[str, list[float]] = {}
         for osid, tr in self.ctx.trackers.items():
             g = tr.info.group
             if g == group or g not in c.agreeing_groups:
                 continue
             v = c.verdicts.get(osid)
-            e = tr.estimate(now)
+            e = self.ctx.estimate(osid)
             if e is None or v is None or v[0] != Verdict.TRUECHIMER:
                 continue
             per_group.setdefault(g, []).append(e.offset_s)
