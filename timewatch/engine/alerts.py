@@ -47,6 +47,9 @@ class Alerts:
 
     def __init__(self, severity_overrides: dict[str, str] | None = None):
         self._active: dict[tuple[str, str], _Active] = {}
+        # Active alerts per code. Hot callers test `code in alerts.active_codes` before a
+        # `release`: most conditions are not active, and the test costs no call.
+        self.active_codes: dict[str, int] = {}
         self._pending: list[Event] = []
         self._severity = severity_overrides or {}
 
@@ -69,6 +72,7 @@ class Alerts:
         sev = self._severity.get(code, severity)
         aid = hashlib.blake2s(f"{code}|{k[1]}|{t_ns}".encode(), digest_size=4).hexdigest()
         self._active[k] = _Active(aid, code, srcs, sev, t_ns, None, hold_down_s, evidence)
+        self.active_codes[code] = self.active_codes.get(code, 0) + 1
         self._pending.append(Event("alert", t_ns, code, srcs, aid, sev, message,
                                    _round_floats(evidence)))
         return True
@@ -105,6 +109,11 @@ class Alerts:
     def _maybe_clear(self, k: tuple[str, str], a: _Active, t_ns: int) -> None:
         if a.released_since_ns is not None and t_ns - a.released_since_ns >= a.hold_down_s * 1e9:
             del self._active[k]
+            left = self.active_codes[a.code] - 1
+            if left:
+                self.active_codes[a.code] = left
+            else:
+                del self.active_codes[a.code]
             self._pending.append(Event("clear", t_ns, a.code, a.sources, a.id))
 
 

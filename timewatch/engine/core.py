@@ -238,7 +238,8 @@ class Engine:
             stale = tr.is_stale(now)
             # Only a change does anything: source.stale clears at its first release (hold-down
             # 0), and asserting it again while active would only replace unread evidence.
-            if stale == alerts.is_active("source.stale", sid):
+            if stale == ("source.stale" in alerts.active_codes
+                         and alerts.is_active("source.stale", sid)):
                 continue
             if stale:
                 ref = tr.last_usable_ns
@@ -273,7 +274,7 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum:
+        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:
             ctx.alerts.release("consensus.lost", now, "")
         for d in self.detectors:
             d.on_vote(c)
@@ -301,7 +302,8 @@ class Engine:
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict == Verdict.TRUECHIMER:
                 self._streak[sid] = 0
-                ctx.alerts.release("source.falseticker", now, sid)
+                if "source.falseticker" in ctx.alerts.active_codes:
+                    ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
     def verdict(self, sid: str, now: int) -> tuple[str, str]:

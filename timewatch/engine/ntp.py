@@ -124,12 +124,14 @@ class NtpTracker(Tracker):
             return
         now = self.ctx.now_ns
         alerts = self.ctx.alerts
-        alerts.release("ntp.bogus", now, self.src)
+        if "ntp.bogus" in alerts.active_codes:
+            alerts.release("ntp.bogus", now, self.src)
         self._last_answer_ns = obs.rx_ns
         if obs.stratum == 0:
             self._kiss(obs)
             return
-        alerts.release("ntp.kiss", now, self.src)
+        if "ntp.kiss" in alerts.active_codes:
+            alerts.release("ntp.kiss", now, self.src)
         if obs.stratum == STRATUM_UNSYNC or obs.leap == LEAP_UNSYNC:
             self._unusable(obs)
             return
