@@ -681,8 +681,9 @@ def _gnss_jamming(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
         {"gnss.satellites": (GNSS_ID,), "source.stale": (PPS_ID,)}))
 
 
-# "First sentence": an epoch is judged when it closes, at the next epoch's first sentence.
-FIRST_EPOCH_S = 1.0
+# threats.md "first sentence": the faulty second's first sentence (RMC) arrives 110 +- 4 ms after
+# the second, then its ~75 ms at 9600 baud.
+FIRST_SENTENCE_S = 0.25
 
 
 def _gnss_week_rollover(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -692,7 +693,7 @@ def _gnss_week_rollover(seed: int, duration_s: float, params: dict[str, Any]) ->
     ta = _gnss_start(sim)
     r.nmea.date_fault = lambda s: fault if s >= ta else None
     sim.note(ta, f"fault gnss_week_rollover: {fault} date with a valid fix")
-    return sim.build(_gnss_truth(sim, "gnss_week_rollover", ta, FIRST_EPOCH_S, (GNSS_ID,),
+    return sim.build(_gnss_truth(sim, "gnss_week_rollover", ta, FIRST_SENTENCE_S, (GNSS_ID,),
                                  ("gnss.date_anomaly",), fault=fault))
 
 
@@ -701,7 +702,7 @@ def _gnss_simulator(seed: int, duration_s: float, params: dict[str, Any]) -> Sim
     ta = _gnss_start(sim)
     r.nmea.simulator = lambda s: s >= ta
     sim.note(ta, "fault gnss_simulator: the receiver outputs simulated fixes as valid")
-    return sim.build(_gnss_truth(sim, "gnss_simulator", ta, FIRST_EPOCH_S, (GNSS_ID,),
+    return sim.build(_gnss_truth(sim, "gnss_simulator", ta, FIRST_SENTENCE_S, (GNSS_ID,),
                                  ("gnss.simulator",)))
 
 
