@@ -254,7 +254,7 @@ class DriftDetector(Detector):
         allow = det.drift_consensus_ppm * 1e-6
         # Its own history, in a host time free of host steps (the realtime is disciplined: it
         # moves at most `drift_consensus_ppm` against the truth).
-        own = off + sum(x for _, x in ctx.host_steps) / 1e9
+        own = off + (sum(x for _, x in ctx.host_steps) / 1e9 if ctx.host_steps else 0.0)
         ref = self._reference(sid, tr.info.group, c)
         if ntp_like:
             self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)
@@ -362,4 +362,5 @@ class DriftDetector(Detector):
         st.step_pending = (t.last_r, own)
 
     def _release(self, sid: str, st: _Source) -> None:
-        self.ctx.alerts.release("time.drift", self.ctx.now_ns, sid)
+        if "time.drift" in self.ctx.alerts.active_codes:  # skip the call when none is active
+            self.ctx.alerts.release("time.drift", self.ctx.now_ns, sid)

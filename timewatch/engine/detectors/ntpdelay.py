@@ -51,15 +51,17 @@ class NtpDelayDetector(Detector):
         sample = getattr(tr, "last", None)
         if sample is None:
             return
-        st = self._servers.setdefault(obs.src, _Server(normal=deque(maxlen=BASELINE_SIZE),
-                                                       streak=[]))
+        st = self._servers.get(obs.src)
+        if st is None:  # (not setdefault: it would build a _Server for every record)
+            st = self._servers[obs.src] = _Server(normal=deque(maxlen=BASELINE_SIZE), streak=[])
         if sample is st.seen:
             return
         st.seen = sample
         self._judge(obs.src, st, sample.delay_s, sample.offset_s + self._steps_s())
 
     def _steps_s(self) -> float:
-        return sum(s for _, s in self.ctx.host_steps) / 1e9
+        steps = self.ctx.host_steps
+        return sum(s for _, s in steps) / 1e9 if steps else 0.0
 
     @staticmethod
     def _streak_min(st: _Server) -> float:
@@ -75,15 +77,15 @@ class NtpDelayDetector(Detector):
         if len(st.normal) < BASELINE_MIN:
             st.normal.append((delay_s, offset_s))
             return
-        base_delay = min(d for d, _ in st.normal)
-        base_offset = median(o for _, o in st.normal)
+        base_delay = min([d for d, _ in st.normal])
+        base_offset = median([o for _, o in st.normal])
         dd = delay_s - base_delay
         doff = offset_s - base_offset
         half = dd / 2
         signature = (dd >= det.ntp_delay_jump_s
                      and abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half)
-        if not signature and dd > self._streak_min(st) + self._spread(st) \
-                and dd >= det.ntp_delay_jump_s:
+        if not signature and dd >= det.ntp_delay_jump_s \
+                and dd > self._streak_min(st) + self._spread(st):
             # More delay than the attack's (if any yet), offset off: a spike on the other leg,
             # maybe on top of an attack. It confirms nothing but takes its place in the count.
             st.streak.append((dd, 0.0))

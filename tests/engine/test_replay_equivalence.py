@@ -1,0 +1,233 @@
+"""Replay is deterministic, and the engine's fast paths give what the plain computations give.
+
+The speed work on the replay path (one aged estimate per tracker per vote, cheaper vote, orjson
+trace parsing, record building without a call per field, active-code checks before releases)
+must not change a single event. These tests build their traces here (no golden files): a replay
+twice gives identical outputs, and each fast path is checked against the reference computation
+it replaced (kept below, or the library function it stands in for).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.engine import ppstrace as pt
+from tests.engine.ntpsim import four_groups, header, schedule
+from timewatch import trace as trace_mod
+from timewatch.engine import Engine
+from timewatch.engine.vote import Consensus, Interval, Verdict, _marzullo, vote
+from timewatch.records import (
+    _NTP_FLOAT,
+    _NTP_INT,
+    _NTP_STR,
+    Header,
+    Ntp,
+    Observation,
+    RecordError,
+    _int,
+    _is_num,
+    _str,
+    observation_from_dict,
+    observation_to_dict,
+)
+from timewatch.sim import scenarios
+from timewatch.trace import TraceReader, TraceWriter
+
+NS = 1_000_000_000
+
+
+def _write(path: Path, hdr: Header, obs: list[Observation]) -> Path:
+    with TraceWriter(path, hdr) as w:
+        for o in obs:
+            w.write(o)
+    return path
+
+
+def _replay(path: Path) -> list[str]:
+    """Every output of a replay (events, samples, snapshots) as JSON lines."""
+    rd = TraceReader(path)
+    eng = Engine(rd.header)
+    out = [json.dumps(r.to_dict()) for o in rd for r in eng.feed(o)]
+    return out + [json.dumps(r.to_dict()) for r in eng.finish()]
+
+
+def _traces(tmp_path: Path) -> dict[str, Path]:
+    """NTP (the bench's servers, a liar, a host step) and GNSS+PPS traces, a few minutes each."""
+    rng = random.Random(5)
+    servers = four_groups(rng, poll_s=16.0)
+    servers[0].lie_s = 0.08  # a liar from the start: falseticker events in the replay
+    out = {"ntp": _write(tmp_path / "ntp.jsonl", header(servers), schedule(servers, 1800, rng))}
+    for name in ("host_step", "pps_faults"):
+        s = scenarios.build(name, 2, 600.0)
+        out[name] = _write(tmp_path / f"{name}.jsonl", s.header, s.observations)
+    b = pt.build(300, seed=3)
+    out["pps"] = _write(tmp_path / "pps.jsonl", b.header, b.obs)
+    return out
+
+
+def test_replaying_twice_gives_identical_events_samples_and_snapshots(tmp_path: Path) -> None:
+    for name, path in _traces(tmp_path).items():
+        first, second = _replay(path), _replay(path)
+        assert first == second, name
+        assert any('"type": "status"' in x for x in first), name
+    # The traces exercise alerts, not only quiet operation.
+    assert any('"type": "alert"' in x for x in _replay(tmp_path / "ntp.jsonl"))
+
+
+def test_vote_cache_and_active_codes_match_fresh_computation(tmp_path: Path) -> None:
+    """After every record: each cached estimate equals `Tracker.estimate` computed afresh, and
+    `Alerts.active_codes` counts exactly the active alerts."""
+    votes = 0
+    for name, path in _traces(tmp_path).items():
+        rd = TraceReader(path)
+        eng = Engine(rd.header)
+        ctx = eng.ctx
+        for o in rd:
+            eng.feed(o)
+            cached = ctx.vote_estimates
+            if cached is not None:
+                votes += 1
+                assert cached == {sid: tr.estimate(ctx.now_ns)
+                                  for sid, tr in ctx.trackers.items()}, (name, o)
+            assert ctx.alerts.active_codes == Counter(c for c, *_ in ctx.alerts.active()), name
+    assert votes > 1000
+
+
+# -- the vote against the straightforward computation it replaced --------------------------------
+
+def _reference_vote(intervals: list[Interval]) -> Consensus:
+    """vote() as first written: max/min over generators, weights zipped (the reference)."""
+    by_group: dict[str, list[Interval]] = {}
+    for iv in intervals:
+        by_group.setdefault(iv.group, []).append(iv)
+    group_ivs: list[tuple[float, float, str]] = []
+    split: list[str] = []
+    for g in sorted(by_group):
+        members = by_group[g]
+        lo = max(m.lo for m in members)
+        hi = min(m.hi for m in members)
+        if lo <= hi:
+            group_ivs.append((lo, hi, g))
+        else:
+            split.append(g)
+    n = len(group_ivs)
+    if n == 0:
+        verdicts = {iv.src: (Verdict.NO_QUORUM, "no trust group can vote") for iv in intervals}
+        return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=verdicts)
+    count, lo, hi, names = _marzullo(group_ivs)
+    if 2 * count <= n:
+        verdicts = {iv.src: (Verdict.NO_QUORUM,
+                             f"no strict majority: at most {count} of {n} trust groups agree")
+                    for iv in intervals}
+        return Consensus(False, n, count, split_groups=tuple(split), verdicts=verdicts)
+    agreeing = [iv for g in names for iv in by_group[g]]
+    w = [1.0 / max(iv.bound_s, 1e-9) ** 2 for iv in agreeing]
+    est = sum(wi * iv.offset_s for wi, iv in zip(w, agreeing, strict=True)) / sum(w)
+    est = min(max(est, lo), hi)
+    verdicts = {}
+    for iv in intervals:
+        if iv.hi < lo or iv.lo > hi:
+            side = "ahead of" if iv.lo > hi else "behind"
+            dist = iv.lo - hi if iv.lo > hi else lo - iv.hi
+            verdicts[iv.src] = (Verdict.FALSETICKER, f"{dist * 1e3:.3f} ms {side} the consensus "
+                                                     f"of {count}/{n} groups beyond its bound")
+        else:
+            verdicts[iv.src] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
+    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
+
+
+_offsets = st.floats(-0.5, 0.5, allow_nan=False)
+_bounds = st.one_of(st.floats(0.0, 0.1, allow_nan=False), st.just(0.0), st.just(1e-10))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), _offsets, _bounds), max_size=9))
+def test_vote_equals_reference_computation(draw: list[tuple[int, float, float]]) -> None:
+    ivs = [Interval(f"s{i}", f"g{g}", off, b) for i, (g, off, b) in enumerate(draw)]
+    assert vote(ivs) == _reference_vote(ivs)
+
+
+# -- trace parsing: orjson against json, the ntp fast path against the field checks --------------
+
+_ODD_LINES = [
+    '{"type": "tick", "rx_ns": 99999999999999999999999}',  # beyond 64 bits: json keeps it exact
+    '{"type": "tick", "rx_ns": -9223372036854775809}',
+    '{"type": "note", "rx_ns": 5, "text": "x", "raw_ns": [1, {"a": 18446744073709551616}]}',
+    '{"type": "tick", "rx_ns": NaN}', '{"type": "tick", "rx_ns": 1e400}',
+    '{"type": "note", "rx_ns": 7, "text": "\\ud83d lone surrogate"}',
+    '{"type": "tick", "rx_ns": 1e3}', '{"type": "tick", "rx_ns": 1, "rx_ns": 2}',
+    '{not json', '[1, 2]', '{"type": "ntp", "src": "x"}', '{"type": "weird", "rx_ns": 1}',
+]
+
+
+def _read_all(path: Path) -> tuple[list[Observation], Any]:
+    rd = TraceReader(path)
+    return list(rd), rd.stats
+
+
+def test_orjson_reading_equals_json_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """Same records, same counts, same problems (with line numbers and json's messages)."""
+    s = scenarios.build("ntp_spoofed_replies", 1, 600.0)
+    path = _write(tmp_path / "t.jsonl", s.header, s.observations)
+    lines = path.read_text().splitlines(keepends=True)
+    for i, odd in enumerate(_ODD_LINES):
+        lines.insert(5 + 7 * i, odd + "\n")
+    path.write_text("".join(lines))
+    fast = _read_all(path)
+    monkeypatch.setattr(trace_mod, "_fast_loads", None)  # what a machine without orjson does
+    slow = _read_all(path)
+    assert fast[0] == slow[0] and fast[1] == slow[1]
+    assert fast[1].bad_lines >= 5 and fast[1].unknown_types == {"weird": 1}
+    assert any(getattr(o, "rx_ns", 0) == 99999999999999999999999 for o in fast[0])
+
+
+def _reference_ntp(d: dict[str, Any]) -> Ntp:
+    """The `ntp` record through the generic field checks, in the order of the spec's fields."""
+    raw = _int(d, "raw_ns", required=False)
+    kw: dict[str, Any] = {k: _int(d, k, required=False) for k in _NTP_INT}
+    for k in _NTP_FLOAT:
+        v = d.get(k)
+        if v is not None and not _is_num(v):
+            raise RecordError(f"field '{k}' must be a number, got {v!r}")
+        kw[k] = float(v) if v is not None else None
+    kw.update({k: _str(d, k, required=False) for k in _NTP_STR})
+    return Ntp(src=_str(d, "src") or "", rx_ns=_int(d, "rx_ns") or 0,
+               t1_ns=_int(d, "t1_ns") or 0, xmt_hex=_str(d, "xmt_hex") or "", raw_ns=raw, **kw)
+
+
+def _outcome(f: Any, d: dict[str, Any]) -> str:
+    try:
+        return repr(f(d))
+    except RecordError as e:
+        return f"RecordError: {e}"
+
+
+_ODD_VALUES = [None, True, False, 0, -5, 2**70, 1.5, 0.0, "x", "", [], {}, ["a"], 10**19]
+
+
+def test_ntp_record_fast_path_equals_field_checks() -> None:
+    """Random fields replaced by wrong types, dropped or kept: same record or same error."""
+    rng = random.Random(11)
+    servers = four_groups(rng, poll_s=16.0)
+    base = [observation_to_dict(o) for o in schedule(servers, 600, rng)]
+    keys = sorted({k for d in base for k in d} | {"raw_ns"})
+    for _ in range(5000):
+        d = dict(rng.choice(base))
+        for _ in range(rng.randint(0, 3)):
+            k = rng.choice(keys)
+            if rng.random() < 0.2:
+                d.pop(k, None)
+            else:
+                d[k] = rng.choice(_ODD_VALUES)
+        if d.get("type") != "ntp":
+            continue
+        assert _outcome(observation_from_dict, d) == _outcome(_reference_ntp, d), d
