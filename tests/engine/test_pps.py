@@ -99,7 +99,11 @@ def test_250ms_phase_shift_raises_interval_and_label_mismatch() -> None:
     # The pulses' time moved by 250 ms against the raw oscillator: that is a step too.
     assert abs(r.first("time.step").evidence["step_s"] + 0.25) < 1e-3
     assert detect_s(r, "time.step", 100) <= 5.0
-    assert set(r.codes()) == {"pps.interval", "pps.label_mismatch", "time.step"}
+    # Once caught moving, pps0 is withheld from the consensus and judged against the labels'
+    # coarse time, which it now misses by 250 ms: a falseticker too, and only pps0 is named.
+    assert set(r.codes()) == {"pps.interval", "pps.label_mismatch", "time.step",
+                              "source.falseticker"}
+    assert r.first("source.falseticker").sources == ("pps0",)
 
 
 def test_20us_step_raises_time_step_within_5s() -> None:

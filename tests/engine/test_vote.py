@@ -136,3 +136,22 @@ def test_vote_is_independent_of_input_order() -> None:
         assert c.verdicts == first.verdicts
         assert c.offset_s is not None and first.offset_s is not None
         assert abs(c.offset_s - first.offset_s) < 1e-15
+
+
+def test_suspects_are_judged_but_withheld_from_the_consensus() -> None:
+    # pps0 is precise and 40 us off, inside the NTP intervals: it would pin the consensus.
+    ivs = [Interval("a", "a", 0.0, 0.002), Interval("b", "b", 0.0001, 0.002),
+           Interval("c", "c", -0.0001, 0.002), Interval("pps0", "gnss", 0.00004, 0.000002)]
+    pinned = vote(ivs)
+    assert pinned.offset_s is not None and abs(pinned.offset_s - 0.00004) < 1e-6
+    c = vote(ivs, frozenset({"pps0"}))
+    assert c.quorum and c.groups_voting == 3 and "gnss" not in c.agreeing_groups
+    assert c.offset_s is not None and abs(c.offset_s) < 0.0001 and c.lo_s is not None
+    assert c.lo_s < -0.001  # the NTP region, not pps0's 2 us
+    verdict, reason = c.verdicts["pps0"]
+    assert verdict == Verdict.TRUECHIMER and "withheld" in reason
+    # A suspect outside the region is a falseticker like anyone else.
+    far = [*ivs[:3], Interval("pps0", "gnss", 0.01, 0.000002)]
+    assert vote(far, frozenset({"pps0"})).verdicts["pps0"][0] == Verdict.FALSETICKER
+    # Everyone suspect: nobody can vote.
+    assert not vote(ivs, frozenset({"a", "b", "c", "pps0"})).quorum

@@ -32,6 +32,9 @@ from .alerts import Alerts
 from .params import Detect
 from .vote import Consensus, Interval, Verdict, vote
 
+# Alerts that make a source a suspect: caught moving against its own history and the holdover.
+SUSPECT_CODES = ("time.step", "time.drift")
+
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
@@ -263,7 +266,7 @@ class Engine:
             if e is not None:
                 ivs.append(Interval(sid, tr.info.group, e.offset_s, e.bound_s))
         ctx.vote_estimates = ests
-        c = vote(ivs)
+        c = vote(ivs, self._suspects())
         ctx.consensus = c
         self._falsetickers(now, c)
         if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
@@ -278,6 +281,14 @@ class Engine:
             ctx.alerts.release("consensus.lost", now, "")
         for d in self.detectors:
             d.on_vote(c)
+
+    def _suspects(self) -> frozenset[str]:
+        """Sources with an active time.step or time.drift: judged, but kept out of the consensus."""
+        codes = self.ctx.alerts.active_codes
+        if not (codes.get("time.step") or codes.get("time.drift")):
+            return frozenset()
+        return frozenset(s for code, _, srcs, _ in self.ctx.alerts.active()
+                         if code in SUSPECT_CODES for s in srcs)
 
     def _falsetickers(self, now: int, c: Consensus) -> None:
         ctx = self.ctx

@@ -103,10 +103,17 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
     return best, best_lo, best_hi, names
 
 
-def vote(intervals: list[Interval]) -> Consensus:
-    """Judge every usable source. Pure: the same intervals always give the same consensus."""
+def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> Consensus:
+    """Judge every usable source. Pure: the same intervals always give the same consensus.
+
+    `suspects` (sources another detector caught moving: time.step, time.drift) are judged
+    like everyone else but withheld from the consensus, so a pushed reference whose interval
+    still overlaps cannot drag the consensus along with it.
+    """
     by_group: dict[str, list[Interval]] = {}
     for iv in intervals:
+        if iv.src in suspects:
+            continue
         members = by_group.get(iv.group)
         if members is None:
             by_group[iv.group] = [iv]
@@ -159,6 +166,8 @@ def vote(intervals: list[Interval]) -> Consensus:
 
     verdicts = {}
     agrees = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")  # one for all
+    withheld = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but is withheld "
+                "from the consensus while it is caught moving (time.step/time.drift)")
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
@@ -169,5 +178,5 @@ def vote(intervals: list[Interval]) -> Consensus:
                 f"{dist * 1e3:.3f} ms {side} the consensus of {count}/{n} groups beyond its bound",
             )
         else:
-            verdicts[iv.src] = agrees
+            verdicts[iv.src] = withheld if iv.src in suspects else agrees
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
