@@ -35,7 +35,7 @@ lint: venv
 
 # The package is linted and type-checked before the tests run (ruff, mypy).
 test: venv debs
-	$(BIN)/ruff check timewatch
+	$(BIN)/ruff check timewatch tests bench
 	$(BIN)/mypy timewatch
 	$(BIN)/python -m pytest -q tests
 
