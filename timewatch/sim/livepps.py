@@ -13,14 +13,12 @@ reads the host's real clocks instead of simulating a crystal. Give the `PpsSim` 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import threading
 import time
 
 from ..config import SourceConfig
-from ..sources import Emit, now_pair
+from ..sources import BlockingReader, Emit, now_pair
 from .noise import NS, HostClock
 from .pps import PpsSim
 from .receiver import sleep_until_ns
@@ -47,7 +45,7 @@ class LiveHostClock(HostClock):
         return raw_now - (real_now - t_ns)
 
 
-class LivePps:
+class LivePps(BlockingReader):
     """A reader (sources/__init__.py interface) whose edges come from a `PpsSim` in real time.
 
     Build it with `LivePps.factory(sim)` and hand that to `Runner(readers={"pps0": ...})`.
@@ -59,7 +57,7 @@ class LivePps:
         self.emit = emit
         self.sim = sim or PpsSim(random.Random(1), LiveHostClock())
         self.sim.src = cfg.id
-        self.stop = threading.Event()
+        super().__init__()
         self.edges = 0  # observations handed over (tests)
 
     @staticmethod
@@ -71,12 +69,6 @@ class LivePps:
                 super().__init__(cfg, emit, sim)
 
         return _Bound
-
-    async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self.run_blocking)
-        finally:
-            self.stop.set()
 
     def run_blocking(self) -> None:
         now = time.clock_gettime_ns(time.CLOCK_REALTIME)

@@ -10,6 +10,8 @@ Registry: `READERS[kind]` names the reader class for each source kind, one line 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -25,6 +27,23 @@ class Reader(Protocol):
 
     async def run(self) -> None:
         """Read until cancelled; reconnect on failure; never raise for a device or network error."""
+
+
+class BlockingReader:
+    """Base of readers whose device I/O blocks: `run_blocking()` runs in a thread until `stop`
+    is set (cancelling `run()` sets it, so the thread ends with the runner)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(self.run_blocking)
+        finally:
+            self.stop.set()
+
+    def run_blocking(self) -> None:
+        raise NotImplementedError
 
 
 def now_pair() -> tuple[int, int]:

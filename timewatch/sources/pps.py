@@ -24,20 +24,18 @@ field is a *pointer's* size (0xc00870a4 on 64-bit, 0xc00470a4 on 32-bit ARM), wh
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import fcntl
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SourceConfig
 from ..records import Pps
-from . import Emit, now_pair
+from . import BlockingReader, Emit, now_pair
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +191,7 @@ BACKOFF_MAX_S = 10.0
 _GPIO_RE = re.compile(r"^(?:/dev/)?(gpiochip\d+):(\d+)$")
 
 
-class PpsReader:
+class PpsReader(BlockingReader):
     """Reader of a `pps` source (sources/__init__.py interface)."""
 
     def __init__(self, cfg: SourceConfig, emit: Emit, sysfs_root: str = SYSFS_ROOT,
@@ -205,16 +203,10 @@ class PpsReader:
         self.sysfs_root = sysfs_root
         self.poll_s = poll_s
         self.timeout_s = timeout_s
-        self.stop = threading.Event()
+        super().__init__()
         self.mode: str | None = None  # "kernel", "sysfs", "gpiod": what is in use now
         self.edges = 0
         self.errors = 0
-
-    async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self.run_blocking)
-        finally:
-            self.stop.set()
 
     def run_blocking(self) -> None:
         """Read until `stop` is set; on any device error log it and retry with backoff."""

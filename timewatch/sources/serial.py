@@ -15,10 +15,8 @@ reopens the device with backoff when it vanishes (USB unplugged, EIO).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -27,7 +25,7 @@ from ..config import SourceConfig
 from ..engine.nmea import MAX_LINE
 from ..engine.ubx import MAX_FRAME
 from ..records import Nmea, Ubx
-from . import Emit, now_pair
+from . import BlockingReader, Emit, now_pair
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +170,7 @@ def to_observation(fr: Frame, src: str, rx_ns: int, raw_ns: int | None) -> Nmea 
     return Nmea(src, rx_ns, fr.data.decode("utf-8", "replace"), raw_ns)
 
 
-class SerialReader:
+class SerialReader(BlockingReader):
     """Reader of a `gnss` source (sources/__init__.py interface)."""
 
     def __init__(self, cfg: SourceConfig, emit: Emit) -> None:
@@ -180,15 +178,9 @@ class SerialReader:
             raise ValueError(f"source {cfg.id}: no device")
         self.cfg = cfg
         self.emit = emit
-        self.stop = threading.Event()
+        super().__init__()
         self.opens = 0  # successful opens (tests watch reconnects)
         self.errors = 0
-
-    async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self.run_blocking)
-        finally:
-            self.stop.set()
 
     def run_blocking(self) -> None:
         """Read until `stop` is set: open, read, and on any device error reopen with backoff."""
