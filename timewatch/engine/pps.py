@@ -373,20 +373,19 @@ class PpsTracker(Tracker):
               "label_latency_s": lat / _S,
               "learned_latency_s": self.latency_ns / _S if self.latency_ns is not None else None,
               "phase_tolerance_s": d.pps_label_phase_tolerance_s}
-        if self._sec_bad >= d.pps_label_confirm:
-            ctx.alerts.assert_(
-                "pps.label_mismatch", lab.rx_ns, (self.src, self.info.label_from or ""),
-                f"{self.src}: labels from {self.info.label_from} name another second "
-                f"({sec_diff_ns / _S:+.0f} s) than the pulses count",
-                ev, severity="critical", key=self.src, hold_down_s=d.hold_down_s)
-            self._renumber(sec_diff_ns)
-            self._sec_bad = 0
-        elif self._phase_bad >= d.pps_label_confirm:
-            ctx.alerts.assert_(
-                "pps.label_mismatch", lab.rx_ns, (self.src, self.info.label_from or ""),
-                f"{self.src}: labels from {self.info.label_from} arrive {lat / 1e6:+.1f} ms from "
-                f"their pulse, {self.latency_ns / 1e6 if self.latency_ns else 0:+.1f} ms learned",
-                ev, severity="critical", key=self.src, hold_down_s=d.hold_down_s)
+        second_wrong = self._sec_bad >= d.pps_label_confirm
+        if second_wrong or self._phase_bad >= d.pps_label_confirm:
+            msg = (f"{self.src}: labels from {self.info.label_from} name another second "
+                   f"({sec_diff_ns / _S:+.0f} s) than the pulses count" if second_wrong else
+                   f"{self.src}: labels from {self.info.label_from} arrive {lat / 1e6:+.1f} ms "
+                   f"from their pulse, "
+                   f"{self.latency_ns / 1e6 if self.latency_ns else 0:+.1f} ms learned")
+            ctx.alerts.assert_("pps.label_mismatch", lab.rx_ns,
+                               (self.src, self.info.label_from or ""), msg, ev,
+                               severity="critical", key=self.src, hold_down_s=d.hold_down_s)
+            if second_wrong:
+                self._renumber(sec_diff_ns)
+                self._sec_bad = 0
         elif self._sec_bad == 0 and self._phase_bad == 0:
             ctx.alerts.release("pps.label_mismatch", lab.rx_ns, self.src)
 
