@@ -13,8 +13,7 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..records import (
     Event,
@@ -36,9 +35,9 @@ from .vote import Consensus, Interval, Verdict, vote
 SUSPECT_CODES = ("time.step", "time.drift")
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """A source's current measurement for the vote: offset and bound as of `t_ns`."""
+class Estimate(NamedTuple):
+    """A source's current measurement for the vote: offset and bound as of `t_ns` (a NamedTuple:
+    every tracker builds one per vote, and a tuple is several times cheaper than a dataclass)."""
 
     offset_s: float
     bound_s: float
@@ -96,6 +95,7 @@ class Tracker:
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         self.src = src
         self.info = info
+        self.group = info.group  # read on every vote
         self.ctx = ctx
         self.estimate_: Estimate | None = None
         self.last_usable_ns: int | None = None  # last time a usable measurement arrived
@@ -125,7 +125,8 @@ class Tracker:
         e = self.estimate_
         if e is None or self.unusable_reason is not None or self.is_stale(now_ns):
             return None
-        age_s = max(0, now_ns - e.t_ns) / 1e9
+        age_ns = now_ns - e.t_ns
+        age_s = age_ns / 1e9 if age_ns > 0 else 0.0
         return Estimate(e.offset_s, e.bound_s + age_s * self.ctx.detect.aging_ppm * 1e-6, e.t_ns)
 
     def is_stale(self, now_ns: int) -> bool:
@@ -180,6 +181,13 @@ class Engine:
             if cls is not None:
                 self.ctx.trackers[sid] = cls(sid, info, self.ctx)
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
+        # Each hook is called only on the detectors that override it (most are empty).
+        self._before = [d.before_observation for d in self.detectors
+                        if type(d).before_observation is not Detector.before_observation]
+        self._on_obs = [d.on_observation for d in self.detectors
+                        if type(d).on_observation is not Detector.on_observation]
+        self._on_vote = [d.on_vote for d in self.detectors
+                         if type(d).on_vote is not Detector.on_vote]
         # Only trackers that override `on_tick` are called on every record (the base one is empty).
         self._tickers = [tr for tr in self.ctx.trackers.values()
                          if type(tr).on_tick is not Tracker.on_tick]
@@ -197,8 +205,8 @@ class Engine:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
         ctx.vote_estimates = None  # trackers may change from here on
-        for d in self.detectors:
-            d.before_observation(obs)
+        for hook in self._before:
+            hook(obs)
         if not isinstance(obs, Tick | Note):
             tr = ctx.trackers.get(obs.src)
             if tr is None:
@@ -208,8 +216,8 @@ class Engine:
                     tr.first_ns = obs.rx_ns
                 tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
                 tr.feed(obs)
-        for d in self.detectors:
-            d.on_observation(obs)
+        for hook in self._on_obs:
+            hook(obs)
         if not self._all_started:
             for tr in ctx.trackers.values():
                 if tr.first_ns is None:
@@ -264,7 +272,7 @@ class Engine:
         for sid, tr in ctx.trackers.items():
             e = ests[sid] = tr.estimate(now)
             if e is not None:
-                ivs.append(Interval(sid, tr.info.group, e.offset_s, e.bound_s))
+                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s))
         ctx.vote_estimates = ests
         c = vote(ivs, self._suspects())
         ctx.consensus = c
@@ -279,8 +287,8 @@ class Engine:
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
         elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:
             ctx.alerts.release("consensus.lost", now, "")
-        for d in self.detectors:
-            d.on_vote(c)
+        for hook in self._on_vote:
+            hook(c)
 
     def _suspects(self) -> frozenset[str]:
         """Sources with an active time.step or time.drift: judged, but kept out of the consensus."""

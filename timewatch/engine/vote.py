@@ -13,7 +13,6 @@ share a failure mode (one operator, one upstream, one antenna) count as one vote
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -47,8 +46,10 @@ class Interval(NamedTuple):
         return self.offset_s + self.bound_s
 
 
-@dataclass(frozen=True, slots=True)
-class Consensus:
+class Consensus(NamedTuple):
+    """The vote's result (a NamedTuple: one is built per vote, several times cheaper than a
+    frozen dataclass). Never mutated: `verdicts`' shared empty default is safe."""
+
     quorum: bool
     groups_voting: int
     groups_agreeing: int
@@ -57,7 +58,7 @@ class Consensus:
     offset_s: float | None = None  # best estimate inside the region
     agreeing_groups: tuple[str, ...] = ()
     split_groups: tuple[str, ...] = ()  # groups whose members disagree with each other
-    verdicts: dict[str, tuple[Verdict, str]] = field(default_factory=dict)
+    verdicts: dict[str, tuple[Verdict, str]] = {}  # never mutated
 
     @property
     def bound_s(self) -> float | None:
@@ -166,8 +167,6 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
 
     verdicts = {}
     agrees = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")  # one for all
-    withheld = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but is withheld "
-                "from the consensus while it is caught moving (time.step/time.drift)")
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
@@ -177,6 +176,10 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
                 Verdict.FALSETICKER,
                 f"{dist * 1e3:.3f} ms {side} the consensus of {count}/{n} groups beyond its bound",
             )
+        elif iv.src in suspects:
+            verdicts[iv.src] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but "
+                                "is withheld from the consensus while it is caught moving "
+                                "(time.step/time.drift)")
         else:
-            verdicts[iv.src] = withheld if iv.src in suspects else agrees
+            verdicts[iv.src] = agrees
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
