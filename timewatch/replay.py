@@ -47,7 +47,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .leapfile import load_leap_list
     from .sinks import close_all, fan_out
 
-    eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list())
+    # Snapshots are built only when something reads them (a sink, or --snapshots).
+    eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
+                 snapshots=bool(sinks) or bool(args.snapshots))
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     n_events = 0
     t0 = time.perf_counter()

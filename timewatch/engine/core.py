@@ -171,7 +171,8 @@ def _detector_classes() -> list[type[Detector]]:
 class Engine:
     """Feed observations in trace order; get back the events, samples and snapshots they cause."""
 
-    def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None):
+    def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None,
+                 snapshots: bool = True):
         self.ctx = Context(header, detect or Detect())
         self.ctx.leap_list = leap_list  # the IERS list as engine.leapsec.LeapList, or None
         self.ctx.alerts = Alerts()
@@ -195,6 +196,7 @@ class Engine:
         self._streak: dict[str, int] = {}  # consecutive falseticker votes per source
         self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
         self._next_snapshot_ns: int | None = None
+        self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.unknown_sources: dict[str, int] = {}
 
     # -- input -----------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class Engine:
             out.extend(ctx.samples)
             ctx.samples = []
         out.extend(ctx.alerts.drain())
+        if not self._snapshots:
+            return out
         if self._next_snapshot_ns is None:
             self._next_snapshot_ns = now
         if now >= self._next_snapshot_ns:
