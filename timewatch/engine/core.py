@@ -29,7 +29,7 @@ from ..records import (
 )
 from .alerts import Alerts
 from .params import Detect
-from .vote import Consensus, Interval, Verdict, vote
+from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
 
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
 SUSPECT_CODES = ("time.step", "time.drift")
@@ -304,14 +304,14 @@ class Engine:
 
     def _falsetickers(self, now: int, c: Consensus) -> None:
         ctx = self.ctx
+        trackers, voted_at = ctx.trackers, self._voted_at
         for sid, (verdict, reason) in c.verdicts.items():
-            tr = ctx.trackers[sid]
-            e = tr.estimate_
+            e = trackers[sid].estimate_
             # Count a verdict once per new sample of the source, not once per vote.
-            if e is None or self._voted_at.get(sid) == e.t_ns:
+            if e is None or voted_at.get(sid) == e.t_ns:
                 continue
-            self._voted_at[sid] = e.t_ns
-            if verdict == Verdict.FALSETICKER:
+            voted_at[sid] = e.t_ns
+            if verdict is _FALSE:
                 self._streak[sid] = self._streak.get(sid, 0) + 1
                 if self._streak[sid] >= ctx.detect.falseticker_confirm:
                     ctx.alerts.assert_(
@@ -323,7 +323,7 @@ class Engine:
                          "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
                          "consecutive": self._streak[sid]},
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
-            elif verdict == Verdict.TRUECHIMER:
+            elif verdict is _TRUE:
                 self._streak[sid] = 0
                 if "source.falseticker" in ctx.alerts.active_codes:
                     ctx.alerts.release("source.falseticker", now, sid)

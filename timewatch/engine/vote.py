@@ -28,6 +28,10 @@ class Verdict(StrEnum):
     NO_QUORUM = "no_quorum"  # usable, but no strict majority of groups exists to judge it
 
 
+# The members as module constants: an enum member looked up on its class costs a call per vote.
+_TRUE, _FALSE, _NO_QUORUM = Verdict.TRUECHIMER, Verdict.FALSETICKER, Verdict.NO_QUORUM
+
+
 class Interval(NamedTuple):
     """One usable source for the vote (a NamedTuple: the engine builds one per source per vote,
     and a tuple is several times cheaper to build than a frozen dataclass)."""
@@ -100,7 +104,8 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
         score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]
         regions = [r for r, sc in zip(regions, score, strict=True) if sc == max(score)]
     best_lo, best_hi = regions[0][0], regions[-1][1]
-    names = sorted(name for lo, hi, name in ivs if lo <= best_hi and hi >= best_lo)
+    names = [name for lo, hi, name in ivs if lo <= best_hi and hi >= best_lo]
+    names.sort()
     return best, best_lo, best_hi, names
 
 
@@ -141,43 +146,43 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
 
     n = len(group_ivs)
     if n == 0:
-        verdicts = {iv.src: (Verdict.NO_QUORUM, "no trust group can vote") for iv in intervals}
+        verdicts = {iv.src: (_NO_QUORUM, "no trust group can vote") for iv in intervals}
         return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=verdicts)
 
     count, lo, hi, names = _marzullo(group_ivs)
     if 2 * count <= n:
         verdicts = {
-            iv.src: (Verdict.NO_QUORUM,
+            iv.src: (_NO_QUORUM,
                      f"no strict majority: at most {count} of {n} trust groups agree")
             for iv in intervals
         }
         return Consensus(False, n, count, split_groups=tuple(split), verdicts=verdicts)
 
     # Best estimate: inverse-variance mean of the agreeing members, kept inside the region.
-    w: list[float] = []
-    wx: list[float] = []
+    # Summed in order, left to right (as sum() of a list did before Python 3.12).
+    sw = swx = 0.0
     for g in names:
         for iv in by_group[g]:
             b = iv.bound_s
             wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
-            w.append(wi)
-            wx.append(wi * iv.offset_s)
-    est = sum(wx) / sum(w)
-    est = min(max(est, lo), hi)
+            sw += wi
+            swx += wi * iv.offset_s
+    est = swx / sw
+    est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
 
     verdicts = {}
-    agrees = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")  # one for all
+    agrees = (_TRUE, f"agrees with {count}/{n} trust groups")  # one for all
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
             side = "ahead of" if iv_lo > hi else "behind"
             dist = iv_lo - hi if iv_lo > hi else lo - iv_hi
             verdicts[iv.src] = (
-                Verdict.FALSETICKER,
+                _FALSE,
                 f"{dist * 1e3:.3f} ms {side} the consensus of {count}/{n} groups beyond its bound",
             )
         elif iv.src in suspects:
-            verdicts[iv.src] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but "
+            verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups, but "
                                 "is withheld from the consensus while it is caught moving "
                                 "(time.step/time.drift)")
         else:
