@@ -53,8 +53,9 @@ STALE_GRACE_POLLS = 0.5
 # The header fields a record repeats, in the order `_packet_mismatch` compares them.
 _HEADER_FIELDS = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Exchange outcomes (`NtpTracker.counts` keys) and their engine counter names, made once.
-_COUNTER_NAME = {what: f"ntp.{what}" for what in (
-    "usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored")}
+_OUTCOMES = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored")
+_COUNTER_NAME = {what: f"ntp.{what}" for what in _OUTCOMES}
+_STATUS_NAME = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
 KISS_MEANING = {
     "RATE": "rate exceeded: the server asks us to poll less often",
@@ -175,14 +176,18 @@ class NtpTracker(Tracker):
         # out copies (a sink may keep or change the dict it gets).
         d = self._status
         if d is None:
-            d = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s}
-            if self.last is not None:
-                d.update(delay_s=self.last.delay_s, stratum=self.last.stratum,
-                         root_delay_s=self.last.root_delay_s,
-                         root_dispersion_s=self.last.root_dispersion_s)
-            d.update({f"{k}_count": v for k, v in self.counts.items()})
+            last = self.last
+            if last is None:
+                d = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s}
+            else:
+                d = {"poll_s": self._poll_s, "min_delay_s": self.min_delay_s,
+                     "delay_s": last.delay_s, "stratum": last.stratum,
+                     "root_delay_s": last.root_delay_s,
+                     "root_dispersion_s": last.root_dispersion_s}
+            for k, v in self.counts.items():
+                d[_STATUS_NAME[k]] = v
             self._status = d
-        return dict(d)
+        return d.copy()
 
     # -- poll interval and staleness ---------------------------------------------------------
     def _learn_poll(self, t1_ns: int) -> None:

@@ -18,6 +18,8 @@ NTP_UNIX_DELTA_S = 2_208_988_800
 NTP_ERA_S = 1 << 32
 _NS = 1_000_000_000
 _ERA_NS = NTP_ERA_S * _NS
+_HALF_ERA_NS = _ERA_NS // 2
+_NTP_UNIX_DELTA_NS = NTP_UNIX_DELTA_S * _NS
 # An NTP header without extension fields or MAC (RFC 5905 figure 8).
 PACKET_LEN = 48
 # li/vn/mode, stratum, poll, precision, root delay, root dispersion, refid, 4 timestamps.
@@ -107,7 +109,10 @@ def ntp_to_unix_ns(ts: int, near_ns: int) -> int:
     """NTP 64-bit timestamp -> Unix ns (fraction rounded), in the era nearest to `near_ns`."""
     sec, frac = ts >> 32, ts & 0xFFFF_FFFF
     ns = (sec - NTP_UNIX_DELTA_S) * _NS + ((frac * _NS + (1 << 31)) >> 32)
-    return ns + round((near_ns - ns) / _ERA_NS) * _ERA_NS
+    d = near_ns - ns
+    if -_HALF_ERA_NS < d < _HALF_ERA_NS:  # the usual case: round(d / _ERA_NS) is 0
+        return ns
+    return ns + round(d / _ERA_NS) * _ERA_NS
 
 
 def unix_ns_to_ntp(ns: int) -> int:
@@ -121,7 +126,7 @@ def unix_ns_to_ntp(ns: int) -> int:
 
 def is_ntp_zero(unix_ns: int) -> bool:
     """True when a Unix time is an NTP timestamp of 0 ("not set", RFC 5905) in some era."""
-    return (unix_ns + NTP_UNIX_DELTA_S * _NS) % _ERA_NS == 0
+    return (unix_ns + _NTP_UNIX_DELTA_NS) % _ERA_NS == 0
 
 
 def short_raw(seconds: float) -> int:

@@ -36,28 +36,37 @@ class HostClockDetector(Detector):
         self._step_raw_ns: int | None = None  # raw_ns of the first record after the last step
         self._last_rx_ns: int | None = None
         self.late_records = 0  # records from before a step handed over after it (skipped)
+        self._step_min_ns = ctx.detect.host_step_s * 1e9  # (ctx.detect is frozen)
 
     def before_observation(self, obs: Observation) -> None:
         raw = obs.raw_ns
         if raw is None:
             return
-        level = obs.rx_ns - raw
-        if self._raw_ns is None:
-            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+        rx = obs.rx_ns
+        level = rx - raw
+        last_raw = self._raw_ns
+        if last_raw is None:
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, rx
             return
-        jump_ns = level - (self._level_ns + self._rate * (raw - self._raw_ns))
-        if abs(jump_ns) >= self.ctx.detect.host_step_s * 1e9:
+        gap_ns = raw - last_raw
+        jump_ns = level - (self._level_ns + self._rate * gap_ns)
+        if (jump_ns if jump_ns >= 0 else -jump_ns) >= self._step_min_ns:  # abs() without a call
             if self._step_raw_ns is not None and raw < self._step_raw_ns:
                 self.late_records += 1  # taken before the last step, handed over after it
                 return
-            self._step(obs.rx_ns, raw, int(round(jump_ns)))
-            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+            self._step(rx, raw, int(round(jump_ns)))
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, rx
             return
-        if raw - self._raw_ns >= RATE_MIN_GAP_NS:
-            r = (level - self._level_ns) / (raw - self._raw_ns)
-            self._rate += RATE_GAIN * (max(-RATE_MAX, min(RATE_MAX, r)) - self._rate)
-        if raw > self._raw_ns:
-            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, obs.rx_ns
+        if gap_ns >= RATE_MIN_GAP_NS:
+            r = (level - self._level_ns) / gap_ns
+            # max(-RATE_MAX, min(RATE_MAX, r)) without the calls
+            if not r < RATE_MAX:
+                r = RATE_MAX
+            elif not r > -RATE_MAX:
+                r = -RATE_MAX
+            self._rate += RATE_GAIN * (r - self._rate)
+        if gap_ns > 0:
+            self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, rx
 
     def _step(self, rx_ns: int, raw_ns: int, step_ns: int) -> None:
         ctx = self.ctx

@@ -57,7 +57,9 @@ class LeapDetector(Detector):
             return
         self._seen[obs.src] = s
         if s.leap not in (1, 2):
-            self.ctx.alerts.release("ntp.leap_anomaly", self.ctx.now_ns, obs.src)
+            alerts = self.ctx.alerts
+            if "ntp.leap_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
+                alerts.release("ntp.leap_anomaly", self.ctx.now_ns, obs.src)
             return
         self._judge(obs.src, s.t_ns, s.leap)
 

@@ -14,8 +14,7 @@ Baselines per server: the smallest delay and the median offset of its recent nor
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from statistics import median
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...records import Ntp, Observation
@@ -35,14 +34,28 @@ STREAK_SPREAD_FRAC = 0.2
 @dataclass
 class _Server:
     seen: Any = None  # the tracker's last sample object already judged
-    normal: deque[tuple[float, float]] | None = None  # (delay_s, offset_s) of normal exchanges
-    streak: list[tuple[float, float]] | None = None  # (delay increase, offset shift)
+    # delay_s and offset_s of the recent normal exchanges, oldest first
+    delays: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SIZE))
+    offsets: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SIZE))
+    streak: list[tuple[float, float]] = field(default_factory=list)  # (delay up, offset shift)
+
+    def add_normal(self, delay_s: float, offset_s: float) -> None:
+        self.delays.append(delay_s)
+        self.offsets.append(offset_s)
+
+    def base_offset_s(self) -> float:
+        """The median offset: statistics.median's arithmetic, without its overhead."""
+        so = sorted(self.offsets)
+        i = len(so) // 2
+        return so[i] if len(so) % 2 else (so[i - 1] + so[i]) / 2
 
 
 class NtpDelayDetector(Detector):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
         self._servers: dict[str, _Server] = {}
+        self._steps_n = 0  # len(ctx.host_steps) when `_steps_sum_s` was computed
+        self._steps_sum_s = 0.0
 
     def on_observation(self, obs: Observation) -> None:
         if not isinstance(obs, Ntp):
@@ -53,7 +66,7 @@ class NtpDelayDetector(Detector):
             return
         st = self._servers.get(obs.src)
         if st is None:  # (not setdefault: it would build a _Server for every record)
-            st = self._servers[obs.src] = _Server(normal=deque(maxlen=BASELINE_SIZE), streak=[])
+            st = self._servers[obs.src] = _Server()
         if sample is st.seen:
             return
         st.seen = sample
@@ -61,31 +74,37 @@ class NtpDelayDetector(Detector):
 
     def _steps_s(self) -> float:
         steps = self.ctx.host_steps
-        return sum(s for _, s in steps) / 1e9 if steps else 0.0
+        if len(steps) != self._steps_n:  # host steps are only ever appended: sum them again
+            self._steps_n = len(steps)
+            self._steps_sum_s = sum(s for _, s in steps) / 1e9 if steps else 0.0
+        return self._steps_sum_s
 
     @staticmethod
     def _streak_min(st: _Server) -> float:
-        assert st.streak is not None
         return min((d for d, o in st.streak if o != 0.0), default=0.0)
 
     def _spread(self, st: _Server) -> float:
         return max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * self._streak_min(st))
 
     def _judge(self, src: str, st: _Server, delay_s: float, offset_s: float) -> None:
-        assert st.normal is not None and st.streak is not None
         det = self.ctx.detect
-        if len(st.normal) < BASELINE_MIN:
-            st.normal.append((delay_s, offset_s))
+        if len(st.delays) < BASELINE_MIN:
+            st.add_normal(delay_s, offset_s)
             return
-        base_delay = min([d for d, _ in st.normal])
-        base_offset = median([o for _, o in st.normal])
+        base_delay = min(st.delays)
         dd = delay_s - base_delay
-        doff = offset_s - base_offset
+        if dd < det.ntp_delay_jump_s:  # the usual case: no delay increase, a normal exchange
+            if st.streak:
+                st.streak.clear()
+            st.add_normal(delay_s, offset_s)
+            alerts = self.ctx.alerts
+            if "ntp.delay_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
+                alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
+            return
+        doff = offset_s - st.base_offset_s()  # (only needed past the delay test)
         half = dd / 2
-        signature = (dd >= det.ntp_delay_jump_s
-                     and abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half)
-        if not signature and dd >= det.ntp_delay_jump_s \
-                and dd > self._streak_min(st) + self._spread(st):
+        signature = abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half
+        if not signature and dd > self._streak_min(st) + self._spread(st):
             # More delay than the attack's (if any yet), offset off: a spike on the other leg,
             # maybe on top of an attack. It confirms nothing but takes its place in the count.
             st.streak.append((dd, 0.0))
@@ -93,9 +112,9 @@ class NtpDelayDetector(Detector):
             return
         if not signature:
             st.streak.clear()
-            if dd < det.ntp_delay_jump_s:
-                st.normal.append((delay_s, offset_s))
-            self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
+            alerts = self.ctx.alerts
+            if "ntp.delay_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
+                alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
         if st.streak and any((o > 0) != (doff > 0) for _, o in st.streak if o != 0.0):
             st.streak.clear()
@@ -103,7 +122,6 @@ class NtpDelayDetector(Detector):
         self._maybe_alert(src, st, delay_s, base_delay)
 
     def _maybe_alert(self, src: str, st: _Server, delay_s: float, base_delay: float) -> None:
-        assert st.streak is not None
         det = self.ctx.detect
         # A network spike on top of the attack adds delay: the streak's smallest increase is the
         # attacker's, and all but one of the streak must agree with it.
