@@ -123,6 +123,23 @@ def test_timestamp_conversion_round_trips_and_resolves_the_era() -> None:
     assert not is_ntp_zero(T0_NS)
 
 
+def test_era_resolution_matches_rounding_at_half_era_boundaries() -> None:
+    """The usual-case shortcut of ntp_to_unix_ns (same era) against the plain formula."""
+    era_ns = (1 << 32) * NS
+
+    def reference(ts: int, near_ns: int) -> int:
+        ns = ((ts >> 32) - NTP_UNIX_DELTA_S) * NS + (((ts & 0xFFFF_FFFF) * NS + (1 << 31)) >> 32)
+        return ns + round((near_ns - ns) / era_ns) * era_ns
+
+    rng = random.Random(11)
+    for _ in range(5000):
+        ts = rng.getrandbits(64)
+        ns = ntp_to_unix_ns(ts, ((ts >> 32) - NTP_UNIX_DELTA_S) * NS)  # its own era
+        for k in (-3, -1, 0, 1, 3):  # around +-0.5 and +-1.5 eras away, where rounding flips
+            near = ns + k * (era_ns // 2) + rng.randint(-3, 3)
+            assert ntp_to_unix_ns(ts, near) == reference(ts, near), (ts, near)
+
+
 def test_codec_rejects_short_or_non_hex_packets() -> None:
     with pytest.raises(PacketError, match="47 bytes"):
         decode(bytes(47))
@@ -514,6 +531,25 @@ def test_history_last_and_min_delay_exposed() -> None:
     assert tr.min_delay_s == min(h.delay_s for h in tr.history)
     with pytest.raises(AttributeError):
         last.offset_s = 1.0  # type: ignore[misc]
+
+
+def test_min_delay_follows_the_history_as_samples_leave() -> None:
+    """min_delay_s is kept up to date per sample: right also when the minimum leaves."""
+    rng = random.Random(28)
+    s = Server("h", "g", 0.010)
+    eng = Engine(header([s]))
+    tr = eng.ctx.trackers["h"]
+    assert isinstance(tr, NtpTracker)
+    mins = set()
+    for i in range(200):
+        rec = exchange(s, T0_NS + i * 64 * NS, rng)
+        if i % 10 == 3:  # a much lower delay now and then: the minimum, until it leaves
+            rec = replace(rec, t4_ns=rec.t4_ns - 9_000_000, rx_ns=rec.rx_ns - 9_000_000)
+        eng.feed(rec)
+        if tr.history:
+            assert tr.min_delay_s == min(h.delay_s for h in tr.history), i
+            mins.add(tr.min_delay_s)
+    assert len(mins) > 20  # the minimum did leave the history, many times
 
 
 def test_sample_fields_and_math() -> None:
