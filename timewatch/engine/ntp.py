@@ -99,7 +99,8 @@ class NtpTracker(Tracker):
         self._since_ns = 0  # the filter uses history samples from here on (a change drops older)
         self._t1s: deque[int] = deque(maxlen=size + 1)  # our recent request times: the cadence
         self._last_answer_ns: int | None = None  # last valid reply, usable or not
-        self._refid_raw: bytes | None = None  # last refid decoded (its bytes, stratum <= 1)
+        # The last refid decoded: its bytes, its stratum class (<= 1: text) and its text.
+        self._refid_raw: bytes | None = None
         self._refid_low = False
         self._refid_text = ""
         self._precision: int | None = None  # last precision field seen, and its seconds
