@@ -96,6 +96,7 @@ class Tracker:
         self.src = src
         self.info = info
         self.group = info.group  # read on every vote
+        self._aging_ppm = ctx.detect.aging_ppm
         self.ctx = ctx
         self.estimate_: Estimate | None = None
         self.last_usable_ns: int | None = None  # last time a usable measurement arrived
@@ -127,7 +128,7 @@ class Tracker:
             return None
         age_ns = now_ns - e.t_ns
         age_s = age_ns / 1e9 if age_ns > 0 else 0.0
-        return Estimate(e.offset_s, e.bound_s + age_s * self.ctx.detect.aging_ppm * 1e-6, e.t_ns)
+        return Estimate(e.offset_s, e.bound_s + age_s * self._aging_ppm * 1e-6, e.t_ns)
 
     def is_stale(self, now_ns: int) -> bool:
         ref = self.last_usable_ns if self.last_usable_ns is not None else self.first_ns
