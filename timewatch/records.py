@@ -263,33 +263,16 @@ def observation_from_dict(d: dict[str, Any]) -> Observation | None:
 
 
 def _ntp_from_dict(d: dict[str, Any], raw: int | None) -> Ntp:
-    """The `ntp` record (most of an NTP trace), checked field by field in a fixed order. Values of
-    the expected type are taken as they are; anything else goes through `_int`/`_str`, which
-    raise the error that names the field (a replay's hot path: no call per good field)."""
-    get = d.get
-    ints: list[int | None] = []
-    for k in _NTP_INT:
-        v = get(k)
-        ints.append(v if v is None or type(v) is int else _int(d, k, required=False))
-    floats: list[float | None] = []
+    """The `ntp` record, its fields checked in the order of the spec's lists above."""
+    kw: dict[str, Any] = {k: _int(d, k, required=False) for k in _NTP_INT}
     for k in _NTP_FLOAT:
-        v = get(k)
-        if v is not None and type(v) is not float and not _is_num(v):
+        v = d.get(k)
+        if v is not None and not _is_num(v):
             raise RecordError(f"field '{k}' must be a number, got {v!r}")
-        floats.append(float(v) if v is not None else None)
-    strs: list[str | None] = []
-    for k in _NTP_STR:
-        v = get(k)
-        strs.append(v if v is None or type(v) is str else _str(d, k, required=False))
-    src, rx, t1, xmt = get("src"), get("rx_ns"), get("t1_ns"), get("xmt_hex")
-    src = src if type(src) is str else _str(d, "src")
-    rx = rx if type(rx) is int else _int(d, "rx_ns")
-    t1 = t1 if type(t1) is int else _int(d, "t1_ns")
-    xmt = xmt if type(xmt) is str else _str(d, "xmt_hex")
-    t2, t3, t4, leap, version, mode, stratum, poll, precision = ints
-    org, refid, pkt, err = strs
-    return Ntp(src or "", rx or 0, t1 or 0, xmt or "", t2, t3, t4, org, leap, version, mode,
-               stratum, poll, precision, floats[0], floats[1], refid, pkt, err, raw)
+        kw[k] = float(v) if v is not None else None
+    kw.update({k: _str(d, k, required=False) for k in _NTP_STR})
+    return Ntp(src=_str(d, "src") or "", rx_ns=_int(d, "rx_ns") or 0,
+               t1_ns=_int(d, "t1_ns") or 0, xmt_hex=_str(d, "xmt_hex") or "", raw_ns=raw, **kw)
 
 
 def observation_to_dict(o: Observation) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Replay is deterministic, and the engine's fast paths give what the plain computations give.
 
-The speed work on the replay path (one aged estimate per tracker per vote, cheaper vote, orjson
-trace parsing, record building without a call per field, active-code checks before releases)
+The speed work on the replay path (one aged estimate per tracker per vote, cheaper vote, msgspec
+decoding trace lines into records, active-code checks before releases)
 must not change a single event. These tests build their traces here (no golden files): a replay
 twice gives identical outputs, and each fast path is checked against the reference computation
 it replaced (kept below, or the library function it stands in for).
@@ -10,6 +10,7 @@ it replaced (kept below, or the library function it stands in for).
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from pathlib import Path
@@ -24,20 +25,7 @@ from tests.engine.ntpsim import four_groups, header, schedule
 from timewatch import trace as trace_mod
 from timewatch.engine import Engine
 from timewatch.engine.vote import Consensus, Interval, Verdict, _marzullo, vote
-from timewatch.records import (
-    _NTP_FLOAT,
-    _NTP_INT,
-    _NTP_STR,
-    Header,
-    Ntp,
-    Observation,
-    RecordError,
-    _int,
-    _is_num,
-    _str,
-    observation_from_dict,
-    observation_to_dict,
-)
+from timewatch.records import Header, Observation, observation_to_dict
 from timewatch.sim import scenarios
 from timewatch.trace import TraceReader, TraceWriter
 
@@ -164,7 +152,7 @@ def test_vote_equals_reference_computation(draw: list[tuple[int, float, float]])
     assert vote(ivs) == _reference_vote(ivs)
 
 
-# -- trace parsing: orjson against json, the ntp fast path against the field checks --------------
+# -- trace parsing: msgspec against json + observation_from_dict ----------------------------------
 
 _ODD_LINES = [
     '{"type": "tick", "rx_ns": 99999999999999999999999}',  # beyond 64 bits: json keeps it exact
@@ -174,69 +162,105 @@ _ODD_LINES = [
     '{"type": "note", "rx_ns": 7, "text": "\\ud83d lone surrogate"}',
     '{"type": "tick", "rx_ns": 1e3}', '{"type": "tick", "rx_ns": 1, "rx_ns": 2}',
     '{not json', '[1, 2]', '{"type": "ntp", "src": "x"}', '{"type": "weird", "rx_ns": 1}',
+    # json keeps the last of two equal keys, however spelled: the record is a note, or no record
+    '{"type": "tick", "rx_ns": 1, "type": "note", "text": "t"}',
+    '{"type": "tick", "rx_ns": 1, "typ\\u0065": "note", "text": "t"}',
+    '{"type": "tick", "rx_ns": 1, "t\\u0079pe": "pps"}',
+    '{"type": "pps", "src": "p", "rx_ns": 1, "seq": 2, "s\\u0065q": true}',
+    '{"type": "note", "rx_ns": 8, "text": "caf\\u00e9 \\" quoted"}',
+    '{"type": "tick", "rx_ns": 1, "x": NaN}',  # NaN in an ignored field: json takes it
+    '{"type": "tick", "rx_ns": 1}\f', '{"type": "tick", "rx_ns": 1} x', '{"type": "tick"}',
+    '{"type": "pps", "src": "p", "rx_ns": 1, "seq": 2.0}', '{"type": "pps", "src": null}',
+    '{"type":"tick","rx_ns":9}', '{"type": "tick" , "rx_ns": 9}',
 ]
+_NTP_ODD = ['"root_delay": -0', '"root_delay": 7', '"root_delay": 1e400',
+            '"root_delay": 99999999999999999999999', '"root_dispersion": 2.2250738585072011e-308',
+            '"root_dispersion": 123456789012345678901234567890e-10', '"leap": 1E2',
+            '"leap": false', '"stratum": 18446744073709551616', '"refid": null', '"src": null']
 
 
-def _read_all(path: Path) -> tuple[list[Observation], Any]:
-    rd = TraceReader(path)
-    return list(rd), rd.stats
+def _typed(o: Observation) -> tuple[Any, ...]:
+    """A record as its class and each field's repr: 0, 0.0, -0.0 and False differ here."""
+    return (type(o), *(f"{k}={getattr(o, k)!r}" for k in o.__dataclass_fields__))
 
 
-def test_orjson_reading_equals_json_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                            ) -> None:
-    """Same records, same counts, same problems (with line numbers and json's messages)."""
+def _read_both(path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+               ) -> list[tuple[Any, Any, list[str]]]:
+    """The trace read as it is, and as a machine without msgspec reads it (json only): records,
+    counts and every warning."""
+    out = []
+    for decoders in (trace_mod._DECODERS, {}):
+        monkeypatch.setattr(trace_mod, "_DECODERS", decoders)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="timewatch.trace"):
+            rd = TraceReader(path)
+            records = [_typed(o) for o in rd]
+        out.append((records, rd.stats, [r.getMessage() for r in caplog.records]))
+    return out
+
+
+def test_msgspec_reading_equals_json_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Same records (field types too), same counts, same problems with line numbers."""
+    assert len(trace_mod._DECODERS) == 6  # msgspec is installed: the first reading uses it
     s = scenarios.build("ntp_spoofed_replies", 1, 600.0)
     path = _write(tmp_path / "t.jsonl", s.header, s.observations)
     lines = path.read_text().splitlines(keepends=True)
-    for i, odd in enumerate(_ODD_LINES):
-        lines.insert(5 + 7 * i, odd + "\n")
+    ntp = next(x for x in lines if x.startswith('{"type": "ntp"'))
+    odd = _ODD_LINES + [ntp[:-2] + ", " + field + "}" for field in _NTP_ODD]
+    for i, line in enumerate(odd):
+        lines.insert(5 + 7 * i, line + "\n")
     path.write_text("".join(lines))
-    fast = _read_all(path)
-    monkeypatch.setattr(trace_mod, "_fast_loads", None)  # what a machine without orjson does
-    slow = _read_all(path)
-    assert fast[0] == slow[0] and fast[1] == slow[1]
-    assert fast[1].bad_lines >= 5 and fast[1].unknown_types == {"weird": 1}
-    assert any(getattr(o, "rx_ns", 0) == 99999999999999999999999 for o in fast[0])
+    fast, slow = _read_both(path, monkeypatch, caplog)
+    assert fast == slow
+    records, stats, warnings = fast
+    assert stats.bad_lines >= 15 and stats.unknown_types == {"weird": 1}
+    assert len(warnings) == stats.bad_lines
+    fields = {v for r in records for v in r[1:]}
+    assert "rx_ns=99999999999999999999999" in fields
+    assert "root_delay=0.0" in fields and "root_delay=-0.0" not in fields  # "-0" is an int: 0.0
 
 
-def _reference_ntp(d: dict[str, Any]) -> Ntp:
-    """The `ntp` record through the generic field checks, in the order of the spec's fields."""
-    raw = _int(d, "raw_ns", required=False)
-    kw: dict[str, Any] = {k: _int(d, k, required=False) for k in _NTP_INT}
-    for k in _NTP_FLOAT:
-        v = d.get(k)
-        if v is not None and not _is_num(v):
-            raise RecordError(f"field '{k}' must be a number, got {v!r}")
-        kw[k] = float(v) if v is not None else None
-    kw.update({k: _str(d, k, required=False) for k in _NTP_STR})
-    return Ntp(src=_str(d, "src") or "", rx_ns=_int(d, "rx_ns") or 0,
-               t1_ns=_int(d, "t1_ns") or 0, xmt_hex=_str(d, "xmt_hex") or "", raw_ns=raw, **kw)
+_ODD_VALUES = [None, True, False, 0, -5, 2**70, 1.5, 0.0, "x", "", [], {}, ["a"], 10**19, "tick",
+               {"a": 2**70}]
+_ODD_TEXT = [" ", "\t", ",", ":", "{", "}", "[", "]", '"', "-", "+", ".", "e", "0", "\\", "\x01",
+             "\u00e9", "-0", "1E2", "1.", ".5", "00", "null", "true", '"type": "note", ',
+             '"rx_ns": 3, ', '"root_delay": 7, ', "99999999999999999999999", "1e400"]
 
 
-def _outcome(f: Any, d: dict[str, Any]) -> str:
-    try:
-        return repr(f(d))
-    except RecordError as e:
-        return f"RecordError: {e}"
-
-
-_ODD_VALUES = [None, True, False, 0, -5, 2**70, 1.5, 0.0, "x", "", [], {}, ["a"], 10**19]
-
-
-def test_ntp_record_fast_path_equals_field_checks() -> None:
-    """Random fields replaced by wrong types, dropped or kept: same record or same error."""
+def test_msgspec_reading_equals_json_reading_on_mangled_lines(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """Records of every decoded type with fields replaced, dropped, and text cut or inserted:
+    msgspec gives what json gives, or leaves the line to json."""
     rng = random.Random(11)
     servers = four_groups(rng, poll_s=16.0)
     base = [observation_to_dict(o) for o in schedule(servers, 600, rng)]
+    g = scenarios.build("pps_faults", 1, 60.0)
+    base += [observation_to_dict(o) for o in g.observations]
+    base += [{"type": "note", "rx_ns": 5, "text": "hi"}, {"type": "ubx", "src": "g", "rx_ns": 6,
+             "hex": "b562"}, {"type": "tick", "rx_ns": 7, "raw_ns": 8}]
+    assert {d["type"] for d in base} >= {"ntp", "nmea", "pps", "tick", "note", "ubx"}
     keys = sorted({k for d in base for k in d} | {"raw_ns"})
-    for _ in range(5000):
+    lines = [json.dumps(header(servers).to_dict())]
+    for _ in range(6000):
         d = dict(rng.choice(base))
-        for _ in range(rng.randint(0, 3)):
+        for _ in range(rng.randint(0, 2)):
             k = rng.choice(keys)
             if rng.random() < 0.2:
                 d.pop(k, None)
             else:
                 d[k] = rng.choice(_ODD_VALUES)
-        if d.get("type") != "ntp":
-            continue
-        assert _outcome(observation_from_dict, d) == _outcome(_reference_ntp, d), d
+        line = json.dumps(d)
+        if rng.random() < 0.3:
+            i = rng.randrange(len(line) + 1)
+            if rng.random() < 0.3:
+                line = line[:i] + line[i + 1:]
+            else:
+                line = line[:i] + rng.choice(_ODD_TEXT) + line[i:]
+        lines.append(line)
+    path = tmp_path / "mangled.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fast, slow = _read_both(path, monkeypatch, caplog)
+    assert fast == slow
+    assert len(fast[0]) > 3000 and fast[1].bad_lines > 500  # both kinds of line are there
