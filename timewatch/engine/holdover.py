@@ -142,6 +142,10 @@ class _Fit:
     sxx: float  # weighted sum of squares of x about its mean
     chi2: float  # reduced chi-square of the fit (>= 1 used as a scale)
     span_s: float
+    # Derived once per fit (every prediction uses them):
+    scale_s: float  # 1-sigma scale of the fit: sqrt(max(1, chi2)) weight units
+    inv_w: float  # 1 / w
+    freq_sigma_ppm: float  # 1-sigma uncertainty of the slope, as a frequency
 
 
 def _fit(s: _Sums) -> _Fit | None:
@@ -156,7 +160,9 @@ def _fit(s: _Sums) -> _Fit | None:
     slope = sxy / sxx
     resid = max(0.0, syy - slope * sxy)  # weighted residual sum of squares (in weight units)
     chi2 = resid / max(1, s.n - 2)
-    return _Fit(ym - slope * xm, slope, xm, s.w, sxx, chi2, s.span_s)
+    return _Fit(ym - slope * xm, slope, xm, s.w, sxx, chi2, s.span_s,
+                math.sqrt(max(1.0, chi2)) * _WEIGHT_UNIT_S, 1.0 / s.w,
+                math.sqrt(max(1.0, chi2) / sxx) * _WEIGHT_UNIT_S * 1e6)
 
 
 class Holdover:
@@ -171,6 +177,7 @@ class Holdover:
         self._prev: _Sums | None = None  # the last completed block
         self._block_start_s = 0.0
         self._block_freqs: deque[float] = deque(maxlen=WANDER_BLOCKS)
+        self._wander_ppm: float | None = None  # measured from _block_freqs (None: fewer than 2)
         self._fit: _Fit | None = None
         self._unfitted = 0  # points learned since the last fit
         self._distrusted: set[str] = set()
@@ -225,7 +232,11 @@ class Holdover:
         """The current block is complete: keep its frequency, make it `prev`, re-anchor at now."""
         f = _fit(self._cur)
         if f is not None and f.span_s >= self.block_s / 2:
-            self._block_freqs.append(_ppm(f.slope))
+            b = self._block_freqs
+            b.append(_ppm(f.slope))
+            if len(b) >= 2:  # the Allan deviation of consecutive block frequencies
+                diffs = [(b[i + 1] - b[i]) ** 2 for i in range(len(b) - 1)]
+                self._wander_ppm = max(WANDER_FLOOR_PPM, math.sqrt(0.5 * sum(diffs) / len(diffs)))
         self._prev = self._cur if self._cur.n >= 3 else None
         self._cur = _Sums()
         dx, dy = self._xy(raw_ns, ref_ns)
@@ -253,19 +264,14 @@ class Holdover:
     @property
     def freq_sigma_ppm(self) -> float | None:
         f = self._fit
-        if f is None:
-            return None
-        return math.sqrt(max(1.0, f.chi2) / f.sxx) * _WEIGHT_UNIT_S * 1e6
+        return f.freq_sigma_ppm if f is not None else None
 
     @property
     def wander_ppm(self) -> float:
         """Measured frequency wander per block (Allan deviation at tau = block_s); prior until
         two blocks are complete."""
-        b = self._block_freqs
-        if len(b) < 2:
-            return self.prior_wander_ppm
-        diffs = [(b[i + 1] - b[i]) ** 2 for i in range(len(b) - 1)]
-        return max(WANDER_FLOOR_PPM, math.sqrt(0.5 * sum(diffs) / len(diffs)))
+        w = self._wander_ppm  # computed when a block completes
+        return self.prior_wander_ppm if w is None else w
 
     @property
     def wander_measured(self) -> bool:
@@ -274,11 +280,11 @@ class Holdover:
     def _predict_xy(self, x: float) -> tuple[float, float]:
         f = self._fit
         assert f is not None
-        scale = math.sqrt(max(1.0, f.chi2)) * _WEIGHT_UNIT_S
-        fit_sigma = scale * math.sqrt(1.0 / f.w + (x - f.x_mean_s) ** 2 / f.sxx)
+        dx = x - f.x_mean_s
+        fit_sigma = f.scale_s * math.sqrt(f.inv_w + dx ** 2 / f.sxx)
         # Beyond the window centre the frequency may have wandered: a random walk of wander_ppm per
         # block grows as sqrt(age), and its phase effect is the integral, (2/3) age^1.5.
-        age_s = max(0.0, x - f.x_mean_s)
+        age_s = dx if dx > 0.0 else 0.0  # max(0.0, dx)
         wander_sigma = self.wander_ppm * 1e-6 * age_s * math.sqrt(age_s / self.block_s) * 2 / 3
         return f.intercept_s + f.slope * x, math.hypot(fit_sigma, wander_sigma)
 
@@ -292,14 +298,18 @@ class Holdover:
 
     def residual(self, rx_ns: int, raw_ns: int, offset_s: float) -> Residual | None:
         """A reference's residual against the model: it read rx_ns + offset_s at raw instant raw_ns."""
-        p = self.predict(raw_ns)
-        if p is None or self._fit is None:
+        f, raw0 = self._fit, self._raw0
+        if f is None or raw0 is None:
             return None
-        res_s = (rx_ns - p.ref_ns) / 1e9 + offset_s
-        age_s = max(0.0, (raw_ns - (self._raw0 or raw_ns)) / 1e9 - self._fit.x_mean_s)
-        wander = self.wander_ppm * max(1.0, math.sqrt(age_s / self.block_s))
-        rate = math.hypot(self.freq_sigma_ppm or 0.0, wander) * 1e-6
-        return Residual(res_s, p.sigma_s, rate)
+        draw = raw_ns - raw0
+        y, sigma_s = self._predict_xy(draw / 1e9)  # what predict() gives, without its record
+        res_s = (rx_ns - (self._ref0 + draw + round(y * 1e9))) / 1e9 + offset_s
+        age_s = (raw_ns - (raw0 or raw_ns)) / 1e9 - f.x_mean_s
+        if not age_s > 0.0:  # max(0.0, age_s)
+            age_s = 0.0
+        root = math.sqrt(age_s / self.block_s)
+        wander = self.wander_ppm * (root if root > 1.0 else 1.0)  # max(1.0, root)
+        return Residual(res_s, sigma_s, math.hypot(f.freq_sigma_ppm, wander) * 1e-6)
 
 
 def _ppm(slope: float) -> float:
