@@ -200,6 +200,9 @@ class DriftDetector(Detector):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
         self._src: dict[str, _Source] = {}
+        # (sid, tracker, trust group, state) of every tracker in the trackers' order, built at the
+        # first vote (the engine makes its trackers once, before its detectors).
+        self._members: list[tuple[str, Any, str, _Source]] = []
 
     def on_observation(self, obs: Observation) -> None:
         if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
@@ -213,18 +216,16 @@ class DriftDetector(Detector):
         return st
 
     def on_vote(self, consensus: Consensus) -> None:
-        src = self._src
-        for sid, tr in self.ctx.trackers.items():
+        members = self._members
+        if len(members) != len(self.ctx.trackers):
+            members = self._members = [(sid, tr, tr.info.group, self._state(sid))
+                                       for sid, tr in self.ctx.trackers.items()]
+        for sid, tr, group, st in members:
             e = tr.estimate_
-            if e is None:
-                continue
-            st = src.get(sid)
-            if st is None:
-                st = src[sid] = _Source()
-            elif st.seen_t_ns == e.t_ns:
+            if e is None or st.seen_t_ns == e.t_ns:
                 continue
             st.seen_t_ns = e.t_ns
-            self._judge(sid, st, tr, e.offset_s, e.bound_s, e.t_ns, consensus)
+            self._judge(sid, st, tr, group, e.offset_s, e.bound_s, e.t_ns, consensus)
 
     def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
         """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
@@ -242,19 +243,15 @@ class DriftDetector(Detector):
         if not c.quorum:
             return None
         ctx = self.ctx
-        src = self._src
         agreeing, verdicts = c.agreeing_groups, c.verdicts
         ests = ctx.vote_estimates  # after a vote (on_vote): what ctx.estimate returns
         per_group: dict[str, list[float]] = {}
         suspect_groups: list[str] = []
-        for osid, tr in ctx.trackers.items():
-            g = tr.info.group
+        for osid, _, g, st in self._members:
             if g == group or g not in agreeing:
                 continue
-            st = src.get(osid)
-            if st is not None and (st.suspect or st.step_pending is not None
-                                   or st.step_from is not None):  # a step or a push under test
-                suspect_groups.append(g)
+            if st.suspect or st.step_pending is not None or st.step_from is not None:
+                suspect_groups.append(g)  # a step or a push under test
             v = verdicts.get(osid)
             if v is None or v[0] != TRUECHIMER:
                 continue
@@ -284,8 +281,8 @@ class DriftDetector(Detector):
             return max(det.drift_sigma_floor_gnss_s, bound_s / det.gnss_latency_jitter_factor)
         return det.drift_sigma_floor_gnss_s
 
-    def _judge(self, sid: str, st: _Source, tr: Any, est_offset_s: float, bound_s: float,
-               t_ns: int, c: Consensus) -> None:
+    def _judge(self, sid: str, st: _Source, tr: Any, group: str, est_offset_s: float,
+               bound_s: float, t_ns: int, c: Consensus) -> None:
         ctx = self.ctx
         det = ctx.detect
         verdict = c.verdicts.get(sid)
@@ -314,7 +311,7 @@ class DriftDetector(Detector):
         # Its own history, in a host time free of host steps (the realtime is disciplined: it
         # moves at most `drift_consensus_ppm` against the truth).
         own = off + (sum(x for _, x in ctx.host_steps) / 1e9 if ctx.host_steps else 0.0)
-        ref = self._reference(tr.info.group, c)
+        ref = self._reference(group, c)
         if ntp_like:
             self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)
         st.own.update(t_ns, own, floor, allow, k, clip)
