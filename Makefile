@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # certtool for NTS, gpsd/gpsfake, systemd-analyze, socat).
 DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc
 
-.PHONY: demo test bench lint debs venv clean
+.PHONY: demo test bench lint debs venv clean compiled clean-compiled
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,5 +42,13 @@ test: venv debs
 bench: venv debs
 	$(BIN)/python -m bench
 
-clean:
+# Optional: the replay/engine core compiled with mypyc (same source, as mypy and black ship theirs;
+# needs gcc and the Python headers). `make clean-compiled` goes back to the pure-Python package.
+compiled: venv
+	$(BIN)/python tools/build_compiled.py
+
+clean-compiled:
+	$(PYTHON) tools/build_compiled.py clean
+
+clean: clean-compiled
 	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache

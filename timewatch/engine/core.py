@@ -13,7 +13,9 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
 
 from ..records import (
     Event,
@@ -29,19 +31,23 @@ from ..records import (
 )
 from .alerts import Alerts
 from .params import Detect
+from .value import Value
 from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
 
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
 SUSPECT_CODES = ("time.step", "time.drift")
 
 
-class Estimate(NamedTuple):
-    """A source's current measurement for the vote: offset and bound as of `t_ns` (a NamedTuple:
-    every tracker builds one per vote, and a tuple is several times cheaper than a dataclass)."""
+class Estimate(Value):
+    """A source's current measurement for the vote: offset and bound as of `t_ns`."""
 
-    offset_s: float
-    bound_s: float
-    t_ns: int
+    __slots__ = ("offset_s", "bound_s", "t_ns")
+    _fields = __slots__
+
+    def __init__(self, offset_s: float, bound_s: float, t_ns: int) -> None:
+        self.offset_s: Final = offset_s
+        self.bound_s: Final = bound_s
+        self.t_ns: Final = t_ns
 
 
 class Context:
@@ -82,6 +88,9 @@ class Context:
         self.counters[what] = self.counters.get(what, 0) + n
 
 
+# Tests (and deployments) subclass trackers in plain Python; a mypyc-compiled class refuses
+# that unless it allows it (a no-op when not compiled).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Tracker:
     """One source. Subclasses decode their kind's observations and keep its sample statistics.
 

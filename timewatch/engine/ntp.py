@@ -22,11 +22,12 @@ What a record goes through (docs/ntp.md has the operator's view):
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, Final
 
 from ..records import Ntp, Observation, Sample, SourceInfo
 from .core import Context, Estimate, Tracker
 from .ntppacket import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
+from .value import Value
 
 # Server association mode of a reply (RFC 5905 figure 10).
 MODE_SERVER = 4
@@ -67,20 +68,25 @@ KISS_MEANING = {
 }
 
 
-class NtpSample(NamedTuple):
-    """One usable exchange with one server (offset = server time - host realtime).
+class NtpSample(Value):
+    """One usable exchange with one server (offset = server time - host realtime); one per
+    exchange (see engine/value.py)."""
 
-    Immutable like a frozen dataclass, but built 5x faster (one per exchange: ~2 us saved)."""
+    __slots__ = ("t_ns", "offset_s", "delay_s", "bound_s", "leap", "stratum", "refid",
+                 "root_delay_s", "root_dispersion_s")
+    _fields = __slots__
 
-    t_ns: int  # host realtime at the middle of the exchange: (t1 + t4) / 2
-    offset_s: float
-    delay_s: float
-    bound_s: float  # half-width of the interval that contains the true offset
-    leap: int
-    stratum: int
-    refid: str
-    root_delay_s: float
-    root_dispersion_s: float
+    def __init__(self, t_ns: int, offset_s: float, delay_s: float, bound_s: float, leap: int,
+                 stratum: int, refid: str, root_delay_s: float, root_dispersion_s: float) -> None:
+        self.t_ns: Final = t_ns  # host realtime at the middle of the exchange: (t1 + t4) / 2
+        self.offset_s: Final = offset_s
+        self.delay_s: Final = delay_s
+        self.bound_s: Final = bound_s  # half-width of the interval that contains the true offset
+        self.leap: Final = leap
+        self.stratum: Final = stratum
+        self.refid: Final = refid
+        self.root_delay_s: Final = root_delay_s
+        self.root_dispersion_s: Final = root_dispersion_s
 
 
 class NtpTracker(Tracker):
@@ -164,7 +170,7 @@ class NtpTracker(Tracker):
         """Host realtime jumped: re-express the kept samples in the new host time."""
         super().on_host_step(step_s)
         self._status = None
-        self.history = deque((h._replace(offset_s=h.offset_s - step_s) for h in self.history),
+        self.history = deque((h.replace(offset_s=h.offset_s - step_s) for h in self.history),
                              maxlen=self.history.maxlen)
         self.last = self.history[-1] if self.history else None
 

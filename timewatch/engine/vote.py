@@ -14,7 +14,9 @@ share a failure mode (one operator, one upstream, one antenna) count as one vote
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Final
+
+from .value import Value
 
 
 class Verdict(StrEnum):
@@ -32,14 +34,17 @@ class Verdict(StrEnum):
 _TRUE, _FALSE, _NO_QUORUM = Verdict.TRUECHIMER, Verdict.FALSETICKER, Verdict.NO_QUORUM
 
 
-class Interval(NamedTuple):
-    """One usable source for the vote (a NamedTuple: the engine builds one per source per vote,
-    and a tuple is several times cheaper to build than a frozen dataclass)."""
+class Interval(Value):
+    """One usable source for the vote (built per source per vote: see engine/value.py)."""
 
-    src: str
-    group: str
-    offset_s: float
-    bound_s: float
+    __slots__ = ("src", "group", "offset_s", "bound_s")
+    _fields = __slots__
+
+    def __init__(self, src: str, group: str, offset_s: float, bound_s: float) -> None:
+        self.src: Final = src
+        self.group: Final = group
+        self.offset_s: Final = offset_s
+        self.bound_s: Final = bound_s
 
     @property
     def lo(self) -> float:
@@ -50,19 +55,30 @@ class Interval(NamedTuple):
         return self.offset_s + self.bound_s
 
 
-class Consensus(NamedTuple):
-    """The vote's result (a NamedTuple: one is built per vote, several times cheaper than a
-    frozen dataclass). Never mutated: `verdicts`' shared empty default is safe."""
+_NO_VERDICTS: dict[str, tuple[Verdict, str]] = {}
 
-    quorum: bool
-    groups_voting: int
-    groups_agreeing: int
-    lo_s: float | None = None  # consensus region (None without quorum)
-    hi_s: float | None = None
-    offset_s: float | None = None  # best estimate inside the region
-    agreeing_groups: tuple[str, ...] = ()
-    split_groups: tuple[str, ...] = ()  # groups whose members disagree with each other
-    verdicts: dict[str, tuple[Verdict, str]] = {}  # never mutated
+
+class Consensus(Value):
+    """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
+
+    __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
+                 "agreeing_groups", "split_groups", "verdicts")
+    _fields = __slots__
+
+    def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
+                 lo_s: float | None = None, hi_s: float | None = None,
+                 offset_s: float | None = None, agreeing_groups: tuple[str, ...] = (),
+                 split_groups: tuple[str, ...] = (),
+                 verdicts: dict[str, tuple[Verdict, str]] | None = None) -> None:
+        self.quorum: Final = quorum
+        self.groups_voting: Final = groups_voting
+        self.groups_agreeing: Final = groups_agreeing
+        self.lo_s: Final = lo_s  # consensus region (None without quorum)
+        self.hi_s: Final = hi_s
+        self.offset_s: Final = offset_s  # best estimate inside the region
+        self.agreeing_groups: Final = agreeing_groups
+        self.split_groups: Final = split_groups  # groups whose members disagree with each other
+        self.verdicts: Final = _NO_VERDICTS if verdicts is None else verdicts
 
     @property
     def bound_s(self) -> float | None:
