@@ -42,7 +42,7 @@ class Estimate(Value):
     """A source's current measurement for the vote: offset and bound as of `t_ns`."""
 
     __slots__ = ("offset_s", "bound_s", "t_ns")
-    _fields = __slots__
+    _fields = ("offset_s", "bound_s", "t_ns")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, offset_s: float, bound_s: float, t_ns: int) -> None:
         self.offset_s: Final = offset_s

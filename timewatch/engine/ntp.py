@@ -74,7 +74,8 @@ class NtpSample(Value):
 
     __slots__ = ("t_ns", "offset_s", "delay_s", "bound_s", "leap", "stratum", "refid",
                  "root_delay_s", "root_dispersion_s")
-    _fields = __slots__
+    _fields = ("t_ns", "offset_s", "delay_s", "bound_s", "leap", "stratum", "refid",
+                 "root_delay_s", "root_dispersion_s")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, t_ns: int, offset_s: float, delay_s: float, bound_s: float, leap: int,
                  stratum: int, refid: str, root_delay_s: float, root_dispersion_s: float) -> None:

@@ -38,7 +38,7 @@ class Interval(Value):
     """One usable source for the vote (built per source per vote: see engine/value.py)."""
 
     __slots__ = ("src", "group", "offset_s", "bound_s")
-    _fields = __slots__
+    _fields = ("src", "group", "offset_s", "bound_s")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, src: str, group: str, offset_s: float, bound_s: float) -> None:
         self.src: Final = src
@@ -63,7 +63,8 @@ class Consensus(Value):
 
     __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
                  "agreeing_groups", "split_groups", "verdicts")
-    _fields = __slots__
+    _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
+                 "agreeing_groups", "split_groups", "verdicts")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
