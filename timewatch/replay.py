@@ -47,9 +47,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .leapfile import load_leap_list
     from .sinks import close_all, fan_out
 
-    # Snapshots are built only when something reads them (a sink, or --snapshots).
+    # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
-                 snapshots=bool(sinks) or bool(args.snapshots))
+                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     n_events = 0
     t0 = time.perf_counter()

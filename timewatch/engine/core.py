@@ -61,6 +61,7 @@ class Context:
         self.consensus: Consensus = Consensus(False, 0, 0)
         self.trackers: dict[str, Tracker] = {}
         self.samples: list[Sample] = []
+        self.keep_samples = True  # False: a replay whose samples nobody reads (trackers skip them)
         self.dirty = False  # a new sample arrived: vote again
         self.holdover: Any = None  # engine.holdover.Holdover, when the PPS issue installs it
         self.counters: dict[str, int] = {}
@@ -81,6 +82,8 @@ class Context:
         return self.trackers[sid].estimate(self.now_ns)
 
     def emit(self, sample: Sample) -> None:
+        """A tracker's new measurement (built only when `keep_samples`); it marks the vote due
+        either way (`dirty`)."""
         self.samples.append(sample)
         self.dirty = True
 
@@ -182,7 +185,7 @@ class Engine:
     """Feed observations in trace order; get back the events, samples and snapshots they cause."""
 
     def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None,
-                 snapshots: bool = True):
+                 snapshots: bool = True, samples: bool = True):
         self.ctx = Context(header, detect or Detect())
         self.ctx.leap_list = leap_list  # the IERS list as engine.leapsec.LeapList, or None
         self.ctx.alerts = Alerts()
@@ -207,6 +210,7 @@ class Engine:
         self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
         self._next_snapshot_ns: int | None = None
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
+        self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
 
     # -- input -----------------------------------------------------------------------------

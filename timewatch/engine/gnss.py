@@ -161,7 +161,10 @@ class GnssTracker(Tracker):
             fields["position_error_m"] = self.position_error_m
         if math.isnan(fields["latency_s"]):
             del fields["latency_s"]
-        self.ctx.emit(Sample(self.src, ep.rx_ns, offset_s, bound_s, fields))
+        if self.ctx.keep_samples:
+            self.ctx.emit(Sample(self.src, ep.rx_ns, offset_s, bound_s, fields))
+        else:
+            self.ctx.dirty = True  # the vote is due all the same
 
     @staticmethod
     def _why_unusable(ep: Epoch) -> str:

@@ -401,9 +401,12 @@ class NtpTracker(Tracker):
         if self.unusable_reason is not None:
             self.unusable_reason = None
             ctx.alerts.release("source.unusable", ctx.now_ns, self.src)
-        ctx.emit(Sample(self.src, t_ns, offset_s, bound_s, {
-            "delay_s": delay_s, "root_delay_s": rd, "root_dispersion_s": rdisp,
-            "stratum": float(stratum), "leap": float(leap), "poll_s": self._poll_s}))
+        if ctx.keep_samples:
+            ctx.emit(Sample(self.src, t_ns, offset_s, bound_s, {
+                "delay_s": delay_s, "root_delay_s": rd, "root_dispersion_s": rdisp,
+                "stratum": float(stratum), "leap": float(leap), "poll_s": self._poll_s}))
+        else:
+            ctx.dirty = True  # the vote is due all the same
 
     def _filter(self, s: NtpSample) -> Estimate:
         """The estimate after sample `s`: the intersection of the intervals of the server's

@@ -439,7 +439,10 @@ class PpsTracker(Tracker):
             "interval_faults": float(self.interval_faults), "seq": float(e.seq)}
         if self.latency_ns is not None:
             fields["label_latency_s"] = self.latency_ns / _S
-        ctx.emit(Sample(self.src, e.rx_ns, offset_s, bound_s, fields))
+        if ctx.keep_samples:
+            ctx.emit(Sample(self.src, e.rx_ns, offset_s, bound_s, fields))
+        else:
+            ctx.dirty = True  # the vote is due all the same
         self._learn(e, res_s)
 
     def _rephased(self, e: _Edge, step_s: float) -> None:
