@@ -1,11 +1,14 @@
 """Replay speed of an NTP trace: >= 100,000 exchanges through `timewatch replay`.
 
 Target (issue 2): >= 50,000 observations/s for the replay. Prints the rate of the command itself
-(`replay.cmd_replay`: reader, engine, events written out, no snapshots since nobody reads them)
-and, to show where the time goes, the reader alone and the engine alone (with snapshots, as `run`
-has it) on the same records. Rates are per CPU-second of this process (`time.process_time`): the
-machine is shared, and wall time would count the other processes' turns; the load average is
-printed with them. Run: `.venv/bin/python -m bench replay_ntp` (or `make bench`).
+(`replay.cmd_replay`: reader, engine, events written out; no samples or snapshots, since nobody
+reads them) and, to show where the time goes, the reader alone and the engine alone (with samples
+and snapshots, as `run` has them) on the same records. Twice: the pure-Python package, then the
+same source compiled with mypyc (tools/build_compiled.py, in a temporary copy of the tree; skipped
+with the reason when there is no compiler). Rates are per CPU-second of this process
+(`time.process_time`): the machine is shared, and wall time would count the other processes'
+turns; the load average is printed with them.
+Run: `.venv/bin/python -m bench replay_ntp` (or `make bench`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import io
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +50,34 @@ def build(path: Path) -> int:
 
 
 def main() -> None:
+    measure()
+    if "--no-compiled" in sys.argv:
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    from build_compiled import compiled_copy
+
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            t0 = time.monotonic()
+            copy = compiled_copy(Path(d) / "tree")
+            print(f"\nmypyc build of the engine and reader: {time.monotonic() - t0:.0f} s")
+        except Exception as e:  # noqa: BLE001 - no compiler here: the pure figures stand alone
+            detail = getattr(e, "stderr", "") or ""
+            print(f"\ncompiled build skipped: {e!r} {detail.strip()[-300:]}")
+            return
+        out = subprocess.run([sys.executable, "-m", "bench.bench_replay_ntp", "--no-compiled"],
+                             cwd=copy, capture_output=True, text=True, timeout=900)
+        print(out.stdout + out.stderr, end="")
+
+
+def _build_kind() -> str:
+    import timewatch.engine.core as core
+
+    return "mypyc-compiled" if not core.__file__.endswith(".py") else "pure Python"
+
+
+def measure() -> None:
+    print(f"-- {_build_kind()} ({Path(__file__).resolve().parent.parent})")
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ntp.jsonl"
         n = build(path)
