@@ -97,6 +97,13 @@ class Alerts:
         return [(a.code, a.id, a.sources, a.severity) for a in self._active.values()]
 
     # -- what the engine calls -------------------------------------------------------------
+    def has_active(self) -> bool:
+        return bool(self._active)
+
+    def has_pending(self) -> bool:
+        """Events wait to be drained (the engine skips the drain, a new list, otherwise)."""
+        return bool(self._pending)
+
     def tick(self, t_ns: int) -> None:
         """Clear the conditions whose hold-down has run out by t_ns."""
         for k, a in list(self._active.items()):

@@ -244,12 +244,15 @@ class Engine:
         self._check_stale(now)
         if ctx.dirty or isinstance(obs, Tick):
             self._vote(now)
-        ctx.alerts.tick(now)
+        alerts = ctx.alerts
+        if alerts.has_active():
+            alerts.tick(now)
         out: list[Output] = []
         if ctx.samples:
             out.extend(ctx.samples)
             ctx.samples = []
-        out.extend(ctx.alerts.drain())
+        if alerts.has_pending():
+            out.extend(alerts.drain())
         if not self._snapshots:
             return out
         if self._next_snapshot_ns is None:
