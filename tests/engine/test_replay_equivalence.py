@@ -144,6 +144,41 @@ def _reference_vote(intervals: list[Interval]) -> Consensus:
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
 
 
+def _reference_marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, list[str]]:
+    """_marzullo's sweep as first written: (x, kind) edges sorted as tuples (the reference)."""
+    edges = sorted([(lo, -1) for lo, _, _ in ivs] + [(hi, +1) for _, hi, _ in ivs])
+    best, cnt = 0, 0
+    regions: list[list[float]] = []
+    for x, kind in edges:
+        if kind == -1:
+            cnt += 1
+            if cnt > best:
+                best, regions = cnt, [[x, x]]
+            elif cnt == best:
+                regions.append([x, x])
+        else:
+            if cnt == best:
+                regions[-1][1] = x
+            cnt -= 1
+    if len(regions) > 1:
+        mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
+        score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]
+        regions = [r for r, sc in zip(regions, score, strict=True) if sc == max(score)]
+    lo_, hi_ = regions[0][0], regions[-1][1]
+    return best, lo_, hi_, sorted(name for lo, hi, name in ivs if lo <= hi_ and hi >= lo_)
+
+
+_ends = st.sampled_from([0.0, -0.0, 1.0, 2.0, -1.0]) | st.floats(-3, 3, allow_nan=False)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(_ends, st.sampled_from([0.0, 1.0]) | st.floats(0, 2)), min_size=1,
+                max_size=7))
+def test_marzullo_sweep_equals_sorted_edges(draw: list[tuple[float, float]]) -> None:
+    ivs = [(a, a + w, f"g{i}") for i, (a, w) in enumerate(draw)]
+    assert repr(_marzullo(ivs)) == repr(_reference_marzullo(ivs))  # repr: -0.0 differs from 0.0
+
+
 _offsets = st.floats(-0.5, 0.5, allow_nan=False)
 _bounds = st.one_of(st.floats(0.0, 0.1, allow_nan=False), st.just(0.0), st.just(1e-10))
 

@@ -98,15 +98,18 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
     first deepest point to the last), so no interval is named false by an arbitrary pick.
     `names`: the intervals that overlap the region.
     """
-    edges: list[tuple[float, int]] = []
-    for lo, hi, _ in ivs:
-        edges.append((lo, -1))  # -1 sorts starts before ends at one point: touching overlaps
-        edges.append((hi, +1))
-    edges.sort()
+    # A sweep over the sorted starts and ends, a start before an end at one point (touching
+    # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
+    los = sorted([lo for lo, _, _ in ivs])
+    his = sorted([hi for _, hi, _ in ivs])
+    n = len(los)
     best, cnt = 0, 0
     regions: list[list[float]] = []  # [lo, hi] of each region of the deepest count
-    for x, kind in edges:
-        if kind == -1:
+    i = j = 0
+    while j < n:
+        if i < n and los[i] <= his[j]:
+            x = los[i]
+            i += 1
             cnt += 1
             if cnt > best:
                 best, regions = cnt, [[x, x]]
@@ -114,7 +117,8 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
                 regions.append([x, x])
         else:
             if cnt == best:
-                regions[-1][1] = x
+                regions[-1][1] = his[j]
+            j += 1
             cnt -= 1
     if len(regions) > 1:
         mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
