@@ -26,29 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # The hot path of `timewatch replay` (bench/bench_replay_ntp.py): the engine and the trace reader.
 # Not records.py: msgspec decodes trace lines 4x slower into mypyc's native classes (reader 4.4 ->
 # 17 us/obs) and fills a missing int field with 0 instead of refusing the line.
-MODULES = [
-    "timewatch/trace.py",
-    "timewatch/engine/alerts.py",
-    "timewatch/engine/chrony.py",
-    "timewatch/engine/core.py",
-    "timewatch/engine/gnss.py",
-    "timewatch/engine/gnss_detect.py",
-    "timewatch/engine/gnss_epoch.py",
-    "timewatch/engine/holdover.py",
-    "timewatch/engine/leapsec.py",
-    "timewatch/engine/nmea.py",
-    "timewatch/engine/ntp.py",
-    "timewatch/engine/ntppacket.py",
-    "timewatch/engine/params.py",
-    "timewatch/engine/pps.py",
-    "timewatch/engine/registry.py",
-    "timewatch/engine/ubx.py",
-    "timewatch/engine/vote.py",
-    "timewatch/engine/detectors/drift.py",
-    "timewatch/engine/detectors/host.py",
-    "timewatch/engine/detectors/leap.py",
-    "timewatch/engine/detectors/ntpdelay.py",
-]
+MODULES = ["timewatch/trace.py"] + sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "timewatch" / "engine").rglob("*.py")
+    if p.name != "__init__.py")  # every engine module: a new one is compiled too
 # mypyc puts the code of all modules in one shared library; naming the group inside the package
 # puts that library in timewatch/ instead of the repository root (mypyc's default, a hash name).
 GROUP = "timewatch._core"
@@ -109,16 +89,19 @@ def build(modules: list[str]) -> None:
           f"manifest {MANIFEST.relative_to(ROOT)}")
 
 
-def compiled_copy(dest: Path, python: str = sys.executable) -> Path:
-    """A copy of this tree (package, tools, tests, bench) in `dest`, compiled there: for the bench
-    and the tests, which compare the two builds without leaving .so files in the working tree.
-    Raises CalledProcessError (with mypyc's and gcc's output) when the build fails."""
+def compiled_copy(dest: Path, python: str = sys.executable, compile: bool = True) -> Path:
+    """A copy of this tree (package, tools, tests, bench) in `dest`, compiled there (pure Python
+    with compile=False): for the bench and the tests, which compare the two builds without leaving
+    .so files in the working tree. Raises CalledProcessError (with mypyc's and gcc's output) when
+    the build fails."""
     import subprocess
 
     ignore = shutil.ignore_patterns("*.so", "_compiled.json", "__pycache__", "build")
     for part in ("timewatch", "tools", "tests", "bench"):
         shutil.copytree(ROOT / part, dest / part, ignore=ignore)
     shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    if not compile:
+        return dest
     subprocess.run([python, str(dest / "tools" / "build_compiled.py")], cwd=dest, check=True,
                    capture_output=True, text=True, timeout=1800)
     return dest
