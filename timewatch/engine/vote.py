@@ -56,6 +56,8 @@ class Interval(Value):
 
 
 _NO_VERDICTS: dict[str, tuple[Verdict, str]] = {}
+# The truechimer verdict per (groups agreeing, groups voting): its text is built once.
+_AGREES: dict[tuple[int, int], tuple[Verdict, str]] = {}
 
 
 class Consensus(Value):
@@ -192,7 +194,9 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
     est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
 
     verdicts = {}
-    agrees = (_TRUE, f"agrees with {count}/{n} trust groups")  # one for all
+    agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
+    if agrees is None:
+        agrees = _AGREES[(count, n)] = (_TRUE, f"agrees with {count}/{n} trust groups")
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
