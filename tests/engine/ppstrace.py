@@ -134,7 +134,7 @@ def build(duration_s: int, seed: int = 1, *, crystal_ppm: float | None = None,
 
 
 def _no_raw(o: Observation) -> Observation:
-    from dataclasses import replace
+    from msgspec.structs import replace
     return replace(o, raw_ns=None)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
 
 import ntplib
 import pytest
@@ -35,6 +34,7 @@ from .ntpsim import (
     four_groups,
     header,
     packet_record,
+    replace,
     run,
     schedule,
 )

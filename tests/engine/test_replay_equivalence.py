@@ -219,12 +219,12 @@ _NTP_ODD = ['"root_delay": -0', '"root_delay": 7', '"root_delay": 1e400',
 
 def _typed(o: Observation) -> tuple[Any, ...]:
     """A record as its class and each field's repr: 0, 0.0, -0.0 and False differ here."""
-    return (type(o), *(f"{k}={getattr(o, k)!r}" for k in o.__dataclass_fields__))
+    return (type(o), *(f"{k}={getattr(o, k)!r}" for k in o.__struct_fields__))
 
 
 def _read_both(path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
                ) -> list[tuple[Any, Any, list[str]]]:
-    """The trace read as it is, and as a machine without msgspec reads it (json only): records,
+    """The trace read as it is, and through json and observation_from_dict only (the reference): records,
     counts and every warning."""
     out = []
     for decoders in (trace_mod._DECODERS, {}):
