@@ -34,6 +34,9 @@ from .params import Detect
 from .value import Value
 from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
 
+# Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
+_NO_SOURCE = (Tick, Note)
+
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
 SUSPECT_CODES = ("time.step", "time.drift")
 
@@ -223,7 +226,7 @@ class Engine:
         ctx.vote_estimates = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
-        if not isinstance(obs, Tick | Note):
+        if not isinstance(obs, _NO_SOURCE):
             tr = ctx.trackers.get(obs.src)
             if tr is None:
                 self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
