@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..records import SEVERITY_RANK, Event
 
 # A condition must stay released this long before it clears (unless the detector says otherwise):
 # long enough to outlast one noisy poll of a 64 s NTP source, short enough for an operator.
-DEFAULT_HOLD_DOWN_S = 120.0
+DEFAULT_HOLD_DOWN_S: Final = 120.0
 
 
 @dataclass

@@ -35,10 +35,10 @@ from .value import Value
 from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
 
 # Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
-_NO_SOURCE = (Tick, Note)
+_NO_SOURCE: Final = (Tick, Note)
 
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
-SUSPECT_CODES = ("time.step", "time.drift")
+SUSPECT_CODES: Final = ("time.step", "time.drift")
 
 
 class Estimate(Value):

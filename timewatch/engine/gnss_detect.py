@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .gnss_epoch import (
     DAY_MS,
@@ -28,8 +28,8 @@ from .ubx import UbxInfo
 if TYPE_CHECKING:
     from .gnss import GnssTracker
 
-NS = 1_000_000_000
-EARTH_RADIUS_M = 6_371_000.0  # mean Earth radius (IUGG), enough for tens-of-metres distances
+NS: Final = 1_000_000_000
+EARTH_RADIUS_M: Final = 6_371_000.0  # mean Earth radius (IUGG), enough for tens-of-metres distances
 
 
 def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -10,22 +10,22 @@ epoch (a receiver repeating its label). Shared by `timewatch decode` and `GnssTr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from .nmea import LABELLED, NmeaError, Sentence, Unsupported, decode
 from .ubx import UbxInfo
 
-NS = 1_000_000_000
-DAY_MS = 86_400_000
+NS: Final = 1_000_000_000
+DAY_MS: Final = 86_400_000
 # The GPS epoch: no GPS receiver can have a true date before it.
-GPS_EPOCH = (1980, 1, 6)
+GPS_EPOCH: Final = (1980, 1, 6)
 # Dates receivers report after a cold start or a week-counter wrap (corpus README, gpsd): the GPS
 # epoch and the day before it, and the first GPS week rollover (1999-08-22).
-DEFAULT_DATES = frozenset({(1980, 1, 5), (1980, 1, 6), (1999, 8, 22)})
+DEFAULT_DATES: Final = frozenset({(1980, 1, 5), (1980, 1, 6), (1999, 8, 22)})
 # A GPS week-number rollover moves the date by 1024 weeks.
-ROLLOVER_S = 1024 * 7 * 86_400
+ROLLOVER_S: Final = 1024 * 7 * 86_400
 # u-blox spoofing/jamming states from 2 up mean "indicated"/"warning" or worse (interface desc.).
-FLAG_STATE = 2
+FLAG_STATE: Final = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..records import Observation, Tick
 
@@ -54,21 +54,21 @@ if TYPE_CHECKING:
 from .core import Context, Detector
 
 # Block length: threats.md states the wander "over ten minutes"; one block measures one such span.
-DEFAULT_BLOCK_S = 600.0
+DEFAULT_BLOCK_S: Final = 600.0
 # Completed block frequencies kept for the wander statistic (2 h: long enough for a stable spread).
-WANDER_BLOCKS = 12
+WANDER_BLOCKS: Final = 12
 # Wander assumed until two blocks are measured (threats.md: "about 0.1 ppm over ten minutes").
-PRIOR_WANDER_PPM = 0.1
+PRIOR_WANDER_PPM: Final = 0.1
 # Floor on the measured wander: an Allan deviation from a few blocks is itself noisy.
-WANDER_FLOOR_PPM = 0.005
+WANDER_FLOOR_PPM: Final = 0.005
 # A point farther than this many sigmas from the prediction is not learned (outliers, steps).
-REJECT_K = 6.0
+REJECT_K: Final = 6.0
 # A fit needs this much raw time before it predicts (a frequency from seconds is meaningless).
-MIN_SPAN_S = 30.0
+MIN_SPAN_S: Final = 30.0
 # The line is refitted every this many points (a 10-20 min fit moves little in 16 more points).
-REFIT_EVERY = 16
+REFIT_EVERY: Final = 16
 # Weights are 1/(sigma/1 us)^2: keeps the sums in a comfortable float range.
-_WEIGHT_UNIT_S = 1e-6
+_WEIGHT_UNIT_S: Final = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +326,7 @@ def ensure_holdover(ctx: Context) -> Holdover:
 
 
 # Consensus points are learned only when no PPS edge was learned for this long (PPS is far better).
-PPS_RECENT_S = 10.0
+PPS_RECENT_S: Final = 10.0
 
 
 class HoldoverLearner(Detector):

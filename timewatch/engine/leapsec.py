@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Final
 
 # Seconds from the NTP era origin (1900-01-01) to the Unix epoch (RFC 5905).
-NTP_UNIX_OFFSET_S = 2_208_988_800
-NS = 1_000_000_000
+NTP_UNIX_OFFSET_S: Final = 2_208_988_800
+NS: Final = 1_000_000_000
 
 
 class LeapListError(ValueError):

@@ -11,19 +11,19 @@ Times: `tod_ms` is milliseconds since UTC midnight; second 60 (a leap second) is
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 import pynmea2
 
 # Talkers of GNSS receivers (NMEA 0183 4.11): GPS, combined GNSS, GLONASS, Galileo, BeiDou (GB
 # and the older BD), QZSS, NavIC.
-TALKERS = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"})
+TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"})
 # Sentences that carry a UTC time of day (cli.md: they label an epoch).
-LABELLED = frozenset({"RMC", "GGA", "ZDA", "GNS", "GLL", "GST"})
-SUPPORTED = LABELLED | {"GSA", "GSV", "TXT"}
+LABELLED: Final = frozenset({"RMC", "GGA", "ZDA", "GNS", "GLL", "GST"})
+SUPPORTED: Final = LABELLED | {"GSA", "GSV", "TXT"}
 # Longest line we try to decode: NMEA says 82 characters; real receivers (u-blox high precision,
 # GSV with signal ids, proprietary) go beyond, none of the corpus beyond ~200.
-MAX_LINE = 512
+MAX_LINE: Final = 512
 
 Reason = Literal["checksum", "framing", "field"]
 
@@ -315,7 +315,7 @@ def _txt(t: str, d: list[str]) -> Sentence:
     return Sentence(t, "TXT", text=",".join(d[3:]) if len(d) > 3 else "")
 
 
-_DECODERS = {"RMC": _rmc, "GGA": _gga, "GNS": _gns, "GLL": _gll, "ZDA": _zda, "GST": _gst,
+_DECODERS: Final = {"RMC": _rmc, "GGA": _gga, "GNS": _gns, "GLL": _gll, "ZDA": _zda, "GST": _gst,
              "GSA": _gsa, "GSV": _gsv, "TXT": _txt}
 
 

@@ -30,35 +30,35 @@ from .ntppacket import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unp
 from .value import Value
 
 # Server association mode of a reply (RFC 5905 figure 10).
-MODE_SERVER = 4
+MODE_SERVER: Final = 4
 # NTP versions a server may answer with (RFC 1305 = 3, RFC 5905 = 4).
-VERSIONS = (3, 4)
+VERSIONS: Final = (3, 4)
 # Stratum of an unsynchronised server; above it the values are reserved (RFC 5905 figure 11).
-STRATUM_UNSYNC = 16
+STRATUM_UNSYNC: Final = 16
 # Leap indicator "clock unsynchronised" (RFC 5905 figure 9).
-LEAP_UNSYNC = 3
+LEAP_UNSYNC: Final = 3
 # Longest plausible server processing time t3 - t2 (chrony ntp_core.c MAX_SERVER_INTERVAL).
-MAX_SERVER_INTERVAL_NS = 4_000_000_000
+MAX_SERVER_INTERVAL_NS: Final = 4_000_000_000
 # Resolution of the reader's own clock reads (t1, t4): chrony measures tens of ns on a PC, a
 # loaded Pi is slower; 1 us is a generous bound. Used in the bound and the negative-delay test.
-HOST_PRECISION_S = 1e-6
+HOST_PRECISION_S: Final = 1e-6
 # t2/t3 of a record may differ from its packet by rounding of the NTP fraction (0.23 ns) or by a
 # reader converting through floats (ntplib: ~0.5 us in this era): 1 us tolerates both.
-PKT_TS_TOLERANCE_NS = 1_000
+PKT_TS_TOLERANCE_NS: Final = 1_000
 # One unit of the 16.16 root delay/dispersion fields (RFC 5905 NTP short format).
-PKT_SHORT_TOLERANCE_S = 1.0 / 65536
+PKT_SHORT_TOLERANCE_S: Final = 1.0 / 65536
 # A missed poll is known only after its reply would have come, and readers randomise their poll
 # times: the stale limit is `stale_polls` whole polls plus half a poll, so 2 timeouts in a row
 # (threats.md noise) never make a source stale and 3 missed polls always do.
-STALE_GRACE_POLLS = 0.5
+STALE_GRACE_POLLS: Final = 0.5
 # The header fields a record repeats, in the order `_packet_mismatch` compares them.
-_HEADER_FIELDS = ("leap", "version", "mode", "stratum", "poll", "precision")
+_HEADER_FIELDS: Final = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Exchange outcomes (`NtpTracker.counts` keys) and their engine counter names, made once.
-_OUTCOMES = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored")
-_COUNTER_NAME = {what: f"ntp.{what}" for what in _OUTCOMES}
-_STATUS_NAME = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
+_OUTCOMES: Final = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored")
+_COUNTER_NAME: Final = {what: f"ntp.{what}" for what in _OUTCOMES}
+_STATUS_NAME: Final = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
-KISS_MEANING = {
+KISS_MEANING: Final = {
     "RATE": "rate exceeded: the server asks us to poll less often",
     "DENY": "access denied by the server",
     "RSTR": "access denied by the server's restrictions",

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 # Seconds from the NTP prime epoch (1900-01-01) to the Unix epoch (RFC 5905 figure 4).
-NTP_UNIX_DELTA_S = 2_208_988_800
+NTP_UNIX_DELTA_S: Final = 2_208_988_800
 # Length of an NTP era: 2^32 seconds (RFC 5905 section 6).
-NTP_ERA_S = 1 << 32
-_NS = 1_000_000_000
-_ERA_NS = NTP_ERA_S * _NS
-_HALF_ERA_NS = _ERA_NS // 2
-_NTP_UNIX_DELTA_NS = NTP_UNIX_DELTA_S * _NS
+NTP_ERA_S: Final = 1 << 32
+_NS: Final = 1_000_000_000
+_ERA_NS: Final = NTP_ERA_S * _NS
+_HALF_ERA_NS: Final = _ERA_NS // 2
+_NTP_UNIX_DELTA_NS: Final = NTP_UNIX_DELTA_S * _NS
 # An NTP header without extension fields or MAC (RFC 5905 figure 8).
-PACKET_LEN = 48
+PACKET_LEN: Final = 48
 # li/vn/mode, stratum, poll, precision, root delay, root dispersion, refid, 4 timestamps.
-_HEADER = struct.Struct("!BBbbII4sQQQQ")
+_HEADER: Final = struct.Struct("!BBbbII4sQQQQ")
 
 
 class PacketError(ValueError):

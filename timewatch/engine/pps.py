@@ -31,38 +31,38 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ..records import Observation, Pps, Sample, SourceInfo
 from .core import Context, Estimate, Tracker
 from .holdover import ensure_holdover
 from .vote import Verdict
 
-_S = 1_000_000_000  # ns per second
+_S: Final = 1_000_000_000  # ns per second
 # Pairs that fix the label latency before it is locked (median of these).
-LATENCY_ACQUIRE = 8
+LATENCY_ACQUIRE: Final = 8
 # Good edges kept for pairing with labels that arrive late (a label is at most ~1 s late).
-RECENT_EDGES = 8
+RECENT_EDGES: Final = 8
 # Good pulses the phase line is fitted over (32 s: averages jitter, too short for wander to bend).
-BASELINE_N = 32
+BASELINE_N: Final = 32
 # Pulses the phase line needs before it judges (fewer: a line through noise).
-BASELINE_MIN = 8
+BASELINE_MIN: Final = 8
 # Jitter before it is measured: a conservative interrupt-latency spread.
-INITIAL_JITTER_S = 10e-6
+INITIAL_JITTER_S: Final = 10e-6
 # EWMA weight of one residual in the jitter (about the last 32 pulses).
-JITTER_ALPHA = 1 / 32
+JITTER_ALPHA: Final = 1 / 32
 # The step threshold never drops below this many jitters (noisy hardware must not alarm; a
 # 3.5-sigma pulse on one side is 2e-4, four of five 1e-14: the late outliers decide the rate).
 # Not more: a 10 us step over 1.7 us of measured jitter must stay above it (threats.md #5).
-STEP_JITTER_K = 3.5
+STEP_JITTER_K: Final = 3.5
 # Frequency error allowed per second of a long interval: 200 ppm before holdover knows the crystal
 # (threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
-SLACK_UNKNOWN_PPM = 200.0
-SLACK_KNOWN_PPM = 2.0
+SLACK_UNKNOWN_PPM: Final = 200.0
+SLACK_KNOWN_PPM: Final = 2.0
 # After a silence longer than this, an edge restarts the train (counted missing, not an interval).
-RESTART_AFTER_S = 10
+RESTART_AFTER_S: Final = 10
 # A latency off the learned one for this long is learned as the new normal (receiver reconfigured).
-RELEARN_LATENCY_S = 600.0
+RELEARN_LATENCY_S: Final = 600.0
 
 
 class TimeLabelLike(Protocol):

@@ -13,18 +13,18 @@ spoofing states), MON-RF and MON-HW (jamming state, antenna status).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pyubx2 import VALCKSUM, UBXReader
 from pyubx2.exceptions import UBXMessageError, UBXParseError, UBXTypeError
 
 # The messages this module decodes; others are well-formed but unused.
-USED = frozenset({"NAV-STATUS", "NAV-TIMEUTC", "NAV-TIMELS", "NAV-SAT", "TIM-TP", "SEC-SIG",
+USED: Final = frozenset({"NAV-STATUS", "NAV-TIMEUTC", "NAV-TIMELS", "NAV-SAT", "TIM-TP", "SEC-SIG",
                   "MON-RF", "MON-HW"})
 # Longest frame we accept: NAV-SAT with 255 satellites is 8 + 12 * 255 bytes plus header.
-MAX_FRAME = 8 + 8 + 12 * 255
+MAX_FRAME: Final = 8 + 8 + 12 * 255
 # u-blox GNSS ids (NAV-SAT gnssId) -> NMEA talker, so UBX and NMEA satellites share keys.
-GNSS_TALKER = {0: "GP", 1: "SB", 2: "GA", 3: "GB", 5: "GQ", 6: "GL", 7: "GI"}
+GNSS_TALKER: Final = {0: "GP", 1: "SB", 2: "GA", 3: "GB", 5: "GQ", 6: "GL", 7: "GI"}
 
 
 class UbxError(ValueError):
@@ -176,7 +176,7 @@ def _mon_hw(m: Any) -> UbxInfo:
                    antenna_status=_int(m, "aStatus", 0, 255))
 
 
-_DECODERS = {"NAV-STATUS": _nav_status, "NAV-TIMEUTC": _nav_timeutc, "NAV-TIMELS": _nav_timels,
+_DECODERS: Final = {"NAV-STATUS": _nav_status, "NAV-TIMEUTC": _nav_timeutc, "NAV-TIMELS": _nav_timels,
              "NAV-SAT": _nav_sat, "TIM-TP": _tim_tp, "SEC-SIG": _sec_sig, "MON-RF": _mon_rf,
              "MON-HW": _mon_hw}
 

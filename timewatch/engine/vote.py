@@ -31,7 +31,9 @@ class Verdict(StrEnum):
 
 
 # The members as module constants: an enum member looked up on its class costs a call per vote.
-_TRUE, _FALSE, _NO_QUORUM = Verdict.TRUECHIMER, Verdict.FALSETICKER, Verdict.NO_QUORUM
+_TRUE: Final = Verdict.TRUECHIMER
+_FALSE: Final = Verdict.FALSETICKER
+_NO_QUORUM: Final = Verdict.NO_QUORUM
 
 
 class Interval(Value):
@@ -55,9 +57,9 @@ class Interval(Value):
         return self.offset_s + self.bound_s
 
 
-_NO_VERDICTS: dict[str, tuple[Verdict, str]] = {}
+_NO_VERDICTS: Final[dict[str, tuple[Verdict, str]]] = {}
 # The truechimer verdict per (groups agreeing, groups voting): its text is built once.
-_AGREES: dict[tuple[int, int], tuple[Verdict, str]] = {}
+_AGREES: Final[dict[tuple[int, int], tuple[Verdict, str]]] = {}
 
 
 class Consensus(Value):

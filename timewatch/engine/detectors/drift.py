@@ -31,43 +31,44 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ...records import Observation, Tick
 from ..core import Context, Detector
 from ..vote import Consensus, Verdict
 
 # Increments needed to know a residual's noise before the test judges it.
-WARMUP = 5
+WARMUP: Final = 5
 # EWMA weight of a new squared increment in the noise estimate (~20 samples of memory).
-NOISE_GAIN = 0.05
+NOISE_GAIN: Final = 0.05
 # The holdover's residual may grow at this many sigmas of the rate it says the oscillator explains.
-HOLDOVER_RATE_SIGMAS = 3.0
+HOLDOVER_RATE_SIGMAS: Final = 3.0
 # An NTP sample whose delay exceeds the server's recent minimum by this much (s) plus
 # SPIKE_GATE_FRAC of it is a spike: jitter is ~0.3 ms per leg, spikes are 5-10x the base delay.
-SPIKE_GATE_S = 0.002
-SPIKE_GATE_FRAC = 0.1
+SPIKE_GATE_S: Final = 0.002
+SPIKE_GATE_FRAC: Final = 0.1
 # A step must be this many sigmas of the residual's increments (besides `ntp_step_s`) ...
-STEP_SIGMAS = 8.0
+STEP_SIGMAS: Final = 8.0
 # ... and the next sample confirms it when it stays within this many sigmas or this fraction of
 # the jump of the new level (a lone outlier comes back instead).
-STEP_CONFIRM_SIGMAS = 4.0
-STEP_CONFIRM_FRAC = 0.25
+STEP_CONFIRM_SIGMAS: Final = 4.0
+STEP_CONFIRM_FRAC: Final = 0.25
 # Kinds judged for steps here (PPS judges its own phase steps against the holdover).
-STEP_KINDS = ("ntp", "chrony")
+STEP_KINDS: Final = ("ntp", "chrony")
 # A run keeps at most this many (t, residual) points for the rate in the evidence.
-RUN_POINTS = 64
+RUN_POINTS: Final = 64
 # Sources faster than NTP (PPS, NMEA labels: 1 Hz) are tested every this many seconds, on the
 # residual's change since the last test: a 1 us/s push moves 16 us, well above the jitter (2 us)
 # and the oscillator's rate allowance (3 x 0.1 ppm = 4.8 us); a step still counts once.
-BLOCK_S = 16.0
+BLOCK_S: Final = 16.0
 # A source's noise floor moving by this factor means its offset measures something else now
 # (a GNSS receiver's label latency learned): its tests restart.
-FLOOR_CHANGE = 2.0
+FLOOR_CHANGE: Final = 2.0
 # Enum members read once (a member lookup on the class costs ~0.2 us on Python 3.11).
-TRUECHIMER, FALSETICKER = Verdict.TRUECHIMER, Verdict.FALSETICKER
+TRUECHIMER: Final = Verdict.TRUECHIMER
+FALSETICKER: Final = Verdict.FALSETICKER
 # sqrt(2): the increment of two samples of noise sigma has sigma sqrt(2) x sigma.
-SQRT2 = math.sqrt(2)
+SQRT2: Final = math.sqrt(2)
 
 
 def _median(v: list[float]) -> float:

@@ -14,17 +14,19 @@ that rate is learned so that long gaps between records are not mistaken for step
 
 from __future__ import annotations
 
+from typing import Final
+
 from ...records import Observation
 from ..core import Context, Detector
 from ..vote import Consensus
 
 # Records closer than this in raw time do not update the rate (their difference is mostly noise).
-RATE_MIN_GAP_NS = 1_000_000_000
+RATE_MIN_GAP_NS: Final = 1_000_000_000
 # Weight of a new rate measurement in the learned realtime-vs-raw rate.
-RATE_GAIN = 0.05
+RATE_GAIN: Final = 0.05
 # A crystal is at most 100 ppm off (threats.md), the realtime slews sub-ppm: clamp the rate there
 # with margin.
-RATE_MAX = 500e-6
+RATE_MAX: Final = 500e-6
 
 
 class HostClockDetector(Detector):

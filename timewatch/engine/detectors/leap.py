@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from typing import Final
 
 from ...records import Ntp, Observation
 from ..core import Context, Detector
 
 # After a leap a slow server may keep the indicator set for a few polls (1024 s max poll).
-LEAP_TAIL_S = 1024
-_NS = 1_000_000_000
+LEAP_TAIL_S: Final = 1024
+_NS: Final = 1_000_000_000
 
 
 def month_end_unix_s(t_ns: int) -> int:

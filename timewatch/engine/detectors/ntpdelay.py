@@ -15,20 +15,20 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ...records import Ntp, Observation
 from ..core import Context, Detector
 
 # Normal exchanges kept per server for the baselines (8 polls: chrony's and ntpd's filter length,
 # twice over so one lost sample does not move the minimum).
-BASELINE_SIZE = 16
+BASELINE_SIZE: Final = 16
 # Normal exchanges needed before the detector judges a server.
-BASELINE_MIN = 4
+BASELINE_MIN: Final = 4
 # Delay increases of one streak agree within this much (absolute) ...
-STREAK_SPREAD_S = 0.002
+STREAK_SPREAD_S: Final = 0.002
 # ... or this fraction of their first value (a MITM adds a fixed delay; spikes are random).
-STREAK_SPREAD_FRAC = 0.2
+STREAK_SPREAD_FRAC: Final = 0.2
 
 
 @dataclass
