@@ -71,9 +71,9 @@ def main() -> None:
 
 
 def _build_kind() -> str:
-    import timewatch.engine.core as core
+    from timewatch.replay import engine_build
 
-    return "mypyc-compiled" if not core.__file__.endswith(".py") else "pure Python"
+    return engine_build()
 
 
 def measure() -> None:

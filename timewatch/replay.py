@@ -32,6 +32,13 @@ def feed_all(eng: Engine, observations: list[Observation]) -> list[Output]:
     return out
 
 
+def engine_build() -> str:
+    """'compiled' when the engine runs from the optional mypyc build (`make compiled`)."""
+    from .engine import core
+
+    return "pure Python" if core.__file__ is None or core.__file__.endswith(".py") else "compiled"
+
+
 def dumps(o: Event | Snapshot) -> str:
     return json.dumps(o.to_dict(), separators=(", ", ": "))
 
@@ -81,7 +88,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     unknown = ", ".join(f"{k}: {v}" for k, v in st.unknown_types.items()) or "none"
     print(f"replay {args.trace}: {st.records} observations in {dt:.2f} s "
           f"({st.records / max(dt, 1e-9):,.0f}/s), {n_events} events, "
-          f"{st.bad_lines} bad lines, unknown record types: {unknown}", file=sys.stderr)
+          f"{st.bad_lines} bad lines, unknown record types: {unknown}; engine: {engine_build()}",
+          file=sys.stderr)
     if eng.unknown_sources:
         print(f"records from sources not in the header (skipped): {eng.unknown_sources}",
               file=sys.stderr)
