@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.engine.ntpsim import four_groups, header, schedule  # noqa: E402
 from timewatch.engine import Engine  # noqa: E402
 from timewatch.records import Observation  # noqa: E402
-from timewatch.replay import cmd_replay  # noqa: E402
+from timewatch.replay import cmd_replay, engine_build  # noqa: E402
 from timewatch.trace import TraceReader, TraceWriter  # noqa: E402
 
 # Six servers in four groups polled every 16 s (threats.md: 16-64 s) for 3 days: ~97,000
@@ -70,14 +70,8 @@ def main() -> None:
         print(out.stdout + out.stderr, end="")
 
 
-def _build_kind() -> str:
-    from timewatch.replay import engine_build
-
-    return engine_build()
-
-
 def measure() -> None:
-    print(f"-- {_build_kind()} ({Path(__file__).resolve().parent.parent})")
+    print(f"-- {engine_build()} ({Path(__file__).resolve().parent.parent})")
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ntp.jsonl"
         n = build(path)

@@ -12,7 +12,7 @@ import pytest
 
 from timewatch.engine import Engine, Estimate, Tracker, registry
 from timewatch.engine.params import Detect
-from timewatch.records import Event, Header, Observation, Pps, Sample, Snapshot, SourceInfo, Tick
+from timewatch.records import Event, Header, Observation, Pps, Snapshot, SourceInfo, Tick
 
 S = 1_000_000_000
 T0 = 1_764_160_000 * S
@@ -31,7 +31,7 @@ class StubTracker(Tracker):
         off = obs.seq / 1e6
         self.last_usable_ns = obs.rx_ns
         self.estimate_ = Estimate(off, BOUND_S, obs.rx_ns)
-        self.ctx.emit(Sample(self.src, obs.rx_ns, off, BOUND_S))
+        self.ctx.emit(self.src, obs.rx_ns, off, BOUND_S)
 
 
 @pytest.fixture(autouse=True)

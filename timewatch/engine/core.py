@@ -84,11 +84,13 @@ class Context:
             return cached[sid]
         return self.trackers[sid].estimate(self.now_ns)
 
-    def emit(self, sample: Sample) -> None:
-        """A tracker's new measurement (built only when `keep_samples`); it marks the vote due
-        either way (`dirty`)."""
-        self.samples.append(sample)
+    def emit(self, src: str, t_ns: int, offset_s: float, bound_s: float,
+             fields: dict[str, float] | None = None) -> None:
+        """A tracker's new measurement: the vote is due (`dirty`), and a `Sample` is output
+        unless nobody reads samples (`keep_samples` False: a replay without sinks)."""
         self.dirty = True
+        if self.keep_samples:
+            self.samples.append(Sample(src, t_ns, offset_s, bound_s, fields or {}))
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
@@ -100,7 +102,7 @@ class Context:
 class Tracker:
     """One source. Subclasses decode their kind's observations and keep its sample statistics.
 
-    A tracker calls `ctx.emit(Sample)` for each accepted measurement and sets `self.estimate_` to
+    A tracker calls `ctx.emit(...)` for each accepted measurement and sets `self.estimate_` to
     the estimate the vote should use; it raises the alerts its own data justifies through
     `ctx.alerts`. It marks itself usable or not (with the reason) for the verdict.
     """

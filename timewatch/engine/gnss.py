@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import Nmea, Observation, Sample, SourceInfo, Ubx
+from ..records import Nmea, Observation, SourceInfo, Ubx
 from .core import Context, Estimate, Tracker
 from .gnss_detect import GnssDetectors
 from .gnss_epoch import Epoch, EpochAssembler, civil_from_days, decode_line
@@ -161,10 +161,7 @@ class GnssTracker(Tracker):
             fields["position_error_m"] = self.position_error_m
         if math.isnan(fields["latency_s"]):
             del fields["latency_s"]
-        if self.ctx.keep_samples:
-            self.ctx.emit(Sample(self.src, ep.rx_ns, offset_s, bound_s, fields))
-        else:
-            self.ctx.dirty = True  # the vote is due all the same
+        self.ctx.emit(self.src, ep.rx_ns, offset_s, bound_s, fields)
 
     @staticmethod
     def _why_unusable(ep: Epoch) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Final
 
-from ..records import Ntp, Observation, Sample, SourceInfo
+from ..records import Ntp, Observation, SourceInfo
 from .core import Context, Estimate, Tracker
 from .ntppacket import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
 from .value import Value
@@ -401,12 +401,9 @@ class NtpTracker(Tracker):
         if self.unusable_reason is not None:
             self.unusable_reason = None
             ctx.alerts.release("source.unusable", ctx.now_ns, self.src)
-        if ctx.keep_samples:
-            ctx.emit(Sample(self.src, t_ns, offset_s, bound_s, {
-                "delay_s": delay_s, "root_delay_s": rd, "root_dispersion_s": rdisp,
-                "stratum": float(stratum), "leap": float(leap), "poll_s": self._poll_s}))
-        else:
-            ctx.dirty = True  # the vote is due all the same
+        ctx.emit(self.src, t_ns, offset_s, bound_s, {
+            "delay_s": delay_s, "root_delay_s": rd, "root_dispersion_s": rdisp,
+            "stratum": float(stratum), "leap": float(leap), "poll_s": self._poll_s})
 
     def _filter(self, s: NtpSample) -> Estimate:
         """The estimate after sample `s`: the intersection of the intervals of the server's

@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from ..records import Observation, Pps, Sample, SourceInfo
+from ..records import Observation, Pps, SourceInfo
 from .core import Context, Estimate, Tracker
 from .holdover import ensure_holdover
 from .vote import Verdict
@@ -439,10 +439,7 @@ class PpsTracker(Tracker):
             "interval_faults": float(self.interval_faults), "seq": float(e.seq)}
         if self.latency_ns is not None:
             fields["label_latency_s"] = self.latency_ns / _S
-        if ctx.keep_samples:
-            ctx.emit(Sample(self.src, e.rx_ns, offset_s, bound_s, fields))
-        else:
-            ctx.dirty = True  # the vote is due all the same
+        ctx.emit(self.src, e.rx_ns, offset_s, bound_s, fields)
         self._learn(e, res_s)
 
     def _rephased(self, e: _Edge, step_s: float) -> None:
