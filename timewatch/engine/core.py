@@ -72,6 +72,7 @@ class Context:
         # Host realtime steps seen so far (detectors/host.py): (rx_ns of the first record after
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
         self.host_steps: list[tuple[int, int]] = []
+        self.host_steps_total_ns = 0  # their sum: what undoes them all (detectors add it back)
         # Each tracker's aged estimate as the last vote saw it, while it still holds (a vote
         # ran in the current feed); None otherwise. `estimate` reads it.
         self.vote_estimates: dict[str, Estimate | None] | None = None
@@ -91,6 +92,10 @@ class Context:
         self.dirty = True
         if self.keep_samples:
             self.samples.append(Sample(src, t_ns, offset_s, bound_s, fields or {}))
+
+    def add_host_step(self, rx_ns: int, step_ns: int) -> None:
+        self.host_steps.append((rx_ns, step_ns))
+        self.host_steps_total_ns += step_ns
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n

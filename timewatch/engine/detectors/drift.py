@@ -311,7 +311,7 @@ class DriftDetector(Detector):
         allow = det.drift_consensus_ppm * 1e-6
         # Its own history, in a host time free of host steps (the realtime is disciplined: it
         # moves at most `drift_consensus_ppm` against the truth).
-        own = off + (sum(x for _, x in ctx.host_steps) / 1e9 if ctx.host_steps else 0.0)
+        own = off + ctx.host_steps_total_ns / 1e9
         ref = self._reference(group, c)
         if ntp_like:
             self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)

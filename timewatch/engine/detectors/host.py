@@ -73,7 +73,7 @@ class HostClockDetector(Detector):
     def _step(self, rx_ns: int, raw_ns: int, step_ns: int) -> None:
         ctx = self.ctx
         step_s = step_ns / 1e9
-        ctx.host_steps.append((rx_ns, step_ns))
+        ctx.add_host_step(rx_ns, step_ns)
         for tr in ctx.trackers.values():
             tr.on_host_step(step_s)
         self._step_raw_ns = raw_ns

@@ -54,8 +54,6 @@ class NtpDelayDetector(Detector):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
         self._servers: dict[str, _Server] = {}
-        self._steps_n = 0  # len(ctx.host_steps) when `_steps_sum_s` was computed
-        self._steps_sum_s = 0.0
 
     def on_observation(self, obs: Observation) -> None:
         if not isinstance(obs, Ntp):
@@ -70,14 +68,7 @@ class NtpDelayDetector(Detector):
         if sample is st.seen:
             return
         st.seen = sample
-        self._judge(obs.src, st, sample.delay_s, sample.offset_s + self._steps_s())
-
-    def _steps_s(self) -> float:
-        steps = self.ctx.host_steps
-        if len(steps) != self._steps_n:  # host steps are only ever appended: sum them again
-            self._steps_n = len(steps)
-            self._steps_sum_s = sum(s for _, s in steps) / 1e9 if steps else 0.0
-        return self._steps_sum_s
+        self._judge(obs.src, st, sample.delay_s, sample.offset_s + self.ctx.host_steps_total_ns / 1e9)
 
     @staticmethod
     def _streak_min(st: _Server) -> float:
