@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from ...records import Observation, Tick
 from ..core import Context, Detector
+from ..value import median
 from ..vote import Consensus, Verdict
 
 # Increments needed to know a residual's noise before the test judges it.
@@ -69,24 +70,6 @@ TRUECHIMER: Final = Verdict.TRUECHIMER
 FALSETICKER: Final = Verdict.FALSETICKER
 # sqrt(2): the increment of two samples of noise sigma has sigma sqrt(2) x sigma.
 SQRT2: Final = math.sqrt(2)
-
-
-def _median(v: list[float]) -> float:
-    """`statistics.median(v)`, the same float, without its sort for the 1-3 values the drift
-    reference takes the median of (3: the middle element CPython's sort puts there)."""
-    n = len(v)
-    if n == 1:
-        return v[0]
-    if n == 2:
-        return (v[0] + v[1]) / 2
-    if n == 3:
-        a, b, c = v
-        if b < a:
-            return b if c < b else c if c < a else a
-        return b if not c < b else a if c < a else c
-    s = sorted(v)
-    i = n // 2
-    return s[i] if n % 2 == 1 else (s[i - 1] + s[i]) / 2
 
 
 @dataclass(slots=True)
@@ -245,7 +228,6 @@ class DriftDetector(Detector):
             return None
         ctx = self.ctx
         agreeing, verdicts = c.agreeing_groups, c.verdicts
-        ests = ctx.vote_estimates  # after a vote (on_vote): what ctx.estimate returns
         per_group: dict[str, list[float]] = {}
         suspect_groups: list[str] = []
         for osid, _, g, st in self._members:
@@ -256,7 +238,7 @@ class DriftDetector(Detector):
             v = verdicts.get(osid)
             if v is None or v[0] != TRUECHIMER:
                 continue
-            e = ests[osid] if ests is not None else ctx.estimate(osid)
+            e = ctx.estimate(osid)
             if e is None:
                 continue
             vals = per_group.get(g)
@@ -268,7 +250,7 @@ class DriftDetector(Detector):
             per_group.pop(g, None)
         if not per_group:
             return None
-        return _median([v[0] if len(v) == 1 else _median(v) for v in per_group.values()])
+        return median([v[0] if len(v) == 1 else median(v) for v in per_group.values()])
 
     def _floor(self, tr: Any, bound_s: float) -> float:
         """The smallest noise a source's residual can have, by what its offset measures."""

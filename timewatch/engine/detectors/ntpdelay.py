@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from ...records import Ntp, Observation
 from ..core import Context, Detector
+from ..value import median
 
 # Normal exchanges kept per server for the baselines (8 polls: chrony's and ntpd's filter length,
 # twice over so one lost sample does not move the minimum).
@@ -44,10 +45,7 @@ class _Server:
         self.offsets.append(offset_s)
 
     def base_offset_s(self) -> float:
-        """The median offset: statistics.median's arithmetic, without its overhead."""
-        so = sorted(self.offsets)
-        i = len(so) // 2
-        return so[i] if len(so) % 2 else (so[i - 1] + so[i]) / 2
+        return median(list(self.offsets))
 
 
 class NtpDelayDetector(Detector):
