@@ -13,8 +13,8 @@ from pathlib import Path
 import pynmea2
 
 from timewatch.decode import decode_bytes
-from timewatch.engine.nmea import NmeaError, Unsupported, decode
-from timewatch.sources.serial import frames_of
+from timewatch.wire.framer import frames_of
+from timewatch.wire.nmea import NmeaError, Unsupported, decode
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "gpsd"
 ROUNDS = 5  # best of: the machine's noise, not the code's
@@ -67,7 +67,7 @@ def main() -> None:
     n = len(lines)
     print(f"{n} sentences from {len(blobs)} logs (per CPU-second, best of {ROUNDS})")
     print(f"pynmea2.parse(check=True) alone:        {_best(lib, n):10,.0f} sentences/s")
-    print(f"engine.nmea.decode (all field checks):  {_best(ours, n):10,.0f} sentences/s  "
+    print(f"wire.nmea.decode (all field checks):  {_best(ours, n):10,.0f} sentences/s  "
           "(target >= 50,000)")
     print(f"timewatch decode (frame+decode+epochs): {_best(full, n):10,.0f} sentences/s")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from timewatch.decode import decode_bytes
 from timewatch.engine.gnss_epoch import ROLLOVER_S, Epoch, EpochAssembler, decode_line
-from timewatch.sources.serial import frames_of
+from timewatch.wire.framer import frames_of
 
 NS = 1_000_000_000
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Not records.py: msgspec decodes trace lines 4x slower into mypyc's native classes (reader 4.4 ->
 # 17 us/obs) and fills a missing int field with 0 instead of refusing the line.
 MODULES = ["timewatch/trace.py"] + sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "timewatch" / "engine").rglob("*.py")
-    if p.name != "__init__.py")  # every engine module: a new one is compiled too
+    str(p.relative_to(ROOT)) for d in ("engine", "wire") for p in (ROOT / "timewatch" / d).rglob("*.py")
+    if p.name != "__init__.py")  # every engine and codec module: a new one is compiled too
 # mypyc puts the code of all modules in one shared library; naming the group inside the package
 # puts that library in timewatch/ instead of the repository root (mypyc's default, a hash name).
 GROUP = "timewatch._core"

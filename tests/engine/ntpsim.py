@@ -18,14 +18,14 @@ from typing import Any
 import msgspec
 
 from timewatch.engine import Engine
-from timewatch.engine.ntppacket import (
+from timewatch.records import Event, Header, Ntp, Observation, Output, SourceInfo
+from timewatch.wire.ntp import (
     NtpPacket,
     decode,
     ntp_to_unix_ns,
     short_raw,
     unix_ns_to_ntp,
 )
-from timewatch.records import Event, Header, Ntp, Observation, Output, SourceInfo
 
 NS = 1_000_000_000
 # 2025-11-26 12:26:40 UTC: any recent time works; fixed so runs are reproducible.

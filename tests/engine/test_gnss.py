@@ -14,10 +14,10 @@ from timewatch.decode import capture_observations
 from timewatch.engine import Engine, registry
 from timewatch.engine.core import Estimate, Tracker
 from timewatch.engine.gnss import GnssTracker
-from timewatch.engine.nmea import sentence
 from timewatch.engine.params import Detect
 from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceInfo, Tick
 from timewatch.sim.nmeagen import NmeaSim, raised_cn0, uniform_cn0
+from timewatch.wire.nmea import sentence
 
 NS = 1_000_000_000
 T0 = 1_795_000_000 * NS  # 2026-11-18, after the build-date floor

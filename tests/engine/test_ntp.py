@@ -13,7 +13,9 @@ import pytest
 
 from timewatch.engine import Engine
 from timewatch.engine.ntp import NtpSample, NtpTracker
-from timewatch.engine.ntppacket import (
+from timewatch.engine.params import Detect
+from timewatch.records import Event, Header, Ntp, Output, Sample, SourceInfo, Tick
+from timewatch.wire.ntp import (
     NTP_UNIX_DELTA_S,
     PacketError,
     decode,
@@ -22,8 +24,6 @@ from timewatch.engine.ntppacket import (
     ntp_to_unix_ns,
     unix_ns_to_ntp,
 )
-from timewatch.engine.params import Detect
-from timewatch.records import Event, Header, Ntp, Output, Sample, SourceInfo, Tick
 
 from .ntpsim import (
     NS,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from timewatch.config import SourceConfig
-from timewatch.engine.ntppacket import decode, ntp_to_unix_ns, unix_ns_to_ntp
 from timewatch.records import Ntp, Observation
 from timewatch.sim.ntpserver import Behaviour, SimNtpServer
 from timewatch.sources.ntp import MAX_RECORDS_PER_EXCHANGE, NtpReader, request
+from timewatch.wire.ntp import decode, ntp_to_unix_ns, unix_ns_to_ntp
 
 HOST = "127.0.0.31"
 

@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 from timewatch.config import SourceConfig
 from timewatch.engine import Engine
 from timewatch.engine.gnss_epoch import decode_line
-from timewatch.engine.ubx import decode_ubx, frame
 from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceInfo, Tick
 from timewatch.sim.nmeagen import NmeaSim
 from timewatch.sim.receiver import PtyReceiver
 from timewatch.sources import now_pair
-from timewatch.sources.serial import MAX_LINE, Framer, SerialReader, frames_of
+from timewatch.sources.serial import SerialReader
+from timewatch.wire.framer import MAX_LINE, Framer, frames_of
+from timewatch.wire.ubx import decode_ubx, frame
 
 ROOT = Path(__file__).resolve().parents[2]
 GGA = "$GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,36.7,M,48.5,M,,*77"

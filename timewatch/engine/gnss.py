@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..records import Nmea, Observation, SourceInfo, Ubx
+from ..wire.ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx
 from .core import Context, Estimate, Tracker
 from .gnss_detect import GnssDetectors
 from .gnss_epoch import Epoch, EpochAssembler, civil_from_days, decode_line
-from .ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import statistics
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
+from ..wire.ubx import UbxInfo
 from .gnss_epoch import (
     DAY_MS,
     ROLLOVER_S,
@@ -23,7 +24,6 @@ from .gnss_epoch import (
     iso_ms,
     next_day,
 )
-from .ubx import UbxInfo
 
 if TYPE_CHECKING:
     from .gnss import GnssTracker

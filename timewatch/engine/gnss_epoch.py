@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .nmea import LABELLED, NmeaError, Sentence, Unsupported, decode
-from .ubx import UbxInfo
+from ..wire.nmea import LABELLED, NmeaError, Sentence, Unsupported, decode
+from ..wire.ubx import UbxInfo
 
 NS: Final = 1_000_000_000
 DAY_MS: Final = 86_400_000

@@ -25,8 +25,8 @@ from collections import deque
 from typing import Any, Final
 
 from ..records import Ntp, Observation, SourceInfo
+from ..wire.ntp import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
 from .core import Context, Estimate, Tracker
-from .ntppacket import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
 from .value import Value
 
 # Server association mode of a reply (RFC 5905 figure 10).

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..engine.gnss_epoch import civil_from_days
-from ..engine.nmea import sentence
 from ..records import Nmea
+from ..wire.nmea import sentence
 from .noise import NS, HostClock
 
 # threats.md: "labels arriving 110 ms (+-4 ms) after their edge, then at 9600 baud".

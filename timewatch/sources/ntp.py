@@ -14,7 +14,7 @@ servers are polled concurrently on one event loop). Each exchange:
 The reader decodes a reply only to validate it and records its fields and raw bytes; it never
 decides whether a server is good (the engine does, and checks the fields again).
 
-The packet codec is the engine's (`engine/ntppacket.py`): one codec for both sides. Why not
+The packet codec is `wire/ntp.py`: one codec for the reader and the engine. Why not
 ntplib's `NTPPacket` codec (the requested dependency): it holds timestamps as Python
 floats (53-bit mantissa), so it can neither send a random 64-bit transmit timestamp nor compare
 the echoed origin bit for bit, and NTP-era seconds as a float keep only ~0.5 us resolution. The
@@ -31,9 +31,9 @@ import struct
 import sys
 
 from ..config import SourceConfig
-from ..engine.ntppacket import NtpPacket, decode, ntp_to_unix_ns
-from ..engine.ntppacket import PacketError as MalformedReply
 from ..records import Ntp
+from ..wire.ntp import NtpPacket, decode, ntp_to_unix_ns
+from ..wire.ntp import PacketError as MalformedReply
 from . import Emit, now_pair
 
 log = logging.getLogger(__name__)

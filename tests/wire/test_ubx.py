@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from timewatch.engine import Engine
-from timewatch.engine.ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx, frame
 from timewatch.records import Event, Header, SourceInfo, Tick, Ubx
-from timewatch.sources.serial import frames_of
+from timewatch.wire.framer import frames_of
+from timewatch.wire.ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx, frame
 
 T0 = 1_795_000_000_000_000_000
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
-from timewatch.engine.nmea import TALKERS, NmeaError, Unsupported, decode, sentence
 from timewatch.engine.params import Detect
 from timewatch.records import Header, Nmea, SourceInfo
+from timewatch.wire.nmea import TALKERS, NmeaError, Unsupported, decode, sentence
 
 RMC = "GPRMC,123519.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A"
 GGA = "GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,36.7,M,48.5,M,,"
