@@ -31,8 +31,11 @@ def ask(b: Behaviour, after_s: float = 0.0) -> bytes | None:
                 req[0] = (4 << 3) | 3
                 req[40:48] = bytes.fromhex("1122334455667788")
                 s.send(bytes(req))
+                # A reply is awaited generously (a loaded machine is slow); only the silent
+                # server's non-answer is bounded short, as nothing will come.
                 try:
-                    return await asyncio.wait_for(loop.sock_recv(s, 2048), 0.8)
+                    return await asyncio.wait_for(loop.sock_recv(s, 2048),
+                                                  0.8 if b.silent else 10.0)
                 except TimeoutError:
                     return None
         finally:
