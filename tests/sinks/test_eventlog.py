@@ -20,7 +20,7 @@ ALERT = Event("alert", T, "time.drift", ("gnss0", "pps0"), "8f3c1c2e", "critical
               {"rate_s_per_s": 1.02e-6, "offset_s": 0.000412, "consensus_offset_s": 0.0000031,
                "window_s": 300})
 CLEAR = Event("clear", T + 1_000_000_000_000, "time.drift", ("gnss0", "pps0"), "8f3c1c2e")
-# The two example lines of docs/events.md, byte for byte.
+# The two example lines of docs/events.md, byte for byte (tests/test_docs.py checks the doc).
 SPEC_LINES = [
     '{"type": "alert", "t_ns": 1764160950000000000, "code": "time.drift", "severity": "critical", '
     '"sources": ["gnss0", "pps0"], "message": "GNSS time drifting +1.02 us/s against holdover and '
