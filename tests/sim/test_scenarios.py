@@ -26,7 +26,7 @@ THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "
 NTP_HOST = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "host_step",
             "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss", "ntp_no_majority", "clean",
             "ntp_server_silent", "ntp_delay_spikes", "ntp_real_leap"]
-THREATS_DOC = ROOT / "docs" / "docs/threats.md"
+THREATS_DOC = ROOT / "docs/threats.md"
 
 
 def test_list_names_every_threats_md_scenario_in_order(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,6 @@
 """Detection thresholds: the `[detect]` config section. Pure data, no I/O.
 
-Every field is a config key of `[detect]` (README documents each); defaults meet docs/threats.md.
+Every field is a `[detect]` config key (docs/config.md documents each); defaults meet docs/threats.md.
 Names carry their units. Add a field here, with a one-line reason, for every new threshold.
 """
 
