@@ -1,6 +1,6 @@
 """Seven simulated days of clean operation with GNSS + PPS + NTP, streamed through the engine.
 
-threats.md "Must not alarm": 7 days with realistic noise and the legitimate faults raise no alert
+docs/threats.md "Must not alarm": 7 days with realistic noise and the legitimate faults raise no alert
 but the ones those faults call for. The deployment is the default one: a GNSS receiver with PPS
 (one trust group) and five NTP servers of four operators (`sim.scenarios.NTP_LAYOUT`). Faults:
 - one NTP server stops answering for 10 minutes (only `source.stale` for it);
@@ -43,7 +43,7 @@ T0_NS = 1_796_083_200 * NS
 ANTENNA = (48.8566, 2.3522, 35.0)
 # The receiver's sentences each second (RMC dates the label, GGA and GSA the fix, GSV the C/N0).
 SENTENCES = ("RMC", "GGA", "GSA", "GSV")
-# What the faults call for (threats.md "Must not alarm"): code -> sources it may name.
+# What the faults call for (docs/threats.md "Must not alarm"): code -> sources it may name.
 SILENT_SERVER_FRACTION = 0.3  # the server falls silent 30% into the run (as clean_week does)
 OBSTRUCTION_FRACTION = 0.6  # the receiver is obstructed 60% into the run
 OBSTRUCTION_S = 60

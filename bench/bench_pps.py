@@ -1,6 +1,6 @@
 """PPS analysis cost per pulse (issue 4 target: < 50 us per pulse on this machine).
 
-An hour of PPS+GNSS (one edge, one RMC label and one tick a second, threats.md noise with 1% of
+An hour of PPS+GNSS (one edge, one RMC label and one tick a second, docs/threats.md noise with 1% of
 late edges, a wandering crystal) through the real engine, twice: with the PPS edges and without
 them (same labels and ticks). Prints (best of five runs):
 - the PPS analysis per pulse: time inside the PPS tracker (`feed` of the edge, `on_tick` on every

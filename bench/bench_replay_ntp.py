@@ -33,7 +33,7 @@ from timewatch.records import Observation  # noqa: E402
 from timewatch.replay import cmd_replay, engine_build  # noqa: E402
 from timewatch.trace import TraceReader, TraceWriter  # noqa: E402
 
-# Six servers in four groups polled every 16 s (threats.md: 16-64 s) for 3 days: ~97,000
+# Six servers in four groups polled every 16 s (docs/threats.md: 16-64 s) for 3 days: ~97,000
 # exchanges; 3.2 days makes it >= 100,000.
 DAYS = 3.2
 POLL_S = 16.0

@@ -1,4 +1,4 @@
-"""The threat battery at full size: every scenario of threats.md (1-21) over ten seeds, a table of
+"""The threat battery at full size: every scenario of docs/threats.md (1-21) over ten seeds, a table of
 detection time against target and false accusations; the clean GNSS runs (an hour with satellites
 rising and setting, a one-minute obstruction); the alerts of a simulated 7-day clean NTP run with
 the legitimate faults; replay speed. (bench_clean_week streams 7 days with GNSS + PPS + NTP.)

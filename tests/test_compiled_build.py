@@ -21,7 +21,7 @@ from build_compiled import compiled_copy  # noqa: E402
 pytestmark = pytest.mark.slow
 
 # One scenario per part of the engine: NTP vote, drift, delay and leap detectors, host steps, the
-# GNSS receiver checks, PPS and the holdover (threats.md numbering in timewatch/sim/scenarios.py).
+# GNSS receiver checks, PPS and the holdover (docs/threats.md numbering in timewatch/sim/scenarios.py).
 SCENARIOS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "host_step",
              "ntp_no_majority", "gnss_push_fast", "gnss_garbage", "pps_faults"]
 

@@ -1,7 +1,7 @@
-"""The threat battery, GNSS and PPS half (spec/threats.md scenarios 5-15 and 21).
+"""The threat battery, GNSS and PPS half (docs/threats.md scenarios 5-15 and 21).
 
 Each case simulates a scenario in the default deployment (a GNSS receiver with its PPS in trust
-group "gnss", five NTP servers of four operators) with the noise of threats.md, replays it through
+group "gnss", five NTP servers of four operators) with the noise of docs/threats.md, replays it through
 a fresh engine and judges the events against the scenario's ground truth (`sim.judge`): detected
 within its target, the receiver's sources named (gnss0 and/or pps0), nobody else accused, above
 all no honest NTP server because GNSS is more precise. Seeds vary, and attack sizes sit just

@@ -1,6 +1,6 @@
-"""The threat battery, NTP and host half (spec/threats.md scenarios 1-4 and 16-20).
+"""The threat battery, NTP and host half (docs/threats.md scenarios 1-4 and 16-20).
 
-Each case simulates a scenario with the noise of threats.md, replays it through a fresh engine and
+Each case simulates a scenario with the noise of docs/threats.md, replays it through a fresh engine and
 judges the events against the scenario's ground truth (`sim.judge`): the attack detected within
 its target, the culprits named, nobody else accused. Seeds vary, and attack sizes sit just above
 the targets' thresholds, so the engine is not tuned to one trace. The legitimate faults of

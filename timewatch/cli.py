@@ -1,4 +1,4 @@
-"""The `timewatch` command (spec/cli.md). Exit 0 ok, 2 usage or config error, 1 other failure.
+"""The `timewatch` command (README.md). Exit 0 ok, 2 usage or config error, 1 other failure.
 
 Each subcommand lives in its own module and is imported only when used, so `--help` and
 `check-config` start fast and a broken optional part never breaks the others.
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the whole monitor against simulated receivers and servers")
     s.add_argument("--duration", type=float, default=None, help="seconds (default: the timeline)")
-    s.add_argument("--scenario", default=None, help="run one scenario of threats.md live")
+    s.add_argument("--scenario", default=None, help="run one threat scenario live (simulate --list names them)")
     s.add_argument("--state-dir", default=None, help="where the store goes (default ./state/demo)")
     s.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="status API address (default a free port on 127.0.0.1; 'off' for none)")
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
 
-    s = sub.add_parser("simulate", help="write a synthetic trace of a threats.md scenario")
+    s = sub.add_parser("simulate", help="write a synthetic trace of a threat scenario (docs/threats.md)")
     s.add_argument("--scenario", help="scenario name (--list names them)")
     s.add_argument("--duration", type=float, default=None, help="seconds of trace")
     s.add_argument("--seed", type=int, default=1)

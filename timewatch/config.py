@@ -1,4 +1,4 @@
-"""TOML config (spec/config.md) -> typed config. Every error names file:line: key.
+"""TOML config (docs/config.md) -> typed config. Every error names file:line: key.
 
 tomllib reports positions only for syntax errors, so `_KeyLines` finds a key's line itself.
 Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never shows the value.

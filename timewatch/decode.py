@@ -1,4 +1,4 @@
-"""`timewatch decode FILE`: a raw receiver capture -> one JSON object per epoch (spec/cli.md).
+"""`timewatch decode FILE`: a raw receiver capture -> one JSON object per epoch (docs/gnss.md).
 
 The capture goes through the serial reader's framer (NMEA, UBX or both interleaved) and the
 engine's decoders and epoch assembler, so `decode` shows exactly what the monitor would see.
@@ -70,7 +70,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-# Arrival model for captures without arrival times (threats.md "Noise"): the first sentence of a
+# Arrival model for captures without arrival times (docs/threats.md "Noise"): the first sentence of a
 # label arrives 110 ms after the second it labels; then each byte takes 10 bits at the line's
 # speed. A capture does not say its speed: 115200 baud fits even the 5 Hz captures in 1 s.
 CAPTURE_LATENCY_NS = 110_000_000

@@ -1,4 +1,4 @@
-"""Observation records (spec/trace-format.md), and what the engine emits: events, samples, snapshots.
+"""Observation records (docs/trace-format.md), and what the engine emits: events, samples, snapshots.
 
 Every time is an integer count of nanoseconds. Records are frozen: once a reader hands one over,
 nothing changes it, so a live run and its replay see the same values.
@@ -135,7 +135,7 @@ NtpError = Literal["timeout", "unreachable", "bad_origin", "malformed", "kiss"]
 
 
 class Ntp(msgspec.Struct, frozen=True):
-    """One NTP client exchange, successful or not (trace-format.md `ntp`)."""
+    """One NTP client exchange, successful or not (docs/trace-format.md `ntp`)."""
 
     src: str
     rx_ns: int
@@ -315,7 +315,7 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """An alert or its clear (spec/events.md). `id` is shared by an alert and its clear."""
+    """An alert or its clear (docs/events.md). `id` is shared by an alert and its clear."""
 
     type: Literal["alert", "clear"]
     t_ns: int

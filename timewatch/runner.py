@@ -35,7 +35,7 @@ from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
 
-# The engine's heartbeat (trace-format.md `tick`: "the runner feeds one a second").
+# The engine's heartbeat (docs/trace-format.md `tick`: "the runner feeds one a second").
 TICK_S = 1.0
 
 

@@ -1,4 +1,4 @@
-"""Read and write observation traces (spec/trace-format.md): JSON Lines, optionally gzipped."""
+"""Read and write observation traces (docs/trace-format.md): JSON Lines, optionally gzipped."""
 
 from __future__ import annotations
 

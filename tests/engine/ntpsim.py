@@ -1,4 +1,4 @@
-"""NTP exchanges built in the tests (no sockets), with the noise of spec/threats.md.
+"""NTP exchanges built in the tests (no sockets), with the noise of docs/threats.md.
 
 A server is a model (path delays, asymmetry, its own error, an optional lie); `exchange` plays one
 client/server exchange on a true timeline and returns the `Ntp` record a reader would have
@@ -30,15 +30,15 @@ from timewatch.wire.ntp import (
 NS = 1_000_000_000
 # 2025-11-26 12:26:40 UTC: any recent time works; fixed so runs are reproducible.
 T0_NS = 1_764_160_000 * NS
-# threats.md: exponential jitter of mean 0.3 ms on each one-way delay.
+# docs/threats.md: exponential jitter of mean 0.3 ms on each one-way delay.
 JITTER_MEAN_S = 0.0003
-# threats.md: 2% of exchanges have a delay spike of 5-10x the base delay.
+# docs/threats.md: 2% of exchanges have a delay spike of 5-10x the base delay.
 SPIKE_P = 0.02
-# threats.md: 0.3% of exchanges time out (at most two in a row).
+# docs/threats.md: 0.3% of exchanges time out (at most two in a row).
 TIMEOUT_P = 0.003
 # The reader gives up on a reply after 2 s (sources/ntp.py REPLY_TIMEOUT_S).
 REPLY_TIMEOUT_NS = 2 * NS
-# Host realtime error (disciplined by NTP): hundreds of us, slewing sub-ppm (threats.md).
+# Host realtime error (disciplined by NTP): hundreds of us, slewing sub-ppm (docs/threats.md).
 HOST_ERR_AMPL_S = 0.0003
 HOST_ERR_PERIOD_S = 6 * 3600.0
 
@@ -54,9 +54,9 @@ def replace(obj: Any, **changes: Any) -> Any:
 class Server:
     src: str
     group: str
-    delay_s: float  # base one-way delay (threats.md: 2-40 ms)
-    asym_s: float = 0.0  # the return path is longer by this much (threats.md: a few ms)
-    offset_s: float = 0.0  # the server's own error (threats.md: up to 0.3 ms)
+    delay_s: float  # base one-way delay (docs/threats.md: 2-40 ms)
+    asym_s: float = 0.0  # the return path is longer by this much (docs/threats.md: a few ms)
+    offset_s: float = 0.0  # the server's own error (docs/threats.md: up to 0.3 ms)
     root_delay_s: float = 0.0005
     root_dispersion_s: float = 0.0005  # covers offset_s: the server is honest
     stratum: int = 1
@@ -151,7 +151,7 @@ def events(out: Sequence[Output]) -> list[Event]:
 
 
 def four_groups(rng: random.Random, poll_s: float = 64.0) -> list[Server]:
-    """Six honest servers from four operators, with the delays and asymmetries of threats.md."""
+    """Six honest servers from four operators, with the delays and asymmetries of docs/threats.md."""
     layout = [("a1", "op-a"), ("a2", "op-a"), ("b1", "op-b"), ("c1", "op-c"), ("c2", "op-c"),
               ("d1", "op-d")]
     out = []

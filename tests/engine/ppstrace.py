@@ -1,7 +1,7 @@
 """Test helper: PPS+GNSS traces built in the tests (sim/pps.py edges, real RMC sentences, ticks).
 
 The GNSS labels are real NMEA RMC sentences with correct checksums, arriving `label_latency_s`
-(+-4 ms) after the receiver's pulse, as threats.md's noise floor says. They are read by
+(+-4 ms) after the receiver's pulse, as docs/threats.md's noise floor says. They are read by
 engine/gnss.py's tracker when it exposes `labels`; until then by `StubGnss`, the minimal tracker
 of the interface PPS depends on (a deque of TimeLabel(utc_ns, rx_ns, raw_ns, valid)).
 """

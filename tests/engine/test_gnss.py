@@ -1,5 +1,5 @@
 """GnssTracker: time labels, coarse offset and latency learning, and the receiver-level detectors
-on the simulated receiver (each threats.md fault within its target) and on the gpsd corpus."""
+on the simulated receiver (each docs/threats.md fault within its target) and on the gpsd corpus."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_latency_is_not_learned_from_the_source_itself() -> None:
     assert isinstance(tr, GnssTracker) and tr.latency_s is None
 
 
-# -- each fault of threats.md within its target ---------------------------------------------
+# -- each fault of docs/threats.md within its target ---------------------------------------------
 
 
 def first_alert_s(events: list[Event], code: str, start_s: float) -> float:
@@ -244,7 +244,7 @@ def test_second_60_at_the_end_of_december_is_accepted() -> None:
 
 # -- the gpsd corpus -------------------------------------------------------------------------
 
-# What real receivers must never cause (threats.md "must not alarm" and the issue): their own
+# What real receivers must never cause (docs/threats.md "must not alarm" and the issue): their own
 # faults (no fix, bad checksums, wrong dates, repeated or spliced labels) may be reported.
 NEVER_ON_REAL = {"gnss.cn0_anomaly", "gnss.simulator", "gnss.receiver_flag",
                  "gnss.position_jump", "gnss.leap_second", "gnss.satellites"}

@@ -62,7 +62,7 @@ def test_wander_is_measured_from_block_frequencies() -> None:
     assert steady.wander_measured and steady.wander_ppm < 0.01
 
     wandering = Holdover()
-    # 0.1 ppm per 10 min, as threats.md's oscillator: block frequencies 0.1 ppm apart.
+    # 0.1 ppm per 10 min, as docs/threats.md's oscillator: block frequencies 0.1 ppm apart.
     feed_line(wandering, 5 * 600 + 10, 0.0, 1.5e-6, freq_at=lambda i: 20.0 + 0.1 * i / 600)
     assert wandering.wander_measured
     assert 0.05 < wandering.wander_ppm < 0.1  # Allan deviation of a drift d per block: d/sqrt(2)

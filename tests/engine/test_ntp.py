@@ -1,6 +1,6 @@
 """engine/ntp.py: NTP validation, samples, the clock filter, and the alerts NTP sources raise.
 
-Observations are built here (tests/engine/ntpsim.py, noise of spec/threats.md); no sockets.
+Observations are built here (tests/engine/ntpsim.py, noise of docs/threats.md); no sockets.
 """
 
 from __future__ import annotations

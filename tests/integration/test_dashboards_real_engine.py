@@ -45,7 +45,7 @@ T0_NS = 1_796_083_200 * NS
 DURATION_S = 3600
 HOST = "pi-lab-1"
 ANTENNA = (48.8566, 2.3522, 35.0)
-# Four NTP servers of four operators (threats.md: "4+ servers of >= 3 operators").
+# Four NTP servers of four operators (docs/threats.md: "4+ servers of >= 3 operators").
 NTP_LAYOUT = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d", "op-d")]
 # The receiver's sentences each second (RMC dates the label, GGA and GSA the fix, GSV the C/N0).
 SENTENCES = ("RMC", "GGA", "GSA", "GSV")

@@ -1,4 +1,4 @@
-"""The event log: exactly events.md's JSON objects, one per line, flushed per event; an unwritable
+"""The event log: exactly docs/events.md's JSON objects, one per line, flushed per event; an unwritable
 file is an error naming it and the events wait for it."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ ALERT = Event("alert", T, "time.drift", ("gnss0", "pps0"), "8f3c1c2e", "critical
               {"rate_s_per_s": 1.02e-6, "offset_s": 0.000412, "consensus_offset_s": 0.0000031,
                "window_s": 300})
 CLEAR = Event("clear", T + 1_000_000_000_000, "time.drift", ("gnss0", "pps0"), "8f3c1c2e")
-# The two example lines of spec/events.md, byte for byte.
+# The two example lines of docs/events.md, byte for byte (tests/test_docs.py checks the doc).
 SPEC_LINES = [
     '{"type": "alert", "t_ns": 1764160950000000000, "code": "time.drift", "severity": "critical", '
     '"sources": ["gnss0", "pps0"], "message": "GNSS time drifting +1.02 us/s against holdover and '

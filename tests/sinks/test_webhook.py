@@ -496,7 +496,7 @@ def test_webhook_test_command_reports_each_endpoint(tmp_path, receiver, capsys):
 
 
 def test_no_secret_in_logs_outputs_or_state(tmp_path, monkeypatch, caplog, capsys):
-    """Secrets given every way config.md allows; the receivers echo back all they got."""
+    """Secrets given every way docs/config.md allows; the receivers echo back all they got."""
     def echo(n: int, r: Req) -> tuple[int, dict[str, str], bytes]:
         back = json.dumps({"path": r.path, "auth": r.headers.get("authorization", ""),
                            "body": r.body.decode()[:120], "headers": r.headers}).encode()

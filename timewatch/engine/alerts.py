@@ -3,7 +3,7 @@
 Detectors do not emit events themselves. Each evaluation they either `assert_` a condition (it
 holds now, with its evidence) or `release` it (it does not hold now). This module turns that
 stream into alert/clear events: an active condition is alerted once, and it clears only after it
-has stayed released for its hold-down time (spec/events.md: no flapping).
+has stayed released for its hold-down time (docs/events.md: no flapping).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Receiver-level GNSS detectors: what one receiver's own output can justify (spec/events.md).
+"""Receiver-level GNSS detectors: what one receiver's own output can justify (docs/events.md).
 
 Each detector keeps a little state and, on every epoch (or sentence, or UBX message), either
 asserts its condition with the evidence or releases it; `alerts.Alerts` turns that into alert and

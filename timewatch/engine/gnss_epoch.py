@@ -1,7 +1,7 @@
 """GNSS epochs: sentences and UBX messages that share one time label, assembled into what the
 receiver said (time, validity, fix, position, satellites). Pure: no clock, no I/O.
 
-An epoch (spec/cli.md) runs from a time-labelled sentence (RMC, GGA, ZDA, GNS, GLL, GST; UBX
+An epoch (docs/gnss.md) runs from a time-labelled sentence (RMC, GGA, ZDA, GNS, GLL, GST; UBX
 NAV-TIMEUTC) to the next one with a different label; sentences without a label (GSA, GSV, TXT,
 other UBX) belong to the epoch in progress. The same labelled sentence twice also starts a new
 epoch (a receiver repeating its label). Shared by `timewatch decode` and `GnssTracker`.
@@ -30,7 +30,7 @@ FLAG_STATE: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class Epoch:
-    """What the receiver said for one time label (cli.md `decode` output)."""
+    """What the receiver said for one time label (docs/gnss.md, `decode` output)."""
 
     tod_ms: int | None  # UTC time of day of the label (second 60 kept)
     date: tuple[int, int, int] | None

@@ -4,7 +4,7 @@ The host's `CLOCK_MONOTONIC_RAW` (`raw_ns` on records) is a crystal that nothing
 that no one can spoof over the air. While the references agree, this module learns how it runs
 against them (a straight line: reference time as a function of raw time, i.e. a phase and a
 frequency) and how much that frequency wanders. When a reference later moves, the model says
-whether the oscillator can explain the move (threats.md: "Holdover is a witness").
+whether the oscillator can explain the move (docs/threats.md: "Holdover is a witness").
 
 Learning (who calls `learn`):
 - the PPS tracker (engine/pps.py), with each good edge while the consensus has quorum and the PPS
@@ -53,11 +53,11 @@ if TYPE_CHECKING:
 
 from .core import Context, Detector
 
-# Block length: threats.md states the wander "over ten minutes"; one block measures one such span.
+# Block length: docs/threats.md states the wander "over ten minutes"; one block measures one such span.
 DEFAULT_BLOCK_S: Final = 600.0
 # Completed block frequencies kept for the wander statistic (2 h: long enough for a stable spread).
 WANDER_BLOCKS: Final = 12
-# Wander assumed until two blocks are measured (threats.md: "about 0.1 ppm over ten minutes").
+# Wander assumed until two blocks are measured (docs/threats.md: "about 0.1 ppm over ten minutes").
 PRIOR_WANDER_PPM: Final = 0.1
 # Floor on the measured wander: an Allan deviation from a few blocks is itself noisy.
 WANDER_FLOOR_PPM: Final = 0.005

@@ -49,7 +49,7 @@ PKT_TS_TOLERANCE_NS: Final = 1_000
 PKT_SHORT_TOLERANCE_S: Final = 1.0 / 65536
 # A missed poll is known only after its reply would have come, and readers randomise their poll
 # times: the stale limit is `stale_polls` whole polls plus half a poll, so 2 timeouts in a row
-# (threats.md noise) never make a source stale and 3 missed polls always do.
+# (docs/threats.md noise) never make a source stale and 3 missed polls always do.
 STALE_GRACE_POLLS: Final = 0.5
 # The header fields a record repeats, in the order `_packet_mismatch` compares them.
 _HEADER_FIELDS: Final = ("leap", "version", "mode", "stratum", "poll", "precision")

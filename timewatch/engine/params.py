@@ -1,6 +1,6 @@
 """Detection thresholds: the `[detect]` config section. Pure data, no I/O.
 
-Every field is a config key of `[detect]` (README documents each); defaults meet spec/threats.md.
+Every field is a `[detect]` config key (docs/config.md documents each); defaults meet docs/threats.md.
 Names carry their units. Add a field here, with a one-line reason, for every new threshold.
 """
 
@@ -18,9 +18,9 @@ class Detect:
     hold_down_s: float = 120.0
 
     # -- staleness -------------------------------------------------------------------------
-    # NTP: no usable reply for this many polls (spec/events.md: "3 polls").
+    # NTP: no usable reply for this many polls (docs/events.md: "3 polls").
     stale_polls: float = 3.0
-    # GNSS and PPS: no usable data for this long (spec/events.md: "5 s for PPS/GNSS").
+    # GNSS and PPS: no usable data for this long (docs/events.md: "5 s for PPS/GNSS").
     stale_gnss_s: float = 5.0
 
     # -- vote ------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ class Detect:
     # consensus.host_offset: host realtime farther than this from the consensus (beyond bounds).
     host_offset_s: float = 0.1
     # consensus.host_step: realtime jumped against CLOCK_MONOTONIC_RAW by at least this much
-    # (threats.md scenario 16: a step of >= 100 ms).
+    # (docs/threats.md scenario 16: a step of >= 100 ms).
     host_step_s: float = 0.1
 
     # -- ntp -------------------------------------------------------------------------------
@@ -47,16 +47,16 @@ class Detect:
     ntp_poll_default_s: float = 64.0
     # Clock filter: an offset that moved from the lowest-delay sample by more than half the
     # change in delay plus this (plus aging) is a real change of the server's time, not
-    # queueing (threats.md: exponential jitter of mean 0.3 ms on each leg).
+    # queueing (docs/threats.md: exponential jitter of mean 0.3 ms on each leg).
     ntp_jitter_s: float = 0.001
 
     # -- ntp.delay_anomaly (detectors/ntpdelay.py) ------------------------------------------
-    # Round-trip delay above the server's baseline by at least this much (threats.md: a MITM
+    # Round-trip delay above the server's baseline by at least this much (docs/threats.md: a MITM
     # adds >= 20 ms; jitter is ~0.3 ms): half of it to catch 20 ms with margin.
     ntp_delay_jump_s: float = 0.010
     # ... with an offset shift within this fraction of half the delay increase ...
     ntp_delay_offset_tolerance: float = 0.3
-    # ... on this many consecutive exchanges (a single 10x spike never does it; threats.md: 3 polls).
+    # ... on this many consecutive exchanges (a single 10x spike never does it; docs/threats.md: 3 polls).
     ntp_delay_confirm: int = 3
 
     # -- time.drift (detectors/drift.py) ----------------------------------------------------
@@ -72,25 +72,25 @@ class Detect:
     # clocks are disciplined, the host's realtime cancels out; 1 ppm is chrony's maxclockerror.
     drift_consensus_ppm: float = 1.0
     # Floor of the residual noise of a source, per kind: NTP (chrony's filter leaves ~0.1 ms of
-    # jitter on a LAN) and GNSS/PPS (1.5 us of interrupt jitter, threats.md).
+    # jitter on a LAN) and GNSS/PPS (1.5 us of interrupt jitter, docs/threats.md).
     drift_sigma_floor_ntp_s: float = 0.0001
     drift_sigma_floor_gnss_s: float = 2e-6
     # The rate a PPS may move against the holdover clock is 3 x the crystal's wander, never taken
     # below this (ppm): a wander measured from a few 10-min blocks can be far too small by chance
-    # (threats.md: a Pi crystal wanders ~0.1 ppm over ten minutes; lower it for a TCXO/OCXO).
+    # (docs/threats.md: a Pi crystal wanders ~0.1 ppm over ten minutes; lower it for a TCXO/OCXO).
     drift_wander_floor_ppm: float = 0.1
     # time.step for NTP sources: the offset against the consensus of the other groups jumped by
-    # at least this much and stayed (threats.md: a liar of >= 50 ms; Internet route changes move
+    # at least this much and stayed (docs/threats.md: a liar of >= 50 ms; Internet route changes move
     # a path's asymmetry by a few ms).
     ntp_step_s: float = 0.010
 
     # -- pps (engine/pps.py) ----------------------------------------------------------------
     # Pulse interval tolerance around whole seconds: a 100 ppm crystal (100 us) plus 30 us
-    # interrupt-latency outliers (threats.md), with a 7x margin.
+    # interrupt-latency outliers (docs/threats.md), with a 7x margin.
     pps_interval_tolerance_s: float = 0.001
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
-    # time.step: PPS phase jump against the raw oscillator (threats.md #5: a step >= 10 us is
+    # time.step: PPS phase jump against the raw oscillator (docs/threats.md #5: a step >= 10 us is
     # caught in 5 s; 1.5 us of jitter leaves a 10 us step at 10 +- 1.7 us: judge from 6 us) ...
     pps_step_s: float = 6e-6
     # ... confirmed by this many of the last pps_step_window pulses on one side (1% of edges are
@@ -121,7 +121,7 @@ class Detect:
     # gnss.date_anomaly: receiver date this far from the consensus of other sources ("days").
     gnss_date_tolerance_s: float = 86400.0
     # Coarse offset: label-to-arrival latency prior is [0, this] until learned (NMEA output starts
-    # within the second it labels; threats.md: 110 ms typical).
+    # within the second it labels; docs/threats.md: 110 ms typical).
     gnss_latency_prior_max_s: float = 1.0
     # ... learned as the median of this many labels against an agreeing consensus (one minute).
     gnss_latency_learn_n: int = 60
@@ -130,21 +130,21 @@ class Detect:
     gnss_label_resolution_s: float = 0.001
     # An epoch still open after this long is closed (a receiver that went quiet mid-epoch).
     gnss_epoch_close_s: float = 2.0
-    # gnss.no_fix after this long without a valid fix (threats.md: jamming within 10 s).
+    # gnss.no_fix after this long without a valid fix (docs/threats.md: jamming within 10 s).
     gnss_no_fix_s: float = 5.0
-    # gnss.sentence_errors: more than this fraction of bad sentences in the window (threats.md:
+    # gnss.sentence_errors: more than this fraction of bad sentences in the window (docs/threats.md:
     # 5% corrupted must alarm, 1 in 10,000 is normal noise) ...
     gnss_sentence_error_ratio: float = 0.02
     gnss_sentence_window_s: float = 60.0
     # ... and at least this many bad ones (a single bad line at start-up is not a rate).
     gnss_sentence_error_min: int = 5
-    # gnss.position_jump: fix farther than this from the antenna position (threats.md: 50 m) ...
+    # gnss.position_jump: fix farther than this from the antenna position (docs/threats.md: 50 m) ...
     gnss_position_limit_m: float = 50.0
     # ... on this many valid epochs in a row (a single multipath outlier is not a jump).
     gnss_position_confirm: int = 3
     # Survey-in of an unconfigured antenna: this many valid epochs within limit/2 of their mean.
     gnss_survey_epochs: int = 60
-    # gnss.cn0_anomaly: C/N0 standard deviation across satellites below this (threats.md) ...
+    # gnss.cn0_anomaly: C/N0 standard deviation across satellites below this (docs/threats.md) ...
     gnss_cn0_uniform_sigma_db_hz: float = 2.0
     # ... over at least this many satellites (the GPS-simulator capture tracks 4) ...
     gnss_cn0_uniform_min_sats: int = 4
@@ -152,7 +152,7 @@ class Detect:
     gnss_cn0_uniform_s: float = 15.0
     # ... or that many satellites above this (open-sky signals peak near 50-52 dB-Hz) ...
     gnss_cn0_max_db_hz: float = 55.0
-    # ... or all satellites up by this much within 10 s (threats.md: all up >= 6 dB at once).
+    # ... or all satellites up by this much within 10 s (docs/threats.md: all up >= 6 dB at once).
     gnss_cn0_step_db_hz: float = 6.0
     # gnss.satellites: at least this many satellites lost or gained between two reports ...
     gnss_sat_change_min: int = 4

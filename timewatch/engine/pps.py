@@ -53,10 +53,10 @@ INITIAL_JITTER_S: Final = 10e-6
 JITTER_ALPHA: Final = 1 / 32
 # The step threshold never drops below this many jitters (noisy hardware must not alarm; a
 # 3.5-sigma pulse on one side is 2e-4, four of five 1e-14: the late outliers decide the rate).
-# Not more: a 10 us step over 1.7 us of measured jitter must stay above it (threats.md #5).
+# Not more: a 10 us step over 1.7 us of measured jitter must stay above it (docs/threats.md #5).
 STEP_JITTER_K: Final = 3.5
 # Frequency error allowed per second of a long interval: 200 ppm before holdover knows the crystal
-# (threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
+# (docs/threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
 SLACK_UNKNOWN_PPM: Final = 200.0
 SLACK_KNOWN_PPM: Final = 2.0
 # After a silence longer than this, an edge restarts the train (counted missing, not an interval).

@@ -13,7 +13,7 @@ What runs (no root, no network, no hardware; Linux routes all of 127/8 to lo):
 A `Plan` is a list of `Stage`s on a timeline (seconds from start, scalable for tests): each stage
 changes the simulators (an NTP server's `Behaviour`, the receiver's and the PPS's fault functions)
 and is announced in the view. The default plan: clean start, a rogue NTP server, a GNSS time push,
-recovery. `--scenario NAME` runs one scenario of threats.md live after a learning lead;
+recovery. `--scenario NAME` runs one scenario of docs/threats.md live after a learning lead;
 `host_step` cannot be driven live (it would step this machine's clock): the demo says so and
 points at `timewatch simulate` + `timewatch replay`.
 """
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 # Loopback addresses of the simulated servers (all of 127.0.0.0/8 is local on Linux).
 SERVER_HOSTS = ("127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24")
 SERVER_IDS = ("sim-a", "sim-b", "sim-c", "sim-d")
-# One operator each (threats.md: 4+ servers of >= 3 operators).
+# One operator each (docs/threats.md: 4+ servers of >= 3 operators).
 DEFAULT_GROUPS = {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-d"}
 # Unprivileged port, so the demo needs no root.
 SERVER_PORT = 12123
@@ -67,7 +67,7 @@ DEMO_SNAPSHOT_S = 1.0
 DEFAULT_DURATION_S = 115.0
 ROGUE_AT_S, PUSH_AT_S, RECOVER_AT_S = 25.0, 55.0, 90.0
 ROGUE_OFFSET_S = 0.150  # far beyond any loopback error bound
-PUSH_RATE = 10e-6  # s/s: threats.md #7 (gnss_push_fast, >= 10 us/s)
+PUSH_RATE = 10e-6  # s/s: docs/threats.md #7 (gnss_push_fast, >= 10 us/s)
 # Scenario mode: the attack starts after this lead (PPS numbering and phase line, the holdover's
 # 30 s minimum span, the NTP clock filters), and the run goes on for the scenario's window.
 SCENARIO_LEAD_S = 40.0
@@ -181,7 +181,7 @@ def default_plan(scale: float = 1.0) -> Plan:
     ))
 
 
-# -- scenarios of threats.md, live -------------------------------------------------------------
+# -- scenarios of docs/threats.md, live ------------------------------------------------------------
 
 # name -> (what happens, action, suspects, detection codes, window after the attack start (s)).
 _Live = tuple[str, Callable[[World], None], tuple[str, ...], tuple[str, ...], float]
@@ -237,7 +237,7 @@ def _cn0(w: World) -> None:
 
 
 def _garbage(w: World) -> None:
-    w.nmea.corrupt_rate = 0.05  # threats.md #21: 5% of sentences corrupted
+    w.nmea.corrupt_rate = 0.05  # docs/threats.md #21: 5% of sentences corrupted
     w.nmea.garbage_rate = 0.02  # ... and some garbage lines
 
 
@@ -310,7 +310,7 @@ def scenario_names() -> list[str]:
 
 
 def scenario_plan(name: str, duration_s: float | None = None) -> Plan:
-    """The live plan of a threats.md scenario. UsageError for unknown or not-live ones."""
+    """The live plan of a docs/threats.md scenario. UsageError for unknown or not-live ones."""
     if name in NOT_LIVE:
         raise UsageError(
             f"demo --scenario {name}: cannot be driven live: {NOT_LIVE[name]}. Run it as a trace: "

@@ -6,7 +6,7 @@ gnss_error_ns(second_ns)` (a spoofed receiver is off; use the same function for 
 and starts sending that second's sentences 110 ms (+-4 ms, uniform) later, then at the line's
 baud rate (10 bits a byte, 8N1): `epoch()` gives (arrival true ns of each line's LF, line).
 
-Noise (threats.md, "at least this much"): satellites rising and setting on 6-hour passes (a
+Noise (docs/threats.md, "at least this much"): satellites rising and setting on 6-hour passes (a
 12-hour orbit, above the horizon half of it), C/N0 from elevation plus 1.5 dB-Hz of noise,
 position noise of a few metres, one corrupted character per 10,000 sentences.
 
@@ -32,22 +32,22 @@ from ..records import Nmea
 from ..wire.nmea import sentence
 from .noise import NS, HostClock
 
-# threats.md: "labels arriving 110 ms (+-4 ms) after their edge, then at 9600 baud".
+# docs/threats.md: "labels arriving 110 ms (+-4 ms) after their edge, then at 9600 baud".
 LATENCY_S = 0.110
 LATENCY_JITTER_S = 0.004
 BAUD = 9600
-# threats.md: "one corrupted character per 10,000 sentences".
+# docs/threats.md: "one corrupted character per 10,000 sentences".
 CORRUPT_RATE = 1e-4
 # GPS orbits twice a sidereal day; a satellite is above the horizon about half of it: 6-hour passes.
 ORBIT_S = 43_082.0
 SATELLITES = 24  # a GPS constellation's worth of PRNs
 MASK_DEG = 5.0  # receivers track above ~5 degrees
 USED_MASK_DEG = 10.0  # ... and use satellites above ~10 degrees, at most 12 in GSA
-# C/N0 at the horizon and the zenith (open sky, patch antenna), and its noise (threats.md).
+# C/N0 at the horizon and the zenith (open sky, patch antenna), and its noise (docs/threats.md).
 CN0_HORIZON_DB_HZ = 32.0
 CN0_ZENITH_DB_HZ = 50.0
 CN0_NOISE_DB_HZ = 1.5
-# threats.md: "position noise of a few metres".
+# docs/threats.md: "position noise of a few metres".
 POSITION_NOISE_M = 2.0
 ALTITUDE_NOISE_M = 3.0
 M_PER_DEG_LAT = 111_320.0  # metres per degree of latitude (WGS-84, mid latitudes)
@@ -234,11 +234,11 @@ def _lon(v: float) -> str:
 def uniform_cn0(level_db_hz: float = 45.0, sigma_db_hz: float = 0.5,
                 rng: random.Random | None = None) -> Callable[[int, dict[int, float]],
                                                                dict[int, float]]:
-    """A spoofer's C/N0: every satellite at one level (threats.md #11)."""
+    """A spoofer's C/N0: every satellite at one level (docs/threats.md #11)."""
     r = rng or random.Random(0)
     return lambda _s, c: {p: level_db_hz + r.gauss(0, sigma_db_hz) for p in c}
 
 
 def raised_cn0(step_db: float = 8.0) -> Callable[[int, dict[int, float]], dict[int, float]]:
-    """All satellites up by step_db at once (threats.md #11)."""
+    """All satellites up by step_db at once (docs/threats.md #11)."""
     return lambda _s, c: {p: v + step_db for p, v in c.items()}

@@ -1,6 +1,6 @@
 """Noise models for simulated traces: the host's two clocks and the NTP network paths.
 
-The numbers are the floor that spec/threats.md ("Noise: at least this much") pins down. Every
+The numbers are the floor that docs/threats.md ("Noise: at least this much") pins down. Every
 model draws from a `random.Random` its caller seeds, and is queried in a fixed order, so the same
 seed always gives the same numbers (no wall clock, no unordered iteration).
 
@@ -18,21 +18,21 @@ from dataclasses import dataclass
 NS = 1_000_000_000
 MINUTE_NS = 60 * NS
 
-# threats.md: "a crystal off by up to +-100 ppm".
+# docs/threats.md: "a crystal off by up to +-100 ppm".
 CRYSTAL_MAX_PPM = 100.0
-# threats.md: "temperature swings that move the crystal's frequency by 2 ppm over a day" (+-1 ppm).
+# docs/threats.md: "temperature swings that move the crystal's frequency by 2 ppm over a day" (+-1 ppm).
 DIURNAL_AMPLITUDE_PPM = 1.0
 DAY_S = 86_400.0
-# threats.md: "a random walk of 0.02 ppm a minute" (one Gaussian step per minute).
+# docs/threats.md: "a random walk of 0.02 ppm a minute" (one Gaussian step per minute).
 RANDOM_WALK_PPM_PER_MIN = 0.02
-# threats.md: "the realtime clock disciplined by NTP (sub-ppm slews, hundreds of microseconds of
+# docs/threats.md: "the realtime clock disciplined by NTP (sub-ppm slews, hundreds of microseconds of
 # error)": three slow sinusoids of 40-120 us with periods of 1-4 h slew at most 0.6 ppm together.
 REALTIME_TERMS = 3
 REALTIME_AMPLITUDE_S = (40e-6, 120e-6)
 REALTIME_PERIOD_S = (3_600.0, 14_400.0)
 # Boot happened a while before the trace starts (CLOCK_MONOTONIC_RAW counts from boot).
 BOOT_AGO_S = (3_600.0, 30 * 86_400.0)
-# threats.md: "records handed over up to 20 ms out of order".
+# docs/threats.md: "records handed over up to 20 ms out of order".
 HANDOVER_MAX_S = 0.020
 
 
@@ -102,18 +102,18 @@ class HostClock:
 
 # -- NTP paths ---------------------------------------------------------------------------------
 
-# threats.md: "one-way delays of 2-40 ms per server".
+# docs/threats.md: "one-way delays of 2-40 ms per server".
 ONE_WAY_DELAY_S = (0.002, 0.040)
-# threats.md: "paths asymmetric by up to a few ms" (difference between the two legs).
+# docs/threats.md: "paths asymmetric by up to a few ms" (difference between the two legs).
 ASYMMETRY_MAX_S = 0.003
-# threats.md: "exponential jitter (mean 0.3 ms)" on each leg.
+# docs/threats.md: "exponential jitter (mean 0.3 ms)" on each leg.
 JITTER_MEAN_S = 0.0003
-# threats.md: "2% of exchanges with a delay spike of 5-10x the base delay".
+# docs/threats.md: "2% of exchanges with a delay spike of 5-10x the base delay".
 SPIKE_PROBABILITY = 0.02
 SPIKE_FACTOR = (5.0, 10.0)
-# threats.md: "servers off by up to 0.3 ms".
+# docs/threats.md: "servers off by up to 0.3 ms".
 SERVER_ERROR_MAX_S = 0.0003
-# threats.md: "0.3% of exchanges timing out (at most two in a row)".
+# docs/threats.md: "0.3% of exchanges timing out (at most two in a row)".
 TIMEOUT_PROBABILITY = 0.003
 TIMEOUT_MAX_RUN = 2
 # A server takes 10-50 us between receiving a request and sending the reply (chronyd on a Pi).

@@ -6,7 +6,7 @@ host's clocks (`sim.noise.HostClock`): the kernel stamps the edge with CLOCK_REA
 interrupt latency, and the reader derives `raw_ns` from a realtime/raw pair read a little later,
 exactly as sources/pps.py does (raw = raw_now - (real_now - assert)).
 
-Noise (threats.md, "at least this much"): 1.5 us (1 sigma) of interrupt jitter; 1% of edges
+Noise (docs/threats.md, "at least this much"): 1.5 us (1 sigma) of interrupt jitter; 1% of edges
 5-30 us late. The host crystal (+-100 ppm, diurnal swing, 0.02 ppm/min random walk) and the
 NTP-disciplined realtime clock come from `HostClock`.
 
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from ..records import Pps
 from .noise import NS, HostClock
 
-# threats.md: "1.5 us (1 sigma) of interrupt jitter".
+# docs/threats.md: "1.5 us (1 sigma) of interrupt jitter".
 JITTER_S = 1.5e-6
 # Mean interrupt latency of a GPIO PPS on a Pi (a few us); the jitter is around it.
 BASE_LATENCY_S = 5e-6
-# threats.md: "1% of edges 5-30 us late".
+# docs/threats.md: "1% of edges 5-30 us late".
 OUTLIER_PROBABILITY = 0.01
 OUTLIER_S = (5e-6, 30e-6)
 # The reader wakes up 20-200 us after the edge and reads its realtime/raw pair then.

@@ -1,4 +1,4 @@
-"""`timewatch simulate`: synthetic observation traces of the scenarios of spec/threats.md.
+"""`timewatch simulate`: synthetic observation traces of the scenarios of docs/threats.md.
 
 A scenario is a deployment (the header's sources and trust groups), the noise of
 `sim.noise` (always on), and a scripted attack or legitimate fault starting at a known moment.
@@ -27,7 +27,7 @@ from .nmeagen import NmeaSim
 from .noise import NS, HostClock, NtpPath, handover_delay_ns
 from .pps import PpsSim
 
-# 2025-11-26T12:00:00Z: the spec's example traces live around here (trace-format.md header).
+# 2025-11-26T12:00:00Z: the spec's example traces live around here (docs/trace-format.md header).
 DEFAULT_T0_NS = 1_764_158_400 * NS
 # 2016-12-31T22:00:00Z: two hours before the last real leap second (IERS Bulletin C 52).
 LEAP_2016_T0_NS = 1_483_221_600 * NS
@@ -36,7 +36,7 @@ NTP_UNIX_OFFSET_S = 2_208_988_800
 # The client gives up on a reply after this long (chrony's default maximum is 2 s... the spec's
 # example timeout record is 2 s after t1).
 TIMEOUT_S = 2.0
-# Polls are 16-64 s in the default deployment (threats.md).
+# Polls are 16-64 s in the default deployment (docs/threats.md).
 POLLS_S = (16, 32, 64)
 # Polls start up to 0.2 s late (the client's timer jitter).
 POLL_JITTER_S = 0.2
@@ -164,7 +164,7 @@ def _make_servers(rng: random.Random, layout: list[tuple[str, str]], seed: int) 
     return out
 
 
-# Default NTP deployment: five servers of four operators (op-a runs two), threats.md "4+ servers
+# Default NTP deployment: five servers of four operators (op-a runs two), docs/threats.md "4+ servers
 # of >= 3 operators".
 NTP_LAYOUT = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d", "op-d"),
               ("ntp-e", "op-a")]
@@ -356,7 +356,7 @@ Builder = Callable[[int, float, dict[str, Any]], SimTrace]
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    number: int | None  # the row of threats.md, None for the clean/legit-fault runs
+    number: int | None  # the row of docs/threats.md, None for the clean/legit-fault runs
     description: str
     duration_s: float
     build: Builder
@@ -543,7 +543,7 @@ GNSS_SLOW_WARMUP_S = 600
 GNSS_START_JITTER_S = 20
 # Codes that accuse a time reference (the receiver's, when its time is attacked).
 TIME_CODES = ("time.step", "time.drift", "source.falseticker")
-# threats.md #11: a spoofer's C/N0 is uniform (sigma < 2 dB-Hz over >= 5 satellites).
+# docs/threats.md #11: a spoofer's C/N0 is uniform (sigma < 2 dB-Hz over >= 5 satellites).
 CN0_UNIFORM_SIGMA_DB_HZ = (0.3, 1.2)
 CN0_UNIFORM_LEVEL_DB_HZ = (40.0, 48.0)
 
@@ -681,7 +681,7 @@ def _gnss_jamming(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
         {"gnss.satellites": (GNSS_ID,), "source.stale": (PPS_ID,)}))
 
 
-# threats.md "first sentence": the faulty second's first sentence (RMC) arrives 110 +- 4 ms after
+# docs/threats.md "first sentence": the faulty second's first sentence (RMC) arrives 110 +- 4 ms after
 # the second, then its ~75 ms at 9600 baud.
 FIRST_SENTENCE_S = 0.25
 
@@ -735,7 +735,7 @@ def _pps_faults(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrac
 
 def _gnss_garbage(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     sim, r = _gnss_sim("gnss_garbage", seed, duration_s)
-    corrupt = _p(params, "corrupt_rate", lambda: 0.05)  # threats.md #21: 5% of sentences
+    corrupt = _p(params, "corrupt_rate", lambda: 0.05)  # docs/threats.md #21: 5% of sentences
     garbage = _p(params, "garbage_rate", lambda: sim.attack_rng.uniform(0.002, 0.02))
     ta = _gnss_start(sim)
 
@@ -750,7 +750,7 @@ def _gnss_garbage(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
                                  garbage_rate=garbage))
 
 
-# -- clean runs and legitimate faults (threats.md "Must not alarm") ------------------------------
+# -- clean runs and legitimate faults (docs/threats.md "Must not alarm") ---------------------------
 
 
 def _clean(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
@@ -773,7 +773,7 @@ def _ntp_server_silent(seed: int, duration_s: float, params: dict[str, Any]) -> 
 def _ntp_delay_spikes(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     sim = Sim("ntp_delay_spikes", seed, duration_s)
     p = _p(params, "spike_probability", lambda: 0.05)
-    for s in sim.servers:  # threats.md "network delay spikes of 10x the base delay"
+    for s in sim.servers:  # docs/threats.md "network delay spikes of 10x the base delay"
         s.path.spike_probability = p
         s.path.spike_factor = (10.0, 10.0)
     return sim.build(Truth("ntp_delay_spikes", seed, params={"spike_probability": p}))
@@ -820,7 +820,7 @@ def _gnss_clean(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrac
 
 def _gnss_obstruction(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
     """The receiver loses its fix for a minute under an obstruction; its PPS keeps pulsing on its
-    own oscillator (threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
+    own oscillator (docs/threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
     sim, r = _gnss_sim("gnss_obstruction", seed, duration_s)
     ta = _gnss_start(sim)
     te = ta + int(_p(params, "obstructed_s", lambda: 60.0) * NS)

@@ -1,4 +1,4 @@
-"""The event log: every alert and clear as one JSON line (spec/events.md) in state_dir/events.jsonl.
+"""The event log: every alert and clear as one JSON line (docs/events.md) in state_dir/events.jsonl.
 
 The line is exactly `Event.to_dict()` as JSON, flushed to the file per event, so `tail -f` and a
 log shipper see an event as soon as the engine emits it. When the file cannot be written the

@@ -24,7 +24,7 @@ from ..records import Event, Output, Sample, Snapshot
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:9470"  # spec/config.md
+DEFAULT_LISTEN = "127.0.0.1:9470"  # docs/config.md
 CONTENT_METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format 0.0.4
 # Seconds the server thread waits between checks for shutdown.
 POLL_S = 0.5

@@ -203,7 +203,7 @@ class Encoder:
         alert = e.type == "alert"
         tags: dict[str, str | None] = {
             "host": self.host, "code": e.code, "type": e.type,
-            # A clear carries no severity of its own (spec/events.md): tag only alerts with it.
+            # A clear carries no severity of its own (docs/events.md): tag only alerts with it.
             "severity": e.severity if alert else None,
             "sources": ",".join(e.sources),
         }

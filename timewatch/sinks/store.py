@@ -186,7 +186,7 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", samples)
-            # An event is identified by (id, type) (events.md): a replay into the same store
+            # An event is identified by (id, type) (docs/events.md): a replay into the same store
             # does not duplicate it.
             db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
             for s in snaps:

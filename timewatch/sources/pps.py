@@ -7,7 +7,7 @@ raw = raw_now - (real_now - assert). The error of that is (frequency difference 
 x (time since the edge): at most 100 ppm x the fetch latency (kernel: microseconds; sysfs: up to
 SYSFS_POLL_S, so 1 us at 10 ms).
 
-`device` (config.md) chooses the path:
+`device` (docs/config.md) chooses the path:
 - `/dev/ppsN`: the PPS_FETCH ioctl, blocking for at most FETCH_TIMEOUT_S in a thread. When the
   device cannot be opened or does not answer PPS_FETCH (permissions: /dev/pps0 is often root-only),
   the reader falls back to `/sys/class/pps/ppsN` (world-readable).

@@ -18,7 +18,7 @@ import pynmea2
 # Talkers of GNSS receivers (NMEA 0183 4.11): GPS, combined GNSS, GLONASS, Galileo, BeiDou (GB
 # and the older BD), QZSS, NavIC.
 TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"})
-# Sentences that carry a UTC time of day (cli.md: they label an epoch).
+# Sentences that carry a UTC time of day (docs/gnss.md: they label an epoch).
 LABELLED: Final = frozenset({"RMC", "GGA", "ZDA", "GNS", "GLL", "GST"})
 SUPPORTED: Final = LABELLED | {"GSA", "GSV", "TXT"}
 # Longest line we try to decode: NMEA says 82 characters; real receivers (u-blox high precision,

@@ -99,7 +99,7 @@ def decode_hex(pkt_hex: str) -> NtpPacket:
 
 
 def refid_text(stratum: int, raw: bytes) -> str:
-    """The refid as trace-format.md writes it: printable ASCII for stratum 0/1 (a reference or
+    """The refid as docs/trace-format.md writes it: printable ASCII for stratum 0/1 (a reference or
     kiss code, NULs dropped), a dotted quad otherwise."""
     if stratum <= 1:
         return "".join(chr(b) for b in raw.rstrip(b"\0") if 32 <= b < 127)

@@ -24,7 +24,7 @@ from ..vote import Consensus
 RATE_MIN_GAP_NS: Final = 1_000_000_000
 # Weight of a new rate measurement in the learned realtime-vs-raw rate.
 RATE_GAIN: Final = 0.05
-# A crystal is at most 100 ppm off (threats.md), the realtime slews sub-ppm: clamp the rate there
+# A crystal is at most 100 ppm off (docs/threats.md), the realtime slews sub-ppm: clamp the rate there
 # with margin.
 RATE_MAX: Final = 500e-6
 
