@@ -243,8 +243,15 @@ def key_exchange(host: str, port: int = NTS_KE_PORT, *, name: str | None = None,
     """One NTS-KE session with `host`:`port` (blocking; run it in a thread from asyncio).
     `name`: the name the certificate must carry (default `host`); `ca_file`: PEM file of
     trusted CAs (default: the system's); `ntp_port`: the NTPv4 port when the server names
-    none."""
-    name = name or host
+    none. A KeError's message starts with "NTS-KE HOST:PORT: "."""
+    try:
+        return _key_exchange(host, port, name or host, ca_file, ntp_port, timeout_s)
+    except KeError as e:
+        raise KeError(e.cause, f"NTS-KE {host}:{port}: {e}") from None
+
+
+def _key_exchange(host: str, port: int, name: str, ca_file: str | None, ntp_port: int,
+                  timeout_s: float) -> NtsSession:
     ca_text = ca_file or "the system's CA store"
     deadline = time.monotonic() + timeout_s
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -268,11 +275,10 @@ def key_exchange(host: str, port: int = NTS_KE_PORT, *, name: str | None = None,
     try:
         sock = socket.create_connection((host, port), timeout=timeout_s)
     except TimeoutError:
-        raise KeError("timeout", f"cannot connect to {host}:{port} within {timeout_s:g} s")\
+        raise KeError("timeout", f"no TCP connection within {timeout_s:g} s")\
             from None
     except OSError as e:
-        raise KeError("connect", f"cannot connect to NTS-KE server {host}:{port}: "
-                                 f"{e.strerror or e}") from None
+        raise KeError("connect", f"cannot connect: {e.strerror or e}") from None
     try:
         sock.setblocking(False)
         conn = SSL.Connection(ctx, sock)
