@@ -342,12 +342,11 @@ class NtsReply:
     cookies: tuple[bytes, ...] = field(repr=False)
 
 
-def open_auth_ef(data: bytes, ef: ExtField, key: bytes) -> bytes:
-    """Verify and decrypt an authenticator field of `data` with `key`; returns the plaintext
-    (the encrypted extension fields). AUTH_FAILED when the tag does not verify."""
+def _open_auth_ef(data: bytes, ef: ExtField, key: bytes) -> bytes:
+    """Verify and decrypt the authenticator field `ef` of `data` (parsed by parse_efs: its body
+    has at least 12 bytes) with `key`; returns the plaintext (the encrypted extension fields).
+    AUTH_FAILED when the tag does not verify."""
     b = ef.body
-    if len(b) < 4:
-        raise NtsError(MALFORMED, f"authenticator of {len(b)} bytes has no length header")
     nlen, clen = struct.unpack_from("!HH", b)
     nend = 4 + nlen + _pad4(nlen)
     cend = nend + clen + _pad4(clen)
@@ -401,7 +400,7 @@ def verify_reply(data: bytes, *, s2c: bytes, uid: bytes, xmt_ts: int) -> NtsRepl
         raise NtsError(MALFORMED, "the authenticator is not the last extension field")
     if not uids:
         raise NtsError(UID_MISSING, "authenticated reply without our unique identifier")
-    plain = open_auth_ef(data, efs[-1], s2c)
+    plain = _open_auth_ef(data, efs[-1], s2c)
     inner = parse_efs(plain, 0, 4, "encrypted part")
     cookies = tuple(ef.body for ef in inner if ef.ftype == EF_COOKIE)
     if not cookies:
