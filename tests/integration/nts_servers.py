@@ -107,6 +107,33 @@ def wait_listening(host: str, port: int, timeout_s: float = 5.0) -> None:
             time.sleep(0.02)
 
 
+def start_nts_server(chronyd: str, d: Path, host: str, *, fake: str | None = None,
+                     lib: str = "", cert: tuple[Path, Path] | None = None,
+                     ntp_port: int = NTS_NTP_PORT, ke_port: int = NTS_KE_PORT) -> NtsServer:
+    """One chronyd serving NTP and NTS-KE on `host`, files in `d`; `fake` (with libfaketime
+    `lib`) makes it a liar; `cert` (certificate, key) replaces the self-signed one made for
+    `host`. Returns once its NTS-KE port accepts connections."""
+    (d / "nts").mkdir(parents=True)
+    crt, key = cert or make_cert(d, [host])
+    conf = d / "chronyd.conf"
+    conf.write_text(
+        f"port {ntp_port}\nbindaddress {host}\nallow 127.0.0.0/8\nlocal stratum 2\n"
+        f"cmdport 0\npidfile {d}/chronyd.pid\ndriftfile {d}/drift\n"
+        f"ntsserverkey {key}\nntsservercert {crt}\nntsport {ke_port}\n"
+        f"ntsdumpdir {d}/nts\nntsprocesses 0\n")
+    env = dict(os.environ)
+    if fake:
+        env.update(LD_PRELOAD=lib, FAKETIME=fake)
+    s = NtsServer(host, ntp_port, _start(chronyd, conf, d, env), d, fake, ke_port, crt, conf,
+                  chronyd, env)
+    try:
+        wait_listening(host, ke_port)
+    except OSError:
+        s.stop()
+        raise
+    return s
+
+
 @pytest.fixture
 def nts_servers(tmp_path: Path) -> Iterator[Callable[..., list[NtsServer]]]:
     need_root()
@@ -120,24 +147,10 @@ def nts_servers(tmp_path: Path) -> Iterator[Callable[..., list[NtsServer]]]:
         out = []
         for i in range(n):
             host = f"127.0.0.{FIRST_NTS_HOST + len(started)}"
-            d = tmp_path / f"nts-{host}"
-            (d / "nts").mkdir(parents=True)
-            crt, key = (certs or {}).get(i) or make_cert(d, [host])
-            conf = d / "chronyd.conf"
-            conf.write_text(
-                f"port {NTS_NTP_PORT}\nbindaddress {host}\nallow 127.0.0.0/8\nlocal stratum 2\n"
-                f"cmdport 0\npidfile {d}/chronyd.pid\ndriftfile {d}/drift\n"
-                f"ntsserverkey {key}\nntsservercert {crt}\nntsport {NTS_KE_PORT}\n"
-                f"ntsdumpdir {d}/nts\nntsprocesses 0\n")
-            env = dict(os.environ)
-            if i in liars:
-                env.update(LD_PRELOAD=lib, FAKETIME=liars[i])
-            s = NtsServer(host, NTS_NTP_PORT, _start(chronyd, conf, d, env), d, liars.get(i),
-                          NTS_KE_PORT, crt, conf, chronyd, env)
+            s = start_nts_server(chronyd, tmp_path / f"nts-{host}", host, fake=liars.get(i),
+                                 lib=lib, cert=(certs or {}).get(i))
             started.append(s)
             out.append(s)
-        for s in out:
-            wait_listening(s.host, s.ke_port)
         return out
 
     yield start
