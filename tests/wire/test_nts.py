@@ -95,7 +95,8 @@ def u16(*v: int) -> bytes:
     return struct.pack(f"!{len(v)}H", *v)
 
 
-NP, AE, EOM = r(KE_NEXT_PROTOCOL, u16(0), True), r(KE_AEAD, u16(15)), r(KE_END_OF_MESSAGE, b"", 1)
+NP, AE = r(KE_NEXT_PROTOCOL, u16(0), True), r(KE_AEAD, u16(15))
+EOM = r(KE_END_OF_MESSAGE, b"", True)
 
 
 def test_full_answer_decoded():
