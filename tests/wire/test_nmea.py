@@ -10,7 +10,16 @@ from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
 from timewatch.engine.params import Detect
 from timewatch.records import Header, Nmea, SourceInfo
-from timewatch.wire.nmea import TALKERS, NmeaError, Unsupported, decode, sentence
+from timewatch.wire.nmea import (
+    LABELLED,
+    LAYOUTS,
+    SUPPORTED,
+    TALKERS,
+    NmeaError,
+    Unsupported,
+    decode,
+    sentence,
+)
 
 RMC = "GPRMC,123519.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A"
 GGA = "GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,36.7,M,48.5,M,,"
@@ -59,11 +68,41 @@ def test_checksum_is_required_and_checked() -> None:
     ("GPGSV,3,1,11,01,78,221,4x7", "sv_1"),
     ("GPGSV,3,1,11,01,78,221,147", "snr_1"),
     ("GPGSA,A,7,01,,,,,,,,,,,,1.0,1.0,1.0", "fix_type"),
+    ("GPGSA,A,3,01,02,1x,,,,,,,,,,1.0,1.0,1.0", "sv_id03"),
+    ("GPGSV,3,1,11,01,78,221,47,0123,10,20,30", "sv_prn_num_2"),
+    ("GPGSV,3,1,11,01,91,221,47", "elevation_deg_1"),
+    ("GPGSV,3,1,11,01,78,361,47", "azimuth_1"),
+    ("GPGSV,x,1,11,01,78,221,47", "num_messages"),
+    ("GPZDA,160012.71,32,03,2004,-1,00", "day"),
+    ("GPZDA,160012.71,11,03,20o4,-1,00", "year"),
+    ("GNGNS,014035.00,4332.69262,S,17235.48549,E,R1,13,0.9,25.63,11.24,,", "mode"),
+    ("GNGNS,014035.00,4332.69262,S,17235.48549,E,RR,1x,0.9,25.63,11.24,,", "num_sats"),
+    ("GPGLL,4916.45,N,12311.12,W,225444,AA,A", "status"),
+    ("GPGLL,4916.45,N,12311.12,W,225444,A,A1", "mode"),
+    # Several bad fields: the first in the layout's order is the one named.
+    ("GPRMC,2x,AA,4807.038,N,01131.000,E,0.02,,261126,,,A", "status"),
+    ("GPGGA,2x,5327.04300,N,00214.41385,W,1,07,1.63,nan,M,48.5,M,,", "time"),
 ])
 def test_a_malformed_field_is_an_error_naming_the_field(body: str, field: str) -> None:
     with pytest.raises(NmeaError) as e:
         decode(sentence(body))
     assert e.value.reason == "field" and e.value.what.startswith(field + "=")
+
+
+def test_layouts_are_tables_read_by_one_decoder() -> None:
+    assert SUPPORTED == {"RMC", "GGA", "GNS", "GLL", "ZDA", "GST", "GSA", "GSV", "TXT"}
+    # A sentence labels an epoch when its layout has a UTC time field.
+    assert LABELLED == {"RMC", "GGA", "GNS", "GLL", "ZDA", "GST"}
+    for kind, rows in LAYOUTS.items():
+        names = [f.name for f in rows]
+        assert len(set(names)) == len(names), kind
+        assert all(f.pos >= 0 for f in rows), kind
+    gsa = decode(sentence("GPGSA,A,3,01,,03,,,,,,,,,,1.6,0.9,1.3"))
+    assert gsa.prns_used == (1, 3) and gsa.fix_type == 3
+    zda = decode(sentence("GPZDA,160012.71,31,02,2004,-1,00"))
+    assert zda.date is None and zda.date_error == "31,02,2004"
+    txt = decode(sentence("GNTXT,01,01,02,u-blox AG, www.u-blox.com"))
+    assert txt.text == "u-blox AG, www.u-blox.com" and txt.tod_ms is None
 
 
 def test_placeholder_position_without_fix_is_not_an_error() -> None:
