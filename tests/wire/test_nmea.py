@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from timewatch.decode import decode_bytes
 from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
 from timewatch.engine.params import Detect
@@ -46,6 +49,27 @@ def test_second_60_is_kept_as_a_leap_second() -> None:
 def test_every_gnss_talker_is_accepted() -> None:
     for t in sorted(TALKERS):
         assert decode(sentence(t + RMC[2:])).talker == t
+
+
+def test_integrated_navigation_talker_decodes_like_the_gnss_talkers() -> None:
+    for body in (RMC, GGA, "GPZDA,235960.00,31,12,2016,00,00",
+                 "GPGNS,014035.00,4332.69262,S,17235.48549,E,RR,13,0.9,25.63,11.24,,"):
+        gp = decode(sentence(body))
+        ins = decode(sentence("IN" + body[2:]))
+        assert ins.talker == "IN" and ins._replace(talker="GP") == gp
+
+
+def test_a_receiver_talking_only_in_gives_valid_epochs() -> None:
+    lines = []
+    for s in range(3):
+        hhmmss = f"1235{19 + s:02d}.00"
+        lines += [sentence(f"INRMC,{hhmmss},A,4807.038,N,01131.000,E,0.02,,261126,,,A"),
+                  sentence(f"INGGA,{hhmmss},4807.038,N,01131.000,E,1,07,1.63,36.7,M,48.5,M,,")]
+    epochs = list(decode_bytes("".join(x + "\r\n" for x in lines).encode()))
+    t0 = datetime(2026, 11, 26, 12, 35, 19, tzinfo=UTC).timestamp()
+    assert [(e.valid, e.utc_ns, e.sentences, e.bad_sentences) for e in epochs] == [
+        (True, int(t0 + s) * 1_000_000_000, 2, 0) for s in range(3)]
+    assert epochs[0].lat_deg == pytest.approx(48 + 7.038 / 60) and epochs[0].sats_used == 7
 
 
 def test_checksum_is_required_and_checked() -> None:

@@ -17,8 +17,9 @@ from typing import Any, Final, Literal, NamedTuple
 import pynmea2
 
 # Talkers of GNSS receivers (NMEA 0183 4.11): GPS, combined GNSS, GLONASS, Galileo, BeiDou (GB
-# and the older BD), QZSS, NavIC.
-TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"})
+# and the older BD), QZSS, NavIC; and IN, integrated navigation (the fix of a GNSS/inertial
+# receiver, e.g. $INRMC, $INGGA).
+TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI", "IN"})
 # Longest line we try to decode: NMEA says 82 characters; real receivers (u-blox high precision,
 # GSV with signal ids, proprietary) go beyond, none of the corpus beyond ~200.
 MAX_LINE: Final = 512
