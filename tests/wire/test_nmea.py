@@ -11,13 +11,17 @@ from hypothesis import strategies as st
 from timewatch.decode import decode_bytes
 from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
+from timewatch.engine.gnss_epoch import decode_line
 from timewatch.engine.params import Detect
 from timewatch.records import Header, Nmea, SourceInfo
 from timewatch.wire.nmea import (
     LABELLED,
     LAYOUTS,
+    PRN,
+    SATS,
     SUPPORTED,
     TALKERS,
+    Field,
     NmeaError,
     Unsupported,
     decode,
@@ -198,6 +202,42 @@ def test_decode_truncated_mutated_and_rechecksummed_sentences(base: str, cut: in
         _decode_ok(sentence(mutated.replace("*", "")))
 
 
+# Field values near what receivers send: digits, signs, points, letters, and the odd stranger.
+_FIELD = st.one_of(st.text(alphabet="0123456789.-+ANSEWVMDRFP", max_size=12),
+                   st.sampled_from(["", "nan", "inf", "-0", "1e3", "60", "235960.00", "\u0661"]),
+                   st.text(max_size=4))
+
+
+def _in_range(value: float | None, f: Field) -> bool:
+    return value is None or f.lo <= value <= f.hi
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(sorted(TALKERS)), st.sampled_from(sorted(LAYOUTS)),
+       st.lists(_FIELD, max_size=24))
+def test_any_fields_under_a_right_checksum_decode_within_the_layout_or_fail_typed(
+        talker: str, kind: str, fields: list[str]) -> None:
+    body = f"{talker}{kind}," + ",".join(x.replace("*", "").replace("$", "") for x in fields)
+    try:
+        s = decode(sentence(body))
+    except (NmeaError, Unsupported):
+        return
+    assert (s.talker, s.kind) == (talker, kind)
+    for f in LAYOUTS[kind]:  # every value decoded is within its row's range
+        if f.into:
+            assert _in_range(getattr(s, f.into), f), (f, s)
+        if f.type == PRN:
+            assert all(_in_range(p, f) for p in s.prns_used)
+        if f.type == SATS:
+            prn, el, az, cn0 = f.parts
+            assert all(_in_range(x.prn, prn) and _in_range(x.elev_deg, el)
+                       and _in_range(x.az_deg, az) and _in_range(x.cn0_db_hz, cn0)
+                       and x.key == talker + str(x.prn) for x in s.sats)
+    assert s.tod_ms is None or 0 <= s.tod_ms < 86_401_000
+    assert s.lat_deg is None or -90 <= s.lat_deg <= 90
+    assert s.lon_deg is None or -180 <= s.lon_deg <= 180
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(_VALID), st.text(max_size=90)), max_size=40))
 def test_tracker_takes_any_line_sequence(lines: list[str]) -> None:
@@ -209,4 +249,8 @@ def test_tracker_takes_any_line_sequence(lines: list[str]) -> None:
         ctx.now_ns = t + k * 100_000_000
         tr.feed(Nmea("gnss0", ctx.now_ns, line))
         tr.on_tick(ctx.now_ns)
-    assert tr.sentences >= 0
+    # Every line counted once: sentences we use or bad ones, bad ones apart.
+    decoded = [decode_line(x) for x in lines]
+    assert tr.sentences == sum(s is not None or bad for s, bad in decoded)
+    assert tr.bad_sentences == sum(bad for _, bad in decoded)
+    assert tr.sentences - tr.bad_sentences == sum(x in _VALID for x in lines)
