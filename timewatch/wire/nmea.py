@@ -194,10 +194,10 @@ def _field(data: list[str], i: int) -> str:
 
 # -- sentence layouts -------------------------------------------------------------------------
 # As pyubx2 describes UBX payloads (ubxtypes_get.py), a table per sentence type says where each
-# field is, how it reads and its range; one decoder (`_walk`) reads every sentence from its table.
-# Indices count from the first field after the address (`$GPRMC,` -> 0). Rows are read in table
-# order and the first bad field is the error, so a row that depends on another comes after it
-# (POSITION after the row that says whether the fix is valid).
+# field is, how it reads and its range; one decoder (`_walk`) reads every sentence from its
+# table. Positions count from the first field after the address (`$GPRMC,` -> 0). Rows are read
+# in table order and the first bad field is the error, so a row that depends on another comes
+# after it (POSITION after the row that says whether the fix is valid).
 
 
 class Field(NamedTuple):
@@ -206,7 +206,7 @@ class Field(NamedTuple):
     name: str  # what an error calls it (pynmea2's attribute names)
     pos: int  # position in the sentence's data
     type: str  # how it reads and what it fills in: one of the types below
-    lo: float = 0  # INT, FLOAT, PRN: the range of a value
+    lo: float = 0  # INT, FLOAT, PRN, QUALITY: the range of a value
     hi: float = 0
     into: str = ""  # INT, FLOAT: the Sentence field it fills
     parts: tuple[Field, ...] = ()  # DMY, SATS: the group's fields (pos within the group)
@@ -232,8 +232,8 @@ SATS: Final = "sats"  # repeated groups of the 4 parts (prn of up to 3 digits, e
 TEXT: Final = "text"  # this field and every one after it, commas kept -> text
 
 LAYOUTS: Final[dict[str, tuple[Field, ...]]] = {
-    "RMC": (Field("date", 8, DDMMYY), Field("status", 1, STATUS), Field("lat", 2, POSITION),
-            Field("time", 0, TIME), Field("mode", 11, MODE)),
+    "RMC": (Field("status", 1, STATUS), Field("lat", 2, POSITION), Field("time", 0, TIME),
+            Field("mode", 11, MODE), Field("date", 8, DDMMYY)),
     "GGA": (Field("quality", 5, QUALITY, 0, 9), Field("lat", 1, POSITION), Field("time", 0, TIME),
             Field("num_sats", 6, INT, 0, 999, "sats_used"),
             Field("altitude", 8, FLOAT, -10_000.0, 1e7, "alt_m")),
