@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from timewatch.cli import UsageError
+from timewatch.errors import UsageError
 from timewatch.records import Event, SourceStatus
 from timewatch.sim import demo
 from timewatch.sources.serial import SerialReader

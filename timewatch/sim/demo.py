@@ -20,13 +20,11 @@ points at `timewatch simulate` + `timewatch replay`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
 import random
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..cli import UsageError
 from ..config import Config, parse
+from ..errors import UsageError
 from ..records import Event, Output, Snapshot, SourceStatus
 from ..runner import Runner, build_live_sinks
 from .livepps import LiveHostClock, LivePps
@@ -653,23 +651,3 @@ def summary(res: DemoResult) -> str:
     lines.append("  status API: " + (f"http://{res.http}/status.json (closed with the demo)"
                                      if res.http else "off"))
     return "\n".join(lines)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    name = getattr(args, "scenario", None)
-    duration = float(args.duration) if args.duration else None
-    if duration is not None and duration <= 0:
-        raise UsageError(f"demo --duration: must be > 0 s, got {args.duration}")
-    if name:
-        plan = scenario_plan(name, duration)
-    else:  # --duration scales the default timeline (its stages keep their proportions)
-        plan = default_plan(duration / DEFAULT_DURATION_S if duration else 1.0)
-    state_dir = getattr(args, "state_dir", None) or "./state/demo"
-    http = getattr(args, "http", None)
-    http = DEFAULT_HTTP if http is None else ("" if http in ("off", "") else http)
-    tty = sys.stdout.isatty()
-    if tty:  # the screen is the view; log lines would tear it
-        logging.getLogger("timewatch").setLevel(logging.ERROR)
-    res = asyncio.run(run_demo(state_dir, sys.stdout, tty, plan, http=http))
-    print(summary(res))
-    return 0

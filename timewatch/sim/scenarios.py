@@ -4,7 +4,7 @@ A scenario is a deployment (the header's sources and trust groups), the noise of
 `sim.noise` (always on), and a scripted attack or legitimate fault starting at a known moment.
 `build()` returns the observations with the ground truth (who is attacked, from when, which
 alert codes count as detection, by when), so the threat battery and the bench judge the engine
-against it; `cmd_simulate` writes the trace. A `note` record marks the attack in the trace.
+against it; `write` makes it a trace file (`timewatch simulate`). A `note` record marks the attack in the trace.
 
 Determinism: every random number comes from `random.Random` seeded with the seed and a fixed
 label per component; nothing reads a clock; records are ordered by (hand-over time, sequence).
@@ -12,11 +12,9 @@ label per component; nothing reads a clock; records are ordered by (hand-over ti
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -898,29 +896,3 @@ def write(path: str, st: SimTrace) -> None:
     with TraceWriter(path, st.header) as w:
         for o in st.observations:
             w.write(o)
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-
-    if args.list:
-        for sc in SCENARIOS.values():
-            num = f"{sc.number:2d}" if sc.number is not None else " -"
-            print(f"{num}  {sc.name:22s} {sc.description} (default {sc.duration_s:.0f} s)")
-        return 0
-    if not args.scenario:
-        raise UsageError("simulate: --scenario NAME is required (--list names them)")
-    if args.scenario not in SCENARIOS:
-        raise UsageError(f"simulate: --scenario: unknown scenario {args.scenario!r} "
-                         f"(--list names them)")
-    if not args.output:
-        raise UsageError("simulate: -o TRACE is required")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"simulate: --duration: must be > 0 s, got {args.duration}")
-    st = build(args.scenario, args.seed, args.duration)
-    write(args.output, st)
-    t = st.truth
-    what = f"attack/fault from {t.start_ns}" if t.start_ns is not None else "no attack"
-    print(f"simulate {args.scenario} seed {args.seed}: {len(st.observations)} records -> "
-          f"{args.output} ({what})", file=sys.stderr)
-    return 0
