@@ -17,6 +17,7 @@ Determinism: every random number comes from `random.Random` seeded with the seed
 label per component; nothing reads a clock; records are ordered by (hand-over time, sequence).
 The live actions (`sim.world`) run only in the demo, against real time.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ NTP_UNIX_OFFSET_S = 2_208_988_800
 TIMEOUT_S = 2.0
 # Polls are 16-64 s in the default deployment (threats.md).
 POLLS_S = (16, 32, 64)
-# The NTP scenarios' learning before their attack or fault starts: true seconds from the trace's
-# start (later when a scenario starts it a fraction into a long run; half-way in a short run).
+# The NTP scenarios' learning before their attack or fault starts, in true seconds from the
+# trace's start (`Sim.at`: later when the scenario starts it a fraction into a long run,
+# half-way into a run too short for it).
 NTP_WARMUP_S = 600
 # Polls start up to 0.2 s late (the client's timer jitter).
 POLL_JITTER_S = 0.2
@@ -533,7 +535,8 @@ def _live_group_majority(w: World) -> None:
         w.b(sid).offset_s = 0.080
 
 
-# An NTP attack must not be taken for another: these codes would accuse the victim wrongly.
+# Spoofed replies and kiss codes say nothing of the server's time: these codes would accuse its
+# time wrongly.
 _NOT_A_TIME_ATTACK = ("source.falseticker", "time.drift", "time.step", "ntp.delay_anomaly",
                       "ntp.leap_anomaly")
 
