@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pynmea2
 
-from timewatch.decode import decode_bytes
+from timewatch.commands.decode import decode_bytes
 from timewatch.wire.framer import frames_of
 from timewatch.wire.nmea import NmeaError, Unsupported, decode
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sqlite3
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, ConfigError, SourceConfig, load
+from .config import Config, SourceConfig
 
 # Where the kernel and firmware keep what we look at (tests point these at fake trees).
 PROC = Path("/proc")
@@ -224,19 +223,3 @@ def run_checks(cfg: Config, http_running: bool = False) -> list[Check]:
     if cfg.http_listen and not http_running:
         checks.append(check_http(cfg.http_listen))
     return checks
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    try:
-        cfg = load(args.config)
-    except ConfigError as e:
-        print(Check(False, "config", str(e), "fix the key named above; timewatch check-config "
-                    "FILE re-checks it").render())
-        return 1
-    checks = run_checks(cfg)
-    for c in checks:
-        print(c.render())
-    failed = [c for c in checks if not c.ok and not c.warn]
-    print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed"
-          + (f"; {len(failed)} failed" if failed else ""))
-    return 1 if failed else 0

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import logging
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config, SourceConfig, load
+from .config import Config, SourceConfig
 from .engine import Engine
 from .records import Event, Observation, Output, Snapshot, Tick
 from .sinks import Sink, build_sinks, close_all, fan_out
@@ -279,14 +278,3 @@ class Runner:
                                 o.message)
                 else:
                     log.info("clear %s %s", o.code, ",".join(o.sources))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
-    for w in cfg.warnings:
-        log.warning("config: %s", w)
-    runner = Runner(cfg, record=args.record, duration_s=args.duration)
-    from .appliance import add_systemd_hooks
-
-    add_systemd_hooks(runner.hooks)  # READY/WATCHDOG/STATUS/STOPPING when run by systemd
-    return asyncio.run(runner.run())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from timewatch.decode import capture_observations
+from timewatch.commands.decode import capture_observations
 from timewatch.engine import Engine, registry
 from timewatch.engine.core import Estimate, Tracker
 from timewatch.engine.gnss import GnssTracker

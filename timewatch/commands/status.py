@@ -14,9 +14,9 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Config, load
-from .sinks.http import status_document
-from .sinks.store import Store, StoreError
+from ..config import Config, load
+from ..sinks.http import status_document
+from ..sinks.store import Store, StoreError
 
 # Seconds to wait for a running monitor before falling back to the store (it answers on loopback
 # from memory, so a healthy one replies in milliseconds).
