@@ -902,7 +902,7 @@ def _gnss_clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> S
 
 def _gnss_obstruction(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The receiver loses its fix for a minute under an obstruction; its PPS keeps pulsing on its
-    own oscillator (threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
+    own oscillator (docs/threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
     sim, r = _gnss_sim(sc, seed, duration_s)
     ta = _gnss_start(sc, sim)
     te = ta + int(_p(params, "obstructed_s", lambda: 60.0) * NS)
