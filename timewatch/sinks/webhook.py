@@ -6,14 +6,15 @@ Per endpoint:
 - a **ledger** (SQLite beside it) written only by the delivery thread: which event keys
   (`<id>.<alert|clear>`) were delivered, and which delivered alerts are still open (their clear
   needs their severity, message and start; Alertmanager needs them re-sent while active);
-- one **delivery thread**: takes the oldest items, filters them (`min_severity`; a clear goes
+- one **delivery thread** (`spool.SpoolSender`, shared with InfluxDB): takes the oldest items, filters them (`min_severity`; a clear goes
   out when its alert went out), renders them (`webhook_formats`), POSTs, and on any 2xx records
   them in the ledger and then acks them from the outbox. A crash between the two re-reads the
   items on restart and the ledger skips them: each event is delivered once.
 
 Failures: 410 disables the endpoint; 400/413/422 reject that message (logged, dropped, the
 queue goes on); anything else (5xx, 429, timeouts, refused connections, 401/403/404) is retried
-with exponential backoff and jitter, `Retry-After` honoured. Order is kept: nothing overtakes a
+with exponential back-off and jitter (`backoff.Backoff`, from `retry_initial_s` to
+`retry_max_s`), `Retry-After` honoured. Order is kept: nothing overtakes a
 message being retried. Logs name an endpoint by its host only.
 """
 
@@ -26,7 +27,6 @@ import hashlib
 import http.client
 import json
 import logging
-import random
 import re
 import sqlite3
 import ssl
@@ -36,9 +36,10 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backoff import Backoff
 from ..config import Config, Secret, WebhookConfig, load, parse
 from ..records import SEVERITY_RANK, Event, Output, Snapshot
-from .spool import Spool
+from .spool import Row, Sent, Spool, SpoolSender
 from .webhook_formats import FORMATS, FormatContext, FormatError, Message, Notice
 
 log = logging.getLogger(__name__)
@@ -232,19 +233,23 @@ class Endpoint:
         self.ledger = Ledger(base / f"{tag}.ledger.db")
         self.disabled = False  # set on 410 Gone
         self.delivered = 0  # events delivered since start (for tests, status)
-        self.failures = 0  # failed attempts since start
         self.active_ids: set[str] | None = None  # from the last status snapshot
         self._min_rank = SEVERITY_RANK[hc.min_severity]
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._stop = threading.Event()
         self._next_resend = time.monotonic() + hc.resend_s
         self._left: int | None = None  # set by close: what stayed in the outbox
         self.ledger.prune()
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        self.thread = threading.Thread(target=self._run, name=f"webhook-{index}-{hc.host}",
-                                       daemon=True)
-        self.thread.start()
+        self.sender = SpoolSender(self.outbox, self._send_rows, name=self.label,
+                                  batch=max(PEEK_MIN, 2 * self.spec.max_batch),
+                                  backoff=Backoff(hc.retry_initial_s, hc.retry_max_s),
+                                  idle=self._idle, thread_name=f"webhook-{index}-{hc.host}")
+        self.thread = self.sender.thread
+        self.sender.start()
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts since start."""
+        return self.sender.failures
 
     # -- engine side -----------------------------------------------------------------------
     def enqueue(self, events: list[Event]) -> None:
@@ -254,79 +259,52 @@ class Endpoint:
         self.outbox.put([(f"{e.id}.{e.type}",
                           json.dumps({"event": e.to_dict(), "queued_s": now}).encode())
                          for e in events])
-        self._wake.set()
+        self.sender.wake()
 
     def pending(self) -> int:
         """Events in the outbox (after close: what was left there)."""
         return len(self.outbox) if self._left is None else self._left
 
-    # -- delivery thread -------------------------------------------------------------------
-    def _run(self) -> None:
-        attempt = 0
-        try:
-            while not self._stop.is_set():
-                items = self._read(self.outbox.peek(max(PEEK_MIN, 2 * self.spec.max_batch)))
-                skip = []
-                for it in items:  # acks what will never be sent, up to the first to send
-                    if it.notice is not None:
-                        break
-                    skip.append(it.seq)
-                if skip:
-                    self.outbox.ack(skip)
-                    continue
-                if not items:
-                    if self._closing.is_set():
-                        return
-                    self._idle()
-                    continue
-                batch = self._batch(items)
-                if self.spec.groups and not self._closing.is_set() and \
-                        len(batch) < self.spec.max_batch:
-                    wait_s = batch[0].queued_s + self.hc.group_window_s - time.time()
-                    if wait_s > 0:  # gather the rest of a burst into one message
-                        self._wake.wait(wait_s)
-                        self._wake.clear()
-                        continue
-                notices = [it.notice for it in batch if it.notice is not None]
-                r = self._send(notices)
-                if r is None:  # could not render: drop, as a rejection
-                    self.ledger.record(notices, dropped=True)
-                    self.outbox.ack([it.seq for it in batch])
-                    continue
-                if r.ok:
-                    self.ledger.record(notices)
-                    self.outbox.ack([it.seq for it in batch])
-                    self.delivered += len(notices)
-                    if attempt:
-                        log.info("%s: delivered again after %d failed attempts", self.label,
-                                 attempt)
-                    attempt = 0
-                    continue
-                self.failures += 1
-                if r.status == 410:
-                    self.disabled = True
-                    log.error("%s: the receiver answered 410 Gone: endpoint disabled until "
-                              "restart; %d events stay in its outbox", self.label,
-                              self.pending())
-                    return
-                if r.status in REJECTED:
-                    log.error("%s: the receiver rejected %s with %d %s (%s): dropped",
-                              self.label, ", ".join(n.msg_id for n in notices), r.status,
-                              r.reason, excerpt(r.body, self.scrub))
-                    self.ledger.record(notices, dropped=True)
-                    self.outbox.ack([it.seq for it in batch])
-                    continue
-                attempt += 1
-                delay = self._delay(attempt, r.retry_after_s)
-                what = f"{r.status} {r.reason}" if r.status else self.scrub(r.reason)
-                lvl = logging.WARNING if attempt & (attempt - 1) == 0 else logging.DEBUG
-                log.log(lvl, "%s: %s (attempt %d); retry in %.1f s%s, %d waiting", self.label,
-                        what, attempt, delay, " (Retry-After)" if r.retry_after_s is not None
-                        else "", self.pending())
-                self._stop.wait(delay)
-        except Exception:  # noqa: BLE001 - say why deliveries stopped; the outbox keeps the rest
-            log.exception("%s: delivery thread failed; undelivered events stay in the outbox",
-                          self.label)
+    # -- delivery thread (spool.SpoolSender) -----------------------------------------------
+    def _send_rows(self, rows: list[Row]) -> Sent:
+        """The oldest outbox rows: ack what will never be sent, else send the next message."""
+        items = self._read(rows)
+        skip = []
+        for it in items:  # acks what will never be sent, up to the first to send
+            if it.notice is not None:
+                break
+            skip.append(it.seq)
+        if skip:
+            return Sent(skip)
+        batch = self._batch(items)
+        if self.spec.groups and not self.sender.closing.is_set() and \
+                len(batch) < self.spec.max_batch:
+            wait_s = batch[0].queued_s + self.hc.group_window_s - time.time()
+            if wait_s > 0:  # gather the rest of a burst into one message
+                return Sent(wait_s=wait_s)
+        notices = [it.notice for it in batch if it.notice is not None]
+        seqs = [it.seq for it in batch]
+        r = self._send(notices)
+        if r is None:  # could not render: drop, as a rejection
+            self.ledger.record(notices, dropped=True)
+            return Sent(seqs)
+        if r.ok:
+            self.ledger.record(notices)
+            self.delivered += len(notices)
+            return Sent(seqs)
+        if r.status == 410:
+            self.disabled = True
+            log.error("%s: the receiver answered 410 Gone: endpoint disabled until "
+                      "restart; %d events stay in its outbox", self.label, self.pending())
+            return Sent(stop=True)
+        if r.status in REJECTED:
+            log.error("%s: the receiver rejected %s with %d %s (%s): dropped",
+                      self.label, ", ".join(n.msg_id for n in notices), r.status,
+                      r.reason, excerpt(r.body, self.scrub))
+            self.ledger.record(notices, dropped=True)
+            return Sent(seqs)
+        what = f"{r.status} {r.reason}" if r.status else self.scrub(r.reason)
+        return Sent(error=what, retry_after_s=r.retry_after_s)
 
     def _read(self, rows: list[tuple[int, str, bytes]]) -> list[_Item]:
         """Outbox rows -> items, deciding what is sent: min_severity, delivered once, a clear
@@ -385,15 +363,9 @@ class Endpoint:
             return None
         return post(self.hc.url.reveal(), msg, self.hc.timeout_s)
 
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        """Exponential backoff with jitter (half to all of the step), or what Retry-After asks."""
-        if retry_after_s is not None:
-            return retry_after_s
-        step = min(self.hc.retry_max_s, self.hc.retry_initial_s * 2 ** min(attempt - 1, 30))
-        return step * random.uniform(0.5, 1.0)
-
-    def _idle(self) -> None:
-        """Nothing queued: wait for work; Alertmanager gets its active alerts re-sent."""
+    def _idle(self) -> float:
+        """Nothing queued: how long to wait for work; Alertmanager gets its active alerts
+        re-sent."""
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             self.ledger.prune()
@@ -402,10 +374,8 @@ class Endpoint:
             if now >= self._next_resend:
                 self._next_resend = now + self.hc.resend_s
                 self._resend()
-            self._wake.wait(max(0.0, self._next_resend - time.monotonic()))
-        else:
-            self._wake.wait(IDLE_WAKE_S)
-        self._wake.clear()
+            return max(0.0, self._next_resend - time.monotonic())
+        return IDLE_WAKE_S
 
     def _resend(self) -> None:
         """Alertmanager resolves an alert not heard of for its resolve_timeout (5 min by
@@ -423,19 +393,15 @@ class Endpoint:
 
     # -- shutdown --------------------------------------------------------------------------
     def begin_close(self) -> None:
-        self._closing.set()
-        self._wake.set()
+        self.sender.begin_close()
 
     def finish_close(self, deadline: float) -> None:
-        self.thread.join(max(0.0, deadline - time.monotonic()))
-        self._stop.set()
-        self._wake.set()
-        self.thread.join(1.0)
+        done = self.sender.finish_close(deadline)
         left = self._left = len(self.outbox)
         if left:
             log.warning("%s: %d events not delivered yet; they stay in the outbox and go out "
                         "after the next start", self.label, left)
-        if not self.thread.is_alive():  # a thread stuck in a request keeps its databases
+        if done:  # a thread stuck in a request keeps its databases
             self.outbox.close()
             self.ledger.close()
 
