@@ -214,6 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "timewatch"
 
+    def version_string(self) -> str:
+        """The `Server:` header: the product only, never the Python version."""
+        return self.server_version
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         view = self.server.view
