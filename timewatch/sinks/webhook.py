@@ -28,6 +28,7 @@ import http.client
 import json
 import logging
 import re
+import socket
 import sqlite3
 import ssl
 import threading
@@ -90,11 +91,26 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
     return min(max(when.timestamp() - now_s, 0.0), RETRY_AFTER_MAX_S)
 
 
+def _cut(conn: http.client.HTTPConnection, fired: threading.Event) -> None:
+    """The request's deadline passed: shut its socket down (the blocked read returns)."""
+    fired.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def post(url: str, msg: Message, timeout_s: float) -> Response:
-    """POST one message. Never raises for network trouble: that is a Response without status."""
+    """POST one message within timeout_s in total (connect, send, the whole answer: a receiver
+    trickling its answer a byte at a time is cut off too). Never raises for network trouble:
+    that is a Response without status."""
     u = urllib.parse.urlsplit(url)
     t0 = time.monotonic()
-    conn: http.client.HTTPConnection
+    conn: http.client.HTTPConnection | None = None
+    fired = threading.Event()
+    timer: threading.Timer | None = None
     try:
         # the port always given: http.client would read "[::1]"'s last group as one
         if u.scheme == "https":
@@ -103,6 +119,9 @@ def post(url: str, msg: Message, timeout_s: float) -> Response:
                                                context=ssl.create_default_context())
         else:
             conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout_s)
+        timer = threading.Timer(timeout_s, _cut, (conn, fired))
+        timer.daemon = True
+        timer.start()
         headers = {"User-Agent": USER_AGENT, **msg.headers}
         if u.username is not None and "Authorization" not in headers:  # a token wins
             cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
@@ -113,9 +132,14 @@ def post(url: str, msg: Message, timeout_s: float) -> Response:
             r = conn.getresponse()
             body = r.read(RESPONSE_MAX_BYTES)
         finally:
+            timer.cancel()
             conn.close()
     except (OSError, http.client.HTTPException, ValueError) as e:
-        return Response(None, f"{type(e).__name__}: {e}", elapsed_s=time.monotonic() - t0)
+        if timer is not None:
+            timer.cancel()
+        why = (f"no complete answer within timeout_s = {timeout_s:g} s" if fired.is_set()
+               else f"{type(e).__name__}: {e}")
+        return Response(None, why, elapsed_s=time.monotonic() - t0)
     return Response(r.status, r.reason, body, parse_retry_after(r.getheader("Retry-After"),
                                                                 time.time()),
                     time.monotonic() - t0)
