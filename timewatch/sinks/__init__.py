@@ -7,8 +7,10 @@ spools to disk what it could not deliver (see `spool.py`).
 from __future__ import annotations
 
 import importlib
+import json
 import logging
-from typing import Protocol
+import math
+from typing import Any, Protocol
 
 from ..config import Config
 from ..records import Output
@@ -24,6 +26,26 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush what can be flushed, spool the rest, release resources."""
+
+
+def finite(obj: Any) -> Any:
+    """obj with every non-finite float (NaN, +-Infinity) replaced by None, in dicts and lists
+    too: what JSON and SQL can hold. A sink writes non-finite numbers as null, never fails."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, **kw: Any) -> str:
+    """json.dumps that always writes JSON: a non-finite number becomes null (not `NaN`)."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kw)
+    except ValueError:
+        return json.dumps(finite(obj), allow_nan=False, **kw)
 
 
 class SinkStartError(Exception):

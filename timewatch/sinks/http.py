@@ -9,8 +9,8 @@ every field and metric.
 from __future__ import annotations
 
 import errno
-import json
 import logging
+import math
 import socket
 import sys
 import threading
@@ -22,6 +22,7 @@ from typing import Any
 from ..config import Config
 from ..engine.vote import Verdict
 from ..records import Event, Output, Sample, Snapshot
+from . import to_json
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class _Family:
         out.append(f"# TYPE {name} {typ}")
 
     def add(self, value: float, **labels: str) -> None:
-        self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
+        if math.isfinite(value):  # a non-finite number is no measurement: left out
+            self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
 
 
 def _metrics_text(v: _View) -> str:
@@ -288,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
         view = self.server.view
         if path == "/status.json":
             self._send(200, "application/json",
-                       json.dumps(view.status(), indent=1).encode() + b"\n")
+                       to_json(view.status(), indent=1).encode() + b"\n")
         elif path == "/metrics":
             self._send(200, CONTENT_METRICS, view.metrics().encode())
         elif path == "/healthz":

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..config import Config
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
+from . import finite, to_json
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,12 @@ CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
 """
 
 
+# What SQLite (or the encoding before it) raises for the data itself, never for the disk: the
+# output can never be written as it is (NOT NULL on a NaN, an integer beyond 64 bits...).
+POISON = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError,
+          ValueError, TypeError)
+
+
 class StoreError(Exception):
     """The store cannot be opened or read; the message names the path."""
 
@@ -172,15 +179,18 @@ class Store:
         samples: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         snaps: list[Snapshot] = []
+        # A non-finite number is written as NULL (JSON null): SQLite would store NaN as NULL
+        # anyway, and JSON has no NaN. A sample without a finite offset and bound violates NOT
+        # NULL: a poison row, which StoreSink skips alone.
         for o in outputs:
             if isinstance(o, Sample):
                 samples.append((o.t_ns, o.src, o.offset_s, o.bound_s,
-                                json.dumps(o.fields, separators=(",", ":"))))
+                                to_json(o.fields, separators=(",", ":"))))
             elif isinstance(o, Event):
                 d = o.to_dict()
                 events.append((o.t_ns, o.type, o.code, o.id,
                                o.severity if o.type == "alert" else None,
-                               json.dumps(list(o.sources)), json.dumps(d)))
+                               to_json(list(o.sources)), to_json(d)))
             elif isinstance(o, Snapshot):
                 snaps.append(o)
         try:
@@ -195,14 +205,14 @@ class Store:
                     "consensus_offset_s, consensus_bound_s, holdover_ppm, active_alerts_json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (s.t_ns, int(s.quorum), s.groups_agreeing, s.groups_voting,
-                     s.consensus_offset_s, s.consensus_bound_s, s.holdover_ppm,
-                     json.dumps(list(s.active_alerts))))
+                     finite(s.consensus_offset_s), finite(s.consensus_bound_s),
+                     finite(s.holdover_ppm), to_json(list(s.active_alerts))))
                 sid = cur.lastrowid
                 db.executemany(
                     "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason, v.offset_s,
-                      v.bound_s, v.last_ns,
-                      json.dumps(v.fields, separators=(",", ":"), default=str))
+                    [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason,
+                      finite(v.offset_s), finite(v.bound_s), v.last_ns,
+                      to_json(v.fields, separators=(",", ":"), default=str))
                      for v in s.sources])
             db.execute("COMMIT")
         except BaseException:
@@ -327,6 +337,7 @@ class StoreSink:
         self.high_water = max(1, min(HIGH_WATER, max_pending // 2))
         self.written = 0  # outputs committed
         self.dropped = 0  # outputs discarded because the store stayed unwritable too long
+        self.skipped = 0  # poison outputs: refused by SQLite on their own, logged and skipped
         self.pruned = 0  # rows deleted by retention
         self.failing: str | None = None  # the current write error, None while healthy
         self._pending: collections.deque[Output] = collections.deque()
@@ -429,15 +440,16 @@ class StoreSink:
                 n = min(BATCH_MAX, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(n)]
                 self._inflight = n
-            ok = self._write(batch)
+            done, written = self._write(batch)
+            ok = done == len(batch)
             with self._cond:
                 self._inflight = 0
+                self.written += written
                 if ok:
-                    self.written += len(batch)
                     if self._pending:
                         self._first_pending_t = 0.0  # a backlog: keep going
                 else:
-                    self._pending.extendleft(reversed(batch))
+                    self._pending.extendleft(reversed(batch[done:]))
                     self._trim()
                 self._cond.notify_all()
                 closing = self._closing
@@ -465,13 +477,19 @@ class StoreSink:
                 self._prune()
         return self._store
 
-    def _write(self, batch: list[Output]) -> bool:
+    def _write(self, batch: list[Output]) -> tuple[int, int]:
+        """Write a batch: (outputs at its head that are done, outputs written). Done is short of
+        the batch when the store cannot be written now (the error is logged, the rest is
+        retried); a poison output is done without being written (`_write_rows`)."""
+        done = [0]
+        written: list[Output] = []
         try:
             st = self._open()
-            st.write(batch)
+            self._write_rows(st, batch, written, done)
             if not st.still_there():
+                done[0], written = 0, []  # into a deleted file: write it all again
                 raise StoreError("the file was deleted while writing")
-            for o in batch:
+            for o in written:
                 if self._newest_ns is None or o.t_ns > self._newest_ns:
                     self._newest_ns = o.t_ns
             if (self._pruned_at_ns is None
@@ -480,12 +498,36 @@ class StoreSink:
         except (sqlite3.Error, OSError, StoreError) as e:
             self._close_store()
             self._fail(str(e))
-            return False
+            return done[0], len(written)
         if self.failing is not None:
             log.warning("store %s: writable again; the queued outputs are being written",
                         self.path)
             self.failing = None
-        return True
+        return done[0], len(written)
+
+    def _write_rows(self, st: Store, batch: list[Output], written: list[Output],
+                    done: list[int]) -> None:
+        """st.write(batch); when SQLite refuses the data itself (not the disk), halve the batch
+        until the refused output is alone: it is logged and skipped, every other one written.
+        One bad value never wedges the queue. `written` and `done[0]` follow the progress (each
+        half is its own transaction)."""
+        try:
+            st.write(batch)
+        except POISON as e:
+            if len(batch) == 1:
+                o = batch[0]
+                self.skipped += 1
+                done[0] += 1
+                who = getattr(o, "src", None) or getattr(o, "id", "")
+                log.error("store %s: %s %s at t_ns=%s skipped, it cannot be stored (%s: %s)",
+                          self.path, o.type, who, o.t_ns, type(e).__name__, e)
+                return
+            half = len(batch) // 2
+            self._write_rows(st, batch[:half], written, done)
+            self._write_rows(st, batch[half:], written, done)
+            return
+        written.extend(batch)
+        done[0] += len(batch)
 
     def _prune(self) -> None:
         if self._store is None or self._newest_ns is None:

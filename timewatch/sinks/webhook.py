@@ -40,6 +40,7 @@ from pathlib import Path
 from ..backoff import Backoff
 from ..config import Config, Secret, WebhookConfig, load, parse
 from ..records import SEVERITY_RANK, Event, Output, Snapshot
+from . import to_json
 from .spool import Row, Sent, Spool, SpoolSender
 from .webhook_formats import FORMATS, FormatContext, FormatError, Message, Notice
 
@@ -216,7 +217,7 @@ class Ledger:
                 self._db.execute("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now))
                 if n.event.type == "alert" and not dropped:
                     self._db.execute("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
-                                     (n.event.id, json.dumps(n.event.to_dict()), now))
+                                     (n.event.id, to_json(n.event.to_dict()), now))
                 elif n.event.type == "clear":
                     self._db.execute("DELETE FROM open WHERE id = ?", (n.event.id,))
             self._db.execute("COMMIT")
@@ -281,7 +282,7 @@ class Endpoint:
             return
         now = time.time()
         self.outbox.put([(f"{e.id}.{e.type}",
-                          json.dumps({"event": e.to_dict(), "queued_s": now}).encode())
+                          to_json({"event": e.to_dict(), "queued_s": now}).encode())
                          for e in events])
         self.sender.wake()
 
