@@ -114,3 +114,48 @@ def events(state: Path) -> list[dict[str, Any]]:
     if not p.exists():
         return []
     return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+
+
+# -- sinks' receivers and a state directory on its own small file system -----------------------
+
+def mount_tmpfs(path: Path, options: str) -> None:
+    """A tmpfs of its own at path (as root): `size=1M` to fill it, `ro` for a read-only one."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(path: Path) -> int:
+    """Write zeros into path until the file system is full; the bytes written."""
+    n = 0
+    chunk = b"\0" * 4096
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError:
+                break
+    return n
+
+
+def influx_points(lines: list[str]) -> set[tuple[str, int]]:
+    """(source, t_ns) of every tw_sample line."""
+    out = set()
+    for ln in lines:
+        if ln.startswith("tw_sample,"):
+            tags = dict(kv.split("=", 1) for kv in ln.split(" ", 1)[0].split(",")[1:])
+            out.add((tags["source"], int(ln.rsplit(" ", 1)[1])))
+    return out
+
+
+def store_points(db_path: Path) -> set[tuple[str, int]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return {(s, int(t)) for s, t in db.execute("SELECT src, t_ns FROM samples")}
+    finally:
+        db.close()

@@ -196,13 +196,13 @@ class InfluxSink:
             wait_s = self._partial_since + self.cfg.flush_interval_s - now
             if wait_s > 0:
                 return Sent(wait_s=wait_s)
-        self._partial_since = None
         self._unsent_hint = 0
         done: list[int] = []
         try:
             self._deliver(rows, done)
         except WriteFailed as e:
-            return Sent(done, error=f"write failed: {e}")
+            return Sent(done, error=f"write failed: {e}")  # retried after the back-off alone
+        self._partial_since = None
         return Sent(done)
 
     def _deliver(self, rows: list[Row], done: list[int]) -> None:

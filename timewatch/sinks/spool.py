@@ -11,6 +11,8 @@ take the oldest items, send them, ack on success, back off (`backoff.Backoff`) o
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import sqlite3
 import threading
@@ -24,35 +26,129 @@ from ..backoff import Backoff
 log = logging.getLogger(__name__)
 
 
+# Items kept in memory while the file cannot be written (at most this many bytes, or
+# `max_bytes` if smaller): past it the oldest are dropped, counted and warned about.
+MEMORY_MAX_BYTES = 32 * 2**20
+# Seconds between attempts to write to a spool file that failed.
+RETRY_S = 5.0
+# Seconds between repeated error messages while the file stays unwritable.
+REMIND_S = 600.0
+
+Row = tuple[int, str, bytes]  # (seq, key, body) as `Spool.peek` returns them
+
+
 class Spool:
-    def __init__(self, path: str | Path, max_bytes: int = 512 * 2**20, name: str = "spool"):
+    """The FIFO: a SQLite file, and in front of it the items it could not take yet.
+
+    When the file cannot be opened or written (read-only or missing directory, disk full, I/O
+    error), `put` keeps the items in memory (bounded) and every later call retries the file at
+    most every `retry_s`; the error names the path, once, then every REMIND_S. `peek` serves
+    the file's items, then the memory's, so a sink keeps delivering from memory. One consumer
+    (the sink's sender) peeks and acks."""
+
+    def __init__(self, path: str | Path, max_bytes: int = 512 * 2**20, name: str = "spool",
+                 retry_s: float = RETRY_S):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.max_bytes = max_bytes
-        self.dropped = 0  # items discarded because the bound was reached
+        self.memory_max_bytes = min(MEMORY_MAX_BYTES, max_bytes)
+        self.retry_s = retry_s
+        self.dropped = 0  # items discarded because a bound was reached
+        self.failing: str | None = None  # the file's current error, None while it is healthy
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
-        self._bytes = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM q").fetchone()[0]
-
-    def put(self, items: list[tuple[str, bytes]]) -> None:
-        """Append (key, body) items durably, in order."""
-        if not items:
-            return
+        self._db: sqlite3.Connection | None = None
+        self._bytes = 0  # item bytes in the file
+        self._mem: collections.deque[Row] = collections.deque()  # not in the file yet
+        self._mem_bytes = 0
+        self._next_mem_seq = -1  # memory items have negative seqs
+        self._moved: dict[int, int] = {}  # memory seq -> file seq, since the last peek
+        self._unacked: set[int] = set()  # delivered; their deletion from the file failed
+        self._next_try = 0.0
+        self._last_log = 0.0
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO q (key, body, size) VALUES (?, ?, ?)",
-                                 [(k, b, len(b)) for k, b in items])
-            self._db.execute("COMMIT")
-            self._bytes += sum(len(b) for _, b in items)
-            if self._bytes > self.max_bytes:
-                self._trim()
+            self._sync(force=True)
+
+    # -- the file ----------------------------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM q").fetchone()[0]
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _sync(self, force: bool = False) -> bool:
+        """Bring the file up to date: open it, apply failed deletions, move the memory items
+        into it. False (the error logged) when the file cannot be written now."""
+        if self.failing is not None and not force and time.monotonic() < self._next_try:
+            return False
+        try:
+            if self._db is None:
+                self._db = self._open()
+            db = self._db
+            if self._unacked:
+                self._delete(db, sorted(self._unacked))
+                self._unacked.clear()
+            if self._mem:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    seqs = [db.execute("INSERT INTO q (key, body, size) VALUES (?, ?, ?)",
+                                       (k, b, len(b))).lastrowid for _, k, b in self._mem]
+                    db.execute("COMMIT")
+                except BaseException:
+                    _rollback(db)
+                    raise
+                for (mseq, _, _), seq in zip(self._mem, seqs, strict=True):
+                    self._moved[mseq] = int(seq or 0)
+                self._bytes += self._mem_bytes
+                self._mem.clear()
+                self._mem_bytes = 0
+                if self._bytes > self.max_bytes:
+                    self._trim()
+        except (sqlite3.Error, OSError) as e:
+            self._fail(e)
+            return False
+        if self.failing is not None:
+            log.warning("%s: %s can be written again; the items kept in memory are in it",
+                        self.name, self.path)
+            self.failing = None
+        return True
+
+    def _fail(self, e: Exception) -> None:
+        now = time.monotonic()
+        first = self.failing is None
+        self.failing = f"{type(e).__name__}: {e}" if isinstance(e, sqlite3.Error) else str(e)
+        self._next_try = now + self.retry_s
+        if first or now - self._last_log >= REMIND_S:
+            self._last_log = now
+            log.error("%s: cannot write %s: %s; %d items kept in memory (at most %d MB) and "
+                      "retried every %g s", self.name, self.path, self.failing, len(self._mem),
+                      self.memory_max_bytes // 2**20, self.retry_s)
+
+    def _delete(self, db: sqlite3.Connection, seqs: list[int]) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            size = 0
+            for i in range(0, len(seqs), 500):
+                chunk = seqs[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                size += db.execute(f"SELECT COALESCE(SUM(size), 0) FROM q WHERE seq IN ({marks})",
+                                   chunk).fetchone()[0]
+                db.execute(f"DELETE FROM q WHERE seq IN ({marks})", chunk)
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
+        self._bytes -= size
 
     def _trim(self) -> None:
+        assert self._db is not None
         n = 0
         while self._bytes > self.max_bytes * 0.9:
             rows = self._db.execute("SELECT seq, size FROM q ORDER BY seq LIMIT 1000").fetchall()
@@ -70,46 +166,102 @@ class Spool:
         log.warning("%s: disk bound of %d MB reached: dropped the %d oldest undelivered items "
                     "(%d dropped so far)", self.name, self.max_bytes // 2**20, n, self.dropped)
 
-    def peek(self, n: int) -> list[tuple[int, str, bytes]]:
+    def _trim_memory(self) -> None:
+        n = 0
+        while self._mem_bytes > self.memory_max_bytes and self._mem:
+            _, _, b = self._mem.popleft()
+            self._mem_bytes -= len(b)
+            n += 1
+        if n:
+            self.dropped += n
+            log.warning("%s: %s cannot be written and the memory bound of %d MB is reached: "
+                        "dropped the %d oldest undelivered items (%d dropped so far)", self.name,
+                        self.path, self.memory_max_bytes // 2**20, n, self.dropped)
+
+    # -- the sink's side ---------------------------------------------------------------------
+    def put(self, items: list[tuple[str, bytes]]) -> None:
+        """Append (key, body) items in order: on disk when the file takes them, else in memory.
+        Never raises."""
+        if not items:
+            return
+        with self._lock:
+            for k, b in items:
+                self._mem.append((self._next_mem_seq, k, b))
+                self._next_mem_seq -= 1
+                self._mem_bytes += len(b)
+            if not self._sync():
+                self._trim_memory()
+
+    def peek(self, n: int) -> list[Row]:
         """The n oldest items as (seq, key, body), without removing them."""
         with self._lock:
-            return self._db.execute("SELECT seq, key, body FROM q ORDER BY seq LIMIT ?",
-                                    (n,)).fetchall()
+            self._moved.clear()  # the consumer acks only what it peeked since
+            if self._mem or self._unacked:
+                self._sync()
+            rows: list[Row] = []
+            if self._db is not None:
+                try:
+                    rows = [r for r in self._db.execute(
+                        "SELECT seq, key, body FROM q ORDER BY seq LIMIT ?",
+                        (n + len(self._unacked),)) if r[0] not in self._unacked][:n]
+                except sqlite3.Error as e:
+                    self._fail(e)
+            return rows + list(itertools.islice(self._mem, n - len(rows)))
 
     def ack(self, seqs: list[int]) -> None:
-        """Remove delivered items."""
+        """Remove delivered items. Never raises (a deletion the file refuses is retried)."""
         if not seqs:
             return
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            size = 0
-            for i in range(0, len(seqs), 500):
-                chunk = seqs[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                size += self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM q WHERE seq IN ({marks})",
-                                         chunk).fetchone()[0]
-                self._db.execute(f"DELETE FROM q WHERE seq IN ({marks})", chunk)
-            self._db.execute("COMMIT")
-            self._bytes -= size
+            seqs = [self._moved.get(s, s) for s in seqs]
+            gone = {s for s in seqs if s < 0}
+            if gone:
+                kept = [r for r in self._mem if r[0] not in gone]
+                self._mem_bytes = sum(len(r[2]) for r in kept)
+                self._mem = collections.deque(kept)
+            on_file = [s for s in seqs if s > 0]
+            if on_file:
+                self._unacked.update(on_file)
+                if self.failing is None:
+                    self._sync()
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
+            n = 0
+            if self._db is not None:
+                try:
+                    n = int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
+                except sqlite3.Error:
+                    n = 0
+            return n - len(self._unacked) + len(self._mem)
 
     @property
     def size_bytes(self) -> int:
-        return int(self._bytes)
+        return int(self._bytes + self._mem_bytes)
 
     def close(self) -> None:
+        """One last attempt to write the memory items; what stays in memory is lost (said)."""
         with self._lock:
-            self._db.close()
+            if self._mem or self._unacked:
+                self._sync(force=True)
+            if self._mem:
+                log.error("%s: %d items could not be written to %s (%s) and are lost",
+                          self.name, len(self._mem), self.path, self.failing)
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
 # The delivery loop of a spooled sink (InfluxDB, each webhook endpoint)
-
-Row = tuple[int, str, bytes]  # (seq, key, body) as `Spool.peek` returns them
-
 
 @dataclass(frozen=True, slots=True)
 class Sent:
@@ -185,11 +337,12 @@ class SpoolSender:
             if r.stop:
                 return
             if r.error is None:
-                if attempt:
+                if r.done and attempt:
                     log.warning("%s: delivered again after %d failed attempts (%.0f s)",
                                 self.name, attempt, time.monotonic() - down_since)
-                attempt = 0
-                self.backoff.reset()
+                if r.done:
+                    attempt = 0
+                    self.backoff.reset()
                 if r.wait_s > 0 and not self.closing.is_set():
                     self._wait(r.wait_s)
                 continue

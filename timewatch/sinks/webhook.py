@@ -55,6 +55,7 @@ DELIVERED_KEEP_S = 30 * 86400.0  # delivered keys remembered this long (a re-rep
 OPEN_KEEP_S = 90 * 86400.0  # an alert whose clear never came is forgotten after this
 IDLE_WAKE_S = 60.0  # an idle delivery thread looks at its outbox at least this often
 PRUNE_EVERY_S = 86400.0  # the ledger forgets old keys once a day (and at start)
+LEDGER_RETRY_S = 5.0  # a ledger that cannot be written tries its file again this often
 REJECTED = (400, 413, 422)  # the receiver refuses this message itself: drop it, go on
 USER_AGENT = "timewatch-webhook/1"
 
@@ -181,17 +182,104 @@ def generator_url(cfg: Config) -> str:
 
 class Ledger:
     """Delivered event keys and open (delivered, not yet cleared) alerts. One writer: the
-    endpoint's delivery thread."""
+    endpoint's delivery thread.
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    When its file cannot be opened or written (read-only directory, disk full), the ledger goes
+    on in memory (a copy of what the file held, when it can be read) and tries every
+    `retry_s` to write that memory back to the file; the error names the path."""
+
+    def __init__(self, path: Path, retry_s: float = LEDGER_RETRY_S):
+        self.path = path
+        self.retry_s = retry_s
+        self.failing: str | None = None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, t_s REAL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS open (id TEXT PRIMARY KEY, alert TEXT, "
-                         "t_s REAL)")
+        self._next_try = 0.0
+        try:
+            self._db = self._open()
+        except (sqlite3.Error, OSError) as e:
+            self._db = self._memory(self._read_only())
+            self._fail(e)
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            _ledger_schema(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _read_only(self) -> sqlite3.Connection | None:
+        """The file as it is, read-only (a read-only directory still shows what it held)."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True,
+                                 check_same_thread=False)
+            db.execute("SELECT COUNT(*) FROM delivered")
+            return db
+        except sqlite3.Error:
+            return None
+
+    @staticmethod
+    def _memory(src: sqlite3.Connection | None) -> sqlite3.Connection:
+        mem = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        if src is not None:
+            try:
+                src.backup(mem)
+            except sqlite3.Error:
+                pass
+            src.close()
+        _ledger_schema(mem)
+        return mem
+
+    def _fail(self, e: Exception) -> None:
+        first = self.failing is None
+        self.failing = str(e)
+        self._next_try = time.monotonic() + self.retry_s
+        if first:
+            log.error("webhook ledger %s cannot be written: %s; which events were delivered is "
+                      "kept in memory and written to the file when it can be (until then a "
+                      "restart may deliver an event twice)", self.path, e)
+
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        """Run statements in one transaction: in the file, or in memory when it fails."""
+        with self._lock:
+            if self.failing is not None and time.monotonic() >= self._next_try:
+                self._restore()
+            for attempt in (0, 1):
+                db = self._db
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    for sql, args in statements:
+                        db.execute(sql, args)
+                    db.execute("COMMIT")
+                    return
+                except sqlite3.Error as e:
+                    _ledger_rollback(db)
+                    if attempt or self.failing is not None:
+                        raise
+                    self._db = self._memory(db)  # the file's content, in memory from now on
+                    self._fail(e)
+
+    def _restore(self) -> None:
+        """Degraded: write the memory back into the file, and use the file again."""
+        try:
+            disk = self._open()
+        except (sqlite3.Error, OSError):
+            self._next_try = time.monotonic() + self.retry_s
+            return
+        try:
+            self._db.backup(disk)
+        except sqlite3.Error:
+            disk.close()
+            self._next_try = time.monotonic() + self.retry_s
+            return
+        self._db.close()
+        self._db = disk
+        self.failing = None
+        log.warning("webhook ledger %s can be written again", self.path)
 
     def delivered(self, key: str) -> bool:
         with self._lock:
@@ -211,26 +299,43 @@ class Ledger:
     def record(self, notices: list[Notice], dropped: bool = False) -> None:
         """After a 2xx (or a rejection): keys delivered, alerts opened, clears closing them."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for n in notices:
-                self._db.execute("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now))
-                if n.event.type == "alert" and not dropped:
-                    self._db.execute("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
-                                     (n.event.id, to_json(n.event.to_dict()), now))
-                elif n.event.type == "clear":
-                    self._db.execute("DELETE FROM open WHERE id = ?", (n.event.id,))
-            self._db.execute("COMMIT")
+        stmts: list[tuple[str, tuple[object, ...]]] = []
+        for n in notices:
+            stmts.append(("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now)))
+            if n.event.type == "alert" and not dropped:
+                stmts.append(("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
+                              (n.event.id, to_json(n.event.to_dict()), now)))
+            elif n.event.type == "clear":
+                stmts.append(("DELETE FROM open WHERE id = ?", (n.event.id,)))
+        self._write(stmts)
 
     def prune(self) -> None:
         now = time.time()
-        with self._lock:
-            self._db.execute("DELETE FROM delivered WHERE t_s < ?", (now - DELIVERED_KEEP_S,))
-            self._db.execute("DELETE FROM open WHERE t_s < ?", (now - OPEN_KEEP_S,))
+        self._write([("DELETE FROM delivered WHERE t_s < ?", (now - DELIVERED_KEEP_S,)),
+                     ("DELETE FROM open WHERE t_s < ?", (now - OPEN_KEEP_S,))])
 
     def close(self) -> None:
         with self._lock:
+            if self.failing is not None:
+                self._restore()
+            if self.failing is not None:
+                log.error("webhook ledger %s: still cannot be written (%s): which events were "
+                          "delivered since is forgotten; a restart may deliver them again",
+                          self.path, self.failing)
             self._db.close()
+
+
+def _ledger_schema(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, t_s REAL)")
+    db.execute("CREATE TABLE IF NOT EXISTS open (id TEXT PRIMARY KEY, alert TEXT, t_s REAL)")
+
+
+def _ledger_rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""Issue 18 findings 4, 5 and 11, against a real `timewatch run` with simulated NTP servers,
+a local InfluxDB stand-in and a webhook receiver: the InfluxDB spool and the webhook outboxes
+must lose nothing they were handed when their disk fails under them.
+
+4. the state directory's file system fills up mid-run;
+5. the state directory is read-only from the start;
+11. the spool and outbox files are deleted mid-run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_root
+from tests.faults.runs import (
+    NtpServers,
+    Run,
+    config_text,
+    events,
+    fill,
+    influx_points,
+    mount_tmpfs,
+    store_points,
+    umount,
+    wait_for,
+)
+from tests.sinks.test_influx import FakeInflux
+from tests.sinks.test_webhook import Receiver
+
+HOSTS = ["127.0.0.91", "127.0.0.92", "127.0.0.93"]
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[NtpServers, FakeInflux, Receiver]]:
+    servers = NtpServers(HOSTS)
+    influx = FakeInflux()
+    hook = Receiver()
+    yield servers, influx, hook
+    hook.close()
+    influx.close()
+    servers.close()
+
+
+def sinks_toml(influx: FakeInflux, hook: Receiver) -> str:
+    return (f'[sinks.influxdb]\nurl = "http://127.0.0.1:{influx.port}"\norg = "o"\nbucket = "b"\n'
+            'batch_size = 20\nflush_interval_s = 0.5\ntimeout_s = 2.0\n\n'
+            f'[[sinks.webhook]]\nurl = "{hook.url}/hook"\nmin_severity = "info"\n'
+            'retry_initial_s = 0.2\nretry_max_s = 1.0\ngroup_window_s = 0\n')
+
+
+def delivered(hook: Receiver) -> set[str]:
+    """Event keys (id.type) the receiver acknowledged (standard format: one event a message)."""
+    out = set()
+    for r in hook.ok():
+        d = r.json()
+        out.add(f"{d['data']['id']}.{d['type'].rsplit('.', 1)[-1]}")
+    return out
+
+
+def logged(state: Path) -> set[str]:
+    return {f"{e['id']}.{e['type']}" for e in events(state)}
+
+
+def stale_alert_and_clear(run: Run, servers: NtpServers, i: int = 2) -> None:
+    """Make source s{i} go stale and come back: an alert and its clear."""
+    servers.set(i, silent=True)
+    run.wait_log(f"alert source.stale s{i}", 60)
+    servers.set(i, silent=False)
+    run.wait_log(f"clear source.stale s{i}", 60)
+
+
+def test_disk_full_under_the_state_dir_loses_no_event_and_no_point(
+        tmp_path: Path, world: tuple[NtpServers, FakeInflux, Receiver]) -> None:
+    need_root()
+    servers, influx, hook = world
+    state = tmp_path / "state"
+    mount_tmpfs(state, "size=4M")
+    try:
+        cfg = tmp_path / "tw.toml"
+        cfg.write_text(config_text(state, servers, extra=sinks_toml(influx, hook)))
+        run = Run(cfg)
+        try:
+            wait_for(lambda: len(influx.lines) >= 10, 60, "first points at the InfluxDB")
+            influx.answer = lambda lines: 503  # InfluxDB down: its points must wait somewhere
+            filled = fill(state / "filler")
+            assert filled > 0
+            run.wait_log("disk is full", 30)  # the disk is full for the sinks too
+            stale_alert_and_clear(run, servers)
+            # Alerts reach the webhook while the disk is full.
+            wait_for(lambda: len(delivered(hook)) >= 2, 30, "events at the webhook")
+            (state / "filler").unlink()  # space again
+            influx.answer = lambda lines: 204
+            wait_for(lambda: len(logged(state)) >= 2, 30, "the event log written again")
+        finally:
+            rc = run.stop()
+        assert rc == 0, run.err[-3000:]
+        # Everything the engine produced reached the webhook and the InfluxDB: what the store and
+        # the event log (which keep their rows in memory meanwhile) hold, all of it.
+        assert logged(state) and logged(state) <= delivered(hook), (logged(state),
+                                                                    delivered(hook))
+        stored = store_points(state / "timewatch.db")
+        assert len(stored) > 20
+        missing = stored - influx_points(influx.lines)
+        assert not missing, f"{len(missing)} points lost of {len(stored)}:\n{run.err[-3000:]}"
+        # Said honestly, naming the files.
+        assert f"cannot write {state / 'influxdb.spool'}" in run.err
+        assert "webhooks/" in run.err and ".outbox.db" in run.err and "kept in memory" in run.err
+    finally:
+        umount(state)
