@@ -110,3 +110,39 @@ def test_disk_full_under_the_state_dir_loses_no_event_and_no_point(
         assert "webhooks/" in run.err and ".outbox.db" in run.err and "kept in memory" in run.err
     finally:
         umount(state)
+
+
+def test_read_only_state_dir_keeps_run_going_on_memory_and_says_so(
+        tmp_path: Path, world: tuple[NtpServers, FakeInflux, Receiver]) -> None:
+    need_root()
+    servers, influx, hook = world
+    state = tmp_path / "state"
+    mount_tmpfs(state, "ro,size=1M")
+    try:
+        cfg = tmp_path / "tw.toml"
+        cfg.write_text(config_text(state, servers, extra=sinks_toml(influx, hook)))
+        run = Run(cfg)
+        try:
+            # Before: "unable to open database file", no path named, and the run was over.
+            wait_for(lambda: len(influx.lines) >= 10 or run.p.poll() is not None, 60,
+                     "points at the InfluxDB")
+            assert run.p.poll() is None, run.err[-3000:]
+            stale_alert_and_clear(run, servers)
+            wait_for(lambda: len(delivered(hook)) >= 2, 30, "events at the webhook")
+            # The InfluxDB goes down before the end: what it did not take is only in memory.
+            influx.answer = lambda lines: 503
+            n = len(influx.lines)
+            wait_for(lambda: "write failed" in run.err, 30, "a failed write")
+        finally:
+            rc = run.stop()
+        assert rc == 0, run.err[-3000:]
+        assert n >= 10 and len(delivered(hook)) >= 2
+        # Said clearly, naming the paths.
+        assert f"cannot write {state / 'influxdb.spool'}" in run.err
+        assert "webhooks/" in run.err and ".outbox.db" in run.err
+        assert "Read-only file system" in run.err or "readonly" in run.err
+        # Shutdown does not promise what it cannot keep.
+        assert "sent at the next start" not in run.err, run.err[-3000:]
+        assert "are lost" in run.err
+    finally:
+        umount(state)

@@ -177,14 +177,18 @@ class InfluxSink:
             return
         self.sender.begin_close()
         done = self.sender.finish_close(time.monotonic() + grace_s)
-        left = self._left = len(self.spool)
+        on_disk, in_memory = self.spool.counts()
+        self._left = on_disk + in_memory
         self._closed = True
-        if left:
+        if on_disk:  # what is only in memory is reported lost by the spool
             log.warning("influxdb %s: %d points not delivered stay in %s; they are sent at the "
-                        "next start", self.where, left, self.spool_path)
+                        "next start", self.where, on_disk, self.spool_path)
         if done:  # a sender stuck in a request keeps its spool (the process is ending anyway)
             self.spool.close()
             self.writer.close()
+        elif in_memory:
+            log.error("influxdb %s: %d points only in memory (the spool could not be written) "
+                      "are lost", self.where, in_memory)
 
     # -- sender thread ---------------------------------------------------------------------
     def _send(self, rows: list[Row]) -> Sent:

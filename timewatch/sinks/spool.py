@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -123,7 +124,8 @@ class Spool:
     def _fail(self, e: Exception) -> None:
         now = time.monotonic()
         first = self.failing is None
-        self.failing = f"{type(e).__name__}: {e}" if isinstance(e, sqlite3.Error) else str(e)
+        self.failing = (f"{type(e).__name__}: {e}" if isinstance(e, sqlite3.Error) else str(e)) \
+            + disk_trouble(self.path)
         self._next_try = now + self.retry_s
         if first or now - self._last_log >= REMIND_S:
             self._last_log = now
@@ -225,7 +227,8 @@ class Spool:
                 if self.failing is None:
                     self._sync()
 
-    def __len__(self) -> int:
+    def counts(self) -> tuple[int, int]:
+        """(items in the file, items only in memory): what a restart finds, what it cannot."""
         with self._lock:
             n = 0
             if self._db is not None:
@@ -233,7 +236,10 @@ class Spool:
                     n = int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
                 except sqlite3.Error:
                     n = 0
-            return n - len(self._unacked) + len(self._mem)
+            return n - len(self._unacked), len(self._mem)
+
+    def __len__(self) -> int:
+        return sum(self.counts())
 
     @property
     def size_bytes(self) -> int:
@@ -250,6 +256,25 @@ class Spool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def disk_trouble(path: Path) -> str:
+    """Why a file may not be writable, as far as the file system says: " (read-only file
+    system)", " (no space left)", " (no write permission)", or ""."""
+    d = path.parent
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    try:
+        st = os.statvfs(d)
+    except OSError:
+        return ""
+    if st.f_flag & os.ST_RDONLY:
+        return f" ({d} is on a read-only file system)"
+    if st.f_bavail == 0:
+        return f" (no space left on the file system of {d})"
+    if not os.access(d, os.W_OK):
+        return f" (no write permission in {d})"
+    return ""
 
 
 def _rollback(db: sqlite3.Connection) -> None:

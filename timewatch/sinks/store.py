@@ -28,6 +28,7 @@ from typing import Any
 from ..config import Config
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
 from . import finite, to_json
+from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
 
@@ -548,10 +549,10 @@ class StoreSink:
             return
         if first or now - self._last_error_log >= REMIND_S:
             self._last_error_log = now
+            why = disk_trouble(self.path) or " (check the directory's permissions and free space)"
             log.error("store %s cannot be written: %s; %d outputs kept in memory and retried "
-                      "every %g s (check the directory's permissions and free space)",
-                      self.path, what.removeprefix(f"store {self.path}: "),
-                      len(self._pending) + self._inflight, self.retry_s)
+                      "every %g s%s", self.path, what.removeprefix(f"store {self.path}: "),
+                      len(self._pending) + self._inflight, self.retry_s, why)
 
     def _close_store(self) -> None:
         if self._store is not None:

@@ -527,13 +527,17 @@ class Endpoint:
 
     def finish_close(self, deadline: float) -> None:
         done = self.sender.finish_close(deadline)
-        left = self._left = len(self.outbox)
-        if left:
-            log.warning("%s: %d events not delivered yet; they stay in the outbox and go out "
-                        "after the next start", self.label, left)
+        on_disk, in_memory = self.outbox.counts()
+        self._left = on_disk + in_memory
+        if on_disk:  # what is only in memory is reported lost by the outbox
+            log.warning("%s: %d events not delivered yet; they stay in the outbox %s and go "
+                        "out after the next start", self.label, on_disk, self.outbox.path)
         if done:  # a thread stuck in a request keeps its databases
             self.outbox.close()
             self.ledger.close()
+        elif in_memory:
+            log.error("%s: %d events only in memory (the outbox could not be written) are "
+                      "lost", self.label, in_memory)
 
 
 # ---------------------------------------------------------------------------------------------
