@@ -146,3 +146,77 @@ def test_read_only_state_dir_keeps_run_going_on_memory_and_says_so(
         assert "are lost" in run.err
     finally:
         umount(state)
+
+
+def test_spool_and_outbox_deleted_mid_run_lose_nothing_and_shutdown_tells_the_truth(
+        tmp_path: Path, world: tuple[NtpServers, FakeInflux, Receiver]) -> None:
+    servers, influx, hook = world
+    state = tmp_path / "state"
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(config_text(state, servers, extra=sinks_toml(influx, hook)))
+    # Run 1: the InfluxDB and the webhook receiver are down; everything waits in the spools.
+    influx.answer = lambda lines: 503
+    hook.plan = lambda n, r: (503, {}, b"down")
+    run = Run(cfg)
+    try:
+        servers.set(2, silent=True)
+        run.wait_log("alert source.stale s2", 60)
+        wait_for(lambda: list((state / "webhooks").glob("*.outbox.db")), 10, "an outbox")
+        wait_for(lambda: len(influx.requests) >= 2, 30, "failed writes")
+        # Someone deletes the spool and the outboxes (with their -wal and -shm) mid-run.
+        victims = list(state.glob("influxdb.spool*")) + list((state / "webhooks").glob(
+            "*.outbox.db*"))
+        assert len(victims) >= 2
+        for p in victims:
+            p.unlink()
+        servers.set(2, silent=False)
+        run.wait_log("clear source.stale s2", 60)
+        run.wait_log("was deleted", 30)  # noticed, and said
+        n = len(influx.requests)
+        wait_for(lambda: len(influx.requests) >= n + 2, 30, "more failed writes")
+    finally:
+        rc = run.stop()
+    assert rc == 0, run.err[-3000:]
+    first_points = store_points(state / "timewatch.db")
+    first_events = logged(state)
+    assert len(first_points) > 10 and len(first_events) >= 2
+    # Run 1's shutdown said what stays for the next start: it must be there.
+    assert (state / "influxdb.spool").exists(), run.err[-3000:]
+    # Run 2: both receivers up; everything run 1 accepted arrives.
+    influx.answer = lambda lines: 204
+    hook.plan = lambda n, r: (200, {}, b"ok")
+    run2 = Run(cfg)
+    try:
+        wait_for(lambda: first_points <= influx_points(influx.lines), 60,
+                 "run 1's points at the InfluxDB")
+        wait_for(lambda: first_events <= delivered(hook), 60, "run 1's events at the webhook")
+    finally:
+        assert run2.stop() == 0, run2.err[-3000:]
+
+
+def test_a_deleted_webhook_ledger_is_rewritten_so_a_later_clear_still_goes_out(
+        tmp_path: Path) -> None:
+    from tests.sinks.test_webhook import config, events_sequence, keys
+    from timewatch.sinks.webhook import WebhookSink
+
+    hook = Receiver()
+    try:
+        cfg = config(tmp_path, {"url": hook.url})
+        alert, clear = events_sequence(1)
+        assert (alert.type, clear.type) == ("alert", "clear")
+        sink = WebhookSink(cfg)
+        sink.handle([events_sequence(1, seed=3, prefix="x")[0]])
+        assert hook.wait(lambda r: len(r.ok()) == 1)
+        for p in (tmp_path / "state" / "webhooks").glob("*.ledger.db*"):
+            p.unlink()  # deleted while in use
+        sink.handle([alert])  # delivered; recorded as open in the ledger
+        assert hook.wait(lambda r: len(r.ok()) == 2)
+        sink.close()
+        # After a restart the ledger still knows the open alert: its clear goes out.
+        sink = WebhookSink(cfg)
+        sink.handle([clear])
+        assert hook.wait(lambda r: len(r.ok()) == 3), "the clear was never sent"
+        sink.close()
+        assert keys(hook.ok())[1:] == [f"{alert.id}.alert", f"{clear.id}.clear"]
+    finally:
+        hook.close()

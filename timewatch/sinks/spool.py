@@ -45,7 +45,11 @@ class Spool:
     error), `put` keeps the items in memory (bounded) and every later call retries the file at
     most every `retry_s`; the error names the path, once, then every REMIND_S. `peek` serves
     the file's items, then the memory's, so a sink keeps delivering from memory. One consumer
-    (the sink's sender) peeks and acks."""
+    (the sink's sender) peeks and acks.
+
+    A file deleted or replaced while in use (checked before each write and read, as the
+    store does) is noticed: what the deleted file still holds is copied into a new file at the
+    path, and the spool goes on there."""
 
     def __init__(self, path: str | Path, max_bytes: int = 512 * 2**20, name: str = "spool",
                  retry_s: float = RETRY_S):
@@ -66,6 +70,7 @@ class Spool:
         self._unacked: set[int] = set()  # delivered; their deletion from the file failed
         self._next_try = 0.0
         self._last_log = 0.0
+        self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we opened
         with self._lock:
             self._sync(force=True)
 
@@ -79,9 +84,45 @@ class Spool:
             db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                        "key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
             self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM q").fetchone()[0]
+            st = os.stat(self.path)
         except BaseException:
             db.close()
             raise
+        self._ident = (st.st_dev, st.st_ino)
+        return db
+
+    def _still_there(self) -> bool:
+        """False when the file we write was deleted or replaced (writes would go nowhere)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def _salvage(self, old: sqlite3.Connection) -> sqlite3.Connection:
+        """The file was deleted (or replaced) under us: copy what the deleted file still holds
+        (the open connection reads it) into a new file at the path, same seqs, and use it."""
+        n = old.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        old.execute("ATTACH DATABASE ? AS fresh", (str(self.path),))
+        try:
+            old.execute("PRAGMA fresh.journal_mode=WAL")
+            old.execute("CREATE TABLE IF NOT EXISTS fresh.q (seq INTEGER PRIMARY KEY "
+                        "AUTOINCREMENT, key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            old.execute("BEGIN IMMEDIATE")
+            try:
+                old.execute("INSERT OR IGNORE INTO fresh.q (seq, key, body, size) "
+                            "SELECT seq, key, body, size FROM main.q ORDER BY seq")
+                old.execute("COMMIT")
+            except BaseException:
+                _rollback(old)
+                raise
+        finally:
+            old.execute("DETACH DATABASE fresh")
+        db = self._open()
+        old.close()
+        log.error("%s: %s was deleted or replaced while in use; the %d undelivered items it "
+                  "held are in a new file at that path", self.name, self.path, n)
         return db
 
     def _sync(self, force: bool = False) -> bool:
@@ -92,6 +133,8 @@ class Spool:
         try:
             if self._db is None:
                 self._db = self._open()
+            elif not self._still_there():
+                self._db = self._salvage(self._db)
             db = self._db
             if self._unacked:
                 self._delete(db, sorted(self._unacked))
@@ -198,8 +241,7 @@ class Spool:
         """The n oldest items as (seq, key, body), without removing them."""
         with self._lock:
             self._moved.clear()  # the consumer acks only what it peeked since
-            if self._mem or self._unacked:
-                self._sync()
+            self._sync()
             rows: list[Row] = []
             if self._db is not None:
                 try:
@@ -228,7 +270,8 @@ class Spool:
                     self._sync()
 
     def counts(self) -> tuple[int, int]:
-        """(items in the file, items only in memory): what a restart finds, what it cannot."""
+        """(items in the file, items not in it): what a restart finds, and what it cannot (only
+        in memory, or in a deleted file not yet copied to a new one)."""
         with self._lock:
             n = 0
             if self._db is not None:
@@ -236,7 +279,10 @@ class Spool:
                     n = int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
                 except sqlite3.Error:
                     n = 0
-            return n - len(self._unacked), len(self._mem)
+                n -= len(self._unacked)
+            if self._db is not None and not self._still_there():
+                return 0, n + len(self._mem)
+            return n, len(self._mem)
 
     def __len__(self) -> int:
         return sum(self.counts())
@@ -248,11 +294,12 @@ class Spool:
     def close(self) -> None:
         """One last attempt to write the memory items; what stays in memory is lost (said)."""
         with self._lock:
-            if self._mem or self._unacked:
-                self._sync(force=True)
-            if self._mem:
+            self._sync(force=True)
+        _, lost = self.counts()
+        with self._lock:
+            if lost:
                 log.error("%s: %d items could not be written to %s (%s) and are lost",
-                          self.name, len(self._mem), self.path, self.failing)
+                          self.name, lost, self.path, self.failing)
             if self._db is not None:
                 self._db.close()
                 self._db = None

@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import json
 import logging
+import os
 import re
 import socket
 import sqlite3
@@ -192,6 +193,7 @@ class Ledger:
         self.path = path
         self.retry_s = retry_s
         self.failing: str | None = None
+        self._ident: tuple[int, int] | None = None
         self._lock = threading.Lock()
         self._next_try = 0.0
         try:
@@ -207,10 +209,19 @@ class Ledger:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             _ledger_schema(db)
+            st = os.stat(self.path)
         except BaseException:
             db.close()
             raise
+        self._ident = (st.st_dev, st.st_ino)
         return db
+
+    def _still_there(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
 
     def _read_only(self) -> sqlite3.Connection | None:
         """The file as it is, read-only (a read-only directory still shows what it held)."""
@@ -246,7 +257,11 @@ class Ledger:
     def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
         """Run statements in one transaction: in the file, or in memory when it fails."""
         with self._lock:
-            if self.failing is not None and time.monotonic() >= self._next_try:
+            if self.failing is None and not self._still_there():
+                log.error("webhook ledger %s was deleted or replaced while in use; what it held "
+                          "is written to a new file at that path", self.path)
+                self._restore()  # the open connection still reads the deleted file
+            elif self.failing is not None and time.monotonic() >= self._next_try:
                 self._restore()
             for attempt in (0, 1):
                 db = self._db
@@ -264,7 +279,8 @@ class Ledger:
                     self._fail(e)
 
     def _restore(self) -> None:
-        """Degraded: write the memory back into the file, and use the file again."""
+        """Write what the connection in use holds (memory, or a deleted file) into the file at
+        the path, and use that file from now on."""
         try:
             disk = self._open()
         except (sqlite3.Error, OSError):
@@ -278,8 +294,9 @@ class Ledger:
             return
         self._db.close()
         self._db = disk
+        if self.failing is not None:
+            log.warning("webhook ledger %s can be written again", self.path)
         self.failing = None
-        log.warning("webhook ledger %s can be written again", self.path)
 
     def delivered(self, key: str) -> bool:
         with self._lock:
