@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import logging
 import re
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,9 @@ from ..cli import UsageError
 from ..config import Config, load
 from ..records import Output
 from .lineproto import Encoder
-from .store import Store, StoreError
+from .store import Store, StoreError, damaged_note
+
+log = logging.getLogger(__name__)
 
 
 def parse_since(text: str) -> int:
@@ -60,6 +63,9 @@ def export(cfg: Config, out: TextIO, since_ns: int | None = None) -> dict[str, i
         store = Store(cfg.store_path, readonly=True)
     except StoreError as e:
         raise StoreError(f"{e} (is [monitor] state_dir / [store] path right?)") from None
+    note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
+    if note:
+        log.warning("%s; it is not exported", note)
     counts = {"sample": 0, "status": 0, "alert": 0, "clear": 0, "lines": 0}
     try:
         enc = encoder_for(cfg, store)
