@@ -96,7 +96,8 @@ def fan_out(sinks: list[Sink], outputs: list[Output]) -> None:
         try:
             s.handle(outputs)
         except Exception:  # noqa: BLE001 - a broken sink must not stop the monitor
-            log.exception("sink %s failed; its data is kept for retry where it spools", s.name)
+            log.exception("sink %s failed on %d outputs: they are lost for that sink (the other "
+                          "sinks have them)", s.name, len(outputs))
 
 
 def close_all(sinks: list[Sink]) -> None:
