@@ -403,6 +403,16 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
                   detect=detect, warnings=tuple(L.warnings))
 
 
+def redact_url(url: str) -> str:
+    """A URL as it may be printed: a password in it (`user:pass@`) shown as `user:***@`."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostport}{slash}{path}"
+
+
 def describe(cfg: Config) -> str:
     """What `check-config` prints: what would run, never a secret."""
     out = [f"config {cfg.path}: OK", f"host {cfg.host}, state in {cfg.state_dir}",
@@ -416,7 +426,7 @@ def describe(cfg: Config) -> str:
                "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))
     if cfg.influxdb:
         tok = cfg.influxdb.token.origin if cfg.influxdb.token else "no token"
-        out.append(f"sink influxdb: {cfg.influxdb.url} org {cfg.influxdb.org} bucket "
+        out.append(f"sink influxdb: {redact_url(cfg.influxdb.url)} org {cfg.influxdb.org} bucket "
                    f"{cfg.influxdb.bucket} (token: {tok})")
     for i, h in enumerate(cfg.webhooks):
         sec = h.secret.origin if h.secret else "unsigned"
