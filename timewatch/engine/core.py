@@ -13,6 +13,7 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -39,6 +40,15 @@ _NO_SOURCE: Final = (Tick, Note)
 
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
 SUSPECT_CODES: Final = ("time.step", "time.drift")
+
+# Engine time is bounded by the runner's ticks (host time, one a second): a record whose rx_ns
+# is more than this ahead of the last tick is refused, so one record with a wrong clock cannot
+# move engine time (which never goes back) and make every other source look stale. Readers
+# stamp records with the host clock before they hand them over: only a stalled event loop
+# makes a genuine record more than a second or two ahead of the last tick.
+MAX_LEAD_NS: Final = 5_000_000_000
+
+log = logging.getLogger(__name__)
 
 
 class Estimate(Value):
@@ -99,6 +109,17 @@ class Context:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
+
+    def refuse(self, why: str, obs: Observation, what: str) -> None:
+        """`obs` is a bad record: counted as `refused.<why>`, warned about on the 1st, 10th,
+        100th... of its kind (a flood of them cannot flood the log; the engine reads no clock)."""
+        key = f"refused.{why}"
+        n = self.counters.get(key, 0) + 1
+        self.counters[key] = n
+        if n == 10 ** (len(str(n)) - 1):
+            src = obs.src or obs.type
+            log.warning("engine: %s record of %s at rx_ns %d refused: %s (%d refused so far)",
+                        obs.type, src, obs.rx_ns, what, n)
 
 
 # Tests (and deployments) subclass trackers in plain Python; a mypyc-compiled class refuses
@@ -222,10 +243,23 @@ class Engine:
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
+        self._tick_ns: int | None = None  # rx_ns of the last tick: host time (MAX_LEAD_NS)
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Output]:
+        """Take one observation; the outputs it causes. A bad record is refused (counted in
+        `ctx.counters` as `refused.*`, warned about) and changes nothing."""
+        tick = self._tick_ns
+        if tick is not None and obs.rx_ns - tick > MAX_LEAD_NS and type(obs) is not Tick:
+            self.ctx.refuse("future", obs, f"{(obs.rx_ns - tick) / 1e9:.3f} s ahead of the "
+                            f"host clock (the last tick)")
+            return []
+        return self._process(obs)
+
+    def _process(self, obs: Observation) -> list[Output]:
         ctx = self.ctx
+        if type(obs) is Tick:
+            self._tick_ns = obs.rx_ns
         # Records may arrive up to 2 s out of order: engine time never goes backwards.
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns

@@ -10,6 +10,11 @@ observations as the serial and PPS readers, so the engine judges them the same w
   (the host clock at the edge). gpsd's reports carry **no kernel sequence number**: `seq` is
   gpsd's `real_sec` (the UTC second gpsd assigned to the edge), so a gap in seq is a missing
   second, and the second is gpsd's opinion, not an independent count.
+
+gpsd's `clock_sec` is a clock taken from outside the reader: it is checked against the host
+clock read when the report arrives. A report whose edge is more than `CLOCK_TOLERANCE_S` from
+that is refused (a warning names it): it would otherwise move the engine's time (a report one
+day ahead would make every other source look stale).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ WATCH = b'?WATCH={"enable":true,"json":true,"nmea":true,"pps":true};\n'
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 60.0
 # gpsd's longest JSON report (SKY with many satellites) stays well below this.
 MAX_LINE = 65536
+# A PPS report's clock_sec/clock_nsec (the host clock at the edge, as gpsd read it) is refused
+# farther than this from the host clock when the report arrives: gpsd reports an edge within
+# milliseconds, and the engine's time must not follow another program's idea of the host clock.
+CLOCK_TOLERANCE_S = 1.0
 
 
 class GpsdReader:
@@ -60,6 +69,13 @@ class GpsdReader:
             real_sec = int(msg["real_sec"])
         except (KeyError, TypeError, ValueError):
             self.bad_lines += 1
+            return
+        if abs(rx - clock_ns) > CLOCK_TOLERANCE_S * 1e9:
+            self.bad_lines += 1
+            log.warning("%s: gpsd reports a PPS edge at clock %d.%09d, %+.3f s from the host "
+                        "clock (%d.%09d): refused (more than %g s)", self.cfg.id,
+                        *divmod(clock_ns, 1_000_000_000), (clock_ns - rx) / 1e9,
+                        *divmod(rx, 1_000_000_000), CLOCK_TOLERANCE_S)
             return
         # The edge happened (rx - clock_ns) before now: the raw clock moved as much.
         self.emit(Pps(f"{self.cfg.id}-pps", clock_ns, real_sec, raw - (rx - clock_ns)))

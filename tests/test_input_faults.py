@@ -1,0 +1,176 @@
+"""Faults in the monitor's inputs (issue 18), each reproduced against a real `timewatch run` or
+`timewatch replay`: a clock taken from outside, bad lines, crafted traces, reply floods. Each
+test also checks that what was accepted before the fault is all there after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.livemon import FakeGpsd, Monitor, ntp_servers, ntp_sources_toml, pps_report
+
+ROOT = Path(__file__).resolve().parent.parent
+S = 1_000_000_000
+DAY = 86400 * S
+
+
+def _now_report() -> bytes:
+    return pps_report(time.time_ns())
+
+
+def _replay(trace: Path, cfg: Path | None, events: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "timewatch.cli", "replay", str(trace), "--events", str(events)]
+    if cfg is not None:
+        cmd += ["-c", str(cfg)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _jsonl(p: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+
+
+def _write_trace(p: Path, recs: list[dict[str, Any]]) -> None:
+    p.write_text("".join(json.dumps(r, separators=(", ", ": ")) + "\n" for r in recs))
+
+
+def _store_counts(state: Path) -> dict[str, int]:
+    db = sqlite3.connect(state / "timewatch.db")
+    try:
+        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("samples", "snapshots", "events")}
+    finally:
+        db.close()
+
+
+# -- 1. a gpsd PPS report with clock_sec one day ahead ------------------------------------------
+
+GOOD_BEFORE, GOOD_AFTER = 4, 4
+
+
+@pytest.fixture(scope="module")
+def gpsd_day_ahead(tmp_path_factory: pytest.TempPathFactory) -> Monitor:
+    """A live run: three NTP servers and a gpsd whose 5th PPS report says the edge was one day
+    ahead of the host clock; the other reports are honest."""
+    tmp = tmp_path_factory.mktemp("gpsd_day_ahead")
+
+    def script(n: int) -> Iterator[Any]:
+        for _ in range(GOOD_BEFORE):
+            yield _now_report
+        yield lambda: pps_report(time.time_ns() + DAY)
+        for _ in range(GOOD_AFTER):
+            yield _now_report
+
+    async def go() -> Monitor:
+        servers = await ntp_servers()
+        gpsd = await FakeGpsd(script).start()
+        mon = Monitor(tmp, ntp_sources_toml(servers)
+                      + f'[[sources]]\nid = "g"\nkind = "gpsd"\nport = {gpsd.port}\n')
+        try:
+            await mon.start()
+            await asyncio.wait_for(gpsd.done.wait(), 60)
+            # Everything the fake sent after the fault reached the trace, and NTP polled on.
+            last = json.loads(gpsd.sent[-1])["real_sec"]
+            await mon.wait_for("the last PPS report in the trace", lambda: any(
+                r.get("type") == "pps" and r.get("seq") == last for r in mon.records()))
+            t_end = time.time_ns()
+            await mon.wait_for("two more NTP exchanges per server", lambda: all(
+                sum(r.get("type") == "ntp" and r.get("src") == f"n{i}" and r["rx_ns"] > t_end
+                    for r in mon.records()) >= 2 for i in range(3)))
+            assert await mon.stop() == 0, mon.log()
+        finally:
+            gpsd.close()
+            for s in servers:
+                s.close()
+        mon.sent = gpsd.sent  # type: ignore[attr-defined]
+        return mon
+
+    return asyncio.run(go())
+
+
+def test_gpsd_clock_a_day_ahead_is_refused_at_the_reader_and_blinds_nothing(
+        gpsd_day_ahead: Monitor) -> None:
+    mon = gpsd_day_ahead
+    recs = mon.records()
+    end_ns = max(r["rx_ns"] for r in recs[1:] if r["type"] == "tick")
+    sent = [json.loads(x) for x in mon.sent]  # type: ignore[attr-defined]
+    bad = sent[GOOD_BEFORE]
+    # Nothing ahead of the host clock reached the trace (and so the engine).
+    assert all(r["rx_ns"] <= end_ns + 2 * S for r in recs[1:]), \
+        [r for r in recs[1:] if r["rx_ns"] > end_ns + 2 * S]
+    # Every honest report, before and after the fault, is there.
+    seqs = [r["seq"] for r in recs if r["type"] == "pps"]
+    honest = [m["real_sec"] for m in sent if m is not bad]
+    assert seqs == honest
+    # No NTP source went stale and the consensus held: the engine's time never jumped.
+    events = mon.events()
+    assert not [e for e in events if e["code"] in ("consensus.lost",)
+                or (e["code"] == "source.stale" and set(e["sources"]) & {"n0", "n1", "n2"})], events
+    db = sqlite3.connect(mon.state / "timewatch.db")
+    newest = db.execute("SELECT MAX(t_ns) FROM snapshots").fetchone()[0]
+    assert newest <= end_ns + 2 * S
+    assert "gpsd reports a PPS edge" in mon.log() and "refused" in mon.log(), mon.log()
+    # The NTP samples from before the fault are all still stored after it.
+    t_bad = bad["clock_sec"] * S - DAY
+    assert db.execute("SELECT COUNT(*) FROM samples WHERE t_ns < ?", (t_bad,)).fetchone()[0] >= 3
+
+
+def _crafted(recs: list[dict[str, Any]], ahead_ns: int, ticks: bool) -> list[dict[str, Any]]:
+    """The live trace with an NTP record (a copy of one of n0's) `ahead_ns` ahead inserted half
+    way (ticks=True) or at the end with every tick taken out (ticks=False)."""
+    body = [r for r in recs[1:] if ticks or r["type"] != "tick"]
+    ntp = next(r for r in body if r["type"] == "ntp" and r["src"] == "n0" and "t2_ns" in r)
+    fake = {**ntp, **{k: ntp[k] + ahead_ns for k in ("rx_ns", "t1_ns", "t2_ns", "t3_ns",
+                                                     "t4_ns", "raw_ns")}}
+    at = len(body) // 2 if ticks else len(body)
+    return [recs[0], *body[:at], fake, *body[at:]]
+
+
+def _replay_into_store(tmp: Path, name: str, recs: list[dict[str, Any]]
+                       ) -> tuple[subprocess.CompletedProcess[str], Path, list[dict[str, Any]]]:
+    d = tmp / name
+    d.mkdir()
+    trace = d / "t.jsonl"
+    _write_trace(trace, recs)
+    cfg = d / "replay.toml"
+    cfg.write_text(f'[monitor]\nhost = "t"\nstate_dir = "{d / "state"}"\n\n'
+                   '[store]\nretention_days = 30\n\n[http]\nlisten = ""\n')
+    r = _replay(trace, cfg, d / "events.jsonl", d)
+    assert r.returncode == 0, r.stderr
+    return r, d / "state", _jsonl(d / "events.jsonl")
+
+
+def test_replay_c_of_a_crafted_trace_a_day_ahead_refuses_the_record(
+        gpsd_day_ahead: Monitor, tmp_path: Path) -> None:
+    recs = gpsd_day_ahead.records()
+    _, st0, ev0 = _replay_into_store(tmp_path, "clean", recs)
+    r, st1, ev1 = _replay_into_store(tmp_path, "crafted", _crafted(recs, DAY, ticks=True))
+    assert "ntp record of n0" in r.stderr and "ahead of the host clock" in r.stderr, r.stderr
+    assert ev1 == ev0  # the same story: the record changed nothing
+    assert _store_counts(st1) == _store_counts(st0)
+
+
+def test_replay_c_400_days_ahead_never_deletes_the_store(gpsd_day_ahead: Monitor,
+                                                         tmp_path: Path) -> None:
+    """Without ticks (no host clock in the trace) engine time follows the record 400 days ahead;
+    retention still counts from the host clock, so the store keeps everything."""
+    recs = gpsd_day_ahead.records()
+    _, st0, _ = _replay_into_store(tmp_path, "clean", [r for r in recs if r["type"] != "tick"])
+    _, st1, _ = _replay_into_store(tmp_path, "crafted", _crafted(recs, 400 * DAY, ticks=False))
+    before, after = _store_counts(st0), _store_counts(st1)
+    assert before["samples"] > 10
+    assert all(after[t] >= before[t] for t in before), (before, after)
+    db = sqlite3.connect(st1 / "timewatch.db")
+    t_fault = max(r["rx_ns"] for r in recs[1:])
+    assert db.execute("SELECT COUNT(*) FROM samples WHERE t_ns <= ?",
+                      (t_fault,)).fetchone()[0] == before["samples"]
