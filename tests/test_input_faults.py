@@ -119,7 +119,8 @@ def test_gpsd_clock_a_day_ahead_is_refused_at_the_reader_and_blinds_nothing(
     db = sqlite3.connect(mon.state / "timewatch.db")
     newest = db.execute("SELECT MAX(t_ns) FROM snapshots").fetchone()[0]
     assert newest <= end_ns + 2 * S
-    assert "gpsd reports a PPS edge" in mon.log() and "refused" in mon.log(), mon.log()
+    assert "PPS edge at clock" in mon.log() and "from the host clock: refused" in mon.log(), \
+        mon.log()
     # The NTP samples from before the fault are all still stored after it.
     t_bad = bad["clock_sec"] * S - DAY
     assert db.execute("SELECT COUNT(*) FROM samples WHERE t_ns < ?", (t_bad,)).fetchone()[0] >= 3
@@ -174,3 +175,56 @@ def test_replay_c_400_days_ahead_never_deletes_the_store(gpsd_day_ahead: Monitor
     t_fault = max(r["rx_ns"] for r in recs[1:])
     assert db.execute("SELECT COUNT(*) FROM samples WHERE t_ns <= ?",
                       (t_fault,)).fetchone()[0] == before["samples"]
+
+
+# -- 2. one bad line from gpsd killed its reader for good ---------------------------------------
+
+BAD_GPSD_LINES = {
+    "OverflowError (clock_sec Infinity)": lambda: pps_report(time.time_ns()).replace(
+        b'"clock_sec": ', b'"clock_sec": Infinity, "x": '),
+    "RecursionError (1,500 nested [)": lambda: b"{\"class\": \"PPS\", \"x\": " + b"[" * 1500
+    + b"\n",
+    "NaN clock_nsec": lambda: pps_report(time.time_ns()).replace(b'"clock_nsec": ',
+                                                                 b'"clock_nsec": NaN, "y": '),
+    "float clock_sec": lambda: pps_report(time.time_ns()).replace(b'"clock_sec": ',
+                                                                  b'"clock_sec": 1e300, "z": '),
+    "line longer than gpsd's longest": lambda: b'{"class": "SKY", "x": "' + b"a" * 70000
+    + b'"}\n',
+}
+
+
+def test_gpsd_bad_lines_are_skipped_and_the_reader_goes_on(tmp_path: Path) -> None:
+    """Each bad line between honest PPS reports: every honest report before and after all of
+    them reaches the trace on the same connection; one warning per kind; nothing crashed."""
+    def script(n: int) -> Iterator[Any]:
+        yield _now_report
+        for bad in BAD_GPSD_LINES.values():
+            yield bad
+            yield _now_report
+        yield from [b"{\"class\": \"PPS\", \"x\": " + b"[" * 1500 + b"\n", _now_report]
+
+    async def go() -> tuple[Monitor, FakeGpsd]:
+        gpsd = await FakeGpsd(script, interval_s=0.3).start()
+        mon = Monitor(tmp_path, f'[[sources]]\nid = "g"\nkind = "gpsd"\nport = {gpsd.port}\n')
+        try:
+            await mon.start()
+            await asyncio.wait_for(gpsd.done.wait(), 60)
+            last = json.loads(gpsd.sent[-1])["real_sec"]
+            await mon.wait_for("the last honest report in the trace", lambda: any(
+                r.get("type") == "pps" and r.get("seq") == last for r in mon.records()))
+            assert await mon.stop() == 0, mon.log()
+        finally:
+            gpsd.close()
+        return mon, gpsd
+
+    mon, gpsd = asyncio.run(go())
+    log = mon.log()
+    assert "crashed" not in log and "Traceback" not in log, log
+    honest = [json.loads(x)["real_sec"] for x in gpsd.sent[::2]]
+    assert [r["seq"] for r in mon.records() if r["type"] == "pps"] == honest
+    assert gpsd.connections == 1  # no reconnect needed: the reader skipped the lines
+    # One warning per kind: json (Infinity, NaN, nesting), pps fields (1e300), a line too long.
+    warnings = [ln for ln in log.splitlines() if "bad line from gpsd" in ln]
+    assert len(warnings) == 3, warnings
+    assert any("Infinity" in w for w in warnings) and any("clock_sec" in w for w in warnings)
+    assert any("longer than" in w for w in warnings)

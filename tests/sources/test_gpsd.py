@@ -146,4 +146,69 @@ def test_pps_clock_is_checked_against_the_host_clock_at_the_reader(
         _pps_at(r, time.time_ns() + tol_ns + margin)
         _pps_at(r, time.time_ns() + 86400 * 1_000_000_000)
     assert len(out) == 2 and r.bad_lines == 3
-    assert "gpsd reports a PPS edge" in caplog.text and "from the host clock" in caplog.text
+    assert "PPS edge at clock" in caplog.text and "from the host clock: refused" in caplog.text
+
+
+def test_every_per_line_error_is_a_bad_line_counted_per_kind(
+        caplog: pytest.LogCaptureFixture) -> None:
+    out: list[Observation] = []
+    r = _reader(1, out)
+    now = time.time_ns() // 1_000_000_000
+    good = json.dumps({"class": "PPS", "real_sec": now, "clock_sec": now, "clock_nsec": 0})
+    lines = [b'{"class":"PPS","real_sec":1,"clock_sec":Infinity,"clock_nsec":0}',
+             b"[" * 1500, b"{" + b'"a":[' * 1500, good.replace('"clock_nsec": 0',
+                                                              '"clock_nsec": -1').encode(),
+             good.replace(f'"clock_sec": {now}', '"clock_sec": true').encode(),
+             good.replace(f'"real_sec": {now}', '"real_sec": 10000000000000000000000').encode(),
+             good.encode()]
+    with caplog.at_level(logging.WARNING, "timewatch.sources.gpsd"):
+        for ln in lines:
+            r.handle_line(ln + b"\n")
+    assert len(out) == 1 and r.bad_lines == 5
+    assert r.bad_kinds == {"json": 2, "pps": 3}
+    assert len(caplog.records) == 2
+
+
+def test_reader_survives_an_error_of_its_own_and_reconnects(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A failure outside any line's own checks ends the session, never the reader."""
+    fails = [RuntimeError("boom")]
+    out: list[Observation] = []
+
+    async def go() -> int:
+        conns = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal conns
+            conns += 1
+            await reader.readline()
+            writer.write(b"$GPZDA,202656.000,13,04,2015,,*53\r\n")
+            await writer.drain()
+            await reader.read()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cfg = parse({"sources": [{"id": "gps", "kind": "gpsd", "port": port}]}).sources[0]
+        rd = GpsdReader(cfg, out.append)
+        # An error inside a line is that line's: make session() itself fail once.
+        real = rd.handle_line
+
+        def failing(line: bytes) -> None:
+            if fails:
+                raise fails.pop()
+            real(line)
+
+        rd.handle_line = failing  # type: ignore[method-assign]
+        t = asyncio.create_task(rd.run())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if out:
+                break
+        t.cancel()
+        server.close()
+        return conns
+
+    with caplog.at_level(logging.WARNING, "timewatch.sources.gpsd"):
+        conns = asyncio.run(go())
+    assert conns == 2 and len(out) == 1
+    assert "gpsd reader failed; reconnecting" in caplog.text
