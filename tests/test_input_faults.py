@@ -228,3 +228,115 @@ def test_gpsd_bad_lines_are_skipped_and_the_reader_goes_on(tmp_path: Path) -> No
     assert len(warnings) == 3, warnings
     assert any("Infinity" in w for w in warnings) and any("clock_sec" in w for w in warnings)
     assert any("longer than" in w for w in warnings)
+
+
+# -- 8. a trace that should be refused: deep nesting, out-of-range numbers, a raw_ns outlier ----
+
+def _strict(line: str) -> Any:
+    def refuse(name: str) -> None:
+        raise ValueError(f"invalid JSON constant {name}")
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def gnss_trace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[Any]]:
+    """A simulated GNSS + PPS + NTP trace (5 min), its lines, and its clean replay's events
+    and snapshots."""
+    d = tmp_path_factory.mktemp("gnss_trace")
+    trace = d / "clean.jsonl"
+    r = subprocess.run([sys.executable, "-m", "timewatch.cli", "simulate", "--scenario",
+                        "gnss_clean", "--duration", "300", "-o", str(trace)], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    lines = trace.read_text().splitlines(keepends=True)
+    out, _ = _replay_snapshots(trace, d)
+    return trace, lines, out
+
+
+def _replay_snapshots(trace: Path, d: Path) -> tuple[list[Any], str]:
+    events = d / (trace.stem + ".out")
+    r = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(trace), "--events",
+                        str(events), "--snapshots"], capture_output=True, text=True, timeout=120,
+                       cwd=d, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    return [_strict(x) for x in events.read_text().splitlines()], r.stderr
+
+
+def _insert(lines: list[str], at: float, extra: list[str]) -> tuple[list[str], list[int]]:
+    """`extra` lines inserted `at` a fraction of the trace; their 1-based line numbers."""
+    i = int(len(lines) * at)
+    return lines[:i] + extra + lines[i:], list(range(i + 1, i + 1 + len(extra)))
+
+
+def _line_of(lines: list[str], kind: str, after: float) -> dict[str, Any]:
+    return next(json.loads(x) for x in lines[int(len(lines) * after):]
+                if x.startswith(f'{{"type": "{kind}"'))
+
+
+def test_replay_skips_a_deeply_nested_line_with_its_number(
+        gnss_trace: tuple[Path, list[str], list[Any]], tmp_path: Path) -> None:
+    _, lines, clean = gnss_trace
+    crafted, nums = _insert(lines, 0.5, ['{"type": "pps", "src": "pps0", "x": ' + "[" * 1500
+                                         + "\n", "[" * 1500 + "\n"])
+    p = tmp_path / "nested.jsonl"
+    p.write_text("".join(crafted))
+    out, err = _replay_snapshots(p, tmp_path)
+    for n in nums:
+        assert f"nested.jsonl:{n}: invalid JSON (nested too deeply); line skipped" in err, err
+    assert "2 bad lines" in err
+    assert out == clean  # every record around them taken as before
+
+
+def test_replay_refuses_out_of_range_and_non_finite_numbers(
+        gnss_trace: tuple[Path, list[str], list[Any]], tmp_path: Path) -> None:
+    """Each line is refused naming its line and field; the rest is replayed as before (no
+    bogus host step from a raw_ns of 1.6e26, no crash on NaN) and every snapshot is JSON."""
+    _, lines, clean = gnss_trace
+    tick = _line_of(lines, "tick", 0.5)
+    ntp = _line_of(lines, "ntp", 0.5)
+    pps = _line_of(lines, "pps", 0.5)
+
+    def dump(d: dict[str, Any], **kw: Any) -> str:
+        return json.dumps({**d, **kw})
+
+    bad = {
+        "'raw_ns' is out of range": dump(tick, raw_ns=160_000_000_000_000_000_000_000_000),
+        "non-finite number NaN": dump(ntp).replace(f'"root_delay": {json.dumps(ntp["root_delay"])}',
+                                                   '"root_delay": NaN'),
+        "non-finite number Infinity": dump(ntp).replace(
+            f'"root_dispersion": {json.dumps(ntp["root_dispersion"])}',
+            '"root_dispersion": Infinity'),
+        "'root_delay' is out of range": dump(ntp).replace(
+            f'"root_delay": {json.dumps(ntp["root_delay"])}', '"root_delay": 1e400'),
+        "'rx_ns' is out of range": dump(pps, rx_ns=-1),
+        "'t2_ns' is out of range": dump(ntp, t2_ns=2**64),
+        "'stratum' is out of range": dump(ntp, stratum=256),
+    }
+    crafted, nums = _insert(lines, 0.5, [x + "\n" for x in bad.values()])
+    p = tmp_path / "numbers.jsonl"
+    p.write_text("".join(crafted))
+    out, err = _replay_snapshots(p, tmp_path)
+    for n, what in zip(nums, bad, strict=True):
+        said = [ln for ln in err.splitlines() if f"numbers.jsonl:{n}: " in ln]
+        assert len(said) == 1 and what in said[0] and said[0].endswith("line skipped"), \
+            (n, what, err)
+    assert f"{len(bad)} bad lines" in err
+    assert out == clean
+
+
+def test_one_tick_with_raw_ns_10000_s_off_is_no_host_step(
+        gnss_trace: tuple[Path, list[str], list[Any]], tmp_path: Path) -> None:
+    """Before: consensus.host_step of -9999 s and honest sources named critical falsetickers.
+    The step is not confirmed by the record after it: the tick is refused, nothing moves."""
+    _, lines, clean = gnss_trace
+    i = next(k for k in range(len(lines) // 2, len(lines)) if lines[k].startswith('{"type": "tick"'))
+    d = json.loads(lines[i])
+    crafted = [*lines[:i], json.dumps({**d, "raw_ns": d["raw_ns"] + 10_000 * S}) + "\n",
+               *lines[i + 1:]]
+    p = tmp_path / "tick.jsonl"
+    p.write_text("".join(crafted))
+    out, err = _replay_snapshots(p, tmp_path)
+    assert "tick record of tick at rx_ns" in err and "jumped by -10000.000 s and the next " \
+        "record did not confirm it" in err, err
+    assert [o for o in out if o["type"] == "alert"] == []
+    assert out == clean

@@ -25,6 +25,7 @@ from .records import (
     Ubx,
     observation_from_dict,
     observation_to_dict,
+    refuse_constant,
 )
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class TraceReader:
         except (OSError, EOFError, UnicodeDecodeError) as e:
             raise TraceError(f"{self.path}: cannot read: {e}") from e
         try:
-            self.header = Header.from_dict(json.loads(first))
-        except (json.JSONDecodeError, RecordError, AttributeError, TypeError) as e:
+            self.header = Header.from_dict(json.loads(first, parse_constant=refuse_constant))
+        except (json.JSONDecodeError, RecordError, AttributeError, TypeError,
+                RecursionError) as e:
             raise TraceError(f"{self.path}:1: not a timewatch trace header: {e}") from e
 
     def _problem(self, lineno: int, what: str) -> None:
@@ -113,12 +115,15 @@ class TraceReader:
         if not line.strip():
             return None
         try:
-            d = json.loads(line)
+            d = json.loads(line, parse_constant=refuse_constant)
             if not isinstance(d, dict):
                 raise RecordError("not a JSON object")
             obs = observation_from_dict(d)
         except json.JSONDecodeError as e:
             self._problem(lineno, f"invalid JSON ({e.msg})")
+            return None
+        except RecursionError:
+            self._problem(lineno, "invalid JSON (nested too deeply)")
             return None
         except RecordError as e:
             self._problem(lineno, str(e))

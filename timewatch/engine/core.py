@@ -190,6 +190,15 @@ class Detector:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def admit(self, obs: Observation) -> tuple[Observation, ...] | None:
+        """The engine's input gate, before anything sees `obs` (a record with raw_ns): None to
+        take it now, or the records to take now in its place (none while it is held). At most
+        one detector overrides it (the host clock's: a step is confirmed before it is taken)."""
+        return None
+
+    def finish(self) -> None:
+        """The input ended (`Engine.finish`): a record still held is resolved."""
+
     def before_observation(self, obs: Observation) -> None:
         """Before any tracker takes `obs` (host-clock checks: a step must be known first)."""
 
@@ -233,6 +242,9 @@ class Engine:
                         if type(d).on_observation is not Detector.on_observation]
         self._on_vote = [d.on_vote for d in self.detectors
                          if type(d).on_vote is not Detector.on_vote]
+        gates = [d.admit for d in self.detectors if type(d).admit is not Detector.admit]
+        assert len(gates) <= 1, "one input gate (Detector.admit) at most"
+        self._gate = gates[0] if gates else None
         # Only trackers that override `on_tick` are called on every record (the base one is empty).
         self._tickers = [tr for tr in self.ctx.trackers.values()
                          if type(tr).on_tick is not Tracker.on_tick]
@@ -254,6 +266,14 @@ class Engine:
             self.ctx.refuse("future", obs, f"{(obs.rx_ns - tick) / 1e9:.3f} s ahead of the "
                             f"host clock (the last tick)")
             return []
+        gate = self._gate
+        if gate is not None and obs.raw_ns is not None:
+            now = gate(obs)
+            if now is not None:
+                out: list[Output] = []
+                for o in now:
+                    out.extend(self._process(o))
+                return out
         return self._process(obs)
 
     def _process(self, obs: Observation) -> list[Output]:
@@ -425,4 +445,6 @@ class Engine:
 
     def finish(self) -> list[Event]:
         """Events still pending at the end of a trace (none are invented)."""
+        for d in self.detectors:
+            d.finish()
         return self.ctx.alerts.drain()
