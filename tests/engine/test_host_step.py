@@ -5,7 +5,7 @@ stepped (both taken, the step first) or that record's clocks were wrong (refused
 from __future__ import annotations
 
 from timewatch.engine import Engine
-from timewatch.records import Event, Header, Observation, SourceInfo, Tick
+from timewatch.records import Event, Header, Note, Observation, SourceInfo, Tick
 
 S = 1_000_000_000
 T0 = 1_764_160_000 * S
@@ -78,3 +78,20 @@ def test_a_record_still_held_at_the_end_is_refused() -> None:
     eng, events = run([tick(t) for t in range(10)] + [tick(10, step_s=2.0)])
     assert steps(eng) == [] and events == []
     assert eng.ctx.counters["refused.host_clock"] == 1
+
+
+def note(t_s: float, step_s: float = 0.0) -> Note:
+    return Note(T0 + round((t_s + step_s) * S), "n", RAW0 + round(t_s * S))
+
+
+def test_a_forward_step_beyond_engine_times_bound_loses_no_record() -> None:
+    """Host time (the last tick) moves with a confirmed step: the records after a 60 s step,
+    handed over before the next tick, are taken; a record whose clocks both claim a day ahead
+    (no jump of rx - raw) is still refused as ahead of host time."""
+    recs: list[Observation] = [tick(t) for t in range(10)]
+    recs += [note(9.5), note(10.2, 60), note(10.4, 60), note(10.6, 60), tick(11, step_s=60)]
+    eng, _ = run(recs)
+    assert steps(eng) == [60 * S] and not eng.ctx.counters
+    assert eng.ctx.now_ns == recs[-1].rx_ns
+    ahead = Note(T0 + (71 + 86400) * S, "x", RAW0 + (11 + 86400) * S)
+    assert eng.feed(ahead) == [] and eng.ctx.counters == {"refused.future": 1}

@@ -78,6 +78,9 @@ class Context:
         self.dirty = False  # a new sample arrived: vote again
         self.holdover: Any = None  # engine.holdover.Holdover, when the PPS issue installs it
         self.counters: dict[str, int] = {}
+        # rx_ns of the last tick, moved by a confirmed host step: host time, which bounds
+        # engine time (MAX_LEAD_NS). None before the first tick.
+        self.tick_ns: int | None = None
         self.leap_list: Any = None  # engine.leapsec.LeapList the caller loaded (or None)
         # Host realtime steps seen so far (detectors/host.py): (rx_ns of the first record after
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
@@ -255,31 +258,34 @@ class Engine:
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
-        self._tick_ns: int | None = None  # rx_ns of the last tick: host time (MAX_LEAD_NS)
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Output]:
         """Take one observation; the outputs it causes. A bad record is refused (counted in
-        `ctx.counters` as `refused.*`, warned about) and changes nothing."""
-        tick = self._tick_ns
-        if tick is not None and obs.rx_ns - tick > MAX_LEAD_NS and type(obs) is not Tick:
-            self.ctx.refuse("future", obs, f"{(obs.rx_ns - tick) / 1e9:.3f} s ahead of the "
-                            f"host clock (the last tick)")
-            return []
+        `ctx.counters` as `refused.*`, warned about) and changes nothing. Input checks: the
+        gate (a host step is confirmed before it is taken), then engine time's bound."""
         gate = self._gate
         if gate is not None and obs.raw_ns is not None:
             now = gate(obs)
             if now is not None:
                 out: list[Output] = []
                 for o in now:
-                    out.extend(self._process(o))
+                    out.extend(self._bounded(o))
                 return out
+        return self._bounded(obs)
+
+    def _bounded(self, obs: Observation) -> list[Output]:
+        tick = self.ctx.tick_ns
+        if tick is not None and obs.rx_ns - tick > MAX_LEAD_NS and type(obs) is not Tick:
+            self.ctx.refuse("future", obs, f"{(obs.rx_ns - tick) / 1e9:.3f} s ahead of the "
+                            f"host clock (the last tick)")
+            return []
         return self._process(obs)
 
     def _process(self, obs: Observation) -> list[Output]:
         ctx = self.ctx
         if type(obs) is Tick:
-            self._tick_ns = obs.rx_ns
+            ctx.tick_ns = obs.rx_ns
         # Records may arrive up to 2 s out of order: engine time never goes backwards.
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns

@@ -72,6 +72,9 @@ class HostClockDetector(Detector):
         if (same if same >= 0 else -same) < self._step_min_ns:  # the step persists: act on it
             self._held = None
             self._confirmed = held
+            ctx = self.ctx
+            if ctx.tick_ns is not None:  # host time (the last tick) moved with the step
+                ctx.tick_ns += round(self._jump(held, h_raw))
             return (held, obs)
         if not is_jump and 0 <= h_raw - raw <= REORDER_NS:
             return None  # taken just before the held record, at the old level: take it now
