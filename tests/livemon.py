@@ -101,7 +101,7 @@ class Monitor:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "timewatch.cli", "run", "-c", str(self.config()),
             "--record", str(self.trace), stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})
         self._reader = asyncio.ensure_future(self._read_stderr())
 
     async def _read_stderr(self) -> None:
@@ -134,7 +134,14 @@ class Monitor:
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.rc = await asyncio.wait_for(self.proc.wait(), 30)
+        try:
+            self.rc = await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            await self.proc.wait()
+            await self._reader
+            raise AssertionError("the monitor did not stop within 30 s of SIGTERM:\n"
+                                 + self.log()[-20000:]) from None
         await self._reader
         return self.rc
 
@@ -154,3 +161,25 @@ async def ntp_servers(hosts: tuple[str, ...] = NTP_HOSTS) -> list[SimNtpServer]:
 def ntp_sources_toml(servers: list[SimNtpServer]) -> str:
     return "".join(f'[[sources]]\nid = "n{i}"\nkind = "ntp"\nserver = "{s.host}"\n'
                    f"port = {s.port}\npoll_s = 1\n\n" for i, s in enumerate(servers))
+
+
+class FloodingNtpServer(SimNtpServer):
+    """A server that answers each request with `flood` datagrams that are not the reply (half
+    too short to be NTP, half replies with a wrong origin), then the genuine reply."""
+
+    flood = 4000
+
+    async def _answer(self, req: bytes, addr: tuple[str, int], b: Any) -> None:
+        wrong = bytearray(req[:48])
+        wrong[0] = (wrong[0] & 0xF8) | 4  # mode 4, a server's reply
+        t = self._transport
+        for i in range(self.flood):
+            if t is None:
+                return
+            if i % 2:
+                wrong[24:32] = (i * 0x9E3779B97F4A7C15 % 2**64).to_bytes(8, "big")
+                t.sendto(bytes(wrong), addr)
+            else:
+                t.sendto(b"\x17" * (i % 47 + 1), addr)
+        self.replies += self.flood
+        await super()._answer(req, addr, b)

@@ -340,3 +340,49 @@ def test_one_tick_with_raw_ns_10000_s_off_is_no_host_step(
         "record did not confirm it" in err, err
     assert [o for o in out if o["type"] == "alert"] == []
     assert out == clean
+
+
+# -- 9. a server answering each request with 4,000 garbage and wrong-origin datagrams -----------
+
+def test_ntp_reply_flood_is_drained_and_logged_as_one_summary(tmp_path: Path) -> None:
+    """Before: one INFO line per datagram (1.1 MB in 30 s) and the genuine reply dropped by a
+    full receive buffer in most exchanges. Now every exchange gets its reply, the garbage is
+    counted and summarised in one line per minute, and the honest servers are untouched."""
+    from tests.livemon import NTP_HOSTS, FloodingNtpServer
+
+    exchanges = 6
+
+    async def go() -> Monitor:
+        servers = await ntp_servers(NTP_HOSTS[:2])
+        flooder = await FloodingNtpServer(NTP_HOSTS[2], 0).start()
+        mon = Monitor(tmp_path, ntp_sources_toml([*servers, flooder]))
+        try:
+            await mon.start()
+            await mon.wait_for(f"{exchanges} exchanges with the flooding server", lambda: len(
+                {r["xmt_hex"] for r in mon.records()[1:] if r["type"] == "ntp"
+                 and r["src"] == "n2"}) > exchanges, timeout_s=60)
+            assert await mon.stop() == 0, mon.log()
+        finally:
+            flooder.close()
+            for s in servers:
+                s.close()
+        return mon
+
+    mon = asyncio.run(go())
+    ntp = [r for r in mon.records()[1:] if r["type"] == "ntp"]
+    n2 = [r for r in ntp if r["src"] == "n2"]
+    asked = sorted({r["xmt_hex"] for r in n2}, key=lambda x: min(
+        r["t1_ns"] for r in n2 if r["xmt_hex"] == x))[:exchanges]  # the last may be cut short
+    answered = {r["xmt_hex"] for r in n2 if r.get("error") is None and r.get("org_hex")
+                == r["xmt_hex"]}
+    assert set(asked) <= answered, [(x, [r.get("error") for r in n2 if r["xmt_hex"] == x])
+                                    for x in asked if x not in answered]
+    # At most 8 datagrams of an exchange recorded; the rest only counted.
+    assert max(sum(r["xmt_hex"] == x for r in n2) for x in asked) <= 9
+    log = mon.log()
+    garbage_lines = [ln for ln in log.splitlines() if "n2:" in ln and "ignored" in ln]
+    assert len(garbage_lines) == 1 and "with a wrong origin" in garbage_lines[0], log[-3000:]
+    assert len(log) < 20_000, f"{len(log)} bytes of log"
+    assert not [e for e in mon.events() if e["code"] in ("source.stale", "consensus.lost")]
+    for sid in ("n0", "n1"):
+        assert all(r.get("error") is None for r in ntp if r["src"] == sid)
