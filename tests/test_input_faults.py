@@ -386,3 +386,21 @@ def test_ntp_reply_flood_is_drained_and_logged_as_one_summary(tmp_path: Path) ->
     assert not [e for e in mon.events() if e["code"] in ("source.stale", "consensus.lost")]
     for sid in ("n0", "n1"):
         assert all(r.get("error") is None for r in ntp if r["src"] == sid)
+
+
+# -- 13 (part). duplicate source ids in a trace header ------------------------------------------
+
+def test_replay_refuses_a_header_with_a_source_id_twice(
+        gnss_trace: tuple[Path, list[str], list[Any]], tmp_path: Path) -> None:
+    """Before: the last of the two silently won (here: ntp-a would have voted in op-b)."""
+    _, lines, _ = gnss_trace
+    assert '"ntp-a": {"kind": "ntp", "group": "op-a"' in lines[0]
+    dup = lines[0].replace('"sources": {', '"sources": {"ntp-a": {"kind": "ntp", "group": '
+                                          '"op-b"}, ', 1)
+    p = tmp_path / "dup.jsonl"
+    p.write_text(dup + "".join(lines[1:]))
+    r = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(p)],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1, r.stderr
+    assert f"{p}:1: not a timewatch trace header: 'ntp-a' is given twice" in r.stderr, r.stderr

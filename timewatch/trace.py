@@ -44,6 +44,17 @@ class TraceError(Exception):
     """The trace cannot be read at all (no file, no header)."""
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook for the header: a key given twice (two sources with one id) is an
+    error, not the last one silently winning."""
+    d: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in d:
+            raise RecordError(f"{k!r} is given twice (a duplicate source id?)")
+        d[k] = v
+    return d
+
+
 @dataclass
 class TraceStats:
     records: int = 0
@@ -70,7 +81,8 @@ class TraceReader:
         except (OSError, EOFError, UnicodeDecodeError) as e:
             raise TraceError(f"{self.path}: cannot read: {e}") from e
         try:
-            self.header = Header.from_dict(json.loads(first, parse_constant=refuse_constant))
+            self.header = Header.from_dict(json.loads(first, parse_constant=refuse_constant,
+                                                      object_pairs_hook=_unique_keys))
         except (json.JSONDecodeError, RecordError, AttributeError, TypeError,
                 RecursionError) as e:
             raise TraceError(f"{self.path}:1: not a timewatch trace header: {e}") from e
