@@ -98,12 +98,12 @@ def test_interval_bar_centres_the_consensus_and_marks_what_runs_off_the_scale() 
     assert "<path" not in sp.interval_svg(st("c", off=None, bnd=None), 0.0, 0.001)
 
 
-def test_scale_covers_the_agreeing_sources_and_not_the_liar() -> None:
-    srcs = [st("a", off=0.0002, bnd=0.0003), st("b", "falseticker", off=0.15, bnd=0.001)]
-    assert sp.scale_for(srcs, 0.0, 0.0001) == 0.001  # 2 x 0.5 ms -> 1 ms
-    assert sp.scale_for(srcs, 0.0002, 0.0001) == 0.001  # 2 x 0.3 ms -> 1 ms
-    assert sp.scale_for([st("p", off=1e-6, bnd=2e-6, kind="pps")], 0.0, 1e-6) == 1e-5
-    assert sp.scale_for([st("p", off=1e-6, bnd=2e-6, kind="pps")], 1e-6, 1e-6) == 5e-6
+def test_each_bar_is_scaled_to_its_own_interval_so_a_liar_runs_off_it() -> None:
+    assert sp.scale_for(0.0003) == 0.001  # 2 x 0.3 ms -> 1 ms
+    assert sp.scale_for(2e-6) == 5e-6 and sp.scale_for(5e-6) == 1e-5
+    assert sp.scale_for(0.5) == 1.0 and sp.scale_for(None) == 2e-8
+    liar = st("d", "falseticker", off=0.150, bnd=150e-6)
+    assert "<path" in sp.interval_svg(liar, 0.0, sp.scale_for(liar.bound_s))
 
 
 def test_history_buckets_samples_relative_to_the_consensus_and_keeps_one_hour() -> None:

@@ -157,16 +157,11 @@ def _e(v: object) -> str:
     return escape(str(v), quote=True)
 
 
-def scale_for(sources: Sequence[SourceStatus], centre_s: float | None,
-              consensus_bound_s: float | None) -> float:
-    """Half-range of the interval bars: the smallest 1-2-5 step covering twice the widest
-    agreeing interval around the consensus (every honest source fits; one far off runs off the
-    end with an arrow)."""
-    c = centre_s or 0.0
-    widest = max([s.bound_s + abs(s.offset_s - c) for s in sources
-                  if s.verdict == "truechimer" and s.bound_s is not None and s.offset_s is not None]
-                 + [consensus_bound_s or 0.0, 1e-7])
-    need = 2 * widest
+def scale_for(bound_s: float | None) -> float:
+    """Half-range of a source's interval bar: the smallest 1-2-5 step covering twice its bound.
+    An honest interval holds the consensus, so it fits; a source far off runs off the end of
+    its bar with an arrow, however coarse or fine its neighbours are."""
+    need = 2 * max(bound_s or 0.0, 1e-8)
     exp = math.floor(math.log10(need))
     for m in (1, 2, 5, 10):
         step = float(f"{m}e{exp}")  # decimal, so 1e-5 is 1e-5 and not 9.999999999999999e-06
@@ -393,9 +388,9 @@ def _sources(inp: PageInput, first_key: int, last_key: int) -> str:
                        for i, k, g in inp.configured)
         return f'<div class="grid" id="sources">{rows}</div>'
     centre = snap.consensus_offset_s
-    rng = scale_for(snap.sources, centre, snap.consensus_bound_s)
     cards = []
     for st in snap.sources:
+        rng = scale_for(st.bound_s)
         cls = _VERDICT_CLASS.get(st.verdict, "dim")
         rel = (f"{fmt_s(st.offset_s - centre)} from the consensus"
                if st.offset_s is not None and centre is not None else "")
@@ -443,7 +438,10 @@ def render(inp: PageInput) -> str:
     now_ns = snap.t_ns if snap is not None else None
     last_key = hist.newest_key if hist.newest_key else (
         now_ns // (hist.bucket_s * _NS) if now_ns else 0)
-    first_key = last_key - hist.window_s // hist.bucket_s
+    # The charts span the last hour, or since the first data when the monitor is younger.
+    first_key = max(last_key - hist.window_s // hist.bucket_s,
+                    min((q[0].key for q in (*hist.sources.values(), hist.consensus) if q),
+                        default=last_key) - 1)
     if snap is not None:
         q = "quorum" if snap.quorum else "NO QUORUM"
         qcls = "ok" if snap.quorum else "bad"
