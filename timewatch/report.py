@@ -408,7 +408,7 @@ def _plt() -> Any:
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=FIG_DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=FIG_DPI)  # fixed margins: "tight" would draw it twice
     _plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -475,6 +475,8 @@ def fig_timeline(data: ReportData, ax_t: Axis, end_ns: int) -> str:
         ax.set_yticks([])
     ax.set_title("alerts: raised (|) until cleared; red critical, amber warning")
     ax.grid(axis="x", alpha=0.3)
+    fig.subplots_adjust(left=0.3, right=0.98, top=1 - 0.45 / fig.get_figheight(),
+                        bottom=0.55 / fig.get_figheight())
     return _png(fig)
 
 
@@ -503,6 +505,7 @@ def fig_host(data: ReportData, ax_t: Axis) -> str:
     a2.set_xlabel(ax_t.label)
     for a in (a1, a2):
         a.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.11, hspace=0.35)
     return _png(fig)
 
 
@@ -544,6 +547,7 @@ def fig_offsets(data: ReportData, s: Series, ax_t: Axis, end_ns: int) -> str:
                  f"alerts shaded")
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.16)
     return _png(fig)
 
 
@@ -554,6 +558,8 @@ _MASK_STYLE = {"PRTC-A": ("#cf222e", "--"), "PRTC-B": ("#8250df", ":")}
 
 def fig_stability(r: SourceResult) -> str:
     plt = _plt()
+    from matplotlib.ticker import LogLocator, NullLocator
+
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     masks = r.series.kind in PRTC_KINDS
     for ax, name in zip(axes.flat, ("adev", "mdev", "tdev", "mtie"), strict=True):
@@ -576,11 +582,17 @@ def fig_stability(r: SourceResult) -> str:
                               linestyle=style, linewidth=1.2, label=f"G.8272 {label}")
         ax.set_title(_TITLES[name], fontsize=10)
         ax.set_xlabel("tau (s)")
-        ax.grid(which="both", alpha=0.3)
+        # Major ticks only (minor ticks over the masks' 8 decades cost most of the drawing);
+        # 1-2-5 steps when the values span under two decades, so that the axis has numbers.
+        for a, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if 0 < lo < hi < 100 * lo:
+                a.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            a.set_minor_locator(NullLocator())
+        ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.suptitle(f"{r.series.src} ({r.series.kind}): stability", fontsize=11)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.92, bottom=0.08, hspace=0.35, wspace=0.28)
     return _png(fig)
 
 
