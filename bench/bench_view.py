@@ -29,10 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from timewatch import report  # noqa: E402
+from timewatch.commands.replay import engine_build  # noqa: E402
 from timewatch.config import parse  # noqa: E402
 from timewatch.records import Event, Sample, Snapshot, SourceStatus  # noqa: E402
-from timewatch.replay import engine_build  # noqa: E402
-from timewatch.sinks import statuspage  # noqa: E402
 from timewatch.sinks.http import HttpSink  # noqa: E402
 
 PAGE_SOURCES = 20

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from timewatch.cli import main
+from timewatch.commands.status import fmt_s, get_status
 from timewatch.config import load
 from timewatch.records import Event, Sample, Snapshot, SourceStatus
 from timewatch.sinks.http import HttpSink
 from timewatch.sinks.store import StoreSink
-from timewatch.status import fmt_s, get_status
 
 T = 1_764_160_950_000_000_000
 S = 1_000_000_000

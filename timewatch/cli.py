@@ -1,7 +1,8 @@
 """The `timewatch` command (README.md). Exit 0 ok, 2 usage or config error, 1 other failure.
 
-Each subcommand lives in its own module and is imported only when used, so `--help` and
-`check-config` start fast and a broken optional part never breaks the others.
+The parser and the dispatch. Each subcommand lives in its own module of `timewatch.commands` and
+is imported only when used, so `--help` and `check-config` start fast and a broken optional part
+never breaks the others.
 """
 
 from __future__ import annotations
@@ -12,38 +13,23 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .config import Config, ConfigError, load
-
-
-class UsageError(Exception):
-    """Exit 2 with this message."""
-
-
-def load_config(path: str | None) -> Config:
-    return load(path)
-
+from .config import ConfigError
+from .errors import UsageError
 
 # command name -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
-    "run": "timewatch.runner:cmd_run",
-    "demo": "timewatch.sim.demo:cmd_demo",
-    "replay": "timewatch.replay:cmd_replay",
-    "simulate": "timewatch.sim.scenarios:cmd_simulate",
-    "decode": "timewatch.decode:cmd_decode",
-    "status": "timewatch.status:cmd_status",
-    "check-config": "timewatch.cli:cmd_check_config",
-    "export": "timewatch.sinks.export:cmd_export",
-    "webhook": "timewatch.sinks.webhook:cmd_webhook",
-    "doctor": "timewatch.doctor:cmd_doctor",
-    "report": "timewatch.report:cmd_report",
+    "run": "timewatch.commands.run:cmd_run",
+    "demo": "timewatch.commands.demo:cmd_demo",
+    "replay": "timewatch.commands.replay:cmd_replay",
+    "simulate": "timewatch.commands.simulate:cmd_simulate",
+    "decode": "timewatch.commands.decode:cmd_decode",
+    "status": "timewatch.commands.status:cmd_status",
+    "check-config": "timewatch.commands.check_config:cmd_check_config",
+    "export": "timewatch.commands.export:cmd_export",
+    "webhook": "timewatch.commands.webhook:cmd_webhook",
+    "doctor": "timewatch.commands.doctor:cmd_doctor",
+    "report": "timewatch.commands.report:cmd_report",
 }
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import describe
-
-    print(describe(load_config(args.config)))
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,20 +13,19 @@ What runs (no root, no network, no hardware; Linux routes all of 127/8 to lo):
 A `Plan` is a list of `Stage`s on a timeline (seconds from start, scalable for tests): each stage
 changes the simulators (an NTP server's `Behaviour`, the receiver's and the PPS's fault functions)
 and is announced in the view. The default plan: clean start, a rogue NTP server, a GNSS time push,
-recovery. `--scenario NAME` runs one scenario of docs/threats.md live after a learning lead;
-`host_step` cannot be driven live (it would step this machine's clock): the demo says so and
-points at `timewatch simulate` + `timewatch replay`.
+recovery. `--scenario NAME` runs one scenario of the catalogue (`sim.scenarios`: its live action,
+the sources it may accuse, its detection codes, its window) after a learning lead; one that
+cannot be driven live (`host_step` would step this machine's clock) is refused with the reason
+and a pointer at `timewatch simulate` + `timewatch replay`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import math
 import random
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,16 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..cli import UsageError
 from ..config import Config, parse
+from ..errors import UsageError
 from ..records import Event, Output, Snapshot, SourceStatus
 from ..runner import Runner, build_live_sinks
 from .livepps import LiveHostClock, LivePps
-from .nmeagen import NmeaSim, uniform_cn0
-from .noise import NS
-from .ntpserver import Behaviour, SimNtpServer, start_servers
+from .nmeagen import NmeaSim
+from .ntpserver import start_servers
 from .pps import PpsSim
 from .receiver import PtyReceiver
+from .scenarios import SCENARIOS
+from .world import World, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -78,57 +78,6 @@ VIEW_RANGE_S = 1e-3
 VIEW_WIDTH = 33  # characters of the interval column (odd: the consensus has the middle one)
 # Piped output: a table every this many seconds (events are printed as they come).
 PLAIN_TABLE_EVERY_S = 10.0
-
-
-def now_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_REALTIME)
-
-
-# -- the simulated world ---------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    """The simulators a stage may change. GNSS fault functions take the UTC second (ns)."""
-
-    servers: dict[str, SimNtpServer]
-    nmea: NmeaSim
-    pps: PpsSim
-
-    def b(self, sid: str) -> Behaviour:
-        return self.servers[sid].behaviour
-
-    def gnss_error(self, fn: Callable[[int], int]) -> None:
-        """The receiver's time error: its labels and its pulses move together."""
-        self.nmea.gnss_error_ns = fn
-        self.pps.gnss_error_ns = fn
-
-    def push(self, rate_s_per_s: float) -> None:
-        t0 = now_ns()
-        self.gnss_error(lambda s: round(rate_s_per_s * (s - t0)) if s >= t0 else 0)
-
-    def step(self, step_s: float) -> None:
-        t0 = now_ns()
-        self.gnss_error(lambda s: round(step_s * NS) if s >= t0 else 0)
-
-    def drift(self, sid: str, rate_ppm: float) -> None:
-        """The server's clock runs away at rate_ppm from now on (Behaviour.drift_ppm counts
-        from the server's start: take out what it would already have accumulated)."""
-        srv, b = self.servers[sid], self.b(sid)
-        b.offset_s -= rate_ppm * 1e-6 * srv.elapsed_s()
-        b.drift_ppm = rate_ppm
-
-    def honest(self) -> None:
-        """Every simulator back to normal (recovery)."""
-        for sid in self.servers:
-            self.servers[sid].behaviour = Behaviour()
-        self.gnss_error(lambda s: 0)
-
-
-def _from_now(fn: Callable[[int], Any], off: Any) -> Callable[[int], Any]:
-    """A fault function of the UTC second that answers fn(s) from now on, `off` before."""
-    t0 = now_ns()
-    return lambda s: fn(s) if s >= t0 else off
 
 
 @dataclass(frozen=True)
@@ -181,150 +130,33 @@ def default_plan(scale: float = 1.0) -> Plan:
     ))
 
 
-# -- scenarios of docs/threats.md, live ------------------------------------------------------------
-
-# name -> (what happens, action, suspects, detection codes, window after the attack start (s)).
-_Live = tuple[str, Callable[[World], None], tuple[str, ...], tuple[str, ...], float]
-_GNSS = (GNSS_ID, PPS_ID)
-_TIME_CODES = ("time.step", "time.drift", "source.falseticker")
-
-
-def _set(obj: Any, **kw: Any) -> Callable[[World], None]:
-    def act(w: World) -> None:
-        for k, v in kw.items():
-            setattr(obj(w), k, v)
-    return act
-
-
-def _fault(attr: str, on: Any, off: Any) -> Callable[[World], None]:
-    """Set a receiver fault function: `on` for the seconds from now on, `off` before."""
-    def act(w: World) -> None:
-        setattr(w.nmea, attr, _from_now(lambda s: on, off))
-    return act
-
-
-def _majority(w: World) -> None:
-    for sid in ("sim-a", "sim-b", "sim-c"):
-        w.b(sid).offset_s = 0.080
-
-
-def _no_majority(w: World) -> None:
-    w.b("sim-b").offset_s = 0.020
-    w.b("sim-c").offset_s = w.b("sim-d").offset_s = -0.020
-
-
-def _meaconing(w: World) -> None:
-    w.step(-1.5e-3)  # the replayed signal arrives 1.5 ms late: the receiver's time is late
-    w.nmea.position_offset_m = _from_now(lambda s: (420.0, -310.0), (0.0, 0.0))
-
-
-def _jamming(w: World) -> None:
-    w.nmea.jammed = _from_now(lambda s: True, False)
-    w.pps.missing = _from_now(lambda s: True, False)
-
-
-def _pps_faults(w: World) -> None:
-    t0 = now_ns() // NS * NS + NS
-    w.pps.missing = lambda s: t0 <= s < t0 + 2 * NS  # two pulses missing
-    w.pps.doubled = lambda s: 0.3 if t0 + 10 * NS <= s < t0 + 12 * NS else None  # doubled
-    w.pps.shift_ns = lambda s: 250_000_000 if s >= t0 + 20 * NS else 0  # a 250 ms shift
-
-
-def _cn0(w: World) -> None:
-    fn = uniform_cn0()
-    t0 = now_ns()
-    w.nmea.cn0_fn = lambda s, c: fn(s, c) if s >= t0 else c
-
-
-def _garbage(w: World) -> None:
-    w.nmea.corrupt_rate = 0.05  # docs/threats.md #21: 5% of sentences corrupted
-    w.nmea.garbage_rate = 0.02  # ... and some garbage lines
-
-
-LIVE: dict[str, _Live] = {
-    "ntp_liar": ("sim-d lies by +80 ms", _set(lambda w: w.b("sim-d"), offset_s=0.080),
-                 ("sim-d",), ("source.falseticker", "time.step"), 30.0),
-    "ntp_drift": ("sim-d's clock drifts away at +100 ppm", lambda w: w.drift("sim-d", 100.0),
-                  ("sim-d",), ("time.drift", "source.falseticker"), 90.0),
-    "ntp_mitm_delay": ("a man in the middle delays sim-d's replies by 25 ms",
-                       _set(lambda w: w.b("sim-d"), reply_delay_s=0.025), ("sim-d",),
-                       ("ntp.delay_anomaly",), 40.0),
-    "ntp_leap": ("sim-d announces a leap second nobody else does",
-                 _set(lambda w: w.b("sim-d"), leap=1), ("sim-d",), ("ntp.leap_anomaly",), 30.0),
-    "gnss_step": ("the receiver's time steps +50 us (labels and PPS together)",
-                  lambda w: w.step(50e-6), _GNSS, _TIME_CODES, 30.0),
-    "gnss_label_step": ("the receiver's labels jump +1 s while its PPS stays in phase",
-                        _fault("label_offset_s", 1, 0), _GNSS,
-                        ("pps.label_mismatch", "gnss.label_error", "time.step"), 30.0),
-    "gnss_push_fast": ("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _GNSS,
-                       _TIME_CODES, 90.0),
-    "gnss_push_slow": ("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _GNSS,
-                       _TIME_CODES, 620.0),
-    "gnss_position_jump": ("the fix moves 80 m north of the antenna",
-                           _fault("position_offset_m", (80.0, 0.0), (0.0, 0.0)), (GNSS_ID,),
-                           ("gnss.position_jump",), 30.0),
-    "gnss_meaconing": ("meaconing: the signal replayed 1.5 ms late from 520 m away", _meaconing,
-                       _GNSS, ("time.step", "gnss.position_jump", "pps.interval",
-                               "pps.label_mismatch", "source.falseticker"), 90.0),
-    "gnss_cn0_uniform": ("C/N0 uniform across satellites (a simulator's flat signals)", _cn0,
-                         (GNSS_ID,), ("gnss.cn0_anomaly",), 90.0),
-    "gnss_jamming": ("jamming: fix lost, C/N0 collapses, PPS stops", _jamming, _GNSS,
-                     ("gnss.no_fix", "pps.missing"), 30.0),
-    "gnss_week_rollover": ("the receiver's date rolls back 1024 weeks, fix still 'valid'",
-                           _fault("date_fault", "rollover", None), (GNSS_ID,),
-                           ("gnss.date_anomaly",), 30.0),
-    "gnss_simulator": ("the receiver switches to simulator mode",
-                       _fault("simulator", True, False), (GNSS_ID,), ("gnss.simulator",),
-                       30.0),
-    # A shifted pulse train disagrees with the labels: pps.label_mismatch names the pair.
-    "pps_faults": ("PPS: 2 pulses missing, then 2 doubled, then shifted by 250 ms", _pps_faults,
-                   _GNSS, ("pps.missing", "pps.interval", "time.step"), 45.0),
-    "ntp_group_majority": ("sim-a, sim-b, sim-c (one operator, op-x) lie by +80 ms together",
-                           _majority, ("sim-a", "sim-b", "sim-c"),
-                           ("source.falseticker", "time.step"), 30.0),
-    "ntp_spoofed_replies": ("an off-path spoofer answers for sim-d with a wrong origin",
-                            _set(lambda w: w.b("sim-d"), wrong_origin=True), ("sim-d",),
-                            ("ntp.bogus",), 30.0),
-    "ntp_kiss": ("sim-d answers kiss-o'-death RATE", _set(lambda w: w.b("sim-d"), kiss="RATE"),
-                 ("sim-d",), ("ntp.kiss",), 30.0),
-    "ntp_no_majority": ("sim-b +20 ms, op-c (sim-c, sim-d) -20 ms: no strict majority left",
-                        _no_majority, (), ("consensus.lost",), 30.0),
-    "gnss_garbage": ("a noisy serial line: 5% corrupted sentences, garbage lines", _garbage,
-                     (GNSS_ID,), ("gnss.sentence_errors",), 90.0),
-}
-# Scenario layouts other than one operator per server.
-_GROUPS = {
-    "ntp_group_majority": {"sim-a": "op-x", "sim-b": "op-x", "sim-c": "op-x", "sim-d": "op-d"},
-    "ntp_no_majority": {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-c"},
-}
-NOT_LIVE = {
-    "host_step": "it steps the host's own clock, which would need root and would disturb this "
-                 "machine",
-}
-_SPOOF_NOTE = ("live, the simulated server replaces its real replies with the spoofed ones, so "
-               "sim-d also goes stale (a trace from `timewatch simulate` has both)")
+# -- scenarios of the catalogue, live ----------------------------------------------------------
 
 
 def scenario_names() -> list[str]:
-    return sorted({*LIVE, *NOT_LIVE})
+    """The catalogue's scenarios that the demo knows: live, or explained why not."""
+    return sorted(n for n, sc in SCENARIOS.items() if sc.live is not None or sc.not_live)
 
 
 def scenario_plan(name: str, duration_s: float | None = None) -> Plan:
-    """The live plan of a docs/threats.md scenario. UsageError for unknown or not-live ones."""
-    if name in NOT_LIVE:
+    """The live plan of a scenario of the catalogue (`sim.scenarios`): a learning lead, then its
+    live action, detected by its codes. UsageError for unknown or not-live ones."""
+    sc = SCENARIOS.get(name)
+    if sc is not None and sc.not_live:
         raise UsageError(
-            f"demo --scenario {name}: cannot be driven live: {NOT_LIVE[name]}. Run it as a trace: "
+            f"demo --scenario {name}: cannot be driven live: {sc.not_live}. Run it as a trace: "
             f"timewatch simulate --scenario {name} -o t.jsonl && timewatch replay t.jsonl")
-    if name not in LIVE:
-        raise UsageError(f"demo --scenario: unknown {name!r} (live: {', '.join(sorted(LIVE))}; "
-                         f"as traces only: {', '.join(NOT_LIVE)})")
-    what, action, suspects, codes, window_s = LIVE[name]
-    duration = duration_s if duration_s is not None else SCENARIO_LEAD_S + window_s
+    if sc is None or sc.live is None:
+        live = sorted(n for n, x in SCENARIOS.items() if x.live is not None)
+        traces = [n for n, x in SCENARIOS.items() if x.not_live]
+        raise UsageError(f"demo --scenario: unknown {name!r} (live: {', '.join(live)}; "
+                         f"as traces only: {', '.join(traces)})")
+    lv = sc.live
+    duration = duration_s if duration_s is not None else SCENARIO_LEAD_S + lv.window_s
     return Plan(name, duration, (
         Stage(0.0, f"scenario {name}: learning for {SCENARIO_LEAD_S:.0f} s, every source honest"),
-        Stage(SCENARIO_LEAD_S, f"attack: {what}", action, suspects, codes),
-    ), _GROUPS.get(name, dict(DEFAULT_GROUPS)),
-        _SPOOF_NOTE if name == "ntp_spoofed_replies" else "")
+        Stage(SCENARIO_LEAD_S, f"attack: {lv.what}", lv.action, lv.suspects, sc.codes),
+    ), dict(lv.groups or DEFAULT_GROUPS), lv.note)
 
 
 # -- config ----------------------------------------------------------------------------------
@@ -653,23 +485,3 @@ def summary(res: DemoResult) -> str:
     lines.append("  status API: " + (f"http://{res.http}/status.json (closed with the demo)"
                                      if res.http else "off"))
     return "\n".join(lines)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    name = getattr(args, "scenario", None)
-    duration = float(args.duration) if args.duration else None
-    if duration is not None and duration <= 0:
-        raise UsageError(f"demo --duration: must be > 0 s, got {args.duration}")
-    if name:
-        plan = scenario_plan(name, duration)
-    else:  # --duration scales the default timeline (its stages keep their proportions)
-        plan = default_plan(duration / DEFAULT_DURATION_S if duration else 1.0)
-    state_dir = getattr(args, "state_dir", None) or "./state/demo"
-    http = getattr(args, "http", None)
-    http = DEFAULT_HTTP if http is None else ("" if http in ("off", "") else http)
-    tty = sys.stdout.isatty()
-    if tty:  # the screen is the view; log lines would tear it
-        logging.getLogger("timewatch").setLevel(logging.ERROR)
-    res = asyncio.run(run_demo(state_dir, sys.stdout, tty, plan, http=http))
-    print(summary(res))
-    return 0

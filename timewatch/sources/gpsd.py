@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 
+from ..backoff import Backoff
 from ..config import SourceConfig
 from ..records import Nmea, Pps
 from . import Emit, now_pair
@@ -79,16 +80,18 @@ class GpsdReader:
             writer.close()
 
     async def run(self) -> None:
-        backoff = BACKOFF_MIN_S
+        backoff = Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S)
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
+            error = "gpsd closed the session"
             try:
                 await self.session()
             except (OSError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
-                log.warning("%s: gpsd at %s:%d: %s; retrying in %.0f s", self.cfg.id, self.host,
-                            self.port, e, backoff)
+                error = str(e)
             if loop.time() - started > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S  # it ran fine for a while: this is a fresh failure
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+                backoff.reset()  # it ran fine for a while: this is a fresh failure
+            delay = backoff.next()
+            log.warning("%s: gpsd at %s:%d: %s; retrying in %.1f s", self.cfg.id, self.host,
+                        self.port, error, delay)
+            await asyncio.sleep(delay)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .engine.gnss_epoch import (
+from ..engine.gnss_epoch import (
     DAY_MS,
     GPS_EPOCH,
     Epoch,
@@ -24,11 +24,11 @@ from .engine.gnss_epoch import (
     decode_line,
     utc_ns_of,
 )
-from .records import Nmea, Ubx
-from .sources.serial import to_observation
-from .wire.framer import frames_of
-from .wire.nmea import LABELLED
-from .wire.ubx import UbxError, UbxUnsupported, decode_ubx
+from ..records import Nmea, Ubx
+from ..sources.serial import to_observation
+from ..wire.framer import frames_of
+from ..wire.nmea import LABELLED
+from ..wire.ubx import UbxError, UbxUnsupported, decode_ubx
 
 
 def decode_bytes(data: bytes, not_before: tuple[int, int, int] = GPS_EPOCH) -> Iterator[Epoch]:

@@ -8,10 +8,10 @@ import sys
 import time
 from typing import TextIO
 
-from .config import Config, load, parse
-from .engine import Engine
-from .records import Event, Observation, Output, Snapshot
-from .trace import TraceReader
+from ..config import Config, load, parse
+from ..engine import Engine
+from ..records import Event, Observation, Output, Snapshot
+from ..trace import TraceReader
 
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
@@ -34,7 +34,7 @@ def feed_all(eng: Engine, observations: list[Observation]) -> list[Output]:
 
 def engine_build() -> str:
     """'compiled' when the engine runs from the optional mypyc build (`make compiled`)."""
-    from .engine import core
+    from ..engine import core
 
     return "pure Python" if core.__file__ is None or core.__file__.endswith(".py") else "compiled"
 
@@ -48,11 +48,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     reader = TraceReader(args.trace)
     sinks = []
     if args.config:
-        from .sinks import build_sinks
+        from ..sinks import build_sinks
 
         sinks = build_sinks(cfg)
-    from .leapfile import load_leap_list
-    from .sinks import close_all, fan_out
+    from ..leapfile import load_leap_list
+    from ..sinks import close_all, fan_out
 
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
