@@ -31,10 +31,24 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def version() -> str:
+    """The installed package's version (its metadata); the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from . import __version__
+
+    try:
+        return dist_version("timewatch")
+    except PackageNotFoundError:
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="timewatch",
                                 description="Multi-source time integrity monitor (GNSS, PPS, NTP).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"timewatch {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("run", help="the monitor: readers, engine, sinks, until SIGTERM/SIGINT")
@@ -67,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="what the running monitor (or the store) says now")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR",
+                   help="the monitor (or store) of this state directory, not another one")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("check-config", help="validate a config and print what it would run")
@@ -74,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="the embedded store's history as InfluxDB line protocol")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR", help="the store of this state directory "
+                   "(default: the config's [monitor] state_dir)")
     s.add_argument("--since", help="ISO time or Unix seconds")
     s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
     s.add_argument("-o", "--output", help="file (default stdout)")

@@ -6,6 +6,7 @@ Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never show
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -188,8 +189,10 @@ class _Loader:
     def table(self, d: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         for k in d:
             if k not in allowed:
+                near = difflib.get_close_matches(k, sorted(allowed), n=1, cutoff=0.6)
                 raise self.err(f"{key}.{k}" if key else k,
-                               f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                               f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                               + (f"; did you mean {near[0]}?" if near else ""))
         return d
 
     def get(self, d: dict[str, Any], key: str, name: str, typ: type | tuple[type, ...],

@@ -1,13 +1,15 @@
-"""`timewatch export [-c CONFIG] [--since T] [--format line-protocol] [-o OUT]`: the store's
-history as InfluxDB line protocol (`sinks.export`), to a file or stdout."""
+"""`timewatch export [-c CONFIG] [--state-dir DIR] [--since T] [--format line-protocol] [-o OUT]`:
+the store's history as InfluxDB line protocol (`sinks.export`), to a file or stdout."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TextIO
 
 from ..config import load
@@ -32,6 +34,8 @@ def parse_since(text: str) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = load(args.config)
+    if getattr(args, "state_dir", None):
+        cfg = dataclasses.replace(cfg, state_dir=Path(args.state_dir))
     if args.format != "line-protocol":
         raise UsageError(f"--format: only line-protocol is supported, got {args.format!r}")
     since = parse_since(args.since) if args.since else None

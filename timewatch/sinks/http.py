@@ -21,6 +21,7 @@ from typing import Any
 from ..config import Config
 from ..engine.vote import Verdict
 from ..records import Event, Output, Sample, Snapshot
+from . import monitorfile
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class _View:
         self.events_total: Counter[tuple[str, str]] = Counter()  # (type, code)
         self.samples_total: Counter[str] = Counter()  # source
         self.last_output: float | None = None  # monotonic time of the last handle()
+        self.monitor: dict[str, Any] | None = None  # pid, host, state_dir, listen (monitorfile)
 
     def update(self, outputs: list[Output]) -> None:
         with self.lock:
@@ -96,8 +98,10 @@ class _View:
                 events.setdefault(typ, {})[code] = n
             counters = {"samples": dict(sorted(self.samples_total.items())), "events": events}
             age = self.age_s()
-            return status_document(self.host, self.snapshot, list(self.active.values()),
-                                   counters, None if age is None else round(age, 3))
+            doc = status_document(self.host, self.snapshot, list(self.active.values()),
+                                  counters, None if age is None else round(age, 3))
+            doc["monitor"] = self.monitor
+            return doc
 
     def metrics(self) -> str:
         with self.lock:
@@ -272,6 +276,10 @@ class HttpSink:
         self.server.view = self.view
         self.server.healthy_within_s = self.healthy_within_s
         self.address = f"{host if ':' not in host else f'[{host}]'}:{self.server.server_port}"
+        # Which monitor this is, in /status.json and in <state_dir>/monitor.json (status).
+        self._state_dir = cfg.state_dir
+        self.view.monitor = monitorfile.identity(cfg.host, cfg.state_dir, self.address)
+        monitorfile.write(cfg.state_dir, self.view.monitor)
         self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_S,),
                                         name="http", daemon=True)
         self._thread.start()
@@ -281,6 +289,8 @@ class HttpSink:
         self.view.update(outputs)
 
     def close(self) -> None:
+        if self.view.monitor is not None:
+            monitorfile.remove(self._state_dir, self.view.monitor)
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5.0)
