@@ -16,6 +16,9 @@ from collections.abc import Callable
 from .config import ConfigError
 from .errors import UsageError
 
+# --format of replay, simulate and decode: JSON Lines (the default) or text for people.
+FORMATS = ("jsonl", "text")
+
 # command name -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
     "run": "timewatch.commands.run:cmd_run",
@@ -68,16 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per line; text: for people, times as "
+                        "ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("simulate", help="write a synthetic trace of a threat scenario (docs/threats.md)")
     s.add_argument("--scenario", help="scenario name (--list names them)")
     s.add_argument("--duration", type=float, default=None, help="seconds of trace")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("-o", "--output", metavar="TRACE")
+    s.add_argument("-o", "--output", metavar="TRACE",
+                   help="the trace (required for jsonl; text goes to stdout without it)")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): the trace, which replay reads; text: a listing for "
+                        "people, times as ISO 8601 UTC beside the Unix ns")
     s.add_argument("--list", action="store_true", help="list the scenarios")
 
     s = sub.add_parser("decode", help="decode a raw receiver capture into one JSON object per epoch")
     s.add_argument("file")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per epoch; text: one line per epoch, "
+                        "times as ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("status", help="what the running monitor (or the store) says now")
     s.add_argument("-c", "--config")
