@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import kinds
 from .engine.params import Detect
 from .records import Header, SourceInfo
 
-SOURCE_KINDS = ("gnss", "pps", "ntp", "gpsd", "chrony")
 WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
 SEVERITIES = ("info", "warning", "critical")
 
@@ -52,30 +52,32 @@ class Secret:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """One `[[sources]]` entry. Which keys a kind takes, their defaults and checks are its
+    `timewatch.kinds` registration's; the keys several kinds share are fields here, a kind's own
+    other keys are in `options`."""
+
     id: str
     kind: str
     group: str
     device: str | None = None  # gnss, pps
     baud: int = 9600  # gnss
-    position: tuple[float, float, float] | None = None  # gnss
+    position: tuple[float, float, float] | None = None  # gnss, gpsd
     label_from: str | None = None  # pps
     server: str | None = None  # ntp; gpsd: host
     port: int | None = None  # ntp (123), gpsd (2947)
     poll_s: float = 64.0  # ntp; chrony: how often to ask chronyc
     socket: str | None = None  # chrony: chronyd's command socket
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # a kind's own other keys
 
     def info(self) -> SourceInfo:
-        return SourceInfo(kind=self.kind, group=self.group, position=self.position,
-                          label_from=self.label_from, server=self.server,
-                          poll_s=self.poll_s if self.kind in ("ntp", "chrony") else None)
+        """This source in a trace header: kind, group, and those of its keys a header carries."""
+        return SourceInfo(self.kind, self.group,
+                          **{k: getattr(self, k) for k in kinds.get(self.kind).header_keys()})
 
     def infos(self) -> dict[str, SourceInfo]:
-        """The trace-header sources this config source produces. A gpsd source is a receiver
-        (`ID`, kind gnss) and its PPS (`ID-pps`, kind pps), both in the source's group."""
-        if self.kind == "gpsd":
-            return {self.id: SourceInfo("gnss", self.group, position=self.position),
-                    f"{self.id}-pps": SourceInfo("pps", self.group, label_from=self.id)}
-        return {self.id: self.info()}
+        """The trace-header sources this config source produces (its kind's `infos`: itself,
+        or e.g. a gpsd source's receiver and PPS)."""
+        return kinds.get(self.kind).infos(self)
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,40 @@ def load(path: str | Path | None) -> Config:
     return parse(data, str(p), text)
 
 
+_SOURCE_FIELDS = {f.name for f in fields(SourceConfig)}
+
+
+def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceConfig:
+    """One `[[sources]]` entry, checked against its kind's registration."""
+    sid = L.get(s, key, "id", str)
+    if not sid:
+        raise L.err(f"{key}.id", "required")
+    if sid in seen:
+        raise L.err(f"{key}.id", f"duplicate source id {sid!r}")
+    seen.add(sid)
+    name = L.get(s, key, "kind", str, choices=tuple(kinds.KINDS))
+    if name is None:
+        raise L.err(f"{key}.kind", f"required (one of {', '.join(kinds.KINDS)})")
+    kind = kinds.KINDS[name]
+    L.table(s, key, {"id", "kind", "group", *kind.keys})
+    group = L.get(s, key, "group", str, kind.default_group or sid)
+    values: dict[str, Any] = {}
+    for k, spec in kind.keys.items():
+        v = L.get(s, key, k, spec.type, spec.default, lo=spec.lo, hi=spec.hi, choices=spec.choices)
+        if v is not None and spec.parse is not None:
+            try:
+                v = spec.parse(v)
+            except ValueError as e:
+                raise L.err(f"{key}.{k}", str(e)) from None
+        values[k] = v
+    for k, spec in kind.keys.items():
+        if spec.required and values[k] in (None, ""):
+            raise L.err(f"{key}.{k}", f"required for a source of kind {name}")
+    given = {k: v for k, v in values.items() if k in _SOURCE_FIELDS and v is not None}
+    options = {k: v for k, v in values.items() if k not in _SOURCE_FIELDS}
+    return SourceConfig(id=sid, kind=name, group=group, options=options, **given)
+
+
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
     L = _Loader(path, text)
     L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect"})
@@ -290,44 +326,11 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     raw_sources = L.get(data, "", "sources", list, [])
     sources: list[SourceConfig] = []
     seen: set[str] = set()
-    allowed = {f.name for f in fields(SourceConfig)}
     for i, s in enumerate(raw_sources):
         key = f"sources[{i}]"
         if not isinstance(s, dict):
             raise L.err(key, "must be a table ([[sources]])")
-        L.table(s, key, allowed)
-        sid = L.get(s, key, "id", str)
-        if not sid:
-            raise L.err(f"{key}.id", "required")
-        if sid in seen:
-            raise L.err(f"{key}.id", f"duplicate source id {sid!r}")
-        seen.add(sid)
-        kind = L.get(s, key, "kind", str, choices=SOURCE_KINDS)
-        if kind is None:
-            raise L.err(f"{key}.kind", f"required (one of {', '.join(SOURCE_KINDS)})")
-        pos = L.get(s, key, "position", list)
-        if pos is not None:
-            if len(pos) != 3 or not all(isinstance(x, int | float) for x in pos) or \
-                    not (-90 <= pos[0] <= 90 and -180 <= pos[1] <= 180):
-                raise L.err(f"{key}.position", f"must be [lat_deg, lon_deg, alt_m], got {pos!r}")
-            pos = (float(pos[0]), float(pos[1]), float(pos[2]))
-        sc = SourceConfig(
-            id=sid, kind=kind,
-            group=L.get(s, key, "group", str, sid if kind in ("ntp", "chrony") else "gnss"),
-            device=L.get(s, key, "device", str),
-            baud=L.get(s, key, "baud", int, 9600, lo=300, hi=4_000_000),
-            position=pos,
-            label_from=L.get(s, key, "label_from", str),
-            server=L.get(s, key, "server", str),
-            port=L.get(s, key, "port", int, None, lo=1, hi=65535),
-            poll_s=L.get(s, key, "poll_s", float, 64.0 if kind == "ntp" else 16.0, lo=1, hi=1024),
-            socket=L.get(s, key, "socket", str),
-        )
-        if kind == "ntp" and not sc.server:
-            raise L.err(f"{key}.server", "required for an ntp source")
-        if kind in ("gnss", "pps") and not sc.device:
-            raise L.err(f"{key}.device", f"required for a {kind} source")
-        sources.append(sc)
+        sources.append(_source(L, key, s, seen))
     for i, sc in enumerate(sources):
         if sc.label_from is not None and sc.label_from not in seen:
             raise L.err(f"sources[{i}].label_from", f"no source with id {sc.label_from!r}")
@@ -410,13 +413,7 @@ def describe(cfg: Config) -> str:
     groups: dict[str, list[str]] = {}
     for s in cfg.sources:
         groups.setdefault(s.group, []).append(s.id)
-        what = {"ntp": f"server {s.server}:{s.port or 123}, poll {s.poll_s:g} s",
-                "gnss": f"{s.device} at {s.baud} baud"
-                        + (f", antenna at {list(s.position)}" if s.position else
-                           ", antenna position learned"),
-                "pps": f"{s.device}" + (f", labels from {s.label_from}" if s.label_from else ""),
-                "gpsd": f"gpsd at {s.server or '127.0.0.1'}:{s.port or 2947}",
-                "chrony": f"chronyd via {s.socket or 'chronyc'}"}.get(s.kind, "")
+        what = kinds.get(s.kind).describe(s)
         out.append(f"source {s.id}: {s.kind}, group {s.group}: {what}")
     out.append(f"{len(groups)} trust groups: " +
                "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import kinds
 from .config import Config, SourceConfig
 
 # Where the kernel and firmware keep what we look at (tests point these at fake trees).
@@ -181,18 +182,19 @@ def check_store(cfg: Config) -> Check:
                      "(chown timewatch: /var/lib/timewatch)")
 
 
-def check_ntp(s: SourceConfig, timeout_s: float = 2.0) -> Check:
+def check_ntp(s: SourceConfig, timeout_s: float = 2.0) -> Iterator[Check]:
     import ntplib
 
     try:
         r = ntplib.NTPClient().request(s.server or "", version=4, port=s.port or 123,
                                        timeout=timeout_s)
-        return Check(True, f"{s.id}: NTP server {s.server}",
-                     f"answers (stratum {r.stratum}, offset {r.offset:+.6f} s, "
-                     f"delay {r.delay * 1e3:.1f} ms)")
     except (ntplib.NTPException, OSError) as e:
-        return Check(False, f"{s.id}: NTP server {s.server}", str(e),
-                     "check DNS and that UDP port 123 is open outbound")
+        yield Check(False, f"{s.id}: NTP server {s.server}", str(e),
+                    "check DNS and that UDP port 123 is open outbound")
+        return
+    yield Check(True, f"{s.id}: NTP server {s.server}",
+                f"answers (stratum {r.stratum}, offset {r.offset:+.6f} s, "
+                f"delay {r.delay * 1e3:.1f} ms)")
 
 
 def check_http(listen: str) -> Check:
@@ -212,12 +214,7 @@ def check_http(listen: str) -> Check:
 def run_checks(cfg: Config, http_running: bool = False) -> list[Check]:
     checks: list[Check] = [Check(True, "config", f"{cfg.path} is valid")]
     for s in cfg.sources:
-        if s.kind == "gnss":
-            checks.extend(check_serial(s))
-        elif s.kind == "pps":
-            checks.extend(check_pps(s))
-        elif s.kind == "ntp":
-            checks.append(check_ntp(s))
+        checks.extend(kinds.get(s.kind).doctor_checks(s))  # each kind's own checks
     checks.extend(check_time_daemon())
     checks.append(check_store(cfg))
     if cfg.http_listen and not http_running:

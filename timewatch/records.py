@@ -7,7 +7,7 @@ nothing changes it, so a live run and its replay see the same values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import msgspec
 
@@ -193,7 +193,34 @@ class Chrony(msgspec.Struct, frozen=True):
     type: ClassVar[str] = "chrony"
 
 
-Observation = Nmea | Ubx | Pps | Ntp | Tick | Note | Chrony
+class Observation(Protocol):
+    """What every observation record has: the records above and those a source kind registers
+    (a protocol, not a union, so that the compiled engine takes a registered record too)."""
+
+    type: ClassVar[str]
+
+    @property
+    def src(self) -> str: ...
+
+    @property
+    def rx_ns(self) -> int: ...
+
+    @property
+    def raw_ns(self) -> int | None: ...
+
+
+# Record types a source kind brings (timewatch.kinds registers them): type -> class. Each is a
+# frozen msgspec Struct with `src`, `rx_ns` and `raw_ns` fields and a `type` ClassVar; a trace
+# line of its type is checked and built by msgspec, and written with its fields in order.
+EXTENSION_RECORDS: dict[str, type[msgspec.Struct]] = {}
+_CORE_TYPES = ("header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony")
+
+
+def register_record(cls: type[msgspec.Struct]) -> None:
+    t = getattr(cls, "type", None)
+    if not isinstance(t, str) or t in _CORE_TYPES or EXTENSION_RECORDS.get(t, cls) is not cls:
+        raise ValueError(f"record type {t!r} of {cls.__name__} is taken or not a string")
+    EXTENSION_RECORDS[t] = cls
 
 _NTP_INT = ("t2_ns", "t3_ns", "t4_ns", "leap", "version", "mode", "stratum", "poll", "precision")
 _NTP_FLOAT = ("root_delay", "root_dispersion")
@@ -258,6 +285,12 @@ def observation_from_dict(d: dict[str, Any]) -> Observation | None:
         return Note(_int(d, "rx_ns") or 0, _str(d, "text") or "", raw)
     if not isinstance(t, str):
         raise RecordError("missing required field 'type'")
+    ext = EXTENSION_RECORDS.get(t)
+    if ext is not None:
+        try:
+            return cast(Observation, msgspec.convert(d, ext))
+        except msgspec.ValidationError as e:
+            raise RecordError(str(e)) from None
     return None
 
 
@@ -301,6 +334,11 @@ def observation_to_dict(o: Observation) -> dict[str, Any]:
             v = getattr(o, k)
             if v is not None:
                 d[k] = v
+    else:
+        ext = EXTENSION_RECORDS.get(o.type)
+        if ext is not None and isinstance(o, ext):
+            d.update((k, v) for k, v in msgspec.structs.asdict(o).items()
+                     if k not in ("src", "rx_ns", "raw_ns") and v is not None)
     if o.raw_ns is not None:
         d["raw_ns"] = o.raw_ns
     return d

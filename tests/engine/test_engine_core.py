@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from timewatch import kinds
 from timewatch.engine import Engine, Estimate, Tracker, registry
 from timewatch.engine.params import Detect
 from timewatch.records import Event, Header, Observation, Pps, Snapshot, SourceInfo, Tick
@@ -36,7 +37,7 @@ class StubTracker(Tracker):
 
 @pytest.fixture(autouse=True)
 def stub_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setitem(registry.TRACKERS, "stub", StubTracker)
+    monkeypatch.setitem(kinds.KINDS, "stub", kinds.Kind("stub", None, f"{__name__}:StubTracker"))
     monkeypatch.setattr(registry, "DETECTORS", [])
     yield
 

@@ -113,6 +113,9 @@ class Tracker:
     """
 
     kind = "?"
+    # What detectors ask of a tracker instead of its kind's name:
+    judged_for_steps = False  # drift tests its offset for steps (NTP-like; PPS judges its own)
+    ntp_server = False  # info.server is an NTP server that a local chronyd may follow
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         self.src = src
@@ -134,6 +137,11 @@ class Tracker:
 
     def stale_limit_s(self) -> float:
         return self.ctx.detect.stale_gnss_s
+
+    def noise_floor_s(self, bound_s: float) -> float:
+        """The smallest noise this source's offset can have (drift's floor; `bound_s` is the
+        estimate's bound): by default a PPS edge's microseconds of interrupt jitter."""
+        return self.ctx.detect.drift_sigma_floor_gnss_s
 
     def on_host_step(self, step_s: float) -> None:
         """Host realtime jumped by step_s: re-express what was measured before in the new host
@@ -182,7 +190,7 @@ class Detector:
 def _tracker_classes() -> dict[str, type[Tracker]]:
     from . import registry
 
-    return registry.TRACKERS
+    return registry.tracker_classes()
 
 
 def _detector_classes() -> list[type[Detector]]:

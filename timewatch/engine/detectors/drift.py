@@ -54,8 +54,6 @@ STEP_SIGMAS: Final = 8.0
 # the jump of the new level (a lone outlier comes back instead).
 STEP_CONFIRM_SIGMAS: Final = 4.0
 STEP_CONFIRM_FRAC: Final = 0.25
-# Kinds judged for steps here (PPS judges its own phase steps against the holdover).
-STEP_KINDS: Final = ("ntp", "chrony")
 # A run keeps at most this many (t, residual) points for the rate in the evidence.
 RUN_POINTS: Final = 64
 # Sources faster than NTP (PPS, NMEA labels: 1 Hz) are tested every this many seconds, on the
@@ -252,18 +250,6 @@ class DriftDetector(Detector):
             return None
         return median([v[0] if len(v) == 1 else median(v) for v in per_group.values()])
 
-    def _floor(self, tr: Any, bound_s: float) -> float:
-        """The smallest noise a source's residual can have, by what its offset measures."""
-        det = self.ctx.detect
-        if tr.kind in STEP_KINDS:
-            return det.drift_sigma_floor_ntp_s
-        if tr.kind == "gnss":
-            # The coarse NMEA-label offset: its bound is gnss_latency_jitter_factor x its own
-            # measured label jitter (+ label resolution), or the latency prior's half-width until
-            # learned. Its noise is milliseconds, never the PPS's microseconds.
-            return max(det.drift_sigma_floor_gnss_s, bound_s / det.gnss_latency_jitter_factor)
-        return det.drift_sigma_floor_gnss_s
-
     def _judge(self, sid: str, st: _Source, tr: Any, group: str, est_offset_s: float,
                bound_s: float, t_ns: int, c: Consensus) -> None:
         ctx = self.ctx
@@ -281,8 +267,10 @@ class DriftDetector(Detector):
         off = self._sample_offset(tr, est_offset_s, t_ns)
         if off is None:
             return
-        ntp_like = tr.kind in STEP_KINDS
-        floor = self._floor(tr, bound_s)
+        # Steps are judged here for the trackers that ask (PPS judges its own phase steps
+        # against the holdover); the noise floor is what the tracker's offset measures.
+        ntp_like = tr.judged_for_steps
+        floor = tr.noise_floor_s(bound_s)
         floor0 = st.floor_s
         if floor0 is None or not floor0 / FLOOR_CHANGE <= floor <= floor0 * FLOOR_CHANGE:
             # What the offset measures changed (a GNSS label latency got learned: the offset is
