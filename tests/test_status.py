@@ -14,8 +14,8 @@ import pytest
 from timewatch.cli import main
 from timewatch.commands.status import StatusUnavailable, fmt_s, get_status
 from timewatch.config import load, parse
-from timewatch.sinks import monitorfile
 from timewatch.records import Event, Sample, Snapshot, SourceStatus
+from timewatch.sinks import monitorfile
 from timewatch.sinks.http import HttpSink
 from timewatch.sinks.store import StoreSink
 

@@ -15,6 +15,7 @@ from typing import TextIO
 from ..config import load
 from ..errors import UsageError
 from ..sinks.export import export
+from .progress import LONG_EXPORT_RECORDS, Progress
 
 
 def parse_since(text: str) -> int:
@@ -40,9 +41,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--format: only line-protocol is supported, got {args.format!r}")
     since = parse_since(args.since) if args.since else None
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    bar = Progress(f"export {cfg.store_path.name}")
     try:
-        counts = export(cfg, out, since)
+        counts = export(cfg, out, since, (lambda f, n: bar.update(f, f"{n:,} records"))
+                        if bar.enabled else None, long_records=LONG_EXPORT_RECORDS)
     finally:
+        bar.done()
         if args.output:
             out.close()
         else:

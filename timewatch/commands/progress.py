@@ -1,8 +1,9 @@
 """A progress bar on stderr for long commands (replay, export), only when stderr is a terminal.
 
-Nothing is drawn for a command that finishes within `DELAY_S`, none when stderr is a pipe or a
-file (logs and CI stay clean), and the line is erased when the work is done, so the summary that
-follows stands alone.
+The command decides what is long from the size of its input (`LONG_TRACE_BYTES`,
+`LONG_EXPORT_RECORDS`), so a short one never flickers a bar. None is drawn when stderr is a pipe
+or a file (logs and CI stay clean), and the line is erased when the work is done, so the summary
+that follows stands alone.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ import sys
 import time
 from typing import TextIO
 
-# Seconds before the bar first shows (a short command never flickers one), and between redraws.
-DELAY_S = 0.5
+# A replay of a trace file this large takes about half a second or more (pure Python) ...
+LONG_TRACE_BYTES = 1_000_000
+# ... and so does an export of this many stored records.
+LONG_EXPORT_RECORDS = 10_000
+# Seconds between redraws.
 REDRAW_S = 0.1
 
 
 class Progress:
     """`update(fraction, detail)` as the work goes; `done()` at the end (also on failure)."""
 
-    def __init__(self, label: str, stream: TextIO | None = None, *, enabled: bool | None = None,
-                 delay_s: float = DELAY_S):
+    def __init__(self, label: str, stream: TextIO | None = None, *, long: bool = True):
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = _isatty(self.stream) if enabled is None else enabled
-        self.delay_s = delay_s
-        self.t0 = time.monotonic()
+        self.enabled = long and _isatty(self.stream)
         self._last = float("-inf")
         self._drawn = 0  # characters on the line now
 
@@ -34,7 +35,7 @@ class Progress:
         if not self.enabled:
             return
         now = time.monotonic()
-        if now - self.t0 < self.delay_s or now - self._last < REDRAW_S:
+        if now - self._last < REDRAW_S:
             return
         self._last = now
         self.draw(fraction, detail)

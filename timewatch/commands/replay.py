@@ -16,7 +16,7 @@ from ..engine import Engine
 from ..records import Event, Observation, Output, Snapshot
 from ..textfmt import event_text, snapshot_text
 from ..trace import TraceReader
-from .progress import Progress
+from .progress import LONG_TRACE_BYTES, Progress
 
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
@@ -69,13 +69,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
                  snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     size = max(1, Path(args.trace).stat().st_size)
-    bar = Progress(f"replay {Path(args.trace).name}")
+    bar = Progress(f"replay {Path(args.trace).name}", long=size >= LONG_TRACE_BYTES)
     n_events = 0
     t0 = time.perf_counter()
     st = reader.stats
     try:
         for obs in reader:
-            if not st.records & 4095 and bar.enabled:
+            if not st.records & 1023 and bar.enabled:
                 bar.update(reader.bytes_read() / size, f"{st.records:,} observations")
             res = eng.feed(obs)
             if not res:
