@@ -203,7 +203,11 @@ def check_http(listen: str) -> Check:
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(fam, socket.SOCK_STREAM) as s:
+            # As the status API binds (allow_reuse_address): connections of a monitor that just
+            # stopped, in TIME_WAIT, do not keep the port from it, so they are no failure here.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, int(port)))
+            s.listen()
         return Check(True, f"http {listen}", "port free")
     except OSError as e:
         return Check(False, f"http {listen}", f"cannot bind: {e.strerror}",
