@@ -266,6 +266,10 @@ def load(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        from .access import fix
+
+        raise ConfigError(str(p), None, "", f"cannot read: permission denied: {fix(p)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(p), None, "", f"cannot read: {e}") from None
     try:

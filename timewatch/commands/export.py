@@ -12,9 +12,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from .. import access
 from ..config import load
 from ..errors import UsageError
 from ..sinks.export import export
+from ..sinks.store import StoreError
 from .progress import LONG_EXPORT_RECORDS, Progress
 
 
@@ -45,6 +47,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         counts = export(cfg, out, since, (lambda f, n: bar.update(f, f"{n:,} records"))
                         if bar.enabled else None, long_records=LONG_EXPORT_RECORDS)
+    except (StoreError, PermissionError):
+        if access.blocker(cfg.store_path) is None:
+            raise
+        raise StoreError(f"store {cfg.store_path}: permission denied: "
+                         f"{access.fix(cfg.store_path)}") from None
     finally:
         bar.done()
         if args.output:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import access
 from ..config import Config, load
 from ..sinks import monitorfile
 from ..sinks.http import status_document
@@ -53,7 +54,10 @@ def from_store(cfg: Config) -> dict[str, Any]:
     """The status document built from the store's latest snapshot and active alerts."""
     try:
         st = Store(cfg.store_path, readonly=True)
-    except StoreError as e:
+    except (StoreError, PermissionError) as e:
+        if access.blocker(cfg.store_path) is not None:
+            raise StatusUnavailable(f"store {cfg.store_path}: permission denied: "
+                                    f"{access.fix(cfg.store_path)}") from None
         raise StatusUnavailable(str(e)) from None
     try:
         snap = st.latest_snapshot()
