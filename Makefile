@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
-# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, promtool from prometheus: only the
-# checker runs, never a Prometheus server).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev prometheus
+# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
+# promtool from prometheus: only the checker runs, never a Prometheus server).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus
 
 .PHONY: demo test bench lint debs venv clean compiled clean-compiled
 

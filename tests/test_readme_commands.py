@@ -109,18 +109,27 @@ def table_synopses(md: str) -> list[str]:
 
 def instantiate(synopsis: str, values: dict[str, str]) -> list[str]:
     """The synopsis with every optional part included and its metavariables given values; one
-    line per alternative of `a|b`."""
-    words = synopsis.replace("[", "").replace("]", "").split()
-    cmd = words[1] if len(words) > 1 else ""
-    choices = []
-    for w in words:
-        if re.fullmatch(r"[A-Z]+", w):
-            key = f"{cmd}:{w}" if f"{cmd}:{w}" in values else w
-            assert key in values, f"no value for {w} in {synopsis!r}: add it to VALUES"
-            choices.append([values[key]])
-        else:
-            choices.append(w.split("|") if "|" in w and not w.startswith("-") else [w])
-    return [" ".join(c) for c in itertools.product(*choices)]
+    line per alternative: of `[A | B C]` (either A or B C) and of a word `a|b`."""
+    parts: list[list[str]] = []  # each: the alternatives of one part of the line
+    for group in re.findall(r"\[[^\]]*\]|\S+", synopsis):
+        body = group.strip("[]")
+        parts.append([alt.strip() for alt in body.split(" | ")] if " | " in body else [body])
+    cmd = synopsis.split()[1] if len(synopsis.split()) > 1 else ""
+    lines = []
+    for choice in itertools.product(*parts):
+        words = " ".join(choice).split()
+        options = [w.split("|") if "|" in w and not w.startswith("-") else [w] for w in words]
+        for ws in itertools.product(*options):
+            out = []
+            for prev, w in zip(("", *ws), ws, strict=False):
+                if re.fullmatch(r"[A-Z]+", w):
+                    key = next((k for k in (f"{cmd}:{prev} {w}", f"{prev} {w}", f"{cmd}:{w}", w)
+                                if k in values), None)
+                    assert key is not None, f"no value for {w} in {synopsis!r}: add it to VALUES"
+                    w = values[key]
+                out.append(w)
+            lines.append(" ".join(out))
+    return lines
 
 
 def canonical(line: str) -> str:
@@ -226,10 +235,11 @@ VALUES = {
     "NAME": "ntp_liar", "N": "0",
     "FILE": "capture.nmea", "T": "2020-01-01T00:00:00Z", "DIR": "state",
     "run:TRACE": "t.jsonl.gz", "replay:TRACE": "t.jsonl.gz", "simulate:TRACE": "sim.jsonl",
+    "report:TRACE": "t.jsonl.gz", "--until T": "2100-01-01T00:00:00Z",
 }
 # Subcommands of the table in the order they run (run's trace feeds replay; status asks run).
 ORDER = ["--version", "check-config", "simulate", "decode", "run", "status", "replay", "export",
-         "webhook", "doctor", "demo"]
+         "report", "webhook", "doctor", "demo"]
 # What a line's output must show, beyond exit status 0: (line pattern, substring of its output).
 EXPECT = [
     (r"--version", f"timewatch {version('timewatch')}"),
@@ -240,6 +250,7 @@ EXPECT = [
     (r"simulate", "-> sim.jsonl (attack/fault from "),
     (r"replay", "observations in"),
     (r"export", "lines ("),
+    (r"report", "figures, "),
     (r"webhook", "webhook[0] standard to 127.0.0.1: alert: 200"),
     (r"doctor", "checks passed"),
     (r"demo", "=== timewatch demo (ntp_liar): summary"),

@@ -25,7 +25,7 @@ from .. import access
 from ..config import Config, load
 from ..sinks import monitorfile
 from ..sinks.http import status_document
-from ..sinks.store import Store, StoreError
+from ..sinks.store import Store, StoreError, damaged_note
 
 # Seconds to wait for a running monitor before falling back to the store (it answers on loopback
 # from memory, so a healthy one replies in milliseconds).
@@ -62,6 +62,8 @@ def from_store(cfg: Config) -> dict[str, Any]:
     try:
         snap = st.latest_snapshot()
         active = st.active_alerts()
+    except StoreError as e:  # a corrupt store says so
+        raise StatusUnavailable(str(e)) from None
     finally:
         st.close()
     doc = status_document(cfg.host, snap, active, None, None)
@@ -86,6 +88,14 @@ def _same_dir(doc: dict[str, Any], state_dir: Path) -> bool:
 def get_status(cfg: Config, named: bool = True) -> dict[str, Any]:
     """The status document of the monitor of `cfg.state_dir`, else of its store. `named`: the
     state directory was asked for, so a monitor of another one is not shown (only noted)."""
+    doc = _find(cfg, named)
+    note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
+    if note:
+        doc["warnings"] = [*doc.get("warnings", []), note]
+    return doc
+
+
+def _find(cfg: Config, named: bool) -> dict[str, Any]:
     notes: list[str] = []
     asked: list[str] = []
     mine = monitorfile.read(cfg.state_dir)
@@ -162,6 +172,8 @@ def render(doc: dict[str, Any]) -> str:
                    + ("" if bound is None else f" +/- {fmt_s(bound).lstrip('+')}"))
     else:
         out.append("consensus: none yet")
+    for w in doc.get("warnings", []):
+        out.append(f"warning: {w}")
     alerts = doc.get("active_alerts", [])
     out.append(f"active alerts: {len(alerts) or 'none'}")
     for a in alerts:
