@@ -166,6 +166,7 @@ class Lab:
     def __init__(self, home: Path):
         self.home = home
         self.bin = home / ".venv" / "bin"
+        self.procs: list[subprocess.Popen[str]] = []
         self.bin.mkdir(parents=True)
         exe = self.bin / "timewatch"  # what pip writes for [project.scripts], on this tree
         exe.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
@@ -210,11 +211,17 @@ class Lab:
                               env=self.env_active if activated else self.env_clone)
 
     def start(self, line: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(["bash", "-c", line], cwd=self.home, env=self.env_active,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        p = subprocess.Popen(["bash", "-c", line], cwd=self.home, env=self.env_active,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
 
     def close(self) -> None:
+        for p in self.procs:  # a test that failed half-way leaves no monitor running
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.communicate(timeout=30)
         for s in self.servers:
             self.loop.call_soon_threadsafe(s.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
