@@ -95,6 +95,76 @@ def test_truechimer_verdict_resets_streak_and_clears_after_hold_down_same_id() -
     assert ev[1].t_ns - (T0 + round(6.3 * S)) == pytest.approx(Detect().hold_down_s * S, abs=1.01 * S)
 
 
+def test_a_source_caught_moving_is_withheld_until_it_agreed_for_the_hold_down() -> None:
+    """`moving` is the engine's state (set through the Context, as time.step/time.drift
+    detectors do); the vote reads it and the alert follows it, raised and cleared with it."""
+    eng = Engine(hdr("a", "b", "c", "p"))
+    ctx = eng.ctx
+    honest = {"a": 0, "b": 0, "c": 0, "p": 800}  # p's interval overlaps theirs: a truechimer
+    feed(eng, rounds(0, 3, honest))
+    assert ctx.consensus.offset_s == pytest.approx(200e-6, rel=0.01)  # p pulls the mean
+    caught = T0 + 3 * S
+    ctx.caught_moving("p", "time.drift", caught, "p drifting", {"rate_s_per_s": 1e-6})
+    ctx.caught_moving("p", "time.step", caught, "p stepped", {})
+    ev = feed(eng, rounds(3, 2, honest))
+    assert [(e.type, e.code, e.sources) for e in ev] == [("alert", "time.drift", ("p",)),
+                                                        ("alert", "time.step", ("p",))]
+    assert ev[0].t_ns == caught and ctx.states["p"].moving["time.drift"].since_ns == caught
+    assert ctx.consensus.offset_s == 0.0 and "p" not in ctx.consensus.agreeing_groups
+    verdict, reason = eng.verdict("p")
+    assert verdict == "truechimer" and "withheld" in reason
+    # The step's cause is over at once; the drift agrees again at 5 s: moving until 5 s + hold-down.
+    agreed = T0 + 5 * S
+    ctx.agrees_again("p", "time.step", agreed)
+    ctx.agrees_again("p", "time.drift", agreed)
+    ctx.agrees_again("p", "time.drift", agreed + 60 * S)  # (still agreeing: the clock keeps running)
+    hold_ns = round(Detect().hold_down_s * S)
+    ev = feed(eng, rounds(5, 119, honest))
+    assert ev == [] and ctx.moving_sources() == frozenset({"p"})
+    ev = feed(eng, rounds(124, 2, honest))
+    assert [(e.type, e.code) for e in ev] == [("clear", "time.drift"), ("clear", "time.step")]
+    assert all(e.t_ns == agreed + hold_ns for e in ev)  # the first record at the end of the hold-down
+    assert ctx.states["p"].moving == {}
+    assert ctx.consensus.offset_s == pytest.approx(200e-6, rel=0.01)
+
+
+def test_caught_again_while_agreeing_restarts_the_hold_down_under_one_alert() -> None:
+    eng = Engine(hdr("a", "b", "c", "p"))
+    ctx = eng.ctx
+    honest = {"a": 0, "b": 0, "c": 0, "p": 800}
+    feed(eng, rounds(0, 2, honest))
+    ctx.caught_moving("p", "time.drift", T0 + 2 * S, "p drifting", {})
+    ctx.agrees_again("p", "time.drift", T0 + 2 * S)
+    ev = feed(eng, rounds(2, 98, honest))  # to 99.3 s: agreeing, not yet for the hold-down
+    ctx.caught_moving("p", "time.drift", T0 + 100 * S, "p drifting again", {})
+    ev += feed(eng, rounds(100, 10, honest))
+    ctx.agrees_again("p", "time.drift", T0 + 110 * S)
+    ev += feed(eng, rounds(110, 130, honest))
+    assert [(e.type, e.code) for e in ev] == [("alert", "time.drift"), ("clear", "time.drift")]
+    assert ev[1].t_ns == T0 + 110 * S + round(Detect().hold_down_s * S)
+
+
+def test_verdicts_do_not_read_the_alerts() -> None:
+    """The states decide: alerts emptied behind the engine's back change no verdict."""
+    from timewatch.engine.alerts import Alerts
+
+    eng = Engine(hdr("a", "b", "c", "p", "x", "q"))
+    ctx = eng.ctx
+    others = {"a": 0, "b": 0, "c": 0, "p": 800, "x": 50_000}
+    feed(eng, rounds(0, 1, others | {"q": 0}) + rounds(1, 2, others))  # q falls silent
+    ctx.caught_moving("p", "time.step", T0 + 3 * S, "p stepped", {})
+    feed(eng, rounds(3, 10, others))
+    before = {s.src: (s.verdict, s.reason) for s in eng.snapshot().sources}
+    assert ctx.alerts.active_codes == {"source.falseticker": 1, "time.step": 1, "source.stale": 1}
+    ctx.alerts = Alerts()
+    feed(eng, rounds(13, 1, others))
+    after = {s.src: (s.verdict, s.reason) for s in eng.snapshot().sources}
+    assert after == before
+    assert before["p"][0] == "truechimer" and "withheld" in before["p"][1]
+    assert before["x"][0] == "falseticker" and before["q"] == ("stale", "no usable data for 5 s")
+    assert ctx.consensus.offset_s == 0.0  # p still withheld
+
+
 def test_stale_raised_on_ticks_and_cleared_by_usable_data() -> None:
     eng = Engine(hdr("a", "b", "c"))
     recs: list[Observation] = rounds(0, 2, {"a": 0, "b": 0, "c": 0})

@@ -6,13 +6,18 @@ observations (and of the runner's ticks), so a replay and a live run are the sam
 Structure (chrony's shape: one narrow interface per reference kind, selection in one place):
 - a `Tracker` per source, chosen by kind, turns its observations into `Estimate`s (offset and
   error bound against host realtime) and raises the alerts that its own data justifies;
-- `vote.vote` judges every source against the trust groups' consensus;
 - `Detector`s watch across sources (drift against holdover, leap announcements, host steps);
-- `alerts.Alerts` turns conditions into alert and clear events.
+  those that catch a source *moving* (time.step, time.drift) say so through the Context;
+- `Engine._select` decides every source's state in one place (chrony's `SRC_SelectSource`):
+  unusable, stale, init, or judged by `vote.vote` against the trust groups' consensus, with the
+  sources caught moving withheld from it and the falseticker streak counted;
+- `alerts.Alerts` turns conditions into alert and clear events; the source states' alerts
+  (source.stale, source.falseticker, time.step, time.drift) follow from those states.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -34,11 +39,12 @@ from .params import Detect
 from .value import Value
 from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
 
+_UNUSABLE: Final = Verdict.UNUSABLE
+_STALE: Final = Verdict.STALE
+_INIT: Final = Verdict.INIT
+
 # Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
 _NO_SOURCE: Final = (Tick, Note)
-
-# Alerts that make a source a suspect: caught moving against its own history and the holdover.
-SUSPECT_CODES: Final = ("time.step", "time.drift")
 
 
 class Estimate(Value):
@@ -53,6 +59,31 @@ class Estimate(Value):
         self.t_ns: Final = t_ns
 
 
+@dataclass(slots=True)
+class Moving:
+    """One reason a source is *moving*: a detector caught it stepping or drifting (`time.step`,
+    `time.drift`) against its own history, the holdover or the consensus of the others."""
+
+    since_ns: int  # when it was caught
+    hold_down_s: float  # how long it must agree again before it is no longer moving
+    agreeing_since_ns: int | None = None  # since when its detector finds it agreeing again
+
+
+@dataclass(slots=True)
+class SourceState:
+    """What the engine holds about one source beside its tracker's measurements (chrony: a
+    source's `status`). The detectors set `moving` (through `Context.caught_moving` and
+    `Context.agrees_again`); `Engine._select` sets the rest and reads it all."""
+
+    # The state `_select` found: UNUSABLE, STALE or INIT, or None when the vote judges it (its
+    # verdict is then the consensus's).
+    status: Verdict | None = Verdict.INIT
+    stale: bool = False  # no usable data for its stale limit (source.stale follows)
+    moving: dict[str, Moving] = field(default_factory=dict)  # code -> cause, while caught moving
+    streak: int = 0  # falseticker verdicts in a row, one per new sample (source.falseticker)
+    judged_t_ns: int | None = None  # t_ns of the estimate the streak last counted
+
+
 class Context:
     """What trackers and detectors share: config, alerts, time, outputs, the last consensus."""
 
@@ -63,6 +94,8 @@ class Context:
         self.now_ns = 0
         self.consensus: Consensus = Consensus(False, 0, 0)
         self.trackers: dict[str, Tracker] = {}
+        self.states: dict[str, SourceState] = {}  # per source, owned by the engine
+        self.moving_count = 0  # sources caught moving now (none: the vote need not look)
         self.samples: list[Sample] = []
         self.keep_samples = True  # False: a replay whose samples nobody reads (trackers skip them)
         self.dirty = False  # a new sample arrived: vote again
@@ -92,6 +125,55 @@ class Context:
         self.dirty = True
         if self.keep_samples:
             self.samples.append(Sample(src, t_ns, offset_s, bound_s, fields or {}))
+
+    def caught_moving(self, sid: str, code: str, t_ns: int, message: str,
+                      evidence: dict[str, Any]) -> None:
+        """A detector caught source `sid` moving (`code`: time.step or time.drift). It stays
+        moving, judged but withheld from the consensus, until it has agreed again for the
+        hold-down (`agrees_again`). The alert follows: raised now, cleared when it ends."""
+        causes = self.states[sid].moving
+        m = causes.get(code)
+        if m is None:
+            if not causes:
+                self.moving_count += 1
+            causes[code] = Moving(t_ns, self.detect.hold_down_s)
+        else:
+            m.agreeing_since_ns = None
+        # Hold-down 0: the state keeps the hold-down, the alert clears when the state says so.
+        self.alerts.assert_(code, t_ns, (sid,), message, evidence, severity="critical",
+                            hold_down_s=0.0)
+
+    def agrees_again(self, sid: str, code: str, t_ns: int) -> None:
+        """The detector that caught `sid` moving (`code`) finds it agreeing again at t_ns: it is
+        no longer moving once it has agreed for the hold-down (a no-op when it is not moving)."""
+        m = self.states[sid].moving.get(code)
+        if m is None:
+            return
+        if m.agreeing_since_ns is None:
+            m.agreeing_since_ns = t_ns
+        self._settle(sid, code, m, t_ns)
+
+    def settle_moving(self, now_ns: int) -> None:
+        """End, at now_ns, what has agreed again for its hold-down (after every record)."""
+        for sid, st in self.states.items():
+            if st.moving:
+                for code, m in list(st.moving.items()):
+                    self._settle(sid, code, m, now_ns)
+
+    def _settle(self, sid: str, code: str, m: Moving, t_ns: int) -> None:
+        since = m.agreeing_since_ns
+        if since is not None and t_ns - since >= m.hold_down_s * 1e9:
+            causes = self.states[sid].moving
+            del causes[code]
+            if not causes:
+                self.moving_count -= 1
+            self.alerts.release(code, t_ns, sid)
+
+    def moving_sources(self) -> frozenset[str]:
+        """Sources caught moving now: the vote judges them but keeps them out of the consensus."""
+        if not self.moving_count:
+            return frozenset()
+        return frozenset(sid for sid, st in self.states.items() if st.moving)
 
     def add_host_step(self, rx_ns: int, step_ns: int) -> None:
         self.host_steps.append((rx_ns, step_ns))
@@ -152,9 +234,16 @@ class Tracker:
             self.estimate_ = Estimate(e.offset_s - step_s, e.bound_s, e.t_ns)
 
     def estimate(self, now_ns: int) -> Estimate | None:
-        """The estimate for the vote at now_ns, its bound aged for the time since it was taken."""
+        """The estimate for the vote at now_ns (`aged`), None while the source is unusable or
+        stale."""
+        if self.unusable_reason is not None or self.is_stale(now_ns):
+            return None
+        return self.aged(now_ns)
+
+    def aged(self, now_ns: int) -> Estimate | None:
+        """The latest estimate, its bound aged for the time since it was taken."""
         e = self.estimate_
-        if e is None or self.unusable_reason is not None or self.is_stale(now_ns):
+        if e is None:
             return None
         age_ns = now_ns - e.t_ns
         age_s = age_ns / 1e9 if age_ns > 0 else 0.0
@@ -212,6 +301,9 @@ class Engine:
             cls = classes.get(info.kind)
             if cls is not None:
                 self.ctx.trackers[sid] = cls(sid, info, self.ctx)
+                self.ctx.states[sid] = SourceState()
+        # (sid, tracker, state) of every source, in the header's order.
+        self._members = [(sid, tr, self.ctx.states[sid]) for sid, tr in self.ctx.trackers.items()]
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
         # Each hook is called only on the detectors that override it (most are empty).
         self._before = [d.before_observation for d in self.detectors
@@ -224,8 +316,6 @@ class Engine:
         self._tickers = [tr for tr in self.ctx.trackers.values()
                          if type(tr).on_tick is not Tracker.on_tick]
         self._all_started = not self.ctx.trackers  # every tracker has its first_ns
-        self._streak: dict[str, int] = {}  # consecutive falseticker votes per source
-        self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
         self._next_snapshot_ns: int | None = None
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
@@ -259,9 +349,9 @@ class Engine:
             self._all_started = True
         for tr in self._tickers:
             tr.on_tick(now)
-        self._check_stale(now)
-        if ctx.dirty or isinstance(obs, Tick):
-            self._vote(now)
+        self._select(now, ctx.dirty or isinstance(obs, Tick))
+        if ctx.moving_count:
+            ctx.settle_moving(now)
         alerts = ctx.alerts
         if alerts.has_active():
             alerts.tick(now)
@@ -281,39 +371,50 @@ class Engine:
             self._next_snapshot_ns = now - now % step + step
         return out
 
-    # -- stale -----------------------------------------------------------------------------
-    def _check_stale(self, now: int) -> None:
-        alerts = self.ctx.alerts
-        for sid, tr in self.ctx.trackers.items():
-            stale = tr.is_stale(now)
-            # Only a change does anything: source.stale clears at its first release (hold-down
-            # 0), and asserting it again while active would only replace unread evidence.
-            if stale == ("source.stale" in alerts.active_codes
-                         and alerts.is_active("source.stale", sid)):
-                continue
-            if stale:
-                ref = tr.last_usable_ns
-                alerts.assert_(
-                    "source.stale", now, (sid,),
-                    f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
-                    {"limit_s": tr.stale_limit_s(),
-                     "last_usable_ns": ref, "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
-                    severity="warning", hold_down_s=0.0)
-            else:
-                alerts.release("source.stale", now, sid)
+    # -- selection -------------------------------------------------------------------------
+    def _select(self, now: int, voting: bool) -> None:
+        """Decide every source's state: here, and nowhere else (chrony's SRC_SelectSource).
 
-    # -- vote ------------------------------------------------------------------------------
+        After every record, in this order: *unusable* (its tracker says why), *stale* (no usable
+        data for its stale limit: source.stale follows), *init* (no estimate yet); the others
+        are judged by the vote, when one is due (`voting`: a new sample, or a tick). The vote
+        judges a source caught *moving* (`SourceState.moving`, set by the detectors) like any
+        other but keeps it out of the consensus; a falseticker verdict on
+        `falseticker_confirm` new samples in a row raises source.falseticker, a truechimer
+        verdict releases it.
+        """
+        ctx = self.ctx
+        alerts = ctx.alerts
+        for sid, tr, st in self._members:
+            stale = tr.is_stale(now)
+            if stale != st.stale:
+                st.stale = stale
+                if stale:
+                    ref = tr.last_usable_ns
+                    alerts.assert_(
+                        "source.stale", now, (sid,),
+                        f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
+                        {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
+                         "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
+                        severity="warning", hold_down_s=0.0)
+                else:
+                    alerts.release("source.stale", now, sid)
+            st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
+                         else _INIT if tr.estimate_ is None else None)
+        if voting:
+            self._vote(now)
+
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
         ivs = []
         ests: dict[str, Estimate | None] = {}
-        for sid, tr in ctx.trackers.items():
-            e = ests[sid] = tr.estimate(now)
+        for sid, tr, st in self._members:
+            e = ests[sid] = tr.aged(now) if st.status is None else None
             if e is not None:
                 ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s))
         ctx.vote_estimates = ests
-        c = vote(ivs, self._suspects())
+        c = vote(ivs, ctx.moving_sources())
         ctx.consensus = c
         self._falsetickers(now, c)
         if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
@@ -324,31 +425,24 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:
+        elif c.quorum:
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
 
-    def _suspects(self) -> frozenset[str]:
-        """Sources with an active time.step or time.drift: judged, but kept out of the consensus."""
-        codes = self.ctx.alerts.active_codes
-        if not (codes.get("time.step") or codes.get("time.drift")):
-            return frozenset()
-        return frozenset(s for code, _, srcs, _ in self.ctx.alerts.active()
-                         if code in SUSPECT_CODES for s in srcs)
-
     def _falsetickers(self, now: int, c: Consensus) -> None:
         ctx = self.ctx
-        trackers, voted_at = ctx.trackers, self._voted_at
+        trackers, states = ctx.trackers, ctx.states
         for sid, (verdict, reason) in c.verdicts.items():
             e = trackers[sid].estimate_
+            st = states[sid]
             # Count a verdict once per new sample of the source, not once per vote.
-            if e is None or voted_at.get(sid) == e.t_ns:
+            if e is None or st.judged_t_ns == e.t_ns:
                 continue
-            voted_at[sid] = e.t_ns
+            st.judged_t_ns = e.t_ns
             if verdict is _FALSE:
-                self._streak[sid] = self._streak.get(sid, 0) + 1
-                if self._streak[sid] >= ctx.detect.falseticker_confirm:
+                st.streak += 1
+                if st.streak >= ctx.detect.falseticker_confirm:
                     ctx.alerts.assert_(
                         "source.falseticker", now, (sid,),
                         f"{sid} disagrees with the majority of trust groups: {reason}",
@@ -356,22 +450,23 @@ class Engine:
                          "consensus_offset_s": c.offset_s,
                          "consensus_lo_s": c.lo_s, "consensus_hi_s": c.hi_s,
                          "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
-                         "consecutive": self._streak[sid]},
+                         "consecutive": st.streak},
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict is _TRUE:
-                self._streak[sid] = 0
-                if "source.falseticker" in ctx.alerts.active_codes:
-                    ctx.alerts.release("source.falseticker", now, sid)
+                st.streak = 0
+                ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
-    def verdict(self, sid: str, now: int) -> tuple[str, str]:
+    def verdict(self, sid: str) -> tuple[str, str]:
+        """Source `sid`'s state as `_select` decided it, and why (in words)."""
         tr = self.ctx.trackers[sid]
-        if tr.unusable_reason is not None:
-            return Verdict.UNUSABLE.value, tr.unusable_reason
-        if tr.is_stale(now):
-            return Verdict.STALE.value, f"no usable data for {tr.stale_limit_s():.0f} s"
-        if tr.estimate_ is None:
-            return Verdict.INIT.value, "no usable sample yet"
+        status = self.ctx.states[sid].status
+        if status is _UNUSABLE:
+            return status.value, tr.unusable_reason or ""
+        if status is _STALE:
+            return status.value, f"no usable data for {tr.stale_limit_s():.0f} s"
+        if status is _INIT:
+            return status.value, "no usable sample yet"
         v = self.ctx.consensus.verdicts.get(sid)
         if v is None:
             return Verdict.INIT.value, "not judged yet"
@@ -382,7 +477,7 @@ class Engine:
         now = ctx.now_ns
         srcs = []
         for sid, tr in ctx.trackers.items():
-            verdict, reason = self.verdict(sid, now)
+            verdict, reason = self.verdict(sid)
             e = ctx.estimate(sid) or tr.estimate_
             srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
                                      e.offset_s if e else None, e.bound_s if e else None,

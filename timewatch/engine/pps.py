@@ -428,7 +428,7 @@ class PpsTracker(Tracker):
         if res_s is not None:
             j2 = jitter * jitter if self.jitter_s is not None else res_s * res_s
             self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (res_s * res_s - j2))
-        ctx.alerts.release("time.step", e.rx_ns, self.src)
+        ctx.agrees_again(self.src, "time.step", e.rx_ns)
         offset_s = (e.second_ns - e.rx_ns) / _S
         bound_s = max(d.pps_bound_floor_s, d.pps_bound_jitter_k * (self.jitter_s or INITIAL_JITTER_S))
         self.estimate_ = Estimate(offset_s, bound_s, e.rx_ns)
@@ -450,12 +450,11 @@ class PpsTracker(Tracker):
         if abs(step_s) < d.pps_step_s:
             return
         self.steps += 1
-        self.ctx.alerts.assert_(
-            "time.step", e.rx_ns, (self.src,),
+        self.ctx.caught_moving(
+            self.src, "time.step", e.rx_ns,
             f"{self.src}: PPS pulse train re-phased by {step_s * 1e3:+.3f} ms",
             {"step_s": step_s, "threshold_s": d.pps_step_s, "jitter_s": self.jitter_s,
-             "edge_rx_ns": e.rx_ns, "pulses_confirming": 3},
-            severity="critical", hold_down_s=d.hold_down_s)
+             "edge_rx_ns": e.rx_ns, "pulses_confirming": 3})
 
     def _residual(self, x_s: float, phase_s: float) -> float | None:
         """Phase off the line fitted to the previous good pulses (None while it has too few)."""
@@ -484,11 +483,10 @@ class PpsTracker(Tracker):
                     ev["holdover_residual_s"] = r.residual_s
                     ev["holdover_sigma_s"] = r.sigma_s
                     ev["holdover_freq_ppm"] = ho.freq_ppm
-            ctx.alerts.assert_(
-                "time.step", e.rx_ns, (self.src,),
+            ctx.caught_moving(
+                self.src, "time.step", e.rx_ns,
                 f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
-                f"({len(off)} of the last {len(tail)} pulses)",
-                ev, severity="critical", hold_down_s=d.hold_down_s)
+                f"({len(off)} of the last {len(tail)} pulses)", ev)
             # The new phase is the history now: restart the line from the pulses that moved.
             new = [(x, p) for x, p, r in tail if sign * r >= thr_s]
             self._base.clear()
