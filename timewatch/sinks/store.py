@@ -605,7 +605,7 @@ class StoreSink:
                 if self._newest_ns is None or o.t_ns > self._newest_ns:
                     self._newest_ns = o.t_ns
             if (self._pruned_at_ns is None
-                    or (self._newest_ns or 0) - self._pruned_at_ns >= PRUNE_EVERY_S * 1e9):
+                    or self._retention_ref_ns() - self._pruned_at_ns >= PRUNE_EVERY_S * 1e9):
                 self._prune()
         except (sqlite3.Error, OSError, StoreError) as e:
             self._close_store()
@@ -648,11 +648,18 @@ class StoreSink:
         written.extend(batch)
         done[0] += len(batch)
 
+    def _retention_ref_ns(self) -> int:
+        """Retention counts from the newest time in the store, but never from later than the
+        host clock: a replayed old trace keeps its history, and no time ahead of the host clock
+        (a wrong clock in a record) can delete what is stored."""
+        return min(self._newest_ns or 0, time.time_ns())
+
     def _prune(self) -> None:
         if self._store is None or self._newest_ns is None:
             return
-        n = self._store.prune(self._newest_ns - self.retention_ns)
-        self._pruned_at_ns = self._newest_ns
+        ref_ns = self._retention_ref_ns()
+        n = self._store.prune(ref_ns - self.retention_ns)
+        self._pruned_at_ns = ref_ns
         if n:
             self.pruned += n
             log.info("store %s: retention removed %d rows older than %.3g days", self.path, n,
