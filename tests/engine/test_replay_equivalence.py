@@ -157,8 +157,10 @@ def _reference_vote(intervals: list[Interval]) -> Consensus:
         if iv.hi < lo or iv.lo > hi:
             side = "ahead of" if iv.lo > hi else "behind"
             dist = iv.lo - hi if iv.lo > hi else lo - iv.hi
-            verdicts[iv.src] = (Verdict.FALSETICKER, f"{dist * 1e3:.3f} ms {side} the consensus "
-                                                     f"of {count}/{n} groups beyond its bound")
+            verdicts[iv.src] = (Verdict.FALSETICKER,
+                                f"{(iv.offset_s - est) * 1e3:+.3f} ms: {side} the consensus of "
+                                f"{count}/{n} groups ({dist * 1e3:.3f} ms beyond its bound and "
+                                "the consensus region)")
         else:
             verdicts[iv.src] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)

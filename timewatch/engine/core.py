@@ -56,6 +56,14 @@ MAX_LEAD_NS: Final = 5_000_000_000
 
 log = logging.getLogger(__name__)
 
+# A source caught moving agrees again when its offset is within this many sigmas of the level
+# it held before it moved (against the holdover prediction, else its own host-step-free
+# history), and its interval overlaps the consensus of the others.
+AGREE_SIGMAS: Final = 4.0
+# The level (and noise) a source holds while it is not moving: an average over this long, so a
+# slow push before it is caught moves it little.
+LEVEL_TAU_S: Final = 600.0
+
 class Estimate(Value):
     """A source's current measurement for the vote: offset and bound as of `t_ns`."""
 
@@ -79,10 +87,43 @@ class Moving:
 
 
 @dataclass(slots=True)
+class Level:
+    """A source's usual level of one residual and its noise (an average over LEVEL_TAU_S), kept
+    while it is not moving: what "agrees again" is measured against."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    n: int = 0
+    t_ns: int = 0
+
+    def add(self, x: float, t_ns: int, floor_s: float) -> None:
+        if self.n == 0:
+            self.mean, self.n, self.t_ns = x, 1, t_ns
+            return
+        gain = (t_ns - self.t_ns) / 1e9 / LEVEL_TAU_S
+        if gain < 1.0 / (self.n + 1):
+            gain = 1.0 / (self.n + 1)
+        if gain > 1.0:
+            gain = 1.0
+        d = x - self.mean
+        lim = AGREE_SIGMAS * self.sigma(floor_s)
+        if self.n >= 8 and abs(d) > lim:  # winsorised: an outlier moves it by one limit at most
+            d = lim if d > 0 else -lim
+        self.mean += gain * d
+        self.var += gain * (d * d - self.var)
+        self.n += 1
+        self.t_ns = t_ns
+
+    def sigma(self, floor_s: float) -> float:
+        s = self.var ** 0.5
+        return s if s > floor_s else floor_s
+
+
+@dataclass(slots=True)
 class SourceState:
     """What the engine holds about one source beside its tracker's measurements (chrony: a
-    source's `status`). The detectors set `moving` (through `Context.caught_moving` and
-    `Context.agrees_again`); `Engine._select` sets the rest and reads it all."""
+    source's `status`). The detectors set `moving` (through `Context.caught_moving`); the
+    witnesses (`Context.witness`) end it; `Engine._select` sets the rest and reads it all."""
 
     # The state `_select` found: UNUSABLE, STALE or INIT, or None when the vote judges it (its
     # verdict is then the consensus's).
@@ -91,6 +132,11 @@ class SourceState:
     moving: dict[str, Moving] = field(default_factory=dict)  # code -> cause, while caught moving
     streak: int = 0  # falseticker verdicts in a row, one per new sample (source.falseticker)
     judged_t_ns: int | None = None  # t_ns of the estimate the streak last counted
+    witnessed_t_ns: int | None = None  # t_ns of the estimate the witnesses last judged
+    # Its usual levels while not moving: against the holdover prediction, and its own offset in
+    # host-step-free host time (the witness when there is no holdover).
+    held: Level = field(default_factory=Level)
+    own: Level = field(default_factory=Level)
 
 
 class Context:
@@ -105,6 +151,10 @@ class Context:
         self.trackers: dict[str, Tracker] = {}
         self.states: dict[str, SourceState] = {}  # per source, owned by the engine
         self.moving_count = 0  # sources caught moving now (none: the vote need not look)
+        # Per source: (rx_ns, raw_ns) of its latest record, and of the latest record of all
+        # (where the holdover is asked for its prediction).
+        self.rx_raw: dict[str, tuple[int, int]] = {}
+        self.now_raw: tuple[int, int] | None = None
         self.samples: list[Sample] = []
         self.keep_samples = True  # False: a replay whose samples nobody reads (trackers skip them)
         self.dirty = False  # a new sample arrived: vote again
@@ -142,12 +192,16 @@ class Context:
                       evidence: dict[str, Any]) -> None:
         """A detector caught source `sid` moving (`code`: time.step or time.drift). It stays
         moving, judged but withheld from the consensus, until it has agreed again for the
-        hold-down (`agrees_again`). The alert follows: raised now, cleared when it ends."""
+        hold-down (`witness`). The alert follows: raised now, cleared when it ends."""
         causes = self.states[sid].moving
         m = causes.get(code)
+        if m is None and causes:
+            # Already moving under another code: the same condition, one alert for it.
+            for other in causes.values():
+                other.agreeing_since_ns = None
+            return
         if m is None:
-            if not causes:
-                self.moving_count += 1
+            self.moving_count += 1
             causes[code] = Moving(t_ns, self.detect.hold_down_s)
         else:
             m.agreeing_since_ns = None
@@ -155,15 +209,49 @@ class Context:
         self.alerts.assert_(code, t_ns, (sid,), message, evidence, severity="critical",
                             hold_down_s=0.0)
 
-    def agrees_again(self, sid: str, code: str, t_ns: int) -> None:
-        """The detector that caught `sid` moving (`code`) finds it agreeing again at t_ns: it is
-        no longer moving once it has agreed for the hold-down (a no-op when it is not moving)."""
-        m = self.states[sid].moving.get(code)
-        if m is None:
+    def witness(self, sid: str, tr: Tracker, st: SourceState, e: Estimate,
+                c: Consensus) -> None:
+        """Judge source `sid`'s new estimate `e` against the witnesses (once per sample).
+
+        Not moving: its usual levels learn it. Moving: it agrees again only when its offset is
+        back at the level it held before it moved, against the holdover prediction (else its own
+        host-step-free history), and its interval overlaps the consensus of the others; any
+        disagreement restarts the hold-down, so a condition that persists is never cleared.
+        """
+        st.witnessed_t_ns = e.t_ns
+        floor = tr.noise_floor_s(e.bound_s)
+        own = e.offset_s + self.host_steps_total_ns / 1e9
+        ho = self.holdover
+        res = None
+        pair = self.rx_raw.get(sid)
+        if pair is not None and ho is not None and ho.ready:
+            res = ho.residual(pair[0], pair[1], e.offset_s)
+        if not st.moving:
+            if self.alerts.has_active() and self.alerts.names(sid):
+                return  # under another alert of its own (a delay attack...): not its usual level
+            if res is not None:
+                st.held.add(res.residual_s, e.t_ns, floor)
+            st.own.add(own, e.t_ns, floor)
             return
-        if m.agreeing_since_ns is None:
-            m.agreeing_since_ns = t_ns
-        self._settle(sid, code, m, t_ns)
+        agree = True
+        held = st.held
+        if res is not None and held.n:
+            # The level was known when it was caught; since then the oscillator may have
+            # wandered (a random walk of its frequency: (2/3) w t sqrt(t / block) of phase).
+            since = min(m.since_ns for m in st.moving.values())
+            age_s = (e.t_ns - since) / 1e9 if e.t_ns > since else 0.0
+            wander = ho.wander_ppm * 1e-6 * age_s * (age_s / ho.block_s) ** 0.5 * 2 / 3
+            tol = AGREE_SIGMAS * (held.sigma(floor) ** 2 + wander ** 2) ** 0.5
+            agree = abs(res.residual_s - held.mean) <= tol
+        elif st.own.n:
+            agree = abs(own - st.own.mean) <= AGREE_SIGMAS * st.own.sigma(floor)
+        if agree and c.quorum and c.lo_s is not None and c.hi_s is not None:
+            agree = e.offset_s + e.bound_s >= c.lo_s and e.offset_s - e.bound_s <= c.hi_s
+        for m in st.moving.values():
+            if not agree:
+                m.agreeing_since_ns = None
+            elif m.agreeing_since_ns is None:
+                m.agreeing_since_ns = e.t_ns
 
     def settle_moving(self, now_ns: int) -> None:
         """End, at now_ns, what has agreed again for its hold-down (after every record)."""
@@ -390,7 +478,12 @@ class Engine:
         ctx.vote_estimates = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
+        raw = obs.raw_ns
+        if raw is not None:
+            ctx.now_raw = (obs.rx_ns, raw)
         if not isinstance(obs, _NO_SOURCE):
+            if raw is not None:
+                ctx.rx_raw[obs.src] = (obs.rx_ns, raw)
             tr = ctx.trackers.get(obs.src)
             if tr is None:
                 self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
@@ -473,9 +566,13 @@ class Engine:
             if e is not None:
                 ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s))
         ctx.vote_estimates = ests
-        c = vote(ivs, ctx.moving_sources())
+        c = vote(ivs, ctx.moving_sources(), self._anchor())
         ctx.consensus = c
         self._falsetickers(now, c)
+        for sid, tr, st in self._members:
+            e = tr.estimate_
+            if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
+                ctx.witness(sid, tr, st, e, c)
         if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
@@ -488,6 +585,18 @@ class Engine:
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
+
+    def _anchor(self) -> tuple[float, float] | None:
+        """The holdover clock's prediction now, as an offset and its 1-sigma, once a precise
+        reference (a PPS) has taught it: the vote keeps the consensus on it, so no source that
+        moved, precise as it may be, can drag the consensus away (None: no such witness)."""
+        ho, pair = self.ctx.holdover, self.ctx.now_raw
+        if ho is None or pair is None or not ho.ready or not ho.precise:
+            return None
+        p = ho.predict(pair[1])
+        if p is None:
+            return None
+        return (p.ref_ns - pair[0]) / 1e9, p.sigma_s
 
     def _falsetickers(self, now: int, c: Consensus) -> None:
         ctx = self.ctx

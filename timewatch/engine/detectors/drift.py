@@ -262,7 +262,6 @@ class DriftDetector(Detector):
             st.holdover.reset()
             st.own.reset()
             st.step_pending = None
-            self._release(sid, st)
             return
         off = self._sample_offset(tr, est_offset_s, t_ns)
         if off is None:
@@ -340,8 +339,6 @@ class DriftDetector(Detector):
             (ho.distrust if suspect else ho.trust)(sid)
         st.suspect = suspect
         if score < h:
-            if score < h / 2:
-                self._release(sid, st)
             return
         if ntp_like:
             wname = "holdover" if ho_score > own_score else "own history"
@@ -368,8 +365,7 @@ class DriftDetector(Detector):
         t = st.own
         if st.step_from is not None:
             if abs(own - st.step_from) < ctx.detect.ntp_step_s / 2:
-                st.step_from = None
-                ctx.agrees_again(sid, "time.step", ctx.now_ns)
+                st.step_from = None  # back at its level: the witnesses decide when it ends
             return
         last_r, pending = t.last_r, st.step_pending
         if pending is None and (last_r is None or t.n < WARMUP):
@@ -398,6 +394,3 @@ class DriftDetector(Detector):
         if r is not None and c.last_r is not None and abs(r - c.last_r) < abs(jump) / 2:
             return  # the others moved with it: the host, not this source
         st.step_pending = (last_r, own)
-
-    def _release(self, sid: str, st: _Source) -> None:
-        self.ctx.agrees_again(sid, "time.drift", self.ctx.now_ns)
