@@ -76,6 +76,10 @@ class Kind:
     infos: Callable[[SourceConfig], dict[str, SourceInfo]] = _one_source
     doctor: str | None = None  # "module:function": SourceConfig -> iterable of doctor Checks
     records: tuple[type, ...] = ()  # its own observation record types (msgspec Structs)
+    # `timewatch report`: its offsets are steady enough for ADEV/MDEV/TDEV/MTIE (`stability`),
+    # and it is part of a primary reference time clock, so ITU-T G.8272's masks apply (`prtc`).
+    stability: bool = False
+    prtc: bool = False
 
     def header_keys(self) -> list[str]:
         """Those of its keys that a trace header carries (`SourceInfo` fields)."""
