@@ -16,6 +16,7 @@ from typing import Any
 
 from . import kinds
 from .engine.params import Detect
+from .engine.vote import AUTH_MODES
 from .records import Header, SourceInfo
 
 WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
@@ -128,6 +129,7 @@ class Config:
     http_listen: str | None = "127.0.0.1:9470"
     detect: Detect = field(default_factory=Detect)
     warnings: tuple[str, ...] = ()
+    auth_mode: str = "mix"  # [vote] auth_mode: how authenticated (NTS) sources weigh (docs/nts.md)
 
     def header(self, created_ns: int = 0) -> Header:
         infos: dict[str, SourceInfo] = {}
@@ -310,7 +312,7 @@ def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceCo
 
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
     L = _Loader(path, text)
-    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect"})
+    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "vote"})
 
     mon = L.table(L.get(data, "", "monitor", dict, {}), "monitor", {"host", "state_dir"})
     host = L.get(mon, "monitor", "host", str, socket.gethostname())
@@ -398,9 +400,12 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
             det_kw[name] = L.get(det_raw, "detect", name, (float,) if typ is float else typ, lo=0)
     detect = Detect(**det_kw)
 
+    vote = L.table(L.get(data, "", "vote", dict, {}), "vote", {"auth_mode"})
+    auth_mode = L.get(vote, "vote", "auth_mode", str, "mix", choices=AUTH_MODES)
+
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
-                  detect=detect, warnings=tuple(L.warnings))
+                  detect=detect, warnings=tuple(L.warnings), auth_mode=auth_mode)
 
 
 def describe(cfg: Config) -> str:
@@ -426,6 +431,7 @@ def describe(cfg: Config) -> str:
     changed = {f.name: getattr(cfg.detect, f.name) for f in fields(Detect)
                if getattr(cfg.detect, f.name) != f.default}
     out.append("detect: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"))
+    out.append(f"vote: auth_mode {cfg.auth_mode}")
     for w in cfg.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)

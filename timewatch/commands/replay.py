@@ -16,7 +16,7 @@ from ..trace import TraceReader
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
     """Replay a whole trace; all outputs in order (for tests and small traces)."""
-    eng = Engine(reader.header, cfg.detect)
+    eng = Engine(reader.header, cfg.detect, auth_mode=cfg.auth_mode)
     out: list[Output] = []
     for obs in reader:
         out.extend(eng.feed(obs))
@@ -56,7 +56,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
-                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
+                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks),
+                 auth_mode=cfg.auth_mode)
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     n_events = 0
     t0 = time.perf_counter()

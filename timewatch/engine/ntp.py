@@ -61,7 +61,7 @@ STALE_GRACE_POLLS: Final = 0.5
 _HEADER_FIELDS: Final = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Exchange outcomes (`NtpTracker.counts` keys) and their engine counter names, made once.
 _OUTCOMES: Final = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored",
-                    "auth_failed", "downgrade", "ke", "ke_failed")
+                    "auth_failed", "downgrade", "ke", "ke_failed", "nak")
 _COUNTER_NAME: Final = {what: f"ntp.{what}" for what in _OUTCOMES}
 _STATUS_NAME: Final = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
@@ -72,7 +72,6 @@ KISS_MEANING: Final = {
     "NKEY": "no such key",
     "CRYP": "cryptographic authentication failed",
     "AUTH": "authentication failed",
-    "NTSN": "NTS NAK: the server cannot read our cookie (its keys changed): new keys follow",
 }
 # The kiss code of an NTS NAK, the one kiss an NTS server sends unauthenticated (RFC 8915 5.7).
 KISS_NTS_NAK: Final = "NTSN"
@@ -496,7 +495,10 @@ class NtsTracker(NtpTracker):
         if err is None or err == "kiss":
             if obs.auth != AUTH_NTS:
                 if err == "kiss" and obs.refid == KISS_NTS_NAK and obs.ke_session:
-                    super().feed(obs)  # an NTS NAK: unauthenticated by design
+                    # An NTS NAK: unauthenticated by design (the server cannot read our cookie),
+                    # so neither used nor alerted: counted, and the reader gets new keys.
+                    self._status = None
+                    self._count("nak")
                     return
                 self._status = None
                 self._refused(obs, True, "a usable reply without NTS authentication")

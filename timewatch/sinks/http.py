@@ -52,6 +52,8 @@ def status_document(host: str, snap: Snapshot | None, active: list[Event],
         sd = snap.to_dict()
         d.update(t_ns=sd["t_ns"], consensus=sd["consensus"], holdover_ppm=sd["holdover_ppm"],
                  sources=sd["sources"])
+        for src in d["sources"]:
+            src.setdefault("auth", None)  # "nts" for an authenticated source
     d["active_alerts"] = [e.to_dict() for e in active]
     d["counters"] = counters
     d["last_output_age_s"] = last_output_age_s
@@ -156,6 +158,10 @@ def _metrics_text(v: _View) -> str:
         for vd in Verdict:
             f.add(1.0 if verdict.get(sid, Verdict.INIT.value) == vd.value else 0.0,
                   **lab(sid), verdict=vd.value)
+    f = _Family(out, "timewatch_source_authenticated", "gauge",
+                "1 when every reply the source gives is authenticated (NTS), else 0.")
+    for s in srcs:
+        f.add(1.0 if s.auth else 0.0, **lab(s.src))
     f = _Family(out, "timewatch_source_last_sample_age_seconds", "gauge",
                 "Seconds from the source's last usable sample to the snapshot.")
     for s in srcs:
