@@ -385,7 +385,7 @@ class NtsReader(NtpReader):
         except nts.NtsError as e:
             error = "nts_downgrade" if e.reason == nts.DOWNGRADE else "nts_auth_failed"
             self._count(error)
-            log.warning("%s: reply refused, never used (%s): %s", self.src, error, e)
+            log.info("%s: reply refused, never used (%s): %s", self.src, error, e)
             if record:
                 self._record(p, header, rx, t1, xmt_hex, error, ke_session=sid,
                              auth_error=str(e))
