@@ -357,15 +357,15 @@ def ntp() -> Board:
     b.panel("timeseries", "Stratum", [target(
         f'SELECT max("stratum") {n} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], description="Stratum of each server's reply.")
-    b.panel("state-timeline", "Authenticated (NTS)", [target(
-        f'SELECT min("authenticated") FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
-        'AND $timeFilter GROUP BY time($__interval), "source" fill(previous)', "$tag_source")],
-        w=24, h=5, mappings=_mapping(AUTH),
-        description="NTS: every reply the server gives is authenticated (the vote weighs it "
-                    "by [vote] auth_mode; nts.auth_failed, nts.downgrade and nts.ke_failed "
-                    "alerts appear as annotations).",
-        options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8,
-                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}})
+    b.panel("table", "Authenticated (NTS)", [target(
+        'SELECT last("authenticated") AS "authenticated", last("verdict") AS "verdict", '
+        f'last("reason") AS "reason" FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
+        'AND $timeFilter GROUP BY "source", "kind"', fmt="table")], w=24, h=6,
+        overrides=[{"matcher": {"id": "byName", "options": "authenticated"},
+                    "properties": [{"id": "mappings", "value": _mapping(AUTH)}]}],
+        description="NTS: every reply the server gives is authenticated, so it cannot be "
+                    "altered in transit; the vote weighs it by [vote] auth_mode. "
+                    "nts.auth_failed, nts.downgrade and nts.ke_failed appear as annotations.")
     _verdict_timeline(b, f'{NTP_KINDS} AND {SRC}', "NTP verdicts")
     return b
 

@@ -402,6 +402,10 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
 
     vote = L.table(L.get(data, "", "vote", dict, {}), "vote", {"auth_mode"})
     auth_mode = L.get(vote, "vote", "auth_mode", str, "mix", choices=AUTH_MODES)
+    if auth_mode == "require" and not any(
+            getattr(kinds.get(s.kind).tracker_class(), "auth", None) for s in sources):
+        L.warnings.append("vote.auth_mode: require with no authenticated (nts) source: no NTP "
+                          "server votes")
 
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,

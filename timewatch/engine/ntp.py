@@ -541,7 +541,6 @@ class NtsTracker(NtpTracker):
     def _refused(self, o: Ntp, downgrade: bool, why: str) -> None:
         """A reply that must not be used: it failed authentication, or came without it."""
         self._count("downgrade" if downgrade else "auth_failed")
-        code = "nts.downgrade" if downgrade else "nts.auth_failed"
         ev: dict[str, Any] = {"auth_error": why,
                               "refused_count": self.counts["downgrade" if downgrade
                                                            else "auth_failed"]}
@@ -550,9 +549,14 @@ class NtsTracker(NtpTracker):
             v = getattr(o, k)
             if v is not None:
                 ev[k] = v
-        msg = (f"{self.src}: the NTS server answered without authentication (downgrade): "
-               f"{why}; never used" if downgrade else
-               f"{self.src}: a reply failed NTS authentication ({why}): forged or altered on "
-               f"the way, never used")
-        self.ctx.alerts.assert_(code, self.ctx.now_ns, (self.src,), msg, ev,
-                                severity="critical", hold_down_s=self.ctx.detect.hold_down_s)
+        alerts, now, hold = self.ctx.alerts, self.ctx.now_ns, self.ctx.detect.hold_down_s
+        if downgrade:
+            alerts.assert_("nts.downgrade", now, (self.src,),
+                           f"{self.src}: the NTS server answered without authentication "
+                           f"(downgrade): {why}; never used", ev,
+                           severity="critical", hold_down_s=hold)
+        else:
+            alerts.assert_("nts.auth_failed", now, (self.src,),
+                           f"{self.src}: a reply failed NTS authentication ({why}): forged or "
+                           f"altered on the way, never used", ev,
+                           severity="critical", hold_down_s=hold)

@@ -52,8 +52,6 @@ def status_document(host: str, snap: Snapshot | None, active: list[Event],
         sd = snap.to_dict()
         d.update(t_ns=sd["t_ns"], consensus=sd["consensus"], holdover_ppm=sd["holdover_ppm"],
                  sources=sd["sources"])
-        for src in d["sources"]:
-            src.setdefault("auth", None)  # "nts" for an authenticated source
     d["active_alerts"] = [e.to_dict() for e in active]
     d["counters"] = counters
     d["last_output_age_s"] = last_output_age_s
