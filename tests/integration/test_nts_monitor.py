@@ -54,8 +54,10 @@ POLL_S = 1.0  # the config minimum: every test stays well under a minute
 OFFSET_TOLERANCE_S = 0.005
 # Addresses of the proxies that chronyd's KE answers name (away from the servers' .111..).
 PROXY_HOSTS = ("127.0.0.150", "127.0.0.151", "127.0.0.152")
-# NTP header byte 44: the first byte of the transmit timestamp's fraction; its top bit is 0.5 s.
+# NTP header byte 44: the first byte of the transmit timestamp's fraction; its top bit is 0.5 s,
+# which moves the offset ((t2 - t1) + (t3 - t4)) / 2 by a quarter second.
 T3_FRACTION_AT = 44
+FORGERY_SHIFT_S = 0.25
 
 
 class Collect:
@@ -260,8 +262,10 @@ def test_proxy_forged_stripped_and_dropped_replies(nts_servers, tmp_path):  # no
     # Each forgery is its genuine reply with the transmit timestamp half a second away.
     assert all(abs(abs(r["t3_ns"] - u["t3_ns"]) - 500_000_000) < 1_000
                for r, u in zip(failed, used, strict=False))
+    # Used, a forgery would move the offset by 0.25 s; the proxy's own delays (a Python thread
+    # on a loaded machine) stay far below that.
     offsets = [s.offset_s for s in collect.samples("forged")]
-    assert len(offsets) == len(used) and all(abs(o) < OFFSET_TOLERANCE_S for o in offsets)
+    assert len(offsets) == len(used) and all(abs(o) < FORGERY_SHIFT_S / 2 for o in offsets)
     # Stripped of its extension fields: a downgrade, never used, the source stale.
     (d,) = alerts(runner, "nts.downgrade")
     assert d.sources == ("stripped",) and d.severity == "critical"
@@ -315,12 +319,13 @@ def test_key_establishment_failures_are_named_and_the_monitor_runs_on(
         runner, collect, records = monitor(
             tmp_path, [source(sid, s) for sid, s in zip(ok, honest, strict=True)] + bad,
             until=done, timeout_s=30)
-        checks = {s["id"]: doctor.check_nts(cfg_source(s), timeout_s=3) for s in bad}
+        checks = {s["id"]: doctor.check_nts(cfg_source(s), timeout_s=5) for s in bad}
         checked = {sid: list(c) for sid, c in checks.items()}
     finally:
         no_alpn.close()
     got = {e.sources[0]: e for e in alerts(runner, "nts.ke_failed")}
-    assert {sid: e.evidence["cause"] for sid, e in got.items()} == want
+    assert {sid: e.evidence["cause"] for sid, e in got.items()} == want, \
+        [(e.code, e.sources, e.message) for e in runner.events]
     assert all(e.severity == "warning" for e in got.values())
     assert "time.example.net" in got["wrong-name"].message
     assert str(other_ca) in got["wrong-ca"].message
@@ -335,14 +340,15 @@ def test_key_establishment_failures_are_named_and_the_monitor_runs_on(
     # The monitor ran on: the honest sources agree, nobody is a falseticker.
     assert accused(runner) == set()
     snap = collect.snapshots()[-1]
-    assert snap.quorum and snap.groups_voting == 3
-    verdict = {st.src: st.verdict for st in snap.sources}
-    assert all(verdict[sid] == "truechimer" for sid in ok)
-    assert all(verdict[sid] == "stale" for sid in want)
+    verdict = {st.src: (st.verdict, st.reason) for st in snap.sources}
+    assert snap.quorum and snap.groups_voting == 3, verdict
+    assert all(verdict[sid][0] == "truechimer" for sid in ok), verdict
+    assert all(verdict[sid][0] == "stale" for sid in want), verdict
     # doctor: the same cause, and what to do about it.
     for sid, cause in want.items():
         (c,) = checked[sid]
-        assert not c.ok and c.detail.startswith(f"{cause}: ") and c.fix == doctor.NTS_KE_FIX[cause]
+        assert not c.ok and c.detail.startswith(f"{cause}: "), c.render()
+        assert c.fix == doctor.NTS_KE_FIX[cause]
 
 
 def cfg_source(d: dict[str, object]) -> Any:
