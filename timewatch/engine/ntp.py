@@ -472,7 +472,7 @@ class NtsTracker(NtpTracker):
     """One NTS server: the NTP tracker, every reply authenticated (see the module docstring)."""
 
     kind = "nts"
-    auth = AUTH_NTS
+    auth: str | None = AUTH_NTS
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         super().__init__(src, info, ctx)
