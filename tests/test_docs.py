@@ -30,7 +30,8 @@ README = (ROOT / "README.md").read_text()
 EVENTS_MD = (DOCS / "events.md").read_text()
 CONFIG_MD = (DOCS / "config.md").read_text()
 # The first argument of an alert assertion: assert_("code", ...) or a detector's _assert("code", ...)
-RAISE = re.compile(r"(?:assert_|_assert)\(\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
+# An alert raised by name, or through Context.caught_moving(source, code, ...).
+RAISE = re.compile(r"(?:(?:assert_|_assert)\(|caught_moving\(\s*[\w.]+,)\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
 # A table row documenting an alert code: its first cell is the code.
 CODE_ROW = re.compile(r"^\| `([a-z]+\.[a-z_0-9]+)` \|", re.M)
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)

@@ -10,6 +10,12 @@ share a failure mode (one operator, one upstream, one antenna) count as one vote
    the consensus only when a strict majority of voting groups overlap there.
 4. A source whose interval overlaps the consensus region is a truechimer, otherwise a falseticker.
 
+The holdover clock (the host's free-running oscillator, learned from a PPS while the references
+agreed) is a witness here when the engine passes its prediction (`anchor`): among equally deep
+regions the one holding the prediction wins, and while a source caught moving is withheld the
+best estimate weighs the prediction as one more member, so the time the withheld (precise)
+source gave is carried by the oscillator instead of falling back to coarser members.
+
 Authenticated sources (NTS) weigh more, by `[vote] auth_mode` (chrony's `authselectmode`;
 docs/nts.md): `require` withholds unauthenticated NTP servers from the consensus (they are still
 judged against it); `prefer` is `require` once any NTS source is configured (the engine resolves
@@ -74,6 +80,11 @@ class Interval(Value):
         return self.offset_s + self.bound_s
 
 
+# A region within this many of the holdover prediction's sigmas holds it (the tie-break).
+ANCHOR_SIGMAS: Final = 4.0
+# The prediction weighs in the best estimate as a member of at least this sigma.
+ANCHOR_SIGMA_FLOOR_S: Final = 1e-7
+
 _NO_VERDICTS: Final[dict[str, tuple[Verdict, str]]] = {}
 # The truechimer verdict per (groups agreeing, groups voting): its text is built once.
 _AGREES: Final[dict[tuple[int, int], tuple[Verdict, str]]] = {}
@@ -83,16 +94,19 @@ class Consensus(Value):
     """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
 
     __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-                 "agreeing_groups", "split_groups", "verdicts", "auth_split")
+                 "agreeing_groups", "split_groups", "verdicts", "withheld", "members_offset_s",
+                 "auth_split")
     _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-               "agreeing_groups", "split_groups", "verdicts",
-               "auth_split")  # = __slots__ (mypyc cannot read it)
+               "agreeing_groups", "split_groups", "verdicts", "withheld",
+               "members_offset_s", "auth_split")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
                  offset_s: float | None = None, agreeing_groups: tuple[str, ...] = (),
                  split_groups: tuple[str, ...] = (),
                  verdicts: dict[str, tuple[Verdict, str]] | None = None,
+                 withheld: frozenset[str] = frozenset(),
+                 members_offset_s: float | None = None,
                  auth_split: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
         self.quorum: Final = quorum
         self.groups_voting: Final = groups_voting
@@ -103,6 +117,10 @@ class Consensus(Value):
         self.agreeing_groups: Final = agreeing_groups
         self.split_groups: Final = split_groups  # groups whose members disagree with each other
         self.verdicts: Final = _NO_VERDICTS if verdicts is None else verdicts
+        self.withheld: Final = withheld  # sources kept out of it (caught moving)
+        # The members' own best estimate, without the holdover's prediction (what the holdover
+        # may learn: a model taught its own prediction would witness for itself).
+        self.members_offset_s: Final = offset_s if members_offset_s is None else members_offset_s
         # auth_mode mix: (the authenticated groups, the unauthenticated majority) that disagree;
         # no consensus while they do (None: no such split).
         self.auth_split: Final = auth_split
@@ -114,7 +132,8 @@ class Consensus(Value):
         return (self.hi_s - self.lo_s) / 2
 
 
-def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, list[str]]:
+def _marzullo(ivs: list[tuple[float, float, str]],
+              anchor: tuple[float, float] | None = None) -> tuple[int, float, float, list[str]]:
     """Largest number of intervals sharing a point; (count, lo, hi, names) of the consensus region.
 
     When several disjoint regions reach that count, the intervals cannot tell which is right:
@@ -122,7 +141,8 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
     algorithm weighs: honest offsets sit near the truth, a liar's overlap with wide honest
     intervals sits at their edge), and span the ones still tied (chrony sources.c: from the
     first deepest point to the last), so no interval is named false by an arbitrary pick.
-    `names`: the intervals that overlap the region.
+    `names`: the intervals that overlap the region. With the holdover prediction (`anchor`:
+    offset, sigma), the regions within ANCHOR_SIGMAS of it win a tie first.
     """
     # A sweep over the sorted starts and ends, a start before an end at one point (touching
     # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
@@ -146,6 +166,11 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
                 regions[-1][1] = his[j]
             j += 1
             cnt -= 1
+    if len(regions) > 1 and anchor is not None:
+        a, tol = anchor[0], ANCHOR_SIGMAS * anchor[1]
+        near = [r for r in regions if r[0] - tol <= a <= r[1] + tol]
+        if near:
+            regions = near
     if len(regions) > 1:
         mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
         score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]
@@ -157,13 +182,14 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
 
 
 def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
-         auth_mode: str = "mix") -> Consensus:
+         anchor: tuple[float, float] | None = None, auth_mode: str = "mix") -> Consensus:
     """Judge every usable source. Pure: the same intervals always give the same consensus.
 
     `suspects` (sources another detector caught moving: time.step, time.drift) are judged
     like everyone else but withheld from the consensus, so a pushed reference whose interval
-    still overlaps cannot drag the consensus along with it. `auth_mode` is "require", "mix"
-    or "ignore" (the caller resolves "prefer"): see the module docstring.
+    still overlaps cannot drag the consensus along with it. `anchor` (offset, sigma): the
+    holdover clock's prediction, a witness (see the module docstring). `auth_mode` is
+    "require", "mix" or "ignore" (the caller resolves "prefer"): see the module docstring.
     """
     require = auth_mode == "require"
     nts = False  # any authenticated interval (mix has something to weigh)
@@ -202,7 +228,7 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
         verdicts = {iv.src: (_NO_QUORUM, "no trust group can vote") for iv in intervals}
         return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=verdicts)
 
-    count, lo, hi, names = _marzullo(group_ivs)
+    count, lo, hi, names = _marzullo(group_ivs, anchor)
     if 2 * count <= n:
         verdicts = {
             iv.src: (_NO_QUORUM,
@@ -220,6 +246,13 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
             wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
             sw += wi
             swx += wi * iv.offset_s
+    plain = swx / sw
+    plain = lo if plain < lo else (hi if plain > hi else plain)
+    if anchor is not None and suspects:
+        b = anchor[1] if anchor[1] > ANCHOR_SIGMA_FLOOR_S else ANCHOR_SIGMA_FLOOR_S
+        wi = 1.0 / b ** 2
+        sw += wi
+        swx += wi * anchor[0]
     est = swx / sw
     est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
 
@@ -230,11 +263,12 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
-            side = "ahead of" if iv_lo > hi else "behind"
             dist = iv_lo - hi if iv_lo > hi else lo - iv_hi
+            side = "ahead of" if iv_lo > hi else "behind"
             verdicts[iv.src] = (
                 _FALSE,
-                f"{dist * 1e3:.3f} ms {side} the consensus of {count}/{n} groups beyond its bound",
+                f"{(iv.offset_s - est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} groups "
+                f"({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
             )
         elif iv.src in suspects:
             verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups, but "
@@ -252,8 +286,9 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
                    f"the unauthenticated majority {', '.join(names)} (consensus.auth_split)")
             return Consensus(False, n, count, split_groups=tuple(split),
                              verdicts={iv.src: (_NO_QUORUM, why) for iv in intervals},
-                             auth_split=(auth_side, tuple(names)))
-    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
+                             withheld=suspects, auth_split=(auth_side, tuple(names)))
+    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts,
+                     suspects, plain)
 
 
 def _auth_split(intervals: list[Interval], names: list[str],
