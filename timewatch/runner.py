@@ -183,16 +183,17 @@ class _Sinks:
             for w in self.workers:
                 w.put(outputs)
 
-    def close(self, timeout_s: float = SINK_CLOSE_S) -> None:
-        """Each sink takes what is queued for it and closes, all in parallel, within timeout_s;
-        one still busy after that (hung in handle or close) is left behind, logged."""
+    def close(self) -> None:
+        """Each sink takes what is queued for it and closes, all in parallel, within
+        SINK_CLOSE_S; one still busy after that (hung in handle or close) is left behind, logged."""
+        timeout_s = SINK_CLOSE_S
         for w in self.workers:
             w.q.put(None)
         deadline = time.monotonic() + timeout_s
         for w in self.workers:
             w.thread.join(max(0.0, deadline - time.monotonic()))
             if w.thread.is_alive():
-                log.error("sink %s did not finish within %.0f s of shutdown (hung): %d batches "
+                log.error("sink %s did not finish within %g s of shutdown (hung): %d batches "
                           "it had not taken are lost for it", w.sink.name, timeout_s,
                           max(0, w.q.qsize() - 1))
             if w.dropped:
@@ -224,6 +225,7 @@ class Runner:
         self.events: list[Event] = []  # every event of this run, in order
         self.handed = 0  # observations handed to the engine
         self.engine_failures = 0  # records the engine raised on (skipped, logged)
+        self.sinks: _Sinks | None = None  # the sinks' workers (their drop and failure counts)
         self.started_ns = 0  # host realtime when run() began (the trace header's created_ns)
         self._stop = asyncio.Event()
 
@@ -242,7 +244,7 @@ class Runner:
         self.engine = Engine(header, self.cfg.detect, leap_list=load_leap_list())
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
-        sink_thread = _Sinks(sinks)
+        sink_thread = self.sinks = _Sinks(sinks)
         writer = TraceWriter(self.record, header) if self.record else None
         obs_q: asyncio.Queue[Observation] = asyncio.Queue()
 

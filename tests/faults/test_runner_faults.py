@@ -12,6 +12,7 @@ and two sinks built outside the package, run by tests/faults/harness.py):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import socket
@@ -304,3 +305,50 @@ def test_a_blocked_event_loop_stops_the_watchdog_pings_and_they_resume_after(
     assert max(gaps) > BLOCK_S - 1.0 > WATCHDOG_S, gaps
     # Otherwise a ping inside every WatchdogSec, before and after.
     assert sorted(gaps)[-2] < WATCHDOG_S, gaps
+
+
+# -- a hung sink's queue is bounded -------------------------------------------------------------
+
+def test_a_hung_sinks_queue_is_bounded_and_what_it_drops_is_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """In-process (the bound is a module constant made small here): the hung sink's queue stops
+    at SINK_QUEUE_MAX batches, the rest is dropped for it alone and counted; the sink beside it
+    gets every output."""
+    from tests.faults.faultkind import HangingSink
+    from timewatch import runner as runner_mod
+    from timewatch.config import parse
+    from timewatch.records import Output
+    from timewatch.runner import Runner
+
+    class Collect:
+        name = "collect"
+
+        def __init__(self) -> None:
+            self.batches: list[list[Output]] = []
+
+        def handle(self, outputs: list[Output]) -> None:
+            self.batches.append(outputs)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(runner_mod, "SINK_QUEUE_MAX", 5)
+    monkeypatch.setattr(runner_mod, "SINK_CLOSE_S", 0.5)
+    cfg = parse({"monitor": {"state_dir": str(tmp_path)}, "http": {"listen": ""},
+                 "sources": [{"id": "f", "kind": "faulty", "poll_s": 0.05}]})
+    hang, col = HangingSink(cfg), Collect()
+    r = Runner(cfg, duration_s=3.0, sinks=[hang, col])
+    caplog.set_level("WARNING", "timewatch.runner")
+    assert asyncio.run(r.run()) == 0
+    assert r.sinks is not None
+    w_hang, w_col = r.sinks.workers
+    outputs = sum(len(b) for b in col.batches)
+    assert len(col.batches) > 30 and w_col.dropped == 0
+    # One batch taken (hanging in handle), SINK_QUEUE_MAX waiting, every later one dropped.
+    assert w_hang.dropped == sum(len(b) for b in col.batches[6:]) > 0
+    assert w_hang.q.qsize() == 5 + 1  # and the closing sentinel
+    drops = [m for m in caplog.messages if "batches waiting (it is hung or too slow)" in m]
+    assert 1 <= len(drops) <= (len(col.batches) - 6).bit_length()
+    assert f"sink hang: {w_hang.dropped} outputs were dropped for it" in caplog.text
+    assert "sink hang did not finish within 0.5 s of shutdown (hung)" in caplog.text
+    assert outputs > w_hang.dropped
