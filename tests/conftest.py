@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -24,6 +28,26 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"receiver corpus not found at {CORPUS}")
     return CORPUS
+
+
+def wait_until(cond: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
+    """Poll cond until it is true (returned); fail naming `what` after timeout_s. The tests'
+    way to wait for something: never a fixed sleep."""
+    deadline = time.monotonic() + timeout_s
+    while not (v := cond()):
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout_s} s"
+        time.sleep(0.01)
+    return v
+
+
+async def await_until(cond: Callable[[], Any], timeout_s: float = 10.0,
+                      what: str = "condition") -> Any:
+    """wait_until inside an event loop (the loop keeps running while it waits)."""
+    deadline = time.monotonic() + timeout_s
+    while not (v := cond()):
+        assert time.monotonic() < deadline, f"{what}: not reached within {timeout_s} s"
+        await asyncio.sleep(0.01)
+    return v
 
 
 def need_binary(name: str) -> str:
