@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,27 @@ async def await_until(cond: Callable[[], Any], timeout_s: float = 10.0,
         assert time.monotonic() < deadline, f"{what}: not reached within {timeout_s} s"
         await asyncio.sleep(0.01)
     return v
+
+
+def free_port(hosts: list[str] | tuple[str, ...] = ("127.0.0.1",),
+              kind: socket.SocketKind = socket.SOCK_DGRAM) -> int:
+    """A port free on every one of `hosts` right now, the kernel's choice (so parallel runs do
+    not pick the same), for a server the test starts that binds it itself (chronyd). A server
+    of our own binds port 0 instead and holds the port it gets."""
+    for _ in range(100):
+        socks: list[socket.socket] = []
+        try:
+            for h in hosts:
+                s = socket.socket(socket.AF_INET, kind)
+                socks.append(s)
+                s.bind((h, socks[0].getsockname()[1] if len(socks) > 1 else 0))
+            return int(socks[0].getsockname()[1])
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no port free on all of {hosts}")
 
 
 def need_binary(name: str) -> str:
