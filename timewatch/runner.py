@@ -7,7 +7,8 @@
   the trace (`--record`) is exactly what the engine was handed, in the order handed.
 - A `Tick` every second tells the engine that time passes even when every source is silent.
 - An engine failure on one record (a bug) is logged naming the record; the record is skipped and
-  monitoring goes on.
+  monitoring goes on. A trace that cannot be written (disk full) stops the recording, not the
+  monitoring.
 - Each sink runs behind its own bounded queue, in its own thread (`_SinkWorker`): a sink that is
   slow, hangs or raises never blocks the engine or another sink; what overflows its queue is
   dropped for that sink alone, counted and logged.
@@ -226,6 +227,7 @@ class Runner:
         self.handed = 0  # observations handed to the engine
         self.engine_failures = 0  # records the engine raised on (skipped, logged)
         self.sinks: _Sinks | None = None  # the sinks' workers (their drop and failure counts)
+        self.writer: TraceWriter | None = None  # the trace being recorded (None once it failed)
         self.started_ns = 0  # host realtime when run() began (the trace header's created_ns)
         self._stop = asyncio.Event()
 
@@ -245,7 +247,7 @@ class Runner:
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
         sink_thread = self.sinks = _Sinks(sinks)
-        writer = TraceWriter(self.record, header) if self.record else None
+        self.writer = TraceWriter(self.record, header) if self.record else None
         obs_q: asyncio.Queue[Observation] = asyncio.Queue()
 
         def emit(obs: Observation) -> None:  # thread-safe: readers may run in threads
@@ -280,7 +282,7 @@ class Runner:
                  len(self.readers), f", recording to {self.record}" if self.record else "")
         self.hooks.on_ready(f"monitoring {len(self.readers)} sources")
 
-        consumer = asyncio.create_task(self._consume(obs_q, writer, sink_thread))
+        consumer = asyncio.create_task(self._consume(obs_q, sink_thread))
         await self._stop.wait()
         self.hooks.on_stop()
         for t in tasks:
@@ -289,13 +291,16 @@ class Runner:
         await obs_q.join()  # every observation emitted so far goes through the engine
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
-        tail = self.engine.finish()
+        try:
+            tail = self.engine.finish()
+        except Exception:  # noqa: BLE001 - the sinks and the trace must still be closed
+            log.exception("engine failed to finish: the records it held are not judged")
+            tail = []
         self._note_events(tail)
         sink_thread.put(list(tail))
         for sig in installed:
             loop.remove_signal_handler(sig)
-        if writer is not None:
-            writer.close()
+        self._trace(TraceWriter.close)
         sink_thread.close()
         log.info("stopped: %d observations, %d events", self.handed, len(self.events))
         return 0
@@ -318,14 +323,30 @@ class Runner:
             rx, raw = now_pair()
             obs_q.put_nowait(Tick(rx, raw))
 
-    async def _consume(self, obs_q: asyncio.Queue[Observation], writer: TraceWriter | None,
-                       sink_thread: _Sinks) -> None:
+    def _trace(self, op: Callable[..., None], *args: object) -> None:
+        """One operation on the trace (write, flush, close). One that fails (disk full, I/O
+        error) stops the recording, said once: the trace keeps what came before, monitoring
+        goes on."""
+        w = self.writer
+        if w is None:
+            return
+        try:
+            op(w, *args)
+        except (OSError, ValueError) as e:
+            self.writer = None
+            log.error("trace %s cannot be written (%s): recording stopped; monitoring goes on "
+                      "(the trace holds the records before)", self.record, e)
+            try:
+                w.close()
+            except (OSError, ValueError):
+                pass
+
+    async def _consume(self, obs_q: asyncio.Queue[Observation], sink_thread: _Sinks) -> None:
         assert self.engine is not None
         while True:
             obs = await obs_q.get()
             try:
-                if writer is not None:
-                    writer.write(obs)
+                self._trace(TraceWriter.write, obs)
                 self.handed += 1
                 try:
                     out = self.engine.feed(obs)
@@ -342,8 +363,7 @@ class Runner:
                 self._note_events(out)
                 sink_thread.put(out)
                 if isinstance(obs, Tick):
-                    if writer is not None:
-                        writer.flush()
+                    self._trace(TraceWriter.flush)
                     self.hooks.on_tick(self.snapshot)
             finally:
                 obs_q.task_done()

@@ -25,13 +25,17 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import need_root
 from tests.faults.runs import (
     NtpServers,
     Run,
     config_text,
     events,
+    fill,
     influx_points,
+    mount_tmpfs,
     store_points,
+    umount,
     wait_for,
 )
 from tests.sinks.test_influx import FakeInflux
@@ -352,3 +356,37 @@ def test_a_hung_sinks_queue_is_bounded_and_what_it_drops_is_counted(
     assert f"sink hang: {w_hang.dropped} outputs were dropped for it" in caplog.text
     assert "sink hang did not finish within 0.5 s of shutdown (hung)" in caplog.text
     assert outputs > w_hang.dropped
+
+
+# -- the trace's disk fills up ------------------------------------------------------------------
+
+def test_a_full_disk_under_the_trace_stops_the_recording_not_the_monitoring(
+        tmp_path: Path, servers: NtpServers) -> None:
+    need_root()
+    rec = tmp_path / "rec"
+    mount_tmpfs(rec, "size=1M")
+    try:
+        state = tmp_path / "state"
+        cfg = tmp_path / "tw.toml"
+        cfg.write_text(config_text(state, servers))
+        trace = rec / "run.jsonl"
+        run = Run(cfg, args=("--record", str(trace)))
+        try:
+            wait_for(lambda: trace.exists() and trace.stat().st_size > 2000, 30,
+                     "the trace growing")
+            fill(rec / "filler")
+            run.wait_log("recording stopped", 30)
+            t0 = time.time_ns()
+            wait_for(lambda: all(n >= 3 for n in new_samples(state, t0, ["s0", "s1", "s2"])),
+                     30, "samples after the trace failed")
+        finally:
+            rc = run.stop()
+        assert rc == 0, run.err[-3000:]
+        assert f"trace {trace} cannot be written" in run.err and "No space left" in run.err
+        # What was written is whole lines (a last line cut by the full disk at most).
+        lines = trace.read_text().splitlines()
+        assert len(lines) > 5
+        for ln in lines[:-1]:
+            json.loads(ln)
+    finally:
+        umount(rec)
