@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -40,8 +39,6 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 NOW_NS = 1_764_160_000_000_000_000  # engine time of the records the targets build
 KEY = bytes(range(32))  # the NTS server-to-client key of the seeds
 UID = bytes(range(100, 132))
-
-logging.disable(logging.CRITICAL)  # bad input is logged by design; the fuzzer wants speed
 
 
 def _header() -> Header:
