@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # promtool from prometheus: only the checker runs, never a Prometheus server).
 DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus
 
-.PHONY: demo test bench lint debs venv clean compiled clean-compiled
+.PHONY: demo test bench fuzz lint debs venv clean compiled clean-compiled
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test: venv debs
 bench: venv debs
 	$(BIN)/python -m bench
 
+# Bounded fuzzing of every decoder of outside input (framer, NMEA, UBX, NTP, NTS, trace line,
+# config, gpsd, chronyc): FUZZ_SECONDS per target (default 20), atheris where it is installed,
+# else hypothesis. Prints inputs and time per target; a crash input goes to fuzz-crashes/.
+fuzz: venv
+	$(BIN)/python tools/fuzz.py
+
 # Optional: the replay/engine core compiled with mypyc (same source, as mypy and black ship theirs;
 # needs gcc and the Python headers). `make clean-compiled` goes back to the pure-Python package.
 compiled: venv
@@ -53,4 +59,4 @@ clean-compiled:
 	$(PYTHON) tools/build_compiled.py clean
 
 clean: clean-compiled
-	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache fuzz-crashes
