@@ -10,6 +10,8 @@
   blocks the engine.
 - SIGTERM/SIGINT (or `--duration`): stop readers, drain the queue through the engine, flush the
   trace, close the sinks, exit 0.
+- One monitor per state directory (`statedir.StateLock`): a second one exits 1 naming the PID
+  of the first. The trace is chained and signed with the state directory's key (`evidence`).
 - `Hooks`: one call per life-cycle event (ready, each tick, stop), for sd_notify and friends.
 """
 
@@ -27,9 +29,11 @@ from pathlib import Path
 from . import kinds
 from .config import Config, SourceConfig
 from .engine import Engine
+from .evidence import Evidence
 from .records import Event, Observation, Output, Snapshot, Tick
 from .sinks import Sink, build_sinks, close_all, fan_out
 from .sources import Emit, Reader, now_pair
+from .statedir import StateLock
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -160,6 +164,17 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> int:
+        """The monitor until stopped; raises StateDirInUse when another holds the state dir,
+        SecretFileError when the signing key is readable by others."""
+        lock = StateLock(self.cfg.state_dir).acquire()
+        try:
+            evidence = Evidence.for_config(self.cfg)
+            evidence.signer.load()  # made now if missing; loose permissions refuse the start
+            return await self._run(evidence)
+        finally:
+            lock.release()
+
+    async def _run(self, evidence: Evidence) -> int:
         loop = asyncio.get_running_loop()
         created_ns, _ = now_pair()
         self.started_ns = created_ns
@@ -171,7 +186,7 @@ class Runner:
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
         sink_thread = _SinkThread(sinks)
-        writer = TraceWriter(self.record, header) if self.record else None
+        writer = TraceWriter(self.record, header, evidence=evidence) if self.record else None
         obs_q: asyncio.Queue[Observation] = asyncio.Queue()
 
         def emit(obs: Observation) -> None:  # thread-safe: readers may run in threads

@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from ..config import Config, load, parse
 from ..engine import Engine
+from ..evidence import EvidenceError, judge_end, scan
 from ..records import Event, Observation, Output, Snapshot
+from ..statedir import StateLock, holder
 from ..trace import TraceReader
 
 
@@ -43,13 +46,34 @@ def dumps(o: Event | Snapshot) -> str:
     return json.dumps(o.to_dict(), separators=(", ", ": "))
 
 
+def check_chain(path: str) -> str:
+    """One line on the trace's evidence chain (docs/evidence.md): replay warns, never refuses."""
+    try:
+        sc = scan(path, first_within=2)  # a recorded trace has its first checkpoint on line 2
+    except EvidenceError as e:
+        return f"replay: warning: cannot check the evidence chain: {e}"
+    if not sc.checkpoints and sc.cut is None:
+        return "replay: trace not chained (not recorded by `timewatch run`): integrity unchecked"
+    pid = holder(Path(path).parent)
+    judge_end(sc, live_pid=pid if pid is not None and pid > 0 else None)
+    if sc.intact:
+        first = sc.first.get("seq") if sc.first else "?"
+        return (f"replay: evidence chain intact (checkpoints {first}-{sc.last_seq}, signed by "
+                f"{sc.key}; `timewatch verify --pubkey` checks the key)")
+    line, what = sc.problems[0]
+    return f"replay: WARNING: {path}:{line}: {what}; replaying it all the same"
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     cfg = load(args.config) if args.config else parse({}, "<defaults>")
     reader = TraceReader(args.trace)
+    print(check_chain(args.trace), file=sys.stderr)
     sinks = []
-    if args.config:
+    lock = None
+    if args.config:  # its sinks write the state dir: not while a monitor does
         from ..sinks import build_sinks
 
+        lock = StateLock(cfg.state_dir).acquire()
         sinks = build_sinks(cfg)
     from ..leapfile import load_leap_list
     from ..sinks import close_all, fan_out
@@ -83,6 +107,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             out.flush()
         close_all(sinks)
+        if lock is not None:
+            lock.release()
     dt = time.perf_counter() - t0
     st = reader.stats
     unknown = ", ".join(f"{k}: {v}" for k, v in st.unknown_types.items()) or "none"

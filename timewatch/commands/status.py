@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import Config, load
+from ..config import Config, HttpAccess, load
 from ..sinks.http import status_document
 from ..sinks.store import Store, StoreError
 
@@ -27,11 +28,27 @@ class StatusUnavailable(Exception):
     """Neither the monitor nor the store can say anything."""
 
 
-def from_http(listen: str, timeout_s: float = HTTP_TIMEOUT_S) -> dict[str, Any] | None:
-    """The running monitor's status document, or None when nothing (or not timewatch) answers."""
-    url = f"http://{listen}/status.json"
+def _client_tls(cert_file: str) -> ssl.SSLContext:
+    """Trust exactly the certificate the config gives the API (partial chain: the server's own
+    certificate is the anchor, whatever signed it), whatever name the listen address has."""
+    ctx = ssl.create_default_context(cafile=cert_file)
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    ctx.check_hostname = False
+    return ctx
+
+
+def from_http(listen: str, timeout_s: float = HTTP_TIMEOUT_S,
+              access: HttpAccess | None = None) -> dict[str, Any] | None:
+    """The running monitor's status document, or None when nothing (or not timewatch) answers.
+    `access`: the config's [http] token and certificate, used as the API requires them."""
+    acc = access or HttpAccess()
+    url = f"{'https' if acc.tls else 'http'}://{listen}/status.json"
+    req = urllib.request.Request(url)
+    if acc.token is not None:
+        req.add_header("Authorization", f"Bearer {acc.token.reveal()}")
+    ctx = _client_tls(acc.cert_file) if acc.cert_file else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as r:  # noqa: S310
             doc = json.loads(r.read())
     except (OSError, urllib.error.URLError, ValueError):
         return None
@@ -60,7 +77,7 @@ def from_store(cfg: Config) -> dict[str, Any]:
 def get_status(cfg: Config) -> dict[str, Any]:
     listen = cfg.http_listen
     if listen:
-        doc = from_http(listen)
+        doc = from_http(listen, access=cfg.http_access)
         if doc is not None:
             return doc
     try:

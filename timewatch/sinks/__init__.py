@@ -33,8 +33,9 @@ def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[
         from .eventlog import EventLogSink
         from .store import StoreSink
 
-        sinks.append(StoreSink(cfg))
+        # The event log first: it hands each event's place in its chain to the store.
         sinks.append(EventLogSink(cfg))
+        sinks.append(StoreSink(cfg))
     if live and cfg.http_listen:
         from .http import HttpSink
 

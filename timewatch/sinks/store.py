@@ -26,15 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..evidence import Evidence
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a table changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when a table changes
 # Migrations from each older version (run in one transaction with the schema): 1 -> 2 keeps
-# each source's status numbers (SourceStatus.fields) with its verdict.
+# each source's status numbers (SourceStatus.fields) with its verdict; 2 -> 3 gives each event
+# its place in the event log's chain (docs/evidence.md).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE verdicts ADD COLUMN fields_json TEXT NOT NULL DEFAULT '{}';",
+    2: "ALTER TABLE events ADD COLUMN chain_sha256 TEXT;",
 }
 # A batch is committed at most this long after its first output was queued (wall seconds):
 # what `kill -9` can lose is at most this much of not-yet-committed data.
@@ -100,6 +103,7 @@ CREATE TABLE IF NOT EXISTS events (
     severity TEXT,
     sources_json TEXT NOT NULL,
     event_json TEXT NOT NULL,
+    chain_sha256 TEXT,
     UNIQUE (id, type)
 );
 CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
@@ -166,8 +170,10 @@ class Store:
             return False
         return (st.st_dev, st.st_ino) == self._ident
 
-    def write(self, outputs: list[Output]) -> None:
-        """Write outputs in one transaction: all of them or (on an exception) none."""
+    def write(self, outputs: list[Output],
+              chains: dict[tuple[str, str], str] | None = None) -> None:
+        """Write outputs in one transaction: all of them or (on an exception) none. `chains`:
+        per event (id, type), the event log's SHA-256 through its line (`chain_sha256`)."""
         db = self._db
         samples: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
@@ -180,7 +186,8 @@ class Store:
                 d = o.to_dict()
                 events.append((o.t_ns, o.type, o.code, o.id,
                                o.severity if o.type == "alert" else None,
-                               json.dumps(list(o.sources)), json.dumps(d)))
+                               json.dumps(list(o.sources)), json.dumps(d),
+                               chains.get((o.id, o.type)) if chains else None))
             elif isinstance(o, Snapshot):
                 snaps.append(o)
         try:
@@ -188,7 +195,9 @@ class Store:
             db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", samples)
             # An event is identified by (id, type) (docs/events.md): a replay into the same store
             # does not duplicate it.
-            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+            db.executemany("INSERT OR IGNORE INTO events (t_ns, type, code, id, severity, "
+                           "sources_json, event_json, chain_sha256) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?)", events)
             for s in snaps:
                 cur = db.execute(
                     "INSERT INTO snapshots (t_ns, quorum, groups_agreeing, groups_voting, "
@@ -330,6 +339,9 @@ class StoreSink:
         self.pruned = 0  # rows deleted by retention
         self.failing: str | None = None  # the current write error, None while healthy
         self._pending: collections.deque[Output] = collections.deque()
+        # The event log's chain digest of each queued event (it handles events before the store)
+        self._evidence = Evidence.for_config(cfg)
+        self._chains: dict[tuple[str, str], str] = {}
         self._inflight = 0  # outputs the writer has taken but not committed yet
         self._first_pending_t = 0.0  # monotonic time the oldest uncommitted output was queued
         self._cond = threading.Condition()
@@ -345,7 +357,14 @@ class StoreSink:
     def handle(self, outputs: list[Output]) -> None:
         if not outputs:
             return
+        chains: dict[tuple[str, str], str] = {}
+        for o in outputs:
+            if isinstance(o, Event):
+                c = self._evidence.take_event((o.id, o.type))
+                if c is not None:
+                    chains[(o.id, o.type)] = c
         with self._cond:
+            self._chains.update(chains)
             # Back-pressure while healthy: only a full-speed replay outruns the writer.
             while (len(self._pending) >= self.high_water and self.failing is None
                    and not self._closing):
@@ -429,7 +448,12 @@ class StoreSink:
                 n = min(BATCH_MAX, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(n)]
                 self._inflight = n
-            ok = self._write(batch)
+                chains: dict[tuple[str, str], str] = {}
+                if self._chains:
+                    for o in batch:
+                        if isinstance(o, Event) and (o.id, o.type) in self._chains:
+                            chains[(o.id, o.type)] = self._chains.pop((o.id, o.type))
+            ok = self._write(batch, chains)
             with self._cond:
                 self._inflight = 0
                 if ok:
@@ -438,6 +462,7 @@ class StoreSink:
                         self._first_pending_t = 0.0  # a backlog: keep going
                 else:
                     self._pending.extendleft(reversed(batch))
+                    self._chains.update(chains)
                     self._trim()
                 self._cond.notify_all()
                 closing = self._closing
@@ -465,10 +490,10 @@ class StoreSink:
                 self._prune()
         return self._store
 
-    def _write(self, batch: list[Output]) -> bool:
+    def _write(self, batch: list[Output], chains: dict[tuple[str, str], str]) -> bool:
         try:
             st = self._open()
-            st.write(batch)
+            st.write(batch, chains)
             if not st.still_there():
                 raise StoreError("the file was deleted while writing")
             for o in batch:
