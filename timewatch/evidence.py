@@ -103,7 +103,9 @@ def parse_public(text: str) -> Ed25519PublicKey:
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:
-    """The private key in `path` (PEM, PKCS#8). Loose permissions raise SecretFileError."""
+    """The private key in `path` (PEM, PKCS#8). A missing file raises FileNotFoundError, loose
+    permissions SecretFileError (with the fix)."""
+    os.stat(path)  # a missing key is FileNotFoundError, for load_or_create_key
     check_private(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -119,7 +121,6 @@ def create_key(path: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
@@ -131,12 +132,15 @@ def create_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    if not path.exists():
-        try:
-            return create_key(path)
-        except FileExistsError:
-            pass  # made meanwhile by another process: use it
-    return load_key(path)
+    try:
+        return load_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return create_key(path)
+    except FileExistsError:  # made meanwhile by another process: use it
+        return load_key(path)
 
 
 class Signer:
@@ -525,11 +529,11 @@ class _Checker:
             return d
         if d["reason"] == "start":
             if sc.last is not None and self.prev_reason != "end":
-                self.sc.notes.append((n, f"the monitor restarted after an unclean stop: {seg} "
-                                         "were sealed at the restart"))
+                self.sc.notes.append((n, f"the monitor restarted after an unclean stop; this "
+                                         f"restart sealed {seg}"))
             if sc.last is None and n > 1 and "prev" not in d:
-                self.sc.notes.append((n, f"{seg} were written before chaining began; sealed "
-                                         "from here on"))
+                self.sc.notes.append((n, f"{seg}: written before chaining began, sealed from "
+                                         "here on"))
         self.prev_reason = d["reason"]
         return d
 
@@ -653,14 +657,15 @@ def judge_end(sc: Scan, live_pid: int | None = None) -> None:
         return
     if live_pid is not None:
         sc.notes.append((sc.last_line + 1, f"still being written by timewatch PID {live_pid}: "
-                                           f"{sc.tail} lines after checkpoint {sc.last_seq} "
-                                           "are sealed at the next checkpoint"))
+                                           "its next checkpoint seals what follows checkpoint "
+                                           f"{sc.last_seq}"))
         return
     if sc.tail:
-        sc.problems.append((sc.last_line + 1, f"missing tail: {_span(sc.last_line + 1, sc.lines)}"
-                                              f" come after the last checkpoint ({sc.last_seq}, "
-                                              f"line {sc.last_line}) and are not sealed: the "
-                                              "file's final checkpoint is missing"))
+        sc.problems.append((sc.last_line + 1, f"missing tail: nothing seals "
+                                              f"{_span(sc.last_line + 1, sc.lines)} after the "
+                                              f"last checkpoint ({sc.last_seq}, line "
+                                              f"{sc.last_line}): the file's final checkpoint is "
+                                              "missing"))
     else:
         sc.problems.append((sc.last_line, f"missing tail: the file ends at checkpoint "
                                           f"{sc.last_seq} (line {sc.last_line}), which is not "
