@@ -516,7 +516,8 @@ class _Checker:
         if d["bytes"] != nbytes or d["sha256"] != digest:
             detail = (f"{nbytes - d['bytes']:+d} bytes" if d["bytes"] != nbytes else
                       f"SHA-256 {_short(digest)} now, {_short(d['sha256'])} sealed")
-            self.problem(prev_line + 1, f"chain breaks: {seg} changed after {what} sealed them "
+            them = "them" if seg.startswith("lines") else "it"
+            self.problem(prev_line + 1, f"chain breaks: {seg} changed after {what} sealed {them} "
                                         f"({detail})")
             return d
         last = sc.last_seq if sc.last is not None else None
