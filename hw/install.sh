@@ -103,6 +103,20 @@ fi
 for d in /var/lib/timewatch /etc/timewatch; do
   [ -d "$(R $d)" ] || run mkdir -p "$(R $d)"
 done
+# The evidence signing key (docs/evidence.md): made once, never replaced, 0600 from the start.
+KEY=/var/lib/timewatch/evidence.key
+if [ ! -f "$(R $KEY)" ] && command -v openssl >/dev/null; then
+  CHANGED=1
+  if [ "$DRY" = 1 ]; then say "would make the evidence signing key $KEY"
+  else
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$(R $KEY)" 2>/dev/null)
+    say "made the evidence signing key $KEY"
+  fi
+fi
+if [ -f "$(R $KEY)" ] && command -v openssl >/dev/null; then
+  say "evidence public key (keep a copy off this machine, for timewatch verify --pubkey):"
+  say "  ed25519:$(openssl pkey -in "$(R $KEY)" -pubout -outform DER | tail -c 32 | base64)"
+fi
 if [ -z "$ROOT" ] && [ "$DRY" = 0 ]; then
   chown -R timewatch:timewatch /var/lib/timewatch; chmod 0750 /var/lib/timewatch
   chgrp timewatch /etc/timewatch/timewatch.toml
