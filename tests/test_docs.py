@@ -283,3 +283,16 @@ def test_license_is_the_one_pyproject_names() -> None:
     assert project["license"] == "BSD-2-Clause"
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("BSD 2-Clause License") and "the timewatch authors" in text
+
+
+def test_every_detect_range_is_documented():
+    """docs/config.md's Ranges table says what check-config accepts for every [detect] key."""
+    from timewatch.engine.params import AT_MOST, RANGES
+
+    text = (DOCS / "config.md").read_text()
+    for key, (lo, hi, lo_open) in RANGES.items():
+        fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        want = f"| `{key}` | {'>' if lo_open else '>='} {fmt(lo)}, <= {fmt(hi)}"
+        if key in AT_MOST:
+            want += f", <= `{AT_MOST[key]}`"
+        assert want + " |" in text, f"docs/config.md Ranges: {want}"

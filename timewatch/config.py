@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import kinds
-from .engine.params import Detect
+from .engine.params import AT_MOST, RANGES, Detect
 from .records import Header, SourceInfo
 from .secretfile import (
     SecretFileError,
@@ -445,6 +445,18 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     for i, sc in enumerate(sources):
         if sc.label_from is not None and sc.label_from not in seen:
             raise L.err(f"sources[{i}].label_from", f"no source with id {sc.label_from!r}")
+    # A source may add derived sources (gpsd `ID` adds `ID-pps`): no id may be taken twice.
+    owner: dict[str, int] = {}
+    for i, sc in enumerate(sources):
+        for sid in sc.infos():
+            j = owner.setdefault(sid, i)
+            if j != i:
+                def who(x: SourceConfig, sid: str = sid) -> str:
+                    return f"{x.kind} source {x.id!r}" + (
+                        f" (it adds {sid!r})" if sid != x.id else "")
+                raise L.err(f"sources[{i}].id", f"source id {sid!r} is taken twice: by "
+                                                f"{who(sc)} and by {who(sources[j])} "
+                                                f"(sources[{j}])")
 
     sinks = L.table(L.get(data, "", "sinks", dict, {}), "sinks", {"influxdb", "webhook"})
     influx = None
@@ -521,8 +533,18 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     det_kw = {}
     for name, typ in keys.items():
         if name in det_raw:
-            det_kw[name] = L.get(det_raw, "detect", name, (float,) if typ is float else typ, lo=0)
+            v = L.get(det_raw, "detect", name, (float,) if typ is float else typ)
+            lo, hi, lo_open = RANGES[name]
+            if not ((lo < v if lo_open else lo <= v) and v <= hi):  # nan fails both
+                raise L.err(f"detect.{name}", f"must be {'>' if lo_open else '>='} {lo:g} and "
+                                              f"<= {hi:g}, got {v!r}")
+            det_kw[name] = v
     detect = Detect(**det_kw)
+    for name, limit in AT_MOST.items():
+        if getattr(detect, name) > getattr(detect, limit):
+            raise L.err(f"detect.{name}" if name in det_raw else f"detect.{limit}",
+                        f"{name} ({getattr(detect, name)}) must not exceed {limit} "
+                        f"({getattr(detect, limit)})")
 
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
@@ -555,6 +577,16 @@ def describe_http(cfg: Config) -> str:
     return f"http: {url} ({where}; {', '.join(rules)})"
 
 
+def redact_url(url: str) -> str:
+    """A URL as it may be printed: a password in it (`user:pass@`) shown as `user:***@`."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostport}{slash}{path}"
+
+
 def describe(cfg: Config) -> str:
     """What `check-config` prints: what would run, never a secret."""
     out = [f"config {cfg.path}: OK", f"host {cfg.host}, state in {cfg.state_dir}",
@@ -568,7 +600,7 @@ def describe(cfg: Config) -> str:
                "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))
     if cfg.influxdb:
         tok = cfg.influxdb.token.origin if cfg.influxdb.token else "no token"
-        out.append(f"sink influxdb: {cfg.influxdb.url} org {cfg.influxdb.org} bucket "
+        out.append(f"sink influxdb: {redact_url(cfg.influxdb.url)} org {cfg.influxdb.org} bucket "
                    f"{cfg.influxdb.bucket} (token: {tok})")
     for i, h in enumerate(cfg.webhooks):
         sec = h.secret.origin if h.secret else "unsigned"

@@ -99,15 +99,10 @@ def load_reader(sc: SourceConfig) -> type[Reader] | None:
 
 
 def build_live_sinks(cfg: Config) -> list[Sink]:
-    """`build_sinks(cfg, live=True)`; while a sink module is still missing, the rest still run."""
-    attempts = ({"store": True, "live": True}, {"store": True, "live": False},
-                {"store": False, "live": True}, {"store": False, "live": False})
-    for kw in attempts:
-        try:
-            return build_sinks(cfg, **kw)
-        except ImportError as e:
-            log.warning("sinks: %s missing (%s); trying without", kw, e)
-    return []
+    """Every sink of a live run (`build_sinks(cfg, live=True)`). One that cannot start is an
+    error at start-up (`SinkStartError`, naming the sink and the cause); the ones already
+    started are closed first. Nothing is silently left out."""
+    return build_sinks(cfg, live=True)
 
 
 class _SinkThread:

@@ -175,3 +175,38 @@ def test_same_observations_same_events() -> None:
 
     a = go()
     assert a == go() and len(a) == 2
+
+
+def test_engine_time_is_bounded_by_the_last_tick(caplog: pytest.LogCaptureFixture) -> None:
+    """A record more than MAX_LEAD_NS ahead of the last tick is refused (counted, warned) and
+    moves nothing; one just inside the bound is taken; ticks themselves are host time."""
+    from timewatch.engine.core import MAX_LEAD_NS
+
+    eng = Engine(hdr("a", "b", "c"))
+    feed(eng, [Tick(T0), *rounds(0.1, 1, {"a": 0, "b": 0, "c": 0})])
+    ok = Pps("a", T0 + MAX_LEAD_NS - 1_000_000, 0)
+    ahead = Pps("b", T0 + MAX_LEAD_NS + 1_000_000, 0)
+    eng.feed(ok)
+    assert eng.ctx.now_ns == ok.rx_ns
+    with caplog.at_level("WARNING", "timewatch.engine.core"):
+        assert eng.feed(ahead) == []
+    assert eng.ctx.now_ns == ok.rx_ns and eng.ctx.counters["refused.future"] == 1
+    assert eng.ctx.trackers["b"].last_seen_ns == T0 + 200_000_000
+    assert "pps record of b" in caplog.text and "ahead of the host clock" in caplog.text
+    # A tick far ahead is the host clock itself (a host step): time follows it.
+    eng.feed(Tick(T0 + 3600 * S))
+    assert eng.ctx.now_ns == T0 + 3600 * S
+    eng.feed(Pps("b", T0 + 3600 * S + MAX_LEAD_NS - 1, 0))
+    assert eng.ctx.counters["refused.future"] == 1
+
+
+def test_refused_records_are_warned_about_on_the_1st_10th_100th(
+        caplog: pytest.LogCaptureFixture) -> None:
+    eng = Engine(hdr("a"))
+    eng.feed(Tick(T0))
+    with caplog.at_level("WARNING", "timewatch.engine.core"):
+        for i in range(150):
+            eng.feed(Pps("a", T0 + 3600 * S + i, 0))
+    assert eng.ctx.counters["refused.future"] == 150
+    assert [r.getMessage().endswith(f"({n} refused so far)") for r, n in
+            zip(caplog.records, (1, 10, 100), strict=True)] == [True] * 3

@@ -9,11 +9,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from timewatch.replay import replay_iter
 
 from tests.kinds import toykind
 from timewatch import kinds
 from timewatch.cli import main
+from timewatch.commands.replay import replay_iter
 from timewatch.config import ConfigError, load, parse
 from timewatch.doctor import run_checks
 from timewatch.records import Event, Snapshot

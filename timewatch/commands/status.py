@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Config, HttpAccess, load
 from ..sinks.http import status_document
-from ..sinks.store import Store, StoreError
+from ..sinks.store import Store, StoreError, damaged_note
 
 # Seconds to wait for a running monitor before falling back to the store (it answers on loopback
 # from memory, so a healthy one replies in milliseconds).
@@ -67,6 +67,8 @@ def from_store(cfg: Config) -> dict[str, Any]:
     try:
         snap = st.latest_snapshot()
         active = st.active_alerts()
+    except StoreError as e:  # a corrupt store says so
+        raise StatusUnavailable(str(e)) from None
     finally:
         st.close()
     doc = status_document(cfg.host, snap, active, None, None)
@@ -76,15 +78,17 @@ def from_store(cfg: Config) -> dict[str, Any]:
 
 def get_status(cfg: Config) -> dict[str, Any]:
     listen = cfg.http_listen
-    if listen:
-        doc = from_http(listen, access=cfg.http_access)
-        if doc is not None:
-            return doc
-    try:
-        return from_store(cfg)
-    except StatusUnavailable as e:
-        asked = f"no monitor answers at http://{listen}/status.json and " if listen else ""
-        raise StatusUnavailable(f"{asked}{e}") from None
+    doc = from_http(listen, access=cfg.http_access) if listen else None
+    if doc is None:
+        try:
+            doc = from_store(cfg)
+        except StatusUnavailable as e:
+            asked = f"no monitor answers at http://{listen}/status.json and " if listen else ""
+            raise StatusUnavailable(f"{asked}{e}") from None
+    note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
+    if note:
+        doc["warnings"] = [*doc.get("warnings", []), note]
+    return doc
 
 
 def fmt_s(x: float | None) -> str:
@@ -133,6 +137,8 @@ def render(doc: dict[str, Any]) -> str:
                    + ("" if bound is None else f" +/- {fmt_s(bound).lstrip('+')}"))
     else:
         out.append("consensus: none yet")
+    for w in doc.get("warnings", []):
+        out.append(f"warning: {w}")
     alerts = doc.get("active_alerts", [])
     out.append(f"active alerts: {len(alerts) or 'none'}")
     for a in alerts:

@@ -13,6 +13,7 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -39,6 +40,15 @@ _NO_SOURCE: Final = (Tick, Note)
 
 # Alerts that make a source a suspect: caught moving against its own history and the holdover.
 SUSPECT_CODES: Final = ("time.step", "time.drift")
+
+# Engine time is bounded by the runner's ticks (host time, one a second): a record whose rx_ns
+# is more than this ahead of the last tick is refused, so one record with a wrong clock cannot
+# move engine time (which never goes back) and make every other source look stale. Readers
+# stamp records with the host clock before they hand them over: only a stalled event loop
+# makes a genuine record more than a second or two ahead of the last tick.
+MAX_LEAD_NS: Final = 5_000_000_000
+
+log = logging.getLogger(__name__)
 
 
 class Estimate(Value):
@@ -68,6 +78,9 @@ class Context:
         self.dirty = False  # a new sample arrived: vote again
         self.holdover: Any = None  # engine.holdover.Holdover, when the PPS issue installs it
         self.counters: dict[str, int] = {}
+        # rx_ns of the last tick, moved by a confirmed host step: host time, which bounds
+        # engine time (MAX_LEAD_NS). None before the first tick.
+        self.tick_ns: int | None = None
         self.leap_list: Any = None  # engine.leapsec.LeapList the caller loaded (or None)
         # Host realtime steps seen so far (detectors/host.py): (rx_ns of the first record after
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
@@ -99,6 +112,17 @@ class Context:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
+
+    def refuse(self, why: str, obs: Observation, what: str) -> None:
+        """`obs` is a bad record: counted as `refused.<why>`, warned about on the 1st, 10th,
+        100th... of its kind (a flood of them cannot flood the log; the engine reads no clock)."""
+        key = f"refused.{why}"
+        n = self.counters.get(key, 0) + 1
+        self.counters[key] = n
+        if n == 10 ** (len(str(n)) - 1):
+            src = obs.src or obs.type
+            log.warning("engine: %s record of %s at rx_ns %d refused: %s (%d refused so far)",
+                        obs.type, src, obs.rx_ns, what, n)
 
 
 # Tests (and deployments) subclass trackers in plain Python; a mypyc-compiled class refuses
@@ -177,6 +201,15 @@ class Detector:
     def __init__(self, ctx: Context):
         self.ctx = ctx
 
+    def admit(self, obs: Observation) -> tuple[Observation, ...] | None:
+        """The engine's input gate, before anything sees `obs` (a record with raw_ns): None to
+        take it now, or the records to take now in its place (none while it is held). At most
+        one detector overrides it (the host clock's: a step is confirmed before it is taken)."""
+        return None
+
+    def finish(self) -> None:
+        """The input ended (`Engine.finish`): a record still held is resolved."""
+
     def before_observation(self, obs: Observation) -> None:
         """Before any tracker takes `obs` (host-clock checks: a step must be known first)."""
 
@@ -220,6 +253,9 @@ class Engine:
                         if type(d).on_observation is not Detector.on_observation]
         self._on_vote = [d.on_vote for d in self.detectors
                          if type(d).on_vote is not Detector.on_vote]
+        gates = [d.admit for d in self.detectors if type(d).admit is not Detector.admit]
+        assert len(gates) <= 1, "one input gate (Detector.admit) at most"
+        self._gate = gates[0] if gates else None
         # Only trackers that override `on_tick` are called on every record (the base one is empty).
         self._tickers = [tr for tr in self.ctx.trackers.values()
                          if type(tr).on_tick is not Tracker.on_tick]
@@ -233,7 +269,31 @@ class Engine:
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Output]:
+        """Take one observation; the outputs it causes. A bad record is refused (counted in
+        `ctx.counters` as `refused.*`, warned about) and changes nothing. Input checks: the
+        gate (a host step is confirmed before it is taken), then engine time's bound."""
+        gate = self._gate
+        if gate is not None and obs.raw_ns is not None:
+            now = gate(obs)
+            if now is not None:
+                out: list[Output] = []
+                for o in now:
+                    out.extend(self._bounded(o))
+                return out
+        return self._bounded(obs)
+
+    def _bounded(self, obs: Observation) -> list[Output]:
+        tick = self.ctx.tick_ns
+        if tick is not None and obs.rx_ns - tick > MAX_LEAD_NS and type(obs) is not Tick:
+            self.ctx.refuse("future", obs, f"{(obs.rx_ns - tick) / 1e9:.3f} s ahead of the "
+                            f"host clock (the last tick)")
+            return []
+        return self._process(obs)
+
+    def _process(self, obs: Observation) -> list[Output]:
         ctx = self.ctx
+        if type(obs) is Tick:
+            ctx.tick_ns = obs.rx_ns
         # Records may arrive up to 2 s out of order: engine time never goes backwards.
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
@@ -399,4 +459,6 @@ class Engine:
 
     def finish(self) -> list[Event]:
         """Events still pending at the end of a trace (none are invented)."""
+        for d in self.detectors:
+            d.finish()
         return self.ctx.alerts.drain()

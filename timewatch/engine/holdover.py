@@ -69,6 +69,12 @@ MIN_SPAN_S: Final = 30.0
 REFIT_EVERY: Final = 16
 # Weights are 1/(sigma/1 us)^2: keeps the sums in a comfortable float range.
 _WEIGHT_UNIT_S: Final = 1e-6
+# No crystal runs this far off (docs/threats.md: 100 ppm): a point whose reference and raw times
+# moved apart faster than this since the anchor (plus one second of phase) is not a reading of
+# the oscillator (a raw_ns that is garbage) and is refused before it can bend the fit (a slope
+# of -1 would divide by zero in the frequency).
+MAX_RATE: Final = 1e-3
+MAX_PHASE_NS: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,10 @@ class Holdover:
         sigma_s = max(sigma_s, 1e-9)
         if self._raw0 is None:
             self._raw0, self._ref0 = raw_ns, ref_ns
+        draw = raw_ns - self._raw0
+        if abs((ref_ns - self._ref0) - draw) > MAX_RATE * abs(draw) + MAX_PHASE_NS:
+            self.rejected += 1  # not a reading of this oscillator: raw_ns (or ref) is garbage
+            return False
         x, y = self._xy(raw_ns, ref_ns)
         if self._fit is not None:
             pred_y, pred_sigma = self._predict_xy(x)

@@ -15,7 +15,6 @@ file's SHA-256 through its line) is handed to the store (`Evidence.note_event`).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from typing import TextIO
 from ..config import Config
 from ..evidence import ChainWriter, Evidence, EvidenceError, scan
 from ..records import Event, Output
+from . import to_json
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EventLogSink:
     def handle(self, outputs: list[Output]) -> None:
         for o in outputs:
             if isinstance(o, Event):
-                self._pending.append((json.dumps(o.to_dict()) + "\n", (o.id, o.type)))
+                self._pending.append((to_json(o.to_dict()) + "\n", (o.id, o.type)))
         excess = len(self._pending) - MAX_PENDING
         if excess > 0:
             for _ in range(excess):

@@ -9,13 +9,16 @@ backfilled from an appliance that ran alone: `timewatch export --since 2026-11-0
 from __future__ import annotations
 
 import heapq
+import logging
 from collections.abc import Iterator
 from typing import TextIO
 
 from ..config import Config
 from ..records import Output
 from .lineproto import Encoder
-from .store import Store, StoreError
+from .store import Store, StoreError, damaged_note
+
+log = logging.getLogger(__name__)
 
 
 def history(store: Store, since_ns: int | None = None) -> Iterator[Output]:
@@ -38,6 +41,9 @@ def export(cfg: Config, out: TextIO, since_ns: int | None = None) -> dict[str, i
         store = Store(cfg.store_path, readonly=True)
     except StoreError as e:
         raise StoreError(f"{e} (is [monitor] state_dir / [store] path right?)") from None
+    note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
+    if note:
+        log.warning("%s; it is not exported", note)
     counts = {"sample": 0, "status": 0, "alert": 0, "clear": 0, "lines": 0}
     try:
         enc = encoder_for(cfg, store)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import errno
 import hmac
-import json
 import logging
+import math
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections import Counter
@@ -29,15 +30,21 @@ from typing import Any
 from ..config import Config
 from ..engine.vote import Verdict
 from ..records import Event, Output, Sample, Snapshot
+from . import to_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9470"  # docs/config.md
 CONTENT_METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format 0.0.4
-# Seconds the server thread waits between checks for shutdown.
+# Seconds the server thread waits between checks for shutdown (and for overdue clients).
 POLL_S = 0.5
-# Seconds a client may take for its TLS handshake before its connection is closed.
-HANDSHAKE_TIMEOUT_S = 10.0
+# Clients served at once; a connection beyond this is closed as soon as it is accepted. Each
+# takes a thread and a descriptor: the bound keeps the readers' sockets available.
+MAX_CONNECTIONS = 32
+# A client has this long, in total, to send its request and read the answer (a deadline per
+# connection, not per read: a client trickling one byte a second is cut off at it too). With TLS
+# the handshake counts too: it runs in the connection's own thread, within this deadline.
+REQUEST_TIMEOUT_S = 5.0
 
 
 class HttpListenError(Exception):
@@ -133,7 +140,8 @@ class _Family:
         out.append(f"# TYPE {name} {typ}")
 
     def add(self, value: float, **labels: str) -> None:
-        self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
+        if math.isfinite(value):  # a non-finite number is no measurement: left out
+            self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
 
 
 def _metrics_text(v: _View) -> str:
@@ -214,8 +222,12 @@ def _metrics_text(v: _View) -> str:
 
 
 class _Server(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS clients at once, each within REQUEST_TIMEOUT_S (the serving loop
+    shuts an overdue connection down); one request per connection (HTTP/1.0)."""
+
     daemon_threads = True
     allow_reuse_address = True  # TIME_WAIT only: a listening socket still gives EADDRINUSE
+    request_queue_size = 128
     view: _View
     healthy_within_s: float
     token: bytes | None = None  # the bearer token every request must carry
@@ -230,7 +242,7 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if isinstance(request, ssl.SSLSocket):
-            request.settimeout(HANDSHAKE_TIMEOUT_S)
+            request.settimeout(REQUEST_TIMEOUT_S)
             try:
                 request.do_handshake()
             except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
@@ -238,10 +250,68 @@ class _Server(ThreadingHTTPServer):
                 return
         super().finish_request(request, client_address)
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.deadlines: dict[socket.socket, float] = {}
+        self.deadlines_lock = threading.Lock()
+        self.refused = 0  # connections closed at once: MAX_CONNECTIONS were busy
+        self.timed_out = 0  # connections cut at REQUEST_TIMEOUT_S
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: not one line each
+                log.warning("http: %d clients busy: connection from %s closed (%d so far)",
+                            MAX_CONNECTIONS, client_address[0], self.refused)
+            self.shutdown_request(request)
+            return
+        with self.deadlines_lock:
+            self.deadlines[request] = time.monotonic() + REQUEST_TIMEOUT_S
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self.deadlines_lock:
+            if self.deadlines.pop(request, None) is None:
+                return
+        self.slots.release()
+
+    def service_actions(self) -> None:
+        """Run by serve_forever between requests and every POLL_S: cut overdue clients."""
+        now = time.monotonic()
+        with self.deadlines_lock:
+            overdue = [s for s, t in self.deadlines.items() if t <= now]
+        for s in overdue:
+            self.timed_out += 1
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # its thread's read ends; the thread closes it
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or was cut off: one debug line, never a traceback."""
+        log.debug("http %s: %s", client_address[0] if client_address else "?",
+                  sys.exc_info()[1])
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "timewatch"
+    timeout = REQUEST_TIMEOUT_S  # per read; the server's deadline bounds the whole request
+
+    def version_string(self) -> str:
+        """The `Server:` header: the product only, never the Python version."""
+        return self.server_version
 
     def _authorized(self, path: str) -> bool:
         token = self.server.token
@@ -258,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
                        {"WWW-Authenticate": 'Bearer realm="timewatch"'})
         elif path == "/status.json":
             self._send(200, "application/json",
-                       json.dumps(view.status(), indent=1).encode() + b"\n")
+                       to_json(view.status(), indent=1).encode() + b"\n")
         elif path == "/metrics":
             self._send(200, CONTENT_METRICS, view.metrics().encode())
         elif path == "/healthz":
