@@ -270,7 +270,12 @@ def test_files_of_one_stream_must_continue_each_other(
     rc, out = verify(capsys, str(a), str(b))
     assert rc == 0 and out.count(": intact (") == 2
     rc, out = verify(capsys, str(b), str(a))
-    assert rc == 1 and f"{a}:2: does not continue {b}" in out
+    assert rc == 1 and f"{a}:2: starts its stream's chain (no previous file), so it cannot " \
+                       f"follow {b}" in out
+    c = tmp_path / "c.jsonl"
+    record(c, cfg, 3)
+    rc, out = verify(capsys, str(a), str(c))  # b left out: c does not follow a
+    assert rc == 1 and f"{c}:2: does not continue {a}: its first checkpoint names SHA-256 " in out
 
 
 def test_without_a_key_checkpoints_are_unsigned_and_verify_says_so(
@@ -469,3 +474,23 @@ def test_scan_is_the_state_a_writer_continues(tmp_path: Path) -> None:
     assert sc.h.hexdigest() == hashlib.sha256((tmp_path / "t.jsonl").read_bytes()).hexdigest()
     assert sc.end == sc.h.hexdigest() and sc.last_seq == 2
     assert [o.type for o in TraceReader(tmp_path / "t.jsonl")] == ["tick"] * 4
+
+
+def test_a_file_its_running_monitor_still_writes_has_an_open_end_not_a_missing_tail(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from timewatch.statedir import StateLock
+
+    cfg = make_cfg(tmp_path)
+    log_path = tmp_path / "state" / "events.jsonl"
+    with StateLock(cfg.state_dir):  # the monitor runs: its lock is held
+        sink = EventLogSink(cfg)
+        sink.handle([ALERT])  # not sealed yet: within checkpoint_s of the start
+        rc, out = verify(capsys, str(log_path))
+        assert rc == 0 and f"{log_path}:2: note: still being written by timewatch PID " \
+                           f"{os.getpid()}" in out
+        sink.close()
+    EventLogSink(cfg).handle([CLEAR])  # a monitor that died: no lock, the tail is missing
+    rc, out = verify(capsys, str(log_path))
+    assert rc == 1 and "missing tail" in out

@@ -685,6 +685,9 @@ def link(before: Scan, after: Scan) -> None:
     if "prev" not in after.first:
         after.problems.append((after.first_line, f"does not start a file, so it cannot follow "
                                                  f"{before.path}"))
+    elif prev is None:
+        after.problems.append((after.first_line, "starts its stream's chain (no previous file), "
+                                                 f"so it cannot follow {before.path}"))
     elif prev != before.end:
         after.problems.append((after.first_line, f"does not continue {before.path}: its first "
                                                  f"checkpoint names SHA-256 {_short(prev)}, "
