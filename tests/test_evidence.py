@@ -91,7 +91,8 @@ def test_a_chained_trace_reads_as_the_same_observations_and_verifies_intact(
     assert chained.stats.checkpoints == 4 and chained.stats.unknown_types == {}
     assert chained.stats.bad_lines == 0 and chained.stats.records == 12
     rc, out = verify(capsys, str(tmp_path / "t.jsonl"))
-    assert rc == 0 and out.startswith(f"{tmp_path / 't.jsonl'}: intact (13 lines, checkpoints 1-4")
+    assert rc == 0 and out.startswith(f"{tmp_path / 't.jsonl'}: intact (13 lines sealed by checkpoints "
+                                  "1-4, signed by ed25519:")
     rc, out = verify(capsys, str(tmp_path / "plain.jsonl"))
     assert rc == 1 and out == f"{tmp_path / 'plain.jsonl'}:1: no checkpoint: not a chained file " \
                               "(written before evidence chaining, or by `timewatch simulate`)"

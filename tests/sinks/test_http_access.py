@@ -196,6 +196,7 @@ def test_metrics_need_the_token_and_parse_as_prometheus_text(api: HttpSink, pki:
     assert [(s.labels["source"], s.labels["verdict"]) for s in verdict] == \
         [("ntp1", "truechimer")]
     assert fams["timewatch_consensus_quorum"].samples[0].value == 1.0
+    assert curl("--cacert", str(pki.ca), url)[:2] == (0, "401")
     rc, code, body = curl("--cacert", str(pki.ca), "-H", f"Authorization: Bearer {TOKEN}", url)
     assert (rc, code) == (0, "200")
     assert {f.name for f in text_string_to_metric_families(body)} == set(fams)

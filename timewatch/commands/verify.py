@@ -47,8 +47,9 @@ def summary(sc: Scan) -> str:
     key = sc.key or "?"
     whose = "the trusted key" if sc.trusted else \
         "the key the file names: check it against `timewatch key show`, or pass --pubkey"
-    return (f"{sc.path}: intact ({sc.records} lines, checkpoints {first}-{sc.last_seq}, signed "
-            f"by {key} {fingerprint(key) if sc.key else ''}, {whose})")
+    fp = f" ({fingerprint(key)})" if sc.key else ""
+    return (f"{sc.path}: intact ({sc.records} lines sealed by checkpoints {first}-{sc.last_seq}, "
+            f"signed by {key}{fp}, {whose})")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
