@@ -373,7 +373,7 @@ class ChainWriter:
         return self._unsealed > 0 and time.monotonic() - self._sealed_at >= self._every_s
 
     def tick(self) -> None:
-        if self._unsealed and time.monotonic() - self._sealed_at >= self._every_s:
+        if self.due():
             self.seal("interval")
 
     def start(self) -> None:
