@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
-# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, curl and openssl for the API's TLS and the
-# installer's evidence key).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev curl openssl
+# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
+# curl and openssl for the API's TLS and the installer's evidence key).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver curl openssl
 
 .PHONY: demo test bench lint debs venv clean compiled clean-compiled
 

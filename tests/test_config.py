@@ -173,12 +173,6 @@ def test_every_detect_key_has_a_range_and_its_edges_hold(tmp_path: Path, key: st
         assert _detect_error(tmp_path, key, v) is None, v
 
 
-def test_readme_gives_every_detect_keys_range() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    for key, (lo, hi, lo_open) in RANGES.items():
-        assert f"| `{key}` | {'>' if lo_open else '>='} {lo:g} | {hi:g} |" in readme, key
-
-
 def test_confirm_may_not_exceed_its_window(tmp_path: Path) -> None:
     err = _detect_error(tmp_path, "pps_step_confirm", "6")
     assert err and "pps_step_confirm (6) must not exceed pps_step_window (5)" in err

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "timewatch.commands.doctor:cmd_doctor",
     "verify": "timewatch.commands.verify:cmd_verify",
     "key": "timewatch.commands.key:cmd_key",
+    "report": "timewatch.commands.report:cmd_report",
 }
 
 
@@ -85,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser("test", help="send a test event to each configured webhook")
     w.add_argument("-c", "--config")
     w.add_argument("target", nargs="?", help="index N of [[sinks.webhook]] or a URL")
+
+    s = sub.add_parser("report", help="an HTML report of a trace or of the store: offsets, "
+                       "alerts, stability (ADEV, MDEV, TDEV, MTIE) against the G.8272 masks")
+    s.add_argument("trace", nargs="?", help="a trace (.jsonl[.gz]); without it, the store")
+    s.add_argument("-c", "--config", help="thresholds (a trace) or where the store is")
+    s.add_argument("--state-dir", help="the store of this state directory (default: the config's)")
+    s.add_argument("--since", help="from this time (ISO 8601 or Unix seconds)")
+    s.add_argument("--until", help="to this time (ISO 8601 or Unix seconds)")
+    s.add_argument("-o", "--output", default="report.html", help="default report.html")
 
     s = sub.add_parser("doctor", help="check the machine for everything the config needs")
     s.add_argument("-c", "--config")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceIn
 from timewatch.sim.nmeagen import NmeaSim
 from timewatch.sim.receiver import PtyReceiver
 from timewatch.sources import now_pair
-from timewatch.sources.serial import SerialReader
+from timewatch.sources.serial import BACKOFF_MAX_S, SerialReader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +44,12 @@ class _Harness:
         self.thread = threading.Thread(target=self.reader.run_blocking, daemon=True)
         self.thread.start()
 
-    def run_for(self, seconds: float) -> None:
+    def run_for(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Feed the engine for `seconds`, or until `until()` holds (then a second more)."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            if until is not None and until():
+                end, until = min(end, time.monotonic() + 1.0), None
             try:
                 obs = self.q.get(timeout=0.25)
                 self.observations.append(obs)
@@ -85,7 +89,11 @@ def test_reader_on_pty_decodes_realtime_stream_then_stale_and_recovery(tmp_path:
 
         rcv.replug()
         n = len(h.samples)
-        h.run_for(4.0)
+        # The reader retries with back-off (at most BACKOFF_MAX_S apart): wait for the reopen
+        # and the first samples after it, bounded by one full back-off step and some seconds.
+        h.run_for(BACKOFF_MAX_S + 6.0,
+                  until=lambda: h.reader.opens >= 2 and len(h.samples) > n + 1 and any(
+                      e.code == "source.stale" and e.type == "clear" for e in h.events))
         assert h.reader.opens >= 2, "the reader reopened the device"
         assert len(h.samples) > n, "samples resume after the device returns"
         assert any(e.code == "source.stale" and e.type == "clear" for e in h.events)

@@ -3,7 +3,7 @@
 A `ThreadingHTTPServer` in a daemon thread serves a view that `handle` keeps up to date: the
 latest snapshot, the active alerts, counters. Metric names follow chrony_exporter's style
 (`namespace_subsystem_name_unit`, gauges for state, `_total` counters). docs/http.md documents
-every field and metric.
+every field and metric. `GET /` is the status page (sinks/statuspage.py).
 
 Access ([http], `config.HttpAccess`): with a token every request needs `Authorization: Bearer
 TOKEN` (compared with `hmac.compare_digest`; 401 otherwise), `/healthz` too unless
@@ -30,7 +30,7 @@ from typing import Any
 from ..config import Config
 from ..engine.vote import Verdict
 from ..records import Event, Output, Sample, Snapshot
-from . import to_json
+from . import statuspage, to_json
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ class _View:
         self.events_total: Counter[tuple[str, str]] = Counter()  # (type, code)
         self.samples_total: Counter[str] = Counter()  # source
         self.last_output: float | None = None  # monotonic time of the last handle()
+        self.history = statuspage.History()  # the last hour, for the page at /
+        self.refresh_s = max(2, min(statuspage.DEFAULT_REFRESH_S,
+                                    round(cfg.detect.snapshot_interval_s)))
+        self.configured = [(s.id, s.kind, s.group) for s in cfg.sources]
 
     def update(self, outputs: list[Output]) -> None:
         with self.lock:
@@ -102,6 +106,7 @@ class _View:
                         self.active.pop(o.id, None)
                 elif isinstance(o, Snapshot):
                     self.snapshot = o
+            self.history.add(outputs)
 
     def age_s(self) -> float | None:
         return None if self.last_output is None else time.monotonic() - self.last_output
@@ -119,6 +124,13 @@ class _View:
     def metrics(self) -> str:
         with self.lock:
             return _metrics_text(self)
+
+    def page(self) -> str:
+        with self.lock:
+            age = self.age_s()
+            return statuspage.render(statuspage.PageInput(
+                self.host, self.snapshot, list(self.active.values()), self.history,
+                None if age is None else round(age, 1), self.refresh_s, self.configured))
 
 
 def _esc(v: str) -> str:
@@ -326,6 +338,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized(path):
             self._send(401, "text/plain", b"unauthorized: send Authorization: Bearer TOKEN\n",
                        {"WWW-Authenticate": 'Bearer realm="timewatch"'})
+        elif path == "/":
+            self._send(200, "text/html; charset=utf-8", view.page().encode())
         elif path == "/status.json":
             self._send(200, "application/json",
                        to_json(view.status(), indent=1).encode() + b"\n")
@@ -343,7 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(503, "text/plain",
                            f"no engine output for {age:.1f} s (limit {limit:g} s)\n".encode())
         else:
-            self._send(404, "text/plain", b"not found: try /status.json, /metrics, /healthz\n")
+            self._send(404, "text/plain", b"not found: try /, /status.json, /metrics, /healthz\n")
 
     def _send(self, code: int, ctype: str, body: bytes,
               headers: dict[str, str] | None = None) -> None:
