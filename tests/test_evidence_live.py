@@ -268,13 +268,25 @@ def test_the_stores_events_carry_the_event_log_chain(run: Run) -> None:
 
 
 def test_replay_verifies_and_warns_but_replays(run: Run) -> None:
+    """replay checks the chain and warns; it replays every record all the same, and the
+    checkpoints change nothing: the events are those of the same file without them."""
     x = record_line(run.trace, lambda s: '"type": "tick"' in s)
     bad = edited(run, run.trace, "replay-deleted.jsonl", lambda ls: ls[:x - 1] + ls[x:])
-    good = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(run.trace)],
-                          capture_output=True, text=True, env=ENV, timeout=60)
-    broken = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(bad)],
-                            capture_output=True, text=True, env=ENV, timeout=60)
+
+    def replay(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(path)],
+                              capture_output=True, text=True, env=ENV, timeout=60)
+
+    def unchained(path: Path) -> Path:
+        return edited(run, path, f"plain-{path.name}", lambda ls: [
+            x for x in ls if not x.startswith('{"type": "checkpoint"')])
+
+    good, broken = replay(run.trace), replay(bad)
     assert good.returncode == broken.returncode == 0
     assert "replay: evidence chain intact" in good.stderr
     assert f"replay: WARNING: {bad}:" in broken.stderr and "1 line deleted" in broken.stderr
-    assert good.stdout == broken.stdout  # a tick less changes no event here
+    assert '"source.falseticker"' in good.stdout
+    for chained, out in ((run.trace, good), (bad, broken)):
+        plain = replay(unchained(chained))
+        assert "trace not chained" in plain.stderr
+        assert plain.stdout == out.stdout
