@@ -6,6 +6,7 @@ Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never show
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -231,8 +232,10 @@ class _Loader:
     def table(self, d: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         for k in d:
             if k not in allowed:
+                near = difflib.get_close_matches(k, sorted(allowed), n=1, cutoff=0.6)
                 raise self.err(f"{key}.{k}" if key else k,
-                               f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                               f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                               + (f"; did you mean {near[0]}?" if near else ""))
         return d
 
     def get(self, d: dict[str, Any], key: str, name: str, typ: type | tuple[type, ...],
@@ -377,6 +380,10 @@ def load(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        from .access import fix
+
+        raise ConfigError(str(p), None, "", f"cannot read: permission denied: {fix(p)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(p), None, "", f"cannot read: {e}") from None
     try:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kinds
+from . import access, kinds
 from .config import Config, SourceConfig
 
 # Where the kernel and firmware keep what we look at (tests point these at fake trees).
@@ -169,6 +169,13 @@ def check_time_daemon(proc: Path = PROC) -> Iterator[Check]:
 
 def check_store(cfg: Config) -> Check:
     path = cfg.store_path
+    if access.blocker(path) is not None:
+        return Check(False, "store", f"{path}: permission denied", access.fix(path))
+    st = path.stat() if path.is_file() else None
+    if st is not None and st.st_uid != os.getuid() and not os.access(path, os.W_OK):
+        # The operator, in the state's group: reads what the service user writes.
+        return Check(True, "store", f"{path} readable (written by the service user "
+                                    f"{access.owner(path)})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(path), timeout=2)
@@ -203,7 +210,11 @@ def check_http(listen: str) -> Check:
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(fam, socket.SOCK_STREAM) as s:
+            # As the status API binds (allow_reuse_address): connections of a monitor that just
+            # stopped, in TIME_WAIT, do not keep the port from it, so they are no failure here.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, int(port)))
+            s.listen()
         return Check(True, f"http {listen}", "port free")
     except OSError as e:
         return Check(False, f"http {listen}", f"cannot bind: {e.strerror}",

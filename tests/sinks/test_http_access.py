@@ -236,7 +236,7 @@ def test_a_client_stalling_its_handshake_holds_no_one_up(api: HttpSink, pki: Pki
 
 def test_status_command_uses_the_token_and_the_certificate(api: HttpSink, pki: Pki) -> None:
     cfg = make_cfg(Path(pki.ca.parent), http_table(pki, listen=api.address))
-    doc = from_http(api.address, access=cfg.http_access)
+    doc = from_http(api.address, http_access=cfg.http_access)
     assert doc is not None and doc["origin"] == f"https://{api.address}/status.json"
     assert from_http(api.address) is None  # without them: nothing usable answers
 
@@ -278,7 +278,7 @@ def test_systemd_credentials_stand_in_for_files(tmp_path: Path, pki: Pki,
     assert "bearer token required (credential timewatch-http-token)" in describe(cfg)
     s = HttpSink(cfg)
     try:
-        assert from_http(s.address, access=cfg.http_access) is not None
+        assert from_http(s.address, http_access=cfg.http_access) is not None
     finally:
         s.close()
     with pytest.raises(ConfigError, match="no credential nope in \\$CREDENTIALS_DIRECTORY"):

@@ -514,4 +514,7 @@ class PpsTracker(Tracker):
                 "interval_faults": self.interval_faults, "outliers": self.outliers,
                 "steps": self.steps, "unpaired_labels": self.unpaired_labels,
                 "label_latency_s": self.latency_ns / _S if self.latency_ns is not None else None,
-                "holdover_freq_ppm": self.holdover.freq_ppm}
+                "holdover_freq_ppm": self.holdover.freq_ppm,
+                # The crystal's measured wander (None until two 10-min blocks are complete).
+                "holdover_wander_ppm": (self.holdover.wander_ppm if self.holdover.wander_measured
+                                        else None)}

@@ -201,7 +201,18 @@ class Store:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                            isolation_level=None)
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                try:
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                except sqlite3.OperationalError:
+                    # A reader who may read the file but not write its directory (the operator,
+                    # in the group of the appliance's state) cannot create the WAL index while
+                    # no writer runs (no -wal file): then nothing changes it, read it as is.
+                    if self.path.with_name(self.path.name + "-wal").exists():
+                        raise
+                    self._db.close()
+                    self._db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1",
+                                               uri=True, isolation_level=None)
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if ver != SCHEMA_VERSION and ver not in MIGRATIONS:
                     raise StoreError(f"store {self.path}: schema version {ver}, "
                                      f"this timewatch reads {SCHEMA_VERSION}")
