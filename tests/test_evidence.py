@@ -463,7 +463,7 @@ def test_replay_warns_about_a_broken_chain_and_replays_all_the_same(
     assert f"replay: WARNING: {bad}:9: missing tail" in err and "replaying it all the same" in err
     assert "replay " + str(bad) + ": 7 observations" in err
     assert cli.main(["replay", str(trace), "--events", str(tmp_path / "ev.jsonl")]) == 0
-    assert "replay: evidence chain intact (checkpoints 1-4" in capsys.readouterr().err
+    assert "; evidence chain intact (checkpoints 1-4)" in capsys.readouterr().err
 
 
 def test_scan_is_the_state_a_writer_continues(tmp_path: Path) -> None:

@@ -283,10 +283,11 @@ def test_replay_verifies_and_warns_but_replays(run: Run) -> None:
 
     good, broken = replay(run.trace), replay(bad)
     assert good.returncode == broken.returncode == 0
-    assert "replay: evidence chain intact" in good.stderr
+    assert "; evidence chain intact (checkpoints 1-" in good.stderr
     assert f"replay: WARNING: {bad}:" in broken.stderr and "1 line deleted" in broken.stderr
+    assert "; evidence chain BROKEN (warned above)" in broken.stderr
     assert '"source.falseticker"' in good.stdout
     for chained, out in ((run.trace, good), (bad, broken)):
         plain = replay(unchained(chained))
-        assert "trace not chained" in plain.stderr
+        assert "evidence chain" not in plain.stderr  # not chained: nothing to say
         assert plain.stdout == out.stdout
