@@ -33,7 +33,7 @@ from .evidence import Evidence
 from .records import Event, Observation, Output, Snapshot, Tick
 from .sinks import Sink, build_sinks, close_all, fan_out
 from .sources import Emit, Reader, now_pair
-from .statedir import StateLock
+from .statedir import StateDirInUse, StateLock
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -161,13 +161,23 @@ class Runner:
     async def run(self) -> int:
         """The monitor until stopped; raises StateDirInUse when another holds the state dir,
         SecretFileError when the signing key is readable by others."""
-        lock = StateLock(self.cfg.state_dir).acquire()
+        lock: StateLock | None = StateLock(self.cfg.state_dir)
+        try:
+            assert lock is not None
+            lock.acquire()
+        except StateDirInUse:
+            raise
+        except OSError as e:  # a read-only state dir: nothing a second monitor could write
+            log.warning("state dir %s cannot be locked (%s): a second monitor on it would not "
+                        "be refused", self.cfg.state_dir, e.strerror or e)
+            lock = None
         try:
             evidence = Evidence.for_config(self.cfg)
             evidence.signer.load()  # made now if missing; loose permissions refuse the start
             return await self._run(evidence)
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
 
     async def _run(self, evidence: Evidence) -> int:
         loop = asyncio.get_running_loop()

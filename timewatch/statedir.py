@@ -27,8 +27,15 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> StateLock:
+        """Take the lock. Raises StateDirInUse naming the holder's PID, or OSError when the lock
+        file can be neither made nor opened (a read-only state dir without one)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        writable = True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:  # a read-only state dir: lock the file that is there (or raise)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            writable = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -40,8 +47,9 @@ class StateLock:
             raise StateDirInUse(f"state dir {self.state_dir} is in use by timewatch PID {who} "
                                 f"(its lock: {self.path}); one monitor per state directory") \
                 from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
 
