@@ -17,6 +17,7 @@ from typing import Any
 
 from . import kinds
 from .engine.params import AT_MOST, RANGES, Detect
+from .engine.vote import AUTH_MODES
 from .records import Header, SourceInfo
 from .secretfile import (
     SecretFileError,
@@ -162,6 +163,7 @@ class Config:
     http_listen: str | None = "127.0.0.1:9470"
     detect: Detect = field(default_factory=Detect)
     warnings: tuple[str, ...] = ()
+    auth_mode: str = "mix"  # [vote] auth_mode: how authenticated (NTS) sources weigh (docs/nts.md)
     http_access: HttpAccess = field(default_factory=HttpAccess)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
@@ -431,7 +433,8 @@ def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceCo
 
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
     L = _Loader(path, text)
-    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "evidence"})
+    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "vote",
+                       "evidence"})
 
     mon = L.table(L.get(data, "", "monitor", dict, {}), "monitor", {"host", "state_dir"})
     host = L.get(mon, "monitor", "host", str, socket.gethostname())
@@ -553,10 +556,17 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
                         f"{name} ({getattr(detect, name)}) must not exceed {limit} "
                         f"({getattr(detect, limit)})")
 
+    vote = L.table(L.get(data, "", "vote", dict, {}), "vote", {"auth_mode"})
+    auth_mode = L.get(vote, "vote", "auth_mode", str, "mix", choices=AUTH_MODES)
+    if auth_mode == "require" and not any(
+            getattr(kinds.get(s.kind).tracker_class(), "auth", None) for s in sources):
+        L.warnings.append("vote.auth_mode: require with no authenticated (nts) source: no NTP "
+                          "server votes")
+
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
-                  detect=detect, warnings=tuple(L.warnings), http_access=access,
-                  evidence=evidence)
+                  detect=detect, warnings=tuple(L.warnings), auth_mode=auth_mode,
+                  http_access=access, evidence=evidence)
 
 
 def describe_http(cfg: Config) -> str:
@@ -619,6 +629,7 @@ def describe(cfg: Config) -> str:
     changed = {f.name: getattr(cfg.detect, f.name) for f in fields(Detect)
                if getattr(cfg.detect, f.name) != f.default}
     out.append("detect: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"))
+    out.append(f"vote: auth_mode {cfg.auth_mode}")
     for w in cfg.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)

@@ -457,6 +457,41 @@ def findings(res: DemoResult) -> list[Finding]:
     return out
 
 
+def alert_gaps(res: DemoResult, index: int) -> list[tuple[float, float]]:
+    """Gaps (seconds from start) in the alerts that detect stage `index`, from its first
+    detection to the end of the attack (the next stage, or the end of the run): an attack
+    still going on must keep an alert active the whole time."""
+    st = res.plan.stages[index]
+    t0 = res.stage_t_ns.get(index)
+    if t0 is None or not st.codes:
+        return []
+    nxt = res.stage_t_ns.get(index + 1)
+    end = nxt if nxt is not None else max((e.t_ns for e in res.runner.events), default=t0)
+    spans: list[tuple[int, int]] = []
+    opened: dict[str, int] = {}
+    for e in res.runner.events:
+        hit = e.code in st.codes and (not st.suspects or set(e.sources) & set(st.suspects))
+        if not hit:
+            continue
+        if e.type == "alert" and e.t_ns >= t0:
+            opened.setdefault(e.id, e.t_ns)
+        elif e.type == "clear" and e.id in opened:
+            spans.append((opened.pop(e.id), e.t_ns))
+    spans += [(t, end) for t in opened.values()]
+    if not spans:
+        return []
+    spans.sort()
+    gaps = []
+    covered = spans[0][0]
+    for a, b in spans:
+        if a > covered and a < end:
+            gaps.append((covered, a))
+        covered = max(covered, b)
+    if covered < end:
+        gaps.append((covered, end))
+    return [((a - res.start_ns) / 1e9, (b - res.start_ns) / 1e9) for a, b in gaps]
+
+
 def false_accusations(res: DemoResult) -> list[Event]:
     """Alerts naming a source that no stage had attacked by then."""
     out = []
@@ -485,6 +520,7 @@ def summary(res: DemoResult, prog: str = "timewatch", activate: str | None = Non
     lines.append("what was detected, when:")
     for f in findings(res):
         what = f.stage.title.split(":")[0]
+        gaps = alert_gaps(res, res.plan.stages.index(f.stage))
         if f.began_s is None:
             lines.append(f"  {what}: did not start (the run ended first)")
         elif f.alert is None:
@@ -492,7 +528,11 @@ def summary(res: DemoResult, prog: str = "timewatch", activate: str | None = Non
                          f"(expected {' or '.join(f.stage.codes)})")
         else:
             lines.append(f"  {what} (from {f.began_s:.1f} s): detected {f.after_s:.1f} s later "
-                         f"by {f.alert.code} {','.join(f.alert.sources)}")
+                         f"by {f.alert.code} {','.join(f.alert.sources)}; "
+                         + ("alert active for the whole attack" if not gaps else
+                            "GAP: no alert active " + ", ".join(f"{a:.1f}-{b:.1f} s"
+                                                                for a, b in gaps)
+                            + " while the attack went on"))
     lines.append("every alert (seconds from start):")
     for e in r.events:
         at = (e.t_ns - res.start_ns) / 1e9
