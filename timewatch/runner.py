@@ -14,6 +14,8 @@
   dropped for that sink alone, counted and logged.
 - SIGTERM/SIGINT (or `--duration`): stop readers, drain the queue through the engine, flush the
   trace, close the sinks (in parallel, within SINK_CLOSE_S), exit 0.
+- One monitor per state directory (`statedir.StateLock`): a second one exits 1 naming the PID
+  of the first. The trace is chained and signed with the state directory's key (`evidence`).
 - `Hooks`: one call per life-cycle event (ready, each tick, stop), for sd_notify and friends.
 """
 
@@ -33,9 +35,11 @@ from pathlib import Path
 from . import kinds
 from .config import Config, SourceConfig
 from .engine import Engine
+from .evidence import Evidence
 from .records import Event, Observation, Output, Snapshot, Tick, observation_to_dict
 from .sinks import Sink, build_sinks
 from .sources import Emit, Reader, now_pair
+from .statedir import StateDirInUse, StateLock
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -236,6 +240,27 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> int:
+        """The monitor until stopped; raises StateDirInUse when another holds the state dir,
+        SecretFileError when the signing key is readable by others."""
+        lock: StateLock | None = StateLock(self.cfg.state_dir)
+        try:
+            assert lock is not None
+            lock.acquire()
+        except StateDirInUse:
+            raise
+        except OSError as e:  # a read-only state dir: nothing a second monitor could write
+            log.warning("state dir %s cannot be locked (%s): a second monitor on it would not "
+                        "be refused", self.cfg.state_dir, e.strerror or e)
+            lock = None
+        try:
+            evidence = Evidence.for_config(self.cfg)
+            evidence.signer.load()  # made now if missing; loose permissions refuse the start
+            return await self._run(evidence)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run(self, evidence: Evidence) -> int:
         loop = asyncio.get_running_loop()
         created_ns, _ = now_pair()
         self.started_ns = created_ns
@@ -248,7 +273,8 @@ class Runner:
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
         sink_thread = self.sinks = _Sinks(sinks)
-        self.writer = TraceWriter(self.record, header) if self.record else None
+        self.writer = (TraceWriter(self.record, header, evidence=evidence) if self.record
+                       else None)
         obs_q: asyncio.Queue[Observation] = asyncio.Queue()
 
         def emit(obs: Observation) -> None:  # thread-safe: readers may run in threads

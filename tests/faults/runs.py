@@ -120,7 +120,8 @@ def events(state: Path) -> list[dict[str, Any]]:
     p = state / "events.jsonl"
     if not p.exists():
         return []
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    return [json.loads(ln) for ln in p.read_text().splitlines()  # not the evidence checkpoints
+            if ln.strip() and not ln.startswith('{"type": "checkpoint"')]
 
 
 # -- sinks' receivers and a state directory on its own small file system -----------------------

@@ -519,6 +519,7 @@ def test_no_secret_in_logs_outputs_or_state(tmp_path, monkeypatch, caplog, capsy
     monkeypatch.setenv("TW_SLACK_URL", rec.url + slack_path)
     monkeypatch.setenv("TW_NTFY_TOKEN", ntfy_token)
     (tmp_path / "pd.key").write_text(routing_key + "\n")
+    (tmp_path / "pd.key").chmod(0o600)
     port = rec.server.server_address[1]
     cfg_path = tmp_path / "tw.toml"
     cfg_path.write_text(
