@@ -12,12 +12,14 @@ from .gnss import GnssTracker
 from .holdover import HoldoverLearner
 from .ntp import NtpTracker
 from .pps import PpsTracker
+from .ptp import PtpTracker
 
 TRACKERS: dict[str, type[Tracker]] = {
     "ntp": NtpTracker,
     "gnss": GnssTracker,
     "pps": PpsTracker,
     "chrony": ChronyTracker,
+    "ptp": PtpTracker,
 }
 
 # Order matters: the holdover learner installs ctx.holdover before the others run, and the host
