@@ -207,6 +207,9 @@ class Sim:
         self.notes: list[tuple[int, str]] = []
         self.answered: dict[str, list[int]] = {}  # per server: true times of its replies
         self.receiver: Receiver | None = None
+        # Sources of other kinds (sim/ptpscen.py): their header entries and record generators.
+        self.extra_sources: dict[str, SourceInfo] = {}
+        self.generators: list[Callable[[], None]] = []
         self._seq = 0
         self._out: list[tuple[int, int, Observation]] = []
 
@@ -336,6 +339,8 @@ class Sim:
             self._exchanges(s)
         if self.receiver is not None:
             self._receiver(self.receiver)
+        for gen in self.generators:
+            gen()
         if polls is not None:
             truth = replace(truth, deadline_ns=polls.resolve())
         for t, text in self.notes:
@@ -344,6 +349,7 @@ class Sim:
         sources = {s.sid: s.info() for s in self.servers}
         if self.receiver is not None:
             sources.update(self.receiver.sources())
+        sources.update(self.extra_sources)
         header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns, sources=sources)
         return SimTrace(header, [o for _, _, o in self._out], truth)
 
@@ -877,6 +883,11 @@ _LEGIT: list[tuple[str, str, float, Builder]] = [
     ("gnss_obstruction", "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
      _gnss_obstruction),
 ]
+
+# PTP (sim/ptpscen.py builds them on this module's Sim: imported here, at the end).
+from .ptpscen import PTP_THREATS  # noqa: E402
+
+_THREATS += PTP_THREATS
 
 SCENARIOS: dict[str, Scenario] = {}
 for _n, _name, _desc, _dur, _b in _THREATS:
