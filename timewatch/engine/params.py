@@ -172,6 +172,9 @@ class Detect:
     # time.step for PTP: the offset jumped against its own recent level by at least this much
     # (software stamps jitter by a few us, at most ~20 us under load) and stayed.
     ptp_step_s: float = 50e-6
+    # ... on this many samples in a row (ptp4l's path-delay median, 10 long, takes up to 6
+    # samples to follow a path change: a jump that lasts longer, the path unchanged, is a step).
+    ptp_step_confirm: int = 8
     # ptp.delay_attack: the mean path delay above its recent minimum by at least this much
     # (software stamps: a few us of jitter; a delay attack adds tens of us or more) ...
     ptp_delay_jump_s: float = 50e-6

@@ -116,7 +116,8 @@ class PtpTracker(Tracker):
         self._own: deque[float] = deque(maxlen=STEP_LEVEL_N)
         self._own_n = 0
         self._own_var = 0.0
-        self._step_pending: tuple[float, float] | None = None
+        self._step_pending: tuple[float, float, int, float] | None = None
+        self._level_mpd = 0.0  # mean path delay at the level's last sample
         self._step_from: float | None = None
         # ptp.delay_attack: (mean path delay, offset) of normal samples, the attack's streak.
         self._base: deque[tuple[float, float]] = deque(maxlen=DELAY_BASELINE_N)
@@ -422,13 +423,18 @@ class PtpTracker(Tracker):
             "mean_path_delay_s": mpd_s, "clock_class": float(o.gm_clock_class or 0),
             "steps_removed": float(o.steps_removed or 0), "poll_s": self.poll_s})
         own = offset_s + ctx.host_steps_total_ns / 1e9  # free of host steps
-        self._step(own, offset_s)
+        self._step(own, offset_s, mpd_s)
         self._delay(mpd_s, own)
         if self.withheld is not None:
             self._rejoin(offset_s, bound_s)
 
     # -- time.step -----------------------------------------------------------------------------
-    def _step(self, own: float, offset_s: float) -> None:
+    def _step(self, own: float, offset_s: float, mpd_s: float) -> None:
+        """A jump of the offset against its recent level that stays `ptp_step_confirm` samples
+        while the mean path delay stays put. ptp4l filters the path delay with a moving median,
+        so when the path itself changes (both legs slower: a new route) the offset jumps for a
+        few samples until the median follows, then comes back: that is no step, nor is a jump
+        that arrives with a path-delay change (one leg delayed: ptp.delay_attack)."""
         ctx = self.ctx
         det = ctx.detect
         hist = self._own
@@ -441,27 +447,42 @@ class PtpTracker(Tracker):
         sigma = math.sqrt(self._own_var) if self._own_n else 0.0
         pending = self._step_pending
         if pending is not None:
-            before, after = pending
-            self._step_pending = None
-            if abs(own - after) <= max(4 * sigma, abs(after - before) / 4):
-                self._step_from = before
-                hist.clear()
+            before, after, n, mpd0 = pending
+            jump = after - before
+            if abs(own - before) < abs(jump) / 2 or abs(mpd_s - mpd0) >= abs(jump) / 2:
+                # It came back (an outlier, a path-change transient), or the path changed with
+                # it: a new level from here, no step.
+                self._step_pending = None
+                if abs(mpd_s - mpd0) >= abs(jump) / 2:
+                    hist.clear()
                 hist.append(own)
-                ctx.alerts.assert_(
-                    "time.step", ctx.now_ns, (self.src,),
-                    f"{self.src} stepped {(own - before) * 1e6:+.1f} us against its own recent "
-                    f"level (grandmaster {self.gm})",
-                    {"step_s": own - before, "offset_s": offset_s, "offset_before_s": before,
-                     "noise_sigma_s": sigma, "gm_identity": self.gm},
-                    severity="critical", hold_down_s=det.hold_down_s)
+                self._level_mpd = mpd_s
                 return
-            # The jump came back: an outlier, left out of the level.
+            if abs(own - after) > max(4 * sigma, abs(jump) / 4):
+                self._step_pending = None  # moving about: judge it afresh
+                return
+            n += 1
+            self._step_pending = (before, after, n, mpd0)
+            if n < det.ptp_step_confirm:
+                return
+            self._step_pending = None
+            self._step_from = before
+            hist.clear()
+            hist.append(own)
+            ctx.alerts.assert_(
+                "time.step", ctx.now_ns, (self.src,),
+                f"{self.src} stepped {(own - before) * 1e6:+.1f} us against its own recent "
+                f"level (grandmaster {self.gm}), the path delay unchanged",
+                {"step_s": own - before, "offset_s": offset_s, "offset_before_s": before,
+                 "samples": n, "mean_path_delay_s": mpd_s, "noise_sigma_s": sigma,
+                 "gm_identity": self.gm},
+                severity="critical", hold_down_s=det.hold_down_s)
             return
-        if len(hist) >= 1 and self._own_n >= STEP_WARMUP:
+        if hist and self._own_n >= STEP_WARMUP:
             level = median(list(hist))
             jump = own - level
             if abs(jump) >= max(det.ptp_step_s, STEP_SIGMAS * sigma):
-                self._step_pending = (level, own)
+                self._step_pending = (level, own, 1, self._level_mpd)
                 return
         if hist:
             d = own - hist[-1]
@@ -469,6 +490,7 @@ class PtpTracker(Tracker):
             self._own_var += gain * (d * d - self._own_var)
             self._own_n += 1
         hist.append(own)
+        self._level_mpd = mpd_s
 
     # -- ptp.delay_attack ------------------------------------------------------------------------
     def _delay(self, mpd_s: float, own: float) -> None:

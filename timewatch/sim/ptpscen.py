@@ -11,8 +11,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from ..ptpmgmt import Ptp
 from ..records import SourceInfo
-from .ptpgen import PtpGm, PtpPoll
+from .ptpgen import SW_JITTER_S, PtpGm, PtpPoll
 from .scenarios import (
     NS,
     Builder,
@@ -35,10 +36,12 @@ PTP_WARMUP_S = 300.0
 
 def add_ptp(sim: Sim, gm_at: Callable[[int], PtpGm | None], sid: str = PTP_ID,
             group: str = "ptp", poll_s: float = 1.0,
-            grandmasters: tuple[str, ...] | None = (GM_ID,)) -> None:
-    """A PTP source polled every `poll_s` whose ptp4l follows `gm_at(true_ns)` (None: none)."""
+            grandmasters: tuple[str, ...] | None = (GM_ID,), jitter_s: float = SW_JITTER_S,
+            answers: Callable[[int], bool] = lambda t: True) -> None:
+    """A PTP source polled every `poll_s` whose ptp4l follows `gm_at(true_ns)` (None: none),
+    its timestamps jittering by `jitter_s`; `answers(true_ns)` False: ptp4l is not running."""
     rng = random.Random(f"{sim.seed}|ptp|{sid}")
-    poll = PtpPoll(sid, rng)
+    poll = PtpPoll(sid, rng, jitter_s=jitter_s)
     phase_s = rng.uniform(0.2, 0.8)
     sim.extra_sources[sid] = SourceInfo("ptp", group, poll_s=poll_s, grandmasters=grandmasters)
 
@@ -51,6 +54,10 @@ def add_ptp(sim: Sim, gm_at: Callable[[int], PtpGm | None], sid: str = PTP_ID,
             if t >= sim.end_ns:
                 return
             rx, raw = h.realtime_ns(t), h.raw_ns(t)
+            if not answers(t):
+                sim._add(Ptp(sid, rx, "unreachable", "ptp4l (pid 1) exited with code 1; "
+                             "restart in 1 s", poll.timestamping, raw_ns=raw), t)
+                continue
             sim._add(poll.record(gm_at(t), t, rx, raw, host_error_ns=rx - t), t)
 
     sim.generators.append(generate)
@@ -92,7 +99,7 @@ def _ptp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
              * sim.attack_rng.uniform(1e-3, 5e-3))
     add_ptp(sim, lambda t: PtpGm(GM_ID, lie_s=lambda u: lie if u >= ta else 0.0))
     sim.note(ta, f"attack: grandmaster {GM_ID} of {PTP_ID} lies by {lie * 1e3:+.3f} ms")
-    return sim.build(_ptp_truth(sim, "ptp_liar", ta, 3.0, ("time.step", "source.falseticker"),
+    return sim.build(_ptp_truth(sim, "ptp_liar", ta, 10.0, ("time.step", "source.falseticker"),
                                 {"offset_s": lie}))
 
 
