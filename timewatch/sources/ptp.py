@@ -357,3 +357,87 @@ class PtpReader:
         finally:
             self.cleanup()
 
+
+
+# -- doctor --------------------------------------------------------------------------------------
+# How long `doctor` listens for a grandmaster: ptp4l's announce receipt timeout (3 x 2 s) plus
+# two announces to qualify a master, with margin.
+DOCTOR_LISTEN_S = 15.0
+
+
+def doctor_checks(cfg: SourceConfig, listen_s: float = DOCTOR_LISTEN_S) -> Any:
+    """`timewatch doctor` for a ptp source: ptp4l and pmc installed, the interface there, the
+    timestamping it needs, and a grandmaster seen in its domain (its own ptp4l, briefly)."""
+    from ..doctor import Check
+
+    s = PtpSettings.of(cfg)
+    name = f"{cfg.id}: PTP"
+    missing = [b for b in ("ptp4l", "pmc") if shutil.which(b) is None]
+    if missing:
+        yield Check(False, f"{name} tools", f"{', '.join(missing)} not found",
+                    "apt-get install linuxptp")
+        return
+    version = ".".join(map(str, ptp4l_version())) or "?"
+    yield Check(True, f"{name} tools", f"ptp4l {version}")
+    try:
+        r = subprocess.run([*netns_prefix(s.netns), "ip", "-o", "link", "show", s.interface],
+                           capture_output=True, text=True, timeout=5)
+        ok, why = r.returncode == 0, (r.stderr.strip() or r.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        ok, why = False, str(e)
+    where = f" in network namespace {s.netns}" if s.netns else ""
+    if not ok:
+        yield Check(False, f"{name} interface {s.interface}{where}", why or "not found",
+                    "set `interface` to the port facing the PTP network (`ip link` lists them)")
+        return
+    state = "up" if ",UP" in why or "<UP" in why else "down"
+    yield Check(state == "up", f"{name} interface {s.interface}{where}", f"exists, {state}",
+                f"ip link set {s.interface} up")
+    hw, text = hardware_timestamping(s.interface, s.netns)
+    sw = "software-transmit" in text and "software-receive" in text
+    if s.timestamping == "hardware" and not hw:
+        yield Check(False, f"{name} timestamping", "hardware asked for, but ethtool -T "
+                    f"{s.interface} lists no hardware stamps and PTP clock",
+                    "use a NIC with PTP hardware timestamps, or timestamping = \"software\"")
+        return
+    if not hw and not sw:
+        yield Check(False, f"{name} timestamping", f"ethtool -T {s.interface}: "
+                    f"{text.strip().splitlines()[-1] if text.strip() else 'no answer'}",
+                    "the driver stamps no PTP packets: use another interface")
+        return
+    mode = "hardware" if (hw and s.timestamping != "software") else "software"
+    yield Check(True, f"{name} timestamping", f"{mode} (ethtool -T: hardware "
+                f"{'yes' if hw else 'no'}; bound floor {'1 us' if mode == 'hardware' else '100 us'})")
+    yield _domain_seen(cfg, s, listen_s)
+
+
+def _domain_seen(cfg: SourceConfig, s: PtpSettings, listen_s: float) -> Any:
+    """Run the source's own ptp4l for up to `listen_s` and ask it for a grandmaster."""
+    from ..doctor import Check
+
+    what = f"{cfg.id}: PTP domain {s.domain_number()} on {s.interface}"
+    r = PtpReader(cfg, lambda o: None, settings=s)
+    try:
+        r.prepare()
+        r.start()
+        deadline = time.monotonic() + listen_s
+        last = None
+        while time.monotonic() < deadline:
+            if r.proc is None or r.proc.poll() is not None:
+                return Check(False, what, f"ptp4l exited: {r.log_tail()}",
+                             "check the interface and the profile's transport")
+            last = r.ask()
+            if last.gm_present and last.port_state in ("SLAVE", "UNCALIBRATED"):
+                return Check(True, what, f"grandmaster {last.parent_gm_identity} (class "
+                             f"{last.gm_clock_class}, priority1 {last.gm_priority1}, "
+                             f"{last.steps_removed} steps away)")
+            time.sleep(0.5)
+        state = last.port_state if last is not None and last.error is None else "no answer"
+        return Check(False, what, f"no grandmaster announced within {listen_s:.0f} s "
+                     f"(ptp4l: {state})",
+                     "check the domain number, the profile, and that the switch forwards PTP "
+                     "(UDP 319/320 to 224.0.1.129, or Ethernet 01:1B:19:00:00:00)")
+    except OSError as e:
+        return Check(False, what, f"cannot run ptp4l: {e}", "apt-get install linuxptp")
+    finally:
+        r.cleanup()
