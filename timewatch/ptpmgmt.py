@@ -27,6 +27,19 @@ import msgspec
 # The management data sets a poll asks for, in the order asked.
 DATASETS: Final = ("PORT_DATA_SET", "TIME_STATUS_NP", "PARENT_DATA_SET", "CURRENT_DATA_SET",
                    "TIME_PROPERTIES_DATA_SET")
+# What each profile means to ptp4l: delay mechanism, transport, default domain, and the
+# BMCA's data set comparison (IEEE 1588 default; IEC 61850-9-3 / C37.238 power; ITU-T G.8275.1
+# full timing support over Ethernet; G.8275.2 partial support over UDPv4).
+PROFILES: Final[dict[str, dict[str, Any]]] = {
+    "default": {"delay_mechanism": "E2E", "network_transport": "UDPv4", "domain": 0},
+    "power": {"delay_mechanism": "P2P", "network_transport": "L2", "domain": 0},
+    "telecom-g8275.1": {"delay_mechanism": "E2E", "network_transport": "L2", "domain": 24,
+                        "dataset_comparison": "G.8275.x", "ptp_dst_mac": "01:80:C2:00:00:0E"},
+    "telecom-g8275.2": {"delay_mechanism": "E2E", "network_transport": "UDPv4", "domain": 44,
+                        "dataset_comparison": "G.8275.x"},
+}
+# `timestamping` of a source: hardware when ethtool -T says the NIC can (auto), or as asked.
+TIMESTAMPING_CHOICES: Final = ("auto", "hardware", "software")
 # What `error` of a record says: ptp4l did not answer (not running, restarting, stuck), or
 # answered something this parser refuses.
 ERRORS: Final = ("unreachable", "malformed")

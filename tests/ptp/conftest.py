@@ -103,19 +103,20 @@ class PtpNet:
         self.procs.append(p)
         return p
 
-    def master_identity(self, timeout_s: float = 10.0) -> str:
-        """The honest master's clock identity, asked over its management socket."""
+    def master_identity(self, timeout_s: float = 20.0) -> str:
+        """The honest master's clock identity, once its port is MASTER (ptp4l takes its
+        announce receipt timeout, 6 s, to find no better master), asked over its socket."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             r = subprocess.run(["pmc", "-u", "-b", "0", "-s", str(self.dir / "master.sock"),
-                                "-i", str(self.dir / "pmc-master.sock"), "GET DEFAULT_DATA_SET"],
-                               capture_output=True, text=True, timeout=5)
-            for line in r.stdout.splitlines():
-                parts = line.split()
-                if len(parts) == 2 and parts[0] == "clockIdentity":
-                    return parts[1]
+                                "-i", str(self.dir / "pmc-master.sock"), "GET DEFAULT_DATA_SET",
+                                "GET PORT_DATA_SET"], capture_output=True, text=True, timeout=5)
+            fields = dict(line.split(None, 1) for line in r.stdout.splitlines()
+                          if line.startswith("\t\t") and len(line.split(None, 1)) == 2)
+            if fields.get("portState", "").strip() == "MASTER" and "clockIdentity" in fields:
+                return fields["clockIdentity"].strip()
             time.sleep(0.2)
-        raise TimeoutError("the honest master's ptp4l does not answer")
+        raise TimeoutError(f"the honest master's ptp4l is not MASTER: {self.log()[-500:]}")
 
     def log(self) -> str:
         p = self.dir / "master.log"

@@ -218,6 +218,34 @@ def test_a_wrong_utc_offset_is_critical_at_once_with_the_iers_list(utc: int) -> 
     assert {e.code for e in ev} <= {"ptp.announce_mismatch", "source.falseticker", "time.step"}
 
 
+def test_without_a_list_a_utc_offset_changed_outside_a_leap_is_critical_at_once() -> None:
+    st, ta = sim_trace(lambda t, ta: PtpGm(GM_ID, utc_offset=38, lie_s=lambda u: -1.0)
+                       if t >= ta else HONEST)
+    am = alerts(replay_events(st, leap_list=None), "ptp.announce_mismatch")
+    assert len(am) == 1 and am[0].severity == "critical" and am[0].t_ns <= ta + 2 * NS
+    assert am[0].evidence["previous_utc_offset"] == 37 and am[0].evidence["utc_offset"] == 38
+
+
+def test_an_expired_list_still_knows_the_offset_cannot_be_lower() -> None:
+    expired = LIST_2016  # expired in 2017: the simulated 2025 is past it
+    st, ta = sim_trace(lambda t, ta: PtpGm(GM_ID, utc_offset=36, lie_s=lambda u: 1.0)
+                       if t >= ta else HONEST)
+    am = alerts(replay_events(st, leap_list=expired), "ptp.announce_mismatch")
+    assert len(am) == 1 and am[0].severity == "critical"
+    assert am[0].evidence["list_utc_offset"] == 37 and am[0].evidence["list_valid"] is False
+
+
+def test_without_a_list_the_real_leap_changing_the_offset_is_no_mismatch() -> None:
+    # 2016-12-31: 36 s until the leap at 2017-01-01T00:00:00Z, 37 s after it.
+    leap_ns = 1_483_228_800 * NS
+    st, _ = sim_trace(lambda t, ta: PtpGm(GM_ID, utc_offset=37 if t >= leap_ns else 36,
+                                          leap61=ta <= t < leap_ns),
+                      t0_ns=LEAP_2016_T0_NS, duration_s=8000.0)
+    am = alerts(replay_events(st, leap_list=None), "ptp.announce_mismatch")
+    # (The leap flag itself is a warning here: the simulated NTP servers do not announce it.)
+    assert [e.evidence["aspect"] for e in am] == ["leap"]
+
+
 def test_the_right_utc_offset_and_an_invalid_one_say_nothing() -> None:
     st, _ = sim_trace(lambda t, ta: PtpGm(GM_ID, utc_offset=30, utc_offset_valid=False)
                       if t >= ta else HONEST)

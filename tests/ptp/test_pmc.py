@@ -21,7 +21,7 @@ from timewatch.sources.ptp import PROFILES, PtpSettings, parse_ethtool_hw, ptp4l
 
 PMC = """sending: GET PORT_DATA_SET
 sending: GET TIME_STATUS_NP
-\t160d9b.fffe.d32855-1 seq 0 RESPONSE MANAGEMENT PORT_DATA_SET 
+\t160d9b.fffe.d32855-1 seq 0 RESPONSE MANAGEMENT PORT_DATA_SET\x20
 \t\tportIdentity            160d9b.fffe.d32855-1
 \t\tportState               UNCALIBRATED
 \t\tlogMinDelayReqInterval  0
@@ -33,7 +33,7 @@ sending: GET TIME_STATUS_NP
 \t\tlogMinPdelayReqInterval 0
 \t\tversionNumber           2
 sending: GET PARENT_DATA_SET
-\t160d9b.fffe.d32855-0 seq 1 RESPONSE MANAGEMENT TIME_STATUS_NP 
+\t160d9b.fffe.d32855-0 seq 1 RESPONSE MANAGEMENT TIME_STATUS_NP\x20
 \t\tmaster_offset              -478
 \t\tingress_time               1796569248495670291
 \t\tcumulativeScaledRateOffset +0.000000000
@@ -44,7 +44,7 @@ sending: GET PARENT_DATA_SET
 \t\tgmIdentity                 b6344c.fffe.b93e44
 sending: GET CURRENT_DATA_SET
 sending: GET TIME_PROPERTIES_DATA_SET
-\t160d9b.fffe.d32855-0 seq 2 RESPONSE MANAGEMENT PARENT_DATA_SET 
+\t160d9b.fffe.d32855-0 seq 2 RESPONSE MANAGEMENT PARENT_DATA_SET\x20
 \t\tparentPortIdentity                    b6344c.fffe.b93e44-1
 \t\tparentStats                           0
 \t\tobservedParentOffsetScaledLogVariance 0xffff
@@ -55,11 +55,11 @@ sending: GET TIME_PROPERTIES_DATA_SET
 \t\tgm.OffsetScaledLogVariance            0xffff
 \t\tgrandmasterPriority2                  128
 \t\tgrandmasterIdentity                   b6344c.fffe.b93e44
-\t160d9b.fffe.d32855-0 seq 3 RESPONSE MANAGEMENT CURRENT_DATA_SET 
+\t160d9b.fffe.d32855-0 seq 3 RESPONSE MANAGEMENT CURRENT_DATA_SET\x20
 \t\tstepsRemoved     1
 \t\toffsetFromMaster -478.0
 \t\tmeanPathDelay    2561.0
-\t160d9b.fffe.d32855-0 seq 4 RESPONSE MANAGEMENT TIME_PROPERTIES_DATA_SET 
+\t160d9b.fffe.d32855-0 seq 4 RESPONSE MANAGEMENT TIME_PROPERTIES_DATA_SET\x20
 \t\tcurrentUtcOffset      37
 \t\tleap61                0
 \t\tleap59                0

@@ -48,6 +48,10 @@ FOLLOWING: Final = ("SLAVE", "UNCALIBRATED")
 SYNCED_CLASSES: Final = (6, 7, 13, 14, 135)
 # A stale limit of `stale_polls` polls, plus half a poll of grace (as NTP's).
 STALE_GRACE_POLLS: Final = 0.5
+# Before its first sample a source gets this many announce intervals more before it is stale:
+# ptp4l (re)started listens for announces, qualifies a master on two of them (IEEE 1588
+# FOREIGN_MASTER_THRESHOLD), and an idle domain's master takes its announce receipt timeout (3).
+START_ANNOUNCES: Final = 6
 # A record's ingress time may be at most this far from its arrival (ptp4l's last Sync: a few
 # sync intervals old at most; more means the record's clocks do not match).
 INGRESS_MAX_AGE_NS: Final = 60 * _NS
@@ -102,6 +106,7 @@ class PtpTracker(Tracker):
             tuple(normalize_identity(g) for g in gms) if gms is not None else None)
         self.poll_s: float = info.poll_s or 1.0
         self._stale_ns = int((ctx.detect.stale_polls + STALE_GRACE_POLLS) * self.poll_s * _NS)
+        self._start_grace_ns = START_ANNOUNCES * 2 * _NS  # until a record says its interval
         self.counts: dict[str, int] = {}
         self.gm: str | None = None  # the grandmaster followed
         self.gm_seen: dict[str, Any] = {}  # its announce as last seen (for the evidence)
@@ -123,11 +128,21 @@ class PtpTracker(Tracker):
         self._base: deque[tuple[float, float]] = deque(maxlen=DELAY_BASELINE_N)
         self._streak = 0
         self._announce_key: tuple[Any, ...] | None = None
+        self._utc_ref: int | None = None  # the grandmaster's UTC offset as first accepted
         self._status: dict[str, Any] | None = None
 
     # -- core interface ----------------------------------------------------------------------
     def stale_limit_s(self) -> float:
         return self._stale_ns / 1e9
+
+    def is_stale(self, now_ns: int) -> bool:
+        """Stale after `stale_polls` polls without a usable sample; before the first one, ptp4l
+        also gets its start-up: qualifying a master takes announce intervals (START_ANNOUNCES)."""
+        ref = self.last_usable_ns
+        if ref is not None:
+            return now_ns - ref > self._stale_ns
+        ref = self.first_ns
+        return ref is not None and now_ns - ref > self._stale_ns + self._start_grace_ns
 
     def noise_floor_s(self, bound_s: float) -> float:
         """drift's noise floor: microseconds, as a PPS (a Sync's offset is read to the ns)."""
@@ -166,6 +181,8 @@ class PtpTracker(Tracker):
             self._count("incomplete")
             return
         self.port_state = obs.port_state
+        if obs.log_announce_interval is not None and -7 <= obs.log_announce_interval <= 7:
+            self._start_grace_ns = int(START_ANNOUNCES * 2.0 ** obs.log_announce_interval * _NS)
         if not obs.gm_present or obs.port_state not in FOLLOWING:
             self._count("no_master")
             self._set_no_master(f"ptp4l follows no grandmaster (port {obs.port_state})")
@@ -216,6 +233,7 @@ class PtpTracker(Tracker):
         self._base.clear()
         self._streak = 0
         self._ingress = None
+        self._utc_ref = None
         ev: dict[str, Any] = {
             "old_identity": old, "new_identity": gm, "clock_class": o.gm_clock_class,
             "priority1": o.gm_priority1, "priority2": o.gm_priority2,
@@ -285,30 +303,60 @@ class PtpTracker(Tracker):
                            severity=severity, key=key, hold_down_s=ctx.detect.hold_down_s)
 
     def _check_utc_offset(self, o: Ptp, t_ns: int, lst: Any) -> None:
+        """The announced TAI - UTC against the IERS list when it is valid. Without one: against
+        what this grandmaster announced before (it changes only at a leap second, by one, at a
+        month's end), the last value an expired list knows (leap seconds have only ever been
+        inserted), and the other PTP trust groups."""
         if not (o.utc_offset_valid and o.ptp_timescale) or o.utc_offset is None:
             self._mismatch("utc_offset", True, "", {}, "warning")
             return
+        utc = o.utc_offset
         unix_s = t_ns // _NS
         if lst is not None:
             want = {tai_utc_at(lst, s) for s in (unix_s - UTC_OFFSET_TAIL_S, unix_s,
                                                  unix_s + UTC_OFFSET_TAIL_S)} - {None}
             if want:
+                self._utc_ref = utc if utc in want else self._utc_ref
                 self._mismatch(
-                    "utc_offset", o.utc_offset in want,
-                    f"{self.src}: grandmaster {self.gm} announces UTC offset {o.utc_offset} s; "
+                    "utc_offset", utc in want,
+                    f"{self.src}: grandmaster {self.gm} announces UTC offset {utc} s; "
                     f"the IERS list says {tai_utc_at(lst, unix_s)} s",
-                    {"utc_offset": o.utc_offset, "list_utc_offset": tai_utc_at(lst, unix_s),
+                    {"utc_offset": utc, "list_utc_offset": tai_utc_at(lst, unix_s),
                      "list_valid": True}, "critical")
+                return
+        old = self.ctx.leap_list
+        known = old.entries[-1].dtai_s if old is not None and old.hash_ok and old.entries else None
+        if known is not None and utc < known:
+            self._mismatch("utc_offset", False,
+                           f"{self.src}: grandmaster {self.gm} announces UTC offset {utc} s, "
+                           f"below the {known} s in force since the IERS list's last leap second",
+                           {"utc_offset": utc, "list_utc_offset": known, "list_valid": False},
+                           "critical")
+            return
+        ref = self._utc_ref
+        if ref is None:
+            self._utc_ref = ref = utc
+        elif utc != ref:
+            at_leap = min(unix_s - month_start_unix_s(t_ns),
+                          month_end_unix_s(t_ns) - unix_s) < UTC_OFFSET_TAIL_S
+            if at_leap and abs(utc - ref) == 1:
+                self._utc_ref = ref = utc  # the leap second itself
+            else:
+                self._mismatch("utc_offset", False,
+                               f"{self.src}: grandmaster {self.gm} changed its UTC offset from "
+                               f"{ref} s to {utc} s, not at a leap second",
+                               {"utc_offset": utc, "previous_utc_offset": ref,
+                                "list_valid": False}, "critical")
                 return
         others = self._other_ptp(lambda r: r.utc_offset if r.utc_offset_valid
                                  and r.ptp_timescale else None)
-        agree = [g for g, v in others.items() if v == o.utc_offset]
+        agree = [g for g, v in others.items() if v == utc]
         self._mismatch(
             "utc_offset", not others or 2 * len(agree) >= len(others),
-            f"{self.src}: grandmaster {self.gm} announces UTC offset {o.utc_offset} s, which "
+            f"{self.src}: grandmaster {self.gm} announces UTC offset {utc} s, which "
             f"{len(others) - len(agree)} of {len(others)} other PTP trust groups do not "
             "(no valid IERS list to decide)",
-            {"utc_offset": o.utc_offset, "list_valid": False, "others": others}, "warning")
+            {"utc_offset": utc, "list_valid": False, "others": others}, "warning")
 
     def _check_leap(self, o: Ptp, t_ns: int, lst: Any) -> None:
         li = 1 if o.leap61 else (-1 if o.leap59 else 0)

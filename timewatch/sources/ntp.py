@@ -192,7 +192,11 @@ class NtpReader:
 
         loop.add_reader(fd, readable)
         try:
-            await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result instead of
+            # raising when it is cancelled just as `fut` completes, and the runner then waits
+            # forever for this reader to end.
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                await fut
         finally:
             loop.remove_reader(fd)
         data, anc, _, _ = sock.recvmsg(RECV_BUF, socket.CMSG_SPACE(_TIMESPEC.size))

@@ -37,23 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SourceConfig
-from ..ptpmgmt import PmcError, Ptp, parse_pmc, pmc_commands, record_fields
+from ..ptpmgmt import PROFILES, PmcError, Ptp, parse_pmc, pmc_commands, record_fields
 from . import Emit, now_pair
 
 log = logging.getLogger(__name__)
 
-# What each profile means to ptp4l: delay mechanism, transport, default domain, and the
-# BMCA's data set comparison (IEEE 1588 default; IEC 61850-9-3 / C37.238 power; ITU-T G.8275.1
-# full timing support over Ethernet; G.8275.2 partial support over UDPv4).
-PROFILES: dict[str, dict[str, Any]] = {
-    "default": {"delay_mechanism": "E2E", "network_transport": "UDPv4", "domain": 0},
-    "power": {"delay_mechanism": "P2P", "network_transport": "L2", "domain": 0},
-    "telecom-g8275.1": {"delay_mechanism": "E2E", "network_transport": "L2", "domain": 24,
-                        "dataset_comparison": "G.8275.x", "ptp_dst_mac": "01:80:C2:00:00:0E"},
-    "telecom-g8275.2": {"delay_mechanism": "E2E", "network_transport": "UDPv4", "domain": 44,
-                        "dataset_comparison": "G.8275.x"},
-}
-TIMESTAMPING_CHOICES = ("auto", "hardware", "software")
 # pmc waits 100 ms for more answers after the last; ptp4l answers from its socket in
 # microseconds. Longer than this means ptp4l is stuck.
 PMC_TIMEOUT_S = 3.0
@@ -355,7 +343,8 @@ class PtpReader:
                     continue
                 self.emit(await asyncio.to_thread(self.ask))
         finally:
-            self.cleanup()
+            # In a thread: stopping ptp4l may wait STOP_GRACE_S, which the loop must not.
+            await asyncio.to_thread(self.cleanup)
 
 
 
