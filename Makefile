@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
-# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev linuxptp ethtool
+# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
+# promtool from prometheus: only the checker runs, never a Prometheus server; linuxptp and
+# ethtool for the PTP tests' own network).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus linuxptp ethtool
 
 .PHONY: demo test bench lint debs venv clean compiled clean-compiled
 
@@ -23,6 +25,7 @@ debs:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    case " $$missing " in *" prometheus "*) systemctl disable --now prometheus >/dev/null 2>&1 || true ;; esac; \
 	  else echo "not root: tests needing$$missing will be skipped"; fi; \
 	fi
 

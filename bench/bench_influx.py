@@ -66,7 +66,7 @@ def drain(tmp: Path, vm: object, outs: list[Output], batch_size: int) -> None:
     vm.start()  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     sink = InfluxSink(_cfg(tmp, vm.url, batch_size))  # type: ignore[attr-defined]
-    sink._wake.set()  # start now rather than after flush_interval_s
+    sink.sender.wake()  # start now rather than after flush_interval_s
     _wait_empty(sink)
     dt = time.perf_counter() - t0
     sink.close()

@@ -1,7 +1,7 @@
 """Replay speed of an NTP trace: >= 100,000 exchanges through `timewatch replay`.
 
 Target (issue 2): >= 50,000 observations/s for the replay. Prints the rate of the command itself
-(`replay.cmd_replay`: reader, engine, events written out; no samples or snapshots, since nobody
+(`commands.replay`: reader, engine, events written out; no samples or snapshots, since nobody
 reads them) and, to show where the time goes, the reader alone and the engine alone (with samples
 and snapshots, as `run` has them) on the same records. Twice: the pure-Python package, then the
 same source compiled with mypyc (tools/build_compiled.py, in a temporary copy of the tree; skipped
@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.engine.ntpsim import four_groups, header, schedule  # noqa: E402
+from timewatch.commands.replay import cmd_replay, engine_build  # noqa: E402
 from timewatch.engine import Engine  # noqa: E402
 from timewatch.records import Observation  # noqa: E402
-from timewatch.replay import cmd_replay, engine_build  # noqa: E402
 from timewatch.trace import TraceReader, TraceWriter  # noqa: E402
 
 # Six servers in four groups polled every 16 s (docs/threats.md: 16-64 s) for 3 days: ~97,000

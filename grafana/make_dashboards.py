@@ -27,6 +27,9 @@ VERDICTS = [("truechimer", "green"), ("init", "blue"), ("no_quorum", "orange"),
 FIX = {0: ("no usable fix", "red"), 2: ("2D", "yellow"), 3: ("3D", "green")}
 
 HOST = '"host" =~ /^$host$/'
+# Series of precise sources in a panel whose series are named "SOURCE (KIND)": PPS edges give
+# the phase to microseconds; every other kind (NTP, GNSS labels, chrony) is coarse.
+PRECISE = ".+ \\(pps\\)"  # Grafana anchors a regex given without slashes
 SRC = '"source" =~ /^$source$/'
 
 
@@ -168,13 +171,34 @@ def overview() -> Board:
             {"matcher": {"id": "byName", "options": "low"}, "properties": [
                 {"id": "custom.lineWidth", "value": 0}]}])
     smp = f'FROM "tw_sample" WHERE {HOST} AND {SRC} AND $timeFilter'
-    b.panel("timeseries", "Offset per source", [target(
-        f'SELECT mean("offset_s") {smp} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s", description="Source time minus host realtime.")
-    b.panel("timeseries", "Error bound per source", [target(
-        f'SELECT max("bound_s") {smp} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s",
-        description="Half-width of each source's error interval (what the vote uses).")
+    b.panel("timeseries", "Offset per source: coarse (left axis), precise (right axis)", [target(
+        f'SELECT mean("offset_s") {smp} GROUP BY time($__interval), "source", "kind" '
+        'fill(none)', "$tag_source ($tag_kind)")], unit="s",
+        description="Source time minus host realtime. Coarse sources (NTP servers, GNSS time "
+                    "labels, chronyd: milliseconds) on the left axis; precise ones (PPS: "
+                    "microseconds) on the right, so that neither flattens the other.",
+        **_coarse_and_precise_axes())
+    b.panel("timeseries", "Error bound per source: coarse (left axis), precise (right axis)", [
+        target(f'SELECT max("bound_s") {smp} GROUP BY time($__interval), "source", "kind" '
+               'fill(none)', "$tag_source ($tag_kind)")], unit="s",
+        description="Half-width of each source's error interval (what the vote uses); coarse "
+                    "and precise sources on their own axes, as beside.",
+        **_coarse_and_precise_axes())
+    b.panel("timeseries", "Offset of $source with its error band", [
+        target(f'SELECT mean("offset_s") AS "offset", mean("offset_s") - max("bound_s") AS "low", '
+               f'mean("offset_s") + max("bound_s") AS "high" {smp} GROUP BY time($__interval) '
+               'fill(none)', "$col"),
+        target(f'SELECT mean("offset_s") AS "consensus" {cons} GROUP BY time($__interval) '
+               'fill(none)', "$col", ref="B")],
+        unit="s", repeat="source", w=24, overrides=_band("low", "high") + [
+            {"matcher": {"id": "byName", "options": "consensus"}, "properties": [
+                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [6, 4]}},
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "text"}}]}],
+        description="One panel per source, as the terminal view draws it: the source's offset "
+                    "against the host clock, the band its error interval (offset +- bound), "
+                    "the dashed line the consensus of the trust groups. A truechimer's band "
+                    "holds the consensus line; a falseticker's misses it. Each panel scales to "
+                    "its source: a GNSS label's band is wide (its latency), a PPS band narrow.")
     _verdict_timeline(b, SRC)
     b.panel("table", "Sources now", [target(
         'SELECT last("verdict") AS "verdict", last("reason") AS "reason", '
@@ -187,6 +211,15 @@ def overview() -> Board:
         f'"type" = \'alert\' AND {HOST} AND $timeFilter ORDER BY time DESC LIMIT 200',
         fmt="table")], w=24, h=8, description="Alerts raised in the time range (newest first).")
     return b
+
+
+def _coarse_and_precise_axes() -> dict[str, Any]:
+    """Panel options for series named "SOURCE (KIND)": precise sources (PPS) on a right axis of
+    their own, coarse ones (NTP, GNSS labels, chronyd) on the left."""
+    return {"defaults": {"custom": {"axisLabel": "coarse: NTP, GNSS labels"}},
+            "overrides": [{"matcher": {"id": "byRegexp", "options": PRECISE}, "properties": [
+                {"id": "custom.axisPlacement", "value": "right"},
+                {"id": "custom.axisLabel", "value": "precise: PPS"}]}]}
 
 
 def _band(low: str, high: str) -> list[dict[str, Any]]:

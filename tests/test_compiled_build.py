@@ -30,7 +30,7 @@ SCRIPT = """
 import hashlib, json, sys
 from timewatch.engine import Engine
 from timewatch.leapfile import load_leap_list
-from timewatch.replay import engine_build
+from timewatch.commands.replay import engine_build
 from timewatch.sim import scenarios
 print(engine_build())
 for name in sys.argv[1:]:

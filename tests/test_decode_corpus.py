@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from timewatch.decode import decode_bytes
+from timewatch.commands.decode import decode_bytes
 from timewatch.engine.gnss_epoch import ROLLOVER_S, Epoch, EpochAssembler, decode_line
 from timewatch.wire.framer import frames_of
 

@@ -30,7 +30,8 @@ README = (ROOT / "README.md").read_text()
 EVENTS_MD = (DOCS / "events.md").read_text()
 CONFIG_MD = (DOCS / "config.md").read_text()
 # The first argument of an alert assertion: assert_("code", ...) or a detector's _assert("code", ...)
-RAISE = re.compile(r"(?:assert_|_assert)\(\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
+# An alert raised by name, or through Context.caught_moving(source, code, ...).
+RAISE = re.compile(r"(?:(?:assert_|_assert)\(|caught_moving\(\s*[\w.]+,)\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
 # A table row documenting an alert code: its first cell is the code.
 CODE_ROW = re.compile(r"^\| `([a-z]+\.[a-z_0-9]+)` \|", re.M)
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
@@ -258,3 +259,16 @@ def test_license_is_the_one_pyproject_names() -> None:
     assert project["license"] == "BSD-2-Clause"
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("BSD 2-Clause License") and "the timewatch authors" in text
+
+
+def test_every_detect_range_is_documented():
+    """docs/config.md's Ranges table says what check-config accepts for every [detect] key."""
+    from timewatch.engine.params import AT_MOST, RANGES
+
+    text = (DOCS / "config.md").read_text()
+    for key, (lo, hi, lo_open) in RANGES.items():
+        fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        want = f"| `{key}` | {'>' if lo_open else '>='} {fmt(lo)}, <= {fmt(hi)}"
+        if key in AT_MOST:
+            want += f", <= `{AT_MOST[key]}`"
+        assert want + " |" in text, f"docs/config.md Ranges: {want}"

@@ -128,7 +128,7 @@ def test_ntp_server_that_answers_is_ok_with_its_numbers() -> None:
     try:
         cfg = parse({"sources": [{"id": "sim", "kind": "ntp", "server": "127.0.0.1",
                                   "port": srv.port}]})
-        c = check_ntp(cfg.sources[0])
+        (c,) = check_ntp(cfg.sources[0])
         assert c.ok, c
         import re
 

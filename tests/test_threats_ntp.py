@@ -69,21 +69,28 @@ def test_group_majority_liars_just_above_50_ms(seed: int) -> None:
     _check("ntp_group_majority", seed, offset_s=0.0505)
 
 
-def test_host_step_raised_at_the_first_record_after_the_step() -> None:
+def test_host_step_raised_when_the_next_record_confirms_it() -> None:
+    """The first record after the step is held; the next one taken after it shows the same
+    step: both are taken, the step first (its alert at the first record's time)."""
     st = build("host_step", 21, step_s=0.3)
     eng = Engine(st.header)
     prev = None
+    held = None
     for i, o in enumerate(st.observations):
         level = o.rx_ns - (o.raw_ns or 0)
         stepped = prev is not None and abs(level - prev) > 100_000_000
-        prev = level
         events = [r for r in eng.feed(o) if isinstance(r, Event) and r.type == "alert"]
-        if stepped:
+        if held is not None and o.raw_ns is not None and o.raw_ns > (held.raw_ns or 0):
             assert [e.code for e in events][:1] == ["consensus.host_step"], i
             ev = events[0].evidence
-            assert abs(ev["step_s"] - 0.3) < 0.001
+            assert abs(ev["step_s"] - 0.3) < 0.001 and ev["after_rx_ns"] == held.rx_ns
+            assert eng.ctx.host_steps[0][0] == held.rx_ns
             return
-        assert not events
+        if stepped and held is None:
+            held = o
+        if o.raw_ns is not None:
+            prev = level
+        assert not events, i
     pytest.fail("no step in the trace")
 
 

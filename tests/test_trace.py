@@ -102,3 +102,29 @@ def test_not_a_trace_is_a_clear_error(tmp_path: Path) -> None:
     g.write_bytes(gzip.compress(b"garbage\n"))
     with pytest.raises(TraceError):
         TraceReader(g)
+
+
+def test_header_refuses_non_finite_and_out_of_range_numbers(tmp_path: Path) -> None:
+    base = json.dumps(HDR.to_dict())
+    for bad, what in [(base.replace("48.8566", "NaN"), "non-finite number NaN"),
+                      (base.replace("48.8566", "1e400"), "position"),
+                      (base.replace("48.8566", "91.0"), "position"),
+                      (base.replace('"created_ns": 1764160000000000000', '"created_ns": -1'),
+                       "'created_ns' is out of range")]:
+        p = tmp_path / "h.jsonl"
+        p.write_text(bad + "\n")
+        with pytest.raises(TraceError, match=what):
+            TraceReader(p)
+
+
+def test_a_snapshot_is_always_valid_json() -> None:
+    """Inputs are range-checked, so the engine never computes a NaN; should it, the snapshot
+    says null rather than write `NaN` (not JSON)."""
+    from timewatch.records import Snapshot, SourceStatus
+
+    snap = Snapshot(1, (SourceStatus("a", "ntp", "a", "truechimer", "", float("nan"), float("inf"),
+                                     None, {"x": float("-inf"), "y": 1.5}),),
+                    True, 1, 1, float("nan"), 0.001, holdover_ppm=float("inf"))
+    d = json.loads(json.dumps(snap.to_dict(), allow_nan=False))
+    assert d["consensus"]["offset_s"] is None and d["holdover_ppm"] is None
+    assert d["sources"][0]["offset_s"] is None and d["sources"][0]["fields"] == {"x": None, "y": 1.5}

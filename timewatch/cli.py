@@ -1,7 +1,8 @@
 """The `timewatch` command (README.md). Exit 0 ok, 2 usage or config error, 1 other failure.
 
-Each subcommand lives in its own module and is imported only when used, so `--help` and
-`check-config` start fast and a broken optional part never breaks the others.
+The parser and the dispatch. Each subcommand lives in its own module of `timewatch.commands` and
+is imported only when used, so `--help` and `check-config` start fast and a broken optional part
+never breaks the others.
 """
 
 from __future__ import annotations
@@ -12,43 +13,46 @@ import logging
 import sys
 from collections.abc import Callable
 
-from .config import Config, ConfigError, load
+from .config import ConfigError
+from .errors import UsageError
 
-
-class UsageError(Exception):
-    """Exit 2 with this message."""
-
-
-def load_config(path: str | None) -> Config:
-    return load(path)
-
+# --format of replay, simulate and decode: JSON Lines (the default) or text for people.
+FORMATS = ("jsonl", "text")
 
 # command name -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
-    "run": "timewatch.runner:cmd_run",
-    "demo": "timewatch.sim.demo:cmd_demo",
-    "replay": "timewatch.replay:cmd_replay",
-    "simulate": "timewatch.sim.scenarios:cmd_simulate",
-    "decode": "timewatch.decode:cmd_decode",
-    "status": "timewatch.status:cmd_status",
-    "check-config": "timewatch.cli:cmd_check_config",
-    "export": "timewatch.sinks.export:cmd_export",
-    "webhook": "timewatch.sinks.webhook:cmd_webhook",
-    "doctor": "timewatch.doctor:cmd_doctor",
+    "run": "timewatch.commands.run:cmd_run",
+    "demo": "timewatch.commands.demo:cmd_demo",
+    "replay": "timewatch.commands.replay:cmd_replay",
+    "simulate": "timewatch.commands.simulate:cmd_simulate",
+    "decode": "timewatch.commands.decode:cmd_decode",
+    "status": "timewatch.commands.status:cmd_status",
+    "check-config": "timewatch.commands.check_config:cmd_check_config",
+    "export": "timewatch.commands.export:cmd_export",
+    "webhook": "timewatch.commands.webhook:cmd_webhook",
+    "doctor": "timewatch.commands.doctor:cmd_doctor",
+    "report": "timewatch.commands.report:cmd_report",
 }
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import describe
+def version() -> str:
+    """The installed package's version (its metadata); the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
-    print(describe(load_config(args.config)))
-    return 0
+    from . import __version__
+
+    try:
+        return dist_version("timewatch")
+    except PackageNotFoundError:
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="timewatch",
                                 description="Multi-source time integrity monitor (GNSS, PPS, NTP).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action="version", version=f"timewatch {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("run", help="the monitor: readers, engine, sinks, until SIGTERM/SIGINT")
@@ -68,19 +72,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per line; text: for people, times as "
+                        "ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("simulate", help="write a synthetic trace of a threat scenario (docs/threats.md)")
     s.add_argument("--scenario", help="scenario name (--list names them)")
     s.add_argument("--duration", type=float, default=None, help="seconds of trace")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("-o", "--output", metavar="TRACE")
+    s.add_argument("-o", "--output", metavar="TRACE",
+                   help="the trace (required for jsonl; text goes to stdout without it)")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): the trace, which replay reads; text: a listing for "
+                        "people, times as ISO 8601 UTC beside the Unix ns")
     s.add_argument("--list", action="store_true", help="list the scenarios")
 
     s = sub.add_parser("decode", help="decode a raw receiver capture into one JSON object per epoch")
     s.add_argument("file")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per epoch; text: one line per epoch, "
+                        "times as ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("status", help="what the running monitor (or the store) says now")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR",
+                   help="the monitor (or store) of this state directory, not another one")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("check-config", help="validate a config and print what it would run")
@@ -88,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="the embedded store's history as InfluxDB line protocol")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR", help="the store of this state directory "
+                   "(default: the config's [monitor] state_dir)")
     s.add_argument("--since", help="ISO time or Unix seconds")
     s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
     s.add_argument("-o", "--output", help="file (default stdout)")
@@ -97,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     w = wsub.add_parser("test", help="send a test event to each configured webhook")
     w.add_argument("-c", "--config")
     w.add_argument("target", nargs="?", help="index N of [[sinks.webhook]] or a URL")
+
+    s = sub.add_parser("report", help="an HTML report of a trace or of the store: offsets, "
+                       "alerts, stability (ADEV, MDEV, TDEV, MTIE) against the G.8272 masks")
+    s.add_argument("trace", nargs="?", help="a trace (.jsonl[.gz]); without it, the store")
+    s.add_argument("-c", "--config", help="thresholds (a trace) or where the store is")
+    s.add_argument("--state-dir", help="the store of this state directory (default: the config's)")
+    s.add_argument("--since", help="from this time (ISO 8601 or Unix seconds)")
+    s.add_argument("--until", help="to this time (ISO 8601 or Unix seconds)")
+    s.add_argument("-o", "--output", default="report.html", help="default report.html")
 
     s = sub.add_parser("doctor", help="check the machine for everything the config needs")
     s.add_argument("-c", "--config")

@@ -6,6 +6,7 @@ Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never show
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -14,10 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .engine.params import Detect
+from . import kinds
+from .engine.params import AT_MOST, RANGES, Detect
 from .records import Header, SourceInfo
 
-SOURCE_KINDS = ("gnss", "pps", "ntp", "gpsd", "chrony")
 WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
 SEVERITIES = ("info", "warning", "critical")
 
@@ -51,30 +52,32 @@ class Secret:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """One `[[sources]]` entry. Which keys a kind takes, their defaults and checks are its
+    `timewatch.kinds` registration's; the keys several kinds share are fields here, a kind's own
+    other keys are in `options`."""
+
     id: str
     kind: str
     group: str
     device: str | None = None  # gnss, pps
     baud: int = 9600  # gnss
-    position: tuple[float, float, float] | None = None  # gnss
+    position: tuple[float, float, float] | None = None  # gnss, gpsd
     label_from: str | None = None  # pps
     server: str | None = None  # ntp; gpsd: host
     port: int | None = None  # ntp (123), gpsd (2947)
     poll_s: float = 64.0  # ntp; chrony: how often to ask chronyc
     socket: str | None = None  # chrony: chronyd's command socket
+    options: dict[str, Any] = field(default_factory=dict, hash=False)  # a kind's own other keys
 
     def info(self) -> SourceInfo:
-        return SourceInfo(kind=self.kind, group=self.group, position=self.position,
-                          label_from=self.label_from, server=self.server,
-                          poll_s=self.poll_s if self.kind in ("ntp", "chrony") else None)
+        """This source in a trace header: kind, group, and those of its keys a header carries."""
+        return SourceInfo(self.kind, self.group,
+                          **{k: getattr(self, k) for k in kinds.get(self.kind).header_keys()})
 
     def infos(self) -> dict[str, SourceInfo]:
-        """The trace-header sources this config source produces. A gpsd source is a receiver
-        (`ID`, kind gnss) and its PPS (`ID-pps`, kind pps), both in the source's group."""
-        if self.kind == "gpsd":
-            return {self.id: SourceInfo("gnss", self.group, position=self.position),
-                    f"{self.id}-pps": SourceInfo("pps", self.group, label_from=self.id)}
-        return {self.id: self.info()}
+        """The trace-header sources this config source produces (its kind's `infos`: itself,
+        or e.g. a gpsd source's receiver and PPS)."""
+        return kinds.get(self.kind).infos(self)
 
 
 @dataclass(frozen=True)
@@ -188,8 +191,10 @@ class _Loader:
     def table(self, d: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         for k in d:
             if k not in allowed:
+                near = difflib.get_close_matches(k, sorted(allowed), n=1, cutoff=0.6)
                 raise self.err(f"{key}.{k}" if key else k,
-                               f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                               f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                               + (f"; did you mean {near[0]}?" if near else ""))
         return d
 
     def get(self, d: dict[str, Any], key: str, name: str, typ: type | tuple[type, ...],
@@ -261,6 +266,10 @@ def load(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        from .access import fix
+
+        raise ConfigError(str(p), None, "", f"cannot read: permission denied: {fix(p)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(p), None, "", f"cannot read: {e}") from None
     try:
@@ -270,6 +279,40 @@ def load(path: str | Path | None) -> Config:
         raise ConfigError(p.name, int(m.group(1)) if m else None, "",
                           f"TOML syntax error: {e}") from None
     return parse(data, str(p), text)
+
+
+_SOURCE_FIELDS = {f.name for f in fields(SourceConfig)}
+
+
+def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceConfig:
+    """One `[[sources]]` entry, checked against its kind's registration."""
+    sid = L.get(s, key, "id", str)
+    if not sid:
+        raise L.err(f"{key}.id", "required")
+    if sid in seen:
+        raise L.err(f"{key}.id", f"duplicate source id {sid!r}")
+    seen.add(sid)
+    name = L.get(s, key, "kind", str, choices=tuple(kinds.KINDS))
+    if name is None:
+        raise L.err(f"{key}.kind", f"required (one of {', '.join(kinds.KINDS)})")
+    kind = kinds.KINDS[name]
+    L.table(s, key, {"id", "kind", "group", *kind.keys})
+    group = L.get(s, key, "group", str, kind.default_group or sid)
+    values: dict[str, Any] = {}
+    for k, spec in kind.keys.items():
+        v = L.get(s, key, k, spec.type, spec.default, lo=spec.lo, hi=spec.hi, choices=spec.choices)
+        if v is not None and spec.parse is not None:
+            try:
+                v = spec.parse(v)
+            except ValueError as e:
+                raise L.err(f"{key}.{k}", str(e)) from None
+        values[k] = v
+    for k, spec in kind.keys.items():
+        if spec.required and values[k] in (None, ""):
+            raise L.err(f"{key}.{k}", f"required for a source of kind {name}")
+    given = {k: v for k, v in values.items() if k in _SOURCE_FIELDS and v is not None}
+    options = {k: v for k, v in values.items() if k not in _SOURCE_FIELDS}
+    return SourceConfig(id=sid, kind=name, group=group, options=options, **given)
 
 
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
@@ -287,47 +330,26 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     raw_sources = L.get(data, "", "sources", list, [])
     sources: list[SourceConfig] = []
     seen: set[str] = set()
-    allowed = {f.name for f in fields(SourceConfig)}
     for i, s in enumerate(raw_sources):
         key = f"sources[{i}]"
         if not isinstance(s, dict):
             raise L.err(key, "must be a table ([[sources]])")
-        L.table(s, key, allowed)
-        sid = L.get(s, key, "id", str)
-        if not sid:
-            raise L.err(f"{key}.id", "required")
-        if sid in seen:
-            raise L.err(f"{key}.id", f"duplicate source id {sid!r}")
-        seen.add(sid)
-        kind = L.get(s, key, "kind", str, choices=SOURCE_KINDS)
-        if kind is None:
-            raise L.err(f"{key}.kind", f"required (one of {', '.join(SOURCE_KINDS)})")
-        pos = L.get(s, key, "position", list)
-        if pos is not None:
-            if len(pos) != 3 or not all(isinstance(x, int | float) for x in pos) or \
-                    not (-90 <= pos[0] <= 90 and -180 <= pos[1] <= 180):
-                raise L.err(f"{key}.position", f"must be [lat_deg, lon_deg, alt_m], got {pos!r}")
-            pos = (float(pos[0]), float(pos[1]), float(pos[2]))
-        sc = SourceConfig(
-            id=sid, kind=kind,
-            group=L.get(s, key, "group", str, sid if kind in ("ntp", "chrony") else "gnss"),
-            device=L.get(s, key, "device", str),
-            baud=L.get(s, key, "baud", int, 9600, lo=300, hi=4_000_000),
-            position=pos,
-            label_from=L.get(s, key, "label_from", str),
-            server=L.get(s, key, "server", str),
-            port=L.get(s, key, "port", int, None, lo=1, hi=65535),
-            poll_s=L.get(s, key, "poll_s", float, 64.0 if kind == "ntp" else 16.0, lo=1, hi=1024),
-            socket=L.get(s, key, "socket", str),
-        )
-        if kind == "ntp" and not sc.server:
-            raise L.err(f"{key}.server", "required for an ntp source")
-        if kind in ("gnss", "pps") and not sc.device:
-            raise L.err(f"{key}.device", f"required for a {kind} source")
-        sources.append(sc)
+        sources.append(_source(L, key, s, seen))
     for i, sc in enumerate(sources):
         if sc.label_from is not None and sc.label_from not in seen:
             raise L.err(f"sources[{i}].label_from", f"no source with id {sc.label_from!r}")
+    # A source may add derived sources (gpsd `ID` adds `ID-pps`): no id may be taken twice.
+    owner: dict[str, int] = {}
+    for i, sc in enumerate(sources):
+        for sid in sc.infos():
+            j = owner.setdefault(sid, i)
+            if j != i:
+                def who(x: SourceConfig, sid: str = sid) -> str:
+                    return f"{x.kind} source {x.id!r}" + (
+                        f" (it adds {sid!r})" if sid != x.id else "")
+                raise L.err(f"sources[{i}].id", f"source id {sid!r} is taken twice: by "
+                                                f"{who(sc)} and by {who(sources[j])} "
+                                                f"(sources[{j}])")
 
     sinks = L.table(L.get(data, "", "sinks", dict, {}), "sinks", {"influxdb", "webhook"})
     influx = None
@@ -392,12 +414,32 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     det_kw = {}
     for name, typ in keys.items():
         if name in det_raw:
-            det_kw[name] = L.get(det_raw, "detect", name, (float,) if typ is float else typ, lo=0)
+            v = L.get(det_raw, "detect", name, (float,) if typ is float else typ)
+            lo, hi, lo_open = RANGES[name]
+            if not ((lo < v if lo_open else lo <= v) and v <= hi):  # nan fails both
+                raise L.err(f"detect.{name}", f"must be {'>' if lo_open else '>='} {lo:g} and "
+                                              f"<= {hi:g}, got {v!r}")
+            det_kw[name] = v
     detect = Detect(**det_kw)
+    for name, limit in AT_MOST.items():
+        if getattr(detect, name) > getattr(detect, limit):
+            raise L.err(f"detect.{name}" if name in det_raw else f"detect.{limit}",
+                        f"{name} ({getattr(detect, name)}) must not exceed {limit} "
+                        f"({getattr(detect, limit)})")
 
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
                   detect=detect, warnings=tuple(L.warnings))
+
+
+def redact_url(url: str) -> str:
+    """A URL as it may be printed: a password in it (`user:pass@`) shown as `user:***@`."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostport}{slash}{path}"
 
 
 def describe(cfg: Config) -> str:
@@ -407,19 +449,13 @@ def describe(cfg: Config) -> str:
     groups: dict[str, list[str]] = {}
     for s in cfg.sources:
         groups.setdefault(s.group, []).append(s.id)
-        what = {"ntp": f"server {s.server}:{s.port or 123}, poll {s.poll_s:g} s",
-                "gnss": f"{s.device} at {s.baud} baud"
-                        + (f", antenna at {list(s.position)}" if s.position else
-                           ", antenna position learned"),
-                "pps": f"{s.device}" + (f", labels from {s.label_from}" if s.label_from else ""),
-                "gpsd": f"gpsd at {s.server or '127.0.0.1'}:{s.port or 2947}",
-                "chrony": f"chronyd via {s.socket or 'chronyc'}"}.get(s.kind, "")
+        what = kinds.get(s.kind).describe(s)
         out.append(f"source {s.id}: {s.kind}, group {s.group}: {what}")
     out.append(f"{len(groups)} trust groups: " +
                "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))
     if cfg.influxdb:
         tok = cfg.influxdb.token.origin if cfg.influxdb.token else "no token"
-        out.append(f"sink influxdb: {cfg.influxdb.url} org {cfg.influxdb.org} bucket "
+        out.append(f"sink influxdb: {redact_url(cfg.influxdb.url)} org {cfg.influxdb.org} bucket "
                    f"{cfg.influxdb.bucket} (token: {tok})")
     for i, h in enumerate(cfg.webhooks):
         sec = h.secret.origin if h.secret else "unsigned"

@@ -6,8 +6,9 @@ nothing changes it, so a live run and its replay see the same values.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Protocol, cast
 
 import msgspec
 
@@ -16,7 +17,31 @@ TRACE_VERSION = 1
 
 
 class RecordError(ValueError):
-    """A record lacks a required field or has one of the wrong type."""
+    """A record lacks a required field or has one of the wrong type or out of its range."""
+
+
+# Every number a record holds is range-checked when it is read (trace lines; readers build
+# records from clocks and codecs that stay in range): integers within int64, host clock readings
+# (rx_ns, raw_ns, the client's t1/t4) not negative, floats finite and within their wire format.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+HostNs = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]  # a reading of a host clock
+AnyNs = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]  # a time someone else gave
+Int64 = AnyNs
+# NTP short format (16.16 s): root delay and dispersion, with sign for the odd server.
+ShortS = Annotated[float, msgspec.Meta(ge=-65536.0, le=65536.0)]
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "rx_ns": (0, INT64_MAX), "raw_ns": (0, INT64_MAX), "t1_ns": (0, INT64_MAX),
+    "t4_ns": (0, INT64_MAX), "created_ns": (0, INT64_MAX),
+    "leap": (0, 3), "version": (0, 7), "mode": (0, 7), "stratum": (0, 255),
+    "poll": (-128, 127), "precision": (-128, 127),
+}
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "root_delay": (-65536.0, 65536.0), "root_dispersion": (-65536.0, 65536.0)}
+
+
+def refuse_constant(name: str) -> Any:
+    """json.loads(parse_constant=...): NaN, Infinity and -Infinity are not JSON numbers."""
+    raise RecordError(f"non-finite number {name} (not JSON)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,10 +80,15 @@ class SourceInfo:
             raise RecordError(f"header.sources.{sid}: needs a string 'kind'")
         pos = d.get("position")
         if pos is not None:
-            if not (isinstance(pos, list) and len(pos) == 3 and all(_is_num(v) for v in pos)):
-                raise RecordError(f"header.sources.{sid}.position: must be [lat_deg, lon_deg, alt_m]")
+            if not (isinstance(pos, list) and len(pos) == 3 and all(_is_num(v) for v in pos)
+                    and -90 <= pos[0] <= 90 and -180 <= pos[1] <= 180
+                    and -1e7 <= pos[2] <= 1e7):
+                raise RecordError(f"header.sources.{sid}.position: must be [lat_deg, lon_deg, "
+                                  f"alt_m] (finite, in range)")
             pos = (float(pos[0]), float(pos[1]), float(pos[2]))
         poll = d.get("poll_s")
+        if poll is not None and _is_num(poll) and not 0 < poll <= 1e9:
+            raise RecordError(f"header.sources.{sid}.poll_s: must be > 0 and finite, got {poll!r}")
         gms = d.get("grandmasters")
         if gms is not None and not (isinstance(gms, list) and all(isinstance(g, str) for g in gms)):
             raise RecordError(f"header.sources.{sid}.grandmasters: must be a list of strings")
@@ -116,25 +146,25 @@ class Header:
 
 class Nmea(msgspec.Struct, frozen=True):
     src: str
-    rx_ns: int
+    rx_ns: HostNs
     line: str
-    raw_ns: int | None = None
+    raw_ns: HostNs | None = None
     type: ClassVar[str] = "nmea"
 
 
 class Ubx(msgspec.Struct, frozen=True):
     src: str
-    rx_ns: int
+    rx_ns: HostNs
     hex: str
-    raw_ns: int | None = None
+    raw_ns: HostNs | None = None
     type: ClassVar[str] = "ubx"
 
 
 class Pps(msgspec.Struct, frozen=True):
     src: str
-    rx_ns: int
-    seq: int
-    raw_ns: int | None = None
+    rx_ns: HostNs
+    seq: Int64
+    raw_ns: HostNs | None = None
     type: ClassVar[str] = "pps"
 
 
@@ -145,39 +175,39 @@ class Ntp(msgspec.Struct, frozen=True):
     """One NTP client exchange, successful or not (docs/trace-format.md `ntp`)."""
 
     src: str
-    rx_ns: int
-    t1_ns: int
+    rx_ns: HostNs
+    t1_ns: HostNs
     xmt_hex: str
-    t2_ns: int | None = None
-    t3_ns: int | None = None
-    t4_ns: int | None = None
+    t2_ns: AnyNs | None = None
+    t3_ns: AnyNs | None = None
+    t4_ns: HostNs | None = None
     org_hex: str | None = None
-    leap: int | None = None
-    version: int | None = None
-    mode: int | None = None
-    stratum: int | None = None
-    poll: int | None = None
-    precision: int | None = None
-    root_delay: float | None = None  # seconds
-    root_dispersion: float | None = None  # seconds
+    leap: Annotated[int, msgspec.Meta(ge=0, le=3)] | None = None
+    version: Annotated[int, msgspec.Meta(ge=0, le=7)] | None = None
+    mode: Annotated[int, msgspec.Meta(ge=0, le=7)] | None = None
+    stratum: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None
+    poll: Annotated[int, msgspec.Meta(ge=-128, le=127)] | None = None
+    precision: Annotated[int, msgspec.Meta(ge=-128, le=127)] | None = None
+    root_delay: ShortS | None = None  # seconds
+    root_dispersion: ShortS | None = None  # seconds
     refid: str | None = None
     pkt_hex: str | None = None
     error: str | None = None
-    raw_ns: int | None = None
+    raw_ns: HostNs | None = None
     type: ClassVar[str] = "ntp"
 
 
 class Tick(msgspec.Struct, frozen=True):
-    rx_ns: int
-    raw_ns: int | None = None
+    rx_ns: HostNs
+    raw_ns: HostNs | None = None
     src: ClassVar[str] = ""
     type: ClassVar[str] = "tick"
 
 
 class Note(msgspec.Struct, frozen=True):
-    rx_ns: int
+    rx_ns: HostNs
     text: str
-    raw_ns: int | None = None
+    raw_ns: HostNs | None = None
     src: ClassVar[str] = ""
     type: ClassVar[str] = "note"
 
@@ -191,16 +221,43 @@ class Chrony(msgspec.Struct, frozen=True):
     """
 
     src: str
-    rx_ns: int
+    rx_ns: HostNs
     tracking: str = ""
     sources: tuple[str, ...] = ()
     names: tuple[tuple[str, str], ...] = ()
     error: str | None = None
-    raw_ns: int | None = None
+    raw_ns: HostNs | None = None
     type: ClassVar[str] = "chrony"
 
 
-Observation = Nmea | Ubx | Pps | Ntp | Tick | Note | Chrony
+class Observation(Protocol):
+    """What every observation record has: the records above and those a source kind registers
+    (a protocol, not a union, so that the compiled engine takes a registered record too)."""
+
+    type: ClassVar[str]
+
+    @property
+    def src(self) -> str: ...
+
+    @property
+    def rx_ns(self) -> int: ...
+
+    @property
+    def raw_ns(self) -> int | None: ...
+
+
+# Record types a source kind brings (timewatch.kinds registers them): type -> class. Each is a
+# frozen msgspec Struct with `src`, `rx_ns` and `raw_ns` fields and a `type` ClassVar; a trace
+# line of its type is checked and built by msgspec, and written with its fields in order.
+EXTENSION_RECORDS: dict[str, type[msgspec.Struct]] = {}
+_CORE_TYPES = ("header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony")
+
+
+def register_record(cls: type[msgspec.Struct]) -> None:
+    t = getattr(cls, "type", None)
+    if not isinstance(t, str) or t in _CORE_TYPES or EXTENSION_RECORDS.get(t, cls) is not cls:
+        raise ValueError(f"record type {t!r} of {cls.__name__} is taken or not a string")
+    EXTENSION_RECORDS[t] = cls
 
 _NTP_INT = ("t2_ns", "t3_ns", "t4_ns", "leap", "version", "mode", "stratum", "poll", "precision")
 _NTP_FLOAT = ("root_delay", "root_dispersion")
@@ -219,6 +276,9 @@ def _int(d: dict[str, Any], key: str, required: bool = True) -> int | None:
         return None
     if isinstance(v, bool) or not isinstance(v, int):
         raise RecordError(f"field '{key}' must be an integer, got {v!r}")
+    lo, hi = _INT_RANGES.get(key, (INT64_MIN, INT64_MAX))
+    if not lo <= v <= hi:
+        raise RecordError(f"field '{key}' is out of range ({lo}..{hi}), got {v!r}")
     return v
 
 
@@ -265,6 +325,12 @@ def observation_from_dict(d: dict[str, Any]) -> Observation | None:
         return Note(_int(d, "rx_ns") or 0, _str(d, "text") or "", raw)
     if not isinstance(t, str):
         raise RecordError("missing required field 'type'")
+    ext = EXTENSION_RECORDS.get(t)
+    if ext is not None:
+        try:
+            return cast(Observation, msgspec.convert(d, ext))
+        except msgspec.ValidationError as e:
+            raise RecordError(str(e)) from None
     return None
 
 
@@ -275,6 +341,9 @@ def _ntp_from_dict(d: dict[str, Any], raw: int | None) -> Ntp:
         v = d.get(k)
         if v is not None and not _is_num(v):
             raise RecordError(f"field '{k}' must be a number, got {v!r}")
+        lo, hi = _FLOAT_RANGES[k]
+        if v is not None and not lo <= v <= hi:  # nan fails too
+            raise RecordError(f"field '{k}' is out of range ({lo:g}..{hi:g}), got {v!r}")
         kw[k] = float(v) if v is not None else None
     kw.update({k: _str(d, k, required=False) for k in _NTP_STR})
     return Ntp(src=_str(d, "src") or "", rx_ns=_int(d, "rx_ns") or 0,
@@ -308,6 +377,11 @@ def observation_to_dict(o: Observation) -> dict[str, Any]:
             v = getattr(o, k)
             if v is not None:
                 d[k] = v
+    else:
+        ext = EXTENSION_RECORDS.get(o.type)
+        if ext is not None and isinstance(o, ext):
+            d.update((k, v) for k, v in msgspec.structs.asdict(o).items()
+                     if k not in ("src", "rx_ns", "raw_ns") and v is not None)
     if o.raw_ns is not None:
         d["raw_ns"] = o.raw_ns
     return d
@@ -385,8 +459,9 @@ class SourceStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {"src": self.src, "kind": self.kind, "group": self.group, "verdict": self.verdict,
-                "reason": self.reason, "offset_s": self.offset_s, "bound_s": self.bound_s,
-                "last_ns": self.last_ns, "fields": self.fields}
+                "reason": self.reason, "offset_s": _finite(self.offset_s),
+                "bound_s": _finite(self.bound_s), "last_ns": self.last_ns,
+                "fields": {k: _finite(v) for k, v in self.fields.items()}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,11 +484,20 @@ class Snapshot:
             "type": "status", "t_ns": self.t_ns,
             "consensus": {"quorum": self.quorum, "groups_agreeing": self.groups_agreeing,
                           "groups_voting": self.groups_voting,
-                          "offset_s": self.consensus_offset_s, "bound_s": self.consensus_bound_s},
-            "holdover_ppm": self.holdover_ppm,
+                          "offset_s": _finite(self.consensus_offset_s),
+                          "bound_s": _finite(self.consensus_bound_s)},
+            "holdover_ppm": _finite(self.holdover_ppm),
             "sources": [s.to_dict() for s in self.sources],
             "active_alerts": list(self.active_alerts),
         }
 
 
 Output = Event | Sample | Snapshot
+
+
+def _finite(v: Any) -> Any:
+    """A snapshot's number as JSON can hold it: a NaN or infinity (never expected: inputs are
+    range-checked) becomes null, so a snapshot is always valid JSON."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -1,7 +1,7 @@
 """`timewatch run`: readers -> one queue -> the engine (in the loop thread) -> sinks (own thread).
 
-- Readers come from `sources.READERS` ("module:Class" per kind); a kind whose module does not
-  exist yet is logged and skipped, the others run. `Runner(readers={source_id: factory})` gives
+- Readers come from each source's kind (`timewatch.kinds`, "module:Class"); a kind whose reader
+  module is missing is logged and skipped, the others run. `Runner(readers={source_id: factory})` gives
   one source another reader (`factory(SourceConfig, emit)`, e.g. the demo's simulated PPS).
 - Every observation goes through one asyncio queue, so the engine and the trace see one order:
   the trace (`--record`) is exactly what the engine was handed, in the order handed.
@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import importlib
 import logging
 import queue
 import signal
@@ -26,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import Config, SourceConfig, load
+from . import kinds
+from .config import Config, SourceConfig
 from .engine import Engine
 from .records import Event, Observation, Output, Snapshot, Tick
 from .sinks import Sink, build_sinks, close_all, fan_out
-from .sources import READERS, Emit, Reader, now_pair
+from .sources import Emit, Reader, now_pair
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -83,28 +82,23 @@ def status_line(snap: Snapshot | None) -> str:
 
 def load_reader(sc: SourceConfig) -> type[Reader] | None:
     """The reader class for a source's kind; None (logged) when that kind is not built yet."""
-    target = READERS.get(sc.kind)
+    kind = kinds.KINDS.get(sc.kind)
+    target = kind.reader if kind is not None else None
     if target is None:
-        log.warning("source %s: no reader for kind %r yet: skipped", sc.id, sc.kind)
+        log.warning("source %s: no reader for kind %r: skipped", sc.id, sc.kind)
         return None
-    mod, _, cls = target.partition(":")
     try:
-        return getattr(importlib.import_module(mod), cls)  # type: ignore[no-any-return]
+        return kinds.load(target)  # type: ignore[no-any-return]
     except (ImportError, AttributeError) as e:
         log.warning("source %s: reader %s is not available (%s): skipped", sc.id, target, e)
         return None
 
 
 def build_live_sinks(cfg: Config) -> list[Sink]:
-    """`build_sinks(cfg, live=True)`; while a sink module is still missing, the rest still run."""
-    attempts = ({"store": True, "live": True}, {"store": True, "live": False},
-                {"store": False, "live": True}, {"store": False, "live": False})
-    for kw in attempts:
-        try:
-            return build_sinks(cfg, **kw)
-        except ImportError as e:
-            log.warning("sinks: %s missing (%s); trying without", kw, e)
-    return []
+    """Every sink of a live run (`build_sinks(cfg, live=True)`). One that cannot start is an
+    error at start-up (`SinkStartError`, naming the sink and the cause); the ones already
+    started are closed first. Nothing is silently left out."""
+    return build_sinks(cfg, live=True)
 
 
 class _SinkThread:
@@ -144,7 +138,7 @@ class Runner:
         self.hooks = hooks or Hooks()
         self._sinks_override = sinks
         self.extra_sinks = extra_sinks or []
-        self.reader_kwargs = reader_kwargs or {}  # per kind, e.g. {"ntp": {"timeout_s": 0.5}}
+        self.reader_kwargs = reader_kwargs or {}  # kind -> keyword arguments for its reader
         # Per source id, a reader factory used instead of the kind's registered reader (the
         # demo feeds its simulated PPS this way: no PPS device exists without hardware).
         self.reader_overrides = readers or {}
@@ -279,14 +273,3 @@ class Runner:
                                 o.message)
                 else:
                     log.info("clear %s %s", o.code, ",".join(o.sources))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = load(args.config)
-    for w in cfg.warnings:
-        log.warning("config: %s", w)
-    runner = Runner(cfg, record=args.record, duration_s=args.duration)
-    from .appliance import add_systemd_hooks
-
-    add_systemd_hooks(runner.hooks)  # READY/WATCHDOG/STATUS/STOPPING when run by systemd
-    return asyncio.run(runner.run())

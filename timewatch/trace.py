@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from .records import (
     Ubx,
     observation_from_dict,
     observation_to_dict,
+    refuse_constant,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,17 @@ _DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError, RecursionError
 
 class TraceError(Exception):
     """The trace cannot be read at all (no file, no header)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook for the header: a key given twice (two sources with one id) is an
+    error, not the last one silently winning."""
+    d: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in d:
+            raise RecordError(f"{k!r} is given twice (a duplicate source id?)")
+        d[k] = v
+    return d
 
 
 @dataclass
@@ -69,9 +82,18 @@ class TraceReader:
         except (OSError, EOFError, UnicodeDecodeError) as e:
             raise TraceError(f"{self.path}: cannot read: {e}") from e
         try:
-            self.header = Header.from_dict(json.loads(first))
-        except (json.JSONDecodeError, RecordError, AttributeError, TypeError) as e:
+            self.header = Header.from_dict(json.loads(first, parse_constant=refuse_constant,
+                                                      object_pairs_hook=_unique_keys))
+        except (json.JSONDecodeError, RecordError, AttributeError, TypeError,
+                RecursionError) as e:
             raise TraceError(f"{self.path}:1: not a timewatch trace header: {e}") from e
+
+    def bytes_read(self) -> int:
+        """How far into the file reading has got (compressed bytes for .gz): for progress."""
+        try:
+            return os.lseek(self._f.fileno(), 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return 0
 
     def _problem(self, lineno: int, what: str) -> None:
         self.stats.bad_lines += 1
@@ -113,12 +135,15 @@ class TraceReader:
         if not line.strip():
             return None
         try:
-            d = json.loads(line)
+            d = json.loads(line, parse_constant=refuse_constant)
             if not isinstance(d, dict):
                 raise RecordError("not a JSON object")
             obs = observation_from_dict(d)
         except json.JSONDecodeError as e:
             self._problem(lineno, f"invalid JSON ({e.msg})")
+            return None
+        except RecursionError:
+            self._problem(lineno, "invalid JSON (nested too deeply)")
             return None
         except RecordError as e:
             self._problem(lineno, str(e))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from timewatch.engine import registry
+from timewatch import kinds
 from timewatch.engine.core import Engine, Tracker
 from timewatch.engine.gnss import TimeLabel
 from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceInfo, Tick
@@ -61,12 +61,10 @@ class StubGnss(Tracker):
 
 def gnss_kind() -> str:
     """'gnss' when engine/gnss.py's tracker gives labels, else the stub's kind."""
-    cls = registry.TRACKERS.get("gnss")
-    if cls is not None:
-        h = Header("t", T0_NS, {"g": SourceInfo("gnss", "gnss")})
-        if hasattr(Engine(h).ctx.trackers["g"], "labels"):
-            return "gnss"
-    registry.TRACKERS.setdefault("gnss-stub", StubGnss)
+    h = Header("t", T0_NS, {"g": SourceInfo("gnss", "gnss")})
+    if hasattr(Engine(h).ctx.trackers.get("g"), "labels"):
+        return "gnss"
+    kinds.register(kinds.Kind("gnss-stub", None, f"{__name__}:StubGnss"))
     return "gnss-stub"
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from timewatch.decode import capture_observations
-from timewatch.engine import Engine, registry
+from timewatch import kinds
+from timewatch.commands.decode import capture_observations
+from timewatch.engine import Engine
 from timewatch.engine.core import Estimate, Tracker
 from timewatch.engine.gnss import GnssTracker
 from timewatch.engine.params import Detect
@@ -87,8 +88,11 @@ class _Truth(Tracker):
         self.ctx.dirty = True
 
 
+TRUTH = kinds.Kind("truth", None, f"{__name__}:_Truth")  # a kind known to the engine only
+
+
 def test_latency_is_learned_against_an_agreeing_consensus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.TRACKERS, "truth", _Truth)
+    monkeypatch.setitem(kinds.KINDS, "truth", TRUTH)
     srcs = {**GNSS, "ref": SourceInfo("truth", "ref")}
     eng, events, samples = run(sim_obs(120), srcs)
     tr = eng.ctx.trackers["gnss0"]
@@ -102,7 +106,7 @@ def test_latency_is_learned_against_an_agreeing_consensus(monkeypatch: pytest.Mo
 
 def test_date_1024_weeks_from_the_other_groups_is_a_rollover(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.TRACKERS, "truth", _Truth)
+    monkeypatch.setitem(kinds.KINDS, "truth", TRUTH)
     srcs = {**GNSS, "ref-a": SourceInfo("truth", "a"), "ref-b": SourceInfo("truth", "b")}
     # 1024 weeks ahead: after the build date, so only the other sources can tell it is wrong.
     def setup(s: NmeaSim) -> None:
@@ -180,7 +184,7 @@ def test_jamming_no_fix_within_10_s_and_source_unusable_not_stale() -> None:
     eng, events, _ = run(sim_obs(40, setup))
     assert first_alert_s(events, "gnss.no_fix", 20) < 10
     assert alerts(events, "source.stale") == []  # it still talks
-    assert eng.verdict("gnss0", eng.ctx.now_ns)[0] == "unusable"
+    assert eng.verdict("gnss0")[0] == "unusable"
 
 
 def test_fix_lost_for_a_minute_only_no_fix_and_satellites_then_clear() -> None:

@@ -120,3 +120,17 @@ def test_learner_uses_the_consensus_when_there_is_no_pps() -> None:
     learner.on_observation(Tick(T0 + 3600 * NS, RAW0 + 3600 * NS))
     learner.on_vote(Consensus(False, 3, 1))
     assert ho.learned == n
+
+
+def test_a_raw_ns_no_oscillator_can_give_is_refused_before_the_fit() -> None:
+    """Issue 18: a raw_ns of 1.6e26 among the first points bent the fit to a slope of -1 (the
+    frequency divided by zero). Points whose raw and reference times part faster than any
+    crystal (1000 ppm, plus 1 s of phase) are refused; 900 ppm off is still a crystal."""
+    ho = Holdover()
+    feed_line(ho, 2, 0.0, 1e-6)
+    assert not ho.learn("pps0", 160_000_000_000_000_000_000_000_000, T0 + 3 * NS, 1e-6)
+    assert not ho.learn("pps0", RAW0 + 10**18, T0 + 4 * NS, 1e-6)
+    assert ho.rejected == 2
+    assert ho.learn("pps0", RAW0 + round(100 * NS * (1 + 900e-6)), T0 + 100 * NS, 1e-6)
+    feed_line(ho, 60, 0.0, 1e-6)
+    assert ho.ready and ho.freq_ppm is not None and math.isfinite(ho.freq_ppm)

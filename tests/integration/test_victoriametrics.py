@@ -159,8 +159,8 @@ def test_replay_with_an_influx_sink_delivers_everything_before_it_returns(
     every point is on the server when the command returns (close flushes the spool)."""
     import argparse
 
+    from timewatch.commands.replay import cmd_replay, replay_iter
     from timewatch.config import load
-    from timewatch.replay import cmd_replay, replay_iter
     from timewatch.sim import scenarios
     from timewatch.sinks.lineproto import Encoder
     from timewatch.trace import TraceReader

@@ -19,7 +19,11 @@ import pytest
 
 from tests.ptp.conftest import PtpNet
 from tests.ptp.live import NTP_IDS, PTP_ID, Collect, Live, wait_for
+from timewatch.engine import Engine
+from timewatch.leapfile import load_leap_list
+from timewatch.records import Event
 from timewatch.sim.ptpmaster import Behaviour, SimPtpMaster
+from timewatch.trace import TraceReader
 
 pytestmark = pytest.mark.slow
 
@@ -85,15 +89,11 @@ def test_rogue_master_with_a_better_announce_is_caught_within_three_announce_int
     assert withheld and withheld[0].verdict == "unusable" and "withheld" in withheld[0].reason
     assert {a.code for a in col.alerts()} == {"ptp.gm_changed"}, col.alerts()
     # The recorded trace replays to the live events.
-    from timewatch.config import parse
-    from timewatch.replay import replay_iter
-    from timewatch.trace import TraceReader
-
-    cfg = parse({"monitor": {"state_dir": str(tmp_path / "r")}, "http": {"listen": ""},
-                 "detect": {"snapshot_interval_s": 1.0}})
-    _, outs = replay_iter(TraceReader(tmp_path / "rogue.jsonl"), cfg)
+    rd = TraceReader(tmp_path / "rogue.jsonl")
+    eng = Engine(rd.header, live.config().detect, leap_list=load_leap_list())
+    outs = [o for obs in rd for o in eng.feed(obs)] + list(eng.finish())
     replayed = [(o.type, o.code, o.sources, o.t_ns, o.id) for o in outs
-                if getattr(o, "type", "") in ("alert", "clear")]
+                if isinstance(o, Event)]
     lived = [(o.type, o.code, o.sources, o.t_ns, o.id) for o in col.events()]
     assert replayed[:len(lived)] == lived and lived
 

@@ -41,6 +41,29 @@ def test_list_matches_the_threats_doc_table() -> None:
     assert [(int(i), n) for i, n in names] == list(enumerate(THREATS, 1))
 
 
+@pytest.mark.parametrize("name", THREATS)
+def test_each_threat_is_declared_once_and_its_truth_comes_from_its_entry(name: str) -> None:
+    sc = SCENARIOS[name]
+    assert sc.codes and (sc.target_s is None) != (sc.target_polls is None)
+    assert sc.warmup_s > 0 and sc.duration_s > sc.warmup_s
+    st = build(name, 1)
+    t = st.truth
+    assert t.scenario == name and t.detect_codes == sc.codes
+    assert t.start_ns is not None and t.deadline_ns is not None and t.deadline_ns > t.start_ns
+    # The attack starts after the warm-up, or half-way in a run too short for it (trace time:
+    # the host clock is off by ms at most).
+    assert (t.start_ns - st.header.created_ns) / 1e9 > min(sc.warmup_s, sc.duration_s / 2) - 1.0
+    if sc.target_s is not None and name not in ("ntp_drift", "host_step"):
+        assert t.target_s == pytest.approx(sc.target_s + 1.0, abs=0.01)  # 1 s of slack
+
+
+def test_legitimate_faults_have_no_target() -> None:
+    for sc in SCENARIOS.values():
+        if sc.number is None:
+            assert sc.target_s is None and sc.target_polls is None and sc.live is None
+            assert build(sc.name, 1, 600.0).truth.deadline_ns is None
+
+
 def test_same_seed_same_bytes_and_another_seed_differs(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
     args = ["simulate", "--scenario", "ntp_mitm_delay", "--duration", "900"]

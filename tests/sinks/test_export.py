@@ -145,6 +145,6 @@ def test_export_loads_into_influxdb_1_and_every_record_comes_back(
     ("2025-11-26 12:42:30", 1_764_160_950_000_000_000),  # no zone: UTC
 ])
 def test_since_parses_to_exact_ns(text: str, ns: int) -> None:
-    from timewatch.sinks.export import parse_since
+    from timewatch.commands.export import parse_since
 
     assert parse_since(text) == ns

@@ -297,3 +297,18 @@ def test_reading_a_missing_store_names_the_path(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match=str(tmp_path / "nope.db")):
         Store(tmp_path / "nope.db", readonly=True)
+
+
+def test_retention_never_counts_from_ahead_of_the_host_clock(tmp_path: Path) -> None:
+    """A sample 400 days ahead of the host clock (a wrong clock in a record) deletes nothing
+    retention would keep by the host clock; what is older than retention by it still goes."""
+    cfg = make_cfg(tmp_path, retention_days=30.0)
+    now = time.time_ns()
+    sink = StoreSink(cfg)
+    sink.handle([*samples(now - 31 * DAY, 2), *samples(now - 29 * DAY, 3), *samples(now - DAY, 4)])
+    assert sink.flush()
+    sink.handle(samples(now + 400 * DAY, 1))
+    assert sink.flush()
+    sink.close()
+    assert sink.pruned == 2
+    assert Store(cfg.store_path, readonly=True).counts()["samples"] == 3 + 4 + 1

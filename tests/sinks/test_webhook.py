@@ -27,10 +27,11 @@ from typing import Any
 
 import pytest
 
+from timewatch.commands.webhook import cmd_webhook
 from timewatch.config import describe, load, parse
 from timewatch.records import Event, Sample, Snapshot
 from timewatch.sinks import webhook as wh
-from timewatch.sinks.webhook import WebhookSink, cmd_webhook
+from timewatch.sinks.webhook import WebhookSink
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = hashlib.sha256(b"test signing key").digest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -231,3 +232,55 @@ def test_drift_asymmetric_delay_and_leap_show_in_the_recorded_fields() -> None:
     assert delay_s(c) == pytest.approx(0.2, abs=0.02)
     assert offset_s(c) == pytest.approx(-1.0 - 0.1, abs=0.02)
     assert (a.leap, c.leap) == (0, 1)
+
+
+def test_a_flooded_reader_stops_when_cancelled() -> None:
+    """A socket that a flood keeps readable must not swallow the runner's cancellation (with
+    asyncio.wait_for on 3.11 it could, and shutdown then waited forever for the reader)."""
+    from tests.livemon import FloodingNtpServer
+
+    async def main() -> int:
+        srv = await FloodingNtpServer(HOST, 0).start()
+        stuck = 0
+        try:
+            for i in range(40):
+                r = NtpReader(SourceConfig("s", "ntp", "s", server=HOST, port=srv.port,
+                                           poll_s=1.0), lambda o: None, timeout_s=0.5)
+                t = asyncio.create_task(r.run())
+                await asyncio.sleep(0.002 * (i % 10))
+                t.cancel()
+                done, _ = await asyncio.wait({t}, timeout=2.0)
+                stuck += not done
+        finally:
+            srv.close()
+        return stuck
+
+    assert asyncio.run(main()) == 0
+
+
+def test_garbage_is_logged_as_one_summary_line_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every exchange sees garbage: the first exchange logs one summary, the next ones within
+    GARBAGE_LOG_S nothing, and the one after the interval the count since."""
+    from tests.livemon import FloodingNtpServer
+    from timewatch.sources import ntp as ntp_mod
+
+    async def main() -> list[str]:
+        srv = await FloodingNtpServer(HOST, 0).start()
+        srv.flood = 50
+        r = NtpReader(SourceConfig("s", "ntp", "s", server=HOST, port=srv.port, poll_s=1.0),
+                      lambda o: None, timeout_s=1.0)
+        try:
+            res = [await r.poll_once() for _ in range(3)]
+            r._garbage_logged -= ntp_mod.GARBAGE_LOG_S  # the interval has passed
+            res.append(await r.poll_once())
+        finally:
+            srv.close()
+        return res
+
+    with caplog.at_level(logging.INFO, "timewatch.sources.ntp"):
+        assert asyncio.run(main()) == ["ok"] * 4
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "(25 malformed, 25 with a wrong origin) since the start" in lines[0]
+    assert "(75 malformed, 75 with a wrong origin) since " in lines[1]

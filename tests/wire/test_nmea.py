@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from timewatch.commands.decode import decode_bytes
 from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
+from timewatch.engine.gnss_epoch import decode_line
 from timewatch.engine.params import Detect
 from timewatch.records import Header, Nmea, SourceInfo
-from timewatch.wire.nmea import TALKERS, NmeaError, Unsupported, decode, sentence
+from timewatch.wire.nmea import (
+    LABELLED,
+    LAYOUTS,
+    PRN,
+    SATS,
+    SUPPORTED,
+    TALKERS,
+    Field,
+    NmeaError,
+    Unsupported,
+    decode,
+    sentence,
+)
 
 RMC = "GPRMC,123519.00,A,4807.038,N,01131.000,E,0.02,,261126,,,A"
 GGA = "GPGGA,080247.00,5327.04300,N,00214.41385,W,1,07,1.63,36.7,M,48.5,M,,"
@@ -39,6 +55,27 @@ def test_every_gnss_talker_is_accepted() -> None:
         assert decode(sentence(t + RMC[2:])).talker == t
 
 
+def test_integrated_navigation_talker_decodes_like_the_gnss_talkers() -> None:
+    for body in (RMC, GGA, "GPZDA,235960.00,31,12,2016,00,00",
+                 "GPGNS,014035.00,4332.69262,S,17235.48549,E,RR,13,0.9,25.63,11.24,,"):
+        gp = decode(sentence(body))
+        ins = decode(sentence("IN" + body[2:]))
+        assert ins.talker == "IN" and ins._replace(talker="GP") == gp
+
+
+def test_a_receiver_talking_only_in_gives_valid_epochs() -> None:
+    lines = []
+    for s in range(3):
+        hhmmss = f"1235{19 + s:02d}.00"
+        lines += [sentence(f"INRMC,{hhmmss},A,4807.038,N,01131.000,E,0.02,,261126,,,A"),
+                  sentence(f"INGGA,{hhmmss},4807.038,N,01131.000,E,1,07,1.63,36.7,M,48.5,M,,")]
+    epochs = list(decode_bytes("".join(x + "\r\n" for x in lines).encode()))
+    t0 = datetime(2026, 11, 26, 12, 35, 19, tzinfo=UTC).timestamp()
+    assert [(e.valid, e.utc_ns, e.sentences, e.bad_sentences) for e in epochs] == [
+        (True, int(t0 + s) * 1_000_000_000, 2, 0) for s in range(3)]
+    assert epochs[0].lat_deg == pytest.approx(48 + 7.038 / 60) and epochs[0].sats_used == 7
+
+
 def test_checksum_is_required_and_checked() -> None:
     with pytest.raises(NmeaError) as e:
         decode("$" + RMC)
@@ -59,11 +96,41 @@ def test_checksum_is_required_and_checked() -> None:
     ("GPGSV,3,1,11,01,78,221,4x7", "sv_1"),
     ("GPGSV,3,1,11,01,78,221,147", "snr_1"),
     ("GPGSA,A,7,01,,,,,,,,,,,,1.0,1.0,1.0", "fix_type"),
+    ("GPGSA,A,3,01,02,1x,,,,,,,,,,1.0,1.0,1.0", "sv_id03"),
+    ("GPGSV,3,1,11,01,78,221,47,0123,10,20,30", "sv_prn_num_2"),
+    ("GPGSV,3,1,11,01,91,221,47", "elevation_deg_1"),
+    ("GPGSV,3,1,11,01,78,361,47", "azimuth_1"),
+    ("GPGSV,x,1,11,01,78,221,47", "num_messages"),
+    ("GPZDA,160012.71,32,03,2004,-1,00", "day"),
+    ("GPZDA,160012.71,11,03,20o4,-1,00", "year"),
+    ("GNGNS,014035.00,4332.69262,S,17235.48549,E,R1,13,0.9,25.63,11.24,,", "mode"),
+    ("GNGNS,014035.00,4332.69262,S,17235.48549,E,RR,1x,0.9,25.63,11.24,,", "num_sats"),
+    ("GPGLL,4916.45,N,12311.12,W,225444,AA,A", "status"),
+    ("GPGLL,4916.45,N,12311.12,W,225444,A,A1", "mode"),
+    # Several bad fields: the first in the layout's order is the one named.
+    ("GPRMC,2x,AA,4807.038,N,01131.000,E,0.02,,261126,,,A", "status"),
+    ("GPGGA,2x,5327.04300,N,00214.41385,W,1,07,1.63,nan,M,48.5,M,,", "time"),
 ])
 def test_a_malformed_field_is_an_error_naming_the_field(body: str, field: str) -> None:
     with pytest.raises(NmeaError) as e:
         decode(sentence(body))
     assert e.value.reason == "field" and e.value.what.startswith(field + "=")
+
+
+def test_layouts_are_tables_read_by_one_decoder() -> None:
+    assert SUPPORTED == {"RMC", "GGA", "GNS", "GLL", "ZDA", "GST", "GSA", "GSV", "TXT"}
+    # A sentence labels an epoch when its layout has a UTC time field.
+    assert LABELLED == {"RMC", "GGA", "GNS", "GLL", "ZDA", "GST"}
+    for kind, rows in LAYOUTS.items():
+        names = [f.name for f in rows]
+        assert len(set(names)) == len(names), kind
+        assert all(f.pos >= 0 for f in rows), kind
+    gsa = decode(sentence("GPGSA,A,3,01,,03,,,,,,,,,,1.6,0.9,1.3"))
+    assert gsa.prns_used == (1, 3) and gsa.fix_type == 3
+    zda = decode(sentence("GPZDA,160012.71,31,02,2004,-1,00"))
+    assert zda.date is None and zda.date_error == "31,02,2004"
+    txt = decode(sentence("GNTXT,01,01,02,u-blox AG, www.u-blox.com"))
+    assert txt.text == "u-blox AG, www.u-blox.com" and txt.tod_ms is None
 
 
 def test_placeholder_position_without_fix_is_not_an_error() -> None:
@@ -135,6 +202,42 @@ def test_decode_truncated_mutated_and_rechecksummed_sentences(base: str, cut: in
         _decode_ok(sentence(mutated.replace("*", "")))
 
 
+# Field values near what receivers send: digits, signs, points, letters, and the odd stranger.
+_FIELD = st.one_of(st.text(alphabet="0123456789.-+ANSEWVMDRFP", max_size=12),
+                   st.sampled_from(["", "nan", "inf", "-0", "1e3", "60", "235960.00", "\u0661"]),
+                   st.text(max_size=4))
+
+
+def _in_range(value: float | None, f: Field) -> bool:
+    return value is None or f.lo <= value <= f.hi
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(sorted(TALKERS)), st.sampled_from(sorted(LAYOUTS)),
+       st.lists(_FIELD, max_size=24))
+def test_any_fields_under_a_right_checksum_decode_within_the_layout_or_fail_typed(
+        talker: str, kind: str, fields: list[str]) -> None:
+    body = f"{talker}{kind}," + ",".join(x.replace("*", "").replace("$", "") for x in fields)
+    try:
+        s = decode(sentence(body))
+    except (NmeaError, Unsupported):
+        return
+    assert (s.talker, s.kind) == (talker, kind)
+    for f in LAYOUTS[kind]:  # every value decoded is within its row's range
+        if f.into:
+            assert _in_range(getattr(s, f.into), f), (f, s)
+        if f.type == PRN:
+            assert all(_in_range(p, f) for p in s.prns_used)
+        if f.type == SATS:
+            prn, el, az, cn0 = f.parts
+            assert all(_in_range(x.prn, prn) and _in_range(x.elev_deg, el)
+                       and _in_range(x.az_deg, az) and _in_range(x.cn0_db_hz, cn0)
+                       and x.key == talker + str(x.prn) for x in s.sats)
+    assert s.tod_ms is None or 0 <= s.tod_ms < 86_401_000
+    assert s.lat_deg is None or -90 <= s.lat_deg <= 90
+    assert s.lon_deg is None or -180 <= s.lon_deg <= 180
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.sampled_from(_VALID), st.text(max_size=90)), max_size=40))
 def test_tracker_takes_any_line_sequence(lines: list[str]) -> None:
@@ -146,4 +249,8 @@ def test_tracker_takes_any_line_sequence(lines: list[str]) -> None:
         ctx.now_ns = t + k * 100_000_000
         tr.feed(Nmea("gnss0", ctx.now_ns, line))
         tr.on_tick(ctx.now_ns)
-    assert tr.sentences >= 0
+    # Every line counted once: sentences we use or bad ones, bad ones apart.
+    decoded = [decode_line(x) for x in lines]
+    assert tr.sentences == sum(s is not None or bad for s, bad in decoded)
+    assert tr.bad_sentences == sum(bad for _, bad in decoded)
+    assert tr.sentences - tr.bad_sentences == sum(x in _VALID for x in lines)

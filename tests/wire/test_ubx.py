@@ -7,11 +7,20 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pyubx2.ubxhelpers import calc_checksum
 
 from timewatch.engine import Engine
 from timewatch.records import Event, Header, SourceInfo, Tick, Ubx
 from timewatch.wire.framer import frames_of
-from timewatch.wire.ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx, frame
+from timewatch.wire.ubx import (
+    Fletcher,
+    UbxError,
+    UbxInfo,
+    UbxUnsupported,
+    checksum,
+    decode_ubx,
+    frame,
+)
 
 T0 = 1_795_000_000_000_000_000
 
@@ -91,3 +100,41 @@ def test_decode_ubx_raises_only_typed_errors(payload: bytes, cls: int, mid: int)
             decode_ubx(raw.hex())
         except (UbxError, UbxUnsupported):
             pass
+
+
+# -- the one Fletcher checksum, against pyubx2's -------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_checksum_is_pyubx2s(body: bytes) -> None:
+    assert checksum(body) == calc_checksum(body)
+    assert frame(body[0] if body else 1, 2, body)[-2:] == calc_checksum(
+        bytes([body[0] if body else 1, 2]) + len(body).to_bytes(2, "little") + body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=90), st.integers(0, 999), st.integers(0, 999),
+                          st.integers(0, 999)), max_size=25))
+def test_fletcher_spans_of_a_buffer_growing_and_consumed_like_the_framers(
+        steps: list[tuple[bytes, int, int, int]]) -> None:
+    buf = bytearray()
+    f = Fletcher()
+    for data, a, b, drop in steps:
+        buf += data
+        start, end = sorted((a % (len(buf) + 1), b % (len(buf) + 1)))
+        assert bytes(f.span(buf, start, end)) == calc_checksum(bytes(buf[start:end]))
+        n = drop % (len(buf) + 1)
+        del buf[:n]
+        f.drop(n)
+
+
+def test_fletcher_keeps_its_sums_small_on_a_buffer_never_emptied() -> None:
+    buf = bytearray()
+    f = Fletcher()
+    for _ in range(60):  # 300,000 bytes of 0xFF summed, never all consumed
+        buf += b"\xff" * 5000
+        assert bytes(f.span(buf, len(buf) - 2824, len(buf))) == calc_checksum(bytes(buf[-2824:]))
+        del buf[:4000]
+        f.drop(4000)
+    assert max(f._t) < 1 << 41  # reduced mod 256 on the way (unreduced: about 1.1e13 > 2**43)

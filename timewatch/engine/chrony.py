@@ -20,6 +20,7 @@ _TRK_ADDR, _TRK_STRATUM, _TRK_SYSTEM_S, _TRK_FREQ_PPM, _TRK_LEAP = 1, 2, 4, 7, 1
 
 class ChronyTracker(Tracker):
     kind = "chrony"
+    judged_for_steps = True
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context) -> None:
         super().__init__(src, info, ctx)
@@ -31,6 +32,9 @@ class ChronyTracker(Tracker):
 
     def stale_limit_s(self) -> float:
         return self.ctx.detect.stale_polls * (self.info.poll_s or 16.0)
+
+    def noise_floor_s(self, bound_s: float) -> float:
+        return self.ctx.detect.drift_sigma_floor_ntp_s
 
     def feed(self, obs: Observation) -> None:
         if not isinstance(obs, Chrony):
@@ -55,12 +59,12 @@ class ChronyTracker(Tracker):
         self._judge(obs.rx_ns)
 
     def _followed_source(self) -> str | None:
-        """The timewatch NTP source whose server chrony follows, if we monitor it."""
+        """The timewatch source of an NTP server chrony follows, if we monitor it."""
         if self.selected is None:
             return None
         wanted = {self.selected, self.selected_name}
         for sid, tr in self.ctx.trackers.items():
-            if tr.info.kind == "ntp" and tr.info.server in wanted:
+            if tr.ntp_server and tr.info.server in wanted:
                 return sid
         return None
 

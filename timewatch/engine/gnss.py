@@ -81,6 +81,13 @@ class GnssTracker(Tracker):
         self.bad_sentences = 0
         self.detectors = GnssDetectors(self)
 
+    def noise_floor_s(self, bound_s: float) -> float:
+        """The coarse NMEA-label offset: its bound is gnss_latency_jitter_factor x its own
+        measured label jitter (+ label resolution), or the latency prior's half-width until
+        learned. Its noise is milliseconds, never the PPS's microseconds."""
+        det = self.ctx.detect
+        return max(det.drift_sigma_floor_gnss_s, bound_s / det.gnss_latency_jitter_factor)
+
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> None:
         if isinstance(obs, Nmea):

@@ -69,6 +69,12 @@ MIN_SPAN_S: Final = 30.0
 REFIT_EVERY: Final = 16
 # Weights are 1/(sigma/1 us)^2: keeps the sums in a comfortable float range.
 _WEIGHT_UNIT_S: Final = 1e-6
+# No crystal runs this far off (docs/threats.md: 100 ppm): a point whose reference and raw times
+# moved apart faster than this since the anchor (plus one second of phase) is not a reading of
+# the oscillator (a raw_ns that is garbage) and is refused before it can bend the fit (a slope
+# of -1 would divide by zero in the frequency).
+MAX_RATE: Final = 1e-3
+MAX_PHASE_NS: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +209,10 @@ class Holdover:
         sigma_s = max(sigma_s, 1e-9)
         if self._raw0 is None:
             self._raw0, self._ref0 = raw_ns, ref_ns
+        draw = raw_ns - self._raw0
+        if abs((ref_ns - self._ref0) - draw) > MAX_RATE * abs(draw) + MAX_PHASE_NS:
+            self.rejected += 1  # not a reading of this oscillator: raw_ns (or ref) is garbage
+            return False
         x, y = self._xy(raw_ns, ref_ns)
         if self._fit is not None:
             pred_y, pred_sigma = self._predict_xy(x)
@@ -274,6 +284,13 @@ class Holdover:
         return self.prior_wander_ppm if w is None else w
 
     @property
+    def precise(self) -> bool:
+        """A reference other than the consensus (a PPS) has taught the model: its prediction is
+        a witness for the vote's consensus (a model learned only from the consensus would
+        witness for itself)."""
+        return any(src != HoldoverLearner.SRC for src in self.last_learn_raw_ns)
+
+    @property
     def wander_measured(self) -> bool:
         return len(self._block_freqs) >= 2
 
@@ -327,6 +344,10 @@ def ensure_holdover(ctx: Context) -> Holdover:
 
 # Consensus points are learned only when no PPS edge was learned for this long (PPS is far better).
 PPS_RECENT_S: Final = 10.0
+# ... and only when their bound is within this factor of the model's own prediction sigma: while
+# a PPS is withheld (caught moving) or gone, the model free-runs on what the PPS taught it until
+# the oscillator's wander makes the coarser consensus worth learning again.
+COARSE_FACTOR: Final = 10.0
 
 
 class HoldoverLearner(Detector):
@@ -345,12 +366,16 @@ class HoldoverLearner(Detector):
 
     def on_vote(self, consensus: Consensus) -> None:
         c, pair = consensus, self._pair
-        if not c.quorum or c.offset_s is None or c.bound_s is None or pair is None:
+        off = c.members_offset_s
+        if not c.quorum or off is None or c.bound_s is None or pair is None:
             return
         ho = self.holdover
         recent = [r for s, r in ho.last_learn_raw_ns.items() if s != self.SRC]
         if recent and pair[1] - max(recent) < PPS_RECENT_S * 1e9:
             return
         rx_ns, raw_ns = pair
-        ho.learn(self.SRC, raw_ns, rx_ns + round(c.offset_s * 1e9), max(c.bound_s, 1e-6))
+        p = ho.predict(raw_ns)
+        if p is not None and c.bound_s > COARSE_FACTOR * max(p.sigma_s, 1e-6):
+            return  # far coarser than what the model knows (a PPS taught it): only noise
+        ho.learn(self.SRC, raw_ns, rx_ns + round(off * 1e9), max(c.bound_s, 1e-6))
         self._pair = None  # one point per observation

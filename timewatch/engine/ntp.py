@@ -94,6 +94,8 @@ class NtpTracker(Tracker):
     """One NTP server: validation, samples, the intersection clock filter."""
 
     kind = "ntp"
+    judged_for_steps = True
+    ntp_server = True
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         super().__init__(src, info, ctx)
@@ -160,6 +162,9 @@ class NtpTracker(Tracker):
 
     def stale_limit_s(self) -> float:
         return self._stale_ns / 1e9
+
+    def noise_floor_s(self, bound_s: float) -> float:
+        return self.ctx.detect.drift_sigma_floor_ntp_s  # chrony's filter leaves ~0.1 ms (LAN)
 
     def is_stale(self, now_ns: int) -> bool:
         # A server that answers but cannot be used has its own alert (ntp.kiss, source.unusable);

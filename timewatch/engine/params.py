@@ -1,12 +1,14 @@
 """Detection thresholds: the `[detect]` config section. Pure data, no I/O.
 
-Every field is a `[detect]` config key (docs/config.md documents each); defaults meet docs/threats.md.
-Names carry their units. Add a field here, with a one-line reason, for every new threshold.
+Every field is a `[detect]` config key (docs/config.md documents each, with its range);
+defaults meet docs/threats.md. Names carry their units. Add a field here, with a one-line reason,
+for every new threshold, and its range to RANGES (what `check-config` accepts).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +92,12 @@ class Detect:
     pps_interval_tolerance_s: float = 0.001
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
-    # time.step: PPS phase jump against the raw oscillator (docs/threats.md #5: a step >= 10 us is
-    # caught in 5 s; 1.5 us of jitter leaves a 10 us step at 10 +- 1.7 us: judge from 6 us) ...
-    pps_step_s: float = 6e-6
-    # ... confirmed by this many of the last pps_step_window pulses on one side (1% of edges are
-    # 5-30 us late: four of five by chance is ~5e-8 per pulse, once in a year of pulses).
+    # time.step: PPS phase jump against the raw oscillator (docs/threats.md: a step >= 6 us is
+    # caught in 5 s): pulses beyond max(this, 2.5 jitters) of the phase line (1.5 us of jitter
+    # leaves a 6 us step at 6 +- 1.5 us: 91% of its pulses beyond 4 us) ...
+    pps_step_s: float = 4e-6
+    # ... on this many of the last pps_step_window pulses, on one side (1% of edges are 5-30 us
+    # late: four of five by chance is ~5e-8 per pulse; four of five beyond 2.5 sigma ~1e-9).
     pps_step_confirm: int = 4
     pps_step_window: int = 5
     # Until learned, a label belongs to the edge it follows by a latency in [this, this + 1 s):
@@ -190,3 +193,80 @@ class Detect:
     @classmethod
     def keys(cls) -> dict[str, type]:
         return {f.name: type(f.default) for f in fields(cls)}
+
+
+# A key's range: (lo, hi, lo_open): lo <= v <= hi, or lo < v <= hi when lo_open; finite.
+Range = tuple[float, float, bool]
+
+
+def _r(lo: float, hi: float) -> Range:
+    return (lo, hi, False)
+
+
+def _gt0(hi: float) -> Range:
+    """0 < v <= hi: a length, a rate or a threshold for which 0 is nonsense."""
+    return (0.0, hi, True)
+
+
+DAY_S: Final = 86400.0
+# Every key's range: what `check-config` accepts (nan, inf and out-of-range values are config
+# errors naming the key). Upper bounds are sane limits, far beyond any useful setting.
+RANGES: Final[dict[str, Range]] = {
+    "snapshot_interval_s": _r(0.1, DAY_S),
+    "hold_down_s": _r(0.0, DAY_S),
+    "stale_polls": _r(1.0, 1000.0),
+    "stale_gnss_s": _r(1.0, DAY_S),
+    "falseticker_confirm": _r(1, 1000),
+    "aging_ppm": _r(0.0, 1000.0),
+    "host_offset_s": _gt0(DAY_S),
+    "host_step_s": _r(0.001, DAY_S),
+    "ntp_filter_size": _r(1, 64),
+    "ntp_poll_default_s": _r(1.0, 131072.0),
+    "ntp_jitter_s": _r(0.0, 10.0),
+    "ntp_delay_jump_s": _gt0(10.0),
+    "ntp_delay_offset_tolerance": _r(0.0, 10.0),
+    "ntp_delay_confirm": _r(1, 1000),
+    "drift_cusum_h": _gt0(1000.0),
+    "drift_cusum_k": _r(0.0, 100.0),
+    "drift_cusum_clip": _gt0(1000.0),
+    "drift_consensus_ppm": _r(0.0, 1000.0),
+    "drift_sigma_floor_ntp_s": _gt0(10.0),
+    "drift_sigma_floor_gnss_s": _gt0(10.0),
+    "drift_wander_floor_ppm": _gt0(1000.0),
+    "ntp_step_s": _gt0(DAY_S),
+    "pps_interval_tolerance_s": _gt0(0.5),
+    "pps_overdue_s": _gt0(60.0),
+    "pps_step_s": _gt0(1.0),
+    "pps_step_confirm": _r(1, 1000),
+    "pps_step_window": _r(1, 1000),
+    "pps_label_latency_min_s": _r(-1.0, 1.0),
+    "pps_label_phase_tolerance_s": _gt0(0.5),
+    "pps_label_confirm": _r(1, 1000),
+    "pps_label_holdover_s": _r(0.0, 7 * DAY_S),
+    "pps_bound_jitter_k": _r(0.0, 1000.0),
+    "pps_bound_floor_s": _gt0(1.0),
+    "gnss_not_before_unix_s": _r(0.0, 4102444800.0),  # up to 2100-01-01
+    "gnss_date_tolerance_s": _gt0(1e9),
+    "gnss_latency_prior_max_s": _gt0(10.0),
+    "gnss_latency_learn_n": _r(1, 100_000),
+    "gnss_latency_jitter_factor": _gt0(100.0),
+    "gnss_label_resolution_s": _r(0.0, 1.0),
+    "gnss_epoch_close_s": _gt0(60.0),
+    "gnss_no_fix_s": _gt0(DAY_S),
+    "gnss_sentence_error_ratio": _gt0(1.0),
+    "gnss_sentence_window_s": _r(1.0, DAY_S),
+    "gnss_sentence_error_min": _r(1, 1_000_000),
+    "gnss_position_limit_m": _gt0(1e7),
+    "gnss_position_confirm": _r(1, 1000),
+    "gnss_survey_epochs": _r(1, 1_000_000),
+    "gnss_cn0_uniform_sigma_db_hz": _r(0.0, 100.0),
+    "gnss_cn0_uniform_min_sats": _r(2, 1000),
+    "gnss_cn0_uniform_s": _gt0(DAY_S),
+    "gnss_cn0_max_db_hz": _gt0(100.0),
+    "gnss_cn0_step_db_hz": _gt0(100.0),
+    "gnss_sat_change_min": _r(1, 1000),
+    "gnss_sat_change_ratio": _gt0(1.0),
+    "gnss_label_tolerance_s": _gt0(10.0),
+}
+# Keys whose value must not exceed another's (a confirmation within its window).
+AT_MOST: Final[dict[str, str]] = {"pps_step_confirm": "pps_step_window"}

@@ -487,11 +487,12 @@ class PtpTracker(Tracker):
         det = ctx.detect
         hist = self._own
         if self._step_from is not None:
-            if abs(own - self._step_from) < det.ptp_step_s / 2:
-                self._step_from = None
-                ctx.alerts.release("time.step", ctx.now_ns, self.src)
-            hist.append(own)
-            return
+            # Caught moving: the engine withholds it until it agrees again (Context.witness);
+            # then a new level is learned from here.
+            if ctx.states[self.src].moving:
+                return
+            self._step_from = None
+            hist.clear()
         sigma = math.sqrt(self._own_var) if self._own_n else 0.0
         pending = self._step_pending
         if pending is not None:
@@ -517,14 +518,13 @@ class PtpTracker(Tracker):
             self._step_from = before
             hist.clear()
             hist.append(own)
-            ctx.alerts.assert_(
-                "time.step", ctx.now_ns, (self.src,),
+            ctx.caught_moving(
+                self.src, "time.step", ctx.now_ns,
                 f"{self.src} stepped {(own - before) * 1e6:+.1f} us against its own recent "
                 f"level (grandmaster {self.gm}), the path delay unchanged",
                 {"step_s": own - before, "offset_s": offset_s, "offset_before_s": before,
                  "samples": n, "mean_path_delay_s": mpd_s, "noise_sigma_s": sigma,
-                 "gm_identity": self.gm},
-                severity="critical", hold_down_s=det.hold_down_s)
+                 "gm_identity": self.gm})
             return
         if hist and self._own_n >= STEP_WARMUP:
             level = median(list(hist))

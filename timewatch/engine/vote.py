@@ -9,6 +9,12 @@ share a failure mode (one operator, one upstream, one antenna) count as one vote
 3. Marzullo's algorithm over the group intervals finds the region where most groups overlap. It is
    the consensus only when a strict majority of voting groups overlap there.
 4. A source whose interval overlaps the consensus region is a truechimer, otherwise a falseticker.
+
+The holdover clock (the host's free-running oscillator, learned from a PPS while the references
+agreed) is a witness here when the engine passes its prediction (`anchor`): among equally deep
+regions the one holding the prediction wins, and while a source caught moving is withheld the
+best estimate weighs the prediction as one more member, so the time the withheld (precise)
+source gave is carried by the oscillator instead of falling back to coarser members.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ class Interval(Value):
         return self.offset_s + self.bound_s
 
 
+# A region within this many of the holdover prediction's sigmas holds it (the tie-break).
+ANCHOR_SIGMAS: Final = 4.0
+# The prediction weighs in the best estimate as a member of at least this sigma.
+ANCHOR_SIGMA_FLOOR_S: Final = 1e-7
+
 _NO_VERDICTS: Final[dict[str, tuple[Verdict, str]]] = {}
 # The truechimer verdict per (groups agreeing, groups voting): its text is built once.
 _AGREES: Final[dict[tuple[int, int], tuple[Verdict, str]]] = {}
@@ -66,15 +77,18 @@ class Consensus(Value):
     """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
 
     __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-                 "agreeing_groups", "split_groups", "verdicts")
+                 "agreeing_groups", "split_groups", "verdicts", "withheld", "members_offset_s")
     _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-                 "agreeing_groups", "split_groups", "verdicts")  # = __slots__ (mypyc cannot read it)
+               "agreeing_groups", "split_groups", "verdicts", "withheld",
+               "members_offset_s")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
                  offset_s: float | None = None, agreeing_groups: tuple[str, ...] = (),
                  split_groups: tuple[str, ...] = (),
-                 verdicts: dict[str, tuple[Verdict, str]] | None = None) -> None:
+                 verdicts: dict[str, tuple[Verdict, str]] | None = None,
+                 withheld: frozenset[str] = frozenset(),
+                 members_offset_s: float | None = None) -> None:
         self.quorum: Final = quorum
         self.groups_voting: Final = groups_voting
         self.groups_agreeing: Final = groups_agreeing
@@ -84,6 +98,10 @@ class Consensus(Value):
         self.agreeing_groups: Final = agreeing_groups
         self.split_groups: Final = split_groups  # groups whose members disagree with each other
         self.verdicts: Final = _NO_VERDICTS if verdicts is None else verdicts
+        self.withheld: Final = withheld  # sources kept out of it (caught moving)
+        # The members' own best estimate, without the holdover's prediction (what the holdover
+        # may learn: a model taught its own prediction would witness for itself).
+        self.members_offset_s: Final = offset_s if members_offset_s is None else members_offset_s
 
     @property
     def bound_s(self) -> float | None:
@@ -92,7 +110,8 @@ class Consensus(Value):
         return (self.hi_s - self.lo_s) / 2
 
 
-def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, list[str]]:
+def _marzullo(ivs: list[tuple[float, float, str]],
+              anchor: tuple[float, float] | None = None) -> tuple[int, float, float, list[str]]:
     """Largest number of intervals sharing a point; (count, lo, hi, names) of the consensus region.
 
     When several disjoint regions reach that count, the intervals cannot tell which is right:
@@ -100,7 +119,8 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
     algorithm weighs: honest offsets sit near the truth, a liar's overlap with wide honest
     intervals sits at their edge), and span the ones still tied (chrony sources.c: from the
     first deepest point to the last), so no interval is named false by an arbitrary pick.
-    `names`: the intervals that overlap the region.
+    `names`: the intervals that overlap the region. With the holdover prediction (`anchor`:
+    offset, sigma), the regions within ANCHOR_SIGMAS of it win a tie first.
     """
     # A sweep over the sorted starts and ends, a start before an end at one point (touching
     # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
@@ -124,6 +144,11 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
                 regions[-1][1] = his[j]
             j += 1
             cnt -= 1
+    if len(regions) > 1 and anchor is not None:
+        a, tol = anchor[0], ANCHOR_SIGMAS * anchor[1]
+        near = [r for r in regions if r[0] - tol <= a <= r[1] + tol]
+        if near:
+            regions = near
     if len(regions) > 1:
         mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
         score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]
@@ -134,12 +159,14 @@ def _marzullo(ivs: list[tuple[float, float, str]]) -> tuple[int, float, float, l
     return best, best_lo, best_hi, names
 
 
-def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> Consensus:
+def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
+         anchor: tuple[float, float] | None = None) -> Consensus:
     """Judge every usable source. Pure: the same intervals always give the same consensus.
 
     `suspects` (sources another detector caught moving: time.step, time.drift) are judged
     like everyone else but withheld from the consensus, so a pushed reference whose interval
-    still overlaps cannot drag the consensus along with it.
+    still overlaps cannot drag the consensus along with it. `anchor` (offset, sigma): the
+    holdover clock's prediction, a witness (see the module docstring).
     """
     by_group: dict[str, list[Interval]] = {}
     for iv in intervals:
@@ -174,7 +201,7 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
         verdicts = {iv.src: (_NO_QUORUM, "no trust group can vote") for iv in intervals}
         return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=verdicts)
 
-    count, lo, hi, names = _marzullo(group_ivs)
+    count, lo, hi, names = _marzullo(group_ivs, anchor)
     if 2 * count <= n:
         verdicts = {
             iv.src: (_NO_QUORUM,
@@ -192,6 +219,13 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
             wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
             sw += wi
             swx += wi * iv.offset_s
+    plain = swx / sw
+    plain = lo if plain < lo else (hi if plain > hi else plain)
+    if anchor is not None and suspects:
+        b = anchor[1] if anchor[1] > ANCHOR_SIGMA_FLOOR_S else ANCHOR_SIGMA_FLOOR_S
+        wi = 1.0 / b ** 2
+        sw += wi
+        swx += wi * anchor[0]
     est = swx / sw
     est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
 
@@ -202,11 +236,12 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
     for iv in intervals:
         iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
         if iv_hi < lo or iv_lo > hi:
-            side = "ahead of" if iv_lo > hi else "behind"
             dist = iv_lo - hi if iv_lo > hi else lo - iv_hi
+            side = "ahead of" if iv_lo > hi else "behind"
             verdicts[iv.src] = (
                 _FALSE,
-                f"{dist * 1e3:.3f} ms {side} the consensus of {count}/{n} groups beyond its bound",
+                f"{(iv.offset_s - est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} groups "
+                f"({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
             )
         elif iv.src in suspects:
             verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups, but "
@@ -214,4 +249,5 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset()) -> C
                                 "(time.step/time.drift)")
         else:
             verdicts[iv.src] = agrees
-    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)
+    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts,
+                     suspects, plain)

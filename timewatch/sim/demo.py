@@ -13,37 +13,38 @@ What runs (no root, no network, no hardware; Linux routes all of 127/8 to lo):
 A `Plan` is a list of `Stage`s on a timeline (seconds from start, scalable for tests): each stage
 changes the simulators (an NTP server's `Behaviour`, the receiver's and the PPS's fault functions)
 and is announced in the view. The default plan: clean start, a rogue NTP server, a GNSS time push,
-recovery. `--scenario NAME` runs one scenario of docs/threats.md live after a learning lead;
-`host_step` cannot be driven live (it would step this machine's clock): the demo says so and
-points at `timewatch simulate` + `timewatch replay`.
+recovery. `--scenario NAME` runs one scenario of the catalogue (`sim.scenarios`: its live action,
+the sources it may accuse, its detection codes, its window) after a learning lead; one that
+cannot be driven live (`host_step` would step this machine's clock) is refused with the reason
+and a pointer at `timewatch simulate` + `timewatch replay`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import math
 import random
 import shutil
-import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from ..cli import UsageError
 from ..config import Config, parse
+from ..errors import UsageError
 from ..records import Event, Output, Snapshot, SourceStatus
 from ..runner import Runner, build_live_sinks
+from ..textfmt import fmt_evidence, fmt_s
 from .livepps import LiveHostClock, LivePps
-from .nmeagen import NmeaSim, uniform_cn0
-from .noise import NS
-from .ntpserver import Behaviour, SimNtpServer, start_servers
+from .nmeagen import NmeaSim
+from .ntpserver import start_servers
 from .pps import PpsSim
 from .receiver import PtyReceiver
+from .scenarios import SCENARIOS
+from .world import World, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -76,59 +77,13 @@ DEFAULT_HTTP = "127.0.0.1:0"
 # The interval column spans the consensus +- this (PPS is a few us, loopback NTP a few 0.1 ms).
 VIEW_RANGE_S = 1e-3
 VIEW_WIDTH = 33  # characters of the interval column (odd: the consensus has the middle one)
+# Narrower terminals than this get each reason on its own lines under the source, and a
+# narrower interval column (none below MIN_BAR characters); MIN_REASON: the reason's least room.
+MIN_REASON = 30
+MIN_BAR = 9
+REASON_INDENT = 4
 # Piped output: a table every this many seconds (events are printed as they come).
 PLAIN_TABLE_EVERY_S = 10.0
-
-
-def now_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_REALTIME)
-
-
-# -- the simulated world ---------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    """The simulators a stage may change. GNSS fault functions take the UTC second (ns)."""
-
-    servers: dict[str, SimNtpServer]
-    nmea: NmeaSim
-    pps: PpsSim
-
-    def b(self, sid: str) -> Behaviour:
-        return self.servers[sid].behaviour
-
-    def gnss_error(self, fn: Callable[[int], int]) -> None:
-        """The receiver's time error: its labels and its pulses move together."""
-        self.nmea.gnss_error_ns = fn
-        self.pps.gnss_error_ns = fn
-
-    def push(self, rate_s_per_s: float) -> None:
-        t0 = now_ns()
-        self.gnss_error(lambda s: round(rate_s_per_s * (s - t0)) if s >= t0 else 0)
-
-    def step(self, step_s: float) -> None:
-        t0 = now_ns()
-        self.gnss_error(lambda s: round(step_s * NS) if s >= t0 else 0)
-
-    def drift(self, sid: str, rate_ppm: float) -> None:
-        """The server's clock runs away at rate_ppm from now on (Behaviour.drift_ppm counts
-        from the server's start: take out what it would already have accumulated)."""
-        srv, b = self.servers[sid], self.b(sid)
-        b.offset_s -= rate_ppm * 1e-6 * srv.elapsed_s()
-        b.drift_ppm = rate_ppm
-
-    def honest(self) -> None:
-        """Every simulator back to normal (recovery)."""
-        for sid in self.servers:
-            self.servers[sid].behaviour = Behaviour()
-        self.gnss_error(lambda s: 0)
-
-
-def _from_now(fn: Callable[[int], Any], off: Any) -> Callable[[int], Any]:
-    """A fault function of the UTC second that answers fn(s) from now on, `off` before."""
-    t0 = now_ns()
-    return lambda s: fn(s) if s >= t0 else off
 
 
 @dataclass(frozen=True)
@@ -181,150 +136,33 @@ def default_plan(scale: float = 1.0) -> Plan:
     ))
 
 
-# -- scenarios of docs/threats.md, live ------------------------------------------------------------
-
-# name -> (what happens, action, suspects, detection codes, window after the attack start (s)).
-_Live = tuple[str, Callable[[World], None], tuple[str, ...], tuple[str, ...], float]
-_GNSS = (GNSS_ID, PPS_ID)
-_TIME_CODES = ("time.step", "time.drift", "source.falseticker")
-
-
-def _set(obj: Any, **kw: Any) -> Callable[[World], None]:
-    def act(w: World) -> None:
-        for k, v in kw.items():
-            setattr(obj(w), k, v)
-    return act
-
-
-def _fault(attr: str, on: Any, off: Any) -> Callable[[World], None]:
-    """Set a receiver fault function: `on` for the seconds from now on, `off` before."""
-    def act(w: World) -> None:
-        setattr(w.nmea, attr, _from_now(lambda s: on, off))
-    return act
-
-
-def _majority(w: World) -> None:
-    for sid in ("sim-a", "sim-b", "sim-c"):
-        w.b(sid).offset_s = 0.080
-
-
-def _no_majority(w: World) -> None:
-    w.b("sim-b").offset_s = 0.020
-    w.b("sim-c").offset_s = w.b("sim-d").offset_s = -0.020
-
-
-def _meaconing(w: World) -> None:
-    w.step(-1.5e-3)  # the replayed signal arrives 1.5 ms late: the receiver's time is late
-    w.nmea.position_offset_m = _from_now(lambda s: (420.0, -310.0), (0.0, 0.0))
-
-
-def _jamming(w: World) -> None:
-    w.nmea.jammed = _from_now(lambda s: True, False)
-    w.pps.missing = _from_now(lambda s: True, False)
-
-
-def _pps_faults(w: World) -> None:
-    t0 = now_ns() // NS * NS + NS
-    w.pps.missing = lambda s: t0 <= s < t0 + 2 * NS  # two pulses missing
-    w.pps.doubled = lambda s: 0.3 if t0 + 10 * NS <= s < t0 + 12 * NS else None  # doubled
-    w.pps.shift_ns = lambda s: 250_000_000 if s >= t0 + 20 * NS else 0  # a 250 ms shift
-
-
-def _cn0(w: World) -> None:
-    fn = uniform_cn0()
-    t0 = now_ns()
-    w.nmea.cn0_fn = lambda s, c: fn(s, c) if s >= t0 else c
-
-
-def _garbage(w: World) -> None:
-    w.nmea.corrupt_rate = 0.05  # docs/threats.md #21: 5% of sentences corrupted
-    w.nmea.garbage_rate = 0.02  # ... and some garbage lines
-
-
-LIVE: dict[str, _Live] = {
-    "ntp_liar": ("sim-d lies by +80 ms", _set(lambda w: w.b("sim-d"), offset_s=0.080),
-                 ("sim-d",), ("source.falseticker", "time.step"), 30.0),
-    "ntp_drift": ("sim-d's clock drifts away at +100 ppm", lambda w: w.drift("sim-d", 100.0),
-                  ("sim-d",), ("time.drift", "source.falseticker"), 90.0),
-    "ntp_mitm_delay": ("a man in the middle delays sim-d's replies by 25 ms",
-                       _set(lambda w: w.b("sim-d"), reply_delay_s=0.025), ("sim-d",),
-                       ("ntp.delay_anomaly",), 40.0),
-    "ntp_leap": ("sim-d announces a leap second nobody else does",
-                 _set(lambda w: w.b("sim-d"), leap=1), ("sim-d",), ("ntp.leap_anomaly",), 30.0),
-    "gnss_step": ("the receiver's time steps +50 us (labels and PPS together)",
-                  lambda w: w.step(50e-6), _GNSS, _TIME_CODES, 30.0),
-    "gnss_label_step": ("the receiver's labels jump +1 s while its PPS stays in phase",
-                        _fault("label_offset_s", 1, 0), _GNSS,
-                        ("pps.label_mismatch", "gnss.label_error", "time.step"), 30.0),
-    "gnss_push_fast": ("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _GNSS,
-                       _TIME_CODES, 90.0),
-    "gnss_push_slow": ("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _GNSS,
-                       _TIME_CODES, 620.0),
-    "gnss_position_jump": ("the fix moves 80 m north of the antenna",
-                           _fault("position_offset_m", (80.0, 0.0), (0.0, 0.0)), (GNSS_ID,),
-                           ("gnss.position_jump",), 30.0),
-    "gnss_meaconing": ("meaconing: the signal replayed 1.5 ms late from 520 m away", _meaconing,
-                       _GNSS, ("time.step", "gnss.position_jump", "pps.interval",
-                               "pps.label_mismatch", "source.falseticker"), 90.0),
-    "gnss_cn0_uniform": ("C/N0 uniform across satellites (a simulator's flat signals)", _cn0,
-                         (GNSS_ID,), ("gnss.cn0_anomaly",), 90.0),
-    "gnss_jamming": ("jamming: fix lost, C/N0 collapses, PPS stops", _jamming, _GNSS,
-                     ("gnss.no_fix", "pps.missing"), 30.0),
-    "gnss_week_rollover": ("the receiver's date rolls back 1024 weeks, fix still 'valid'",
-                           _fault("date_fault", "rollover", None), (GNSS_ID,),
-                           ("gnss.date_anomaly",), 30.0),
-    "gnss_simulator": ("the receiver switches to simulator mode",
-                       _fault("simulator", True, False), (GNSS_ID,), ("gnss.simulator",),
-                       30.0),
-    # A shifted pulse train disagrees with the labels: pps.label_mismatch names the pair.
-    "pps_faults": ("PPS: 2 pulses missing, then 2 doubled, then shifted by 250 ms", _pps_faults,
-                   _GNSS, ("pps.missing", "pps.interval", "time.step"), 45.0),
-    "ntp_group_majority": ("sim-a, sim-b, sim-c (one operator, op-x) lie by +80 ms together",
-                           _majority, ("sim-a", "sim-b", "sim-c"),
-                           ("source.falseticker", "time.step"), 30.0),
-    "ntp_spoofed_replies": ("an off-path spoofer answers for sim-d with a wrong origin",
-                            _set(lambda w: w.b("sim-d"), wrong_origin=True), ("sim-d",),
-                            ("ntp.bogus",), 30.0),
-    "ntp_kiss": ("sim-d answers kiss-o'-death RATE", _set(lambda w: w.b("sim-d"), kiss="RATE"),
-                 ("sim-d",), ("ntp.kiss",), 30.0),
-    "ntp_no_majority": ("sim-b +20 ms, op-c (sim-c, sim-d) -20 ms: no strict majority left",
-                        _no_majority, (), ("consensus.lost",), 30.0),
-    "gnss_garbage": ("a noisy serial line: 5% corrupted sentences, garbage lines", _garbage,
-                     (GNSS_ID,), ("gnss.sentence_errors",), 90.0),
-}
-# Scenario layouts other than one operator per server.
-_GROUPS = {
-    "ntp_group_majority": {"sim-a": "op-x", "sim-b": "op-x", "sim-c": "op-x", "sim-d": "op-d"},
-    "ntp_no_majority": {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-c"},
-}
-NOT_LIVE = {
-    "host_step": "it steps the host's own clock, which would need root and would disturb this "
-                 "machine",
-}
-_SPOOF_NOTE = ("live, the simulated server replaces its real replies with the spoofed ones, so "
-               "sim-d also goes stale (a trace from `timewatch simulate` has both)")
+# -- scenarios of the catalogue, live ----------------------------------------------------------
 
 
 def scenario_names() -> list[str]:
-    return sorted({*LIVE, *NOT_LIVE})
+    """The catalogue's scenarios that the demo knows: live, or explained why not."""
+    return sorted(n for n, sc in SCENARIOS.items() if sc.live is not None or sc.not_live)
 
 
 def scenario_plan(name: str, duration_s: float | None = None) -> Plan:
-    """The live plan of a docs/threats.md scenario. UsageError for unknown or not-live ones."""
-    if name in NOT_LIVE:
+    """The live plan of a scenario of the catalogue (`sim.scenarios`): a learning lead, then its
+    live action, detected by its codes. UsageError for unknown or not-live ones."""
+    sc = SCENARIOS.get(name)
+    if sc is not None and sc.not_live:
         raise UsageError(
-            f"demo --scenario {name}: cannot be driven live: {NOT_LIVE[name]}. Run it as a trace: "
+            f"demo --scenario {name}: cannot be driven live: {sc.not_live}. Run it as a trace: "
             f"timewatch simulate --scenario {name} -o t.jsonl && timewatch replay t.jsonl")
-    if name not in LIVE:
-        raise UsageError(f"demo --scenario: unknown {name!r} (live: {', '.join(sorted(LIVE))}; "
-                         f"as traces only: {', '.join(NOT_LIVE)})")
-    what, action, suspects, codes, window_s = LIVE[name]
-    duration = duration_s if duration_s is not None else SCENARIO_LEAD_S + window_s
+    if sc is None or sc.live is None:
+        live = sorted(n for n, x in SCENARIOS.items() if x.live is not None)
+        traces = [n for n, x in SCENARIOS.items() if x.not_live]
+        raise UsageError(f"demo --scenario: unknown {name!r} (live: {', '.join(live)}; "
+                         f"as traces only: {', '.join(traces)})")
+    lv = sc.live
+    duration = duration_s if duration_s is not None else SCENARIO_LEAD_S + lv.window_s
     return Plan(name, duration, (
         Stage(0.0, f"scenario {name}: learning for {SCENARIO_LEAD_S:.0f} s, every source honest"),
-        Stage(SCENARIO_LEAD_S, f"attack: {what}", action, suspects, codes),
-    ), _GROUPS.get(name, dict(DEFAULT_GROUPS)),
-        _SPOOF_NOTE if name == "ntp_spoofed_replies" else "")
+        Stage(SCENARIO_LEAD_S, f"attack: {lv.what}", lv.action, lv.suspects, sc.codes),
+    ), dict(lv.groups or DEFAULT_GROUPS), lv.note)
 
 
 # -- config ----------------------------------------------------------------------------------
@@ -347,42 +185,6 @@ def demo_config(state_dir: str, tty_path: str, groups: dict[str, str],
 
 
 # -- the view --------------------------------------------------------------------------------
-
-
-def fmt_s(v: float | None, signed: bool = True) -> str:
-    """Seconds in the unit that fits: us, ms or s."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    a = abs(v)
-    sign = "+" if signed else ""
-    if a < 1e-3:
-        return f"{v * 1e6:{sign}.1f} us"
-    if a < 1.0:
-        return f"{v * 1e3:{sign}.3f} ms"
-    return f"{v:{sign}.3f} s"
-
-
-def fmt_evidence(ev: dict[str, Any], limit: int = 7) -> str:
-    """The evidence numbers an operator reads first (the event log has all of it)."""
-    parts = []
-    for k, v in ev.items():
-        if v is None or k.endswith("_ns") or isinstance(v, dict | list):
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            parts.append(f"{k}={v}")
-        elif k.endswith("_s_per_s"):
-            parts.append(f"{k[:-8]}={v * 1e6:+.2f} us/s")
-        elif k.endswith("_s"):  # sizes (bounds, thresholds, jitter) unsigned, offsets signed
-            size = any(w in k for w in ("bound", "threshold", "jitter", "sigma", "tolerance",
-                                        "limit", "window", "silent"))
-            parts.append(f"{k[:-2]}={fmt_s(float(v), signed=not size)}")
-        elif k.endswith("_ppm"):
-            parts.append(f"{k[:-4]}={v:+.3f} ppm")
-        else:
-            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
-        if len(parts) >= limit:
-            break
-    return ", ".join(parts)
 
 
 def interval_bar(st: SourceStatus, centre_s: float | None, width: int = VIEW_WIDTH,
@@ -410,6 +212,20 @@ def interval_bar(st: SourceStatus, centre_s: float | None, width: int = VIEW_WID
     if hi > width - 0.5:
         cells[-1] = ">"
     return "".join(cells)
+
+
+def fit(lines: list[str], cols: int) -> list[str]:
+    """Each line wrapped to `cols` characters, continuation lines indented 4 more than its own
+    indent; nothing is cut off."""
+    out: list[str] = []
+    for ln in lines:
+        if len(ln) <= cols:
+            out.append(ln)
+            continue
+        indent = " " * (len(ln) - len(ln.lstrip()) + 4)
+        out += textwrap.wrap(ln, max(cols, len(indent) + 10), subsequent_indent=indent,
+                             break_long_words=True, drop_whitespace=True) or [""]
+    return out
 
 
 class DemoView:
@@ -459,15 +275,50 @@ class DemoView:
                 self._last = o
                 self._draw(o)
 
-    def table(self, s: Snapshot) -> list[str]:
+    def table(self, s: Snapshot, cols: int | None = None) -> list[str]:
+        """The sources with their intervals against the consensus, and the consensus line.
+
+        `cols` None: one line per source, the reason last (piped output). A terminal width: the
+        lines fit it; narrower than WIDE_COLUMNS the interval column shrinks (or goes) and each
+        reason is wrapped on the lines under its source, so none is cut off."""
         c = s.consensus_offset_s
-        scale = f"interval vs consensus +-{fmt_s(VIEW_RANGE_S, False)}"
-        rows = [f"{'source':7} {'kind':4} {'group':5} {'verdict':11} {'offset':>11} "
-                f"{'+- bound':>10}  {scale:{VIEW_WIDTH}}  reason"]
-        for st in s.sources:
-            rows.append(f"{st.src:7} {st.kind:4} {st.group:5} {st.verdict:11} "
-                        f"{fmt_s(st.offset_s):>11} {fmt_s(st.bound_s, False):>10}  "
-                        f"{interval_bar(st, c)}  {st.reason}")
+        srcs = s.sources
+        w_src = max([6, *(len(st.src) for st in srcs)])
+        w_kind = max([4, *(len(st.kind) for st in srcs)])
+        w_grp = max([5, *(len(st.group) for st in srcs)])
+
+        def left(src: str, kind: str, grp: str, verdict: str, off: str, bound: str) -> str:
+            return (f"{src:{w_src}} {kind:{w_kind}} {grp:{w_grp}} {verdict:11} {off:>11} "
+                    f"{bound:>10}")
+
+        fixed = len(left("", "", "", "", "", ""))
+        wide = cols is None or cols >= fixed + 2 + VIEW_WIDTH + 2 + MIN_REASON
+        if wide:
+            bar_w = VIEW_WIDTH
+        else:
+            assert cols is not None
+            bar_w = min(VIEW_WIDTH, cols - fixed - 2)
+            bar_w -= 1 - bar_w % 2  # odd: the consensus has the middle cell
+            bar_w = bar_w if bar_w >= MIN_BAR else 0
+        rng = fmt_s(VIEW_RANGE_S, False)
+        scale = next((t for t in (f"interval vs consensus +-{rng}", f"vs consensus +-{rng}")
+                      if len(t) <= bar_w), f"+-{rng}")
+        head = left("source", "kind", "group", "verdict", "offset", "+- bound")
+        if bar_w:
+            head += f"  {scale:{bar_w}}"
+        rows = [head + "  reason" if wide else head.rstrip()]
+        for st in srcs:
+            line = left(st.src, st.kind, st.group, st.verdict, fmt_s(st.offset_s),
+                        fmt_s(st.bound_s, False))
+            if bar_w:
+                line += f"  {interval_bar(st, c, width=bar_w)}"
+            if wide:
+                rows.append(f"{line}  {st.reason}")
+            else:
+                assert cols is not None
+                rows.append(line.rstrip())
+                rows += textwrap.wrap(st.reason, cols, initial_indent=" " * REASON_INDENT,
+                                      subsequent_indent=" " * REASON_INDENT) or []
         cons = (f"{fmt_s(c)} +- {fmt_s(s.consensus_bound_s, False)}" if c is not None
                 else "none")
         ho = f"{s.holdover_ppm:+.3f} ppm" if s.holdover_ppm is not None else "learning"
@@ -495,10 +346,12 @@ class DemoView:
                         f"{len(self.plan.stages)}",
                         f"state {self.state_dir}   status API "
                         f"{'http://' + self.http + '/status.json' if self.http else 'off'}", ""]
-                body = self.table(s) + ["", "active alerts (with their evidence):"]
+                body = self.table(s, cols) + ["", "active alerts (with their evidence):"]
                 body += self.alert_lines() + ["", "timeline and events:"]
-                room = max(3, rows - len(head) - len(body) - 1)
-                lines = [ln[:cols] for ln in head + body + self.story[-room:]]
+                top = fit(head + body, cols)
+                story = fit(self.story[-rows:], cols)
+                room = max(3, rows - len(top) - 1)
+                lines = top + story[-room:]
                 self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
                 self.out.flush()
             elif self.elapsed() - self._last_plain >= PLAIN_TABLE_EVERY_S:
@@ -604,6 +457,41 @@ def findings(res: DemoResult) -> list[Finding]:
     return out
 
 
+def alert_gaps(res: DemoResult, index: int) -> list[tuple[float, float]]:
+    """Gaps (seconds from start) in the alerts that detect stage `index`, from its first
+    detection to the end of the attack (the next stage, or the end of the run): an attack
+    still going on must keep an alert active the whole time."""
+    st = res.plan.stages[index]
+    t0 = res.stage_t_ns.get(index)
+    if t0 is None or not st.codes:
+        return []
+    nxt = res.stage_t_ns.get(index + 1)
+    end = nxt if nxt is not None else max((e.t_ns for e in res.runner.events), default=t0)
+    spans: list[tuple[int, int]] = []
+    opened: dict[str, int] = {}
+    for e in res.runner.events:
+        hit = e.code in st.codes and (not st.suspects or set(e.sources) & set(st.suspects))
+        if not hit:
+            continue
+        if e.type == "alert" and e.t_ns >= t0:
+            opened.setdefault(e.id, e.t_ns)
+        elif e.type == "clear" and e.id in opened:
+            spans.append((opened.pop(e.id), e.t_ns))
+    spans += [(t, end) for t in opened.values()]
+    if not spans:
+        return []
+    spans.sort()
+    gaps = []
+    covered = spans[0][0]
+    for a, b in spans:
+        if a > covered and a < end:
+            gaps.append((covered, a))
+        covered = max(covered, b)
+    if covered < end:
+        gaps.append((covered, end))
+    return [((a - res.start_ns) / 1e9, (b - res.start_ns) / 1e9) for a, b in gaps]
+
+
 def false_accusations(res: DemoResult) -> list[Event]:
     """Alerts naming a source that no stage had attacked by then."""
     out = []
@@ -620,7 +508,10 @@ def false_accusations(res: DemoResult) -> list[Event]:
     return out
 
 
-def summary(res: DemoResult) -> str:
+def summary(res: DemoResult, prog: str = "timewatch", activate: str | None = None) -> str:
+    """What was detected when, every alert, and where the data went, with the commands that
+    look at it: `prog` is how this timewatch was started (`.venv/bin/timewatch` from the clone),
+    `activate` the script that puts `timewatch` on PATH, if there is one."""
     r, cfg = res.runner, res.runner.cfg
     alerts = [e for e in r.events if e.type == "alert"]
     lines = ["", f"=== timewatch demo ({res.plan.name}): summary",
@@ -629,6 +520,7 @@ def summary(res: DemoResult) -> str:
     lines.append("what was detected, when:")
     for f in findings(res):
         what = f.stage.title.split(":")[0]
+        gaps = alert_gaps(res, res.plan.stages.index(f.stage))
         if f.began_s is None:
             lines.append(f"  {what}: did not start (the run ended first)")
         elif f.alert is None:
@@ -636,7 +528,11 @@ def summary(res: DemoResult) -> str:
                          f"(expected {' or '.join(f.stage.codes)})")
         else:
             lines.append(f"  {what} (from {f.began_s:.1f} s): detected {f.after_s:.1f} s later "
-                         f"by {f.alert.code} {','.join(f.alert.sources)}")
+                         f"by {f.alert.code} {','.join(f.alert.sources)}; "
+                         + ("alert active for the whole attack" if not gaps else
+                            "GAP: no alert active " + ", ".join(f"{a:.1f}-{b:.1f} s"
+                                                                for a, b in gaps)
+                            + " while the attack went on"))
     lines.append("every alert (seconds from start):")
     for e in r.events:
         at = (e.t_ns - res.start_ns) / 1e9
@@ -647,29 +543,25 @@ def summary(res: DemoResult) -> str:
     lines.append("sources accused without being attacked: "
                  + (", ".join(f"{e.code} {','.join(e.sources)}" for e in fa) if fa else "none"))
     lines.append("where the data went:")
-    lines.append(f"  store (SQLite): {cfg.store_path}  (timewatch status, timewatch export)")
+    lines.append(f"  store (SQLite): {cfg.store_path}")
     lines.append(f"  event log: {Path(cfg.state_dir) / 'events.jsonl'}")
-    lines.append(f"  trace: {res.trace}  (replay it: timewatch replay {res.trace})")
+    lines.append(f"  trace: {res.trace}")
     lines.append("  status API: " + (f"http://{res.http}/status.json (closed with the demo)"
                                      if res.http else "off"))
+    lines.append("look at it (from this directory):")
+    lines += [f"  {COMMAND_PROMPT}{c}" for c in next_commands(res, prog)]
+    if activate:
+        lines.append(f"  (or `. {activate}` once, then `timewatch ...`)")
     return "\n".join(lines)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    name = getattr(args, "scenario", None)
-    duration = float(args.duration) if args.duration else None
-    if duration is not None and duration <= 0:
-        raise UsageError(f"demo --duration: must be > 0 s, got {args.duration}")
-    if name:
-        plan = scenario_plan(name, duration)
-    else:  # --duration scales the default timeline (its stages keep their proportions)
-        plan = default_plan(duration / DEFAULT_DURATION_S if duration else 1.0)
-    state_dir = getattr(args, "state_dir", None) or "./state/demo"
-    http = getattr(args, "http", None)
-    http = DEFAULT_HTTP if http is None else ("" if http in ("off", "") else http)
-    tty = sys.stdout.isatty()
-    if tty:  # the screen is the view; log lines would tear it
-        logging.getLogger("timewatch").setLevel(logging.ERROR)
-    res = asyncio.run(run_demo(state_dir, sys.stdout, tty, plan, http=http))
-    print(summary(res))
-    return 0
+# The summary's command lines start with this, so that a person (and a test) finds them.
+COMMAND_PROMPT = "$ "
+
+
+def next_commands(res: DemoResult, prog: str = "timewatch") -> list[str]:
+    """Commands that look at what the demo left, as they run from the directory it ran in."""
+    state = res.runner.cfg.state_dir
+    return [f"{prog} status --state-dir {state}",
+            f"{prog} replay {res.trace} --format text",
+            f"{prog} export --state-dir {state} -o {state / 'demo.lp'}"]

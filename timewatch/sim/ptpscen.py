@@ -3,26 +3,19 @@
 The deployment: the default NTP servers (sim/scenarios.py) plus one PTP source `ptp0` (trust
 group `ptp`, polled every second) following grandmaster `001122.fffe.334455`, the only one in its
 `grandmasters` allow-list. Its records come from `sim/ptpgen.py` with software-timestamp noise.
+The demo cannot play them live: a PTP domain needs ptp4l and a network of its own (root,
+network namespaces: tests/ptp does that); replay the trace instead.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 from ..ptpmgmt import Ptp
 from ..records import SourceInfo
 from .ptpgen import SW_JITTER_S, PtpGm, PtpPoll
-from .scenarios import (
-    NS,
-    Builder,
-    Sim,
-    SimTrace,
-    Truth,
-    _deadline,
-    _p,
-)
+from .scenarios import NS, Params, Scenario, Sim, SimTrace, Truth, _deadline, _p
 
 PTP_ID = "ptp0"
 GM_ID = "001122.fffe.334455"
@@ -31,7 +24,9 @@ PTP_DURATION_S = 900.0
 # The announce interval of the grandmasters (2 s: logAnnounceInterval 1, the default profile).
 ANNOUNCE_S = 2.0
 # PTP attacks start after this long: the NTP servers (16-64 s polls) have formed a consensus.
-PTP_WARMUP_S = 300.0
+PTP_WARMUP_S = 300
+NOT_LIVE = ("a PTP domain needs ptp4l and a network of its own (root, network namespaces); "
+            "the trace plays it")
 
 
 def add_ptp(sim: Sim, gm_at: Callable[[int], PtpGm | None], sid: str = PTP_ID,
@@ -63,21 +58,20 @@ def add_ptp(sim: Sim, gm_at: Callable[[int], PtpGm | None], sid: str = PTP_ID,
     sim.generators.append(generate)
 
 
-def _ptp_sim(name: str, seed: int, duration_s: float) -> tuple[Sim, int]:
-    sim = Sim(name, seed, duration_s)
-    return sim, sim.at(0.5, PTP_WARMUP_S)
+def _start(sc: Scenario, seed: int, duration_s: float) -> tuple[Sim, int]:
+    sim = Sim(sc.name, seed, duration_s)
+    return sim, sim.at(0.5, sc.warmup_s)
 
 
-def _ptp_truth(sim: Sim, name: str, start: int, target_s: float, codes: tuple[str, ...],
-               params: dict[str, Any]) -> Truth:
-    return Truth(name, sim.seed, sim.trace_ns(start), _deadline(sim, start, target_s),
-                 (PTP_ID,), codes, params=params)
+def _truth(sc: Scenario, sim: Sim, start: int, params: Params) -> Truth:
+    return Truth(sc.name, sim.seed, sim.trace_ns(start), _deadline(sim, start, sc.target_s),
+                 (PTP_ID,), sc.codes, params=params)
 
 
-def _ptp_rogue_gm(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ptp_rogue_gm(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """A rogue grandmaster announcing priority1 0 joins the domain and wins the BMCA (ptp4l
     switches after two of its announces); its time is off by a drawn lie."""
-    sim, ta = _ptp_sim("ptp_rogue_gm", seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.5e-3, 5e-3))
     switch = ta + int(_p(params, "switch_s", lambda: sim.attack_rng.uniform(
@@ -85,58 +79,63 @@ def _ptp_rogue_gm(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
     honest = PtpGm(GM_ID)
     rogue = PtpGm(ROGUE_ID, priority1=0, lie_s=lambda t: lie)
     add_ptp(sim, lambda t: rogue if t >= switch else honest)
-    sim.note(ta, f"attack: rogue grandmaster {ROGUE_ID} (priority1 0, {lie * 1e3:+.3f} ms) "
-                 f"joins domain 0 of {PTP_ID}")
-    # Three announce intervals from its first announce (docs/threats.md row 22).
-    return sim.build(_ptp_truth(sim, "ptp_rogue_gm", ta, 3 * ANNOUNCE_S, ("ptp.gm_changed",),
-                                {"offset_s": lie}))
+    sim.note(ta, f"attack ptp_rogue_gm: rogue grandmaster {ROGUE_ID} (priority1 0, "
+                 f"{lie * 1e3:+.3f} ms) joins domain 0 of {PTP_ID}")
+    return sim.build(_truth(sc, sim, ta, {"offset_s": lie}))
 
 
-def _ptp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ptp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The grandmaster itself starts lying: its time steps by 1-5 ms."""
-    sim, ta = _ptp_sim("ptp_liar", seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(1e-3, 5e-3))
     add_ptp(sim, lambda t: PtpGm(GM_ID, lie_s=lambda u: lie if u >= ta else 0.0))
-    sim.note(ta, f"attack: grandmaster {GM_ID} of {PTP_ID} lies by {lie * 1e3:+.3f} ms")
-    return sim.build(_ptp_truth(sim, "ptp_liar", ta, 10.0, ("time.step", "source.falseticker"),
-                                {"offset_s": lie}))
+    sim.note(ta, f"attack ptp_liar: grandmaster {GM_ID} of {PTP_ID} lies by {lie * 1e3:+.3f} ms")
+    return sim.build(_truth(sc, sim, ta, {"offset_s": lie}))
 
 
-def _ptp_delay_attack(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ptp_delay_attack(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """A man in the middle holds back the grandmaster's Sync messages (or our Delay_Req) by
     100 us - 1 ms: the mean path delay and the offset each move by half of it."""
-    sim, ta = _ptp_sim("ptp_delay_attack", seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s)
     d = _p(params, "delay_s", lambda: sim.attack_rng.uniform(100e-6, 1e-3))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("sync", "delay_req")))
     extra = (d, 0.0) if leg == "sync" else (0.0, d)
     add_ptp(sim, lambda t: PtpGm(GM_ID, extra_delay_s=lambda u: extra if u >= ta
                                  else (0.0, 0.0)))
-    sim.note(ta, f"attack: {leg} messages of {PTP_ID} delayed by {d * 1e6:.0f} us")
-    # ptp4l's path-delay median (10 samples) settles in ~6 s, then 3 confirming samples.
-    return sim.build(_ptp_truth(sim, "ptp_delay_attack", ta, 15.0, ("ptp.delay_attack",),
-                                {"delay_s": d, "leg": leg}))
+    sim.note(ta, f"attack ptp_delay_attack: {leg} messages of {PTP_ID} delayed by "
+                 f"{d * 1e6:.0f} us")
+    return sim.build(_truth(sc, sim, ta, {"delay_s": d, "leg": leg}))
 
 
-def _ptp_utc_offset(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ptp_utc_offset(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The grandmaster announces a wrong UTC offset (36 or 38 s, flagged valid): ptp4l takes
     it, so the time it measures is a whole second off."""
-    sim, ta = _ptp_sim("ptp_utc_offset", seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s)
     utc = _p(params, "utc_offset", lambda: sim.attack_rng.choice((36, 38)))
     wrong = PtpGm(GM_ID, utc_offset=utc, lie_s=lambda t: float(37 - utc))
     add_ptp(sim, lambda t: wrong if t >= ta else PtpGm(GM_ID))
-    sim.note(ta, f"attack: grandmaster {GM_ID} of {PTP_ID} announces UTC offset {utc} s")
-    return sim.build(_ptp_truth(sim, "ptp_utc_offset", ta, 2.0,
-                                ("ptp.announce_mismatch", "source.falseticker", "time.step"),
-                                {"utc_offset": utc}))
+    sim.note(ta, f"attack ptp_utc_offset: grandmaster {GM_ID} of {PTP_ID} announces UTC "
+                 f"offset {utc} s")
+    return sim.build(_truth(sc, sim, ta, {"utc_offset": utc}))
 
 
-PTP_THREATS: list[tuple[int, str, str, float, Builder]] = [
-    (22, "ptp_rogue_gm", "a rogue PTP grandmaster (priority1 0) takes over the domain",
-     PTP_DURATION_S, _ptp_rogue_gm),
-    (23, "ptp_liar", "the PTP grandmaster's time steps by >= 1 ms", PTP_DURATION_S, _ptp_liar),
-    (24, "ptp_delay_attack", "PTP Sync or Delay_Req messages delayed by >= 100 us",
-     PTP_DURATION_S, _ptp_delay_attack),
-    (25, "ptp_utc_offset", "the PTP grandmaster announces a wrong UTC offset", PTP_DURATION_S,
-     _ptp_utc_offset),
-]
+PTP_SCENARIOS: tuple[Scenario, ...] = (
+    # Three announce intervals from its first announce.
+    Scenario("ptp_rogue_gm", 22, "a rogue PTP grandmaster (priority1 0) takes over the domain",
+             PTP_DURATION_S, _ptp_rogue_gm, ("ptp.gm_changed",), target_s=3 * ANNOUNCE_S,
+             warmup_s=PTP_WARMUP_S, not_live=NOT_LIVE),
+    # ptp_step_confirm (8) samples at 1 s, with margin.
+    Scenario("ptp_liar", 23, "the PTP grandmaster's time steps by >= 1 ms", PTP_DURATION_S,
+             _ptp_liar, ("time.step", "source.falseticker"), target_s=10.0,
+             warmup_s=PTP_WARMUP_S, not_live=NOT_LIVE),
+    # ptp4l's path-delay median (10 samples) settles in ~6 s, then 3 confirming samples.
+    Scenario("ptp_delay_attack", 24, "PTP Sync or Delay_Req messages delayed by >= 100 us",
+             PTP_DURATION_S, _ptp_delay_attack, ("ptp.delay_attack",), target_s=15.0,
+             warmup_s=PTP_WARMUP_S, not_live=NOT_LIVE),
+    # At once: the next poll after the announce.
+    Scenario("ptp_utc_offset", 25, "the PTP grandmaster announces a wrong UTC offset",
+             PTP_DURATION_S, _ptp_utc_offset,
+             ("ptp.announce_mismatch", "source.falseticker", "time.step"), target_s=2.0,
+             warmup_s=PTP_WARMUP_S, not_live=NOT_LIVE),
+)

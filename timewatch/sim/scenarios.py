@@ -1,31 +1,38 @@
-"""`timewatch simulate`: synthetic observation traces of the scenarios of docs/threats.md.
+"""The scenario catalogue: synthetic observation traces of the threat table's attacks and of the
+legitimate faults that must not alarm, and how the demo plays each live.
 
-A scenario is a deployment (the header's sources and trust groups), the noise of
-`sim.noise` (always on), and a scripted attack or legitimate fault starting at a known moment.
-`build()` returns the observations with the ground truth (who is attacked, from when, which
-alert codes count as detection, by when), so the threat battery and the bench judge the engine
-against it; `cmd_simulate` writes the trace. A `note` record marks the attack in the trace.
+Each scenario is declared once, in `SCENARIOS`: its number in the threat table, its trace builder,
+the alert codes that count as detecting it and its target (seconds, or polls of the attacked
+servers), the warm-up before its attack starts, its default duration, and its live action for
+`timewatch demo --scenario` (or why it cannot be played live). `timewatch simulate` writes the
+traces; `sim.demo` reads the live part.
+
+A trace is a deployment (the header's sources and trust groups), the noise of `sim.noise` (always
+on), and a scripted attack or legitimate fault starting at a known moment. `build()` returns the
+observations with the ground truth (who is attacked, from when, which alert codes count as
+detection, by when), so the threat battery and the bench judge the engine against it; `write`
+makes it a trace file. A `note` record marks the attack in the trace.
 
 Determinism: every random number comes from `random.Random` seeded with the seed and a fixed
 label per component; nothing reads a clock; records are ordered by (hand-over time, sequence).
+The live actions (`sim.world`) run only in the demo, against real time.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import random
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..records import Header, Nmea, Note, Ntp, Observation, SourceInfo, Tick
 from ..trace import TraceWriter
-from .nmeagen import NmeaSim
+from .nmeagen import NmeaSim, uniform_cn0
 from .noise import NS, HostClock, NtpPath, handover_delay_ns
 from .pps import PpsSim
+from .world import Action, World, behave, from_now, now_ns, receiver_fault
 
 # 2025-11-26T12:00:00Z: the spec's example traces live around here (docs/trace-format.md header).
 DEFAULT_T0_NS = 1_764_158_400 * NS
@@ -38,6 +45,10 @@ NTP_UNIX_OFFSET_S = 2_208_988_800
 TIMEOUT_S = 2.0
 # Polls are 16-64 s in the default deployment (docs/threats.md).
 POLLS_S = (16, 32, 64)
+# The NTP scenarios' learning before their attack or fault starts, in true seconds from the
+# trace's start (`Sim.at`: later when the scenario starts it a fraction into a long run,
+# half-way into a run too short for it).
+NTP_WARMUP_S = 600
 # Polls start up to 0.2 s late (the client's timer jitter).
 POLL_JITTER_S = 0.2
 # Slack on every deadline: one exchange's round trip and the hand-over delay.
@@ -227,7 +238,7 @@ class Sim:
     def server(self, sid: str) -> NtpServer:
         return next(s for s in self.servers if s.sid == sid)
 
-    def at(self, frac: float, min_s: float = 600.0) -> int:
+    def at(self, frac: float, min_s: float = NTP_WARMUP_S) -> int:
         """True time of an attack start: `frac` into the run but at least `min_s` (learning)."""
         span = self.end_ns - self.t0_ns
         return self.t0_ns + max(int(span * frac), min(int(min_s * NS), span // 2))
@@ -354,18 +365,43 @@ class Sim:
         return SimTrace(header, [o for _, _, o in self._out], truth)
 
 
-# -- scenarios -----------------------------------------------------------------------------------
+# -- the catalogue's entries ---------------------------------------------------------------------
 
-Builder = Callable[[int, float, dict[str, Any]], SimTrace]
+# A scenario's parameters (attack sizes, victims...); what is not given is drawn from the seed.
+Params = dict[str, Any]
+# (the scenario, seed, duration in seconds, parameters) -> the trace with its ground truth.
+Builder = Callable[["Scenario", int, float, Params], SimTrace]
+
+
+@dataclass(frozen=True)
+class Live:
+    """How `timewatch demo --scenario` plays a scenario after its learning lead, against the
+    demo's simulators (NTP servers sim-a .. sim-d, the receiver gnss0 with its pps0)."""
+
+    what: str  # announced when the attack starts
+    action: Action  # what it changes, called once at the start
+    suspects: tuple[str, ...]  # the demo's sources it attacks: the only ones alerts may name
+    window_s: float  # how long the run goes on after the start
+    groups: dict[str, str] | None = None  # trust groups, when not one operator per server
+    note: str = ""  # said before the run, when the live run differs from the trace
 
 
 @dataclass(frozen=True)
 class Scenario:
+    """One scenario, declared once: its trace (`builder`), what counts as detecting it and by
+    when, when its attack starts, and how the demo plays it live."""
+
     name: str
-    number: int | None  # the row of docs/threats.md, None for the clean/legit-fault runs
+    number: int | None  # its row of the threat table, None for the clean/legit-fault runs
     description: str
-    duration_s: float
-    build: Builder
+    duration_s: float  # default length of its trace
+    builder: Builder
+    codes: tuple[str, ...] = ()  # the alert codes that count as detecting it
+    target_s: float | None = None  # detected within this long after the start ...
+    target_polls: int | None = None  # ... or within this many polls of the attacked servers
+    warmup_s: int = 0  # the attack starts after at least this much learning (true seconds)
+    live: Live | None = None  # how the demo plays it; None: not live
+    not_live: str = ""  # why the demo cannot play it (it suggests the trace instead)
 
 
 def _p(params: dict[str, Any], key: str, default: Callable[[], Any]) -> Any:
@@ -379,7 +415,8 @@ def _victim(sim: Sim, params: dict[str, Any]) -> NtpServer:
     return sim.server(sid)
 
 
-def _deadline(sim: Sim, start: int, seconds: float) -> int:
+def _deadline(sim: Sim, start: int, seconds: float | None) -> int:
+    assert seconds is not None, "a scenario judged by time has a target_s"
     return sim.trace_ns(start + int((seconds + DEADLINE_SLACK_S) * NS))
 
 
@@ -400,138 +437,162 @@ class _PollDeadline:
         return self.sim.trace_ns(t + int(DEADLINE_SLACK_S * NS))
 
 
-def _ntp_liar(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_liar", seed, duration_s)
+def _polls(sc: Scenario, sim: Sim, start: int, servers: list[NtpServer]) -> _PollDeadline:
+    """The scenario's target: its `target_polls` polls of the attacked servers."""
+    assert sc.target_polls is not None, f"{sc.name}: no target_polls"
+    return _PollDeadline(sim, start, servers, sc.target_polls)
+
+
+def _ntp_truth(sc: Scenario, sim: Sim, start: int, culprits: tuple[str, ...],
+               **kw: Any) -> Truth:
+    """The truth of an NTP attack from `start` on, judged by polls (`_polls`)."""
+    return Truth(sc.name, sim.seed, sim.trace_ns(start), None, culprits, sc.codes, **kw)
+
+
+def _ntp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.050, 0.100))
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_liar: {v.sid} lies by {lie * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_liar", seed, sim.trace_ns(ta), None,
-                           (v.sid,), ("source.falseticker", "time.step"), params={"offset_s": lie}),
-                     _PollDeadline(sim, ta, [v], 3))
+    return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), params={"offset_s": lie}),
+                     _polls(sc, sim, ta, [v]))
 
 
-def _ntp_drift(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_drift", seed, duration_s)
+def _ntp_drift(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     rate = _p(params, "rate_ppm", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(50.0, 100.0))
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: rate * 1e-6 * (t - ta) / NS if t >= ta else 0.0
     sim.note(ta, f"attack ntp_drift: {v.sid} drifts at {rate:+.1f} ppm")
-    target = min(600.0, 3 * v.bound_s() / (abs(rate) * 1e-6))
-    return sim.build(Truth("ntp_drift", seed, sim.trace_ns(ta), _deadline(sim, ta, target),
-                           (v.sid,), ("time.drift", "source.falseticker"),
-                           params={"rate_ppm": rate, "bound_s": v.bound_s()}))
+    # Before its offset exceeds 3 error bounds, at most the scenario's target_s.
+    assert sc.target_s is not None
+    target = min(sc.target_s, 3 * v.bound_s() / (abs(rate) * 1e-6))
+    return sim.build(Truth(sc.name, seed, sim.trace_ns(ta), _deadline(sim, ta, target),
+                           (v.sid,), sc.codes, params={"rate_ppm": rate, "bound_s": v.bound_s()}))
 
 
-def _ntp_mitm_delay(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_mitm_delay", seed, duration_s)
+def _live_drift(w: World) -> None:
+    w.drift("sim-d", 100.0)
+
+
+def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.020, 0.040))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
     v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
     sim.note(ta, f"attack ntp_mitm_delay: {v.sid} {leg}s delayed by {extra * 1e3:.1f} ms")
-    return sim.build(Truth("ntp_mitm_delay", seed, sim.trace_ns(ta), None, (v.sid,),
-                           ("ntp.delay_anomaly",), params={"delay_s": extra, "leg": leg}),
-                     _PollDeadline(sim, ta, [v], 3))
+    return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), params={"delay_s": extra, "leg": leg}),
+                     _polls(sc, sim, ta, [v]))
 
 
-def _ntp_leap(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_leap", seed, duration_s)
+def _ntp_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     li = _p(params, "leap", lambda: sim.attack_rng.choice((1, 2)))
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     v.leap = lambda t: li if t >= ta else 0
     sim.note(ta, f"attack ntp_leap: {v.sid} announces leap indicator {li}")
-    return sim.build(Truth("ntp_leap", seed, sim.trace_ns(ta), None,
-                           (v.sid,), ("ntp.leap_anomaly",), params={"leap": li}),
-                     _PollDeadline(sim, ta, [v], 2))
+    return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), params={"leap": li}),
+                     _polls(sc, sim, ta, [v]))
 
 
-def _host_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("host_step", seed, duration_s)
+def _host_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     step = _p(params, "step_s", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(0.1, 1.5))
-    ta = sim.at(0.4) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
+    ta = sim.at(0.4, sc.warmup_s) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
     sim.host.step(ta, int(step * NS))
     sim.note(ta - 1, f"fault host_step: the host clock is stepped by {step * 1e3:+.1f} ms")
     # Engine time never runs backwards: after a negative step it stays at the pre-step time.
     before = sim.trace_ns(ta - 1)
-    deadline = max(_deadline(sim, ta, 1.0), before + int((1.0 + DEADLINE_SLACK_S) * NS))
-    return sim.build(Truth("host_step", seed, before, deadline, (),
-                           ("consensus.host_step",), allowed={"consensus.host_offset": ()},
-                           params={"step_s": step}))
+    assert sc.target_s is not None
+    deadline = max(_deadline(sim, ta, sc.target_s),
+                   before + int((sc.target_s + DEADLINE_SLACK_S) * NS))
+    return sim.build(Truth(sc.name, seed, before, deadline, (), sc.codes,
+                           allowed={"consensus.host_offset": ()}, params={"step_s": step}))
 
 
-def _ntp_group_majority(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ntp_group_majority(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     layout = [("ntp-x1", "op-x"), ("ntp-x2", "op-x"), ("ntp-x3", "op-x"), ("ntp-d", "op-d"),
               ("ntp-e", "op-e")]
-    sim = Sim("ntp_group_majority", seed, duration_s, layout=layout)
+    sim = Sim(sc.name, seed, duration_s, layout=layout)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.050, 0.100))
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     liars = sim.servers[:3]
     for s in liars:
         s.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_group_majority: op-x (3 of 5 servers) lies by {lie * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_group_majority", seed, sim.trace_ns(ta), None,
-                           tuple(s.sid for s in liars), ("source.falseticker", "time.step"),
-                           params={"offset_s": lie}),
-                     _PollDeadline(sim, ta, liars, 3))
+    return sim.build(_ntp_truth(sc, sim, ta, tuple(s.sid for s in liars),
+                                params={"offset_s": lie}),
+                     _polls(sc, sim, ta, liars))
 
 
-def _ntp_spoofed_replies(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_spoofed_replies", seed, duration_s)
+def _live_group_majority(w: World) -> None:
+    for sid in ("sim-a", "sim-b", "sim-c"):
+        w.b(sid).offset_s = 0.080
+
+
+# Spoofed replies and kiss codes say nothing of the server's time: these codes would accuse its
+# time wrongly.
+_NOT_A_TIME_ATTACK = ("source.falseticker", "time.drift", "time.step", "ntp.delay_anomaly",
+                      "ntp.leap_anomaly")
+
+
+def _ntp_spoofed_replies(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     v.spoof = lambda t: t >= ta
     sim.note(ta, f"attack ntp_spoofed_replies: an off-path spoofer answers for {v.sid}")
-    return sim.build(Truth("ntp_spoofed_replies", seed, sim.trace_ns(ta), None, (v.sid,),
-                           ("ntp.bogus",),
-                           forbidden=("source.falseticker", "time.drift", "time.step",
-                                      "ntp.delay_anomaly", "ntp.leap_anomaly")),
-                     _PollDeadline(sim, ta, [v], 3))
+    return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), forbidden=_NOT_A_TIME_ATTACK),
+                     _polls(sc, sim, ta, [v]))
 
 
-def _ntp_kiss(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_kiss", seed, duration_s)
+def _ntp_kiss(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     te = ta + int(_p(params, "kiss_s", lambda: 600.0) * NS)
     v.kiss = lambda t: "RATE" if ta <= t < te else None
     sim.note(ta, f"fault ntp_kiss: {v.sid} answers kiss-o'-death RATE")
-    return sim.build(Truth("ntp_kiss", seed, sim.trace_ns(ta), None, (v.sid,), ("ntp.kiss",),
-                           forbidden=("source.falseticker", "time.drift", "time.step",
-                                      "ntp.delay_anomaly", "ntp.leap_anomaly")),
-                     _PollDeadline(sim, ta, [v], 2))
+    return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), forbidden=_NOT_A_TIME_ATTACK),
+                     _polls(sc, sim, ta, [v]))
 
 
-def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ntp_no_majority(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     layout = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d", "op-c")]
-    sim = Sim("ntp_no_majority", seed, duration_s, layout=layout)
+    sim = Sim(sc.name, seed, duration_s, layout=layout)
     # Each group must leave the others' error intervals: beyond the sum of the two bounds.
     margin = _p(params, "margin_s", lambda: sim.attack_rng.uniform(0.010, 0.030))
     a, b, c, d = (sim.server(x) for x in ("ntp-a", "ntp-b", "ntp-c", "ntp-d"))
     up = a.bound_s() + b.bound_s() + margin
     down = a.bound_s() + max(c.bound_s(), d.bound_s()) + margin
-    ta = sim.at(0.4)
+    ta = sim.at(0.4, sc.warmup_s)
     b.lie_s = lambda t: up if t >= ta else 0.0
     for x in (c, d):
         x.lie_s = lambda t: -down if t >= ta else 0.0
     lie = (up, -down)
     sim.note(ta, f"attack ntp_no_majority: op-b {up * 1e3:+.1f} ms, op-c {-down * 1e3:+.1f} ms")
-    return sim.build(Truth("ntp_no_majority", seed, sim.trace_ns(ta), None, (),
-                           ("consensus.lost",), params={"offset_s": lie},
-                           # Until every liar has moved, a majority still exists and judges the
-                           # first movers: naming them is right.
-                           allowed={code: ("ntp-b", "ntp-c", "ntp-d") for code in
-                                    ("source.falseticker", "time.step", "time.drift")}),
-                     _PollDeadline(sim, ta, [b, c, d], 3))
+    return sim.build(_ntp_truth(sc, sim, ta, (), params={"offset_s": lie},
+                                # Until every liar has moved, a majority still exists and judges
+                                # the first movers: naming them is right.
+                                allowed={code: ("ntp-b", "ntp-c", "ntp-d") for code in
+                                         ("source.falseticker", "time.step", "time.drift")}),
+                     _polls(sc, sim, ta, [b, c, d]))
+
+
+def _live_no_majority(w: World) -> None:
+    w.b("sim-b").offset_s = 0.020
+    w.b("sim-c").offset_s = w.b("sim-d").offset_s = -0.020
 
 
 # -- GNSS and PPS scenarios ---------------------------------------------------------------------
@@ -544,7 +605,7 @@ def _ntp_no_majority(seed: int, duration_s: float, params: dict[str, Any]) -> Si
 # ppb and only its (prior) wander of 0.1 ppm limits it.
 GNSS_WARMUP_S = 300
 # A slow push is judged by the holdover's rate allowance: let it learn over a full 10-min block
-# first (as the NTP scenarios wait 600 s before their attacks).
+# first (as the NTP scenarios wait NTP_WARMUP_S before their attacks).
 GNSS_SLOW_WARMUP_S = 600
 GNSS_START_JITTER_S = 20
 # Codes that accuse a time reference (the receiver's, when its time is attacked).
@@ -554,24 +615,28 @@ CN0_UNIFORM_SIGMA_DB_HZ = (0.3, 1.2)
 CN0_UNIFORM_LEVEL_DB_HZ = (40.0, 48.0)
 
 
-def _gnss_sim(name: str, seed: int, duration_s: float, **receiver: Any) -> tuple[Sim, Receiver]:
-    sim = Sim(name, seed, duration_s, t0_ns=GNSS_T0_NS)
+def _gnss_sim(sc: Scenario, seed: int, duration_s: float,
+              **receiver: Any) -> tuple[Sim, Receiver]:
+    sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS)
     return sim, sim.add_receiver(**receiver)
 
 
-def _gnss_start(sim: Sim, warmup_s: int = GNSS_WARMUP_S) -> int:
-    """The attack's start: a whole UTC second after the warm-up (half-way in a short run)."""
-    k = warmup_s + sim.attack_rng.randrange(GNSS_START_JITTER_S + 1)
+def _gnss_start(sc: Scenario, sim: Sim, params: Params | None = None) -> int:
+    """The attack's start: a whole UTC second after the scenario's warm-up and a drawn jitter
+    (half-way in a short run), or `start_s` seconds in when the caller says (a demo's timeline)."""
+    k = sc.warmup_s + sim.attack_rng.randrange(GNSS_START_JITTER_S + 1)
     span_s = (sim.end_ns - sim.t0_ns) // NS
     k = min(k, span_s // 2)
+    if params and params.get("start_s") is not None:
+        k = int(params["start_s"])
     return -(-sim.t0_ns // NS) * NS + k * NS
 
 
-def _gnss_truth(sim: Sim, name: str, ta: int, target_s: float, culprits: tuple[str, ...],
-                codes: tuple[str, ...], allowed: dict[str, tuple[str, ...]] | None = None,
-                **params: Any) -> Truth:
-    return Truth(name, sim.seed, sim.trace_ns(ta), _deadline(sim, ta, target_s), culprits, codes,
-                 allowed=allowed or {}, params=params)
+def _gnss_truth(sc: Scenario, sim: Sim, ta: int, culprits: tuple[str, ...],
+                allowed: dict[str, tuple[str, ...]] | None = None, **params: Any) -> Truth:
+    """The truth of a GNSS/PPS attack from `ta` on, judged by the scenario's target_s."""
+    return Truth(sc.name, sim.seed, sim.trace_ns(ta), _deadline(sim, ta, sc.target_s), culprits,
+                 sc.codes, allowed=allowed or {}, params=params)
 
 
 def _receiver_accused(*codes: str) -> dict[str, tuple[str, ...]]:
@@ -583,66 +648,69 @@ def _sign(sim: Sim) -> float:
     return sim.attack_rng.choice((-1.0, 1.0))
 
 
-def _gnss_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_step", seed, duration_s)
+def _gnss_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(10.5e-6, 100e-6))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     step_ns = round(step * NS)
     r.time_error(lambda s: step_ns if s >= ta else 0)
     sim.note(ta, f"attack gnss_step: the receiver's time steps {step * 1e6:+.1f} us "
                  "(PPS and labels together)")
-    return sim.build(_gnss_truth(sim, "gnss_step", ta, 5.0, (PPS_ID,), TIME_CODES,
-                                 _receiver_accused(*TIME_CODES), step_s=step))
+    return sim.build(_gnss_truth(sc, sim, ta, (PPS_ID,), _receiver_accused(*TIME_CODES),
+                                 step_s=step))
 
 
-def _gnss_label_step(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_label_step", seed, duration_s)
+def _gnss_label_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     k = _p(params, "label_offset_s", lambda: int(_sign(sim)) * sim.attack_rng.choice((1, 1, 2, 3)))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     r.nmea.label_offset_s = lambda s: k if s >= ta else 0
     sim.note(ta, f"attack gnss_label_step: the labels are {k:+d} s off, PPS in phase")
     # The labels are wrong: PPS says so (pps.label_mismatch names both), gnss0 sees the jump;
     # once the pulses follow the labels, the receiver's time is whole seconds off the others.
-    return sim.build(_gnss_truth(
-        sim, "gnss_label_step", ta, 5.0, (GNSS_ID,), ("pps.label_mismatch", "gnss.label_error"),
-        _receiver_accused("pps.label_mismatch", *TIME_CODES), label_offset_s=k))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,),
+                                 _receiver_accused("pps.label_mismatch", *TIME_CODES),
+                                 label_offset_s=k))
 
 
-def _gnss_push(name: str, lo: float, hi: float, target_s: float, warmup_s: int) -> Builder:
-    def build(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-        sim, r = _gnss_sim(name, seed, duration_s)
+def _gnss_push(lo: float, hi: float) -> Builder:
+    """A push of the receiver's time at a drawn rate of lo .. hi s/s (either sign)."""
+    def build(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+        sim, r = _gnss_sim(sc, seed, duration_s)
         rate = _p(params, "rate_s_per_s", lambda: _sign(sim) * sim.attack_rng.uniform(lo, hi))
-        ta = _gnss_start(sim, warmup_s)
-        r.time_error(lambda s: round(rate * (s - ta)) if s >= ta else 0)
-        sim.note(ta, f"attack {name}: the receiver's time is pushed at {rate * 1e6:+.2f} us/s")
-        return sim.build(_gnss_truth(sim, name, ta, target_s, (PPS_ID,), TIME_CODES,
-                                     _receiver_accused(*TIME_CODES), rate_s_per_s=rate))
+        ta = _gnss_start(sc, sim, params)
+        # `push_s`: the push stops then and the receiver is back on true time (the demo's
+        # recovery); by default it goes on to the end.
+        push_s = params.get("push_s")
+        te = ta + int(push_s * NS) if push_s is not None else sim.end_ns + 10 * NS
+        r.time_error(lambda s: round(rate * (s - ta)) if ta <= s < te else 0)
+        sim.note(ta, f"attack {sc.name}: the receiver's time is pushed at {rate * 1e6:+.2f} us/s")
+        return sim.build(_gnss_truth(sc, sim, ta, (PPS_ID,), _receiver_accused(*TIME_CODES),
+                                     rate_s_per_s=rate, end_ns=sim.trace_ns(te)))
     return build
 
 
-def _offset_m(sim: Sim, lo_m: float, hi_m: float, params: dict[str, Any]) -> tuple[float, float]:
+def _offset_m(sim: Sim, lo_m: float, hi_m: float, params: Params) -> tuple[float, float]:
     dist = _p(params, "distance_m", lambda: sim.attack_rng.uniform(lo_m, hi_m))
     bearing = _p(params, "bearing_deg", lambda: sim.attack_rng.uniform(0.0, 360.0))
     return (dist * math.cos(math.radians(bearing)), dist * math.sin(math.radians(bearing)))
 
 
-def _gnss_position_jump(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_position_jump", seed, duration_s,
-                       surveyed=bool(params.get("surveyed")))
+def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
     ne = _offset_m(sim, 55.0, 500.0, params)
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
     dist = math.hypot(*ne)
     sim.note(ta, f"attack gnss_position_jump: the fix moves {dist:.0f} m from the antenna")
-    return sim.build(_gnss_truth(sim, "gnss_position_jump", ta, 10.0, (GNSS_ID,),
-                                 ("gnss.position_jump",), distance_m=dist))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), distance_m=dist))
 
 
-def _gnss_meaconing(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_meaconing", seed, duration_s)
+def _gnss_meaconing(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     delay = _p(params, "delay_s", lambda: sim.attack_rng.uniform(1.0e-3, 5.0e-3))
     ne = _offset_m(sim, 100.0, 2000.0, params)
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     # The replayed signal arrives `delay` late: the receiver's time is late by it (its error is
     # negative), and its fix is the meaconer's antenna.
     late_ns = -round(delay * NS)
@@ -650,18 +718,22 @@ def _gnss_meaconing(seed: int, duration_s: float, params: dict[str, Any]) -> Sim
     r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
     dist = math.hypot(*ne)
     sim.note(ta, f"attack gnss_meaconing: replayed {delay * 1e3:.2f} ms late from {dist:.0f} m")
-    codes = (*TIME_CODES, "gnss.position_jump", "pps.interval", "pps.label_mismatch")
-    return sim.build(_gnss_truth(sim, "gnss_meaconing", ta, 60.0, (GNSS_ID, PPS_ID), codes,
-                                 _receiver_accused(*codes), delay_s=delay, distance_m=dist))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID, PPS_ID), _receiver_accused(*sc.codes),
+                                 delay_s=delay, distance_m=dist))
 
 
-def _gnss_cn0_uniform(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_cn0_uniform", seed, duration_s)
+def _live_meaconing(w: World) -> None:
+    w.step(-1.5e-3)  # the replayed signal arrives 1.5 ms late: the receiver's time is late
+    w.nmea.position_offset_m = from_now(lambda s: (420.0, -310.0), (0.0, 0.0))
+
+
+def _gnss_cn0_uniform(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     variant = _p(params, "variant", lambda: sim.attack_rng.choice(("uniform", "raised")))
     sigma = _p(params, "sigma_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_SIGMA_DB_HZ))
     level = _p(params, "level_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_LEVEL_DB_HZ))
     step = _p(params, "step_db", lambda: sim.attack_rng.uniform(6.5, 10.0))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     crng = random.Random(f"{seed}|cn0")
     if variant == "uniform":
         r.nmea.cn0_fn = lambda s, c: ({p: level + crng.gauss(0.0, sigma) for p in c}
@@ -671,20 +743,29 @@ def _gnss_cn0_uniform(seed: int, duration_s: float, params: dict[str, Any]) -> S
         r.nmea.cn0_fn = lambda s, c: {p: v + step for p, v in c.items()} if s >= ta else c
         what = f"all up {step:.1f} dB at once"
     sim.note(ta, f"attack gnss_cn0_uniform: C/N0 {what}")
-    return sim.build(_gnss_truth(sim, "gnss_cn0_uniform", ta, 60.0, (GNSS_ID,),
-                                 ("gnss.cn0_anomaly",), variant=variant, sigma_db_hz=sigma,
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), variant=variant, sigma_db_hz=sigma,
                                  level_db_hz=level, step_db=step))
 
 
-def _gnss_jamming(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_jamming", seed, duration_s)
-    ta = _gnss_start(sim)
+def _live_cn0(w: World) -> None:
+    fn = uniform_cn0()
+    t0 = now_ns()
+    w.nmea.cn0_fn = lambda s, c: fn(s, c) if s >= t0 else c
+
+
+def _gnss_jamming(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
+    ta = _gnss_start(sc, sim)
     r.nmea.jammed = lambda s: s >= ta
     r.pps.missing = lambda s: s >= ta
     sim.note(ta, "attack gnss_jamming: fix lost, C/N0 collapses, PPS stops")
-    return sim.build(_gnss_truth(
-        sim, "gnss_jamming", ta, 10.0, (GNSS_ID, PPS_ID), ("gnss.no_fix", "pps.missing"),
-        {"gnss.satellites": (GNSS_ID,), "source.stale": (PPS_ID,)}))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID, PPS_ID),
+                                 {"gnss.satellites": (GNSS_ID,), "source.stale": (PPS_ID,)}))
+
+
+def _live_jamming(w: World) -> None:
+    w.nmea.jammed = from_now(lambda s: True, False)
+    w.pps.missing = from_now(lambda s: True, False)
 
 
 # docs/threats.md "first sentence": the faulty second's first sentence (RMC) arrives 110 +- 4 ms after
@@ -692,33 +773,31 @@ def _gnss_jamming(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
 FIRST_SENTENCE_S = 0.25
 
 
-def _gnss_week_rollover(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_week_rollover", seed, duration_s)
+def _gnss_week_rollover(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     fault = _p(params, "fault", lambda: sim.attack_rng.choice(("rollover", "rollover",
                                                                 "coldstart")))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     r.nmea.date_fault = lambda s: fault if s >= ta else None
     sim.note(ta, f"fault gnss_week_rollover: {fault} date with a valid fix")
-    return sim.build(_gnss_truth(sim, "gnss_week_rollover", ta, FIRST_SENTENCE_S, (GNSS_ID,),
-                                 ("gnss.date_anomaly",), fault=fault))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), fault=fault))
 
 
-def _gnss_simulator(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_simulator", seed, duration_s)
-    ta = _gnss_start(sim)
+def _gnss_simulator(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
+    ta = _gnss_start(sc, sim)
     r.nmea.simulator = lambda s: s >= ta
     sim.note(ta, "fault gnss_simulator: the receiver outputs simulated fixes as valid")
-    return sim.build(_gnss_truth(sim, "gnss_simulator", ta, FIRST_SENTENCE_S, (GNSS_ID,),
-                                 ("gnss.simulator",)))
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,)))
 
 
-def _pps_faults(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("pps_faults", seed, duration_s)
+def _pps_faults(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     kind = _p(params, "fault", lambda: sim.attack_rng.choice(("missing", "doubled", "shifted")))
     n = _p(params, "pulses", lambda: sim.attack_rng.randint(1, 3))
     extra_s = _p(params, "extra_s", lambda: sim.attack_rng.uniform(0.05, 0.95))
     shift = _p(params, "shift_s", lambda: _sign(sim) * sim.attack_rng.uniform(0.002, 0.5))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
     te = ta + n * NS
     allowed: dict[str, tuple[str, ...]] = {}
     if kind == "missing":
@@ -734,16 +813,22 @@ def _pps_faults(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrac
         # The shifted pulses are wrong time, and wrong against the labels.
         allowed = _receiver_accused("pps.label_mismatch", *TIME_CODES)
     sim.note(ta, f"fault pps_faults: {what}")
-    return sim.build(_gnss_truth(sim, "pps_faults", ta, 3.0, (PPS_ID,),
-                                 ("pps.missing", "pps.interval", "time.step"), allowed,
-                                 fault=kind, pulses=n, extra_s=extra_s, shift_s=shift))
+    return sim.build(_gnss_truth(sc, sim, ta, (PPS_ID,), allowed, fault=kind, pulses=n,
+                                 extra_s=extra_s, shift_s=shift))
 
 
-def _gnss_garbage(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim, r = _gnss_sim("gnss_garbage", seed, duration_s)
+def _live_pps_faults(w: World) -> None:
+    t0 = now_ns() // NS * NS + NS
+    w.pps.missing = lambda s: t0 <= s < t0 + 2 * NS  # two pulses missing
+    w.pps.doubled = lambda s: 0.3 if t0 + 10 * NS <= s < t0 + 12 * NS else None  # doubled
+    w.pps.shift_ns = lambda s: 250_000_000 if s >= t0 + 20 * NS else 0  # a 250 ms shift
+
+
+def _gnss_garbage(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim, r = _gnss_sim(sc, seed, duration_s)
     corrupt = _p(params, "corrupt_rate", lambda: 0.05)  # docs/threats.md #21: 5% of sentences
     garbage = _p(params, "garbage_rate", lambda: sim.attack_rng.uniform(0.002, 0.02))
-    ta = _gnss_start(sim)
+    ta = _gnss_start(sc, sim)
 
     def line_noise(s: int) -> None:  # the line turns noisy when the fault starts
         if s == ta:
@@ -751,47 +836,51 @@ def _gnss_garbage(seed: int, duration_s: float, params: dict[str, Any]) -> SimTr
 
     r.each_second = line_noise
     sim.note(ta, f"fault gnss_garbage: {corrupt:.0%} of sentences corrupted, garbage lines")
-    return sim.build(_gnss_truth(sim, "gnss_garbage", ta, 60.0, (GNSS_ID,),
-                                 ("gnss.sentence_errors",), corrupt_rate=corrupt,
+    return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), corrupt_rate=corrupt,
                                  garbage_rate=garbage))
 
 
-# -- clean runs and legitimate faults (docs/threats.md "Must not alarm") ---------------------------
+def _live_garbage(w: World) -> None:
+    w.nmea.corrupt_rate = 0.05  # docs/threats.md #21: 5% of sentences corrupted
+    w.nmea.garbage_rate = 0.02  # ... and some garbage lines
 
 
-def _clean(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("clean", seed, duration_s)
-    return sim.build(Truth("clean", seed))
+# -- clean runs and legitimate faults (docs/threats.md "Must not alarm") ------------------------------
 
 
-def _ntp_server_silent(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_server_silent", seed, duration_s)
+def _clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
+    return sim.build(Truth(sc.name, seed))
+
+
+def _ntp_server_silent(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    ta = sim.at(0.3)
+    ta = sim.at(0.3, sc.warmup_s)
     te = ta + int(_p(params, "silent_s", lambda: 600.0) * NS)
     v.silent = lambda t: ta <= t < te
     sim.note(ta, f"fault ntp_server_silent: {v.sid} stops answering for {(te - ta) / NS:.0f} s")
-    return sim.build(Truth("ntp_server_silent", seed, sim.trace_ns(ta), None, (v.sid,),
-                           ("source.stale",), allowed={"source.stale": (v.sid,)},
+    return sim.build(Truth(sc.name, seed, sim.trace_ns(ta), None, (v.sid,), sc.codes,
+                           allowed={"source.stale": (v.sid,)},
                            forbidden=("source.falseticker", "time.drift", "time.step")))
 
 
-def _ntp_delay_spikes(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
-    sim = Sim("ntp_delay_spikes", seed, duration_s)
+def _ntp_delay_spikes(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    sim = Sim(sc.name, seed, duration_s)
     p = _p(params, "spike_probability", lambda: 0.05)
     for s in sim.servers:  # docs/threats.md "network delay spikes of 10x the base delay"
         s.path.spike_probability = p
         s.path.spike_factor = (10.0, 10.0)
-    return sim.build(Truth("ntp_delay_spikes", seed, params={"spike_probability": p}))
+    return sim.build(Truth(sc.name, seed, params={"spike_probability": p}))
 
 
 def _announce_from(start_ns: int, leap_ns: int) -> Callable[[int], int]:
     return lambda t: 1 if start_ns <= t < leap_ns else 0
 
 
-def _ntp_real_leap(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _ntp_real_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The leap second of 2016-12-31, announced by servers starting at different times."""
-    sim = Sim("ntp_real_leap", seed, duration_s, t0_ns=LEAP_2016_T0_NS)
+    sim = Sim(sc.name, seed, duration_s, t0_ns=LEAP_2016_T0_NS)
     leap_at = 1_483_228_800 * NS  # 2017-01-01T00:00:00Z (leap-seconds.list: 3692217600 37)
     day_start = leap_at - 86_400 * NS  # chrony announces on the last day only
     for i, s in enumerate(sim.servers):
@@ -800,100 +889,164 @@ def _ntp_real_leap(seed: int, duration_s: float, params: dict[str, Any]) -> SimT
                  day_start, leap_at - 30 * 60 * NS)[i % 5]
         s.leap = _announce_from(start, leap_at)
     sim.note(leap_at, "leap second 2016-12-31T23:59:60Z")
-    return sim.build(Truth("ntp_real_leap", seed))
+    return sim.build(Truth(sc.name, seed))
 
 
-def _clean_week(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _clean_week(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """Clean operation with the legitimate faults: 10x spikes, a server silent for 10 min."""
-    sim = Sim("clean_week", seed, duration_s)
+    sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    ta = sim.at(0.3)
+    ta = sim.at(0.3, sc.warmup_s)
     te = ta + 600 * NS
     v.silent = lambda t: ta <= t < te
     for s in sim.servers:
         s.path.spike_factor = (5.0, 10.0)
     sim.note(ta, f"fault: {v.sid} stops answering for 600 s")
-    return sim.build(Truth("clean_week", seed, sim.trace_ns(ta), None, (v.sid,), (),
+    return sim.build(Truth(sc.name, seed, sim.trace_ns(ta), None, (v.sid,), sc.codes,
                            allowed={"source.stale": (v.sid,)}))
 
 
-def _gnss_clean(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _gnss_clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """GNSS + PPS + NTP, clean: satellites rise and set, everything else is noise."""
-    sim, _ = _gnss_sim("gnss_clean", seed, duration_s,
-                       surveyed=bool(params.get("surveyed")))
-    return sim.build(Truth("gnss_clean", seed))
+    sim, _ = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
+    return sim.build(Truth(sc.name, seed))
 
 
-def _gnss_obstruction(seed: int, duration_s: float, params: dict[str, Any]) -> SimTrace:
+def _gnss_obstruction(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The receiver loses its fix for a minute under an obstruction; its PPS keeps pulsing on its
     own oscillator (docs/threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
-    sim, r = _gnss_sim("gnss_obstruction", seed, duration_s)
-    ta = _gnss_start(sim)
+    sim, r = _gnss_sim(sc, seed, duration_s)
+    ta = _gnss_start(sc, sim)
     te = ta + int(_p(params, "obstructed_s", lambda: 60.0) * NS)
     r.nmea.fix_lost = lambda s: ta <= s < te
     sim.note(ta, f"fault gnss_obstruction: no fix for {(te - ta) / NS:.0f} s, PPS keeps pulsing")
-    return sim.build(Truth("gnss_obstruction", seed, sim.trace_ns(ta), None, (GNSS_ID,), (),
+    return sim.build(Truth(sc.name, seed, sim.trace_ns(ta), None, (GNSS_ID,), sc.codes,
                            allowed={"gnss.no_fix": (GNSS_ID,), "gnss.satellites": (GNSS_ID,)}))
 
 
-_THREATS: list[tuple[int, str, str, float, Builder]] = [
-    (1, "ntp_liar", "one NTP server lies by >= 50 ms", 1800.0, _ntp_liar),
-    (2, "ntp_drift", "one NTP server's time drifts away at >= 50 ppm", 1800.0, _ntp_drift),
-    (3, "ntp_mitm_delay", "a man in the middle delays one server's replies by >= 20 ms", 1800.0,
-     _ntp_mitm_delay),
-    (4, "ntp_leap", "one server announces a leap second that nobody else does", 1800.0, _ntp_leap),
-    (5, "gnss_step", "GNSS time step >= 10 us (PPS and labels together)", 420.0, _gnss_step),
-    (6, "gnss_label_step", "GNSS labels wrong by whole seconds, PPS in phase", 420.0,
-     _gnss_label_step),
-    (7, "gnss_push_fast", "GNSS time push >= 10 us/s", 420.0,
-     _gnss_push("gnss_push_fast", 10e-6, 30e-6, 60.0, GNSS_WARMUP_S)),
-    (8, "gnss_push_slow", "GNSS time push >= 1 us/s", 1260.0,
-     _gnss_push("gnss_push_slow", 1e-6, 3e-6, 600.0, GNSS_SLOW_WARMUP_S)),
-    (9, "gnss_position_jump", "GNSS position moves >= 50 m", 420.0, _gnss_position_jump),
-    (10, "gnss_meaconing", "GNSS replayed with >= 1 ms extra delay and a shifted position", 420.0,
-     _gnss_meaconing),
-    (11, "gnss_cn0_uniform", "C/N0 uniform across satellites or all up >= 6 dB", 420.0,
-     _gnss_cn0_uniform),
-    (12, "gnss_jamming", "jamming: fix lost, C/N0 collapse, PPS stops", 420.0, _gnss_jamming),
-    (13, "gnss_week_rollover", "GPS week rollover or cold-start date with a valid fix", 420.0,
-     _gnss_week_rollover),
-    (14, "gnss_simulator", "receiver in simulator mode", 420.0, _gnss_simulator),
-    (15, "pps_faults", "PPS pulses missing, doubled or shifted", 420.0, _pps_faults),
-    (16, "host_step", "the host clock itself is stepped by >= 100 ms", 1800.0, _host_step),
-    (17, "ntp_group_majority", "most NTP servers lie together, but share one trust group", 1800.0,
-     _ntp_group_majority),
-    (18, "ntp_spoofed_replies", "an off-path spoofer injects NTP replies (wrong origin)", 1800.0,
-     _ntp_spoofed_replies),
-    (19, "ntp_kiss", "one server answers with kiss-o'-death RATE", 1800.0, _ntp_kiss),
-    (20, "ntp_no_majority", "three groups disagree: no strict majority", 1800.0, _ntp_no_majority),
-    (21, "gnss_garbage", "noisy serial line: 5% corrupted sentences, garbage lines", 420.0,
-     _gnss_garbage),
-]
+# -- the catalogue -------------------------------------------------------------------------------
 
-_LEGIT: list[tuple[str, str, float, Builder]] = [
-    ("clean", "clean operation with realistic noise", 3600.0, _clean),
-    ("ntp_server_silent", "one server stops answering for 10 minutes", 3600.0, _ntp_server_silent),
-    ("ntp_delay_spikes", "network delay spikes of 10x the base delay on 5% of exchanges", 3600.0,
-     _ntp_delay_spikes),
-    ("ntp_real_leap", "the real leap second of 2016-12-31, announced at different times", 14400.0,
-     _ntp_real_leap),
-    ("clean_week", "7 days of clean operation with the legitimate faults", 7 * 86_400.0,
-     _clean_week),
-    ("gnss_clean", "GNSS + PPS + NTP, clean: satellites rising and setting", 3600.0, _gnss_clean),
-    ("gnss_obstruction", "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
-     _gnss_obstruction),
-]
+_RECEIVER = (GNSS_ID, PPS_ID)  # the demo's receiver has the trace's source ids
 
-# PTP (sim/ptpscen.py builds them on this module's Sim: imported here, at the end).
-from .ptpscen import PTP_THREATS  # noqa: E402
+# Every scenario once, in `timewatch simulate --list` order: the threat table (1-21), then the
+# clean runs and legitimate faults that must not alarm. Live actions name the demo's servers.
+SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
+    Scenario("ntp_liar", 1, "one NTP server lies by >= 50 ms", 1800.0, _ntp_liar,
+             ("source.falseticker", "time.step"), target_polls=3, warmup_s=NTP_WARMUP_S,
+             live=Live("sim-d lies by +80 ms", behave("sim-d", offset_s=0.080), ("sim-d",), 30.0)),
+    Scenario("ntp_drift", 2, "one NTP server's time drifts away at >= 50 ppm", 1800.0, _ntp_drift,
+             ("time.drift", "source.falseticker"), target_s=600.0, warmup_s=NTP_WARMUP_S,
+             live=Live("sim-d's clock drifts away at +100 ppm", _live_drift, ("sim-d",), 90.0)),
+    Scenario("ntp_mitm_delay", 3, "a man in the middle delays one server's replies by >= 20 ms",
+             1800.0, _ntp_mitm_delay, ("ntp.delay_anomaly",), target_polls=3, warmup_s=NTP_WARMUP_S,
+             live=Live("a man in the middle delays sim-d's replies by 25 ms",
+                       behave("sim-d", reply_delay_s=0.025), ("sim-d",), 40.0)),
+    Scenario("ntp_leap", 4, "one server announces a leap second that nobody else does", 1800.0,
+             _ntp_leap, ("ntp.leap_anomaly",), target_polls=2, warmup_s=NTP_WARMUP_S,
+             live=Live("sim-d announces a leap second nobody else does", behave("sim-d", leap=1),
+                       ("sim-d",), 30.0)),
+    Scenario("gnss_step", 5, "GNSS time step >= 10 us (PPS and labels together)", 420.0,
+             _gnss_step, TIME_CODES, target_s=5.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("the receiver's time steps +50 us (labels and PPS together)",
+                       lambda w: w.step(50e-6), _RECEIVER, 30.0)),
+    Scenario("gnss_label_step", 6, "GNSS labels wrong by whole seconds, PPS in phase", 420.0,
+             _gnss_label_step, ("pps.label_mismatch", "gnss.label_error"), target_s=5.0,
+             warmup_s=GNSS_WARMUP_S,
+             live=Live("the receiver's labels jump +1 s while its PPS stays in phase",
+                       receiver_fault("label_offset_s", 1, 0), _RECEIVER, 30.0)),
+    Scenario("gnss_push_fast", 7, "GNSS time push >= 10 us/s", 420.0, _gnss_push(10e-6, 30e-6),
+             TIME_CODES, target_s=60.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _RECEIVER, 90.0)),
+    Scenario("gnss_push_slow", 8, "GNSS time push >= 1 us/s", 1260.0, _gnss_push(1e-6, 3e-6),
+             TIME_CODES, target_s=600.0, warmup_s=GNSS_SLOW_WARMUP_S,
+             live=Live("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _RECEIVER, 620.0)),
+    Scenario("gnss_position_jump", 9, "GNSS position moves >= 50 m", 420.0, _gnss_position_jump,
+             ("gnss.position_jump",), target_s=10.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("the fix moves 80 m north of the antenna",
+                       receiver_fault("position_offset_m", (80.0, 0.0), (0.0, 0.0)), (GNSS_ID,),
+                       30.0)),
+    Scenario("gnss_meaconing", 10, "GNSS replayed with >= 1 ms extra delay and a shifted position",
+             420.0, _gnss_meaconing,
+             (*TIME_CODES, "gnss.position_jump", "pps.interval", "pps.label_mismatch"),
+             target_s=60.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("meaconing: the signal replayed 1.5 ms late from 520 m away",
+                       _live_meaconing, _RECEIVER, 90.0)),
+    Scenario("gnss_cn0_uniform", 11, "C/N0 uniform across satellites or all up >= 6 dB", 420.0,
+             _gnss_cn0_uniform, ("gnss.cn0_anomaly",), target_s=60.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("C/N0 uniform across satellites (a simulator's flat signals)", _live_cn0,
+                       (GNSS_ID,), 90.0)),
+    Scenario("gnss_jamming", 12, "jamming: fix lost, C/N0 collapse, PPS stops", 420.0,
+             _gnss_jamming, ("gnss.no_fix", "pps.missing"), target_s=10.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("jamming: fix lost, C/N0 collapses, PPS stops", _live_jamming, _RECEIVER,
+                       30.0)),
+    Scenario("gnss_week_rollover", 13, "GPS week rollover or cold-start date with a valid fix",
+             420.0, _gnss_week_rollover, ("gnss.date_anomaly",), target_s=FIRST_SENTENCE_S,
+             warmup_s=GNSS_WARMUP_S,
+             live=Live("the receiver's date rolls back 1024 weeks, fix still 'valid'",
+                       receiver_fault("date_fault", "rollover", None), (GNSS_ID,), 30.0)),
+    Scenario("gnss_simulator", 14, "receiver in simulator mode", 420.0, _gnss_simulator,
+             ("gnss.simulator",), target_s=FIRST_SENTENCE_S, warmup_s=GNSS_WARMUP_S,
+             live=Live("the receiver switches to simulator mode",
+                       receiver_fault("simulator", True, False), (GNSS_ID,), 30.0)),
+    # Live, a shifted pulse train disagrees with the labels: pps.label_mismatch names the pair.
+    Scenario("pps_faults", 15, "PPS pulses missing, doubled or shifted", 420.0, _pps_faults,
+             ("pps.missing", "pps.interval", "time.step"), target_s=3.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("PPS: 2 pulses missing, then 2 doubled, then shifted by 250 ms",
+                       _live_pps_faults, _RECEIVER, 45.0)),
+    Scenario("host_step", 16, "the host clock itself is stepped by >= 100 ms", 1800.0, _host_step,
+             ("consensus.host_step",), target_s=1.0, warmup_s=NTP_WARMUP_S,
+             not_live="it steps the host's own clock, which would need root and would disturb "
+                      "this machine"),
+    Scenario("ntp_group_majority", 17, "most NTP servers lie together, but share one trust group",
+             1800.0, _ntp_group_majority, ("source.falseticker", "time.step"), target_polls=3,
+             warmup_s=NTP_WARMUP_S,
+             live=Live("sim-a, sim-b, sim-c (one operator, op-x) lie by +80 ms together",
+                       _live_group_majority, ("sim-a", "sim-b", "sim-c"), 30.0,
+                       {"sim-a": "op-x", "sim-b": "op-x", "sim-c": "op-x", "sim-d": "op-d"})),
+    Scenario("ntp_spoofed_replies", 18, "an off-path spoofer injects NTP replies (wrong origin)",
+             1800.0, _ntp_spoofed_replies, ("ntp.bogus",), target_polls=3, warmup_s=NTP_WARMUP_S,
+             live=Live("an off-path spoofer answers for sim-d with a wrong origin",
+                       behave("sim-d", wrong_origin=True), ("sim-d",), 30.0,
+                       note="live, the simulated server replaces its real replies with the "
+                            "spoofed ones, so sim-d also goes stale (a trace from `timewatch "
+                            "simulate` has both)")),
+    Scenario("ntp_kiss", 19, "one server answers with kiss-o'-death RATE", 1800.0, _ntp_kiss,
+             ("ntp.kiss",), target_polls=2, warmup_s=NTP_WARMUP_S,
+             live=Live("sim-d answers kiss-o'-death RATE", behave("sim-d", kiss="RATE"),
+                       ("sim-d",), 30.0)),
+    Scenario("ntp_no_majority", 20, "three groups disagree: no strict majority", 1800.0,
+             _ntp_no_majority, ("consensus.lost",), target_polls=3, warmup_s=NTP_WARMUP_S,
+             live=Live("sim-b +20 ms, op-c (sim-c, sim-d) -20 ms: no strict majority left",
+                       _live_no_majority, (), 30.0,
+                       {"sim-a": "op-a", "sim-b": "op-b", "sim-c": "op-c", "sim-d": "op-c"})),
+    Scenario("gnss_garbage", 21, "noisy serial line: 5% corrupted sentences, garbage lines",
+             420.0, _gnss_garbage, ("gnss.sentence_errors",), target_s=60.0, warmup_s=GNSS_WARMUP_S,
+             live=Live("a noisy serial line: 5% corrupted sentences, garbage lines",
+                       _live_garbage, (GNSS_ID,), 90.0)),
+    Scenario("clean", None, "clean operation with realistic noise", 3600.0, _clean),
+    Scenario("ntp_server_silent", None, "one server stops answering for 10 minutes", 3600.0,
+             _ntp_server_silent, ("source.stale",), warmup_s=NTP_WARMUP_S),
+    Scenario("ntp_delay_spikes", None,
+             "network delay spikes of 10x the base delay on 5% of exchanges", 3600.0,
+             _ntp_delay_spikes),
+    Scenario("ntp_real_leap", None,
+             "the real leap second of 2016-12-31, announced at different times", 14400.0,
+             _ntp_real_leap),
+    Scenario("clean_week", None, "7 days of clean operation with the legitimate faults",
+             7 * 86_400.0, _clean_week, warmup_s=NTP_WARMUP_S),
+    Scenario("gnss_clean", None, "GNSS + PPS + NTP, clean: satellites rising and setting",
+             3600.0, _gnss_clean),
+    Scenario("gnss_obstruction", None,
+             "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
+             _gnss_obstruction, warmup_s=GNSS_WARMUP_S),
+)}
 
-_THREATS += PTP_THREATS
+# The PTP threats (22-25) follow (sim/ptpscen.py builds them on this module's Sim).
+from .ptpscen import PTP_SCENARIOS  # noqa: E402
 
-SCENARIOS: dict[str, Scenario] = {}
-for _n, _name, _desc, _dur, _b in _THREATS:
-    SCENARIOS[_name] = Scenario(_name, _n, _desc, _dur, _b)
-for _name, _desc, _dur, _b in _LEGIT:
-    SCENARIOS[_name] = Scenario(_name, None, _desc, _dur, _b)
+# The threat table's rows in order, then the clean runs and legitimate faults (a stable sort).
+SCENARIOS = {sc.name: sc for sc in sorted([*SCENARIOS.values(), *PTP_SCENARIOS],
+                                          key=lambda sc: (sc.number is None, sc.number or 0))}
 
 
 def build(name: str, seed: int = 1, duration_s: float | None = None,
@@ -902,36 +1055,10 @@ def build(name: str, seed: int = 1, duration_s: float | None = None,
     sc = SCENARIOS.get(name)
     if sc is None:
         raise KeyError(f"unknown scenario {name!r}; `timewatch simulate --list` names them")
-    return sc.build(seed, sc.duration_s if duration_s is None else duration_s, params)
+    return sc.builder(sc, seed, sc.duration_s if duration_s is None else duration_s, params)
 
 
 def write(path: str, st: SimTrace) -> None:
     with TraceWriter(path, st.header) as w:
         for o in st.observations:
             w.write(o)
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-
-    if args.list:
-        for sc in SCENARIOS.values():
-            num = f"{sc.number:2d}" if sc.number is not None else " -"
-            print(f"{num}  {sc.name:22s} {sc.description} (default {sc.duration_s:.0f} s)")
-        return 0
-    if not args.scenario:
-        raise UsageError("simulate: --scenario NAME is required (--list names them)")
-    if args.scenario not in SCENARIOS:
-        raise UsageError(f"simulate: --scenario: unknown scenario {args.scenario!r} "
-                         f"(--list names them)")
-    if not args.output:
-        raise UsageError("simulate: -o TRACE is required")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError(f"simulate: --duration: must be > 0 s, got {args.duration}")
-    st = build(args.scenario, args.seed, args.duration)
-    write(args.output, st)
-    t = st.truth
-    what = f"attack/fault from {t.start_ns}" if t.start_ns is not None else "no attack"
-    print(f"simulate {args.scenario} seed {args.seed}: {len(st.observations)} records -> "
-          f"{args.output} ({what})", file=sys.stderr)
-    return 0

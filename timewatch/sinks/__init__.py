@@ -6,8 +6,11 @@ spools to disk what it could not deliver (see `spool.py`).
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
-from typing import Protocol
+import math
+from typing import Any, Protocol
 
 from ..config import Config
 from ..records import Output
@@ -25,28 +28,65 @@ class Sink(Protocol):
         """Flush what can be flushed, spool the rest, release resources."""
 
 
+def finite(obj: Any) -> Any:
+    """obj with every non-finite float (NaN, +-Infinity) replaced by None, in dicts and lists
+    too: what JSON and SQL can hold. A sink writes non-finite numbers as null, never fails."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any, **kw: Any) -> str:
+    """json.dumps that always writes JSON: a non-finite number becomes null (not `NaN`)."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kw)
+    except ValueError:
+        return json.dumps(finite(obj), allow_nan=False, **kw)
+
+
+class SinkStartError(Exception):
+    """A configured sink cannot start (module missing, address in use...): names the sink."""
+
+
+def _make(cfg: Config, name: str, target: str, **kw: object) -> Sink:
+    mod, _, cls = target.partition(":")
+    try:
+        sink_cls = getattr(importlib.import_module(mod), cls)
+        sink: Sink = sink_cls(cfg, **kw)
+    except ImportError as e:
+        raise SinkStartError(f"sink {name} cannot start: a module it needs is missing: "
+                             f"{e}") from e
+    except Exception as e:  # noqa: BLE001 - whatever it is, say which sink and why
+        raise SinkStartError(f"sink {name} cannot start: {e}") from e
+    return sink
+
+
 def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[Sink]:
-    """Every sink the config asks for. The embedded store (and its event log) is on unless
-    `store=False`; the HTTP status endpoint only runs `live`."""
-    sinks: list[Sink] = []
+    """Every sink the config asks for, or none: the embedded store (and its event log) unless
+    `store=False`, the HTTP status endpoint when `live`, InfluxDB and webhooks when configured.
+    A sink that cannot start raises `SinkStartError` naming it and the cause, after the sinks
+    already started are closed (an HTTP server releases its port, a writer thread ends)."""
+    wanted: list[tuple[str, str]] = []
     if store:
-        from .eventlog import EventLogSink
-        from .store import StoreSink
-
-        sinks.append(StoreSink(cfg))
-        sinks.append(EventLogSink(cfg))
+        wanted += [("store", "timewatch.sinks.store:StoreSink"),
+                   ("eventlog", "timewatch.sinks.eventlog:EventLogSink")]
     if live and cfg.http_listen:
-        from .http import HttpSink
-
-        sinks.append(HttpSink(cfg))
+        wanted.append(("http", "timewatch.sinks.http:HttpSink"))
     if cfg.influxdb is not None:
-        from .influx import InfluxSink
-
-        sinks.append(InfluxSink(cfg))
+        wanted.append(("influxdb", "timewatch.sinks.influx:InfluxSink"))
     if cfg.webhooks:
-        from .webhook import WebhookSink
-
-        sinks.append(WebhookSink(cfg))
+        wanted.append(("webhook", "timewatch.sinks.webhook:WebhookSink"))
+    sinks: list[Sink] = []
+    for name, target in wanted:
+        try:
+            sinks.append(_make(cfg, name, target))
+        except SinkStartError:
+            close_all(sinks)
+            raise
     return sinks
 
 
@@ -56,7 +96,8 @@ def fan_out(sinks: list[Sink], outputs: list[Output]) -> None:
         try:
             s.handle(outputs)
         except Exception:  # noqa: BLE001 - a broken sink must not stop the monitor
-            log.exception("sink %s failed; its data is kept for retry where it spools", s.name)
+            log.exception("sink %s failed on %d outputs: they are lost for that sink (the other "
+                          "sinks have them)", s.name, len(outputs))
 
 
 def close_all(sinks: list[Sink]) -> None:

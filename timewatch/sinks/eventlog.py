@@ -9,7 +9,6 @@ error names the path, the lines stay queued (bounded, counted) and are appended 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TextIO
 
 from ..config import Config
 from ..records import Event, Output
+from . import to_json
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class EventLogSink:
     def handle(self, outputs: list[Output]) -> None:
         for o in outputs:
             if isinstance(o, Event):
-                self._pending.append(json.dumps(o.to_dict()) + "\n")
+                self._pending.append(to_json(o.to_dict()) + "\n")
         excess = len(self._pending) - MAX_PENDING
         if excess > 0:
             for _ in range(excess):

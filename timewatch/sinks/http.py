@@ -3,31 +3,42 @@
 A `ThreadingHTTPServer` in a daemon thread serves a view that `handle` keeps up to date: the
 latest snapshot, the active alerts, counters. Metric names follow chrony_exporter's style
 (`namespace_subsystem_name_unit`, gauges for state, `_total` counters). docs/http.md documents
-every field and metric.
+every field and metric. `GET /` is the status page (sinks/statuspage.py).
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
+import math
+import platform
 import socket
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .. import __version__
 from ..config import Config
 from ..engine.vote import Verdict
-from ..records import Event, Output, Sample, Snapshot
+from ..records import Event, Output, Sample, Snapshot, SourceStatus
+from . import monitorfile, statuspage, to_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9470"  # docs/config.md
 CONTENT_METRICS = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format 0.0.4
-# Seconds the server thread waits between checks for shutdown.
+# Seconds the server thread waits between checks for shutdown (and for overdue clients).
 POLL_S = 0.5
+# Clients served at once; a connection beyond this is closed as soon as it is accepted. Each
+# takes a thread and a descriptor: the bound keeps the readers' sockets available.
+MAX_CONNECTIONS = 32
+# A client has this long, in total, to send its request and read the answer (a deadline per
+# connection, not per read: a client trickling one byte a second is cut off at it too).
+REQUEST_TIMEOUT_S = 5.0
 
 
 class HttpListenError(Exception):
@@ -70,6 +81,11 @@ class _View:
         self.events_total: Counter[tuple[str, str]] = Counter()  # (type, code)
         self.samples_total: Counter[str] = Counter()  # source
         self.last_output: float | None = None  # monotonic time of the last handle()
+        self.monitor: dict[str, Any] | None = None  # pid, host, state_dir, listen (monitorfile)
+        self.history = statuspage.History()  # the last hour, for the page at /
+        self.refresh_s = max(2, min(statuspage.DEFAULT_REFRESH_S,
+                                    round(cfg.detect.snapshot_interval_s)))
+        self.configured = [(s.id, s.kind, s.group) for s in cfg.sources]
 
     def update(self, outputs: list[Output]) -> None:
         with self.lock:
@@ -85,6 +101,7 @@ class _View:
                         self.active.pop(o.id, None)
                 elif isinstance(o, Snapshot):
                     self.snapshot = o
+            self.history.add(outputs)
 
     def age_s(self) -> float | None:
         return None if self.last_output is None else time.monotonic() - self.last_output
@@ -96,12 +113,21 @@ class _View:
                 events.setdefault(typ, {})[code] = n
             counters = {"samples": dict(sorted(self.samples_total.items())), "events": events}
             age = self.age_s()
-            return status_document(self.host, self.snapshot, list(self.active.values()),
-                                   counters, None if age is None else round(age, 3))
+            doc = status_document(self.host, self.snapshot, list(self.active.values()),
+                                  counters, None if age is None else round(age, 3))
+            doc["monitor"] = self.monitor
+            return doc
 
     def metrics(self) -> str:
         with self.lock:
             return _metrics_text(self)
+
+    def page(self) -> str:
+        with self.lock:
+            age = self.age_s()
+            return statuspage.render(statuspage.PageInput(
+                self.host, self.snapshot, list(self.active.values()), self.history,
+                None if age is None else round(age, 1), self.refresh_s, self.configured))
 
 
 def _esc(v: str) -> str:
@@ -123,7 +149,8 @@ class _Family:
         out.append(f"# TYPE {name} {typ}")
 
     def add(self, value: float, **labels: str) -> None:
-        self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
+        if math.isfinite(value):  # a non-finite number is no measurement: left out
+            self.out.append(f"{self.name}{_labels(**labels)} {_num(value)}")
 
 
 def _metrics_text(v: _View) -> str:
@@ -188,6 +215,14 @@ def _metrics_text(v: _View) -> str:
         _Family(out, "timewatch_snapshot_timestamp_seconds", "gauge",
                 "Time of the latest status snapshot (Unix seconds).").add(snap.t_ns / 1e9)
 
+    _status_metrics(out, srcs, lab)
+    wander = next((st.fields["holdover_wander_ppm"] for st in srcs
+                   if _is_num(st.fields.get("holdover_wander_ppm"))), None)
+    if wander is not None:
+        _Family(out, "timewatch_holdover_wander_ppm", "gauge",
+                "The raw oscillator's measured frequency wander (Allan deviation over 10-minute "
+                "blocks), in ppm.").add(wander)
+
     f = _Family(out, "timewatch_alerts_active", "gauge", "Active alerts per code.")
     active: Counter[str] = Counter(e.code for e in v.active.values())
     for code in sorted(set(active) | {c for _, c in v.events_total}):
@@ -200,26 +235,142 @@ def _metrics_text(v: _View) -> str:
     if age is not None:
         _Family(out, "timewatch_last_output_age_seconds", "gauge",
                 "Seconds since the engine last handed output to the sinks.").add(age)
+    _Family(out, "timewatch_build_info", "gauge",
+            "Always 1; the labels say which timewatch and Python run.").add(
+        1.0, version=__version__, python=platform.python_version())
     return "\n".join(out) + "\n"
 
 
+# A source's status numbers (its tracker's `status_fields`) as metrics: field -> (name, type,
+# help). A source gets a metric for each field its status holds as a number (docs/http.md).
+STATUS_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("fix", "timewatch_gnss_fix", "gauge",
+     "Fix of the receiver's latest epoch: 0 none, 2 2D, 3 3D."),
+    ("valid", "timewatch_gnss_fix_valid", "gauge",
+     "1 when the receiver's latest epoch is usable (a valid fix and date), else 0."),
+    ("sats_used", "timewatch_gnss_satellites_used", "gauge", "Satellites used in the fix."),
+    ("sats_in_view", "timewatch_gnss_satellites_visible", "gauge", "Satellites in view."),
+    ("cn0_min_db_hz", "timewatch_gnss_cn0_min_dbhz", "gauge",
+     "Weakest satellite's carrier-to-noise density, in dB-Hz."),
+    ("cn0_mean_db_hz", "timewatch_gnss_cn0_mean_dbhz", "gauge",
+     "Mean carrier-to-noise density over the satellites, in dB-Hz."),
+    ("cn0_max_db_hz", "timewatch_gnss_cn0_max_dbhz", "gauge",
+     "Strongest satellite's carrier-to-noise density, in dB-Hz."),
+    ("cn0_std_db_hz", "timewatch_gnss_cn0_stddev_dbhz", "gauge",
+     "Spread (standard deviation) of the satellites' C/N0, in dB-Hz: a spoofer's is small."),
+    ("position_error_m", "timewatch_gnss_position_error_meters", "gauge",
+     "Distance of the fix from the surveyed or learned antenna position, in meters."),
+    ("jitter_s", "timewatch_pps_jitter_seconds", "gauge",
+     "Smoothed jitter of the pulse edges against their phase line, in seconds."),
+    ("missing_total", "timewatch_pps_missing_pulses_total", "counter",
+     "Pulses missing (sequence gaps, seconds without an edge) since the monitor started."),
+    ("outliers", "timewatch_pps_outliers_total", "counter",
+     "Pulses kept out of the estimate as off the phase line since the monitor started."),
+    ("interval_faults", "timewatch_pps_interval_faults_total", "counter",
+     "Pulses off the 1-s train (extra, double, shifted) since the monitor started."),
+    ("delay_s", "timewatch_ntp_delay_seconds", "gauge",
+     "Round-trip delay of the server's latest reply, in seconds."),
+    ("stratum", "timewatch_ntp_stratum", "gauge", "Stratum of the server's latest reply."),
+)
+
+
+def _is_num(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _status_metrics(out: list[str], srcs: tuple[SourceStatus, ...],
+                    lab: Callable[[str], dict[str, str]]) -> None:
+    for key, name, typ, help_ in STATUS_METRICS:
+        have = [(st.src, st.fields[key]) for st in srcs
+                if _is_num(st.fields.get(key)) or isinstance(st.fields.get(key), bool)]
+        if not have:
+            continue
+        f = _Family(out, name, typ, help_)
+        for sid, x in have:
+            f.add(float(x), **lab(sid))
+
+
 class _Server(ThreadingHTTPServer):
+    """At most MAX_CONNECTIONS clients at once, each within REQUEST_TIMEOUT_S (the serving loop
+    shuts an overdue connection down); one request per connection (HTTP/1.0)."""
+
     daemon_threads = True
     allow_reuse_address = True  # TIME_WAIT only: a listening socket still gives EADDRINUSE
+    request_queue_size = 128
     view: _View
     healthy_within_s: float
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.deadlines: dict[socket.socket, float] = {}
+        self.deadlines_lock = threading.Lock()
+        self.refused = 0  # connections closed at once: MAX_CONNECTIONS were busy
+        self.timed_out = 0  # connections cut at REQUEST_TIMEOUT_S
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: not one line each
+                log.warning("http: %d clients busy: connection from %s closed (%d so far)",
+                            MAX_CONNECTIONS, client_address[0], self.refused)
+            self.shutdown_request(request)
+            return
+        with self.deadlines_lock:
+            self.deadlines[request] = time.monotonic() + REQUEST_TIMEOUT_S
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self.deadlines_lock:
+            if self.deadlines.pop(request, None) is None:
+                return
+        self.slots.release()
+
+    def service_actions(self) -> None:
+        """Run by serve_forever between requests and every POLL_S: cut overdue clients."""
+        now = time.monotonic()
+        with self.deadlines_lock:
+            overdue = [s for s, t in self.deadlines.items() if t <= now]
+        for s in overdue:
+            self.timed_out += 1
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # its thread's read ends; the thread closes it
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or was cut off: one debug line, never a traceback."""
+        log.debug("http %s: %s", client_address[0] if client_address else "?",
+                  sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "timewatch"
+    timeout = REQUEST_TIMEOUT_S  # per read; the server's deadline bounds the whole request
+
+    def version_string(self) -> str:
+        """The `Server:` header: the product only, never the Python version."""
+        return self.server_version
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         view = self.server.view
-        if path == "/status.json":
+        if path == "/":
+            self._send(200, "text/html; charset=utf-8", view.page().encode())
+        elif path == "/status.json":
             self._send(200, "application/json",
-                       json.dumps(view.status(), indent=1).encode() + b"\n")
+                       to_json(view.status(), indent=1).encode() + b"\n")
         elif path == "/metrics":
             self._send(200, CONTENT_METRICS, view.metrics().encode())
         elif path == "/healthz":
@@ -234,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(503, "text/plain",
                            f"no engine output for {age:.1f} s (limit {limit:g} s)\n".encode())
         else:
-            self._send(404, "text/plain", b"not found: try /status.json, /metrics, /healthz\n")
+            self._send(404, "text/plain", b"not found: try /, /status.json, /metrics, /healthz\n")
 
     def _send(self, code: int, ctype: str, body: bytes) -> None:
         self.send_response(code)
@@ -272,6 +423,10 @@ class HttpSink:
         self.server.view = self.view
         self.server.healthy_within_s = self.healthy_within_s
         self.address = f"{host if ':' not in host else f'[{host}]'}:{self.server.server_port}"
+        # Which monitor this is, in /status.json and in <state_dir>/monitor.json (status).
+        self._state_dir = cfg.state_dir
+        self.view.monitor = monitorfile.identity(cfg.host, cfg.state_dir, self.address)
+        monitorfile.write(cfg.state_dir, self.view.monitor)
         self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_S,),
                                         name="http", daemon=True)
         self._thread.start()
@@ -281,6 +436,8 @@ class HttpSink:
         self.view.update(outputs)
 
     def close(self) -> None:
+        if self.view.monitor is not None:
+            monitorfile.remove(self._state_dir, self.view.monitor)
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5.0)

@@ -2,11 +2,13 @@
 
 - `handle` encodes the outputs (`lineproto`) and appends the lines to the spool (SQLite, fsynced:
   a line in the spool survives `kill -9` and power loss). It never talks to the network.
-- A sender thread takes up to `batch_size` of the oldest lines, writes them with influxdb-client's
+- A sender thread (`spool.SpoolSender`, shared with the webhooks) takes up to `batch_size` of the
+  oldest lines (a partial batch after `flush_interval_s`), writes them with influxdb-client's
   *synchronous* write API (gzip, `/api/v2/write`, ns precision) and removes them from the spool
   only after a 2xx. The client's batching API is not used: it holds points in memory and loses
   them at exit unless closed just so; here nothing is in memory that is not also on disk.
-- Server down, unreachable, slow, 5xx, 429: retry the same batch with backoff, for as long as
+- Server down, unreachable, slow, 5xx, 429: retry the same batch with back-off (exponential with
+  jitter, 1 s to 60 s; logged at the 1st, 2nd, 4th, 8th... attempt), for as long as
   it takes (hours: the spool holds the data; its size is bounded by `spool_max_mb`, past which
   the oldest lines are dropped with a warning).
 - The server rejects a batch as malformed (400, 413, 422): the batch is split in halves until
@@ -16,32 +18,32 @@
   between the server's 2xx and the spool's ack (sent again at the next start), or the answer was
   lost (timeout, broken connection: retried). Points are idempotent (measurement, tags and
   timestamp identify a point; InfluxDB overwrites it with the same values).
-- `close` drains the spool while the server accepts writes, then returns; what the server did
-  not take stays in the spool for the next start.
+- `close` drains the spool while the server accepts writes (for up to CLOSE_GRACE_S), then
+  returns; what the server did not take stays in the spool for the next start.
 - The token is handed to the client only; logs show the server's host:port, never the token.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..backoff import Backoff
 from ..config import Config
 from ..records import Output
 from .lineproto import Encoder
-from .spool import Spool
+from .spool import Row, Sent, Spool, SpoolSender
 
 log = logging.getLogger(__name__)
 
-# First retry after a failed write; doubled per failure up to BACKOFF_MAX_S.
+# First retry after a failed write; doubled per failure up to BACKOFF_MAX_S (`backoff.Backoff`).
 BACKOFF_START_S = 1.0
 # A recovered server gets its backlog within a minute, without hammering a dead one.
 BACKOFF_MAX_S = 60.0
-# While the server stays down, repeat the warning this often (not once per retry).
-WARN_EVERY_S = 600.0
+# close(): time left to deliver what the server takes; the rest waits in the spool.
+CLOSE_GRACE_S = 10.0
 # HTTP statuses meaning "this data is malformed", never "try later": split the batch, drop the
 # bad line. 400 bad line protocol / field type conflict; 413 too large; 422 unprocessable (2.x).
 REJECT_STATUSES = frozenset({400, 413, 422})
@@ -127,21 +129,30 @@ class InfluxSink:
                            name=f"influxdb spool {self.spool_path} (sinks.influxdb.spool_max_mb)")
         self.writer = writer or InfluxWriter(ic.url, ic.org, ic.bucket,
                                              ic.token.reveal() if ic.token else None, ic.timeout_s)
-        # Counters (for /metrics and tests): lines delivered, rejected by the server, writes failed.
+        # Counters (for /metrics and tests): lines delivered, rejected by the server.
         self.sent = 0
         self.rejected = 0
-        self.failures = 0
-        self.last_error: str | None = None
         self._unsent_hint = len(self.spool)  # lines put since the sender last looked (approx.)
-        self._wake = threading.Event()
-        self._closing = False
+        self._partial_since: float | None = None  # when the sender first saw a partial batch
         self._closed = False
         self._left = 0
         if self._unsent_hint:
             log.info("influxdb %s: %d points spooled from before; sending them first",
                      self.where, self._unsent_hint)
-        self._thread = threading.Thread(target=self._run, name="influxdb-sender", daemon=True)
-        self._thread.start()
+        self.sender = SpoolSender(self.spool, self._send, name=f"influxdb {self.where}",
+                                  batch=ic.batch_size,
+                                  backoff=Backoff(BACKOFF_START_S, BACKOFF_MAX_S),
+                                  idle_s=ic.flush_interval_s, thread_name="influxdb-sender")
+        self.sender.start()
+
+    @property
+    def failures(self) -> int:
+        """Writes that failed (and were retried) since start."""
+        return self.sender.failures
+
+    @property
+    def last_error(self) -> str | None:
+        return self.sender.last_error
 
     # -- engine side: never blocks on the network -------------------------------------------
     def handle(self, outputs: list[Output]) -> None:
@@ -153,98 +164,66 @@ class InfluxSink:
         self.spool.put([("", ln.encode("utf-8")) for ln in lines])
         self._unsent_hint += len(lines)
         if self._unsent_hint >= self.cfg.batch_size:
-            self._wake.set()
+            self.sender.wake()
 
     @property
     def pending(self) -> int:
         """Lines in the spool, not yet acknowledged by the server (after close: as it was left)."""
         return self._left if self._closed else len(self.spool)
 
-    def close(self) -> None:
-        """Send what the server takes, stop the sender, keep the rest spooled."""
+    def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Send what the server takes within grace_s, stop the sender, keep the rest spooled."""
         if self._closed:
             return
-        self._closing = True
-        self._wake.set()
-        self._thread.join()
-        left = self._left = len(self.spool)
+        self.sender.begin_close()
+        done = self.sender.finish_close(time.monotonic() + grace_s)
+        on_disk, in_memory = self.spool.counts()
+        self._left = on_disk + in_memory
         self._closed = True
-        if left:
+        if on_disk:  # what is only in memory is reported lost by the spool
             log.warning("influxdb %s: %d points not delivered stay in %s; they are sent at the "
-                        "next start", self.where, left, self.spool_path)
-        self.spool.close()
-        self.writer.close()
+                        "next start", self.where, on_disk, self.spool_path)
+        if done:  # a sender stuck in a request keeps its spool (the process is ending anyway)
+            self.spool.close()
+            self.writer.close()
+        elif in_memory:
+            log.error("influxdb %s: %d points only in memory (the spool could not be written) "
+                      "are lost", self.where, in_memory)
 
     # -- sender thread ---------------------------------------------------------------------
-    def _run(self) -> None:
-        backoff = 0.0
-        down_since: float | None = None
-        warned_at = 0.0
-        while True:
-            if backoff:  # only closing cuts a backoff short: new data must not hammer a dead server
-                deadline = time.monotonic() + backoff
-                while not self._closing and (left := deadline - time.monotonic()) > 0:
-                    self._wake.wait(left)
-                    self._wake.clear()
-            elif not self._closing:
-                self._wake.wait(self.cfg.flush_interval_s)
-                self._wake.clear()
-            self._unsent_hint = 0
-            try:
-                self._drain()
-            except WriteFailed as e:
-                self.failures += 1
-                self.last_error = str(e)
-                now = time.monotonic()
-                if self._closing:
-                    log.warning("influxdb %s: write failed while closing: %s", self.where, e)
-                    return
-                if down_since is None or now - warned_at >= WARN_EVERY_S:
-                    since = "" if down_since is None else \
-                        f" (failing for {now - down_since:.0f} s)"
-                    log.warning("influxdb %s: write failed%s: %s; %d points kept in the spool, "
-                                "retrying", self.where, since, e, len(self.spool))
-                    warned_at = now
-                    down_since = down_since if down_since is not None else now
-                backoff = min(BACKOFF_MAX_S, max(BACKOFF_START_S, backoff * 2))
-                continue
-            except Exception:  # noqa: BLE001 - a bug must not kill the sender silently
-                log.exception("influxdb %s: sender error; retrying", self.where)
-                backoff = BACKOFF_MAX_S
-                if self._closing:
-                    return
-                continue
-            if down_since is not None:
-                log.warning("influxdb %s: writes succeed again after %.0f s; backlog delivered",
-                            self.where, time.monotonic() - down_since)
-                down_since = None
-            backoff = 0.0
-            if self._closing:
-                return
+    def _send(self, rows: list[Row]) -> Sent:
+        """A full batch goes at once, a partial one after flush_interval_s (or at close)."""
+        if len(rows) < self.cfg.batch_size and not self.sender.closing.is_set():
+            now = time.monotonic()
+            if self._partial_since is None:
+                self._partial_since = now
+            wait_s = self._partial_since + self.cfg.flush_interval_s - now
+            if wait_s > 0:
+                return Sent(wait_s=wait_s)
+        self._unsent_hint = 0
+        done: list[int] = []
+        try:
+            self._deliver(rows, done)
+        except WriteFailed as e:
+            return Sent(done, error=f"write failed: {e}")  # retried after the back-off alone
+        self._partial_since = None
+        return Sent(done)
 
-    def _drain(self) -> None:
-        """Send batches until the spool is empty. Raises WriteFailed to back off."""
-        while True:
-            rows = self.spool.peek(self.cfg.batch_size)
-            if not rows:
-                return
-            self._deliver(rows)
-
-    def _deliver(self, rows: list[tuple[int, str, bytes]]) -> None:
-        """Write rows and ack them; on a rejection split until the bad line is alone."""
+    def _deliver(self, rows: list[Row], done: list[int]) -> None:
+        """Write rows (their seqs into `done`); on a rejection split until the bad line is
+        alone, which is logged and dropped. Raises WriteFailed to back off."""
         try:
             self.writer.write([body.decode("utf-8") for _, _, body in rows])
         except WriteRejected as e:
             if len(rows) == 1:
                 self.rejected += 1
-                self.last_error = str(e)
                 log.error("influxdb %s: server rejected a point, dropped: %s; line: %s",
                           self.where, e, rows[0][2][:LOG_LINE_CHARS].decode("utf-8", "replace"))
-                self.spool.ack([rows[0][0]])
+                done.append(rows[0][0])
                 return
             half = len(rows) // 2
-            self._deliver(rows[:half])
-            self._deliver(rows[half:])
+            self._deliver(rows[:half], done)
+            self._deliver(rows[half:], done)
             return
-        self.spool.ack([seq for seq, _, _ in rows])
+        done.extend(seq for seq, _, _ in rows)
         self.sent += len(rows)

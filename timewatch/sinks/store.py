@@ -15,18 +15,22 @@ every `retry_s` until they are written. Schema: docs/store.md.
 from __future__ import annotations
 
 import collections
+import functools
+import inspect
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..config import Config
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
+from . import finite, to_json
+from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,77 @@ CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
 """
 
 
+# What SQLite (or the encoding before it) raises for the data itself, never for the disk: the
+# output can never be written as it is (NOT NULL on a NaN, an integer beyond 64 bits...).
+POISON = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError,
+          ValueError, TypeError)
+
+
 class StoreError(Exception):
     """The store cannot be opened or read; the message names the path."""
+
+
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT ("database disk image is
+# malformed") and SQLITE_NOTADB ("file is not a database").
+CORRUPT_CODES = (11, 26)
+
+
+def is_corrupt(e: BaseException | None) -> bool:
+    """The error (or what caused it) says the database file is damaged."""
+    while e is not None:
+        code = getattr(e, "sqlite_errorcode", None)
+        if isinstance(e, sqlite3.DatabaseError) and code is not None and \
+                code & 0xFF in CORRUPT_CODES:
+            return True
+        e = e.__cause__
+    return False
+
+
+def damaged_copies(path: Path) -> list[Path]:
+    """Damaged stores moved aside from `path` (`NAME.corrupt-YYYYmmddTHHMMSSZ`), oldest first."""
+    return sorted(p for p in path.parent.glob(f"{path.name}.corrupt-*")
+                  if not p.name.endswith(("-wal", "-shm", "-journal")))
+
+
+def damaged_note(path: Path) -> str | None:
+    """What `status` and `export` say when the store at path was found corrupt and replaced."""
+    copies = damaged_copies(path)
+    if not copies:
+        return None
+    return (f"store {path} was found corrupt and moved aside; the damaged copy is {copies[-1]}"
+            + (f" ({len(copies)} damaged copies)" if len(copies) > 1 else "")
+            + f": the history before it is not in the store (`sqlite3 {copies[-1]} .recover` "
+            "saves what can be saved)")
+
+
+def _corrupt_message(path: Path, e: BaseException) -> str:
+    return (f"store {path} is corrupt ({e}): `timewatch run` moves it aside as "
+            f"{path.name}.corrupt-<time> and starts a new store; `sqlite3 {path} .recover` "
+            "saves what can be saved")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reading(fn: F) -> F:
+    """A read method whose SQLite errors become StoreError naming the path (and saying so when
+    the file is corrupt); generator methods too."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(self: Store, *a: Any, **kw: Any) -> Any:
+            try:
+                yield from fn(self, *a, **kw)
+            except sqlite3.DatabaseError as e:
+                raise self._error(e) from e
+        return cast(F, gen)
+
+    @functools.wraps(fn)
+    def call(self: Store, *a: Any, **kw: Any) -> Any:
+        try:
+            return fn(self, *a, **kw)
+        except sqlite3.DatabaseError as e:
+            raise self._error(e) from e
+    return cast(F, call)
 
 
 class Store:
@@ -124,7 +197,18 @@ class Store:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                            isolation_level=None)
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                try:
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                except sqlite3.OperationalError:
+                    # A reader who may read the file but not write its directory (the operator,
+                    # in the group of the appliance's state) cannot create the WAL index while
+                    # no writer runs (no -wal file): then nothing changes it, read it as is.
+                    if self.path.with_name(self.path.name + "-wal").exists():
+                        raise
+                    self._db.close()
+                    self._db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1",
+                                               uri=True, isolation_level=None)
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if ver != SCHEMA_VERSION and ver not in MIGRATIONS:
                     raise StoreError(f"store {self.path}: schema version {ver}, "
                                      f"this timewatch reads {SCHEMA_VERSION}")
@@ -149,13 +233,21 @@ class Store:
             st = os.stat(self.path)
             self._ident = (st.st_dev, st.st_ino)
         except sqlite3.Error as e:
-            raise StoreError(f"store {self.path}: {e}") from e
+            self.close()
+            raise self._error(e) from e
+
+    def _error(self, e: sqlite3.Error) -> StoreError:
+        if is_corrupt(e):
+            return StoreError(_corrupt_message(self.path, e))
+        return StoreError(f"store {self.path}: {e}")
 
     def close(self) -> None:
-        try:
-            self._db.close()
-        except sqlite3.Error:
-            pass
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     # -- writing ----------------------------------------------------------------------------
     def still_there(self) -> bool:
@@ -172,15 +264,18 @@ class Store:
         samples: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         snaps: list[Snapshot] = []
+        # A non-finite number is written as NULL (JSON null): SQLite would store NaN as NULL
+        # anyway, and JSON has no NaN. A sample without a finite offset and bound violates NOT
+        # NULL: a poison row, which StoreSink skips alone.
         for o in outputs:
             if isinstance(o, Sample):
                 samples.append((o.t_ns, o.src, o.offset_s, o.bound_s,
-                                json.dumps(o.fields, separators=(",", ":"))))
+                                to_json(o.fields, separators=(",", ":"))))
             elif isinstance(o, Event):
                 d = o.to_dict()
                 events.append((o.t_ns, o.type, o.code, o.id,
                                o.severity if o.type == "alert" else None,
-                               json.dumps(list(o.sources)), json.dumps(d)))
+                               to_json(list(o.sources)), to_json(d)))
             elif isinstance(o, Snapshot):
                 snaps.append(o)
         try:
@@ -195,14 +290,14 @@ class Store:
                     "consensus_offset_s, consensus_bound_s, holdover_ppm, active_alerts_json) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (s.t_ns, int(s.quorum), s.groups_agreeing, s.groups_voting,
-                     s.consensus_offset_s, s.consensus_bound_s, s.holdover_ppm,
-                     json.dumps(list(s.active_alerts))))
+                     finite(s.consensus_offset_s), finite(s.consensus_bound_s),
+                     finite(s.holdover_ppm), to_json(list(s.active_alerts))))
                 sid = cur.lastrowid
                 db.executemany(
                     "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason, v.offset_s,
-                      v.bound_s, v.last_ns,
-                      json.dumps(v.fields, separators=(",", ":"), default=str))
+                    [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason,
+                      finite(v.offset_s), finite(v.bound_s), v.last_ns,
+                      to_json(v.fields, separators=(",", ":"), default=str))
                      for v in s.sources])
             db.execute("COMMIT")
         except BaseException:
@@ -228,6 +323,7 @@ class Store:
         return n
 
     # -- reading ----------------------------------------------------------------------------
+    @_reading
     def newest_ns(self) -> int | None:
         """The newest trace time anywhere in the store."""
         row = self._db.execute(
@@ -235,11 +331,13 @@ class Store:
             "SELECT MAX(t_ns) FROM snapshots UNION ALL SELECT MAX(t_ns) FROM events)").fetchone()
         return None if row[0] is None else int(row[0])
 
+    @_reading
     def counts(self) -> dict[str, int]:
         """Rows per table."""
         return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
                 for t in ("samples", "snapshots", "verdicts", "events")}
 
+    @_reading
     def source_info(self) -> dict[str, SourceInfo]:
         """Each source's kind and trust group as the latest snapshot that named it recorded."""
         rows = self._db.execute(
@@ -247,6 +345,7 @@ class Store:
             "MAX(rowid) AS r FROM verdicts GROUP BY src) last ON v.rowid = last.r").fetchall()
         return {src: SourceInfo(kind=kind, group=grp) for src, kind, grp in rows}
 
+    @_reading
     def iter_samples(self, since_ns: int | None = None) -> Iterator[Sample]:
         """Samples with t_ns >= since_ns, oldest first."""
         cur = self._db.execute(
@@ -255,6 +354,7 @@ class Store:
         for t, src, off, bnd, fj in cur:
             yield Sample(src, t, off, bnd, json.loads(fj))
 
+    @_reading
     def iter_events(self, since_ns: int | None = None) -> Iterator[Event]:
         """Alert and clear events with t_ns >= since_ns, oldest first."""
         cur = self._db.execute("SELECT event_json FROM events WHERE t_ns >= ? "
@@ -262,6 +362,7 @@ class Store:
         for (ej,) in cur:
             yield Event.from_dict(json.loads(ej))
 
+    @_reading
     def iter_snapshots(self, since_ns: int | None = None) -> Iterator[Snapshot]:
         """Status snapshots (with every source's verdict) with t_ns >= since_ns, oldest first."""
         cur = self._db.execute(
@@ -272,6 +373,7 @@ class Store:
         for row in cur:
             yield self._snapshot(row, vcur)
 
+    @_reading
     def latest_snapshot(self) -> Snapshot | None:
         row = self._db.execute(
             "SELECT id, t_ns, quorum, groups_agreeing, groups_voting, consensus_offset_s, "
@@ -279,6 +381,7 @@ class Store:
             "ORDER BY t_ns DESC, id DESC LIMIT 1").fetchone()
         return None if row is None else self._snapshot(row, self._db.cursor())
 
+    @_reading
     def active_alerts(self) -> list[Event]:
         """Alerts active as of the latest data: listed active in the latest snapshot, or raised
         after it, and not cleared since. Oldest first."""
@@ -327,6 +430,7 @@ class StoreSink:
         self.high_water = max(1, min(HIGH_WATER, max_pending // 2))
         self.written = 0  # outputs committed
         self.dropped = 0  # outputs discarded because the store stayed unwritable too long
+        self.skipped = 0  # poison outputs: refused by SQLite on their own, logged and skipped
         self.pruned = 0  # rows deleted by retention
         self.failing: str | None = None  # the current write error, None while healthy
         self._pending: collections.deque[Output] = collections.deque()
@@ -429,15 +533,16 @@ class StoreSink:
                 n = min(BATCH_MAX, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(n)]
                 self._inflight = n
-            ok = self._write(batch)
+            done, written = self._write(batch)
+            ok = done == len(batch)
             with self._cond:
                 self._inflight = 0
+                self.written += written
                 if ok:
-                    self.written += len(batch)
                     if self._pending:
                         self._first_pending_t = 0.0  # a backlog: keep going
                 else:
-                    self._pending.extendleft(reversed(batch))
+                    self._pending.extendleft(reversed(batch[done:]))
                     self._trim()
                 self._cond.notify_all()
                 closing = self._closing
@@ -458,40 +563,114 @@ class StoreSink:
                        "(the history in the old file is gone)", error=False)
             self._close_store()
         if self._store is None:
-            self._store = Store(self.path)
-            newest = self._store.newest_ns()
+            try:
+                self._store = Store(self.path)
+                newest = self._store.newest_ns()
+            except (sqlite3.Error, StoreError) as e:
+                if not self._move_aside(e):
+                    raise
+                self._store = Store(self.path)
+                newest = None
             if newest is not None:
                 self._newest_ns = newest
                 self._prune()
         return self._store
 
-    def _write(self, batch: list[Output]) -> bool:
+    def _move_aside(self, e: BaseException) -> bool:
+        """A corrupt store (SQLITE_CORRUPT, SQLITE_NOTADB) is renamed to
+        `NAME.corrupt-YYYYmmddTHHMMSSZ` (with its -wal and -shm), logged, and a new store is
+        started at the path. False when e is not about corruption."""
+        if not is_corrupt(e):
+            return False
+        self._close_store()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, f"{aside}{suffix}")
+        self._newest_ns = self._pruned_at_ns = None
+        log.error("store %s is corrupt (%s): moved aside to %s; a new store starts at that path "
+                  "with the outputs from now on (the history before is in the damaged copy: "
+                  "`sqlite3 %s .recover` saves what can be saved)", self.path,
+                  str(e).removeprefix(f"store {self.path}: "), aside, aside)
+        return True
+
+    def _write(self, batch: list[Output], moved: bool = False) -> tuple[int, int]:
+        """Write a batch: (outputs at its head that are done, outputs written). Done is short of
+        the batch when the store cannot be written now (the error is logged, the rest is
+        retried); a poison output is done without being written (`_write_rows`)."""
+        done = [0]
+        written: list[Output] = []
         try:
             st = self._open()
-            st.write(batch)
+            self._write_rows(st, batch, written, done)
             if not st.still_there():
+                done[0], written = 0, []  # into a deleted file: write it all again
                 raise StoreError("the file was deleted while writing")
-            for o in batch:
+            for o in written:
                 if self._newest_ns is None or o.t_ns > self._newest_ns:
                     self._newest_ns = o.t_ns
             if (self._pruned_at_ns is None
-                    or (self._newest_ns or 0) - self._pruned_at_ns >= PRUNE_EVERY_S * 1e9):
+                    or self._retention_ref_ns() - self._pruned_at_ns >= PRUNE_EVERY_S * 1e9):
                 self._prune()
         except (sqlite3.Error, OSError, StoreError) as e:
             self._close_store()
+            if not moved and is_corrupt(e):
+                try:
+                    self._move_aside(e)
+                except OSError as e2:
+                    self._fail(f"{e}; moving it aside failed: {e2}")
+                    return 0, 0
+                return self._write(batch, moved=True)  # all of it, into the new store
             self._fail(str(e))
-            return False
+            return done[0], len(written)
         if self.failing is not None:
             log.warning("store %s: writable again; the queued outputs are being written",
                         self.path)
             self.failing = None
-        return True
+        return done[0], len(written)
+
+    def _write_rows(self, st: Store, batch: list[Output], written: list[Output],
+                    done: list[int]) -> None:
+        """st.write(batch); when SQLite refuses the data itself (not the disk), halve the batch
+        until the refused output is alone: it is logged and skipped, every other one written.
+        One bad value never wedges the queue. `written` and `done[0]` follow the progress (each
+        half is its own transaction)."""
+        try:
+            st.write(batch)
+        except POISON as e:
+            if len(batch) == 1:
+                o = batch[0]
+                self.skipped += 1
+                done[0] += 1
+                who = getattr(o, "src", None) or getattr(o, "id", "")
+                log.error("store %s: %s %s at t_ns=%s skipped, it cannot be stored (%s: %s)",
+                          self.path, o.type, who, o.t_ns, type(e).__name__, e)
+                return
+            half = len(batch) // 2
+            self._write_rows(st, batch[:half], written, done)
+            self._write_rows(st, batch[half:], written, done)
+            return
+        written.extend(batch)
+        done[0] += len(batch)
+
+    def _retention_ref_ns(self) -> int:
+        """Retention counts from the newest time in the store, but never from later than the
+        host clock: a replayed old trace keeps its history, and no time ahead of the host clock
+        (a wrong clock in a record) can delete what is stored."""
+        return min(self._newest_ns or 0, time.time_ns())
 
     def _prune(self) -> None:
         if self._store is None or self._newest_ns is None:
             return
-        n = self._store.prune(self._newest_ns - self.retention_ns)
-        self._pruned_at_ns = self._newest_ns
+        ref_ns = self._retention_ref_ns()
+        n = self._store.prune(ref_ns - self.retention_ns)
+        self._pruned_at_ns = ref_ns
         if n:
             self.pruned += n
             log.info("store %s: retention removed %d rows older than %.3g days", self.path, n,
@@ -506,10 +685,10 @@ class StoreSink:
             return
         if first or now - self._last_error_log >= REMIND_S:
             self._last_error_log = now
+            why = disk_trouble(self.path) or " (check the directory's permissions and free space)"
             log.error("store %s cannot be written: %s; %d outputs kept in memory and retried "
-                      "every %g s (check the directory's permissions and free space)",
-                      self.path, what.removeprefix(f"store {self.path}: "),
-                      len(self._pending) + self._inflight, self.retry_s)
+                      "every %g s%s", self.path, what.removeprefix(f"store {self.path}: "),
+                      len(self._pending) + self._inflight, self.retry_s, why)
 
     def _close_store(self) -> None:
         if self._store is not None:

@@ -6,28 +6,29 @@ Per endpoint:
 - a **ledger** (SQLite beside it) written only by the delivery thread: which event keys
   (`<id>.<alert|clear>`) were delivered, and which delivered alerts are still open (their clear
   needs their severity, message and start; Alertmanager needs them re-sent while active);
-- one **delivery thread**: takes the oldest items, filters them (`min_severity`; a clear goes
+- one **delivery thread** (`spool.SpoolSender`, shared with InfluxDB): takes the oldest items, filters them (`min_severity`; a clear goes
   out when its alert went out), renders them (`webhook_formats`), POSTs, and on any 2xx records
   them in the ledger and then acks them from the outbox. A crash between the two re-reads the
   items on restart and the ledger skips them: each event is delivered once.
 
 Failures: 410 disables the endpoint; 400/413/422 reject that message (logged, dropped, the
 queue goes on); anything else (5xx, 429, timeouts, refused connections, 401/403/404) is retried
-with exponential backoff and jitter, `Retry-After` honoured. Order is kept: nothing overtakes a
+with exponential back-off and jitter (`backoff.Backoff`, from `retry_initial_s` to
+`retry_max_s`), `Retry-After` honoured. Order is kept: nothing overtakes a
 message being retried. Logs name an endpoint by its host only.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import email.utils
 import hashlib
 import http.client
 import json
 import logging
-import random
+import os
 import re
+import socket
 import sqlite3
 import ssl
 import threading
@@ -36,9 +37,11 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, Secret, WebhookConfig, load, parse
+from ..backoff import Backoff
+from ..config import Config, WebhookConfig
 from ..records import SEVERITY_RANK, Event, Output, Snapshot
-from .spool import Spool
+from . import to_json
+from .spool import Row, Sent, Spool, SpoolSender
 from .webhook_formats import FORMATS, FormatContext, FormatError, Message, Notice
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ DELIVERED_KEEP_S = 30 * 86400.0  # delivered keys remembered this long (a re-rep
 OPEN_KEEP_S = 90 * 86400.0  # an alert whose clear never came is forgotten after this
 IDLE_WAKE_S = 60.0  # an idle delivery thread looks at its outbox at least this often
 PRUNE_EVERY_S = 86400.0  # the ledger forgets old keys once a day (and at start)
+LEDGER_RETRY_S = 5.0  # a ledger that cannot be written tries its file again this often
 REJECTED = (400, 413, 422)  # the receiver refuses this message itself: drop it, go on
 USER_AGENT = "timewatch-webhook/1"
 
@@ -89,11 +93,26 @@ def parse_retry_after(value: str | None, now_s: float) -> float | None:
     return min(max(when.timestamp() - now_s, 0.0), RETRY_AFTER_MAX_S)
 
 
+def _cut(conn: http.client.HTTPConnection, fired: threading.Event) -> None:
+    """The request's deadline passed: shut its socket down (the blocked read returns)."""
+    fired.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def post(url: str, msg: Message, timeout_s: float) -> Response:
-    """POST one message. Never raises for network trouble: that is a Response without status."""
+    """POST one message within timeout_s in total (connect, send, the whole answer: a receiver
+    trickling its answer a byte at a time is cut off too). Never raises for network trouble:
+    that is a Response without status."""
     u = urllib.parse.urlsplit(url)
     t0 = time.monotonic()
-    conn: http.client.HTTPConnection
+    conn: http.client.HTTPConnection | None = None
+    fired = threading.Event()
+    timer: threading.Timer | None = None
     try:
         # the port always given: http.client would read "[::1]"'s last group as one
         if u.scheme == "https":
@@ -102,6 +121,9 @@ def post(url: str, msg: Message, timeout_s: float) -> Response:
                                                context=ssl.create_default_context())
         else:
             conn = http.client.HTTPConnection(u.hostname or "", u.port or 80, timeout=timeout_s)
+        timer = threading.Timer(timeout_s, _cut, (conn, fired))
+        timer.daemon = True
+        timer.start()
         headers = {"User-Agent": USER_AGENT, **msg.headers}
         if u.username is not None and "Authorization" not in headers:  # a token wins
             cred = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
@@ -112,9 +134,14 @@ def post(url: str, msg: Message, timeout_s: float) -> Response:
             r = conn.getresponse()
             body = r.read(RESPONSE_MAX_BYTES)
         finally:
+            timer.cancel()
             conn.close()
     except (OSError, http.client.HTTPException, ValueError) as e:
-        return Response(None, f"{type(e).__name__}: {e}", elapsed_s=time.monotonic() - t0)
+        if timer is not None:
+            timer.cancel()
+        why = (f"no complete answer within timeout_s = {timeout_s:g} s" if fired.is_set()
+               else f"{type(e).__name__}: {e}")
+        return Response(None, why, elapsed_s=time.monotonic() - t0)
     return Response(r.status, r.reason, body, parse_retry_after(r.getheader("Retry-After"),
                                                                 time.time()),
                     time.monotonic() - t0)
@@ -155,17 +182,120 @@ def generator_url(cfg: Config) -> str:
 
 class Ledger:
     """Delivered event keys and open (delivered, not yet cleared) alerts. One writer: the
-    endpoint's delivery thread."""
+    endpoint's delivery thread.
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    When its file cannot be opened or written (read-only directory, disk full), the ledger goes
+    on in memory (a copy of what the file held, when it can be read) and tries every
+    `retry_s` to write that memory back to the file; the error names the path."""
+
+    def __init__(self, path: Path, retry_s: float = LEDGER_RETRY_S):
+        self.path = path
+        self.retry_s = retry_s
+        self.failing: str | None = None
+        self._ident: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, t_s REAL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS open (id TEXT PRIMARY KEY, alert TEXT, "
-                         "t_s REAL)")
+        self._next_try = 0.0
+        try:
+            self._db = self._open()
+        except (sqlite3.Error, OSError) as e:
+            self._db = self._memory(self._read_only())
+            self._fail(e)
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            _ledger_schema(db)
+            st = os.stat(self.path)
+        except BaseException:
+            db.close()
+            raise
+        self._ident = (st.st_dev, st.st_ino)
+        return db
+
+    def _still_there(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def _read_only(self) -> sqlite3.Connection | None:
+        """The file as it is, read-only (a read-only directory still shows what it held)."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True,
+                                 check_same_thread=False)
+            db.execute("SELECT COUNT(*) FROM delivered")
+            return db
+        except sqlite3.Error:
+            return None
+
+    @staticmethod
+    def _memory(src: sqlite3.Connection | None) -> sqlite3.Connection:
+        mem = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        if src is not None:
+            try:
+                src.backup(mem)
+            except sqlite3.Error:
+                pass
+            src.close()
+        _ledger_schema(mem)
+        return mem
+
+    def _fail(self, e: Exception) -> None:
+        first = self.failing is None
+        self.failing = str(e)
+        self._next_try = time.monotonic() + self.retry_s
+        if first:
+            log.error("webhook ledger %s cannot be written: %s; which events were delivered is "
+                      "kept in memory and written to the file when it can be (until then a "
+                      "restart may deliver an event twice)", self.path, e)
+
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        """Run statements in one transaction: in the file, or in memory when it fails."""
+        with self._lock:
+            if self.failing is None and not self._still_there():
+                log.error("webhook ledger %s was deleted or replaced while in use; what it held "
+                          "is written to a new file at that path", self.path)
+                self._restore()  # the open connection still reads the deleted file
+            elif self.failing is not None and time.monotonic() >= self._next_try:
+                self._restore()
+            for attempt in (0, 1):
+                db = self._db
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    for sql, args in statements:
+                        db.execute(sql, args)
+                    db.execute("COMMIT")
+                    return
+                except sqlite3.Error as e:
+                    _ledger_rollback(db)
+                    if attempt or self.failing is not None:
+                        raise
+                    self._db = self._memory(db)  # the file's content, in memory from now on
+                    self._fail(e)
+
+    def _restore(self) -> None:
+        """Write what the connection in use holds (memory, or a deleted file) into the file at
+        the path, and use that file from now on."""
+        try:
+            disk = self._open()
+        except (sqlite3.Error, OSError):
+            self._next_try = time.monotonic() + self.retry_s
+            return
+        try:
+            self._db.backup(disk)
+        except sqlite3.Error:
+            disk.close()
+            self._next_try = time.monotonic() + self.retry_s
+            return
+        self._db.close()
+        self._db = disk
+        if self.failing is not None:
+            log.warning("webhook ledger %s can be written again", self.path)
+        self.failing = None
 
     def delivered(self, key: str) -> bool:
         with self._lock:
@@ -185,26 +315,43 @@ class Ledger:
     def record(self, notices: list[Notice], dropped: bool = False) -> None:
         """After a 2xx (or a rejection): keys delivered, alerts opened, clears closing them."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for n in notices:
-                self._db.execute("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now))
-                if n.event.type == "alert" and not dropped:
-                    self._db.execute("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
-                                     (n.event.id, json.dumps(n.event.to_dict()), now))
-                elif n.event.type == "clear":
-                    self._db.execute("DELETE FROM open WHERE id = ?", (n.event.id,))
-            self._db.execute("COMMIT")
+        stmts: list[tuple[str, tuple[object, ...]]] = []
+        for n in notices:
+            stmts.append(("INSERT OR REPLACE INTO delivered VALUES (?, ?)", (n.msg_id, now)))
+            if n.event.type == "alert" and not dropped:
+                stmts.append(("INSERT OR REPLACE INTO open VALUES (?, ?, ?)",
+                              (n.event.id, to_json(n.event.to_dict()), now)))
+            elif n.event.type == "clear":
+                stmts.append(("DELETE FROM open WHERE id = ?", (n.event.id,)))
+        self._write(stmts)
 
     def prune(self) -> None:
         now = time.time()
-        with self._lock:
-            self._db.execute("DELETE FROM delivered WHERE t_s < ?", (now - DELIVERED_KEEP_S,))
-            self._db.execute("DELETE FROM open WHERE t_s < ?", (now - OPEN_KEEP_S,))
+        self._write([("DELETE FROM delivered WHERE t_s < ?", (now - DELIVERED_KEEP_S,)),
+                     ("DELETE FROM open WHERE t_s < ?", (now - OPEN_KEEP_S,))])
 
     def close(self) -> None:
         with self._lock:
+            if self.failing is not None:
+                self._restore()
+            if self.failing is not None:
+                log.error("webhook ledger %s: still cannot be written (%s): which events were "
+                          "delivered since is forgotten; a restart may deliver them again",
+                          self.path, self.failing)
             self._db.close()
+
+
+def _ledger_schema(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, t_s REAL)")
+    db.execute("CREATE TABLE IF NOT EXISTS open (id TEXT PRIMARY KEY, alert TEXT, t_s REAL)")
+
+
+def _ledger_rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,19 +379,23 @@ class Endpoint:
         self.ledger = Ledger(base / f"{tag}.ledger.db")
         self.disabled = False  # set on 410 Gone
         self.delivered = 0  # events delivered since start (for tests, status)
-        self.failures = 0  # failed attempts since start
         self.active_ids: set[str] | None = None  # from the last status snapshot
         self._min_rank = SEVERITY_RANK[hc.min_severity]
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._stop = threading.Event()
         self._next_resend = time.monotonic() + hc.resend_s
         self._left: int | None = None  # set by close: what stayed in the outbox
         self.ledger.prune()
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        self.thread = threading.Thread(target=self._run, name=f"webhook-{index}-{hc.host}",
-                                       daemon=True)
-        self.thread.start()
+        self.sender = SpoolSender(self.outbox, self._send_rows, name=self.label,
+                                  batch=max(PEEK_MIN, 2 * self.spec.max_batch),
+                                  backoff=Backoff(hc.retry_initial_s, hc.retry_max_s),
+                                  idle=self._idle, thread_name=f"webhook-{index}-{hc.host}")
+        self.thread = self.sender.thread
+        self.sender.start()
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts since start."""
+        return self.sender.failures
 
     # -- engine side -----------------------------------------------------------------------
     def enqueue(self, events: list[Event]) -> None:
@@ -252,81 +403,54 @@ class Endpoint:
             return
         now = time.time()
         self.outbox.put([(f"{e.id}.{e.type}",
-                          json.dumps({"event": e.to_dict(), "queued_s": now}).encode())
+                          to_json({"event": e.to_dict(), "queued_s": now}).encode())
                          for e in events])
-        self._wake.set()
+        self.sender.wake()
 
     def pending(self) -> int:
         """Events in the outbox (after close: what was left there)."""
         return len(self.outbox) if self._left is None else self._left
 
-    # -- delivery thread -------------------------------------------------------------------
-    def _run(self) -> None:
-        attempt = 0
-        try:
-            while not self._stop.is_set():
-                items = self._read(self.outbox.peek(max(PEEK_MIN, 2 * self.spec.max_batch)))
-                skip = []
-                for it in items:  # acks what will never be sent, up to the first to send
-                    if it.notice is not None:
-                        break
-                    skip.append(it.seq)
-                if skip:
-                    self.outbox.ack(skip)
-                    continue
-                if not items:
-                    if self._closing.is_set():
-                        return
-                    self._idle()
-                    continue
-                batch = self._batch(items)
-                if self.spec.groups and not self._closing.is_set() and \
-                        len(batch) < self.spec.max_batch:
-                    wait_s = batch[0].queued_s + self.hc.group_window_s - time.time()
-                    if wait_s > 0:  # gather the rest of a burst into one message
-                        self._wake.wait(wait_s)
-                        self._wake.clear()
-                        continue
-                notices = [it.notice for it in batch if it.notice is not None]
-                r = self._send(notices)
-                if r is None:  # could not render: drop, as a rejection
-                    self.ledger.record(notices, dropped=True)
-                    self.outbox.ack([it.seq for it in batch])
-                    continue
-                if r.ok:
-                    self.ledger.record(notices)
-                    self.outbox.ack([it.seq for it in batch])
-                    self.delivered += len(notices)
-                    if attempt:
-                        log.info("%s: delivered again after %d failed attempts", self.label,
-                                 attempt)
-                    attempt = 0
-                    continue
-                self.failures += 1
-                if r.status == 410:
-                    self.disabled = True
-                    log.error("%s: the receiver answered 410 Gone: endpoint disabled until "
-                              "restart; %d events stay in its outbox", self.label,
-                              self.pending())
-                    return
-                if r.status in REJECTED:
-                    log.error("%s: the receiver rejected %s with %d %s (%s): dropped",
-                              self.label, ", ".join(n.msg_id for n in notices), r.status,
-                              r.reason, excerpt(r.body, self.scrub))
-                    self.ledger.record(notices, dropped=True)
-                    self.outbox.ack([it.seq for it in batch])
-                    continue
-                attempt += 1
-                delay = self._delay(attempt, r.retry_after_s)
-                what = f"{r.status} {r.reason}" if r.status else self.scrub(r.reason)
-                lvl = logging.WARNING if attempt & (attempt - 1) == 0 else logging.DEBUG
-                log.log(lvl, "%s: %s (attempt %d); retry in %.1f s%s, %d waiting", self.label,
-                        what, attempt, delay, " (Retry-After)" if r.retry_after_s is not None
-                        else "", self.pending())
-                self._stop.wait(delay)
-        except Exception:  # noqa: BLE001 - say why deliveries stopped; the outbox keeps the rest
-            log.exception("%s: delivery thread failed; undelivered events stay in the outbox",
-                          self.label)
+    # -- delivery thread (spool.SpoolSender) -----------------------------------------------
+    def _send_rows(self, rows: list[Row]) -> Sent:
+        """The oldest outbox rows: ack what will never be sent, else send the next message."""
+        items = self._read(rows)
+        skip = []
+        for it in items:  # acks what will never be sent, up to the first to send
+            if it.notice is not None:
+                break
+            skip.append(it.seq)
+        if skip:
+            return Sent(skip)
+        batch = self._batch(items)
+        if self.spec.groups and not self.sender.closing.is_set() and \
+                len(batch) < self.spec.max_batch:
+            wait_s = batch[0].queued_s + self.hc.group_window_s - time.time()
+            if wait_s > 0:  # gather the rest of a burst into one message
+                return Sent(wait_s=wait_s)
+        notices = [it.notice for it in batch if it.notice is not None]
+        seqs = [it.seq for it in batch]
+        r = self._send(notices)
+        if r is None:  # could not render: drop, as a rejection
+            self.ledger.record(notices, dropped=True)
+            return Sent(seqs)
+        if r.ok:
+            self.ledger.record(notices)
+            self.delivered += len(notices)
+            return Sent(seqs)
+        if r.status == 410:
+            self.disabled = True
+            log.error("%s: the receiver answered 410 Gone: endpoint disabled until "
+                      "restart; %d events stay in its outbox", self.label, self.pending())
+            return Sent(stop=True)
+        if r.status in REJECTED:
+            log.error("%s: the receiver rejected %s with %d %s (%s): dropped",
+                      self.label, ", ".join(n.msg_id for n in notices), r.status,
+                      r.reason, excerpt(r.body, self.scrub))
+            self.ledger.record(notices, dropped=True)
+            return Sent(seqs)
+        what = f"{r.status} {r.reason}" if r.status else self.scrub(r.reason)
+        return Sent(error=what, retry_after_s=r.retry_after_s)
 
     def _read(self, rows: list[tuple[int, str, bytes]]) -> list[_Item]:
         """Outbox rows -> items, deciding what is sent: min_severity, delivered once, a clear
@@ -385,15 +509,9 @@ class Endpoint:
             return None
         return post(self.hc.url.reveal(), msg, self.hc.timeout_s)
 
-    def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        """Exponential backoff with jitter (half to all of the step), or what Retry-After asks."""
-        if retry_after_s is not None:
-            return retry_after_s
-        step = min(self.hc.retry_max_s, self.hc.retry_initial_s * 2 ** min(attempt - 1, 30))
-        return step * random.uniform(0.5, 1.0)
-
-    def _idle(self) -> None:
-        """Nothing queued: wait for work; Alertmanager gets its active alerts re-sent."""
+    def _idle(self) -> float:
+        """Nothing queued: how long to wait for work; Alertmanager gets its active alerts
+        re-sent."""
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             self.ledger.prune()
@@ -402,10 +520,8 @@ class Endpoint:
             if now >= self._next_resend:
                 self._next_resend = now + self.hc.resend_s
                 self._resend()
-            self._wake.wait(max(0.0, self._next_resend - time.monotonic()))
-        else:
-            self._wake.wait(IDLE_WAKE_S)
-        self._wake.clear()
+            return max(0.0, self._next_resend - time.monotonic())
+        return IDLE_WAKE_S
 
     def _resend(self) -> None:
         """Alertmanager resolves an alert not heard of for its resolve_timeout (5 min by
@@ -423,21 +539,21 @@ class Endpoint:
 
     # -- shutdown --------------------------------------------------------------------------
     def begin_close(self) -> None:
-        self._closing.set()
-        self._wake.set()
+        self.sender.begin_close()
 
     def finish_close(self, deadline: float) -> None:
-        self.thread.join(max(0.0, deadline - time.monotonic()))
-        self._stop.set()
-        self._wake.set()
-        self.thread.join(1.0)
-        left = self._left = len(self.outbox)
-        if left:
-            log.warning("%s: %d events not delivered yet; they stay in the outbox and go out "
-                        "after the next start", self.label, left)
-        if not self.thread.is_alive():  # a thread stuck in a request keeps its databases
+        done = self.sender.finish_close(deadline)
+        on_disk, in_memory = self.outbox.counts()
+        self._left = on_disk + in_memory
+        if on_disk:  # what is only in memory is reported lost by the outbox
+            log.warning("%s: %d events not delivered yet; they stay in the outbox %s and go "
+                        "out after the next start", self.label, on_disk, self.outbox.path)
+        if done:  # a thread stuck in a request keeps its databases
             self.outbox.close()
             self.ledger.close()
+        elif in_memory:
+            log.error("%s: %d events only in memory (the outbox could not be written) are "
+                      "lost", self.label, in_memory)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,67 +599,3 @@ class WebhookSink:
             ep.begin_close()
         for ep in self.endpoints:
             ep.finish_close(deadline)
-
-
-# ---------------------------------------------------------------------------------------------
-# `timewatch webhook test`
-
-
-def test_notices(host: str, fmt: str, now_ns: int) -> list[Notice]:
-    """A test alert; for formats that open an incident (PagerDuty, Alertmanager), its clear."""
-    aid = f"test-{now_ns // 1_000_000:x}"
-    alert = Event("alert", now_ns, "webhook.test", (), aid, "info",
-                  f"timewatch webhook test from {host}: no action needed", {"test": True})
-    out = [Notice(alert)]
-    if fmt in ("pagerduty", "alertmanager"):
-        out.append(Notice(Event("clear", now_ns + 1_000_000, "webhook.test", (), aid), alert))
-    return out
-
-
-def cmd_webhook(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
-
-    if getattr(args, "webhook_command", "test") != "test":
-        raise UsageError(f"unknown webhook command {args.webhook_command!r}")
-    cfg = load(args.config) if args.config else parse({}, "<defaults>")
-    target: str | None = args.target
-    hooks: list[tuple[int, WebhookConfig]] = list(enumerate(cfg.webhooks))
-    if target is None:
-        if not hooks:
-            raise UsageError(f"{cfg.path}: no [[sinks.webhook]] configured (give -c CONFIG, "
-                             "or a URL to test)")
-    elif re.fullmatch(r"\d+", target):
-        i = int(target)
-        if i >= len(hooks):
-            raise UsageError(f"{cfg.path}: no webhook[{i}]: {len(hooks)} configured, numbered "
-                             "from 0 as check-config shows them")
-        hooks = [hooks[i]]
-    elif re.match(r"^https?://", target):
-        hooks = [(-1, WebhookConfig(url=Secret(target, "command line"), format="standard"))]
-    else:
-        raise UsageError(f"webhook test: {target!r} is neither an index nor an http(s) URL")
-    failed = 0
-    gen = generator_url(cfg)
-    for i, hc in hooks:
-        label = f"webhook[{i}] {hc.format} to {hc.host}" if i >= 0 else f"{hc.host} (standard)"
-        scrub = Scrubber(hc)
-        spec = FORMATS[hc.format]
-        for n in test_notices(cfg.host, hc.format, time.time_ns()):
-            ctx = FormatContext(cfg.host, int(time.time()),
-                                hc.secret.reveal() if hc.secret else None, gen)
-            try:
-                msg = spec.render([n], ctx)
-            except FormatError as e:
-                print(f"{label}: {n.event.type}: cannot build the message: {e}")
-                failed += 1
-                continue
-            r = post(hc.url.reveal(), msg, hc.timeout_s)
-            if r.status is None:
-                print(f"{label}: {n.event.type}: FAILED after {r.elapsed_s:.2f} s: "
-                      f"{scrub(r.reason)}")
-            else:
-                print(f"{label}: {n.event.type}: {r.status} {scrub(r.reason)} in "
-                      f"{r.elapsed_s:.2f} s{': ' if r.body else ''}{excerpt(r.body, scrub)}"
-                      + ("" if r.ok else "  FAILED"))
-            failed += not r.ok
-    return 1 if failed else 0

@@ -5,7 +5,7 @@ A reader never decides whether a source is good. Interface: a reader is built fr
 device I/O runs in a thread (`asyncio.to_thread`); `emit` is thread-safe (the runner passes a
 callback that puts into its queue with `loop.call_soon_threadsafe`).
 
-Registry: `READERS[kind]` names the reader class for each source kind, one line per kind.
+Which reader serves a kind is the kind's registration (`timewatch.kinds`, "module:Class").
 """
 
 from __future__ import annotations
@@ -51,12 +51,3 @@ def now_pair() -> tuple[int, int]:
     return time.clock_gettime_ns(time.CLOCK_REALTIME), time.clock_gettime_ns(
         time.CLOCK_MONOTONIC_RAW)
 
-
-# kind -> "module:Class", imported when a source of that kind is configured.
-READERS: dict[str, str] = {
-    "ntp": "timewatch.sources.ntp:NtpReader",
-    "gnss": "timewatch.sources.serial:SerialReader",
-    "pps": "timewatch.sources.pps:PpsReader",
-    "gpsd": "timewatch.sources.gpsd:GpsdReader",
-    "chrony": "timewatch.sources.chrony:ChronyReader",
-}

@@ -9,6 +9,10 @@ servers are polled concurrently on one event loop). Each exchange:
 - puts 64 random bits in the transmit timestamp and accepts a reply only when its origin field
   echoes them; anything else is recorded (`bad_origin`, `malformed`) and the wait goes on, so a
   spoofed packet cannot shadow the genuine reply;
+- survives a flood (a server answering with thousands of garbage and wrong-origin datagrams):
+  a large receive buffer, every pending datagram read at each wake-up and matched by origin,
+  the first few of an exchange recorded and the rest counted, and one summary log line per
+  `GARBAGE_LOG_S` instead of a line per datagram;
 - takes the reply's arrival time from the kernel (`SO_TIMESTAMPNS`) where the kernel gives it.
 
 The reader decodes a reply only to validate it and records its fields and raw bytes; it never
@@ -56,6 +60,15 @@ RESOLVE_TIMEOUT_S = 5.0
 MAX_RECORDS_PER_EXCHANGE = 8
 # Receive buffer: larger than any NTP packet with extensions, so oversize garbage is still seen.
 RECV_BUF = 2048
+# The socket's receive buffer (SO_RCVBUF; SO_RCVBUFFORCE where allowed): room for thousands of
+# small datagrams (each takes ~1 KiB of kernel memory), so a flood queued before the genuine
+# reply does not make the kernel drop it. Without privileges the kernel caps it (rmem_max).
+SOCK_RCVBUF = 4 << 20
+SO_RCVBUFFORCE = 33  # Linux (include/uapi/asm-generic/socket.h); needs CAP_NET_ADMIN
+# Datagrams read per wake-up at most, before the event loop gets a turn.
+RECV_BATCH = 1024
+# Garbage (malformed or wrong-origin datagrams) is logged as one summary line per this long.
+GARBAGE_LOG_S = 60.0
 # Linux SO_TIMESTAMPNS(_OLD) = SCM_TIMESTAMPNS (include/uapi/asm-generic/socket.h); Python has
 # no name for it. Its payload is a native `struct timespec`.
 SO_TIMESTAMPNS = 35
@@ -90,6 +103,9 @@ class NtpReader:
         self.stopped_by: str | None = None  # kiss code that ended polling
         # What happened, for logs, tests and the bench: exchange outcomes and kernel stamps.
         self.counters: dict[str, int] = {}
+        self._garbage: dict[str, int] = {}  # garbage since the last summary line, per kind
+        self._garbage_logged = -GARBAGE_LOG_S  # monotonic time of the last summary line
+        self._rcvbuf_told = False  # a capped receive buffer is logged once
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
@@ -107,10 +123,9 @@ class NtpReader:
         await asyncio.Event().wait()  # idle until cancelled: the engine sees the source go stale
 
     async def _resolve(self) -> tuple[int, tuple[object, ...]]:
-        infos = await asyncio.wait_for(
-            asyncio.to_thread(socket.getaddrinfo, self.host, self.port, 0, socket.SOCK_DGRAM,
-                              socket.IPPROTO_UDP),
-            RESOLVE_TIMEOUT_S)
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # not wait_for: see _recv
+            infos = await asyncio.to_thread(socket.getaddrinfo, self.host, self.port, 0,
+                                            socket.SOCK_DGRAM, socket.IPPROTO_UDP)
         fam, _, _, _, sa = infos[0]
         self._count("resolved")
         return int(fam), tuple(sa)
@@ -156,6 +171,7 @@ class NtpReader:
                 kernel_ts = True
             except OSError:
                 pass
+        self._set_rcvbuf(sock)
         try:
             sock.connect(sa)
             t1 = now_pair()
@@ -165,23 +181,59 @@ class NtpReader:
             return self._fail(now_pair(), xmt_hex, "unreachable")
         deadline = loop.time() + self.timeout_s
         recorded = 0
-        while True:
+        try:
+            while True:
+                try:
+                    batch = await self._recv(sock, deadline, kernel_ts)
+                except TimeoutError:
+                    return self._fail(t1, xmt_hex, "timeout")
+                except OSError as e:  # ICMP port/host unreachable on the connected socket
+                    log.info("%s: %s unreachable: %s", self.src, sa[0], e)
+                    return self._fail(t1, xmt_hex, "unreachable")
+                for data, rx in batch:
+                    outcome = self._reply(data, rx, t1, xmt, xmt_hex,
+                                          recorded < MAX_RECORDS_PER_EXCHANGE)
+                    if outcome in ("ok", "kiss", "bogus_mode"):
+                        return outcome
+                    recorded += 1  # malformed or bad_origin: keep waiting for the genuine reply
+        finally:
+            self._log_garbage()
+
+    def _set_rcvbuf(self, sock: socket.socket) -> None:
+        for opt in ((SO_RCVBUFFORCE,) if sys.platform == "linux" else ()) + (socket.SO_RCVBUF,):
             try:
-                data, rx = await self._recv(sock, deadline, kernel_ts)
-            except TimeoutError:
-                return self._fail(t1, xmt_hex, "timeout")
-            except OSError as e:  # ICMP port/host unreachable on the connected socket
-                log.info("%s: %s unreachable: %s", self.src, sa[0], e)
-                return self._fail(t1, xmt_hex, "unreachable")
-            outcome = self._reply(data, rx, t1, xmt, xmt_hex, recorded < MAX_RECORDS_PER_EXCHANGE)
-            if outcome in ("ok", "kiss", "bogus_mode"):
-                return outcome
-            recorded += 1  # malformed or bad_origin: keep waiting for the genuine reply
+                sock.setsockopt(socket.SOL_SOCKET, opt, SOCK_RCVBUF)
+                break
+            except OSError:
+                continue
+        if not self._rcvbuf_told:
+            self._rcvbuf_told = True
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)  # Linux: doubled
+            if got < SOCK_RCVBUF:
+                log.info("%s: UDP receive buffer is %d bytes, not %d (the kernel caps it at "
+                         "net.core.rmem_max): a flood of replies can push the genuine one out",
+                         self.src, got, SOCK_RCVBUF)
+
+    def _garbage_seen(self, kind: str) -> None:
+        self._garbage[kind] = self._garbage.get(kind, 0) + 1
+
+    def _log_garbage(self) -> None:
+        """One line for the garbage since the last one, at most every GARBAGE_LOG_S."""
+        now = asyncio.get_running_loop().time()
+        if self._garbage and now - self._garbage_logged >= GARBAGE_LOG_S:
+            what = ", ".join(f"{n} {k}" for k, n in sorted(self._garbage.items()))
+            log.info("%s: ignored datagrams that are not the reply to our request from %s "
+                     "(%s) since %s", self.src, self.host, what,
+                     "the start" if self._garbage_logged < 0 else
+                     f"{now - self._garbage_logged:.0f} s ago")
+            self._garbage.clear()
+            self._garbage_logged = now
 
     async def _recv(self, sock: socket.socket, deadline: float,
-                    kernel_ts: bool) -> tuple[bytes, tuple[int, int]]:
-        """One datagram and its (rx_ns, raw_ns): the kernel's realtime stamp when it gave one,
-        with raw_ns moved back by the same queueing time."""
+                    kernel_ts: bool) -> list[tuple[bytes, tuple[int, int]]]:
+        """Every datagram pending (at least one, at most RECV_BATCH), each with its
+        (rx_ns, raw_ns): the kernel's realtime stamp when it gave one, with raw_ns moved back
+        by the same queueing time. Reading all at once keeps a flood from filling the buffer."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         fd = sock.fileno()
@@ -192,14 +244,28 @@ class NtpReader:
 
         loop.add_reader(fd, readable)
         try:
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result instead of
-            # raising when it is cancelled just as `fut` completes, and the runner then waits
-            # forever for this reader to end.
+            # Not asyncio.wait_for: on 3.11 it swallows a cancellation that arrives as the
+            # socket turns readable, and a flooded socket is always readable (the runner then
+            # waited forever for this reader at shutdown).
             async with asyncio.timeout(max(0.0, deadline - loop.time())):
                 await fut
         finally:
             loop.remove_reader(fd)
-        data, anc, _, _ = sock.recvmsg(RECV_BUF, socket.CMSG_SPACE(_TIMESPEC.size))
+        out: list[tuple[bytes, tuple[int, int]]] = []
+        anc_size = socket.CMSG_SPACE(_TIMESPEC.size)
+        while len(out) < RECV_BATCH:
+            try:
+                data, anc, _, _ = sock.recvmsg(RECV_BUF, anc_size)
+            except BlockingIOError:
+                break
+            except OSError:
+                if out:
+                    break  # report the error at the next read, after these
+                raise
+            out.append((data, self._stamp(anc, kernel_ts)))
+        return out
+
+    def _stamp(self, anc: list[tuple[int, int, bytes]], kernel_ts: bool) -> tuple[int, int]:
         rt, raw = now_pair()
         for level, typ, payload in anc:
             if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and \
@@ -208,10 +274,10 @@ class NtpReader:
                 k_ns = sec * 1_000_000_000 + nsec
                 if 0 <= rt - k_ns < 1_000_000_000:  # sane: not in the future, under 1 s queued
                     self._count("kernel_rx_ts")
-                    return data, (k_ns, raw - (rt - k_ns))
+                    return k_ns, raw - (rt - k_ns)
         if kernel_ts:
             self._count("user_rx_ts")
-        return data, (rt, raw)
+        return rt, raw
 
     def _reply(self, data: bytes, rx: tuple[int, int], t1: tuple[int, int], xmt: int,
                xmt_hex: str, record: bool) -> str:
@@ -219,9 +285,9 @@ class NtpReader:
         pkt_hex = data.hex()
         try:
             p = decode(data)
-        except MalformedReply as e:
+        except MalformedReply:
             self._count("malformed")
-            log.info("%s: malformed reply (%s)", self.src, e)
+            self._garbage_seen("malformed")
             if record:
                 self.emit(Ntp(src=self.src, rx_ns=rx_ns, t1_ns=t1[0], xmt_hex=xmt_hex,
                               t4_ns=rx_ns, pkt_hex=pkt_hex, error="malformed", raw_ns=raw_ns))
@@ -244,8 +310,7 @@ class NtpReader:
                 root_delay=p.root_delay_s, root_dispersion=p.root_dispersion_s,
                 refid=p.refid, pkt_hex=pkt_hex, error=error, raw_ns=raw_ns))
         if outcome == "bad_origin":
-            log.info("%s: reply with origin %016x, we sent %s: ignored", self.src, p.org_ts,
-                     xmt_hex)
+            self._garbage_seen("with a wrong origin")
         elif outcome == "kiss":
             self._kiss(p.refid)
         return outcome

@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backoff import Backoff
 from ..config import SourceConfig
 from ..records import Pps
 from . import BlockingReader, Emit, now_pair
@@ -210,16 +211,18 @@ class PpsReader(BlockingReader):
 
     def run_blocking(self) -> None:
         """Read until `stop` is set; on any device error log it and retry with backoff."""
-        backoff = BACKOFF_FIRST_S
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self.stop.is_set():
+            edges = self.edges
             try:
                 self._read_once()
-                backoff = BACKOFF_FIRST_S
             except PpsError as e:
                 self.errors += 1
-                log.warning("%s: %s; retry in %.1f s", self.cfg.id, e, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                if self.edges > edges:  # it delivered edges before failing: a fresh failure
+                    backoff.reset()
+                delay = backoff.next()
+                log.warning("%s: %s; retry in %.1f s", self.cfg.id, e, delay)
+                self.stop.wait(delay)
 
     def _read_once(self) -> None:
         dev = self.cfg.device or ""

@@ -13,8 +13,9 @@ protocol every poll (docs/ptp.md).
 - Every `poll_s` it runs `pmc -u -b 0 'GET PORT_DATA_SET' 'GET TIME_STATUS_NP' ...` and emits one
   `ptp` record (timewatch/ptpmgmt.py) with the answers' fields, or with `error` when ptp4l did
   not answer (`unreachable`) or answered something the strict parser refuses (`malformed`).
-- ptp4l is a child of the monitor: started at `run()`, restarted when it dies (after 1 s,
-  doubling to 30 s while it keeps dying; back to 1 s once it has run a minute), and stopped by
+- ptp4l is a child of the monitor: started at `run()`, restarted when it dies (after up to 1 s,
+  doubling to 30 s while it keeps dying, timewatch/backoff.py; back to 1 s once it has run a
+  minute), and stopped by
   its PID (SIGTERM, SIGKILL after 2 s) when the reader is cancelled. `setpriv --pdeathsig`
   makes the kernel stop it too if the monitor itself is killed.
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..backoff import Backoff
 from ..config import SourceConfig
 from ..ptpmgmt import PROFILES, PmcError, Ptp, parse_pmc, pmc_commands, record_fields
 from . import Emit, now_pair
@@ -165,13 +167,11 @@ class PtpReader:
             raise ValueError(f"source {cfg.id}: unknown PTP profile {self.s.profile!r}")
         self.ptp4l = shutil.which(ptp4l) or ptp4l
         self.pmc = shutil.which(pmc) or pmc
-        self.restart_initial_s = restart_initial_s
-        self.restart_max_s = restart_max_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0  # how many times ptp4l was started
         self.dir: Path | None = None
         self.timestamping = "software"
-        self._backoff_s = restart_initial_s
+        self.backoff = Backoff(restart_initial_s, restart_max_s)
         self._restart_at: float | None = None  # monotonic time of the next start
         self._started_at = 0.0
         self._death: str | None = None  # why the last ptp4l ended
@@ -251,11 +251,10 @@ class PtpReader:
             rc = p.poll()
             if rc is None:
                 if now - self._started_at >= RESTART_STABLE_S:
-                    self._backoff_s = self.restart_initial_s
+                    self.backoff.reset()
                 return None
             self.proc = None
-            delay = self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self.restart_max_s)
+            delay = self.backoff.next()
             self._restart_at = now + delay
             self._death = f"ptp4l (pid {p.pid}) exited with code {rc}"
             log.warning("%s: %s; restart in %.0f s; its last words: %s", self.cfg.id,
@@ -265,8 +264,7 @@ class PtpReader:
                 self.start()
                 return "ptp4l restarted, not answering yet"
             except OSError as e:
-                delay = self._backoff_s
-                self._backoff_s = min(self._backoff_s * 2, self.restart_max_s)
+                delay = self.backoff.next()
                 self._restart_at = now + delay
                 self._death = f"ptp4l cannot start: {e}"
                 log.warning("%s: %s; retry in %.0f s", self.cfg.id, self._death, delay)
@@ -329,7 +327,7 @@ class PtpReader:
                 self.start()
             except OSError as e:
                 self._death = f"ptp4l cannot start: {e}"
-                self._restart_at = time.monotonic() + self._backoff_s
+                self._restart_at = time.monotonic() + self.backoff.next()
                 log.warning("%s: %s", self.cfg.id, self._death)
             next_t = loop.time() + self.s.poll_s
             while True:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from ..backoff import Backoff
 from ..config import SourceConfig
 from ..records import Nmea, Ubx
 from ..wire.framer import Frame, Framer
@@ -53,28 +54,27 @@ class SerialReader(BlockingReader):
         """Read until `stop` is set: open, read, and on any device error reopen with backoff."""
         import serial  # pyserial: imported here so the engine side never needs it
 
-        backoff = BACKOFF_FIRST_S
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self.stop.is_set():
             try:
                 port = serial.Serial(self.cfg.device, self.cfg.baud, timeout=READ_TIMEOUT_S,
                                      exclusive=True)
             except (serial.SerialException, OSError, ValueError) as e:
                 self.errors += 1
+                delay = backoff.next()
                 log.warning("%s: cannot open %s: %s; retry in %.1f s", self.cfg.id,
-                            self.cfg.device, e, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                            self.cfg.device, e, delay)
+                self.stop.wait(delay)
                 continue
             self.opens += 1
+            backoff.reset()  # opened: a later loss retries soon (USB re-enumeration)
             log.info("%s: reading %s at %d baud", self.cfg.id, self.cfg.device, self.cfg.baud)
             try:
                 self._read(port)
-                backoff = BACKOFF_FIRST_S  # a clean stop or a session that ran
             except (serial.SerialException, OSError) as e:
                 self.errors += 1
                 log.warning("%s: %s lost: %s; reopening", self.cfg.id, self.cfg.device, e)
-                backoff = BACKOFF_FIRST_S
-                self.stop.wait(backoff)
+                self.stop.wait(BACKOFF_FIRST_S)  # it was working: reopen soon, then back off
             finally:
                 try:
                     port.close()

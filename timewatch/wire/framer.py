@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .nmea import MAX_LINE
-from .ubx import MAX_FRAME
+from .ubx import MAX_FRAME, Fletcher
 
 # UBX classes a receiver sends (u-blox interface descriptions): NAV RXM INF ACK CFG UPD MON AID
 # TIM ESF MGA LOG SEC HNR NAV2. A sync pair followed by anything else is noise.
@@ -26,21 +26,13 @@ UBX_CLASSES = frozenset({0x01, 0x02, 0x04, 0x05, 0x06, 0x09, 0x0A, 0x0B, 0x0D, 0
 # Bytes the framer must look at: LF, '$', '!' and the first UBX sync byte.
 _SPECIAL = re.compile(rb"[\n$!\xb5]")
 # A line of only these bytes is line noise (break conditions, idle fill), not a sentence.
-_NOISE = frozenset(b"\x00\xff\r\n\t ")
+_NOISE = b"\x00\xff\r\n\t "
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
     kind: Literal["nmea", "ubx"]
     data: bytes  # NMEA: the line without CR LF; UBX: the whole frame
-
-
-def _ubx_ck(buf: bytes | bytearray, start: int, end: int) -> tuple[int, int]:
-    a = b = 0
-    for x in buf[start:end]:
-        a = (a + x) & 0xFF
-        b = (b + a) & 0xFF
-    return a, b
 
 
 class Framer:
@@ -51,6 +43,7 @@ class Framer:
         self._line = bytearray()  # text being accumulated (a sentence, or garbage)
         self._overlong = False  # the current line passed MAX_LINE: drop until its end
         self._final = False  # flushing: no more bytes will come, a partial UBX frame is text
+        self._ck = Fletcher()  # checksums of UBX candidates in _buf, O(1) each
         self.stats = {"nmea": 0, "ubx": 0, "overlong": 0, "bad_ubx": 0}
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -88,6 +81,7 @@ class Framer:
                 self._text(buf[i:i + 1])
             i += 1
         del buf[:i]
+        self._ck.drop(i)
         return out
 
     def _text(self, chunk: bytes | bytearray) -> None:
@@ -112,7 +106,7 @@ class Framer:
         line = bytes(self._line).rstrip(b"\r")
         self._line.clear()
         self._overlong = False
-        if line and not all(b in _NOISE for b in line):
+        if line.translate(None, _NOISE):  # something else is left
             out.append(Frame("nmea", line))
             self.stats["nmea"] += 1
 
@@ -135,7 +129,7 @@ class Framer:
             return 0
         if i + total > n:
             return more
-        if _ubx_ck(buf, i + 2, i + total - 2) != (buf[i + total - 2], buf[i + total - 1]):
+        if self._ck.span(buf, i + 2, i + total - 2) != (buf[i + total - 2], buf[i + total - 1]):
             self.stats["bad_ubx"] += 1
             return 0
         return total

@@ -11,16 +11,15 @@ Times: `tod_ms` is milliseconds since UTC midnight; second 60 (a leap second) is
 
 from __future__ import annotations
 
-from typing import Final, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Final, Literal, NamedTuple
 
 import pynmea2
 
 # Talkers of GNSS receivers (NMEA 0183 4.11): GPS, combined GNSS, GLONASS, Galileo, BeiDou (GB
-# and the older BD), QZSS, NavIC.
-TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI"})
-# Sentences that carry a UTC time of day (docs/gnss.md: they label an epoch).
-LABELLED: Final = frozenset({"RMC", "GGA", "ZDA", "GNS", "GLL", "GST"})
-SUPPORTED: Final = LABELLED | {"GSA", "GSV", "TXT"}
+# and the older BD), QZSS, NavIC; and IN, integrated navigation (the fix of a GNSS/inertial
+# receiver, e.g. $INRMC, $INGGA).
+TALKERS: Final = frozenset({"GP", "GN", "GL", "GA", "GB", "BD", "GQ", "GI", "IN"})
 # Longest line we try to decode: NMEA says 82 characters; real receivers (u-blox high precision,
 # GSV with signal ids, proprietary) go beyond, none of the corpus beyond ~200.
 MAX_LINE: Final = 512
@@ -92,7 +91,7 @@ def _bad(name: str, v: str) -> NmeaError:
     return NmeaError("field", f"{name}={v!r}")
 
 
-def _int(v: str, name: str, lo: int, hi: int) -> int | None:
+def _int(v: str, name: str, lo: float, hi: float) -> int | None:
     if v == "":
         return None
     if not (v.isascii() and v.isdigit()):
@@ -134,10 +133,6 @@ def parse_tod_ms(v: str, name: str = "time") -> int | None:
     return ((h * 60 + m) * 60 + s) * 1000 + ms
 
 
-def _sec60(v: str) -> bool:
-    return v[4:6] == "60"
-
-
 def _latlon(v: str, hemi: str, name: str, deg_digits: int) -> float | None:
     """ddmm.mmmm / dddmm.mmmm plus N/S or E/W -> signed degrees."""
     if v == "":
@@ -163,18 +158,6 @@ def _status(v: str, name: str) -> bool | None:
     if len(v) != 1 or not v.isalpha():
         raise _bad(name, v)
     return v == "A"
-
-
-def _position(d: list[str], i: int, valid: bool | None) -> tuple[float | None, float | None]:
-    """lat, lat_dir, lon, lon_dir from field i. Receivers without a fix send placeholders (e.g.
-    36000.0000,N,72000.0000,E): a wrong position is malformed only when the fix claims valid."""
-    try:
-        return (_latlon(_field(d, i), _field(d, i + 1), "lat", 2),
-                _latlon(_field(d, i + 2), _field(d, i + 3), "lon", 3))
-    except NmeaError:
-        if valid is False:
-            return None, None
-        raise
 
 
 def _mode(v: str, name: str) -> str | None:
@@ -209,114 +192,214 @@ def _field(data: list[str], i: int) -> str:
     return data[i] if i < len(data) else ""
 
 
-# -- per sentence type -------------------------------------------------------------------------
+# -- sentence layouts -------------------------------------------------------------------------
+# As pyubx2 describes UBX payloads (ubxtypes_get.py), a table per sentence type says where each
+# field is, how it reads and its range; one decoder (`_walk`) reads every sentence from its
+# table. Positions count from the first field after the address (`$GPRMC,` -> 0). Rows are read
+# in table order and the first bad field is the error, so a row that depends on another comes
+# after it (POSITION after the row that says whether the fix is valid).
 
 
-def _rmc(t: str, d: list[str]) -> Sentence:
-    date, derr = _rmc_date(_field(d, 8))
-    status = _status(_field(d, 1), "status")
-    lat, lon = _position(d, 2, status)
-    return Sentence(t, "RMC", tod_ms=parse_tod_ms(_field(d, 0)), sec60=_sec60(_field(d, 0)),
-                    date=date, date_error=derr, status_valid=status,
-                    mode=_mode(_field(d, 11), "mode"), lat_deg=lat, lon_deg=lon)
+class Field(NamedTuple):
+    """One row of a layout: a field of a sentence, or a fixed group of fields."""
+
+    name: str  # what an error calls it (pynmea2's attribute names)
+    pos: int  # position in the sentence's data
+    type: str  # how it reads and what it fills in: one of the types below
+    lo: float = 0  # INT, FLOAT, PRN, QUALITY: the range of a value
+    hi: float = 0
+    into: str = ""  # INT, FLOAT: the Sentence field it fills
+    parts: tuple[Field, ...] = ()  # DMY, SATS: the group's fields (pos within the group)
 
 
-def _gga(t: str, d: list[str]) -> Sentence:
-    q = _int(_field(d, 5), "quality", 0, 9)
-    valid = None if q is None else q > 0
-    lat, lon = _position(d, 1, valid)
-    return Sentence(t, "GGA", tod_ms=parse_tod_ms(_field(d, 0)), sec60=_sec60(_field(d, 0)),
-                    status_valid=valid, quality=q, lat_deg=lat, lon_deg=lon,
-                    sats_used=_int(_field(d, 6), "num_sats", 0, 999),
-                    alt_m=_float(_field(d, 8), "altitude", -10_000.0, 1e7))
+# Field types and what they fill in.
+TIME: Final = "time"  # hhmmss[.sss] UTC -> tod_ms, sec60
+STATUS: Final = "status"  # A valid, V (or the N some receivers send) not -> status_valid
+QUALITY: Final = "quality"  # GGA fix quality -> quality, status_valid (quality > 0)
+MODE: Final = "mode"  # mode indicator letter(s) -> mode
+MODES: Final = "modes"  # one mode letter per constellation -> mode, status_valid (any not N)
+POSITION: Final = "position"  # 4 fields: lat (ddmm.mm), lat_dir (N/S), lon (dddmm.mm), lon_dir
+#   (E/W) -> lat_deg, lon_deg; receivers without a fix send placeholders (36000.0000,N,...), so a
+#   bad position is malformed only when the fix does not say it is invalid
+DDMMYY: Final = "ddmmyy"  # a date -> date, or date_error when it is not one (rollover bugs)
+DMY: Final = "dmy"  # day, month, year (the parts) -> date, or date_error when not a date
+INT: Final = "int"  # an integer -> the Sentence field `into`
+FLOAT: Final = "float"  # a number -> the Sentence field `into`
+PRN: Final = "prn"  # a satellite id, added to prns_used when present
+SATS: Final = "sats"  # repeated groups of the 4 parts (prn of up to 3 digits, elevation, azimuth,
+#   C/N0) to the end, where NMEA 4.10+ adds a signal id -> sats; "<name>_<k>" names group k's
+#   numbers when one of them is not a number
+TEXT: Final = "text"  # this field and every one after it, commas kept -> text
+
+LAYOUTS: Final[dict[str, tuple[Field, ...]]] = {
+    "RMC": (Field("status", 1, STATUS), Field("lat", 2, POSITION), Field("time", 0, TIME),
+            Field("mode", 11, MODE), Field("date", 8, DDMMYY)),
+    "GGA": (Field("quality", 5, QUALITY, 0, 9), Field("lat", 1, POSITION), Field("time", 0, TIME),
+            Field("num_sats", 6, INT, 0, 999, "sats_used"),
+            Field("altitude", 8, FLOAT, -10_000.0, 1e7, "alt_m")),
+    "GNS": (Field("mode", 5, MODES), Field("lat", 1, POSITION), Field("time", 0, TIME),
+            Field("num_sats", 6, INT, 0, 999, "sats_used"),
+            Field("altitude", 8, FLOAT, -10_000.0, 1e7, "alt_m")),
+    "GLL": (Field("status", 5, STATUS), Field("lat", 0, POSITION), Field("time", 4, TIME),
+            Field("mode", 6, MODE)),
+    "ZDA": (Field("date", 1, DMY, parts=(Field("day", 0, INT, 0, 31),
+                                         Field("month", 1, INT, 0, 12),
+                                         Field("year", 2, INT, 0, 9999))),
+            Field("time", 0, TIME)),
+    "GST": (Field("time", 0, TIME),),
+    "GSA": (Field("fix_type", 1, INT, 1, 3, "fix_type"),
+            *(Field(f"sv_id{k:02d}", 1 + k, PRN, 0, 999) for k in range(1, 13))),
+    "GSV": (Field("num_messages", 0, INT, 0, 99, "gsv_total"),
+            Field("msg_num", 1, INT, 0, 99, "gsv_num"),
+            Field("num_sv_in_view", 2, INT, 0, 999, "in_view"),
+            Field("sv", 3, SATS, parts=(Field("sv_prn_num", 0, INT, 0, 999),
+                                        Field("elevation_deg", 1, FLOAT, -90.0, 90.0),
+                                        Field("azimuth", 2, FLOAT, 0.0, 360.0),
+                                        Field("snr", 3, FLOAT, 0.0, 99.0)))),
+    "TXT": (Field("text", 3, TEXT),),
+}
+SUPPORTED: Final = frozenset(LAYOUTS)
+# Sentences that carry a UTC time of day: they label an epoch.
+LABELLED: Final = frozenset(k for k, rows in LAYOUTS.items() if any(f.type == TIME for f in rows))
+
+# -- the decoder walking a layout: a Sentence filled in as a list, one reader per field type --
+
+_SLOT: Final = {name: k for k, name in enumerate(Sentence._fields)}
+_TOD: Final = _SLOT["tod_ms"]
+_SEC60: Final = _SLOT["sec60"]
+_DATE: Final = _SLOT["date"]
+_DATE_ERROR: Final = _SLOT["date_error"]
+_VALID: Final = _SLOT["status_valid"]
+_MODE: Final = _SLOT["mode"]
+_QUALITY: Final = _SLOT["quality"]
+_LAT: Final = _SLOT["lat_deg"]
+_LON: Final = _SLOT["lon_deg"]
+_PRNS: Final = _SLOT["prns_used"]
+_SATS: Final = _SLOT["sats"]
+_TEXT: Final = _SLOT["text"]
+_BLANK: Final = tuple(Sentence("", ""))[2:]  # every field after talker and kind, as defaulted
 
 
-def _gns(t: str, d: list[str]) -> Sentence:
-    mode = _mode(_field(d, 5), "mode")
-    # One mode character per constellation: the fix is valid if any of them is not N.
-    valid = None if mode is None else any(c != "N" for c in mode)
-    lat, lon = _position(d, 1, valid)
-    return Sentence(t, "GNS", tod_ms=parse_tod_ms(_field(d, 0)), sec60=_sec60(_field(d, 0)),
-                    status_valid=valid, mode=mode, lat_deg=lat, lon_deg=lon,
-                    sats_used=_int(_field(d, 6), "num_sats", 0, 999),
-                    alt_m=_float(_field(d, 8), "altitude", -10_000.0, 1e7))
+def _read_time(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    x = _field(d, f.pos)
+    v[_TOD] = parse_tod_ms(x, f.name)
+    v[_SEC60] = x[4:6] == "60"
 
 
-def _gll(t: str, d: list[str]) -> Sentence:
-    status = _status(_field(d, 5), "status")
-    lat, lon = _position(d, 0, status)
-    return Sentence(t, "GLL", tod_ms=parse_tod_ms(_field(d, 4)), sec60=_sec60(_field(d, 4)),
-                    status_valid=status, mode=_mode(_field(d, 6), "mode"),
-                    lat_deg=lat, lon_deg=lon)
+def _read_status(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[_VALID] = _status(_field(d, f.pos), f.name)
 
 
-def _zda(t: str, d: list[str]) -> Sentence:
-    day = _int(_field(d, 1), "day", 0, 31)
-    month = _int(_field(d, 2), "month", 0, 12)
-    year = _int(_field(d, 3), "year", 0, 9999)
-    date: tuple[int, int, int] | None = None
-    derr: str | None = None
-    if day is not None and month is not None and year is not None:
-        if year >= 1900 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month):
-            date = (year, month, day)
-        else:
-            derr = f"{_field(d, 1)},{_field(d, 2)},{_field(d, 3)}"
-    return Sentence(t, "ZDA", tod_ms=parse_tod_ms(_field(d, 0)), sec60=_sec60(_field(d, 0)),
-                    date=date, date_error=derr)
+def _read_quality(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    q = _int(_field(d, f.pos), f.name, f.lo, f.hi)
+    v[_QUALITY] = q
+    v[_VALID] = None if q is None else q > 0
 
 
-def _gst(t: str, d: list[str]) -> Sentence:
-    return Sentence(t, "GST", tod_ms=parse_tod_ms(_field(d, 0)), sec60=_sec60(_field(d, 0)))
+def _read_mode(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[_MODE] = _mode(_field(d, f.pos), f.name)
 
 
-def _gsa(t: str, d: list[str]) -> Sentence:
-    fix = _int(_field(d, 1), "fix_type", 1, 3)
-    prns = []
-    for i in range(2, min(14, len(d))):
-        p = _int(d[i], f"sv_id{i - 1:02d}", 0, 999)
-        if p is not None:
-            prns.append(p)
-    return Sentence(t, "GSA", fix_type=fix, prns_used=tuple(prns))
+def _read_modes(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    mode = _mode(_field(d, f.pos), f.name)
+    v[_MODE] = mode
+    v[_VALID] = None if mode is None else any(c != "N" for c in mode)
 
 
-def _gsv(t: str, d: list[str]) -> Sentence:
-    total = _int(_field(d, 0), "num_messages", 0, 99)
-    num = _int(_field(d, 1), "msg_num", 0, 99)
-    in_view = _int(_field(d, 2), "num_sv_in_view", 0, 999)
-    n = len(d) - 3
+def _read_position(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    i = f.pos
+    try:
+        v[_LAT] = _latlon(_field(d, i), _field(d, i + 1), "lat", 2)
+        v[_LON] = _latlon(_field(d, i + 2), _field(d, i + 3), "lon", 3)
+    except NmeaError:
+        if v[_VALID] is not False:
+            raise
+        v[_LAT] = v[_LON] = None
+
+
+def _read_ddmmyy(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[_DATE], v[_DATE_ERROR] = _rmc_date(_field(d, f.pos))
+
+
+def _read_dmy(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    raw = [_field(d, f.pos + p.pos) for p in f.parts]
+    day, month, year = [_int(x, p.name, p.lo, p.hi) for x, p in zip(raw, f.parts, strict=True)]
+    if day is None or month is None or year is None:
+        return
+    if year >= 1900 and 1 <= month <= 12 and 1 <= day <= _days_in_month(year, month):
+        v[_DATE] = (year, month, day)
+    else:
+        v[_DATE_ERROR] = ",".join(raw)
+
+
+def _read_int(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[slot] = _int(_field(d, f.pos), f.name, f.lo, f.hi)
+
+
+def _read_float(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[slot] = _float(_field(d, f.pos), f.name, f.lo, f.hi)
+
+
+def _read_prn(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    p = _int(_field(d, f.pos), f.name, f.lo, f.hi)
+    if p is not None:
+        v[_PRNS] += (p,)
+
+
+def _read_sats(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    prn_f, el_f, az_f, cn0_f = f.parts
+    talker = v[0]
+    n = len(d) - f.pos
     if n % 4 == 1:  # NMEA 4.10+: a signal id ends the sentence
         n -= 1
     sats = []
     for k in range(n // 4):  # the hot loop of decoding: the checks of _int/_float, inlined
-        i = 3 + 4 * k
+        i = f.pos + 4 * k
         p, e, a, c = d[i], d[i + 1], d[i + 2], d[i + 3]
         if p == "":
             continue
         if not (p.isascii() and p.isdigit()) or len(p) > 3:
-            raise _bad(f"sv_prn_num_{k + 1}", p)
+            raise _bad(f"{prn_f.name}_{k + 1}", p)
         try:
             el = float(e) if e else None
             az = float(a) if a else None
             cn0 = float(c) if c else None
         except ValueError:
-            raise _bad(f"sv_{k + 1}", f"{e},{a},{c}") from None
-        if el is not None and not -90.0 <= el <= 90.0:
-            raise _bad(f"elevation_deg_{k + 1}", e)
-        if az is not None and not 0.0 <= az <= 360.0:
-            raise _bad(f"azimuth_{k + 1}", a)
-        if cn0 is not None and not 0.0 <= cn0 <= 99.0:
-            raise _bad(f"snr_{k + 1}", c)
+            raise _bad(f"{f.name}_{k + 1}", f"{e},{a},{c}") from None
+        if el is not None and not el_f.lo <= el <= el_f.hi:
+            raise _bad(f"{el_f.name}_{k + 1}", e)
+        if az is not None and not az_f.lo <= az <= az_f.hi:
+            raise _bad(f"{az_f.name}_{k + 1}", a)
+        if cn0 is not None and not cn0_f.lo <= cn0 <= cn0_f.hi:
+            raise _bad(f"{cn0_f.name}_{k + 1}", c)
         prn = int(p)
-        sats.append(SatView(t + str(prn), prn, el, az, cn0))
-    return Sentence(t, "GSV", gsv_total=total, gsv_num=num, in_view=in_view, sats=tuple(sats))
+        if not prn_f.lo <= prn <= prn_f.hi:
+            raise _bad(f"{prn_f.name}_{k + 1}", p)
+        sats.append(SatView(talker + str(prn), prn, el, az, cn0))
+    v[_SATS] = tuple(sats)
 
 
-def _txt(t: str, d: list[str]) -> Sentence:
-    return Sentence(t, "TXT", text=",".join(d[3:]) if len(d) > 3 else "")
+def _read_text(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
+    v[_TEXT] = ",".join(d[f.pos:]) if len(d) > f.pos else ""
 
 
-_DECODERS: Final = {"RMC": _rmc, "GGA": _gga, "GNS": _gns, "GLL": _gll, "ZDA": _zda, "GST": _gst,
-             "GSA": _gsa, "GSV": _gsv, "TXT": _txt}
+Reader = Callable[[list[str], Field, int, list[Any]], None]
+_READERS: Final[dict[str, Reader]] = {
+    TIME: _read_time, STATUS: _read_status, QUALITY: _read_quality, MODE: _read_mode,
+    MODES: _read_modes, POSITION: _read_position, DDMMYY: _read_ddmmyy, DMY: _read_dmy,
+    INT: _read_int, FLOAT: _read_float, PRN: _read_prn, SATS: _read_sats, TEXT: _read_text}
+# Each layout as (reader, row, Sentence slot of `into` or -1), built once.
+_PLANS: Final[dict[str, tuple[tuple[Reader, Field, int], ...]]] = {
+    kind: tuple((_READERS[f.type], f, _SLOT.get(f.into, -1)) for f in rows)
+    for kind, rows in LAYOUTS.items()}
+
+
+def _walk(talker: str, kind: str, d: list[str], plan: tuple[tuple[Reader, Field, int], ...]
+          ) -> Sentence:
+    v: list[Any] = [talker, kind, *_BLANK]
+    for read, f, slot in plan:
+        read(d, f, slot, v)
+    return Sentence._make(v)
 
 
 def decode(line: str) -> Sentence:
@@ -342,13 +425,12 @@ def decode(line: str) -> Sentence:
         raise NmeaError("framing", f"not an NMEA sentence ({type(e).__name__})") from None
     talker = getattr(msg, "talker", None)
     kind = getattr(msg, "sentence_type", None)
-    fn = _DECODERS.get(kind) if isinstance(kind, str) else None
-    if fn is None or talker not in TALKERS:
+    if not isinstance(kind, str) or (plan := _PLANS.get(kind)) is None or talker not in TALKERS:
         raise Unsupported(s[1:6])
     data = msg.data  # str.split() of the sentence: a list of str
     if type(data) is not list:
         raise NmeaError("framing", "no field list")
-    return fn(talker, data)
+    return _walk(talker, kind, data, plan)
 
 
 def checksum(body: str) -> str:

@@ -13,6 +13,7 @@ spoofing states), MON-RF and MON-HW (jamming state, antenna status).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Final
 
 from pyubx2 import VALCKSUM, UBXReader
@@ -181,11 +182,55 @@ _DECODERS: Final = {"NAV-STATUS": _nav_status, "NAV-TIMEUTC": _nav_timeutc, "NAV
              "MON-HW": _mon_hw}
 
 
+class Fletcher:
+    """The UBX checksum (8-bit Fletcher, RFC 1146, as pyubx2's `calc_checksum`) of any span of a
+    buffer that grows at its end and is consumed from its start: O(1) per span after O(1) per byte.
+
+    With S[k] the sum of the buffer's first k bytes and T[k] = S[0] + ... + S[k], the span
+    [start, end) has CK_A = S[end] - S[start] and CK_B = T[end] - T[start] - (end - start) *
+    S[start], mod 256. The sums are extended (at C speed, `accumulate`) only as far as a span
+    asks. This keeps the framer linear when every position of its input looks like the start
+    of a long frame (repeated sync bytes): checking one candidate costs the same as any other.
+    """
+
+    def __init__(self) -> None:
+        self._s: list[int] = [0]  # S[0..n]: prefix sums of the n bytes summed so far
+        self._t: list[int] = [0]  # T[0..n]
+
+    def span(self, buf: bytes | bytearray, start: int, end: int) -> tuple[int, int]:
+        """(CK_A, CK_B) of buf[start:end]."""
+        s, t = self._s, self._t
+        n = len(s) - 1
+        if end > n:
+            more = accumulate(buf[n:end], initial=s[n])
+            next(more)
+            s.extend(more)
+            more = accumulate(s[n + 1:], initial=t[n])
+            next(more)
+            t.extend(more)
+        a = s[end] - s[start]
+        b = t[end] - t[start] - (end - start) * s[start]
+        return a & 0xFF, b & 0xFF
+
+    def drop(self, n: int) -> None:
+        """The buffer's first n bytes are gone."""
+        s, t = self._s, self._t
+        if n >= len(s) - 1:  # nothing summed is left: start again from 0
+            self._s, self._t = [0], [0]
+            return
+        del s[:n]
+        del t[:n]
+        if t[-1] >= 1 << 40:  # only the sums mod 256 matter: keep the integers small
+            self._s = [x & 0xFF for x in s]
+            self._t = [x & 0xFF for x in t]
+
+
+def checksum(body: bytes | bytearray) -> bytes:
+    """CK_A, CK_B of a frame's class, id, length and payload."""
+    return bytes(Fletcher().span(body, 0, len(body)))
+
+
 def frame(cls: int, mid: int, payload: bytes) -> bytes:
     """A UBX frame with its Fletcher checksum (for simulators and tests)."""
     body = bytes([cls, mid]) + len(payload).to_bytes(2, "little") + payload
-    a = b = 0
-    for x in body:
-        a = (a + x) & 0xFF
-        b = (b + a) & 0xFF
-    return b"\xb5\x62" + body + bytes([a, b])
+    return b"\xb5\x62" + body + checksum(body)

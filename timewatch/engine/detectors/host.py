@@ -10,6 +10,12 @@ looks at every record that carries `raw_ns`, before any tracker sees it, and on 
 - raises `consensus.host_step` (no sources: it is the host, not a reference).
 Between steps `rx_ns - raw_ns` drifts with the crystal (up to 100 ppm) and the realtime slews;
 that rate is learned so that long gaps between records are not mistaken for steps.
+
+A step is confirmed before it is acted on (`admit`, the engine's input gate): the first record
+that jumps is held until the next record taken after it. If that one shows the same jump, the
+host clock stepped: the held record and it are taken, the step first. If it shows the old level,
+the held record's clocks were wrong (one tick with a garbage raw_ns), not the host's: it is
+refused (counted, warned about) and nothing moves. Records taken before the held one pass.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ RATE_GAIN: Final = 0.05
 # A crystal is at most 100 ppm off (docs/threats.md), the realtime slews sub-ppm: clamp the rate there
 # with margin.
 RATE_MAX: Final = 500e-6
+# Records reach the engine up to this late (readers interleave): while a step waits for its
+# confirmation, a record taken at most this long before the held one is an older record.
+REORDER_NS: Final = 2_000_000_000
 
 
 class HostClockDetector(Detector):
@@ -39,6 +48,54 @@ class HostClockDetector(Detector):
         self._last_rx_ns: int | None = None
         self.late_records = 0  # records from before a step handed over after it (skipped)
         self._step_min_ns = ctx.detect.host_step_s * 1e9  # (ctx.detect is frozen)
+        self._held: Observation | None = None  # first record of a step not yet confirmed
+        self._confirmed: Observation | None = None  # the held record, once the step is confirmed
+
+    def _jump(self, obs: Observation, raw: int) -> float:
+        """How far obs's rx_ns - raw_ns is from the level the records so far predict."""
+        return (obs.rx_ns - raw) - (self._level_ns + self._rate * (raw - (self._raw_ns or 0)))
+
+    def admit(self, obs: Observation) -> tuple[Observation, ...] | None:
+        raw = obs.raw_ns
+        if raw is None or self._raw_ns is None:
+            return None
+        jump = self._jump(obs, raw)
+        is_jump = (jump if jump >= 0 else -jump) >= self._step_min_ns
+        held = self._held
+        if held is None:
+            if not is_jump or (self._step_raw_ns is not None and raw < self._step_raw_ns):
+                return None  # the level holds (or a late record: before_observation skips it)
+            self._held = obs
+            return ()
+        h_raw = held.raw_ns or 0
+        same = (obs.rx_ns - raw) - ((held.rx_ns - h_raw) + self._rate * (raw - h_raw))
+        if (same if same >= 0 else -same) < self._step_min_ns:  # the step persists: act on it
+            self._held = None
+            self._confirmed = held
+            ctx = self.ctx
+            if ctx.tick_ns is not None:  # host time (the last tick) moved with the step
+                ctx.tick_ns += round(self._jump(held, h_raw))
+            return (held, obs)
+        if not is_jump and 0 <= h_raw - raw <= REORDER_NS:
+            return None  # taken just before the held record, at the old level: take it now
+        self._held = None
+        self._refuse(held, obs)
+        if is_jump:  # odd too, in another way: the next record judges it
+            self._held = obs
+            return ()
+        return (obs,)
+
+    def _refuse(self, held: Observation, by: Observation | None) -> None:
+        jump = self._jump(held, held.raw_ns or 0)
+        self.ctx.refuse("host_clock", held,
+                        f"its rx_ns - raw_ns jumped by {jump / 1e9:+.3f} s and "
+                        + ("the next record did not" if by is not None else "no record after it")
+                        + " confirm it (a host step must persist)")
+
+    def finish(self) -> None:
+        if self._held is not None:
+            self._refuse(self._held, None)
+            self._held = None
 
     def before_observation(self, obs: Observation) -> None:
         raw = obs.raw_ns
@@ -53,9 +110,10 @@ class HostClockDetector(Detector):
         gap_ns = raw - last_raw
         jump_ns = level - (self._level_ns + self._rate * gap_ns)
         if (jump_ns if jump_ns >= 0 else -jump_ns) >= self._step_min_ns:  # abs() without a call
-            if self._step_raw_ns is not None and raw < self._step_raw_ns:
+            if obs is not self._confirmed:
                 self.late_records += 1  # taken before the last step, handed over after it
                 return
+            self._confirmed = None
             self._step(rx, raw, int(round(jump_ns)))
             self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, rx
             return
