@@ -33,6 +33,9 @@ def sim_trace(gm_at: Callable[[int, int], PtpGm | None], *, seed: int = 1,
     start in trace time."""
     sim = Sim("ptp_test", seed, duration_s, **({"t0_ns": t0_ns} if t0_ns else {}))
     ta = sim.t0_ns + int(ATTACK_S * NS)
+    answers = ptp.pop("answers", None)  # (true_ns, attack_ns) -> ptp4l answers
+    if answers is not None:
+        ptp["answers"] = lambda t: answers(t, ta)
     add_ptp(sim, lambda t: gm_at(t, ta), **ptp)
     return sim.build(Truth("ptp_test", seed)), sim.trace_ns(ta)
 
@@ -116,14 +119,10 @@ def test_the_same_grandmaster_after_ptp4l_restarts_is_no_change() -> None:
     def gm_at(t: int, ta: int) -> PtpGm | None:
         return None if ta + 10 * NS <= t < ta + 15 * NS else HONEST
 
-    st, ta = sim_trace(gm_at, answers=lambda t: not (
-        st_start[0] + int(ATTACK_S * NS) <= t < st_start[0] + int((ATTACK_S + 10) * NS)))
+    st, ta = sim_trace(gm_at, answers=lambda t, ta: not ta <= t < ta + 10 * NS)
     ev = alerts(replay_events(st, leap_list=LIST_2025))
     assert [(e.code, e.sources) for e in ev] == [("source.stale", (PTP_ID,))]
     assert ta < ev[0].t_ns < ta + 6 * NS
-
-
-st_start = [Sim("ptp_test", 1, 1.0).t0_ns]  # the t0 every sim_trace of seed 1 uses
 
 
 def test_the_source_is_withheld_after_a_change_until_it_agrees_again() -> None:
@@ -301,3 +300,25 @@ def test_errors_and_incomplete_records_are_counted_never_used() -> None:
     tr = eng.ctx.trackers[PTP_ID]
     assert tr.counts["malformed"] == 1 and tr.counts["incomplete"] == 2
     assert eng.ctx.counters["ptp.malformed"] == 1
+
+
+# -- the threat table's PTP rows (docs/threats.md 22-25) ------------------------------------------
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("name", ["ptp_rogue_gm", "ptp_liar", "ptp_delay_attack",
+                                  "ptp_utc_offset"])
+def test_ptp_scenario_detected_in_time_culprit_named_nobody_else_accused(name: str,
+                                                                         seed: int) -> None:
+    v = judge(build(name, seed), leap_list=LIST_2025)
+    assert v.ok, v.describe()
+
+
+@pytest.mark.parametrize("seed,delay_s,leg", [(11, 104e-6, "sync"), (12, 104e-6, "delay_req")])
+def test_delay_attack_scenario_just_above_the_threshold(seed: int, delay_s: float,
+                                                        leg: str) -> None:
+    v = judge(build("ptp_delay_attack", seed, delay_s=delay_s, leg=leg), leap_list=LIST_2025)
+    assert v.ok, v.describe()
+
+
+def test_utc_offset_scenario_without_a_list_is_still_caught_at_once() -> None:
+    v = judge(build("ptp_utc_offset", 5, utc_offset=36), leap_list=None)
+    assert v.ok, v.describe()
