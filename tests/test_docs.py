@@ -140,7 +140,7 @@ def test_trace_format_examples_are_records_the_reader_accepts() -> None:
         else:
             obs = observation_from_dict(d)
             assert obs is not None and obs.type == d["type"], b
-    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony"}
+    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony", "ptp"}
 
 
 # -- links and references ------------------------------------------------------------------------

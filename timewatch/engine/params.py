@@ -267,6 +267,14 @@ RANGES: Final[dict[str, Range]] = {
     "gnss_sat_change_min": _r(1, 1000),
     "gnss_sat_change_ratio": _gt0(1.0),
     "gnss_label_tolerance_s": _gt0(10.0),
+    "ptp_bound_software_s": _gt0(1.0),
+    "ptp_bound_hardware_s": _gt0(1.0),
+    "ptp_step_s": _gt0(DAY_S),
+    "ptp_step_confirm": _r(1, 1000),
+    "ptp_delay_jump_s": _gt0(10.0),
+    "ptp_delay_offset_tolerance": _r(0.0, 10.0),
+    "ptp_delay_confirm": _r(1, 1000),
+    "ptp_rejoin_agree": _r(1, 1000),
 }
 # Keys whose value must not exceed another's (a confirmation within its window).
 AT_MOST: Final[dict[str, str]] = {"pps_step_confirm": "pps_step_window"}
