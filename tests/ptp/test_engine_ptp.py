@@ -161,6 +161,16 @@ def test_a_step_just_above_ptp_step_s_is_time_step(size_s: float) -> None:
     assert {e.code for e in ev} <= {"time.step", "source.falseticker"}
 
 
+@pytest.mark.parametrize("rate", [1e-6, -1e-6])
+def test_a_slow_push_of_1_us_per_s_is_time_drift_within_ten_minutes(rate: float) -> None:
+    st, ta = sim_trace(lambda t, ta: PtpGm(GM_ID, lie_s=lambda u: rate * (u - ta) / NS
+                                           if u >= ta else 0.0), duration_s=ATTACK_S + 900)
+    ev = alerts(replay_events(st, leap_list=LIST_2025))
+    drift = [e for e in ev if e.code == "time.drift"]
+    assert drift and drift[0].sources == (PTP_ID,) and drift[0].t_ns - ta <= 600 * NS
+    assert {e.sources for e in ev} == {(PTP_ID,)}
+
+
 def test_a_step_below_ptp_step_s_is_not_one() -> None:
     st, _ = sim_trace(_lie(40e-6))
     assert alerts(replay_events(st, leap_list=LIST_2025)) == []

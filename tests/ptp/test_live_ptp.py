@@ -150,6 +150,30 @@ def test_a_master_lying_by_1_ms_is_named(ptpnet: PtpNet, tmp_path: Path) -> None
     assert {a.sources for a in col.alerts()} == {(PTP_ID,)}, col.alerts()
 
 
+def test_a_master_pushed_at_1_us_per_s_is_named(ptpnet: PtpNet, tmp_path: Path) -> None:
+    b = Behaviour()
+    liar = SimPtpMaster(ptpnet.veth_a, ptpnet.addr_a, identity=ROGUE, netns=ptpnet.ns_a,
+                        behaviour=b)
+    live = Live(ptpnet, tmp_path, grandmasters=[ROGUE])
+    started: list[int] = []
+
+    async def push(lv: Live) -> None:
+        await wait_for(lambda: truechimer_for(lv.col, 30), 90, "ptp0 a truechimer")
+        started.append(time.time_ns())
+        b.push_s_per_s, b.push_from = 1e-6, time.monotonic()
+
+    try:
+        liar.start()
+        col = live.run(lambda c: bool(c.alerts("time.drift") or c.alerts("source.falseticker")),
+                       deadline_s=800, during=push)
+    finally:
+        liar.stop()
+    named = col.alerts("time.drift") + col.alerts("source.falseticker")
+    assert named and named[0].sources == (PTP_ID,), col.alerts()
+    assert named[0].t_ns - started[0] <= 600 * S  # the GNSS push target (docs/threats.md #8)
+    assert {a.sources for a in col.alerts()} == {(PTP_ID,)}
+
+
 def test_a_wrong_utc_offset_is_alerted_at_once(ptpnet: PtpNet, tmp_path: Path) -> None:
     # A grandmaster on the PTP timescale announcing 36 s, flagged valid and traceable.
     b = Behaviour(ptp_timescale=True, utc_valid=True, time_traceable=True)
