@@ -31,6 +31,10 @@ HOST = '"host" =~ /^$host$/'
 # the phase to microseconds; every other kind (NTP, GNSS labels, chrony) is coarse.
 PRECISE = ".+ \\(pps\\)"  # Grafana anchors a regex given without slashes
 SRC = '"source" =~ /^$source$/'
+# NTP servers, plain (kind ntp) and authenticated (kind nts).
+NTP_KINDS = '"kind" =~ /^nt[ps]$/'
+# `authenticated` of tw_source: 1 when every reply of the source is authenticated (NTS).
+AUTH = [("no", "orange"), ("NTS", "green")]
 
 
 def _mapping(pairs: list[tuple[str, str]] | dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
@@ -202,10 +206,14 @@ def overview() -> Board:
     _verdict_timeline(b, SRC)
     b.panel("table", "Sources now", [target(
         'SELECT last("verdict") AS "verdict", last("reason") AS "reason", '
-        'last("offset_s") AS "offset_s", last("bound_s") AS "bound_s", last("age_s") AS "age_s" '
+        'last("offset_s") AS "offset_s", last("bound_s") AS "bound_s", last("age_s") AS "age_s", '
+        'last("authenticated") AS "authenticated" '
         f'FROM "tw_source" WHERE {HOST} AND {SRC} AND $timeFilter GROUP BY "source", "kind", '
         '"trust_group"', fmt="table")], w=24, h=7,
-        description="Each source's latest verdict and why (chrony's selectdata, in words).")
+        overrides=[{"matcher": {"id": "byName", "options": "authenticated"},
+                    "properties": [{"id": "mappings", "value": _mapping(AUTH)}]}],
+        description="Each source's latest verdict and why (chrony's selectdata, in words); "
+                    "authenticated: NTS (its replies cannot be altered in transit) or no.")
     b.panel("table", "Alerts", [target(
         'SELECT "code", "severity", "sources", "message", "id" FROM "tw_event" WHERE '
         f'"type" = \'alert\' AND {HOST} AND $timeFilter ORDER BY time DESC LIMIT 200',
@@ -352,10 +360,11 @@ def pps() -> Board:
 
 def ntp() -> Board:
     b = Board("timewatch-ntp", "timewatch: NTP",
-              "Offset, round-trip delay and reachability of every NTP server.")
+              "Offset, round-trip delay, reachability and authentication of every NTP server "
+              "(plain and NTS).")
     b.var("source", "Server", f'SHOW TAG VALUES FROM "tw_sample" WITH KEY = "source" WHERE '
-                              f'"kind" = \'ntp\' AND {HOST}')
-    n = f'FROM "tw_sample" WHERE "kind" = \'ntp\' AND {HOST} AND {SRC} AND $timeFilter'
+                              f'{NTP_KINDS} AND {HOST}')
+    n = f'FROM "tw_sample" WHERE {NTP_KINDS} AND {HOST} AND {SRC} AND $timeFilter'
     b.panel("timeseries", "Offset per server", [target(
         f'SELECT mean("offset_s") {n} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="s", description="Server time minus host realtime.")
@@ -370,7 +379,7 @@ def ntp() -> Board:
                                      "interval or more means unreachable.",
         defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}})
     b.panel("timeseries", "Time since the last usable reply", [target(
-        f'SELECT max("age_s") FROM "tw_source" WHERE "kind" = \'ntp\' AND {HOST} AND {SRC} '
+        f'SELECT max("age_s") FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
         'AND $timeFilter GROUP BY time($__interval), "source" fill(none)', "$tag_source")],
         unit="s", description="Grows without bound while a server is unreachable "
                               "(source.stale after 3 polls).")
@@ -381,7 +390,16 @@ def ntp() -> Board:
     b.panel("timeseries", "Stratum", [target(
         f'SELECT max("stratum") {n} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], description="Stratum of each server's reply.")
-    _verdict_timeline(b, f'"kind" = \'ntp\' AND {SRC}', "NTP verdicts")
+    b.panel("table", "Authenticated (NTS)", [target(
+        'SELECT last("authenticated") AS "authenticated", last("verdict") AS "verdict", '
+        f'last("reason") AS "reason" FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
+        'AND $timeFilter GROUP BY "source", "kind"', fmt="table")], w=24, h=6,
+        overrides=[{"matcher": {"id": "byName", "options": "authenticated"},
+                    "properties": [{"id": "mappings", "value": _mapping(AUTH)}]}],
+        description="NTS: every reply the server gives is authenticated, so it cannot be "
+                    "altered in transit; the vote weighs it by [vote] auth_mode. "
+                    "nts.auth_failed, nts.downgrade and nts.ke_failed appear as annotations.")
+    _verdict_timeline(b, f'{NTP_KINDS} AND {SRC}', "NTP verdicts")
     return b
 
 

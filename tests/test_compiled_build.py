@@ -72,6 +72,9 @@ def test_compiled_build_gives_the_pure_outputs_and_passes_the_engine_tests(
         pytest.skip(why)
     pure = compiled_copy(tmp_path / "pure", compile=False)
     compiled = compiled_copy(tmp_path / "compiled")
+    # The copies' tests read the receiver corpus beside them, as the tree's own tests do.
+    if (ROOT.parent / "shared").is_dir():
+        (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
     assert sorted(p.name for p in (compiled / "timewatch" / "engine").glob("core*.so"))
 
     want = _run(pure, "-c", SCRIPT, *SCENARIOS).splitlines()

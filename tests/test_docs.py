@@ -94,10 +94,11 @@ UNKNOWN_KEY_CONFIGS = {
     "store": {"store": {"nope": 1}},
     "http": {"http": {"nope": 1}},
     **{f"sources[0] ({kind})": {"sources": [{"id": "x", "kind": kind, "nope": 1}]}
-       for kind in ("gnss", "pps", "ntp", "gpsd", "chrony")},
+       for kind in ("gnss", "pps", "ntp", "nts", "gpsd", "chrony")},
     "sinks.influxdb": {"sinks": {"influxdb": {"nope": 1}}},
     "sinks.webhook[0]": {"sinks": {"webhook": [{"nope": 1}]}},
     "detect": {"detect": {"nope": 1}},
+    "vote": {"vote": {"nope": 1}},
 }
 
 
@@ -140,7 +141,8 @@ def test_trace_format_examples_are_records_the_reader_accepts() -> None:
         else:
             obs = observation_from_dict(d)
             assert obs is not None and obs.type == d["type"], b
-    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony", "ptp"}
+    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony",
+                          "nts_ke", "ptp"}
 
 
 # -- links and references ------------------------------------------------------------------------

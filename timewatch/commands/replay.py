@@ -21,7 +21,7 @@ from .progress import LONG_TRACE_BYTES, Progress
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
     """Replay a whole trace; all outputs in order (for tests and small traces)."""
-    eng = Engine(reader.header, cfg.detect)
+    eng = Engine(reader.header, cfg.detect, auth_mode=cfg.auth_mode)
     out: list[Output] = []
     for obs in reader:
         out.extend(eng.feed(obs))
@@ -66,7 +66,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     fmt = dumps if getattr(args, "format", "jsonl") == "jsonl" else text
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
-                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
+                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks),
+                 auth_mode=cfg.auth_mode)
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     size = max(1, Path(args.trace).stat().st_size)
     bar = Progress(f"replay {Path(args.trace).name}", long=size >= LONG_TRACE_BYTES)

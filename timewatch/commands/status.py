@@ -149,13 +149,13 @@ def render(doc: dict[str, Any]) -> str:
     out = [f"{doc.get('host', '')}: status at {_utc(doc.get('t_ns'))}",
            f"from {doc.get('answered_by') or doc.get('origin')}"]
     out += [f"note: {n}" for n in doc.get("notes") or ()]
-    cols = ("source", "kind", "group", "offset", "error bound", "verdict", "reason")
+    cols = ("source", "kind", "group", "offset", "error bound", "verdict", "auth", "reason")
     rows = [cols]
     for s in doc.get("sources", []):
         bound = s.get("bound_s")
         rows.append((s["src"], s.get("kind", ""), s.get("group", ""), fmt_s(s.get("offset_s")),
                      "-" if bound is None else fmt_s(bound).lstrip("+"), s.get("verdict", ""),
-                     s.get("reason", "")))
+                     s.get("auth") or "-", s.get("reason", "")))
     if len(rows) == 1:
         out.append("no sources reported yet")
     else:

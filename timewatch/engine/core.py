@@ -38,7 +38,18 @@ from ..records import (
 from .alerts import Alerts
 from .params import Detect
 from .value import Value
-from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
+from .vote import (
+    _FALSE,
+    _TRUE,
+    AUTH_MODES,
+    AUTH_NA,
+    AUTH_NONE,
+    AUTH_NTS,
+    Consensus,
+    Interval,
+    Verdict,
+    vote,
+)
 
 _UNUSABLE: Final = Verdict.UNUSABLE
 _STALE: Final = Verdict.STALE
@@ -308,7 +319,10 @@ class Tracker:
     kind = "?"
     # What detectors ask of a tracker instead of its kind's name:
     judged_for_steps = False  # drift tests its offset for steps (NTP-like; PPS judges its own)
-    ntp_server = False  # info.server is an NTP server that a local chronyd may follow
+    # info.server is an NTP server that a local chronyd may follow; also: an NTP source to
+    # [vote] auth_mode (require/prefer withhold it unless authenticated).
+    ntp_server = False
+    auth: str | None = None  # "nts": every reply it uses is authenticated (records.AUTH_NTS)
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         self.src = src
@@ -321,6 +335,8 @@ class Tracker:
         self.last_seen_ns: int | None = None  # last time anything arrived
         self.unusable_reason: str | None = None  # set while the source answers but can't be used
         self.first_ns: int | None = None
+        # What the vote's auth_mode sees (engine/vote.py AUTH_*).
+        self.vote_auth = AUTH_NTS if self.auth else AUTH_NONE if self.ntp_server else AUTH_NA
 
     def feed(self, obs: Observation) -> None:
         """Take one observation of this source."""
@@ -412,7 +428,9 @@ class Engine:
     """Feed observations in trace order; get back the events, samples and snapshots they cause."""
 
     def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None,
-                 snapshots: bool = True, samples: bool = True):
+                 snapshots: bool = True, samples: bool = True, auth_mode: str = "mix"):
+        if auth_mode not in AUTH_MODES:
+            raise ValueError(f"auth_mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
         self.ctx = Context(header, detect or Detect())
         self.ctx.leap_list = leap_list  # the IERS list as engine.leapsec.LeapList, or None
         self.ctx.alerts = Alerts()
@@ -443,6 +461,9 @@ class Engine:
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
+        # [vote] auth_mode; `prefer` is `require` once any source is authenticated (chrony).
+        self.auth_mode = auth_mode if auth_mode != "prefer" else (
+            "require" if any(tr.auth for tr in self.ctx.trackers.values()) else "ignore")
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Output]:
@@ -564,16 +585,18 @@ class Engine:
         for sid, tr, st in self._members:
             e = ests[sid] = tr.aged(now) if st.status is None else None
             if e is not None:
-                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s))
+                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth))
         ctx.vote_estimates = ests
-        c = vote(ivs, ctx.moving_sources(), self._anchor())
+        c = vote(ivs, ctx.moving_sources(), self._anchor(), self.auth_mode)
         ctx.consensus = c
         self._falsetickers(now, c)
         for sid, tr, st in self._members:
             e = tr.estimate_
             if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
                 ctx.witness(sid, tr, st, e, c)
-        if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
+        if c.auth_split is not None or "consensus.auth_split" in ctx.alerts.active_codes:
+            self._auth_split(now, c, ivs)
+        if not c.quorum and c.auth_split is None and c.groups_voting + len(c.split_groups) >= 2:
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
                 f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",
@@ -585,6 +608,26 @@ class Engine:
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
+
+    def _auth_split(self, now: int, c: Consensus, ivs: list[Interval]) -> None:
+        """consensus.auth_split (auth_mode mix): the authenticated groups against the
+        unauthenticated majority, while they disagree."""
+        alerts = self.ctx.alerts
+        if c.auth_split is None:
+            alerts.release("consensus.auth_split", now, "")
+            return
+        auth_groups, majority = c.auth_split
+        side = set(auth_groups)
+        alerts.assert_(
+            "consensus.auth_split", now, (),
+            f"authenticated groups {', '.join(auth_groups)} disagree with the unauthenticated "
+            f"majority {', '.join(majority)}: no consensus, no falseticker named",
+            {"authenticated_groups": list(auth_groups), "majority_groups": list(majority),
+             "authenticated_sources": sorted(iv.src for iv in ivs if iv.group in side),
+             "majority_sources": sorted(iv.src for iv in ivs if iv.group in majority),
+             "groups_voting": c.groups_voting, "groups_agreeing": c.groups_agreeing,
+             "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
+            severity="critical", key="", hold_down_s=self.ctx.detect.hold_down_s)
 
     def _anchor(self) -> tuple[float, float] | None:
         """The holdover clock's prediction now, as an offset and its 1-sigma, once a precise
@@ -649,7 +692,7 @@ class Engine:
             e = ctx.estimate(sid) or tr.estimate_
             srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
                                      e.offset_s if e else None, e.bound_s if e else None,
-                                     tr.last_usable_ns, tr.status_fields()))
+                                     tr.last_usable_ns, tr.status_fields(), tr.auth))
         c = ctx.consensus
         ho = ctx.holdover
         return Snapshot(

@@ -77,6 +77,10 @@ MAX_RATE: Final = 1e-3
 MAX_PHASE_NS: Final = 1_000_000_000
 
 
+# The name the consensus learns the holdover under (beside real sources such as a PPS).
+CONSENSUS_SRC: Final = "consensus"
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     ref_ns: int  # reference time predicted at the raw instant
@@ -288,7 +292,7 @@ class Holdover:
         """A reference other than the consensus (a PPS) has taught the model: its prediction is
         a witness for the vote's consensus (a model learned only from the consensus would
         witness for itself)."""
-        return any(src != HoldoverLearner.SRC for src in self.last_learn_raw_ns)
+        return any(src != CONSENSUS_SRC for src in self.last_learn_raw_ns)
 
     @property
     def wander_measured(self) -> bool:
@@ -353,7 +357,7 @@ COARSE_FACTOR: Final = 10.0
 class HoldoverLearner(Detector):
     """Feeds the holdover with the vote's consensus: the coarse fallback when there is no PPS."""
 
-    SRC = "consensus"
+    SRC: Final = CONSENSUS_SRC
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)

@@ -15,6 +15,14 @@ agreed) is a witness here when the engine passes its prediction (`anchor`): amon
 regions the one holding the prediction wins, and while a source caught moving is withheld the
 best estimate weighs the prediction as one more member, so the time the withheld (precise)
 source gave is carried by the oscillator instead of falling back to coarser members.
+
+Authenticated sources (NTS) weigh more, by `[vote] auth_mode` (chrony's `authselectmode`;
+docs/nts.md): `require` withholds unauthenticated NTP servers from the consensus (they are still
+judged against it); `prefer` is `require` once any NTS source is configured (the engine resolves
+it); under `mix` (the default) the unauthenticated groups can never name an authenticated group
+falseticker on their own: when the majority holds no authenticated group but would condemn an
+authenticated source, there is no consensus (`auth_split` names both sides); `ignore` votes as
+if nothing were authenticated.
 """
 
 from __future__ import annotations
@@ -41,18 +49,27 @@ _TRUE: Final = Verdict.TRUECHIMER
 _FALSE: Final = Verdict.FALSETICKER
 _NO_QUORUM: Final = Verdict.NO_QUORUM
 
+# What an interval's source is to `auth_mode` (chrony: a refclock, an NTP source, an
+# authenticated NTP source).
+AUTH_NA: Final = 0  # not an NTP server (GNSS, PPS, chronyd): auth_mode never withholds it
+AUTH_NONE: Final = 1  # an unauthenticated NTP server
+AUTH_NTS: Final = 2  # an NTP server whose replies are authenticated (NTS)
+AUTH_MODES: Final = ("require", "prefer", "mix", "ignore")
+
 
 class Interval(Value):
     """One usable source for the vote (built per source per vote: see engine/value.py)."""
 
-    __slots__ = ("src", "group", "offset_s", "bound_s")
-    _fields = ("src", "group", "offset_s", "bound_s")  # = __slots__ (mypyc cannot read it)
+    __slots__ = ("src", "group", "offset_s", "bound_s", "auth")
+    _fields = ("src", "group", "offset_s", "bound_s", "auth")  # = __slots__ (mypyc cannot read it)
 
-    def __init__(self, src: str, group: str, offset_s: float, bound_s: float) -> None:
+    def __init__(self, src: str, group: str, offset_s: float, bound_s: float,
+                 auth: int = AUTH_NA) -> None:
         self.src: Final = src
         self.group: Final = group
         self.offset_s: Final = offset_s
         self.bound_s: Final = bound_s
+        self.auth: Final = auth  # AUTH_NA, AUTH_NONE or AUTH_NTS
 
     @property
     def lo(self) -> float:
@@ -77,10 +94,11 @@ class Consensus(Value):
     """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
 
     __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-                 "agreeing_groups", "split_groups", "verdicts", "withheld", "members_offset_s")
+                 "agreeing_groups", "split_groups", "verdicts", "withheld", "members_offset_s",
+                 "auth_split")
     _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
                "agreeing_groups", "split_groups", "verdicts", "withheld",
-               "members_offset_s")  # = __slots__ (mypyc cannot read it)
+               "members_offset_s", "auth_split")  # = __slots__ (mypyc cannot read it)
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
@@ -88,7 +106,8 @@ class Consensus(Value):
                  split_groups: tuple[str, ...] = (),
                  verdicts: dict[str, tuple[Verdict, str]] | None = None,
                  withheld: frozenset[str] = frozenset(),
-                 members_offset_s: float | None = None) -> None:
+                 members_offset_s: float | None = None,
+                 auth_split: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
         self.quorum: Final = quorum
         self.groups_voting: Final = groups_voting
         self.groups_agreeing: Final = groups_agreeing
@@ -102,6 +121,9 @@ class Consensus(Value):
         # The members' own best estimate, without the holdover's prediction (what the holdover
         # may learn: a model taught its own prediction would witness for itself).
         self.members_offset_s: Final = offset_s if members_offset_s is None else members_offset_s
+        # auth_mode mix: (the authenticated groups, the unauthenticated majority) that disagree;
+        # no consensus while they do (None: no such split).
+        self.auth_split: Final = auth_split
 
     @property
     def bound_s(self) -> float | None:
@@ -160,17 +182,22 @@ def _marzullo(ivs: list[tuple[float, float, str]],
 
 
 def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
-         anchor: tuple[float, float] | None = None) -> Consensus:
+         anchor: tuple[float, float] | None = None, auth_mode: str = "mix") -> Consensus:
     """Judge every usable source. Pure: the same intervals always give the same consensus.
 
     `suspects` (sources another detector caught moving: time.step, time.drift) are judged
     like everyone else but withheld from the consensus, so a pushed reference whose interval
     still overlaps cannot drag the consensus along with it. `anchor` (offset, sigma): the
-    holdover clock's prediction, a witness (see the module docstring).
+    holdover clock's prediction, a witness (see the module docstring). `auth_mode` is
+    "require", "mix" or "ignore" (the caller resolves "prefer"): see the module docstring.
     """
+    require = auth_mode == "require"
+    nts = False  # any authenticated interval (mix has something to weigh)
     by_group: dict[str, list[Interval]] = {}
     for iv in intervals:
-        if iv.src in suspects:
+        if iv.auth == AUTH_NTS:
+            nts = True
+        if iv.src in suspects or (require and iv.auth == AUTH_NONE):
             continue
         members = by_group.get(iv.group)
         if members is None:
@@ -247,7 +274,35 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
             verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups, but "
                                 "is withheld from the consensus while it is caught moving "
                                 "(time.step/time.drift)")
+        elif require and iv.auth == AUTH_NONE:
+            verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups; unauthenticated, "
+                                "so withheld from the consensus ([vote] auth_mode)")
         else:
             verdicts[iv.src] = agrees
+    if nts and auth_mode == "mix":
+        auth_side = _auth_split(intervals, names, verdicts)
+        if auth_side is not None:
+            why = (f"no consensus: the authenticated groups {', '.join(auth_side)} disagree with "
+                   f"the unauthenticated majority {', '.join(names)} (consensus.auth_split)")
+            return Consensus(False, n, count, split_groups=tuple(split),
+                             verdicts={iv.src: (_NO_QUORUM, why) for iv in intervals},
+                             withheld=suspects, auth_split=(auth_side, tuple(names)))
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts,
                      suspects, plain)
+
+
+def _auth_split(intervals: list[Interval], names: list[str],
+                verdicts: dict[str, tuple[Verdict, str]]) -> tuple[str, ...] | None:
+    """Under auth_mode mix: the authenticated groups (every member NTS), sorted, when the
+    consensus `names` holds none of them and calls one of their members a falseticker; else
+    None. (A group is authenticated only if all its members are: an unauthenticated member
+    could move or split it.)"""
+    auth: dict[str, bool] = {}
+    for iv in intervals:
+        auth[iv.group] = auth.get(iv.group, True) and iv.auth == AUTH_NTS
+    groups = sorted(g for g, a in auth.items() if a)
+    if not groups or any(auth.get(g, False) for g in names):
+        return None
+    if not any(auth[iv.group] and verdicts[iv.src][0] is _FALSE for iv in intervals):
+        return None
+    return tuple(groups)

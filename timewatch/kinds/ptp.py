@@ -44,6 +44,7 @@ def infos(s: SourceConfig) -> dict[str, SourceInfo]:
 
 KIND = register(Kind(
     name="ptp",
+    stability=True,  # its offsets are steady (sub-us to us): the report's ADEV/TDEV/MTIE apply
     reader="timewatch.sources.ptp:PtpReader",
     tracker="timewatch.engine.ptp:PtpTracker",
     keys={"interface": Key(str, required=True),

@@ -183,6 +183,10 @@ def _metrics_text(v: _View) -> str:
         for vd in Verdict:
             f.add(1.0 if verdict.get(sid, Verdict.INIT.value) == vd.value else 0.0,
                   **lab(sid), verdict=vd.value)
+    f = _Family(out, "timewatch_source_authenticated", "gauge",
+                "1 when every reply the source gives is authenticated (NTS), else 0.")
+    for s in srcs:
+        f.add(1.0 if s.auth else 0.0, **lab(s.src))
     f = _Family(out, "timewatch_source_last_sample_age_seconds", "gauge",
                 "Seconds from the source's last usable sample to the snapshot.")
     for s in srcs:

@@ -34,11 +34,13 @@ from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a table changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when a table changes
 # Migrations from each older version (run in one transaction with the schema): 1 -> 2 keeps
-# each source's status numbers (SourceStatus.fields) with its verdict.
+# each source's status numbers (SourceStatus.fields) with its verdict; 2 -> 3 whether the source
+# is authenticated (SourceStatus.auth, "nts" or NULL).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE verdicts ADD COLUMN fields_json TEXT NOT NULL DEFAULT '{}';",
+    2: "ALTER TABLE verdicts ADD COLUMN auth TEXT;",
 }
 # A batch is committed at most this long after its first output was queued (wall seconds):
 # what `kill -9` can lose is at most this much of not-yet-committed data.
@@ -92,7 +94,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     offset_s REAL,
     bound_s REAL,
     last_ns INTEGER,
-    fields_json TEXT NOT NULL DEFAULT '{}'
+    fields_json TEXT NOT NULL DEFAULT '{}',
+    auth TEXT
 );
 CREATE INDEX IF NOT EXISTS verdicts_snapshot ON verdicts (snapshot_id);
 CREATE INDEX IF NOT EXISTS verdicts_t ON verdicts (t_ns);
@@ -214,6 +217,7 @@ class Store:
                                      f"this timewatch reads {SCHEMA_VERSION}")
                 # An older store is read as it is (its verdicts have no status numbers).
                 self._fields_col = "fields_json" if ver >= 2 else "'{}'"
+                self._auth_col = "auth" if ver >= 3 else "NULL"
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
@@ -230,6 +234,7 @@ class Store:
             self._db.executescript("BEGIN IMMEDIATE;" + migrate + _SCHEMA +
                                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             self._fields_col = "fields_json"
+            self._auth_col = "auth"
             st = os.stat(self.path)
             self._ident = (st.st_dev, st.st_ino)
         except sqlite3.Error as e:
@@ -294,10 +299,10 @@ class Store:
                      finite(s.holdover_ppm), to_json(list(s.active_alerts))))
                 sid = cur.lastrowid
                 db.executemany(
-                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason,
                       finite(v.offset_s), finite(v.bound_s), v.last_ns,
-                      to_json(v.fields, separators=(",", ":"), default=str))
+                      to_json(v.fields, separators=(",", ":"), default=str), v.auth)
                      for v in s.sources])
             db.execute("COMMIT")
         except BaseException:
@@ -403,11 +408,11 @@ class Store:
     def _snapshot(self, row: tuple[Any, ...], vcur: sqlite3.Cursor) -> Snapshot:
         sid, t, quorum, agree, voting, coff, cbnd, ho, aj = row
         srcs = tuple(
-            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last, json.loads(fj))
-            for src, kind, grp, verdict, reason, off, bnd, last, fj in vcur.execute(
+            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last, json.loads(fj), auth)
+            for src, kind, grp, verdict, reason, off, bnd, last, fj, auth in vcur.execute(
                 "SELECT src, kind, trust_group, verdict, reason, offset_s, bound_s, last_ns, "
-                f"{self._fields_col} FROM verdicts WHERE snapshot_id = ? ORDER BY rowid",
-                (sid,)))
+                f"{self._fields_col}, {self._auth_col} FROM verdicts WHERE snapshot_id = ? "
+                "ORDER BY rowid", (sid,)))
         return Snapshot(t_ns=t, sources=srcs, quorum=bool(quorum), groups_agreeing=agree,
                         groups_voting=voting, consensus_offset_s=coff, consensus_bound_s=cbnd,
                         active_alerts=tuple(json.loads(aj)), holdover_ppm=ho)
