@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
 # certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
 # promtool from prometheus: only the checker runs, never a Prometheus server; curl and openssl for
-# the API's TLS and the installer's evidence key).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus curl openssl
+# the API's TLS and the installer's evidence key; linuxptp and ethtool for the PTP tests' own
+# network).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus curl openssl linuxptp ethtool
 
 .PHONY: demo test bench fuzz lint debs venv clean compiled clean-compiled
 

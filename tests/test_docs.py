@@ -145,7 +145,7 @@ def test_trace_format_examples_are_records_the_reader_accepts() -> None:
             obs = observation_from_dict(d)
             assert obs is not None and obs.type == d["type"], b
     assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony",
-                          "nts_ke", "checkpoint"}
+                          "nts_ke", "checkpoint", "ptp"}
 
 
 # The fields of a checkpoint in the order the writer puts them (a file's first one has prev).

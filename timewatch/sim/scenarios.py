@@ -218,6 +218,9 @@ class Sim:
         self.notes: list[tuple[int, str]] = []
         self.answered: dict[str, list[int]] = {}  # per server: true times of its replies
         self.receiver: Receiver | None = None
+        # Sources of other kinds (sim/ptpscen.py): their header entries and record generators.
+        self.extra_sources: dict[str, SourceInfo] = {}
+        self.generators: list[Callable[[], None]] = []
         self._seq = 0
         self._out: list[tuple[int, int, Observation]] = []
 
@@ -347,6 +350,8 @@ class Sim:
             self._exchanges(s)
         if self.receiver is not None:
             self._receiver(self.receiver)
+        for gen in self.generators:
+            gen()
         if polls is not None:
             truth = replace(truth, deadline_ns=polls.resolve())
         for t, text in self.notes:
@@ -355,6 +360,7 @@ class Sim:
         sources = {s.sid: s.info() for s in self.servers}
         if self.receiver is not None:
             sources.update(self.receiver.sources())
+        sources.update(self.extra_sources)
         header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns, sources=sources)
         return SimTrace(header, [o for _, _, o in self._out], truth)
 
@@ -1034,6 +1040,13 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
              _gnss_obstruction, warmup_s=GNSS_WARMUP_S),
 )}
+
+# The PTP threats (22-25) follow (sim/ptpscen.py builds them on this module's Sim).
+from .ptpscen import PTP_SCENARIOS  # noqa: E402
+
+# The threat table's rows in order, then the clean runs and legitimate faults (a stable sort).
+SCENARIOS = {sc.name: sc for sc in sorted([*SCENARIOS.values(), *PTP_SCENARIOS],
+                                          key=lambda sc: (sc.number is None, sc.number or 0))}
 
 
 def build(name: str, seed: int = 1, duration_s: float | None = None,
