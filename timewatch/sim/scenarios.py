@@ -447,7 +447,7 @@ def _ntp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
-             * sim.attack_rng.uniform(0.050, 0.100))
+             * sim.attack_rng.uniform(0.015, 0.100))
     ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_liar: {v.sid} lies by {lie * 1e3:+.1f} ms")
@@ -459,7 +459,7 @@ def _ntp_drift(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     rate = _p(params, "rate_ppm", lambda: sim.attack_rng.choice((-1, 1))
-              * sim.attack_rng.uniform(50.0, 100.0))
+              * sim.attack_rng.uniform(15.0, 100.0))
     ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: rate * 1e-6 * (t - ta) / NS if t >= ta else 0.0
     sim.note(ta, f"attack ntp_drift: {v.sid} drifts at {rate:+.1f} ppm")
@@ -477,7 +477,7 @@ def _live_drift(w: World) -> None:
 def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.020, 0.040))
+    extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.005, 0.040))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
     ta = sim.at(0.4, sc.warmup_s)
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
@@ -519,7 +519,7 @@ def _ntp_group_majority(sc: Scenario, seed: int, duration_s: float, params: Para
               ("ntp-e", "op-e")]
     sim = Sim(sc.name, seed, duration_s, layout=layout)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
-             * sim.attack_rng.uniform(0.050, 0.100))
+             * sim.attack_rng.uniform(0.015, 0.100))
     ta = sim.at(0.4, sc.warmup_s)
     liars = sim.servers[:3]
     for s in liars:
@@ -925,13 +925,13 @@ _RECEIVER = (GNSS_ID, PPS_ID)  # the demo's receiver has the trace's source ids
 # Every scenario once, in `timewatch simulate --list` order: the threat table (1-21), then the
 # clean runs and legitimate faults that must not alarm. Live actions name the demo's servers.
 SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
-    Scenario("ntp_liar", 1, "one NTP server lies by >= 50 ms", 1800.0, _ntp_liar,
+    Scenario("ntp_liar", 1, "one NTP server lies by >= 15 ms", 1800.0, _ntp_liar,
              ("source.falseticker", "time.step"), target_polls=3, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d lies by +80 ms", behave("sim-d", offset_s=0.080), ("sim-d",), 30.0)),
-    Scenario("ntp_drift", 2, "one NTP server's time drifts away at >= 50 ppm", 1800.0, _ntp_drift,
+    Scenario("ntp_drift", 2, "one NTP server's time drifts away at >= 15 ppm", 1800.0, _ntp_drift,
              ("time.drift", "source.falseticker"), target_s=600.0, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d's clock drifts away at +100 ppm", _live_drift, ("sim-d",), 90.0)),
-    Scenario("ntp_mitm_delay", 3, "a man in the middle delays one server's replies by >= 20 ms",
+    Scenario("ntp_mitm_delay", 3, "a man in the middle delays one server's replies by >= 5 ms",
              1800.0, _ntp_mitm_delay, ("ntp.delay_anomaly",), target_polls=3, warmup_s=NTP_WARMUP_S,
              live=Live("a man in the middle delays sim-d's replies by 25 ms",
                        behave("sim-d", reply_delay_s=0.025), ("sim-d",), 40.0)),
