@@ -644,7 +644,7 @@ def _sign(sim: Sim) -> float:
 
 def _gnss_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     sim, r = _gnss_sim(sc, seed, duration_s)
-    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(10.5e-6, 100e-6))
+    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(6.05e-6, 100e-6))
     ta = _gnss_start(sc, sim)
     step_ns = round(step * NS)
     r.time_error(lambda s: step_ns if s >= ta else 0)
@@ -939,7 +939,7 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              _ntp_leap, ("ntp.leap_anomaly",), target_polls=2, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d announces a leap second nobody else does", behave("sim-d", leap=1),
                        ("sim-d",), 30.0)),
-    Scenario("gnss_step", 5, "GNSS time step >= 10 us (PPS and labels together)", 420.0,
+    Scenario("gnss_step", 5, "GNSS time step >= 6 us (PPS and labels together)", 420.0,
              _gnss_step, TIME_CODES, target_s=5.0, warmup_s=GNSS_WARMUP_S,
              live=Live("the receiver's time steps +50 us (labels and PPS together)",
                        lambda w: w.step(50e-6), _RECEIVER, 30.0)),
@@ -948,11 +948,11 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              warmup_s=GNSS_WARMUP_S,
              live=Live("the receiver's labels jump +1 s while its PPS stays in phase",
                        receiver_fault("label_offset_s", 1, 0), _RECEIVER, 30.0)),
-    Scenario("gnss_push_fast", 7, "GNSS time push >= 10 us/s", 420.0, _gnss_push(10e-6, 30e-6),
-             TIME_CODES, target_s=60.0, warmup_s=GNSS_WARMUP_S,
+    Scenario("gnss_push_fast", 7, "GNSS time push >= 1 us/s", 420.0, _gnss_push(1e-6, 30e-6),
+             TIME_CODES, target_s=30.0, warmup_s=GNSS_WARMUP_S,
              live=Live("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _RECEIVER, 90.0)),
-    Scenario("gnss_push_slow", 8, "GNSS time push >= 1 us/s", 1260.0, _gnss_push(1e-6, 3e-6),
-             TIME_CODES, target_s=600.0, warmup_s=GNSS_SLOW_WARMUP_S,
+    Scenario("gnss_push_slow", 8, "GNSS time push >= 0.25 us/s", 1260.0,
+             _gnss_push(0.25e-6, 1e-6), TIME_CODES, target_s=300.0, warmup_s=GNSS_SLOW_WARMUP_S,
              live=Live("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _RECEIVER, 620.0)),
     Scenario("gnss_position_jump", 9, "GNSS position moves >= 50 m", 420.0, _gnss_position_jump,
              ("gnss.position_jump",), target_s=10.0, warmup_s=GNSS_WARMUP_S,
