@@ -185,3 +185,10 @@ def test_one_minute_obstruction_only_no_fix_while_pps_keeps_pulsing(seed: int) -
     t0 = st.truth.start_ns
     during = [s for s in pps_samples if t0 + 5 * NS <= s.t_ns < t0 + 55 * NS]
     assert len(during) >= 45
+
+
+@pytest.mark.parametrize("seed,lasting_s", [(11, 1.0), (12, 2.0)])
+def test_a_position_outlier_of_one_or_two_epochs_is_no_jump(seed: int, lasting_s: float) -> None:
+    st = build("gnss_position_jump", seed, distance_m=200.0, lasting_s=lasting_s)
+    events = replay_events(st)
+    assert not [e for e in events if e.code == "gnss.position_jump"], events

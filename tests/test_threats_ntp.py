@@ -202,3 +202,38 @@ def test_clean_half_day_with_legitimate_faults_only_what_they_call_for() -> None
     st = build("clean_week", 9, 43_200.0)
     v = judge(st, leap_list=LIST_2025)
     assert v.ok, v.describe()
+
+
+# -- the drift test skips spiked exchanges (their offset is off by half the spike) ----------------
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_spikes_on_a_quarter_of_exchanges_never_move_a_source(seed: int) -> None:
+    # (Three 10x spikes in a row on one leg, all the same size, look like a delay attack:
+    # ntp.delay_anomaly may say so; nobody is called a mover or a falseticker.)
+    v = judge(build("ntp_delay_spikes", seed, spike_probability=0.25))
+    moved = [e for e in v.events if e.type == "alert" and e.code != "ntp.delay_anomaly"]
+    assert not moved, v.describe()
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_delays_alternating_between_the_legs_are_no_delay_attack(seed: int) -> None:
+    # Each exchange alone has the signature (delay up 8 ms, offset moved by half of it), but
+    # the offset moves the other way every poll: congestion, not a man in the middle.
+    events = replay_events(build("ntp_mitm_delay", seed, delay_s=0.008, leg="alternate"))
+    assert not [e for e in events if e.code == "ntp.delay_anomaly"], events
+
+
+@pytest.mark.parametrize("seed,step_s", [(21, 0.15), (22, -0.15)])
+def test_host_left_150_ms_off_raises_host_offset(seed: int, step_s: float) -> None:
+    events = replay_events(build("host_step", seed, step_s=step_s))
+    off = [e for e in events if e.code == "consensus.host_offset" and e.type == "alert"]
+    assert off and off[0].sources == (), events
+    assert abs(off[0].evidence["host_offset_s"] - step_s) < 0.01
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_drift_on_a_busy_network_named_and_no_spike_taken_for_a_drift(seed: int) -> None:
+    # 15% of exchanges spiked (5-10x the base delay): their offsets are off by half the spike,
+    # so the drift tests skip them (the spike gate); the 15.5 ppm drift is still named in time.
+    v = judge(build("ntp_drift", seed, rate_ppm=15.5, spike_probability=0.15))
+    assert v.detected, v.describe()
+    assert not [e for e in v.false_alerts if e.code != "ntp.delay_anomaly"], v.describe()

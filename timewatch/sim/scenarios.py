@@ -462,6 +462,9 @@ def _ntp_drift(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
               * sim.attack_rng.uniform(15.0, 100.0))
     ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: rate * 1e-6 * (t - ta) / NS if t >= ta else 0.0
+    if params.get("spike_probability") is not None:  # a busier network than the default 2%
+        for s in sim.servers:
+            s.path.spike_probability = params["spike_probability"]
     sim.note(ta, f"attack ntp_drift: {v.sid} drifts at {rate:+.1f} ppm")
     # Before its offset exceeds 3 error bounds, at most the scenario's target_s.
     assert sc.target_s is not None
@@ -481,7 +484,14 @@ def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) 
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
     ta = sim.at(0.4, sc.warmup_s)
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
-    v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
+    if leg == "alternate":  # (a test of the direction check: no attacker delays both legs)
+        def alternate(t: int) -> tuple[float, float]:
+            if t < ta:
+                return (0.0, 0.0)
+            return (extra, 0.0) if (t - ta) // (v.poll_s * NS) % 2 == 0 else (0.0, extra)
+        v.extra_delay_s = alternate
+    else:
+        v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
     sim.note(ta, f"attack ntp_mitm_delay: {v.sid} {leg}s delayed by {extra * 1e3:.1f} ms")
     return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), params={"delay_s": extra, "leg": leg}),
                      _polls(sc, sim, ta, [v]))
@@ -694,7 +704,9 @@ def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Para
     sim, r = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
     ne = _offset_m(sim, 55.0, 500.0, params)
     ta = _gnss_start(sc, sim)
-    r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
+    # `lasting_s`: the fix is off only this long (a multipath outlier, not a jump)
+    te = ta + int(params["lasting_s"] * NS) if params.get("lasting_s") else None
+    r.nmea.position_offset_m = lambda s: ne if s >= ta and (te is None or s < te) else (0.0, 0.0)
     dist = math.hypot(*ne)
     sim.note(ta, f"attack gnss_position_jump: the fix moves {dist:.0f} m from the antenna")
     return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), distance_m=dist))
