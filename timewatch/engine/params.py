@@ -54,8 +54,8 @@ class Detect:
 
     # -- ntp.delay_anomaly (detectors/ntpdelay.py) ------------------------------------------
     # Round-trip delay above the server's baseline by at least this much (docs/threats.md: a MITM
-    # adds >= 20 ms; jitter is ~0.3 ms): half of it to catch 20 ms with margin.
-    ntp_delay_jump_s: float = 0.010
+    # adds >= 5 ms; jitter is ~0.3 ms a leg): half of it to catch 5 ms with margin.
+    ntp_delay_jump_s: float = 0.0025
     # ... with an offset shift within this fraction of half the delay increase ...
     ntp_delay_offset_tolerance: float = 0.3
     # ... on this many consecutive exchanges (a single 10x spike never does it; docs/threats.md: 3 polls).
