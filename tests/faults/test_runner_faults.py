@@ -53,11 +53,12 @@ def servers() -> Iterator[NtpServers]:
 
 
 def trace_records(path: Path) -> list[dict[str, Any]]:
-    """Every record line of a trace (header left out); a torn or unparsable line fails."""
+    """Every record line of a trace (header and the evidence checkpoints left out, as every trace
+    reader skips them); a torn or unparsable line fails."""
     text = path.read_text()
     assert text.endswith("\n"), f"the trace ends inside a line: {text[-200:]!r}"
     lines = text.splitlines()
-    return [json.loads(ln) for ln in lines[1:]]
+    return [r for r in (json.loads(ln) for ln in lines[1:]) if r.get("type") != "checkpoint"]
 
 
 def stopped_count(err: str) -> int:
