@@ -62,6 +62,8 @@ EXEMPT = {
     "make compiled": "compiles the core with gcc into the source tree; "
                      "tests/test_compiled_build.py builds it in a temporary copy",
     "make clean-compiled": "undoes `make compiled` (tests/test_compiled_build.py)",
+    "make fuzz": "minutes of fuzzing (20 s per target); tests/test_fuzz.py runs every target on "
+                 "its seeds and the driver with each engine",
     "sudo hw/install.sh --profile adafruit-ultimate-gps|uputronics|ublox-usb":
         "needs root on a Raspberry Pi; tests/hw/test_install.py runs hw/install.sh into fake "
         "roots of each OS layout",
