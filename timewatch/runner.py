@@ -177,11 +177,32 @@ class _SinkWorker:
             log.exception("sink %s failed to close cleanly", name)
 
 
+class _InOrder:
+    """Sinks that take each batch one after the other in one worker: the store reads the event
+    log's chain digest of each event (evidence), so the event log must have written it first."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = sinks
+        self.name = "+".join(s.name for s in sinks)
+
+    def handle(self, outputs: list[Output]) -> None:
+        for s in self.sinks:
+            s.handle(outputs)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
 class _Sinks:
     """Every sink's worker; `put` never blocks the engine."""
 
     def __init__(self, sinks: list[Sink]):
-        self.workers = [_SinkWorker(s) for s in sinks]
+        ordered = [s for s in sinks if s.name in ("eventlog", "store")]
+        ordered.sort(key=lambda s: s.name != "eventlog")  # the event log first
+        rest = [s for s in sinks if s not in ordered]
+        groups: list[Sink] = [_InOrder(ordered)] if len(ordered) > 1 else ordered  # type: ignore[list-item]
+        self.workers = [_SinkWorker(s) for s in groups + rest]
 
     def put(self, outputs: list[Output]) -> None:
         if outputs:
