@@ -28,11 +28,11 @@ ATTACK_S = 300.0
 
 def sim_trace(gm_at: Callable[[int, int], PtpGm | None], *, seed: int = 1,
               duration_s: float = DURATION_S, t0_ns: int | None = None,
-              **ptp: Any) -> tuple[SimTrace, int]:
+              attack_s: float = ATTACK_S, **ptp: Any) -> tuple[SimTrace, int]:
     """A trace whose ptp0 follows `gm_at(true_ns, attack_ns)`; returns it and the attack's
-    start in trace time."""
+    start (`attack_s` into the run) in trace time."""
     sim = Sim("ptp_test", seed, duration_s, **({"t0_ns": t0_ns} if t0_ns else {}))
-    ta = sim.t0_ns + int(ATTACK_S * NS)
+    ta = sim.t0_ns + int(attack_s * NS)
     answers = ptp.pop("answers", None)  # (true_ns, attack_ns) -> ptp4l answers
     if answers is not None:
         ptp["answers"] = lambda t: answers(t, ta)
@@ -169,6 +169,30 @@ def test_a_slow_push_of_1_us_per_s_is_time_drift_within_ten_minutes(rate: float)
     drift = [e for e in ev if e.code == "time.drift"]
     assert drift and drift[0].sources == (PTP_ID,) and drift[0].t_ns - ta <= 600 * NS
     assert {e.sources for e in ev} == {(PTP_ID,)}
+
+
+@pytest.mark.parametrize(("attack_s", "rate"), [(30.0, 1e-6), (40.0, -1e-6), (60.0, 1e-6)])
+def test_a_push_from_the_first_minute_is_time_drift_within_two_minutes(
+        attack_s: float, rate: float) -> None:
+    # The grandmaster is pushed as soon as the monitor has learned the oscillator for half a
+    # minute: the holdover, taught by the PTP source itself, witnesses from the first minute
+    # (a model learned only from the coarse NTP consensus allowed the push for good).
+    st, ta = sim_trace(lambda t, ta: PtpGm(GM_ID, lie_s=lambda u: rate * (u - ta) / NS
+                                           if u >= ta else 0.0), attack_s=attack_s,
+                       duration_s=attack_s + 300)
+    ev = alerts(replay_events(st, leap_list=LIST_2025))
+    drift = [e for e in ev if e.code == "time.drift"]
+    assert drift and drift[0].sources == (PTP_ID,), ev
+    assert drift[0].t_ns - ta <= 120 * NS, (drift[0].t_ns - ta) / NS
+    assert {e.sources for e in ev} == {(PTP_ID,)}
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_noisy_stamps_from_the_first_minute_raise_nothing(seed: int) -> None:
+    # The same short learning with 10 us of jitter per stamp and no attack: the holdover test
+    # starts from the noise the source's own history measured, not from the floor.
+    st, _ = sim_trace(lambda t, ta: HONEST, jitter_s=10e-6, duration_s=600.0, seed=seed)
+    assert alerts(replay_events(st, leap_list=LIST_2025)) == []
 
 
 def test_a_step_below_ptp_step_s_is_not_one() -> None:

@@ -35,6 +35,7 @@ from typing import Any, Final
 from ..ptpmgmt import Ptp, normalize_identity
 from ..records import Observation, SourceInfo
 from .core import Context, Estimate, Tracker
+from .holdover import ensure_holdover
 from .value import median
 from .vote import Verdict
 
@@ -69,6 +70,8 @@ LEAP_TAIL_S: Final = 1024
 # The UTC offset may lag a leap second by this long at the grandmaster.
 UTC_OFFSET_TAIL_S: Final = 1024
 TRUECHIMER: Final = Verdict.TRUECHIMER
+# The holdover learns a PTP offset with its measured jitter, never sharper than this (s), as a PPS.
+LEARN_SIGMA_FLOOR_S: Final = 0.5e-6
 _OUTCOMES: Final = ("usable", "unreachable", "malformed", "incomplete", "no_master",
                     "inconsistent", "repeated", "ignored")
 
@@ -130,6 +133,7 @@ class PtpTracker(Tracker):
         self._announce_key: tuple[Any, ...] | None = None
         self._utc_ref: int | None = None  # the grandmaster's UTC offset as first accepted
         self._status: dict[str, Any] | None = None
+        self.holdover = ensure_holdover(ctx)
 
     # -- core interface ----------------------------------------------------------------------
     def stale_limit_s(self) -> float:
@@ -475,6 +479,26 @@ class PtpTracker(Tracker):
         self._delay(mpd_s, own)
         if self.withheld is not None:
             self._rejoin(offset_s, bound_s)
+        self._learn(o, offset_ns)
+
+    def _learn(self, o: Ptp, offset_ns: int) -> None:
+        """Teach the holdover clock, as a PPS does: a PTP offset is read to microseconds, so the
+        oscillator is known from the first minute and a grandmaster pushed after it is caught
+        against it (a model learned only from the coarse consensus would allow the push).
+        Only while the source is an agreeing truechimer that nothing suspects: the witness never
+        learns from a source that moved."""
+        c = self.ctx.consensus
+        if o.raw_ns is None or not c.quorum or self.withheld is not None:
+            return
+        if (self._step_pending is not None or self._step_from is not None or self._streak
+                or self._own_n < STEP_WARMUP):
+            return
+        v = c.verdicts.get(self.src)
+        if v is None or v[0] != TRUECHIMER or self.src in c.withheld:
+            return
+        jitter = math.sqrt(self._own_var / 2)  # increments of two samples: sqrt(2) x jitter
+        self.holdover.learn(self.src, o.raw_ns, o.rx_ns + offset_ns,
+                            jitter if jitter > LEARN_SIGMA_FLOOR_S else LEARN_SIGMA_FLOOR_S)
 
     # -- time.step -----------------------------------------------------------------------------
     def _step(self, own: float, offset_s: float, mpd_s: float) -> None:

@@ -342,6 +342,14 @@ class DriftDetector(Detector):
             st.prev = (*st.rx_raw, off)
             if st.block_t_ns is None or (t_ns - st.block_t_ns) / 1e9 >= BLOCK_S:
                 st.block_t_ns = t_ns
+                ht, ot = st.holdover, st.own
+                if ht.n == 0 and ot.n >= WARMUP:
+                    # A new test (the holdover just became ready, or judges this source
+                    # afresh) starts from the noise its own history measured: learning the noise
+                    # from its first increments would learn a push already under way. Single
+                    # samples 1 s apart, host slewing included, are no quieter than two samples
+                    # a block apart against the oscillator.
+                    ht.var, ht.n = ot.var, WARMUP
                 allow_ppm = max(res.rate_sigma_s_per_s * 1e6, det.drift_wander_floor_ppm)
                 st.holdover.update(t_ns, st.chain, floor, HOLDOVER_RATE_SIGMAS * allow_ppm * 1e-6,
                                    k, clip)
