@@ -165,12 +165,14 @@ def test_a_master_pushed_at_1_us_per_s_is_named(ptpnet: PtpNet, tmp_path: Path) 
     try:
         liar.start()
         col = live.run(lambda c: bool(c.alerts("time.drift") or c.alerts("source.falseticker")),
-                       deadline_s=800, during=push)
+                       deadline_s=400, during=push)
     finally:
         liar.stop()
     named = col.alerts("time.drift") + col.alerts("source.falseticker")
     assert named and named[0].sources == (PTP_ID,), col.alerts()
-    assert named[0].t_ns - started[0] <= 600 * S  # the GNSS push target (docs/threats.md #8)
+    # The slow-push target (docs/threats.md #8, 5 min): the holdover, taught by ptp0 itself from
+    # the first minute, catches it (offline: 50-70 s); before that it took 639 s or never.
+    assert named[0].t_ns - started[0] <= 300 * S
     assert {a.sources for a in col.alerts()} == {(PTP_ID,)}
 
 
