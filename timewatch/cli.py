@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted replay into the config's sinks (no duplicates)")
 
     s = sub.add_parser("simulate", help="write a synthetic trace of a threat scenario (docs/threats.md)")
     s.add_argument("--scenario", help="scenario name (--list names them)")

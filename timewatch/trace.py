@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,13 @@ class TraceReader:
         except (json.JSONDecodeError, RecordError, AttributeError, TypeError,
                 RecursionError) as e:
             raise TraceError(f"{self.path}:1: not a timewatch trace header: {e}") from e
+
+    def bytes_read(self) -> int:
+        """How far into the file reading has got (compressed bytes for .gz): for progress."""
+        try:
+            return os.lseek(self._f.fileno(), 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return 0
 
     def _problem(self, lineno: int, what: str) -> None:
         self.stats.bad_lines += 1

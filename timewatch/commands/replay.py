@@ -1,17 +1,26 @@
-"""`timewatch replay TRACE`: the trace through the parsers and the engine, as fast as possible."""
+"""`timewatch replay TRACE [-c CONFIG [--resume]]`: the trace through the parsers and the engine,
+as fast as possible. With a config, a backfill of its sinks (`backfill.py`): outputs handed in
+marked chunks, a checkpoint in the state directory, `--resume` after an interruption. A progress
+bar on stderr when it is a terminal (`progress.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
+from .. import __version__
 from ..config import Config, load, parse
 from ..engine import Engine
+from ..errors import UsageError
 from ..records import Event, Observation, Output, Snapshot
 from ..trace import TraceReader
+from . import backfill
+from .progress import LONG_TRACE_BYTES, Progress
 
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
@@ -43,8 +52,20 @@ def dumps(o: Event | Snapshot) -> str:
     return json.dumps(o.to_dict(), separators=(", ", ": "))
 
 
+def identity(trace: str, cfg: Config) -> dict[str, Any]:
+    """What a resumed replay must find unchanged: the trace, the thresholds, the version (the
+    engine's outputs are counted, so they must be the same outputs)."""
+    st = os.stat(trace)
+    return {"trace": str(Path(trace).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "detect": repr(cfg.detect), "version": __version__}
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     cfg = load(args.config) if args.config else parse({}, "<defaults>")
+    resume = bool(getattr(args, "resume", False))
+    if resume and not args.config:
+        raise UsageError("--resume needs -c CONFIG: it continues a replay into that config's "
+                         "sinks (the checkpoint is in its state directory)")
     reader = TraceReader(args.trace)
     sinks = []
     if args.config:
@@ -52,44 +73,86 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         sinks = build_sinks(cfg)
     from ..leapfile import load_leap_list
-    from ..sinks import close_all, fan_out
+    from ..sinks import close_all
+
+    feeder = None
+    ck_path = cfg.state_dir / "replay.checkpoint.json"
+    try:
+        if sinks:
+            def forget(key: str) -> None:
+                for s in sinks:
+                    if backfill.resumable(s):
+                        s.forget(key)  # type: ignore[attr-defined]
+
+            ck = backfill.start(ck_path, "replay", identity(args.trace, cfg), resume, forget)
+            feeder = backfill.Feeder(sinks, ck, ck_path)
+    except BaseException:
+        close_all(sinks)
+        raise
 
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
                  snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
+    size = max(1, Path(args.trace).stat().st_size)
+    bar = Progress(f"replay {Path(args.trace).name}", long=size >= LONG_TRACE_BYTES)
+    st = reader.stats
     n_events = 0
+    chunk: list[Output] = []
+    cut = 0  # records read when the last chunk was handed
     t0 = time.perf_counter()
     try:
         for obs in reader:
+            if not st.records & 1023 and bar.enabled:
+                bar.update(reader.bytes_read() / size, f"{st.records:,} observations" + (
+                    " (catching up)" if feeder is not None and feeder.catching_up else ""))
             res = eng.feed(obs)
-            if not res:
-                continue
-            if sinks:
-                fan_out(sinks, res)
-            for r in res:
-                if isinstance(r, Event) or (args.snapshots and isinstance(r, Snapshot)):
-                    out.write(dumps(r) + "\n")
-                    n_events += isinstance(r, Event)
+            if res:
+                if feeder is not None:
+                    chunk.extend(res)
+                for r in res:
+                    if isinstance(r, Event) or (args.snapshots and isinstance(r, Snapshot)):
+                        out.write(dumps(r) + "\n")
+                        n_events += isinstance(r, Event)
+            if feeder is not None and chunk and (len(chunk) >= backfill.CHUNK_OUTPUTS
+                                                 or st.records - cut >= backfill.CHUNK_RECORDS):
+                feeder.hand(chunk, st.records)
+                chunk, cut = [], st.records
+                backfill.wait_for(sinks, False, lambda why: bar.update(
+                    reader.bytes_read() / size, why))
         tail = eng.finish()
-        if sinks and tail:
-            fan_out(sinks, list(tail))
         for r in tail:
             out.write(dumps(r) + "\n")
             n_events += 1
+        if feeder is not None:
+            feeder.hand(chunk + list(tail), st.records)
+            backfill.wait_for(sinks, True, lambda why: bar.update(1.0, why))
+            backfill.finish(sinks, ck_path, feeder.key)
+    except KeyboardInterrupt:
+        if feeder is not None:
+            print(f"\nreplay interrupted: what was handed to the sinks is kept; `timewatch "
+                  f"replay {args.trace} -c {args.config} --resume` continues", file=sys.stderr)
+        raise
+    except backfill.BackfillStalled as e:
+        raise backfill.BackfillStalled(
+            f"{e}; what was handed is kept (spooled), `timewatch replay {args.trace} -c "
+            f"{args.config} --resume` continues") from None
     finally:
+        bar.done()
         if args.events:
             out.close()
         else:
             out.flush()
         close_all(sinks)
     dt = time.perf_counter() - t0
-    st = reader.stats
     unknown = ", ".join(f"{k}: {v}" for k, v in st.unknown_types.items()) or "none"
     print(f"replay {args.trace}: {st.records} observations in {dt:.2f} s "
           f"({st.records / max(dt, 1e-9):,.0f}/s), {n_events} events, "
           f"{st.bad_lines} bad lines, unknown record types: {unknown}; engine: {engine_build()}",
           file=sys.stderr)
+    if feeder is not None and max(feeder.skip, default=0):
+        print(f"resumed: {max(feeder.skip):,} of {feeder.n:,} outputs were already in the sinks "
+              "before (not handed again)", file=sys.stderr)
     if eng.unknown_sources:
         print(f"records from sources not in the header (skipped): {eng.unknown_sources}",
               file=sys.stderr)

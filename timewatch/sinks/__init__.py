@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import Config
@@ -26,6 +27,34 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush what can be flushed, spool the rest, release resources."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """How far a backfill (`replay -c`, `export --influxdb`) has handed its outputs to a sink:
+    `n` under the backfill's `key` (replay: outputs so far; export: the time reached). A sink
+    that resumes (`handle_marked`) writes the mark in the same transaction as those outputs."""
+
+    key: str
+    n: int
+
+
+class Resumable(Protocol):
+    """A sink a backfill can resume without duplicates: the mark goes to disk with the data."""
+
+    def handle_marked(self, outputs: list[Output], mark: Mark) -> None:
+        """`handle(outputs)`, and once they are durable, `mark` with them (atomically). May
+        wait for the sink to catch up (a backfill is not a live monitor)."""
+
+    def resume_point(self, key: str) -> int | None:
+        """The last mark of `key` that is on disk (None: nothing of that backfill reached it)."""
+
+    def passed(self, outputs: list[Output]) -> None:
+        """Outputs a resumed backfill does not hand again (the sink has them): what the sink
+        learns from outputs, it learns from these too."""
+
+    def forget(self, key: str) -> None:
+        """The backfill is over: drop its mark."""
 
 
 def finite(obj: Any) -> Any:
