@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="ISO time or Unix seconds")
     s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
     s.add_argument("-o", "--output", help="file (default stdout)")
+    s.add_argument("--influxdb", action="store_true",
+                   help="send to the config's [sinks.influxdb] instead (a resumable backfill)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted export to -o FILE or --influxdb (no duplicates)")
 
     s = sub.add_parser("webhook", help="webhook tools")
     wsub = s.add_subparsers(dest="webhook_command", metavar="SUBCOMMAND", required=True)

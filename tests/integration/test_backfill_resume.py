@@ -213,3 +213,90 @@ def test_kill_9_with_the_server_down_then_resume_delivers_each_point_once_to_vic
     got = _wait_export(victoria, want)
     assert sum((got - want).values()) == 0, _diff(want, got)  # no duplicate
     assert got == want, _diff(want, got)
+
+
+# -- export: the store's history to a file or into InfluxDB -----------------------------------
+
+def _filled_store(tmp: Path, sink: dict[str, Any] | None) -> tuple[Path, Config]:
+    """A store holding six hours of a five-source run (~80,000 lines of line protocol)."""
+    from tests.integration.stores import synthetic_config_sources, synthetic_outputs
+    from timewatch.sinks.store import StoreSink
+
+    conf = _config(tmp, sink or {"url": "http://127.0.0.1:9"})
+    if sink is None:
+        conf.write_text(conf.read_text().split("[sinks.influxdb]")[0])
+    with conf.open("a") as f:
+        for s in synthetic_config_sources():
+            f.write("[[sources]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in s.items()))
+    cfg = load(conf)
+    st = StoreSink(cfg)
+    st.handle(synthetic_outputs(1_796_083_200 * 10**9, 6 * 3600))
+    assert st.flush(120.0)
+    st.close()
+    return conf, cfg
+
+
+def export(conf: Path, *extra: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "timewatch.cli", "export", "-c", str(conf),
+                             *extra], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_export_when(p: subprocess.Popen[str], ck: Path, t_ns: int) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert p.poll() is None, f"the export ended before it was killed: {p.stderr.read()[-2000:]}"  # type: ignore[union-attr]
+        try:
+            t = int(json.loads(ck.read_text())["t_ns"])
+        except (FileNotFoundError, ValueError, KeyError):
+            t = 0
+        if t >= t_ns:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"the checkpoint never reached t_ns {t_ns}")
+
+
+def test_export_to_a_file_killed_then_resumed_is_the_uninterrupted_export(tmp_path: Path) -> None:
+    conf, cfg = _filled_store(tmp_path, None)
+    whole = tmp_path / "whole.lp"
+    assert export(conf, "-o", str(whole)).wait(STEP_TIMEOUT_S) == 0
+    data = whole.read_bytes()
+    assert len(data.splitlines()) > 50_000
+    ck = cfg.state_dir / "export.checkpoint.json"
+    assert not ck.exists()
+    part = tmp_path / "part.lp"
+    p = export(conf, "-o", str(part), "--resume")  # nothing to resume: refused
+    _, err = p.communicate(timeout=STEP_TIMEOUT_S)
+    assert p.returncode == 2 and "no interrupted export" in err, err
+    t0, t1 = (int(data.splitlines()[i].rsplit(b" ", 1)[1]) for i in (0, -1))
+    kill_export_when(export(conf, "-o", str(part)), ck, t0 + (t1 - t0) // 3)
+    assert 0 < part.stat().st_size < len(data)
+    p = export(conf, "-o", str(tmp_path / "other.lp"), "--resume")  # another target: refused
+    _, err = p.communicate(timeout=STEP_TIMEOUT_S)
+    assert p.returncode == 2 and "was of something else" in err, err
+    err = finish(export(conf, "-o", str(part), "--resume"))
+    assert "(resumed)" in err and not ck.exists(), err[-2000:]
+    assert part.read_bytes() == data  # every line once, in order
+
+
+def test_export_into_influxdb_1_6_killed_then_resumed_gives_every_point_once(
+        tmp_path: Path, influxdb1: Influx1) -> None:
+    db = f"ex{uuid.uuid4().hex[:8]}"
+    influxdb1.query(f"CREATE DATABASE {db}")
+    conf, cfg = _filled_store(tmp_path, {"url": influxdb1.url, "bucket": db, "api": "v1"})
+    from timewatch.sinks.export import encoder_for, history
+    from timewatch.sinks.store import Store
+
+    st = Store(cfg.store_path, readonly=True)
+    want = expected_influx(encoder_for(cfg, st).lines(history(st)))
+    first, last = min(k[2] for k in want), max(k[2] for k in want)
+    st.close()
+    ck = cfg.state_dir / "export.checkpoint.json"
+    kill_export_when(export(conf, "--influxdb"), ck, first + (last - first) // 4)
+    err = finish(export(conf, "--influxdb", "--resume"))
+    assert "(resumed)" in err and not ck.exists(), err[-2000:]
+    got = influx_points(influxdb1, db)
+    assert got == want, f"{sum((got - want).values())} extra, {sum((want - got).values())} missing"

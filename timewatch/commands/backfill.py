@@ -15,6 +15,7 @@ its mark. An export's mark is the time it reached (`export.py`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -24,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..config import Config
 from ..errors import UsageError
 from ..records import Output
-from ..sinks import Mark, Sink
+from ..sinks import Mark, Sink, close_all
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,25 @@ class BackfillStalled(Exception):
 
 def resumable(sink: Sink) -> bool:
     return hasattr(sink, "handle_marked")
+
+
+def lock(state_dir: Path, command: str) -> int:
+    """One backfill at a time per state directory (they share the checkpoint's directory and
+    the backfill spool): an exclusive lock on STATE/backfill.lock, held until the returned file
+    descriptor is closed (or the process ends). UsageError when another backfill holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "backfill.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        os.close(fd)
+        raise UsageError(f"another backfill is running with the state directory {state_dir} "
+                         f"({holder or path}); one at a time") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{command}, pid {os.getpid()}".encode(), 0)
+    return fd
 
 
 def read_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -105,12 +126,37 @@ def start(path: Path, command: str, identity: dict[str, Any], resume: bool,
 
 class Feeder:
     """Hands a replay's outputs to the sinks in marked chunks, and on `--resume` skips for each
-    sink what it already has (its mark; the checkpoint's count for a sink without marks)."""
+    sink what it already has (its mark; the checkpoint's count for a sink without marks).
+    `Feeder.open` takes the lock, builds the sinks and starts (or resumes) the checkpoint;
+    `close` closes the sinks and releases the lock."""
 
-    def __init__(self, sinks: list[Sink], checkpoint: dict[str, Any], path: Path):
+    @classmethod
+    def open(cls, cfg: Config, command: str, identity: dict[str, Any], resume: bool,
+             build: Callable[[], list[Sink]]) -> Feeder:
+        held = lock(cfg.state_dir, command)
+        try:
+            sinks = build()
+            try:
+                path = cfg.state_dir / f"{command}.checkpoint.json"
+
+                def forget(key: str) -> None:
+                    for s in sinks:
+                        if resumable(s):
+                            s.forget(key)  # type: ignore[attr-defined]
+
+                return cls(sinks, start(path, command, identity, resume, forget), path, held)
+            except BaseException:
+                close_all(sinks)
+                raise
+        except BaseException:
+            os.close(held)
+            raise
+
+    def __init__(self, sinks: list[Sink], checkpoint: dict[str, Any], path: Path, held: int):
         self.sinks = sinks
         self.ck = checkpoint
         self.path = path
+        self.held = held
         self.key = str(checkpoint["key"])
         handed = int(checkpoint.get("handed", 0))
         self.skip = [(s.resume_point(self.key) or 0) if resumable(s)  # type: ignore[attr-defined]
@@ -141,6 +187,15 @@ class Feeder:
         self.ck["handed"] = max(self.n, int(self.ck.get("handed", 0)))
         self.ck["records"] = records
         write_checkpoint(self.path, self.ck)
+
+    def done(self, show: Callable[[str], None]) -> None:
+        """Every output handed: wait until the sinks have it all, then end the backfill."""
+        wait_for(self.sinks, True, show)
+        finish(self.sinks, self.path, self.key)
+
+    def close(self) -> None:
+        close_all(self.sinks)
+        os.close(self.held)
 
 
 def wait_for(sinks: list[Sink], final: bool, show: Callable[[str], None],

@@ -67,28 +67,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs -c CONFIG: it continues a replay into that config's "
                          "sinks (the checkpoint is in its state directory)")
     reader = TraceReader(args.trace)
-    sinks = []
+    feeder = None
     if args.config:
         from ..sinks import build_sinks
 
-        sinks = build_sinks(cfg)
+        feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg), resume,
+                                      lambda: build_sinks(cfg, backfill=True))
+    sinks = feeder.sinks if feeder is not None else []
     from ..leapfile import load_leap_list
-    from ..sinks import close_all
-
-    feeder = None
-    ck_path = cfg.state_dir / "replay.checkpoint.json"
-    try:
-        if sinks:
-            def forget(key: str) -> None:
-                for s in sinks:
-                    if backfill.resumable(s):
-                        s.forget(key)  # type: ignore[attr-defined]
-
-            ck = backfill.start(ck_path, "replay", identity(args.trace, cfg), resume, forget)
-            feeder = backfill.Feeder(sinks, ck, ck_path)
-    except BaseException:
-        close_all(sinks)
-        raise
 
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
@@ -126,8 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             n_events += 1
         if feeder is not None:
             feeder.hand(chunk + list(tail), st.records)
-            backfill.wait_for(sinks, True, lambda why: bar.update(1.0, why))
-            backfill.finish(sinks, ck_path, feeder.key)
+            feeder.done(lambda why: bar.update(1.0, why))
     except KeyboardInterrupt:
         if feeder is not None:
             print(f"\nreplay interrupted: what was handed to the sinks is kept; `timewatch "
@@ -143,7 +128,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.close()
         else:
             out.flush()
-        close_all(sinks)
+        if feeder is not None:
+            feeder.close()
     dt = time.perf_counter() - t0
     unknown = ", ".join(f"{k}: {v}" for k, v in st.unknown_types.items()) or "none"
     print(f"replay {args.trace}: {st.records} observations in {dt:.2f} s "

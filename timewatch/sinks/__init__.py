@@ -94,9 +94,16 @@ def _make(cfg: Config, name: str, target: str, **kw: object) -> Sink:
     return sink
 
 
-def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[Sink]:
+# A backfill's InfluxDB spool (under the state directory): never the one of a monitor that may
+# be running with the same state directory (two senders on one spool would send rows twice).
+BACKFILL_SPOOL = "influxdb-backfill.spool"
+
+
+def build_sinks(cfg: Config, *, store: bool = True, live: bool = False,
+                backfill: bool = False) -> list[Sink]:
     """Every sink the config asks for, or none: the embedded store (and its event log) unless
-    `store=False`, the HTTP status endpoint when `live`, InfluxDB and webhooks when configured.
+    `store=False`, the HTTP status endpoint when `live`, InfluxDB and webhooks when configured
+    (`backfill`: InfluxDB spools to BACKFILL_SPOOL).
     A sink that cannot start raises `SinkStartError` naming it and the cause, after the sinks
     already started are closed (an HTTP server releases its port, a writer thread ends)."""
     wanted: list[tuple[str, str]] = []
@@ -111,8 +118,9 @@ def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[
         wanted.append(("webhook", "timewatch.sinks.webhook:WebhookSink"))
     sinks: list[Sink] = []
     for name, target in wanted:
+        kw = {"spool_name": BACKFILL_SPOOL} if backfill and name == "influxdb" else {}
         try:
-            sinks.append(_make(cfg, name, target))
+            sinks.append(_make(cfg, name, target, **kw))
         except SinkStartError:
             close_all(sinks)
             raise

@@ -170,14 +170,14 @@ class InfluxSink:
 
     name = "influxdb"
 
-    def __init__(self, cfg: Config, writer: Any = None):
+    def __init__(self, cfg: Config, writer: Any = None, spool_name: str = "influxdb.spool"):
         ic = cfg.influxdb
         if ic is None:
             raise ValueError("InfluxSink needs a [sinks.influxdb] section")
         self.cfg = ic
         self.where = _where(ic.url)
         self.encoder = Encoder.from_config(cfg)
-        self.spool_path = cfg.state_dir / "influxdb.spool"
+        self.spool_path = cfg.state_dir / spool_name
         self.spool = Spool(self.spool_path, max_bytes=int(ic.spool_max_mb * 2**20),
                            name=f"influxdb spool {self.spool_path} (sinks.influxdb.spool_max_mb)")
         token = ic.token.reveal() if ic.token else None

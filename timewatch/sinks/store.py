@@ -506,24 +506,24 @@ class StoreSink:
         self._queue([*outputs, mark])
 
     def resume_point(self, key: str) -> int | None:
-        """The mark of `key` committed in the store (a corrupt or missing store: None, the
-        writer starts a new one)."""
+        """The mark of `key` committed in the store (no store yet, or a corrupt one, which the
+        writer moves aside: None)."""
         if not self.path.exists():
             return None
         try:
-            st = Store(self.path, readonly=True)
-        except StoreError as e:
-            if is_corrupt(e.__cause__):
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            try:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'marks'").fetchone():
+                    return None  # being created by the writer, or written before marks existed
+                row = db.execute("SELECT n FROM marks WHERE key = ?", (key,)).fetchone()
+                return None if row is None else int(row[0])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as e:
+            if is_corrupt(e):
                 return None
-            raise
-        try:
-            return st.mark(key)
-        except StoreError as e:
-            if is_corrupt(e.__cause__):
-                return None
-            raise
-        finally:
-            st.close()
+            raise StoreError(f"store {self.path}: {e}") from e
 
     def passed(self, outputs: list[Output]) -> None:
         """Nothing to learn: each output is a row of its own."""
