@@ -32,10 +32,27 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Version(argparse.Action):
+    """`--version`: the version and which engine this installation runs (compiled with mypyc,
+    the default, or pure Python), found out only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the engine "
+                         "build (compiled or pure Python), then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *a: object) -> None:
+        from . import __version__
+        from .commands.replay import engine_build
+
+        print(f"timewatch {__version__} (engine: {engine_build()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="timewatch",
                                 description="Multi-source time integrity monitor (GNSS, PPS, NTP).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("run", help="the monitor: readers, engine, sinks, until SIGTERM/SIGINT")

@@ -42,7 +42,8 @@ def feed_all(eng: Engine, observations: list[Observation]) -> list[Output]:
 
 
 def engine_build() -> str:
-    """'compiled' when the engine runs from the optional mypyc build (`make compiled`)."""
+    """'compiled' when the engine runs from the mypyc build (the default install), 'pure Python'
+    when it runs from its .py files (no compiler at install, or a source edited since)."""
     from ..engine import core
 
     return "pure Python" if core.__file__ is None or core.__file__.endswith(".py") else "compiled"
