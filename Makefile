@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
-# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver
+# certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
+# promtool from prometheus: only the checker runs, never a Prometheus server).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus
 
 .PHONY: demo test bench lint debs venv clean compiled clean-compiled
 
@@ -34,6 +35,7 @@ debs:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    case " $$missing " in *" prometheus "*) systemctl disable --now prometheus >/dev/null 2>&1 || true ;; esac; \
 	  else echo "not root: tests needing$$missing will be skipped"; fi; \
 	fi
 

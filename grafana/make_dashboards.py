@@ -27,7 +27,14 @@ VERDICTS = [("truechimer", "green"), ("init", "blue"), ("no_quorum", "orange"),
 FIX = {0: ("no usable fix", "red"), 2: ("2D", "yellow"), 3: ("3D", "green")}
 
 HOST = '"host" =~ /^$host$/'
+# Series of precise sources in a panel whose series are named "SOURCE (KIND)": PPS edges give
+# the phase to microseconds; every other kind (NTP, GNSS labels, chrony) is coarse.
+PRECISE = ".+ \\(pps\\)"  # Grafana anchors a regex given without slashes
 SRC = '"source" =~ /^$source$/'
+# NTP servers, plain (kind ntp) and authenticated (kind nts).
+NTP_KINDS = '"kind" =~ /^nt[ps]$/'
+# `authenticated` of tw_source: 1 when every reply of the source is authenticated (NTS).
+AUTH = [("no", "orange"), ("NTS", "green")]
 
 
 def _mapping(pairs: list[tuple[str, str]] | dict[int, tuple[str, str]]) -> list[dict[str, Any]]:
@@ -168,25 +175,59 @@ def overview() -> Board:
             {"matcher": {"id": "byName", "options": "low"}, "properties": [
                 {"id": "custom.lineWidth", "value": 0}]}])
     smp = f'FROM "tw_sample" WHERE {HOST} AND {SRC} AND $timeFilter'
-    b.panel("timeseries", "Offset per source", [target(
-        f'SELECT mean("offset_s") {smp} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s", description="Source time minus host realtime.")
-    b.panel("timeseries", "Error bound per source", [target(
-        f'SELECT max("bound_s") {smp} GROUP BY time($__interval), "source" fill(none)',
-        "$tag_source")], unit="s",
-        description="Half-width of each source's error interval (what the vote uses).")
+    b.panel("timeseries", "Offset per source: coarse (left axis), precise (right axis)", [target(
+        f'SELECT mean("offset_s") {smp} GROUP BY time($__interval), "source", "kind" '
+        'fill(none)', "$tag_source ($tag_kind)")], unit="s",
+        description="Source time minus host realtime. Coarse sources (NTP servers, GNSS time "
+                    "labels, chronyd: milliseconds) on the left axis; precise ones (PPS: "
+                    "microseconds) on the right, so that neither flattens the other.",
+        **_coarse_and_precise_axes())
+    b.panel("timeseries", "Error bound per source: coarse (left axis), precise (right axis)", [
+        target(f'SELECT max("bound_s") {smp} GROUP BY time($__interval), "source", "kind" '
+               'fill(none)', "$tag_source ($tag_kind)")], unit="s",
+        description="Half-width of each source's error interval (what the vote uses); coarse "
+                    "and precise sources on their own axes, as beside.",
+        **_coarse_and_precise_axes())
+    b.panel("timeseries", "Offset of $source with its error band", [
+        target(f'SELECT mean("offset_s") AS "offset", mean("offset_s") - max("bound_s") AS "low", '
+               f'mean("offset_s") + max("bound_s") AS "high" {smp} GROUP BY time($__interval) '
+               'fill(none)', "$col"),
+        target(f'SELECT mean("offset_s") AS "consensus" {cons} GROUP BY time($__interval) '
+               'fill(none)', "$col", ref="B")],
+        unit="s", repeat="source", w=24, overrides=_band("low", "high") + [
+            {"matcher": {"id": "byName", "options": "consensus"}, "properties": [
+                {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [6, 4]}},
+                {"id": "color", "value": {"mode": "fixed", "fixedColor": "text"}}]}],
+        description="One panel per source, as the terminal view draws it: the source's offset "
+                    "against the host clock, the band its error interval (offset +- bound), "
+                    "the dashed line the consensus of the trust groups. A truechimer's band "
+                    "holds the consensus line; a falseticker's misses it. Each panel scales to "
+                    "its source: a GNSS label's band is wide (its latency), a PPS band narrow.")
     _verdict_timeline(b, SRC)
     b.panel("table", "Sources now", [target(
         'SELECT last("verdict") AS "verdict", last("reason") AS "reason", '
-        'last("offset_s") AS "offset_s", last("bound_s") AS "bound_s", last("age_s") AS "age_s" '
+        'last("offset_s") AS "offset_s", last("bound_s") AS "bound_s", last("age_s") AS "age_s", '
+        'last("authenticated") AS "authenticated" '
         f'FROM "tw_source" WHERE {HOST} AND {SRC} AND $timeFilter GROUP BY "source", "kind", '
         '"trust_group"', fmt="table")], w=24, h=7,
-        description="Each source's latest verdict and why (chrony's selectdata, in words).")
+        overrides=[{"matcher": {"id": "byName", "options": "authenticated"},
+                    "properties": [{"id": "mappings", "value": _mapping(AUTH)}]}],
+        description="Each source's latest verdict and why (chrony's selectdata, in words); "
+                    "authenticated: NTS (its replies cannot be altered in transit) or no.")
     b.panel("table", "Alerts", [target(
         'SELECT "code", "severity", "sources", "message", "id" FROM "tw_event" WHERE '
         f'"type" = \'alert\' AND {HOST} AND $timeFilter ORDER BY time DESC LIMIT 200',
         fmt="table")], w=24, h=8, description="Alerts raised in the time range (newest first).")
     return b
+
+
+def _coarse_and_precise_axes() -> dict[str, Any]:
+    """Panel options for series named "SOURCE (KIND)": precise sources (PPS) on a right axis of
+    their own, coarse ones (NTP, GNSS labels, chronyd) on the left."""
+    return {"defaults": {"custom": {"axisLabel": "coarse: NTP, GNSS labels"}},
+            "overrides": [{"matcher": {"id": "byRegexp", "options": PRECISE}, "properties": [
+                {"id": "custom.axisPlacement", "value": "right"},
+                {"id": "custom.axisLabel", "value": "precise: PPS"}]}]}
 
 
 def _band(low: str, high: str) -> list[dict[str, Any]]:
@@ -319,10 +360,11 @@ def pps() -> Board:
 
 def ntp() -> Board:
     b = Board("timewatch-ntp", "timewatch: NTP",
-              "Offset, round-trip delay and reachability of every NTP server.")
+              "Offset, round-trip delay, reachability and authentication of every NTP server "
+              "(plain and NTS).")
     b.var("source", "Server", f'SHOW TAG VALUES FROM "tw_sample" WITH KEY = "source" WHERE '
-                              f'"kind" = \'ntp\' AND {HOST}')
-    n = f'FROM "tw_sample" WHERE "kind" = \'ntp\' AND {HOST} AND {SRC} AND $timeFilter'
+                              f'{NTP_KINDS} AND {HOST}')
+    n = f'FROM "tw_sample" WHERE {NTP_KINDS} AND {HOST} AND {SRC} AND $timeFilter'
     b.panel("timeseries", "Offset per server", [target(
         f'SELECT mean("offset_s") {n} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], unit="s", description="Server time minus host realtime.")
@@ -337,7 +379,7 @@ def ntp() -> Board:
                                      "interval or more means unreachable.",
         defaults={"custom": {"drawStyle": "bars", "fillOpacity": 60}})
     b.panel("timeseries", "Time since the last usable reply", [target(
-        f'SELECT max("age_s") FROM "tw_source" WHERE "kind" = \'ntp\' AND {HOST} AND {SRC} '
+        f'SELECT max("age_s") FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
         'AND $timeFilter GROUP BY time($__interval), "source" fill(none)', "$tag_source")],
         unit="s", description="Grows without bound while a server is unreachable "
                               "(source.stale after 3 polls).")
@@ -348,7 +390,16 @@ def ntp() -> Board:
     b.panel("timeseries", "Stratum", [target(
         f'SELECT max("stratum") {n} GROUP BY time($__interval), "source" fill(none)',
         "$tag_source")], description="Stratum of each server's reply.")
-    _verdict_timeline(b, f'"kind" = \'ntp\' AND {SRC}', "NTP verdicts")
+    b.panel("table", "Authenticated (NTS)", [target(
+        'SELECT last("authenticated") AS "authenticated", last("verdict") AS "verdict", '
+        f'last("reason") AS "reason" FROM "tw_source" WHERE {NTP_KINDS} AND {HOST} AND {SRC} '
+        'AND $timeFilter GROUP BY "source", "kind"', fmt="table")], w=24, h=6,
+        overrides=[{"matcher": {"id": "byName", "options": "authenticated"},
+                    "properties": [{"id": "mappings", "value": _mapping(AUTH)}]}],
+        description="NTS: every reply the server gives is authenticated, so it cannot be "
+                    "altered in transit; the vote weighs it by [vote] auth_mode. "
+                    "nts.auth_failed, nts.downgrade and nts.ke_failed appear as annotations.")
+    _verdict_timeline(b, f'{NTP_KINDS} AND {SRC}', "NTP verdicts")
     return b
 
 

@@ -17,8 +17,14 @@ R() { echo "$ROOT$1"; }
 say() { echo "uninstall.sh: $*"; }
 run() { if [ "$DRY" = 1 ]; then say "would run: $*"; else "$@"; fi; }
 
-if [ -z "$ROOT" ] && command -v systemctl >/dev/null; then
-  systemctl disable --now timewatch 2>/dev/null || true
+if command -v systemctl >/dev/null; then
+  if [ -z "$ROOT" ]; then systemctl disable --now timewatch 2>/dev/null || true
+  elif [ -e "$(R /etc/systemd/system/timewatch.service)" ]; then
+    run systemctl --root "$ROOT" disable timewatch 2>/dev/null || true
+  fi
+fi
+if [ "$(readlink "$(R /usr/local/bin/timewatch)" 2>/dev/null)" = /opt/timewatch/bin/timewatch ]; then
+  run rm -f "$(R /usr/local/bin/timewatch)" && say "removed /usr/local/bin/timewatch"
 fi
 for f in /etc/systemd/system/timewatch.service /etc/udev/rules.d/60-timewatch.rules; do
   [ -e "$(R $f)" ] && run rm -f "$(R $f)" && say "removed $f"

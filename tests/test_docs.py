@@ -30,7 +30,8 @@ README = (ROOT / "README.md").read_text()
 EVENTS_MD = (DOCS / "events.md").read_text()
 CONFIG_MD = (DOCS / "config.md").read_text()
 # The first argument of an alert assertion: assert_("code", ...) or a detector's _assert("code", ...)
-RAISE = re.compile(r"(?:assert_|_assert)\(\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
+# An alert raised by name, or through Context.caught_moving(source, code, ...).
+RAISE = re.compile(r"(?:(?:assert_|_assert)\(|caught_moving\(\s*[\w.]+,)\s*[\"']([a-z]+\.[a-z_0-9]+)[\"']")
 # A table row documenting an alert code: its first cell is the code.
 CODE_ROW = re.compile(r"^\| `([a-z]+\.[a-z_0-9]+)` \|", re.M)
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
@@ -93,10 +94,11 @@ UNKNOWN_KEY_CONFIGS = {
     "store": {"store": {"nope": 1}},
     "http": {"http": {"nope": 1}},
     **{f"sources[0] ({kind})": {"sources": [{"id": "x", "kind": kind, "nope": 1}]}
-       for kind in ("gnss", "pps", "ntp", "gpsd", "chrony")},
+       for kind in ("gnss", "pps", "ntp", "nts", "gpsd", "chrony")},
     "sinks.influxdb": {"sinks": {"influxdb": {"nope": 1}}},
     "sinks.webhook[0]": {"sinks": {"webhook": [{"nope": 1}]}},
     "detect": {"detect": {"nope": 1}},
+    "vote": {"vote": {"nope": 1}},
 }
 
 
@@ -139,7 +141,8 @@ def test_trace_format_examples_are_records_the_reader_accepts() -> None:
         else:
             obs = observation_from_dict(d)
             assert obs is not None and obs.type == d["type"], b
-    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony"}
+    assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony",
+                          "nts_ke"}
 
 
 # -- links and references ------------------------------------------------------------------------

@@ -174,3 +174,47 @@ def test_provisioning_files_point_at_influxql_and_the_dashboards() -> None:
     assert "Token ${INFLUX_TOKEN}" in ds  # the commented 2.x variant
     dash = (GRAFANA / "provisioning" / "dashboards" / "timewatch.yaml").read_text()
     assert "type: file" in dash and "path: /var/lib/grafana/dashboards/timewatch" in dash
+
+
+def _panel(name: str, title_start: str) -> dict[str, Any]:
+    return next(p for p in load(name)["panels"] if p["title"].startswith(title_start))
+
+
+def _grafana_regex(option: str) -> re.Pattern[str]:
+    """A byRegexp matcher's option as Grafana reads it: /re/ as is, else anchored ^re$."""
+    m = re.fullmatch(r"/(.*)/", option)
+    return re.compile(m.group(1) if m else f"^{option}$")
+
+
+def test_the_overview_draws_each_sources_offset_with_its_error_band() -> None:
+    p = _panel("overview", "Offset of $source with its error band")
+    assert p["repeat"] == "source" and p["gridPos"]["w"] == GRID_COLUMNS
+    band, cons = p["targets"]
+    q = band["query"]
+    assert 'mean("offset_s") AS "offset"' in q and 'FROM "tw_sample"' in q
+    assert 'mean("offset_s") - max("bound_s") AS "low"' in q
+    assert 'mean("offset_s") + max("bound_s") AS "high"' in q
+    assert '"source" =~ /^$source$/' in q and band["alias"] == "$col"
+    assert 'AS "consensus" FROM "tw_consensus"' in cons["query"]  # the line the band must hold
+    fill = {o["matcher"]["options"]: {x["id"]: x["value"] for x in o["properties"]}
+            for o in p["fieldConfig"]["overrides"]}
+    assert fill["high"]["custom.fillBelowTo"] == "low" and fill["high"]["custom.lineWidth"] == 0
+    assert fill["low"]["custom.lineWidth"] == 0 and "custom.lineStyle" in fill["consensus"]
+
+
+@pytest.mark.parametrize("title", ["Offset per source", "Error bound per source"])
+def test_coarse_and_precise_sources_are_on_separate_axes(title: str) -> None:
+    p = _panel("overview", title)
+    (t,) = p["targets"]
+    assert 'GROUP BY time($__interval), "source", "kind"' in t["query"]
+    assert t["alias"] == "$tag_source ($tag_kind)"
+    (o,) = p["fieldConfig"]["overrides"]
+    assert o["matcher"]["id"] == "byRegexp"
+    props = {x["id"]: x["value"] for x in o["properties"]}
+    assert props["custom.axisPlacement"] == "right" and props["custom.axisLabel"]
+    assert p["fieldConfig"]["defaults"]["custom"]["axisLabel"].startswith("coarse")
+    rx = _grafana_regex(o["matcher"]["options"])
+    for series in ("pps0 (pps)", "gpsd0-pps (pps)"):  # precise: PPS, also gpsd's
+        assert rx.search(series), series
+    for series in ("gnss0 (gnss)", "ntp-a (ntp)", "chronyd (chrony)", "pps-lab (ntp)"):
+        assert not rx.search(series), series

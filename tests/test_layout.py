@@ -15,8 +15,8 @@ import pytest
 from timewatch import cli
 
 PKG = Path(cli.__file__).resolve().parent
-# The command line itself: the parser and the commands' shells.
-SHELL = {PKG / "cli.py", *(PKG / "commands").rglob("*.py")}
+# The command line itself: the parser, `python -m timewatch` and the commands' shells.
+SHELL = {PKG / "cli.py", PKG / "__main__.py", *(PKG / "commands").rglob("*.py")}
 LIBRARY = sorted(p for p in PKG.rglob("*.py") if p not in SHELL)
 MODULE_NAME = re.compile(r"timewatch(\.\w+)+(:\w+)?")
 

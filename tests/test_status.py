@@ -4,15 +4,18 @@ error; a table or JSON."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from timewatch.cli import main
-from timewatch.commands.status import fmt_s, get_status
-from timewatch.config import load
+from timewatch.commands.status import StatusUnavailable, fmt_s, get_status
+from timewatch.config import load, parse
 from timewatch.records import Event, Sample, Snapshot, SourceStatus
+from timewatch.sinks import monitorfile
 from timewatch.sinks.http import HttpSink
 from timewatch.sinks.store import StoreSink
 
@@ -63,7 +66,8 @@ group = "g2"
 def check_table(out: str) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("pi-lab-1: status at 2025-11-26 12:42:40 UTC")
-    header = lines[1].split()
+    assert lines[1].startswith("from ")  # which monitor (or store) answered
+    header = lines[2].split()
     assert header[:4] == ["source", "kind", "group", "offset"]
     liar = next(ln for ln in lines if ln.startswith("liar"))
     assert "+2.500 s" in liar and "3.000 ms" in liar and "falseticker" in liar
@@ -124,3 +128,71 @@ def test_status_with_neither_monitor_nor_store_says_where_it_looked(
                                          (3.1e-6, "+3.100 us"), (4e-8, "+40 ns"), (None, "-")])
 def test_offsets_print_in_a_readable_unit(x: float | None, text: str) -> None:
     assert fmt_s(x) == text
+
+
+def _monitor(tmp: Path, name: str, listen_port: int = 0) -> tuple[HttpSink, Path]:
+    """A monitor's status API on state dir tmp/name (its own config, a free port by default)."""
+    state = tmp / name
+    http = HttpSink(parse({"monitor": {"host": f"host-{name}", "state_dir": str(state)},
+                           "http": {"listen": f"127.0.0.1:{listen_port}"}}))
+    http.handle(OUTS)
+    return http, state
+
+
+def test_status_of_a_named_state_dir_asks_its_own_monitor_and_says_which(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Monitor A listens where the config says; monitor B (a demo, say) on a free port.
+    a, state_a = _monitor(tmp_path, "a")
+    b, state_b = _monitor(tmp_path, "b")
+    try:
+        cfg = write_config(tmp_path, int(a.address.rsplit(":", 1)[1]))
+        assert json.loads((state_b / "monitor.json").read_text())["listen"] == b.address
+        assert main(["status", "-c", str(cfg), "--state-dir", str(state_b)]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0].startswith("host-b: status at")
+        assert (f"from monitor pid {os.getpid()} on host-b, state dir {state_b.resolve()}, at "
+                f"http://{b.address}") in out
+        assert main(["status", "--state-dir", str(state_a), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["monitor"]["state_dir"] == str(state_a.resolve())
+        assert doc["monitor"]["listen"] == a.address and doc["host"] == "host-a"
+    finally:
+        a.close()
+        b.close()
+    assert not (state_b / "monitor.json").exists()  # removed when the monitor stops
+
+
+def test_status_never_shows_the_monitor_of_another_state_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, _ = _monitor(tmp_path, "a")
+    try:
+        port = int(a.address.rsplit(":", 1)[1])
+        cfg_path = write_config(tmp_path, port)  # its state dir is tmp/state, not a's
+        sink = StoreSink(load(cfg_path))
+        sink.handle(OUTS)
+        sink.close()
+        assert main(["status", "-c", str(cfg_path)]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0].startswith("pi-lab-1: status at")  # the store's host
+        assert f"from the store {tmp_path / 'state' / 'timewatch.db'}" in out
+        assert f"note: monitor pid {os.getpid()} on host-a" in out and "not shown" in out
+        # Nothing named: whatever answers at the listen address, saying which monitor it is.
+        doc = get_status(load(cfg_path), named=False)
+        assert doc["host"] == "host-a" and "host-a" in doc["answered_by"]
+    finally:
+        a.close()
+
+
+def test_a_monitor_file_left_by_a_dead_monitor_is_ignored(tmp_path: Path) -> None:
+    port = free_port()
+    cfg_path = write_config(tmp_path, port)
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = subprocess.Popen(["true"])  # a process id that exited (and was reaped)
+    proc.wait()
+    (state / "monitor.json").write_text(json.dumps(
+        {"pid": proc.pid, "host": "x", "state_dir": str(state), "listen": "127.0.0.1:1"}))
+    assert not monitorfile.alive(proc.pid) and monitorfile.alive(os.getpid())
+    assert monitorfile.read(state) is None
+    with pytest.raises(StatusUnavailable, match=f"127.0.0.1:{port}/status.json"):
+        get_status(load(cfg_path))

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from .config import ConfigError
 from .errors import UsageError
 
+# --format of replay, simulate and decode: JSON Lines (the default) or text for people.
+FORMATS = ("jsonl", "text")
+
 # command name -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS: dict[str, str] = {
     "run": "timewatch.commands.run:cmd_run",
@@ -32,6 +35,19 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def version() -> str:
+    """The installed package's version (its metadata); the source tree's when not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from . import __version__
+
+    try:
+        return dist_version("timewatch")
+    except PackageNotFoundError:
+        return __version__
+
+
 class _Version(argparse.Action):
     """`--version`: the version and which engine this installation runs (compiled with mypyc,
     the default, or pure Python), found out only when asked."""
@@ -41,10 +57,9 @@ class _Version(argparse.Action):
                          "build (compiled or pure Python), then exit")
 
     def __call__(self, parser: argparse.ArgumentParser, *a: object) -> None:
-        from . import __version__
         from .commands.replay import engine_build
 
-        print(f"timewatch {__version__} (engine: {engine_build()})")
+        print(f"timewatch {version()} (engine: {engine_build()})")
         parser.exit()
 
 
@@ -74,19 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted replay into the config's sinks (no duplicates)")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per line; text: for people, times as "
+                        "ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("simulate", help="write a synthetic trace of a threat scenario (docs/threats.md)")
     s.add_argument("--scenario", help="scenario name (--list names them)")
     s.add_argument("--duration", type=float, default=None, help="seconds of trace")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("-o", "--output", metavar="TRACE")
+    s.add_argument("-o", "--output", metavar="TRACE",
+                   help="the trace (required for jsonl; text goes to stdout without it)")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): the trace, which replay reads; text: a listing for "
+                        "people, times as ISO 8601 UTC beside the Unix ns")
     s.add_argument("--list", action="store_true", help="list the scenarios")
 
     s = sub.add_parser("decode", help="decode a raw receiver capture into one JSON object per epoch")
     s.add_argument("file")
+    s.add_argument("--format", choices=FORMATS, default="jsonl",
+                   help="jsonl (default): one JSON object per epoch; text: one line per epoch, "
+                        "times as ISO 8601 UTC beside the Unix ns")
 
     s = sub.add_parser("status", help="what the running monitor (or the store) says now")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR",
+                   help="the monitor (or store) of this state directory, not another one")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("check-config", help="validate a config and print what it would run")
@@ -94,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="the embedded store's history as InfluxDB line protocol")
     s.add_argument("-c", "--config")
+    s.add_argument("--state-dir", metavar="DIR", help="the store of this state directory "
+                   "(default: the config's [monitor] state_dir)")
     s.add_argument("--since", help="ISO time or Unix seconds")
     s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
     s.add_argument("-o", "--output", help="file (default stdout)")

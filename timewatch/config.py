@@ -6,6 +6,7 @@ Secrets (tokens, signing keys, secret URLs) are `Secret`s: their repr never show
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 from . import kinds
 from .engine.params import AT_MOST, RANGES, Detect
+from .engine.vote import AUTH_MODES
 from .records import Header, SourceInfo
 
 WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
@@ -129,6 +131,7 @@ class Config:
     http_listen: str | None = "127.0.0.1:9470"
     detect: Detect = field(default_factory=Detect)
     warnings: tuple[str, ...] = ()
+    auth_mode: str = "mix"  # [vote] auth_mode: how authenticated (NTS) sources weigh (docs/nts.md)
 
     def header(self, created_ns: int = 0) -> Header:
         infos: dict[str, SourceInfo] = {}
@@ -191,8 +194,10 @@ class _Loader:
     def table(self, d: dict[str, Any], key: str, allowed: set[str]) -> dict[str, Any]:
         for k in d:
             if k not in allowed:
+                near = difflib.get_close_matches(k, sorted(allowed), n=1, cutoff=0.6)
                 raise self.err(f"{key}.{k}" if key else k,
-                               f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                               f"unknown key (expected one of: {', '.join(sorted(allowed))})"
+                               + (f"; did you mean {near[0]}?" if near else ""))
         return d
 
     def get(self, d: dict[str, Any], key: str, name: str, typ: type | tuple[type, ...],
@@ -264,6 +269,10 @@ def load(path: str | Path | None) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        from .access import fix
+
+        raise ConfigError(str(p), None, "", f"cannot read: permission denied: {fix(p)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(str(p), None, "", f"cannot read: {e}") from None
     try:
@@ -311,7 +320,7 @@ def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceCo
 
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
     L = _Loader(path, text)
-    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect"})
+    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "vote"})
 
     mon = L.table(L.get(data, "", "monitor", dict, {}), "monitor", {"host", "state_dir"})
     host = L.get(mon, "monitor", "host", str, socket.gethostname())
@@ -426,9 +435,16 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
                         f"{name} ({getattr(detect, name)}) must not exceed {limit} "
                         f"({getattr(detect, limit)})")
 
+    vote = L.table(L.get(data, "", "vote", dict, {}), "vote", {"auth_mode"})
+    auth_mode = L.get(vote, "vote", "auth_mode", str, "mix", choices=AUTH_MODES)
+    if auth_mode == "require" and not any(
+            getattr(kinds.get(s.kind).tracker_class(), "auth", None) for s in sources):
+        L.warnings.append("vote.auth_mode: require with no authenticated (nts) source: no NTP "
+                          "server votes")
+
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
-                  detect=detect, warnings=tuple(L.warnings))
+                  detect=detect, warnings=tuple(L.warnings), auth_mode=auth_mode)
 
 
 def redact_url(url: str) -> str:
@@ -465,6 +481,7 @@ def describe(cfg: Config) -> str:
     changed = {f.name: getattr(cfg.detect, f.name) for f in fields(Detect)
                if getattr(cfg.detect, f.name) != f.default}
     out.append("detect: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"))
+    out.append(f"vote: auth_mode {cfg.auth_mode}")
     for w in cfg.warnings:
         out.append(f"warning: {w}")
     return "\n".join(out)

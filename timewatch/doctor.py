@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kinds
+from . import access, kinds
 from .config import Config, SourceConfig
 
 # Where the kernel and firmware keep what we look at (tests point these at fake trees).
@@ -169,6 +169,13 @@ def check_time_daemon(proc: Path = PROC) -> Iterator[Check]:
 
 def check_store(cfg: Config) -> Check:
     path = cfg.store_path
+    if access.blocker(path) is not None:
+        return Check(False, "store", f"{path}: permission denied", access.fix(path))
+    st = path.stat() if path.is_file() else None
+    if st is not None and st.st_uid != os.getuid() and not os.access(path, os.W_OK):
+        # The operator, in the state's group: reads what the service user writes.
+        return Check(True, "store", f"{path} readable (written by the service user "
+                                    f"{access.owner(path)})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(path), timeout=2)
@@ -197,13 +204,126 @@ def check_ntp(s: SourceConfig, timeout_s: float = 2.0) -> Iterator[Check]:
                 f"delay {r.delay * 1e3:.1f} ms)")
 
 
+# An NTS server certificate that expires within this many days is a warning (time to renew).
+NTS_CERT_WARN_DAYS = 14
+# What to do about each cause of a failed NTS key establishment (sources/nts_ke.py KeError).
+NTS_KE_FIX = {
+    "config": "point ca_file at a readable PEM file of the CA that signed the server's "
+              "certificate",
+    "connect": "check server and port (the NTS-KE port, 4460 unless the server's operator "
+               "says otherwise; chrony: ntsport) and that TCP to it is open",
+    "timeout": "the NTS-KE server did not answer in time: check the path and the firewall "
+               "(TCP to the NTS-KE port)",
+    "tls": "the server must offer TLS 1.3 on its NTS-KE port: check port (an NTS-KE port, not "
+           "another TLS service)",
+    "alpn": "the server offers no NTS-KE (ALPN ntske/1) on this port: point port at its NTS-KE "
+            "port, or use kind = \"ntp\" for a server without NTS",
+    "untrusted": "set ca_file to the CA that signed the server's certificate (or install that "
+                 "CA in the system store)",
+    "expired": "the server's operator must renew its certificate (chrony: ntsservercert); "
+               "until then NTS with it fails",
+    "certificate": "the server's certificate is invalid: ask its operator",
+    "name": "set server_name to a name the certificate carries (listed above), or have the "
+            "certificate reissued for the name you use",
+    "protocol": "the server's NTS-KE answer is malformed: report it to its operator",
+    "refused": "the server refused NTPv4 with AEAD_AES_SIV_CMAC_256: upgrade it or ask its "
+               "operator",
+}
+
+
+def check_nts(s: SourceConfig, timeout_s: float = 5.0) -> Iterator[Check]:
+    """An NTS source: its key establishment (TLS 1.3, ALPN, certificate and its expiry date, the
+    NTPv4 server it names), then one authenticated exchange with that server."""
+    from datetime import UTC, datetime
+
+    from .sources import nts_ke
+
+    host = s.server or ""
+    port = s.port or nts_ke.NTS_KE_PORT
+    what = f"{s.id}: NTS-KE {host}:{port}"
+    try:
+        session = nts_ke.key_exchange(
+            host, port, name=s.options.get("server_name") or host,
+            ca_file=s.options.get("ca_file"),
+            ntp_port=s.options.get("ntp_port") or nts_ke.NTP_PORT, timeout_s=timeout_s)
+    except nts_ke.KeError as e:
+        yield Check(False, what, f"{e.cause}: {e}", NTS_KE_FIX.get(e.cause, ""))
+        return
+    yield Check(True, what, f"TLS 1.3, ALPN ntske/1, {session.certificate}; NTPv4 server "
+                            f"{session.ntp_host}:{session.ntp_port}, {session.cookies_left} "
+                            f"cookies")
+    if session.not_after is not None:
+        left = session.not_after - datetime.now(UTC)
+        when = f"{session.not_after:%Y-%m-%d %H:%M} UTC ({left.days} days)"
+        if left.days < NTS_CERT_WARN_DAYS:
+            yield Check(False, f"{s.id}: NTS certificate", f"expires {when}",
+                        "ask the server's operator to renew its certificate before it expires "
+                        "(then every key establishment fails: nts.ke_failed)", warn=True)
+        else:
+            yield Check(True, f"{s.id}: NTS certificate", f"valid until {when}")
+    what = f"{s.id}: authenticated NTP with {session.ntp_host}:{session.ntp_port}"
+    try:
+        offset_s, delay_s = _nts_exchange(session, timeout_s)
+    except TimeoutError:
+        yield Check(False, what, f"no reply within {timeout_s:g} s",
+                    f"UDP port {session.ntp_port} to {session.ntp_host} is blocked, or the "
+                    f"server does not serve NTP there")
+    except (OSError, ValueError) as e:  # wire.nts.NtsError is a ValueError
+        yield Check(False, what, str(e), "the reply was refused: something on the path alters "
+                                         "NTP, or the server is broken")
+    else:
+        yield Check(True, what, f"reply verified (offset {offset_s:+.6f} s, delay "
+                                f"{delay_s * 1e3:.1f} ms)")
+
+
+def _nts_exchange(session: object, timeout_s: float) -> tuple[float, float]:
+    """One authenticated exchange (blocking): offset and delay in seconds."""
+    import secrets
+
+    from .sources.nts_ke import NtsSession
+    from .wire.ntp import ntp_to_unix_ns
+
+    assert isinstance(session, NtsSession)
+    xmt = int.from_bytes(secrets.token_bytes(8), "big")
+    pkt, pending = session.request(xmt)
+    info = socket.getaddrinfo(session.ntp_host, session.ntp_port, 0, socket.SOCK_DGRAM)[0]
+    with socket.socket(info[0], socket.SOCK_DGRAM) as u:
+        u.settimeout(timeout_s)
+        u.connect(info[4])
+        t1 = time.time_ns()
+        u.send(pkt)
+        deadline = time.monotonic() + timeout_s
+        failed: ValueError | None = None  # the last datagram refused
+        while True:  # a datagram refused is not the end: the genuine reply may follow
+            try:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                data = u.recv(4096)
+            except TimeoutError:
+                if failed is not None:
+                    raise failed from None
+                raise
+            t4 = time.time_ns()
+            try:
+                p = session.accept(data, pending).packet
+                break
+            except ValueError as e:
+                failed = e
+    t2, t3 = ntp_to_unix_ns(p.rec_ts, t1), ntp_to_unix_ns(p.xmt_ts, t1)
+    return ((t2 - t1) + (t3 - t4)) / 2e9, ((t4 - t1) - (t3 - t2)) / 1e9
+
+
 def check_http(listen: str) -> Check:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(fam, socket.SOCK_STREAM) as s:
+            # As the status API binds (allow_reuse_address): connections of a monitor that just
+            # stopped, in TIME_WAIT, do not keep the port from it, so they are no failure here.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, int(port)))
+            s.listen()
         return Check(True, f"http {listen}", "port free")
     except OSError as e:
         return Check(False, f"http {listen}", f"cannot bind: {e.strerror}",

@@ -161,7 +161,8 @@ class Pps(msgspec.Struct, frozen=True):
     type: ClassVar[str] = "pps"
 
 
-NtpError = Literal["timeout", "unreachable", "bad_origin", "malformed", "kiss"]
+NtpError = Literal["timeout", "unreachable", "bad_origin", "malformed", "kiss", "nts_auth_failed",
+                   "nts_downgrade"]
 
 
 class Ntp(msgspec.Struct, frozen=True):
@@ -185,9 +186,36 @@ class Ntp(msgspec.Struct, frozen=True):
     root_dispersion: ShortS | None = None  # seconds
     refid: str | None = None
     pkt_hex: str | None = None
+    # NTS (docs/nts.md): "nts" when the reply's authenticator verified; the key establishment
+    # it was made under (a random id, never a key or cookie); why a reply failed authentication.
+    auth: str | None = None
+    ke_session: str | None = None
+    auth_error: str | None = None
     error: str | None = None
     raw_ns: HostNs | None = None
     type: ClassVar[str] = "ntp"
+
+
+# `Ntp.auth` of a reply whose NTS authenticator verified.
+AUTH_NTS = "nts"
+
+
+class NtsKe(msgspec.Struct, frozen=True):
+    """One NTS key establishment of an `nts` source (docs/trace-format.md `nts_ke`): the session
+    it opened (its id, the NTPv4 server and port it named, how many cookies), or why it failed
+    (`cause`, `message`). Never a key or a cookie. Registered by the `nts` kind."""
+
+    src: str
+    rx_ns: HostNs
+    session: str | None = None
+    ntp_server: str | None = None
+    ntp_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
+    cookies: Annotated[int, msgspec.Meta(ge=0, le=1000)] | None = None
+    reason: str | None = None  # why new keys were needed (first, NTS NAK, cookies exhausted...)
+    cause: str | None = None  # a failure: config, connect, timeout, tls, alpn, untrusted, ...
+    message: str | None = None
+    raw_ns: HostNs | None = None
+    type: ClassVar[str] = "nts_ke"
 
 
 class Tick(msgspec.Struct, frozen=True):
@@ -254,7 +282,7 @@ def register_record(cls: type[msgspec.Struct]) -> None:
 
 _NTP_INT = ("t2_ns", "t3_ns", "t4_ns", "leap", "version", "mode", "stratum", "poll", "precision")
 _NTP_FLOAT = ("root_delay", "root_dispersion")
-_NTP_STR = ("org_hex", "refid", "pkt_hex", "error")
+_NTP_STR = ("org_hex", "refid", "pkt_hex", "auth", "ke_session", "auth_error", "error")
 
 
 def _is_num(v: object) -> bool:
@@ -366,7 +394,7 @@ def observation_to_dict(o: Observation) -> dict[str, Any]:
     elif isinstance(o, Ntp):
         for k in ("t1_ns", "t2_ns", "t3_ns", "t4_ns", "xmt_hex", "org_hex", "leap", "version",
                   "mode", "stratum", "poll", "precision", "root_delay", "root_dispersion",
-                  "refid", "pkt_hex", "error"):
+                  "refid", "pkt_hex", "error", "auth", "ke_session", "auth_error"):
             v = getattr(o, k)
             if v is not None:
                 d[k] = v
@@ -449,12 +477,16 @@ class SourceStatus:
     bound_s: float | None = None
     last_ns: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # the tracker's status numbers
+    auth: str | None = None  # "nts": its replies are authenticated (absent from to_dict: None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"src": self.src, "kind": self.kind, "group": self.group, "verdict": self.verdict,
-                "reason": self.reason, "offset_s": _finite(self.offset_s),
-                "bound_s": _finite(self.bound_s), "last_ns": self.last_ns,
-                "fields": {k: _finite(v) for k, v in self.fields.items()}}
+        d = {"src": self.src, "kind": self.kind, "group": self.group, "verdict": self.verdict,
+             "reason": self.reason, "offset_s": _finite(self.offset_s),
+             "bound_s": _finite(self.bound_s), "last_ns": self.last_ns,
+             "fields": {k: _finite(v) for k, v in self.fields.items()}}
+        if self.auth is not None:
+            d["auth"] = self.auth
+        return d
 
 
 @dataclass(frozen=True, slots=True)

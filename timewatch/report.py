@@ -4,10 +4,10 @@ What it holds (docs/report.md):
 - each source's offset and error bound over time, the consensus beside it, its alerts marked;
 - the alert timeline (each alert from raise to clear) and the table of events;
 - the host clock against the consensus, and the holdover oscillator's frequency;
-- the stability of each precise source (kinds in `PRECISE_KINDS`) against two references, the
+- the stability of each precise source (kinds registered with `stability`) against two references, the
   host's free-running oscillator (`raw_ns`, CLOCK_MONOTONIC_RAW: what nothing steers) and the
   consensus: ADEV (overlapping), MDEV, TDEV and MTIE, with the ITU-T G.8272 PRTC-A and PRTC-B
-  masks on TDEV and MTIE for the kinds a PRTC is made of (`PRTC_KINDS`: GNSS and its PPS).
+  masks on TDEV and MTIE for the kinds a PRTC is made of (kinds registered with `prtc`: GNSS and its PPS).
 
 Data: a trace is replayed through the engine (samples, snapshots, events); the store gives what a
 live monitor stored (it has no `raw_ns`: no oscillator reference then). Phase data for the
@@ -42,14 +42,19 @@ from typing import Any
 
 import numpy as np
 
+from . import kinds
 from .config import Config
 from .records import Event, Output, Sample, Snapshot
 
 NS = 1_000_000_000
-# Sources whose stability is analysed (issue 17: "each precise source (PPS, GNSS, NTP)").
-PRECISE_KINDS = ("pps", "gnss", "gpsd", "ntp")
-# Kinds a PRTC is built from (a GNSS receiver and its PPS): the G.8272 masks are drawn for these.
-PRTC_KINDS = ("pps", "gnss", "gpsd")
+
+
+def _trait(kind: str, trait: str) -> bool:
+    """A kind's report trait (`stability`: its stability is analysed; `prtc`: the G.8272 masks
+    are drawn), as its registration in timewatch/kinds/ declares it; unknown kinds have none."""
+    k = kinds.KINDS.get(kind)
+    return bool(k is not None and getattr(k, trait))
+
 # Fewer points than this on the grid: no deviation is computed (the longest tau would be ~8 tau0).
 MIN_POINTS = 32
 # Time series are drawn from at most this many bins (min/max envelope): a day of PPS is 86,400.
@@ -362,7 +367,7 @@ def analyse(data: ReportData) -> dict[str, SourceResult]:
     for sid, s in data.sources.items():
         notes: list[str] = []
         res: dict[str, Stability] = {}
-        if s.kind not in PRECISE_KINDS:
+        if not _trait(s.kind, "stability"):
             out[sid] = SourceResult(s, res, f"kind {s.kind or '?'}: not a precise source")
             continue
         if len(s.t_ns) < MIN_POINTS:
@@ -561,7 +566,7 @@ def fig_stability(r: SourceResult) -> str:
     from matplotlib.ticker import LogLocator, NullLocator
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
-    masks = r.series.kind in PRTC_KINDS
+    masks = _trait(r.series.kind, "prtc")
     for ax, name in zip(axes.flat, ("adev", "mdev", "tdev", "mtie"), strict=True):
         tmin, tmax = math.inf, 0.0
         for ref, stab in r.stability.items():
@@ -633,7 +638,7 @@ def _stability_table(r: SourceResult) -> str:
         extra = (f", oscillator frequency {st.freq_ppm:+.3f} ppm removed"
                  if st.freq_ppm is not None else "")
         masks = ""
-        if r.series.kind in PRTC_KINDS:
+        if _trait(r.series.kind, "prtc"):
             verdicts = []
             for name in ("mtie", "tdev"):
                 taus_d, vals_d = st.devs[name]

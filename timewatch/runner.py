@@ -162,7 +162,8 @@ class Runner:
         from .leapfile import load_leap_list
 
         # The IERS leap-second list, as replay loads it, so live and replay judge alike.
-        self.engine = Engine(header, self.cfg.detect, leap_list=load_leap_list())
+        self.engine = Engine(header, self.cfg.detect, leap_list=load_leap_list(),
+                             auth_mode=self.cfg.auth_mode)
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
         sink_thread = _SinkThread(sinks)

@@ -79,6 +79,9 @@ def test_falseticker_needs_consecutive_verdicts_on_new_samples_not_votes() -> No
     assert [(e.type, e.code, e.sources) for e in ev2] == [("alert", "source.falseticker", ("x",))]
     assert ev2[0].evidence["consecutive"] == Detect().falseticker_confirm == 2
     assert ev2[0].evidence["offset_s"] == 0.05
+    # The text says what the evidence says: offset minus consensus.
+    e = ev2[0].evidence
+    assert f"{(e['offset_s'] - e['consensus_offset_s']) * 1e3:+.3f} ms: ahead of" in ev2[0].message
 
 
 def test_truechimer_verdict_resets_streak_and_clears_after_hold_down_same_id() -> None:
@@ -93,6 +96,71 @@ def test_truechimer_verdict_resets_streak_and_clears_after_hold_down_same_id() -
                                               ("clear", "source.falseticker")]
     assert ev[0].id == ev[1].id
     assert ev[1].t_ns - (T0 + round(6.3 * S)) == pytest.approx(Detect().hold_down_s * S, abs=1.01 * S)
+
+
+def test_a_source_caught_moving_stays_moving_while_it_disagrees_then_clears_after_hold_down(
+) -> None:
+    """`moving` is the engine's state (set through the Context, as time.step/time.drift
+    detectors do); the vote reads it, the alert follows it, and only the witnesses end it: a
+    source whose offset is still off the level it held before it moved is never cleared."""
+    eng = Engine(hdr("a", "b", "c", "p"))
+    ctx = eng.ctx
+    honest = {"a": 0, "b": 0, "c": 0, "p": 800}  # p's interval overlaps theirs: a truechimer
+    feed(eng, rounds(0, 3, honest))
+    assert ctx.consensus.offset_s == pytest.approx(200e-6, rel=0.01)  # p pulls the mean
+    caught = T0 + 3 * S
+    ctx.caught_moving("p", "time.drift", caught, "p drifting", {"rate_s_per_s": 1e-6})
+    ctx.caught_moving("p", "time.step", caught, "p stepped", {})  # the same condition
+    pushed = honest | {"p": 900}  # 100 us off its level, still inside the others' intervals
+    hold_ns = round(Detect().hold_down_s * S)
+    ev = feed(eng, rounds(3, 300, pushed))  # far longer than the hold-down
+    assert [(e.type, e.code, e.sources) for e in ev] == [("alert", "time.drift", ("p",))]
+    assert ev[0].t_ns == caught and ctx.states["p"].moving["time.drift"].since_ns == caught
+    assert ctx.consensus.offset_s == 0.0 and ctx.moving_sources() == frozenset({"p"})
+    verdict, reason = eng.verdict("p")
+    assert verdict == "truechimer" and "withheld" in reason
+    # Back at its level at 303.3 s: moving until it has agreed for the hold-down.
+    ev = feed(eng, rounds(303, 119, honest))
+    assert ev == [] and ctx.moving_sources() == frozenset({"p"})
+    ev = feed(eng, rounds(422, 3, honest))
+    assert [(e.type, e.code) for e in ev] == [("clear", "time.drift")]
+    assert ev[0].t_ns == T0 + round(303.3 * S) + hold_ns
+    assert ctx.states["p"].moving == {}
+    assert ctx.consensus.offset_s == pytest.approx(200e-6, rel=0.01)
+
+
+def test_disagreeing_again_during_the_hold_down_restarts_it_under_one_alert() -> None:
+    eng = Engine(hdr("a", "b", "c", "p"))
+    ctx = eng.ctx
+    honest = {"a": 0, "b": 0, "c": 0, "p": 800}
+    feed(eng, rounds(0, 2, honest))
+    ctx.caught_moving("p", "time.drift", T0 + 2 * S, "p drifting", {})
+    ev = feed(eng, rounds(2, 98, honest))  # to 99.3 s: agreeing, not yet for the hold-down
+    ev += feed(eng, rounds(100, 10, honest | {"p": 900}))  # off again: the hold-down restarts
+    ev += feed(eng, rounds(110, 130, honest))
+    assert [(e.type, e.code) for e in ev] == [("alert", "time.drift"), ("clear", "time.drift")]
+    assert ev[1].t_ns == T0 + round(110.3 * S) + round(Detect().hold_down_s * S)
+
+
+def test_verdicts_do_not_read_the_alerts() -> None:
+    """The states decide: alerts emptied behind the engine's back change no verdict."""
+    from timewatch.engine.alerts import Alerts
+
+    eng = Engine(hdr("a", "b", "c", "p", "x", "q"))
+    ctx = eng.ctx
+    others = {"a": 0, "b": 0, "c": 0, "p": 800, "x": 50_000}
+    feed(eng, rounds(0, 1, others | {"q": 0}) + rounds(1, 2, others))  # q falls silent
+    ctx.caught_moving("p", "time.step", T0 + 3 * S, "p stepped", {})
+    feed(eng, rounds(3, 10, others))
+    before = {s.src: (s.verdict, s.reason) for s in eng.snapshot().sources}
+    assert ctx.alerts.active_codes == {"source.falseticker": 1, "time.step": 1, "source.stale": 1}
+    ctx.alerts = Alerts()
+    feed(eng, rounds(13, 1, others))
+    after = {s.src: (s.verdict, s.reason) for s in eng.snapshot().sources}
+    assert after == before
+    assert before["p"][0] == "truechimer" and "withheld" in before["p"][1]
+    assert before["x"][0] == "falseticker" and before["q"] == ("stale", "no usable data for 5 s")
+    assert ctx.consensus.offset_s == 0.0  # p still withheld
 
 
 def test_stale_raised_on_ticks_and_cleared_by_usable_data() -> None:

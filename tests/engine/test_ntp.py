@@ -379,7 +379,7 @@ def test_kiss_verdict_is_unusable_with_the_code_as_reason() -> None:
     obs.append(kiss_reply(servers[0], 600, rng, b"DENY"))
     eng = Engine(header(servers))
     run(header(servers), list(obs), eng)
-    verdict, reason = eng.verdict("a1", eng.ctx.now_ns)
+    verdict, reason = eng.verdict("a1")
     assert verdict == "unusable" and "DENY" in reason
     assert eng.ctx.trackers["a1"].estimate(eng.ctx.now_ns) is None
 

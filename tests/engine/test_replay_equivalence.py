@@ -101,6 +101,26 @@ def test_vote_cache_and_active_codes_match_fresh_computation(tmp_path: Path) -> 
     assert votes > 1000
 
 
+def test_moving_alerts_follow_the_moving_state() -> None:
+    """After every record, the sources with an active time.step or time.drift alert are exactly
+    the sources the engine holds as moving (the alerts follow the state), on traces where
+    sources step and drift."""
+    seen: set[str] = set()
+    for name in ("gnss_push_fast", "gnss_step", "ntp_drift", "ntp_liar"):
+        sc = scenarios.build(name, 1, 900.0)
+        eng = Engine(sc.header)
+        ctx = eng.ctx
+        for o in sc.observations:
+            eng.feed(o)
+            moving = {(code, sid) for sid, st in ctx.states.items() for code in st.moving}
+            alerted = {(code, srcs[0]) for code, _, srcs, _ in ctx.alerts.active()
+                       if code in ("time.step", "time.drift")}
+            assert moving == alerted, (name, o)
+            assert ctx.moving_count == sum(1 for st in ctx.states.values() if st.moving), name
+            seen |= {code for code, _ in moving}
+    assert seen == {"time.step", "time.drift"}
+
+
 # -- the vote against the straightforward computation it replaced --------------------------------
 
 def _reference_vote(intervals: list[Interval]) -> Consensus:
@@ -137,8 +157,10 @@ def _reference_vote(intervals: list[Interval]) -> Consensus:
         if iv.hi < lo or iv.lo > hi:
             side = "ahead of" if iv.lo > hi else "behind"
             dist = iv.lo - hi if iv.lo > hi else lo - iv.hi
-            verdicts[iv.src] = (Verdict.FALSETICKER, f"{dist * 1e3:.3f} ms {side} the consensus "
-                                                     f"of {count}/{n} groups beyond its bound")
+            verdicts[iv.src] = (Verdict.FALSETICKER,
+                                f"{(iv.offset_s - est) * 1e3:+.3f} ms: {side} the consensus of "
+                                f"{count}/{n} groups ({dist * 1e3:.3f} ms beyond its bound and "
+                                "the consensus region)")
         else:
             verdicts[iv.src] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
     return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts)

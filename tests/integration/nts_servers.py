@@ -109,10 +109,12 @@ def wait_listening(host: str, port: int, timeout_s: float = 5.0) -> None:
 
 def start_nts_server(chronyd: str, d: Path, host: str, *, fake: str | None = None,
                      lib: str = "", cert: tuple[Path, Path] | None = None,
-                     ntp_port: int = NTS_NTP_PORT, ke_port: int = NTS_KE_PORT) -> NtsServer:
+                     ntp_port: int = NTS_NTP_PORT, ke_port: int = NTS_KE_PORT,
+                     ntp_server: str | None = None) -> NtsServer:
     """One chronyd serving NTP and NTS-KE on `host`, files in `d`; `fake` (with libfaketime
     `lib`) makes it a liar; `cert` (certificate, key) replaces the self-signed one made for
-    `host`. Returns once its NTS-KE port accepts connections."""
+    `host`; `ntp_server` is the NTPv4 server its KE answer names (chrony's `ntsntpserver`: a
+    proxy's address). Returns once its NTS-KE port accepts connections."""
     (d / "nts").mkdir(parents=True)
     crt, key = cert or make_cert(d, [host])
     conf = d / "chronyd.conf"
@@ -120,7 +122,8 @@ def start_nts_server(chronyd: str, d: Path, host: str, *, fake: str | None = Non
         f"port {ntp_port}\nbindaddress {host}\nallow 127.0.0.0/8\nlocal stratum 2\n"
         f"cmdport 0\npidfile {d}/chronyd.pid\ndriftfile {d}/drift\n"
         f"ntsserverkey {key}\nntsservercert {crt}\nntsport {ke_port}\n"
-        f"ntsdumpdir {d}/nts\nntsprocesses 0\n")
+        f"ntsdumpdir {d}/nts\nntsprocesses 0\n"
+        + (f"ntsntpserver {ntp_server}\n" if ntp_server else ""))
     env = dict(os.environ)
     if fake:
         env.update(LD_PRELOAD=lib, FAKETIME=fake)
@@ -141,14 +144,16 @@ def nts_servers(tmp_path: Path) -> Iterator[Callable[..., list[NtsServer]]]:
     started: list[NtsServer] = []
 
     def start(n: int, liars: dict[int, str] | None = None,
-              certs: dict[int, tuple[Path, Path]] | None = None) -> list[NtsServer]:
+              certs: dict[int, tuple[Path, Path]] | None = None,
+              ntp_servers: dict[int, str] | None = None) -> list[NtsServer]:
         liars = liars or {}
         lib = faketime_lib() if liars else ""
         out = []
         for i in range(n):
             host = f"127.0.0.{FIRST_NTS_HOST + len(started)}"
             s = start_nts_server(chronyd, tmp_path / f"nts-{host}", host, fake=liars.get(i),
-                                 lib=lib, cert=(certs or {}).get(i))
+                                 lib=lib, cert=(certs or {}).get(i),
+                                 ntp_server=(ntp_servers or {}).get(i))
             started.append(s)
             out.append(s)
         return out
@@ -159,14 +164,16 @@ def nts_servers(tmp_path: Path) -> Iterator[Callable[..., list[NtsServer]]]:
 
 
 class UdpProxy:
-    """A UDP relay on 127.0.0.1 to `upstream`; each reply goes through `mutate` (None drops
-    it). One client at a time, as the tests use it."""
+    """A UDP relay on `listen` (default 127.0.0.1, a free port) to `upstream`; each reply goes
+    through `mutate`, which returns the datagrams to send back in its place: bytes, a list of
+    them, or None to drop it. One client at a time, as the tests use it."""
 
     def __init__(self, upstream: tuple[str, int],
-                 mutate: Callable[[bytes], bytes | None] = lambda b: b):
+                 mutate: Callable[[bytes], bytes | list[bytes] | None] = lambda b: b,
+                 listen: tuple[str, int] = ("127.0.0.1", 0)):
         self.upstream, self.mutate = upstream, mutate
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(listen)
         self.addr: tuple[str, int] = self.sock.getsockname()
         self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.up.connect(upstream)
@@ -190,8 +197,8 @@ class UdpProxy:
                 continue
             self.replies.append(reply)
             out = self.mutate(reply)
-            if out is not None:
-                self.sock.sendto(out, client)
+            for d in [out] if isinstance(out, bytes) else out or []:
+                self.sock.sendto(d, client)
 
     def close(self) -> None:
         self._stop = True

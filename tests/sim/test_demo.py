@@ -153,3 +153,28 @@ def test_interval_bar_puts_the_consensus_in_the_middle_and_clips_a_liar() -> Non
     assert bar[16] == "o" and bar.strip().startswith("=") and bar[0] == " "
     bar = demo.interval_bar(far, 0.0, width=33, range_s=1e-3)
     assert bar[16] == "|" and bar[-1] == ">" and "o" not in bar
+
+
+def test_demo_push_alert_stays_active_for_the_whole_push(run: tuple[demo.DemoResult, str, str]
+                                                         ) -> None:
+    res, _, summ = run
+    assert demo.alert_gaps(res, 2) == []
+    line = next(x for x in summ.splitlines() if x.strip().startswith("GNSS time push"))
+    assert "alert active for the whole attack" in line, summ
+
+
+def test_summary_flags_an_alert_gap_while_the_attack_goes_on() -> None:
+    from types import SimpleNamespace
+
+    s = 1_000_000_000
+    stages = (demo.Stage(0.0, "start"), demo.Stage(10.0, "push: x", None, ("pps0",), ("time.step",)),
+              demo.Stage(50.0, "recovery"))
+    plan = demo.Plan("t", 60.0, stages)
+    ev = [Event("alert", 12 * s, "time.step", ("pps0",), "a1", "critical", "m", {}),
+          Event("clear", 20 * s, "time.step", ("pps0",), "a1", "critical", "", {}),
+          Event("alert", 30 * s, "time.step", ("pps0",), "a2", "critical", "m", {})]
+    res = SimpleNamespace(plan=plan, stage_t_ns={0: 0, 1: 10 * s, 2: 50 * s}, start_ns=0,
+                          runner=SimpleNamespace(events=ev))
+    assert demo.alert_gaps(res, 1) == [(20.0, 30.0)]  # type: ignore[arg-type]
+    ev[1:2] = []
+    assert demo.alert_gaps(res, 1) == []  # type: ignore[arg-type]

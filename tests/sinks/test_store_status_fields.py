@@ -84,7 +84,7 @@ def test_a_version_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -
     st.write([snapshot()])
     st.close()
     db = sqlite3.connect(tmp_path / "old.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
     old, new = list(Store(tmp_path / "old.db", readonly=True).iter_snapshots())
     assert old.sources[0].fields == {} and new.sources[0].fields == GNSS_FIELDS

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from timewatch.decode import decode_bytes
 
+from timewatch.commands.decode import decode_bytes
 from timewatch.engine.core import Context
 from timewatch.engine.gnss import GnssTracker
 from timewatch.engine.gnss_epoch import decode_line

@@ -1,4 +1,6 @@
-"""`timewatch decode FILE`: a raw receiver capture -> one JSON object per epoch (docs/gnss.md).
+"""`timewatch decode FILE [--format jsonl|text]`: a raw receiver capture -> one JSON object per
+epoch (docs/gnss.md), or one line per epoch for people (`--format text`: the label's time as ISO
+8601 UTC beside its Unix ns).
 
 The capture goes through the serial reader's framer (NMEA, UBX or both interleaved) and the
 engine's decoders and epoch assembler, so `decode` shows exactly what the monitor would see.
@@ -26,6 +28,7 @@ from ..engine.gnss_epoch import (
 )
 from ..records import Nmea, Ubx
 from ..sources.serial import to_observation
+from ..textfmt import epoch_text
 from ..wire.framer import frames_of
 from ..wire.nmea import LABELLED
 from ..wire.ubx import UbxError, UbxUnsupported, decode_ubx
@@ -64,8 +67,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except OSError as e:
         raise OSError(f"{path}: cannot read: {e.strerror}") from None
     out = sys.stdout
+    text = getattr(args, "format", "jsonl") == "text"
     for ep in decode_bytes(data):
-        out.write(json.dumps(ep.to_json(), separators=(", ", ": ")) + "\n")
+        out.write((epoch_text(ep) if text else
+                   json.dumps(ep.to_json(), separators=(", ", ": "))) + "\n")
     out.flush()
     return 0
 

@@ -1,6 +1,7 @@
-"""`timewatch export [-c CONFIG] [--since T] [--format line-protocol] [-o OUT | --influxdb]
-[--resume]`: the store's history as InfluxDB line protocol (`sinks.export`), to a file or stdout,
-or (`--influxdb`) straight into the config's `[sinks.influxdb]` through a spool of its own.
+"""`timewatch export [-c CONFIG] [--state-dir DIR] [--since T] [--format line-protocol]
+[-o OUT | --influxdb] [--resume]`: the store's history as InfluxDB line protocol (`sinks.export`),
+to a file or stdout, or (`--influxdb`) straight into the config's `[sinks.influxdb]` through a
+spool of its own.
 
 To a file or InfluxDB the export is a backfill (`backfill.py`): written in chunks that end with a
 whole instant, a checkpoint in the state directory after each, and `--resume` after an
@@ -10,6 +11,7 @@ spool's mark says it for InfluxDB): no line twice, none missing."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import os
@@ -20,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from .. import access
 from ..config import Config, load, redact_url
 from ..errors import UsageError
 from ..sinks import Mark
@@ -51,6 +54,8 @@ def parse_since(text: str) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     cfg = load(args.config)
+    if getattr(args, "state_dir", None):
+        cfg = dataclasses.replace(cfg, state_dir=Path(args.state_dir))
     if args.format != "line-protocol":
         raise UsageError(f"--format: only line-protocol is supported, got {args.format!r}")
     since = parse_since(args.since) if args.since else None
@@ -58,9 +63,17 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.output and _writable(cfg.state_dir)):
         return export_backfill(cfg, args, since)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    bar = Progress(f"export {cfg.store_path.name}")
     try:
-        counts = export(cfg, out, since)
+        counts = export(cfg, out, since, (lambda f, n: bar.update(f, f"{n:,} records"))
+                        if bar.enabled else None, long_records=LONG_EXPORT_RECORDS)
+    except (StoreError, PermissionError):
+        if access.blocker(cfg.store_path) is None:
+            raise
+        raise StoreError(f"store {cfg.store_path}: permission denied: "
+                         f"{access.fix(cfg.store_path)}") from None
     finally:
+        bar.done()
         if args.output:
             out.close()
         else:
@@ -82,7 +95,10 @@ def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) ->
         raise UsageError(f"--influxdb: {cfg.path} has no [sinks.influxdb] to send to")
     try:
         store = Store(cfg.store_path, readonly=True)
-    except StoreError as e:
+    except (StoreError, PermissionError) as e:
+        if access.blocker(cfg.store_path) is not None:
+            raise StoreError(f"store {cfg.store_path}: permission denied: "
+                             f"{access.fix(cfg.store_path)}") from None
         raise StoreError(f"{e} (is [monitor] state_dir / [store] path right?)") from None
     note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
     if note:
@@ -181,6 +197,7 @@ def _writable(d: Path) -> bool:
 def _again(args: argparse.Namespace) -> str:
     """The command line to continue with (without --resume)."""
     parts = [f"-c {args.config}"] if args.config else []
+    parts += [f"--state-dir {args.state_dir}"] if getattr(args, "state_dir", None) else []
     parts += [f"--since {args.since}"] if args.since else []
     parts += ["--influxdb"] if getattr(args, "influxdb", False) else [f"-o {args.output}"]
     return " ".join(parts)

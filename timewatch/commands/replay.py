@@ -1,7 +1,8 @@
-"""`timewatch replay TRACE [-c CONFIG [--resume]]`: the trace through the parsers and the engine,
-as fast as possible. With a config, a backfill of its sinks (`backfill.py`): outputs handed in
-marked chunks, a checkpoint in the state directory, `--resume` after an interruption. A progress
-bar on stderr when it is a terminal (`progress.py`)."""
+"""`timewatch replay TRACE [--format jsonl|text] [-c CONFIG [--resume]]`: the trace through the
+parsers and the engine, as fast as possible; events as JSON Lines or, `--format text`, for people
+(times as ISO 8601 UTC beside the Unix ns). With a config, a backfill of its sinks
+(`backfill.py`): outputs handed in marked chunks, a checkpoint in the state directory, `--resume`
+after an interruption. A progress bar on stderr when it is a terminal (`progress.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..config import Config, load, parse
 from ..engine import Engine
 from ..errors import UsageError
 from ..records import Event, Observation, Output, Snapshot
+from ..textfmt import event_text, snapshot_text
 from ..trace import TraceReader
 from . import backfill
 from .progress import LONG_TRACE_BYTES, Progress
@@ -25,7 +27,7 @@ from .progress import LONG_TRACE_BYTES, Progress
 
 def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
     """Replay a whole trace; all outputs in order (for tests and small traces)."""
-    eng = Engine(reader.header, cfg.detect)
+    eng = Engine(reader.header, cfg.detect, auth_mode=cfg.auth_mode)
     out: list[Output] = []
     for obs in reader:
         out.extend(eng.feed(obs))
@@ -53,12 +55,16 @@ def dumps(o: Event | Snapshot) -> str:
     return json.dumps(o.to_dict(), separators=(", ", ": "))
 
 
+def text(o: Event | Snapshot) -> str:
+    return event_text(o) if isinstance(o, Event) else snapshot_text(o)
+
+
 def identity(trace: str, cfg: Config) -> dict[str, Any]:
     """What a resumed replay must find unchanged: the trace, the thresholds, the version (the
     engine's outputs are counted, so they must be the same outputs)."""
     st = os.stat(trace)
     return {"trace": str(Path(trace).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "detect": repr(cfg.detect), "version": __version__}
+            "detect": repr(cfg.detect), "auth_mode": cfg.auth_mode, "version": __version__}
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -77,17 +83,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     sinks = feeder.sinks if feeder is not None else []
     from ..leapfile import load_leap_list
 
+    fmt = dumps if getattr(args, "format", "jsonl") == "jsonl" else text
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
     eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
-                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks))
+                 snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks),
+                 auth_mode=cfg.auth_mode)
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout
     size = max(1, Path(args.trace).stat().st_size)
     bar = Progress(f"replay {Path(args.trace).name}", long=size >= LONG_TRACE_BYTES)
-    st = reader.stats
     n_events = 0
     chunk: list[Output] = []
     cut = 0  # records read when the last chunk was handed
     t0 = time.perf_counter()
+    st = reader.stats
     try:
         for obs in reader:
             if not st.records & 1023 and bar.enabled:
@@ -99,7 +107,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     chunk.extend(res)
                 for r in res:
                     if isinstance(r, Event) or (args.snapshots and isinstance(r, Snapshot)):
-                        out.write(dumps(r) + "\n")
+                        out.write(fmt(r) + "\n")
                         n_events += isinstance(r, Event)
             if feeder is not None and chunk and (len(chunk) >= backfill.CHUNK_OUTPUTS
                                                  or st.records - cut >= backfill.CHUNK_RECORDS):
@@ -109,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     reader.bytes_read() / size, why))
         tail = eng.finish()
         for r in tail:
-            out.write(dumps(r) + "\n")
+            out.write(fmt(r) + "\n")
             n_events += 1
         if feeder is not None:
             feeder.hand(chunk + list(tail), st.records)

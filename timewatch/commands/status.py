@@ -1,20 +1,29 @@
-"""`timewatch status [-c CONFIG] [--json]`: what the running monitor (or else the store) says now.
+"""`timewatch status [-c CONFIG] [--state-dir DIR] [--json]`: what the running monitor (or else the
+store) says now, and which monitor said it.
 
-First asks the monitor's `/status.json` at the config's `[http] listen`; when nothing answers
-there, reads the latest snapshot and the active alerts from the embedded store.
+Asks, in order: the monitor that runs on the state directory (its `<state_dir>/monitor.json`,
+written by the HTTP sink, gives its address, a free port too), then the config's `[http] listen`.
+A monitor that answers there but runs on another state directory is never shown when a state
+directory was named (`--state-dir`, or `-c` whose config has one): status then reads that
+directory's store and says which other monitor answered. Without either, whatever answers at the
+listen address is shown, with its host, state directory, process id and address.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from .. import access
 from ..config import Config, load
+from ..sinks import monitorfile
 from ..sinks.http import status_document
 from ..sinks.store import Store, StoreError, damaged_note
 
@@ -45,7 +54,10 @@ def from_store(cfg: Config) -> dict[str, Any]:
     """The status document built from the store's latest snapshot and active alerts."""
     try:
         st = Store(cfg.store_path, readonly=True)
-    except StoreError as e:
+    except (StoreError, PermissionError) as e:
+        if access.blocker(cfg.store_path) is not None:
+            raise StatusUnavailable(f"store {cfg.store_path}: permission denied: "
+                                    f"{access.fix(cfg.store_path)}") from None
         raise StatusUnavailable(str(e)) from None
     try:
         snap = st.latest_snapshot()
@@ -59,18 +71,56 @@ def from_store(cfg: Config) -> dict[str, Any]:
     return doc
 
 
-def get_status(cfg: Config) -> dict[str, Any]:
-    listen = cfg.http_listen
-    doc = from_http(listen) if listen else None
-    if doc is None:
-        try:
-            doc = from_store(cfg)
-        except StatusUnavailable as e:
-            asked = f"no monitor answers at http://{listen}/status.json and " if listen else ""
-            raise StatusUnavailable(f"{asked}{e}") from None
+def who(doc: dict[str, Any]) -> str:
+    """Which monitor a status document came from: host, state directory, process, address."""
+    m = doc.get("monitor")
+    if not isinstance(m, dict):
+        return f"a monitor at {doc.get('origin')} (it does not say its state directory)"
+    return (f"monitor pid {m.get('pid')} on {m.get('host')}, state dir {m.get('state_dir')}, "
+            f"at http://{m.get('listen')}")
+
+
+def _same_dir(doc: dict[str, Any], state_dir: Path) -> bool:
+    m = doc.get("monitor")
+    return isinstance(m, dict) and m.get("state_dir") == str(state_dir.resolve())
+
+
+def get_status(cfg: Config, named: bool = True) -> dict[str, Any]:
+    """The status document of the monitor of `cfg.state_dir`, else of its store. `named`: the
+    state directory was asked for, so a monitor of another one is not shown (only noted)."""
+    doc = _find(cfg, named)
     note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
     if note:
         doc["warnings"] = [*doc.get("warnings", []), note]
+    return doc
+
+
+def _find(cfg: Config, named: bool) -> dict[str, Any]:
+    notes: list[str] = []
+    asked: list[str] = []
+    mine = monitorfile.read(cfg.state_dir)
+    listens = [mine["listen"]] if mine else []
+    if cfg.http_listen and cfg.http_listen not in listens:
+        listens.append(cfg.http_listen)
+    for listen in listens:
+        asked.append(f"http://{listen}/status.json")
+        doc = from_http(listen)
+        if doc is None:
+            continue
+        if not named or _same_dir(doc, cfg.state_dir):
+            doc["answered_by"] = who(doc)
+            return doc
+        notes.append(f"{who(doc)} answered, but it runs on another state directory than "
+                     f"{cfg.state_dir.resolve()}: not shown")
+    try:
+        doc = from_store(cfg)
+    except StatusUnavailable as e:
+        where = f"no monitor of {cfg.state_dir} answers ({', '.join(asked)}) and " if asked \
+            else ""
+        raise StatusUnavailable("; ".join([f"{where}{e}", *notes])) from None
+    doc["answered_by"] = (f"the store {cfg.store_path} (no monitor of this state directory "
+                          "is running)")
+    doc["notes"] = notes
     return doc
 
 
@@ -96,14 +146,16 @@ def _utc(t_ns: int | None) -> str:
 
 def render(doc: dict[str, Any]) -> str:
     """The table `timewatch status` prints."""
-    out = [f"{doc.get('host', '')}: status at {_utc(doc.get('t_ns'))} (from {doc.get('origin')})"]
-    cols = ("source", "kind", "group", "offset", "error bound", "verdict", "reason")
+    out = [f"{doc.get('host', '')}: status at {_utc(doc.get('t_ns'))}",
+           f"from {doc.get('answered_by') or doc.get('origin')}"]
+    out += [f"note: {n}" for n in doc.get("notes") or ()]
+    cols = ("source", "kind", "group", "offset", "error bound", "verdict", "auth", "reason")
     rows = [cols]
     for s in doc.get("sources", []):
         bound = s.get("bound_s")
         rows.append((s["src"], s.get("kind", ""), s.get("group", ""), fmt_s(s.get("offset_s")),
                      "-" if bound is None else fmt_s(bound).lstrip("+"), s.get("verdict", ""),
-                     s.get("reason", "")))
+                     s.get("auth") or "-", s.get("reason", "")))
     if len(rows) == 1:
         out.append("no sources reported yet")
     else:
@@ -133,8 +185,11 @@ def render(doc: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = load(args.config)
+    state_dir = getattr(args, "state_dir", None)
+    if state_dir:
+        cfg = dataclasses.replace(cfg, state_dir=Path(state_dir))
     try:
-        doc = get_status(cfg)
+        doc = get_status(cfg, named=bool(state_dir or args.config))
     except StatusUnavailable as e:
         print(f"timewatch status: {e}", file=sys.stderr)
         return 1

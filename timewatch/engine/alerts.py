@@ -92,6 +92,10 @@ class Alerts:
     def is_active(self, code: str, key: str) -> bool:
         return (code, key) in self._active
 
+    def names(self, src: str) -> bool:
+        """An active alert names source `src`."""
+        return any(src in a.sources for a in self._active.values())
+
     def active(self) -> list[tuple[str, str, tuple[str, ...], str]]:
         """(code, id, sources, severity) of every active alert, in the order they were raised."""
         return [(a.code, a.id, a.sources, a.severity) for a in self._active.values()]

@@ -6,14 +6,19 @@ observations (and of the runner's ticks), so a replay and a live run are the sam
 Structure (chrony's shape: one narrow interface per reference kind, selection in one place):
 - a `Tracker` per source, chosen by kind, turns its observations into `Estimate`s (offset and
   error bound against host realtime) and raises the alerts that its own data justifies;
-- `vote.vote` judges every source against the trust groups' consensus;
 - `Detector`s watch across sources (drift against holdover, leap announcements, host steps);
-- `alerts.Alerts` turns conditions into alert and clear events.
+  those that catch a source *moving* (time.step, time.drift) say so through the Context;
+- `Engine._select` decides every source's state in one place (chrony's `SRC_SelectSource`):
+  unusable, stale, init, or judged by `vote.vote` against the trust groups' consensus, with the
+  sources caught moving withheld from it and the falseticker streak counted;
+- `alerts.Alerts` turns conditions into alert and clear events; the source states' alerts
+  (source.stale, source.falseticker, time.step, time.drift) follow from those states.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -33,13 +38,25 @@ from ..records import (
 from .alerts import Alerts
 from .params import Detect
 from .value import Value
-from .vote import _FALSE, _TRUE, Consensus, Interval, Verdict, vote
+from .vote import (
+    _FALSE,
+    _TRUE,
+    AUTH_MODES,
+    AUTH_NA,
+    AUTH_NONE,
+    AUTH_NTS,
+    Consensus,
+    Interval,
+    Verdict,
+    vote,
+)
+
+_UNUSABLE: Final = Verdict.UNUSABLE
+_STALE: Final = Verdict.STALE
+_INIT: Final = Verdict.INIT
 
 # Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
 _NO_SOURCE: Final = (Tick, Note)
-
-# Alerts that make a source a suspect: caught moving against its own history and the holdover.
-SUSPECT_CODES: Final = ("time.step", "time.drift")
 
 # Engine time is bounded by the runner's ticks (host time, one a second): a record whose rx_ns
 # is more than this ahead of the last tick is refused, so one record with a wrong clock cannot
@@ -50,6 +67,13 @@ MAX_LEAD_NS: Final = 5_000_000_000
 
 log = logging.getLogger(__name__)
 
+# A source caught moving agrees again when its offset is within this many sigmas of the level
+# it held before it moved (against the holdover prediction, else its own host-step-free
+# history), and its interval overlaps the consensus of the others.
+AGREE_SIGMAS: Final = 4.0
+# The level (and noise) a source holds while it is not moving: an average over this long, so a
+# slow push before it is caught moves it little.
+LEVEL_TAU_S: Final = 600.0
 
 class Estimate(Value):
     """A source's current measurement for the vote: offset and bound as of `t_ns`."""
@@ -63,6 +87,69 @@ class Estimate(Value):
         self.t_ns: Final = t_ns
 
 
+@dataclass(slots=True)
+class Moving:
+    """One reason a source is *moving*: a detector caught it stepping or drifting (`time.step`,
+    `time.drift`) against its own history, the holdover or the consensus of the others."""
+
+    since_ns: int  # when it was caught
+    hold_down_s: float  # how long it must agree again before it is no longer moving
+    agreeing_since_ns: int | None = None  # since when its detector finds it agreeing again
+
+
+@dataclass(slots=True)
+class Level:
+    """A source's usual level of one residual and its noise (an average over LEVEL_TAU_S), kept
+    while it is not moving: what "agrees again" is measured against."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    n: int = 0
+    t_ns: int = 0
+
+    def add(self, x: float, t_ns: int, floor_s: float) -> None:
+        if self.n == 0:
+            self.mean, self.n, self.t_ns = x, 1, t_ns
+            return
+        gain = (t_ns - self.t_ns) / 1e9 / LEVEL_TAU_S
+        if gain < 1.0 / (self.n + 1):
+            gain = 1.0 / (self.n + 1)
+        if gain > 1.0:
+            gain = 1.0
+        d = x - self.mean
+        lim = AGREE_SIGMAS * self.sigma(floor_s)
+        if self.n >= 8 and abs(d) > lim:  # winsorised: an outlier moves it by one limit at most
+            d = lim if d > 0 else -lim
+        self.mean += gain * d
+        self.var += gain * (d * d - self.var)
+        self.n += 1
+        self.t_ns = t_ns
+
+    def sigma(self, floor_s: float) -> float:
+        s = self.var ** 0.5
+        return s if s > floor_s else floor_s
+
+
+@dataclass(slots=True)
+class SourceState:
+    """What the engine holds about one source beside its tracker's measurements (chrony: a
+    source's `status`). The detectors set `moving` (through `Context.caught_moving`); the
+    witnesses (`Context.witness`) end it; `Engine._select` sets the rest and reads it all."""
+
+    # The state `_select` found: UNUSABLE, STALE or INIT, or None when the vote judges it (its
+    # verdict is then the consensus's).
+    status: Verdict | None = Verdict.INIT
+    stale: bool = False  # no usable data for its stale limit (source.stale follows)
+    moving: dict[str, Moving] = field(default_factory=dict)  # code -> cause, while caught moving
+    streak: int = 0  # falseticker verdicts in a row, one per new sample (source.falseticker)
+    judged_t_ns: int | None = None  # t_ns of the estimate the streak last counted
+    witnessed_t_ns: int | None = None  # t_ns of the estimate the witnesses last judged
+    # Its usual levels while not moving: against the holdover prediction, and its own offset in
+    # host-step-free host time (the witness when there is no holdover).
+    held: Level = field(default_factory=Level)
+    own: Level = field(default_factory=Level)
+
+
 class Context:
     """What trackers and detectors share: config, alerts, time, outputs, the last consensus."""
 
@@ -73,6 +160,12 @@ class Context:
         self.now_ns = 0
         self.consensus: Consensus = Consensus(False, 0, 0)
         self.trackers: dict[str, Tracker] = {}
+        self.states: dict[str, SourceState] = {}  # per source, owned by the engine
+        self.moving_count = 0  # sources caught moving now (none: the vote need not look)
+        # Per source: (rx_ns, raw_ns) of its latest record, and of the latest record of all
+        # (where the holdover is asked for its prediction).
+        self.rx_raw: dict[str, tuple[int, int]] = {}
+        self.now_raw: tuple[int, int] | None = None
         self.samples: list[Sample] = []
         self.keep_samples = True  # False: a replay whose samples nobody reads (trackers skip them)
         self.dirty = False  # a new sample arrived: vote again
@@ -105,6 +198,93 @@ class Context:
         self.dirty = True
         if self.keep_samples:
             self.samples.append(Sample(src, t_ns, offset_s, bound_s, fields or {}))
+
+    def caught_moving(self, sid: str, code: str, t_ns: int, message: str,
+                      evidence: dict[str, Any]) -> None:
+        """A detector caught source `sid` moving (`code`: time.step or time.drift). It stays
+        moving, judged but withheld from the consensus, until it has agreed again for the
+        hold-down (`witness`). The alert follows: raised now, cleared when it ends."""
+        causes = self.states[sid].moving
+        m = causes.get(code)
+        if m is None and causes:
+            # Already moving under another code: the same condition, one alert for it.
+            for other in causes.values():
+                other.agreeing_since_ns = None
+            return
+        if m is None:
+            self.moving_count += 1
+            causes[code] = Moving(t_ns, self.detect.hold_down_s)
+        else:
+            m.agreeing_since_ns = None
+        # Hold-down 0: the state keeps the hold-down, the alert clears when the state says so.
+        self.alerts.assert_(code, t_ns, (sid,), message, evidence, severity="critical",
+                            hold_down_s=0.0)
+
+    def witness(self, sid: str, tr: Tracker, st: SourceState, e: Estimate,
+                c: Consensus) -> None:
+        """Judge source `sid`'s new estimate `e` against the witnesses (once per sample).
+
+        Not moving: its usual levels learn it. Moving: it agrees again only when its offset is
+        back at the level it held before it moved, against the holdover prediction (else its own
+        host-step-free history), and its interval overlaps the consensus of the others; any
+        disagreement restarts the hold-down, so a condition that persists is never cleared.
+        """
+        st.witnessed_t_ns = e.t_ns
+        floor = tr.noise_floor_s(e.bound_s)
+        own = e.offset_s + self.host_steps_total_ns / 1e9
+        ho = self.holdover
+        res = None
+        pair = self.rx_raw.get(sid)
+        if pair is not None and ho is not None and ho.ready:
+            res = ho.residual(pair[0], pair[1], e.offset_s)
+        if not st.moving:
+            if self.alerts.has_active() and self.alerts.names(sid):
+                return  # under another alert of its own (a delay attack...): not its usual level
+            if res is not None:
+                st.held.add(res.residual_s, e.t_ns, floor)
+            st.own.add(own, e.t_ns, floor)
+            return
+        agree = True
+        held = st.held
+        if res is not None and held.n:
+            # The level was known when it was caught; since then the oscillator may have
+            # wandered (a random walk of its frequency: (2/3) w t sqrt(t / block) of phase).
+            since = min(m.since_ns for m in st.moving.values())
+            age_s = (e.t_ns - since) / 1e9 if e.t_ns > since else 0.0
+            wander = ho.wander_ppm * 1e-6 * age_s * (age_s / ho.block_s) ** 0.5 * 2 / 3
+            tol = AGREE_SIGMAS * (held.sigma(floor) ** 2 + wander ** 2) ** 0.5
+            agree = abs(res.residual_s - held.mean) <= tol
+        elif st.own.n:
+            agree = abs(own - st.own.mean) <= AGREE_SIGMAS * st.own.sigma(floor)
+        if agree and c.quorum and c.lo_s is not None and c.hi_s is not None:
+            agree = e.offset_s + e.bound_s >= c.lo_s and e.offset_s - e.bound_s <= c.hi_s
+        for m in st.moving.values():
+            if not agree:
+                m.agreeing_since_ns = None
+            elif m.agreeing_since_ns is None:
+                m.agreeing_since_ns = e.t_ns
+
+    def settle_moving(self, now_ns: int) -> None:
+        """End, at now_ns, what has agreed again for its hold-down (after every record)."""
+        for sid, st in self.states.items():
+            if st.moving:
+                for code, m in list(st.moving.items()):
+                    self._settle(sid, code, m, now_ns)
+
+    def _settle(self, sid: str, code: str, m: Moving, t_ns: int) -> None:
+        since = m.agreeing_since_ns
+        if since is not None and t_ns - since >= m.hold_down_s * 1e9:
+            causes = self.states[sid].moving
+            del causes[code]
+            if not causes:
+                self.moving_count -= 1
+            self.alerts.release(code, t_ns, sid)
+
+    def moving_sources(self) -> frozenset[str]:
+        """Sources caught moving now: the vote judges them but keeps them out of the consensus."""
+        if not self.moving_count:
+            return frozenset()
+        return frozenset(sid for sid, st in self.states.items() if st.moving)
 
     def add_host_step(self, rx_ns: int, step_ns: int) -> None:
         self.host_steps.append((rx_ns, step_ns))
@@ -139,7 +319,10 @@ class Tracker:
     kind = "?"
     # What detectors ask of a tracker instead of its kind's name:
     judged_for_steps = False  # drift tests its offset for steps (NTP-like; PPS judges its own)
-    ntp_server = False  # info.server is an NTP server that a local chronyd may follow
+    # info.server is an NTP server that a local chronyd may follow; also: an NTP source to
+    # [vote] auth_mode (require/prefer withhold it unless authenticated).
+    ntp_server = False
+    auth: str | None = None  # "nts": every reply it uses is authenticated (records.AUTH_NTS)
 
     def __init__(self, src: str, info: SourceInfo, ctx: Context):
         self.src = src
@@ -152,6 +335,8 @@ class Tracker:
         self.last_seen_ns: int | None = None  # last time anything arrived
         self.unusable_reason: str | None = None  # set while the source answers but can't be used
         self.first_ns: int | None = None
+        # What the vote's auth_mode sees (engine/vote.py AUTH_*).
+        self.vote_auth = AUTH_NTS if self.auth else AUTH_NONE if self.ntp_server else AUTH_NA
 
     def feed(self, obs: Observation) -> None:
         """Take one observation of this source."""
@@ -176,9 +361,16 @@ class Tracker:
             self.estimate_ = Estimate(e.offset_s - step_s, e.bound_s, e.t_ns)
 
     def estimate(self, now_ns: int) -> Estimate | None:
-        """The estimate for the vote at now_ns, its bound aged for the time since it was taken."""
+        """The estimate for the vote at now_ns (`aged`), None while the source is unusable or
+        stale."""
+        if self.unusable_reason is not None or self.is_stale(now_ns):
+            return None
+        return self.aged(now_ns)
+
+    def aged(self, now_ns: int) -> Estimate | None:
+        """The latest estimate, its bound aged for the time since it was taken."""
         e = self.estimate_
-        if e is None or self.unusable_reason is not None or self.is_stale(now_ns):
+        if e is None:
             return None
         age_ns = now_ns - e.t_ns
         age_s = age_ns / 1e9 if age_ns > 0 else 0.0
@@ -236,7 +428,9 @@ class Engine:
     """Feed observations in trace order; get back the events, samples and snapshots they cause."""
 
     def __init__(self, header: Header, detect: Detect | None = None, leap_list: Any = None,
-                 snapshots: bool = True, samples: bool = True):
+                 snapshots: bool = True, samples: bool = True, auth_mode: str = "mix"):
+        if auth_mode not in AUTH_MODES:
+            raise ValueError(f"auth_mode must be one of {', '.join(AUTH_MODES)}, got {auth_mode!r}")
         self.ctx = Context(header, detect or Detect())
         self.ctx.leap_list = leap_list  # the IERS list as engine.leapsec.LeapList, or None
         self.ctx.alerts = Alerts()
@@ -245,6 +439,9 @@ class Engine:
             cls = classes.get(info.kind)
             if cls is not None:
                 self.ctx.trackers[sid] = cls(sid, info, self.ctx)
+                self.ctx.states[sid] = SourceState()
+        # (sid, tracker, state) of every source, in the header's order.
+        self._members = [(sid, tr, self.ctx.states[sid]) for sid, tr in self.ctx.trackers.items()]
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
         # Each hook is called only on the detectors that override it (most are empty).
         self._before = [d.before_observation for d in self.detectors
@@ -260,12 +457,13 @@ class Engine:
         self._tickers = [tr for tr in self.ctx.trackers.values()
                          if type(tr).on_tick is not Tracker.on_tick]
         self._all_started = not self.ctx.trackers  # every tracker has its first_ns
-        self._streak: dict[str, int] = {}  # consecutive falseticker votes per source
-        self._voted_at: dict[str, int] = {}  # estimate t_ns last judged per source
         self._next_snapshot_ns: int | None = None
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
+        # [vote] auth_mode; `prefer` is `require` once any source is authenticated (chrony).
+        self.auth_mode = auth_mode if auth_mode != "prefer" else (
+            "require" if any(tr.auth for tr in self.ctx.trackers.values()) else "ignore")
 
     # -- input -----------------------------------------------------------------------------
     def feed(self, obs: Observation) -> list[Output]:
@@ -301,7 +499,12 @@ class Engine:
         ctx.vote_estimates = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
+        raw = obs.raw_ns
+        if raw is not None:
+            ctx.now_raw = (obs.rx_ns, raw)
         if not isinstance(obs, _NO_SOURCE):
+            if raw is not None:
+                ctx.rx_raw[obs.src] = (obs.rx_ns, raw)
             tr = ctx.trackers.get(obs.src)
             if tr is None:
                 self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
@@ -319,9 +522,9 @@ class Engine:
             self._all_started = True
         for tr in self._tickers:
             tr.on_tick(now)
-        self._check_stale(now)
-        if ctx.dirty or isinstance(obs, Tick):
-            self._vote(now)
+        self._select(now, ctx.dirty or isinstance(obs, Tick))
+        if ctx.moving_count:
+            ctx.settle_moving(now)
         alerts = ctx.alerts
         if alerts.has_active():
             alerts.tick(now)
@@ -341,42 +544,59 @@ class Engine:
             self._next_snapshot_ns = now - now % step + step
         return out
 
-    # -- stale -----------------------------------------------------------------------------
-    def _check_stale(self, now: int) -> None:
-        alerts = self.ctx.alerts
-        for sid, tr in self.ctx.trackers.items():
-            stale = tr.is_stale(now)
-            # Only a change does anything: source.stale clears at its first release (hold-down
-            # 0), and asserting it again while active would only replace unread evidence.
-            if stale == ("source.stale" in alerts.active_codes
-                         and alerts.is_active("source.stale", sid)):
-                continue
-            if stale:
-                ref = tr.last_usable_ns
-                alerts.assert_(
-                    "source.stale", now, (sid,),
-                    f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
-                    {"limit_s": tr.stale_limit_s(),
-                     "last_usable_ns": ref, "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
-                    severity="warning", hold_down_s=0.0)
-            else:
-                alerts.release("source.stale", now, sid)
+    # -- selection -------------------------------------------------------------------------
+    def _select(self, now: int, voting: bool) -> None:
+        """Decide every source's state: here, and nowhere else (chrony's SRC_SelectSource).
 
-    # -- vote ------------------------------------------------------------------------------
+        After every record, in this order: *unusable* (its tracker says why), *stale* (no usable
+        data for its stale limit: source.stale follows), *init* (no estimate yet); the others
+        are judged by the vote, when one is due (`voting`: a new sample, or a tick). The vote
+        judges a source caught *moving* (`SourceState.moving`, set by the detectors) like any
+        other but keeps it out of the consensus; a falseticker verdict on
+        `falseticker_confirm` new samples in a row raises source.falseticker, a truechimer
+        verdict releases it.
+        """
+        ctx = self.ctx
+        alerts = ctx.alerts
+        for sid, tr, st in self._members:
+            stale = tr.is_stale(now)
+            if stale != st.stale:
+                st.stale = stale
+                if stale:
+                    ref = tr.last_usable_ns
+                    alerts.assert_(
+                        "source.stale", now, (sid,),
+                        f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
+                        {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
+                         "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
+                        severity="warning", hold_down_s=0.0)
+                else:
+                    alerts.release("source.stale", now, sid)
+            st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
+                         else _INIT if tr.estimate_ is None else None)
+        if voting:
+            self._vote(now)
+
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
         ivs = []
         ests: dict[str, Estimate | None] = {}
-        for sid, tr in ctx.trackers.items():
-            e = ests[sid] = tr.estimate(now)
+        for sid, tr, st in self._members:
+            e = ests[sid] = tr.aged(now) if st.status is None else None
             if e is not None:
-                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s))
+                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth))
         ctx.vote_estimates = ests
-        c = vote(ivs, self._suspects())
+        c = vote(ivs, ctx.moving_sources(), self._anchor(), self.auth_mode)
         ctx.consensus = c
         self._falsetickers(now, c)
-        if not c.quorum and c.groups_voting + len(c.split_groups) >= 2:
+        for sid, tr, st in self._members:
+            e = tr.estimate_
+            if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
+                ctx.witness(sid, tr, st, e, c)
+        if c.auth_split is not None or "consensus.auth_split" in ctx.alerts.active_codes:
+            self._auth_split(now, c, ivs)
+        if not c.quorum and c.auth_split is None and c.groups_voting + len(c.split_groups) >= 2:
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
                 f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",
@@ -384,31 +604,56 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:
+        elif c.quorum:
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
 
-    def _suspects(self) -> frozenset[str]:
-        """Sources with an active time.step or time.drift: judged, but kept out of the consensus."""
-        codes = self.ctx.alerts.active_codes
-        if not (codes.get("time.step") or codes.get("time.drift")):
-            return frozenset()
-        return frozenset(s for code, _, srcs, _ in self.ctx.alerts.active()
-                         if code in SUSPECT_CODES for s in srcs)
+    def _auth_split(self, now: int, c: Consensus, ivs: list[Interval]) -> None:
+        """consensus.auth_split (auth_mode mix): the authenticated groups against the
+        unauthenticated majority, while they disagree."""
+        alerts = self.ctx.alerts
+        if c.auth_split is None:
+            alerts.release("consensus.auth_split", now, "")
+            return
+        auth_groups, majority = c.auth_split
+        side = set(auth_groups)
+        alerts.assert_(
+            "consensus.auth_split", now, (),
+            f"authenticated groups {', '.join(auth_groups)} disagree with the unauthenticated "
+            f"majority {', '.join(majority)}: no consensus, no falseticker named",
+            {"authenticated_groups": list(auth_groups), "majority_groups": list(majority),
+             "authenticated_sources": sorted(iv.src for iv in ivs if iv.group in side),
+             "majority_sources": sorted(iv.src for iv in ivs if iv.group in majority),
+             "groups_voting": c.groups_voting, "groups_agreeing": c.groups_agreeing,
+             "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
+            severity="critical", key="", hold_down_s=self.ctx.detect.hold_down_s)
+
+    def _anchor(self) -> tuple[float, float] | None:
+        """The holdover clock's prediction now, as an offset and its 1-sigma, once a precise
+        reference (a PPS) has taught it: the vote keeps the consensus on it, so no source that
+        moved, precise as it may be, can drag the consensus away (None: no such witness)."""
+        ho, pair = self.ctx.holdover, self.ctx.now_raw
+        if ho is None or pair is None or not ho.ready or not ho.precise:
+            return None
+        p = ho.predict(pair[1])
+        if p is None:
+            return None
+        return (p.ref_ns - pair[0]) / 1e9, p.sigma_s
 
     def _falsetickers(self, now: int, c: Consensus) -> None:
         ctx = self.ctx
-        trackers, voted_at = ctx.trackers, self._voted_at
+        trackers, states = ctx.trackers, ctx.states
         for sid, (verdict, reason) in c.verdicts.items():
             e = trackers[sid].estimate_
+            st = states[sid]
             # Count a verdict once per new sample of the source, not once per vote.
-            if e is None or voted_at.get(sid) == e.t_ns:
+            if e is None or st.judged_t_ns == e.t_ns:
                 continue
-            voted_at[sid] = e.t_ns
+            st.judged_t_ns = e.t_ns
             if verdict is _FALSE:
-                self._streak[sid] = self._streak.get(sid, 0) + 1
-                if self._streak[sid] >= ctx.detect.falseticker_confirm:
+                st.streak += 1
+                if st.streak >= ctx.detect.falseticker_confirm:
                     ctx.alerts.assert_(
                         "source.falseticker", now, (sid,),
                         f"{sid} disagrees with the majority of trust groups: {reason}",
@@ -416,22 +661,23 @@ class Engine:
                          "consensus_offset_s": c.offset_s,
                          "consensus_lo_s": c.lo_s, "consensus_hi_s": c.hi_s,
                          "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
-                         "consecutive": self._streak[sid]},
+                         "consecutive": st.streak},
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict is _TRUE:
-                self._streak[sid] = 0
-                if "source.falseticker" in ctx.alerts.active_codes:
-                    ctx.alerts.release("source.falseticker", now, sid)
+                st.streak = 0
+                ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
-    def verdict(self, sid: str, now: int) -> tuple[str, str]:
+    def verdict(self, sid: str) -> tuple[str, str]:
+        """Source `sid`'s state as `_select` decided it, and why (in words)."""
         tr = self.ctx.trackers[sid]
-        if tr.unusable_reason is not None:
-            return Verdict.UNUSABLE.value, tr.unusable_reason
-        if tr.is_stale(now):
-            return Verdict.STALE.value, f"no usable data for {tr.stale_limit_s():.0f} s"
-        if tr.estimate_ is None:
-            return Verdict.INIT.value, "no usable sample yet"
+        status = self.ctx.states[sid].status
+        if status is _UNUSABLE:
+            return status.value, tr.unusable_reason or ""
+        if status is _STALE:
+            return status.value, f"no usable data for {tr.stale_limit_s():.0f} s"
+        if status is _INIT:
+            return status.value, "no usable sample yet"
         v = self.ctx.consensus.verdicts.get(sid)
         if v is None:
             return Verdict.INIT.value, "not judged yet"
@@ -442,11 +688,11 @@ class Engine:
         now = ctx.now_ns
         srcs = []
         for sid, tr in ctx.trackers.items():
-            verdict, reason = self.verdict(sid, now)
+            verdict, reason = self.verdict(sid)
             e = ctx.estimate(sid) or tr.estimate_
             srcs.append(SourceStatus(sid, tr.kind, tr.info.group, verdict, reason,
                                      e.offset_s if e else None, e.bound_s if e else None,
-                                     tr.last_usable_ns, tr.status_fields()))
+                                     tr.last_usable_ns, tr.status_fields(), tr.auth))
         c = ctx.consensus
         ho = ctx.holdover
         return Snapshot(

@@ -77,6 +77,10 @@ MAX_RATE: Final = 1e-3
 MAX_PHASE_NS: Final = 1_000_000_000
 
 
+# The name the consensus learns the holdover under (beside real sources such as a PPS).
+CONSENSUS_SRC: Final = "consensus"
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     ref_ns: int  # reference time predicted at the raw instant
@@ -284,6 +288,13 @@ class Holdover:
         return self.prior_wander_ppm if w is None else w
 
     @property
+    def precise(self) -> bool:
+        """A reference other than the consensus (a PPS) has taught the model: its prediction is
+        a witness for the vote's consensus (a model learned only from the consensus would
+        witness for itself)."""
+        return any(src != CONSENSUS_SRC for src in self.last_learn_raw_ns)
+
+    @property
     def wander_measured(self) -> bool:
         return len(self._block_freqs) >= 2
 
@@ -337,12 +348,16 @@ def ensure_holdover(ctx: Context) -> Holdover:
 
 # Consensus points are learned only when no PPS edge was learned for this long (PPS is far better).
 PPS_RECENT_S: Final = 10.0
+# ... and only when their bound is within this factor of the model's own prediction sigma: while
+# a PPS is withheld (caught moving) or gone, the model free-runs on what the PPS taught it until
+# the oscillator's wander makes the coarser consensus worth learning again.
+COARSE_FACTOR: Final = 10.0
 
 
 class HoldoverLearner(Detector):
     """Feeds the holdover with the vote's consensus: the coarse fallback when there is no PPS."""
 
-    SRC = "consensus"
+    SRC: Final = CONSENSUS_SRC
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -355,12 +370,16 @@ class HoldoverLearner(Detector):
 
     def on_vote(self, consensus: Consensus) -> None:
         c, pair = consensus, self._pair
-        if not c.quorum or c.offset_s is None or c.bound_s is None or pair is None:
+        off = c.members_offset_s
+        if not c.quorum or off is None or c.bound_s is None or pair is None:
             return
         ho = self.holdover
         recent = [r for s, r in ho.last_learn_raw_ns.items() if s != self.SRC]
         if recent and pair[1] - max(recent) < PPS_RECENT_S * 1e9:
             return
         rx_ns, raw_ns = pair
-        ho.learn(self.SRC, raw_ns, rx_ns + round(c.offset_s * 1e9), max(c.bound_s, 1e-6))
+        p = ho.predict(raw_ns)
+        if p is not None and c.bound_s > COARSE_FACTOR * max(p.sigma_s, 1e-6):
+            return  # far coarser than what the model knows (a PPS taught it): only noise
+        ho.learn(self.SRC, raw_ns, rx_ns + round(off * 1e9), max(c.bound_s, 1e-6))
         self._pair = None  # one point per observation

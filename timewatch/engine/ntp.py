@@ -17,6 +17,12 @@ What a record goes through (docs/ntp.md has the operator's view):
    is a real change of the server's time: the older samples are dropped at once and the new
    one alone is the estimate (no old sample is held against a real change: a liar is judged
    on its first lying sample).
+
+`NtsTracker` (kind `nts`, docs/nts.md) takes the same exchanges, each of which must have been
+authenticated: a reply that failed authentication is `nts.auth_failed`, one without NTS
+(reported by the reader, or a record of a usable reply without `auth`) is `nts.downgrade`, both
+critical and never used; a key establishment that failed is `nts.ke_failed`; an authenticated
+reply under a session no key establishment of the trace opened is `ntp.bogus`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Final
 
-from ..records import Ntp, Observation, SourceInfo
+from ..records import AUTH_NTS, Ntp, NtsKe, Observation, SourceInfo
 from ..wire.ntp import PacketError, is_ntp_zero, ntp_to_unix_ns, refid_text, unpack_hex
 from .core import Context, Estimate, Tracker
 from .value import Value
@@ -54,7 +60,8 @@ STALE_GRACE_POLLS: Final = 0.5
 # The header fields a record repeats, in the order `_packet_mismatch` compares them.
 _HEADER_FIELDS: Final = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Exchange outcomes (`NtpTracker.counts` keys) and their engine counter names, made once.
-_OUTCOMES: Final = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored")
+_OUTCOMES: Final = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored",
+                    "auth_failed", "downgrade", "ke", "ke_failed", "nak")
 _COUNTER_NAME: Final = {what: f"ntp.{what}" for what in _OUTCOMES}
 _STATUS_NAME: Final = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
@@ -66,6 +73,8 @@ KISS_MEANING: Final = {
     "CRYP": "cryptographic authentication failed",
     "AUTH": "authentication failed",
 }
+# The kiss code of an NTS NAK, the one kiss an NTS server sends unauthenticated (RFC 8915 5.7).
+KISS_NTS_NAK: Final = "NTSN"
 
 
 class NtpSample(Value):
@@ -457,3 +466,97 @@ def _precision_s(precision: int | None) -> float:
     if precision is None:
         return 0.0
     return 2.0 ** max(-64, min(precision, 8))
+
+
+class NtsTracker(NtpTracker):
+    """One NTS server: the NTP tracker, every reply authenticated (see the module docstring)."""
+
+    kind = "nts"
+    auth: str | None = AUTH_NTS
+
+    def __init__(self, src: str, info: SourceInfo, ctx: Context):
+        super().__init__(src, info, ctx)
+        self.sessions: set[str] = set()  # ids of the sessions the trace's KE records opened
+        self.ke_cause: str | None = None  # cause of the last key establishment, while failing
+
+    def feed(self, obs: Observation) -> None:
+        if isinstance(obs, NtsKe):
+            self._status = None
+            self._ke(obs)
+            return
+        if not isinstance(obs, Ntp):
+            super().feed(obs)
+            return
+        err = obs.error
+        if err == "nts_auth_failed" or err == "nts_downgrade":
+            self._status = None
+            self._refused(obs, err == "nts_downgrade", obs.auth_error or "")
+            return
+        if err is None or err == "kiss":
+            if obs.auth != AUTH_NTS:
+                if err == "kiss" and obs.refid == KISS_NTS_NAK and obs.ke_session:
+                    # An NTS NAK: unauthenticated by design (the server cannot read our cookie),
+                    # so neither used nor alerted: counted, and the reader gets new keys.
+                    self._status = None
+                    self._count("nak")
+                    return
+                self._status = None
+                self._refused(obs, True, "a usable reply without NTS authentication")
+                return
+            if obs.ke_session not in self.sessions:
+                self._status = None
+                self._bogus(obs, f"authenticated under KE session {obs.ke_session!r}, which no "
+                                 f"key establishment of this trace opened")
+                return
+            alerts, now = self.ctx.alerts, self.ctx.now_ns
+            if "nts.auth_failed" in alerts.active_codes:
+                alerts.release("nts.auth_failed", now, self.src)
+            if "nts.downgrade" in alerts.active_codes:
+                alerts.release("nts.downgrade", now, self.src)
+        super().feed(obs)
+
+    def status_fields(self) -> dict[str, Any]:
+        d = super().status_fields()
+        d["ke_sessions"] = len(self.sessions)
+        return d
+
+    def _ke(self, o: NtsKe) -> None:
+        ctx = self.ctx
+        if o.session is not None and o.cause is None:
+            self._count("ke")
+            self.sessions.add(o.session)
+            self.ke_cause = None
+            if "nts.ke_failed" in ctx.alerts.active_codes:
+                ctx.alerts.release("nts.ke_failed", ctx.now_ns, self.src)
+            return
+        self._count("ke_failed")
+        self.ke_cause = o.cause or "?"
+        ctx.alerts.assert_(
+            "nts.ke_failed", ctx.now_ns, (self.src,),
+            f"{self.src}: NTS key establishment failed ({self.ke_cause}): {o.message or ''}",
+            {"cause": self.ke_cause, "message": o.message or "", "reason": o.reason or "",
+             "ke_failed_count": self.counts["ke_failed"]},
+            severity="warning", hold_down_s=ctx.detect.hold_down_s)
+
+    def _refused(self, o: Ntp, downgrade: bool, why: str) -> None:
+        """A reply that must not be used: it failed authentication, or came without it."""
+        self._count("downgrade" if downgrade else "auth_failed")
+        ev: dict[str, Any] = {"auth_error": why,
+                              "refused_count": self.counts["downgrade" if downgrade
+                                                           else "auth_failed"]}
+        for k in ("ke_session", "xmt_hex", "org_hex", "stratum", "t1_ns", "t2_ns", "t3_ns",
+                  "t4_ns", "pkt_hex"):
+            v = getattr(o, k)
+            if v is not None:
+                ev[k] = v
+        alerts, now, hold = self.ctx.alerts, self.ctx.now_ns, self.ctx.detect.hold_down_s
+        if downgrade:
+            alerts.assert_("nts.downgrade", now, (self.src,),
+                           f"{self.src}: the NTS server answered without authentication "
+                           f"(downgrade): {why}; never used", ev,
+                           severity="critical", hold_down_s=hold)
+        else:
+            alerts.assert_("nts.auth_failed", now, (self.src,),
+                           f"{self.src}: a reply failed NTS authentication ({why}): forged or "
+                           f"altered on the way, never used", ev,
+                           severity="critical", hold_down_s=hold)

@@ -92,11 +92,12 @@ class Detect:
     pps_interval_tolerance_s: float = 0.001
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
-    # time.step: PPS phase jump against the raw oscillator (docs/threats.md #5: a step >= 10 us is
-    # caught in 5 s; 1.5 us of jitter leaves a 10 us step at 10 +- 1.7 us: judge from 6 us) ...
-    pps_step_s: float = 6e-6
-    # ... confirmed by this many of the last pps_step_window pulses on one side (1% of edges are
-    # 5-30 us late: four of five by chance is ~5e-8 per pulse, once in a year of pulses).
+    # time.step: PPS phase jump against the raw oscillator (docs/threats.md: a step >= 6 us is
+    # caught in 5 s): pulses beyond max(this, 2.5 jitters) of the phase line (1.5 us of jitter
+    # leaves a 6 us step at 6 +- 1.5 us: 91% of its pulses beyond 4 us) ...
+    pps_step_s: float = 4e-6
+    # ... on this many of the last pps_step_window pulses, on one side (1% of edges are 5-30 us
+    # late: four of five by chance is ~5e-8 per pulse; four of five beyond 2.5 sigma ~1e-9).
     pps_step_confirm: int = 4
     pps_step_window: int = 5
     # Until learned, a label belongs to the edge it follows by a latency in [this, this + 1 s):

@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 from ..records import Observation, Pps, SourceInfo
 from .core import Context, Estimate, Tracker
 from .holdover import ensure_holdover
+from .value import median
 from .vote import Verdict
 
 _S: Final = 1_000_000_000  # ns per second
@@ -52,9 +53,25 @@ INITIAL_JITTER_S: Final = 10e-6
 # EWMA weight of one residual in the jitter (about the last 32 pulses).
 JITTER_ALPHA: Final = 1 / 32
 # The step threshold never drops below this many jitters (noisy hardware must not alarm; a
-# 3.5-sigma pulse on one side is 2e-4, four of five 1e-14: the late outliers decide the rate).
-# Not more: a 10 us step over 1.7 us of measured jitter must stay above it (docs/threats.md #5).
-STEP_JITTER_K: Final = 3.5
+# 3-sigma pulse on one side is 1.3e-3, four of five 1.5e-11: the late outliers decide the rate).
+# Not more: a 6 us step over 1.5 us of measured jitter must stay above it (docs/threats.md #5).
+STEP_JITTER_K: Final = 3.0
+# A step: four of the last five pulses beyond this many jitters (and pps_step_s) on one side
+# (by chance: 4 of 5 beyond 2.5 sigma ~1e-9, 4 of 5 of the 1% late outliers 5e-8 a pulse).
+STEP_MEDIAN_K: Final = 2.5
+# time.drift: the slope of the PPS phase (in raw time) over the last W seconds against its slope
+# over the W seconds before, for each W here: a push changes the slope at once, the crystal only
+# as its frequency wanders (a random walk: wander_ppm per block_s, over W: x sqrt(W / block_s)).
+DRIFT_WINDOWS_S: Final = (16, 64, 192)
+# The slope change must exceed this many of the wander over W plus this many sigmas of the two
+# slopes' jitter noise ...
+DRIFT_WANDER_K: Final = 3.0
+DRIFT_NOISE_K: Final = 5.0
+# ... on this many consecutive pulses (one lucky fit is not a push).
+DRIFT_CONFIRM: Final = 3
+# A half window needs this fraction of its pulses.
+DRIFT_FILL: Final = 0.75
+
 # Frequency error allowed per second of a long interval: 200 ppm before holdover knows the crystal
 # (docs/threats.md: +-100 ppm, doubled), 2 ppm once it does (wander and a margin).
 SLACK_UNKNOWN_PPM: Final = 200.0
@@ -140,6 +157,15 @@ class _Line:
         return (self.sy - slope * self.sx) / n + slope * (x - self.x0)
 
 
+def _slope(pts: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y on x."""
+    n = len(pts)
+    xm = sum(x for x, _ in pts) / n
+    ym = sum(y for _, y in pts) / n
+    sxx = sum((x - xm) ** 2 for x, _ in pts)
+    return sum((x - xm) * (y - ym) for x, y in pts) / sxx if sxx > 0 else 0.0
+
+
 class PpsTracker(Tracker):
     kind = "pps"
 
@@ -171,6 +197,9 @@ class PpsTracker(Tracker):
         self._base = _Line(BASELINE_N)  # (x_s, phase_s) of the last good pulses
         self._tail: deque[tuple[float, float, float]] = deque(maxlen=ctx.detect.pps_step_window)
         self._rephased_s: float | None = None  # the train was re-phased by this (s): a step
+        # (raw x_s, phase_s) of the good pulses timed in raw time, for the slope test (time.drift)
+        self._hist: deque[tuple[float, float]] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
+        self._drift_run = 0  # consecutive pulses the slope test found a push on
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, obs: Observation) -> None:
@@ -403,6 +432,8 @@ class PpsTracker(Tracker):
         self._anchor = None
         self._base.clear()
         self._tail.clear()
+        self._hist.clear()
+        self._drift_run = 0
 
     def _measure(self, e: _Edge) -> None:
         d, ctx = self.ctx.detect, self.ctx
@@ -422,13 +453,17 @@ class PpsTracker(Tracker):
         self._tail.append((x_s, phase_s, res_s if res_s is not None else 0.0))
         if outlier:
             self.outliers += 1
-            self._check_step(e, thr_s)
+        if res_s is not None and self._check_step(e, jitter):
+            return
+        if outlier:
             return
         self._base.append(x_s, phase_s)
-        if res_s is not None:
+        self._check_drift(e, x_s, phase_s)
+        # The jitter learns no pulse while the last ones sit off the line on one side (a step
+        # may be building: it must not widen the threshold that judges it).
+        if res_s is not None and abs(median([r for _, _, r in self._tail])) < d.pps_step_s / 2:
             j2 = jitter * jitter if self.jitter_s is not None else res_s * res_s
             self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (res_s * res_s - j2))
-        ctx.alerts.release("time.step", e.rx_ns, self.src)
         offset_s = (e.second_ns - e.rx_ns) / _S
         bound_s = max(d.pps_bound_floor_s, d.pps_bound_jitter_k * (self.jitter_s or INITIAL_JITTER_S))
         self.estimate_ = Estimate(offset_s, bound_s, e.rx_ns)
@@ -450,12 +485,11 @@ class PpsTracker(Tracker):
         if abs(step_s) < d.pps_step_s:
             return
         self.steps += 1
-        self.ctx.alerts.assert_(
-            "time.step", e.rx_ns, (self.src,),
+        self.ctx.caught_moving(
+            self.src, "time.step", e.rx_ns,
             f"{self.src}: PPS pulse train re-phased by {step_s * 1e3:+.3f} ms",
             {"step_s": step_s, "threshold_s": d.pps_step_s, "jitter_s": self.jitter_s,
-             "edge_rx_ns": e.rx_ns, "pulses_confirming": 3},
-            severity="critical", hold_down_s=d.hold_down_s)
+             "edge_rx_ns": e.rx_ns, "pulses_confirming": 3})
 
     def _residual(self, x_s: float, phase_s: float) -> float | None:
         """Phase off the line fitted to the previous good pulses (None while it has too few)."""
@@ -463,11 +497,16 @@ class PpsTracker(Tracker):
             return None
         return phase_s - self._base.predict(x_s)
 
-    def _check_step(self, e: _Edge, thr_s: float) -> None:
+    def _check_step(self, e: _Edge, jitter: float) -> bool:
+        """A step: pps_step_confirm of the last pps_step_window pulses off the line by the
+        threshold (max(pps_step_s, STEP_MEDIAN_K jitters)) on one side. True when one was found
+        (the line restarts at the new phase)."""
         d, ctx = self.ctx.detect, self.ctx
         tail = self._tail
-        if len(tail) < d.pps_step_window:
-            return
+        n = len(tail)
+        if n < d.pps_step_window:
+            return False
+        thr_s = max(d.pps_step_s, STEP_MEDIAN_K * jitter)
         for sign in (1.0, -1.0):
             off = [r for _, _, r in tail if sign * r >= thr_s]
             if len(off) < d.pps_step_confirm:
@@ -484,18 +523,59 @@ class PpsTracker(Tracker):
                     ev["holdover_residual_s"] = r.residual_s
                     ev["holdover_sigma_s"] = r.sigma_s
                     ev["holdover_freq_ppm"] = ho.freq_ppm
-            ctx.alerts.assert_(
-                "time.step", e.rx_ns, (self.src,),
+            ctx.caught_moving(
+                self.src, "time.step", e.rx_ns,
                 f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
-                f"({len(off)} of the last {len(tail)} pulses)",
-                ev, severity="critical", hold_down_s=d.hold_down_s)
+                f"({len(off)} of the last {len(tail)} pulses)", ev)
             # The new phase is the history now: restart the line from the pulses that moved.
             new = [(x, p) for x, p, r in tail if sign * r >= thr_s]
             self._base.clear()
             for x, p in new:
                 self._base.append(x, p)
             self._tail.clear()
+            self._hist.clear()  # the phase jumped: slopes start again
+            return True
+        return False
+
+    def _check_drift(self, e: _Edge, x_s: float, phase_s: float) -> None:
+        """The slope test (module docstring, DRIFT_*): a phase slope that changed faster than the
+        crystal can is a push (`time.drift`)."""
+        hist = self._hist
+        hist.append((x_s, phase_s))
+        if e.raw_ns is None:  # realtime slews would look like pushes: judge raw time only
             return
+        jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
+        ho = self.holdover
+        wander_ppm = max(ho.wander_ppm, self.ctx.detect.drift_wander_floor_ppm)
+        found: tuple[float, float, int] | None = None
+        for w in DRIFT_WINDOWS_S:
+            recent = [(x, p) for x, p in hist if x > x_s - w]
+            before = [(x, p) for x, p in hist if x_s - 2 * w < x <= x_s - w]
+            need = DRIFT_FILL * w
+            if len(recent) < need or len(before) < need:
+                break  # longer windows have even less
+            b2, b1 = _slope(recent), _slope(before)
+            noise = jitter * math.sqrt(12.0 / len(recent) ** 3 + 12.0 / len(before) ** 3)
+            allow = wander_ppm * 1e-6 * math.sqrt(w / ho.block_s)
+            thr = DRIFT_WANDER_K * allow + DRIFT_NOISE_K * noise
+            if abs(b2 - b1) > thr:
+                found = (b2 - b1, thr, w)
+                break
+        if found is None:
+            self._drift_run = 0
+            return
+        self._drift_run += 1
+        if self._drift_run < DRIFT_CONFIRM:
+            return
+        diff, thr, w = found
+        rate = diff
+        self.ctx.caught_moving(
+            self.src, "time.drift", e.rx_ns,
+            f"{self.src} drifting {rate * 1e6:+.2f} ppm ({rate * 1e6:+.2f} us/s) against the "
+            f"holdover clock, beyond what honest sources and the oscillator can explain",
+            {"rate_s_per_s": rate, "threshold_s_per_s": thr, "window_s": float(w),
+             "reference": "holdover clock", "jitter_s": jitter, "wander_ppm": wander_ppm,
+             "offset_s": (e.second_ns - e.rx_ns) / _S if e.second_ns is not None else None})
 
     def _learn(self, e: _Edge, res_s: float | None) -> None:
         c = self.ctx.consensus
@@ -504,8 +584,8 @@ class PpsTracker(Tracker):
         if any(abs(r) >= self.ctx.detect.pps_step_s for _, _, r in self._tail):
             return  # a step may be building: teach the holdover nothing until it is decided
         v = c.verdicts.get(self.src)
-        if v is None or v[0] != Verdict.TRUECHIMER:
-            return
+        if v is None or v[0] != Verdict.TRUECHIMER or self.src in c.withheld:
+            return  # the witness never learns from a source that moved
         self.holdover.learn(self.src, e.raw_ns, e.second_ns, max(self.jitter_s or 0.0, 0.5e-6))
 
     # -- output --------------------------------------------------------------------------------
@@ -514,4 +594,7 @@ class PpsTracker(Tracker):
                 "interval_faults": self.interval_faults, "outliers": self.outliers,
                 "steps": self.steps, "unpaired_labels": self.unpaired_labels,
                 "label_latency_s": self.latency_ns / _S if self.latency_ns is not None else None,
-                "holdover_freq_ppm": self.holdover.freq_ppm}
+                "holdover_freq_ppm": self.holdover.freq_ppm,
+                # The crystal's measured wander (None until two 10-min blocks are complete).
+                "holdover_wander_ppm": (self.holdover.wander_ppm if self.holdover.wander_measured
+                                        else None)}

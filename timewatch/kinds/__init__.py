@@ -76,6 +76,10 @@ class Kind:
     infos: Callable[[SourceConfig], dict[str, SourceInfo]] = _one_source
     doctor: str | None = None  # "module:function": SourceConfig -> iterable of doctor Checks
     records: tuple[type, ...] = ()  # its own observation record types (msgspec Structs)
+    # `timewatch report`: its offsets are steady enough for ADEV/MDEV/TDEV/MTIE (`stability`),
+    # and it is part of a primary reference time clock, so ITU-T G.8272's masks apply (`prtc`).
+    stability: bool = False
+    prtc: bool = False
 
     def header_keys(self) -> list[str]:
         """Those of its keys that a trace header carries (`SourceInfo` fields)."""
@@ -126,4 +130,4 @@ def load(target: str) -> Any:
 
 
 # The built-in kinds (imported for their `register` call; the order is the order errors list).
-from . import gnss, pps, ntp, gpsd, chrony  # noqa: E402, F401, I001
+from . import gnss, pps, ntp, nts, gpsd, chrony  # noqa: E402, F401, I001

@@ -17,6 +17,8 @@ def describe(s: SourceConfig) -> str:
 
 KIND = register(Kind(
     name="gnss",
+    stability=True,
+    prtc=True,
     reader="timewatch.sources.serial:SerialReader",
     tracker="timewatch.engine.gnss:GnssTracker",
     keys={"device": Key(str, required=True), "baud": Key(int, 9600, lo=300, hi=4_000_000),

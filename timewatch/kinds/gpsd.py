@@ -24,6 +24,8 @@ def infos(s: SourceConfig) -> dict[str, SourceInfo]:
 
 KIND = register(Kind(
     name="gpsd",
+    stability=True,
+    prtc=True,
     reader="timewatch.sources.gpsd:GpsdReader",
     tracker=None,  # its sources are of kinds gnss and pps
     keys={"server": Key(str), "port": PORT, "position": POSITION},

@@ -16,6 +16,7 @@ def describe(s: SourceConfig) -> str:
 
 KIND = register(Kind(
     name="ntp",
+    stability=True,
     reader="timewatch.sources.ntp:NtpReader",
     tracker="timewatch.engine.ntp:NtpTracker",
     keys={"server": Key(str, required=True), "port": PORT,

@@ -17,6 +17,8 @@ def describe(s: SourceConfig) -> str:
 
 KIND = register(Kind(
     name="pps",
+    stability=True,
+    prtc=True,
     reader="timewatch.sources.pps:PpsReader",
     tracker="timewatch.engine.pps:PpsTracker",
     keys={"device": Key(str, required=True), "label_from": Key(str)},

@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import shutil
+import textwrap
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from ..config import Config, parse
 from ..errors import UsageError
 from ..records import Event, Output, Snapshot, SourceStatus
 from ..runner import Runner, build_live_sinks
+from ..textfmt import fmt_evidence, fmt_s
 from .livepps import LiveHostClock, LivePps
 from .nmeagen import NmeaSim
 from .ntpserver import start_servers
@@ -76,6 +77,11 @@ DEFAULT_HTTP = "127.0.0.1:0"
 # The interval column spans the consensus +- this (PPS is a few us, loopback NTP a few 0.1 ms).
 VIEW_RANGE_S = 1e-3
 VIEW_WIDTH = 33  # characters of the interval column (odd: the consensus has the middle one)
+# Narrower terminals than this get each reason on its own lines under the source, and a
+# narrower interval column (none below MIN_BAR characters); MIN_REASON: the reason's least room.
+MIN_REASON = 30
+MIN_BAR = 9
+REASON_INDENT = 4
 # Piped output: a table every this many seconds (events are printed as they come).
 PLAIN_TABLE_EVERY_S = 10.0
 
@@ -181,42 +187,6 @@ def demo_config(state_dir: str, tty_path: str, groups: dict[str, str],
 # -- the view --------------------------------------------------------------------------------
 
 
-def fmt_s(v: float | None, signed: bool = True) -> str:
-    """Seconds in the unit that fits: us, ms or s."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    a = abs(v)
-    sign = "+" if signed else ""
-    if a < 1e-3:
-        return f"{v * 1e6:{sign}.1f} us"
-    if a < 1.0:
-        return f"{v * 1e3:{sign}.3f} ms"
-    return f"{v:{sign}.3f} s"
-
-
-def fmt_evidence(ev: dict[str, Any], limit: int = 7) -> str:
-    """The evidence numbers an operator reads first (the event log has all of it)."""
-    parts = []
-    for k, v in ev.items():
-        if v is None or k.endswith("_ns") or isinstance(v, dict | list):
-            continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            parts.append(f"{k}={v}")
-        elif k.endswith("_s_per_s"):
-            parts.append(f"{k[:-8]}={v * 1e6:+.2f} us/s")
-        elif k.endswith("_s"):  # sizes (bounds, thresholds, jitter) unsigned, offsets signed
-            size = any(w in k for w in ("bound", "threshold", "jitter", "sigma", "tolerance",
-                                        "limit", "window", "silent"))
-            parts.append(f"{k[:-2]}={fmt_s(float(v), signed=not size)}")
-        elif k.endswith("_ppm"):
-            parts.append(f"{k[:-4]}={v:+.3f} ppm")
-        else:
-            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
-        if len(parts) >= limit:
-            break
-    return ", ".join(parts)
-
-
 def interval_bar(st: SourceStatus, centre_s: float | None, width: int = VIEW_WIDTH,
                  range_s: float = VIEW_RANGE_S) -> str:
     """The source's interval (offset +- bound) against the consensus, on +-range_s: `=` covers
@@ -242,6 +212,20 @@ def interval_bar(st: SourceStatus, centre_s: float | None, width: int = VIEW_WID
     if hi > width - 0.5:
         cells[-1] = ">"
     return "".join(cells)
+
+
+def fit(lines: list[str], cols: int) -> list[str]:
+    """Each line wrapped to `cols` characters, continuation lines indented 4 more than its own
+    indent; nothing is cut off."""
+    out: list[str] = []
+    for ln in lines:
+        if len(ln) <= cols:
+            out.append(ln)
+            continue
+        indent = " " * (len(ln) - len(ln.lstrip()) + 4)
+        out += textwrap.wrap(ln, max(cols, len(indent) + 10), subsequent_indent=indent,
+                             break_long_words=True, drop_whitespace=True) or [""]
+    return out
 
 
 class DemoView:
@@ -291,15 +275,50 @@ class DemoView:
                 self._last = o
                 self._draw(o)
 
-    def table(self, s: Snapshot) -> list[str]:
+    def table(self, s: Snapshot, cols: int | None = None) -> list[str]:
+        """The sources with their intervals against the consensus, and the consensus line.
+
+        `cols` None: one line per source, the reason last (piped output). A terminal width: the
+        lines fit it; narrower than WIDE_COLUMNS the interval column shrinks (or goes) and each
+        reason is wrapped on the lines under its source, so none is cut off."""
         c = s.consensus_offset_s
-        scale = f"interval vs consensus +-{fmt_s(VIEW_RANGE_S, False)}"
-        rows = [f"{'source':7} {'kind':4} {'group':5} {'verdict':11} {'offset':>11} "
-                f"{'+- bound':>10}  {scale:{VIEW_WIDTH}}  reason"]
-        for st in s.sources:
-            rows.append(f"{st.src:7} {st.kind:4} {st.group:5} {st.verdict:11} "
-                        f"{fmt_s(st.offset_s):>11} {fmt_s(st.bound_s, False):>10}  "
-                        f"{interval_bar(st, c)}  {st.reason}")
+        srcs = s.sources
+        w_src = max([6, *(len(st.src) for st in srcs)])
+        w_kind = max([4, *(len(st.kind) for st in srcs)])
+        w_grp = max([5, *(len(st.group) for st in srcs)])
+
+        def left(src: str, kind: str, grp: str, verdict: str, off: str, bound: str) -> str:
+            return (f"{src:{w_src}} {kind:{w_kind}} {grp:{w_grp}} {verdict:11} {off:>11} "
+                    f"{bound:>10}")
+
+        fixed = len(left("", "", "", "", "", ""))
+        wide = cols is None or cols >= fixed + 2 + VIEW_WIDTH + 2 + MIN_REASON
+        if wide:
+            bar_w = VIEW_WIDTH
+        else:
+            assert cols is not None
+            bar_w = min(VIEW_WIDTH, cols - fixed - 2)
+            bar_w -= 1 - bar_w % 2  # odd: the consensus has the middle cell
+            bar_w = bar_w if bar_w >= MIN_BAR else 0
+        rng = fmt_s(VIEW_RANGE_S, False)
+        scale = next((t for t in (f"interval vs consensus +-{rng}", f"vs consensus +-{rng}")
+                      if len(t) <= bar_w), f"+-{rng}")
+        head = left("source", "kind", "group", "verdict", "offset", "+- bound")
+        if bar_w:
+            head += f"  {scale:{bar_w}}"
+        rows = [head + "  reason" if wide else head.rstrip()]
+        for st in srcs:
+            line = left(st.src, st.kind, st.group, st.verdict, fmt_s(st.offset_s),
+                        fmt_s(st.bound_s, False))
+            if bar_w:
+                line += f"  {interval_bar(st, c, width=bar_w)}"
+            if wide:
+                rows.append(f"{line}  {st.reason}")
+            else:
+                assert cols is not None
+                rows.append(line.rstrip())
+                rows += textwrap.wrap(st.reason, cols, initial_indent=" " * REASON_INDENT,
+                                      subsequent_indent=" " * REASON_INDENT) or []
         cons = (f"{fmt_s(c)} +- {fmt_s(s.consensus_bound_s, False)}" if c is not None
                 else "none")
         ho = f"{s.holdover_ppm:+.3f} ppm" if s.holdover_ppm is not None else "learning"
@@ -327,10 +346,12 @@ class DemoView:
                         f"{len(self.plan.stages)}",
                         f"state {self.state_dir}   status API "
                         f"{'http://' + self.http + '/status.json' if self.http else 'off'}", ""]
-                body = self.table(s) + ["", "active alerts (with their evidence):"]
+                body = self.table(s, cols) + ["", "active alerts (with their evidence):"]
                 body += self.alert_lines() + ["", "timeline and events:"]
-                room = max(3, rows - len(head) - len(body) - 1)
-                lines = [ln[:cols] for ln in head + body + self.story[-room:]]
+                top = fit(head + body, cols)
+                story = fit(self.story[-rows:], cols)
+                room = max(3, rows - len(top) - 1)
+                lines = top + story[-room:]
                 self.out.write("\x1b[H\x1b[J" + "\n".join(lines) + "\n")
                 self.out.flush()
             elif self.elapsed() - self._last_plain >= PLAIN_TABLE_EVERY_S:
@@ -436,6 +457,41 @@ def findings(res: DemoResult) -> list[Finding]:
     return out
 
 
+def alert_gaps(res: DemoResult, index: int) -> list[tuple[float, float]]:
+    """Gaps (seconds from start) in the alerts that detect stage `index`, from its first
+    detection to the end of the attack (the next stage, or the end of the run): an attack
+    still going on must keep an alert active the whole time."""
+    st = res.plan.stages[index]
+    t0 = res.stage_t_ns.get(index)
+    if t0 is None or not st.codes:
+        return []
+    nxt = res.stage_t_ns.get(index + 1)
+    end = nxt if nxt is not None else max((e.t_ns for e in res.runner.events), default=t0)
+    spans: list[tuple[int, int]] = []
+    opened: dict[str, int] = {}
+    for e in res.runner.events:
+        hit = e.code in st.codes and (not st.suspects or set(e.sources) & set(st.suspects))
+        if not hit:
+            continue
+        if e.type == "alert" and e.t_ns >= t0:
+            opened.setdefault(e.id, e.t_ns)
+        elif e.type == "clear" and e.id in opened:
+            spans.append((opened.pop(e.id), e.t_ns))
+    spans += [(t, end) for t in opened.values()]
+    if not spans:
+        return []
+    spans.sort()
+    gaps = []
+    covered = spans[0][0]
+    for a, b in spans:
+        if a > covered and a < end:
+            gaps.append((covered, a))
+        covered = max(covered, b)
+    if covered < end:
+        gaps.append((covered, end))
+    return [((a - res.start_ns) / 1e9, (b - res.start_ns) / 1e9) for a, b in gaps]
+
+
 def false_accusations(res: DemoResult) -> list[Event]:
     """Alerts naming a source that no stage had attacked by then."""
     out = []
@@ -452,7 +508,10 @@ def false_accusations(res: DemoResult) -> list[Event]:
     return out
 
 
-def summary(res: DemoResult) -> str:
+def summary(res: DemoResult, prog: str = "timewatch", activate: str | None = None) -> str:
+    """What was detected when, every alert, and where the data went, with the commands that
+    look at it: `prog` is how this timewatch was started (`.venv/bin/timewatch` from the clone),
+    `activate` the script that puts `timewatch` on PATH, if there is one."""
     r, cfg = res.runner, res.runner.cfg
     alerts = [e for e in r.events if e.type == "alert"]
     lines = ["", f"=== timewatch demo ({res.plan.name}): summary",
@@ -461,6 +520,7 @@ def summary(res: DemoResult) -> str:
     lines.append("what was detected, when:")
     for f in findings(res):
         what = f.stage.title.split(":")[0]
+        gaps = alert_gaps(res, res.plan.stages.index(f.stage))
         if f.began_s is None:
             lines.append(f"  {what}: did not start (the run ended first)")
         elif f.alert is None:
@@ -468,7 +528,11 @@ def summary(res: DemoResult) -> str:
                          f"(expected {' or '.join(f.stage.codes)})")
         else:
             lines.append(f"  {what} (from {f.began_s:.1f} s): detected {f.after_s:.1f} s later "
-                         f"by {f.alert.code} {','.join(f.alert.sources)}")
+                         f"by {f.alert.code} {','.join(f.alert.sources)}; "
+                         + ("alert active for the whole attack" if not gaps else
+                            "GAP: no alert active " + ", ".join(f"{a:.1f}-{b:.1f} s"
+                                                                for a, b in gaps)
+                            + " while the attack went on"))
     lines.append("every alert (seconds from start):")
     for e in r.events:
         at = (e.t_ns - res.start_ns) / 1e9
@@ -479,9 +543,25 @@ def summary(res: DemoResult) -> str:
     lines.append("sources accused without being attacked: "
                  + (", ".join(f"{e.code} {','.join(e.sources)}" for e in fa) if fa else "none"))
     lines.append("where the data went:")
-    lines.append(f"  store (SQLite): {cfg.store_path}  (timewatch status, timewatch export)")
+    lines.append(f"  store (SQLite): {cfg.store_path}")
     lines.append(f"  event log: {Path(cfg.state_dir) / 'events.jsonl'}")
-    lines.append(f"  trace: {res.trace}  (replay it: timewatch replay {res.trace})")
+    lines.append(f"  trace: {res.trace}")
     lines.append("  status API: " + (f"http://{res.http}/status.json (closed with the demo)"
                                      if res.http else "off"))
+    lines.append("look at it (from this directory):")
+    lines += [f"  {COMMAND_PROMPT}{c}" for c in next_commands(res, prog)]
+    if activate:
+        lines.append(f"  (or `. {activate}` once, then `timewatch ...`)")
     return "\n".join(lines)
+
+
+# The summary's command lines start with this, so that a person (and a test) finds them.
+COMMAND_PROMPT = "$ "
+
+
+def next_commands(res: DemoResult, prog: str = "timewatch") -> list[str]:
+    """Commands that look at what the demo left, as they run from the directory it ran in."""
+    state = res.runner.cfg.state_dir
+    return [f"{prog} status --state-dir {state}",
+            f"{prog} replay {res.trace} --format text",
+            f"{prog} export --state-dir {state} -o {state / 'demo.lp'}"]

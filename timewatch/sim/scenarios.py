@@ -615,12 +615,14 @@ def _gnss_sim(sc: Scenario, seed: int, duration_s: float,
     return sim, sim.add_receiver(**receiver)
 
 
-def _gnss_start(sc: Scenario, sim: Sim) -> int:
+def _gnss_start(sc: Scenario, sim: Sim, params: Params | None = None) -> int:
     """The attack's start: a whole UTC second after the scenario's warm-up and a drawn jitter
-    (half-way in a short run)."""
+    (half-way in a short run), or `start_s` seconds in when the caller says (a demo's timeline)."""
     k = sc.warmup_s + sim.attack_rng.randrange(GNSS_START_JITTER_S + 1)
     span_s = (sim.end_ns - sim.t0_ns) // NS
     k = min(k, span_s // 2)
+    if params and params.get("start_s") is not None:
+        k = int(params["start_s"])
     return -(-sim.t0_ns // NS) * NS + k * NS
 
 
@@ -670,11 +672,15 @@ def _gnss_push(lo: float, hi: float) -> Builder:
     def build(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
         sim, r = _gnss_sim(sc, seed, duration_s)
         rate = _p(params, "rate_s_per_s", lambda: _sign(sim) * sim.attack_rng.uniform(lo, hi))
-        ta = _gnss_start(sc, sim)
-        r.time_error(lambda s: round(rate * (s - ta)) if s >= ta else 0)
+        ta = _gnss_start(sc, sim, params)
+        # `push_s`: the push stops then and the receiver is back on true time (the demo's
+        # recovery); by default it goes on to the end.
+        push_s = params.get("push_s")
+        te = ta + int(push_s * NS) if push_s is not None else sim.end_ns + 10 * NS
+        r.time_error(lambda s: round(rate * (s - ta)) if ta <= s < te else 0)
         sim.note(ta, f"attack {sc.name}: the receiver's time is pushed at {rate * 1e6:+.2f} us/s")
         return sim.build(_gnss_truth(sc, sim, ta, (PPS_ID,), _receiver_accused(*TIME_CODES),
-                                     rate_s_per_s=rate))
+                                     rate_s_per_s=rate, end_ns=sim.trace_ns(te)))
     return build
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from ..config import Config
@@ -49,8 +49,13 @@ def encoder_for(cfg: Config, store: Store) -> Encoder:
     return enc
 
 
-def export(cfg: Config, out: TextIO, since_ns: int | None = None) -> dict[str, int]:
-    """Write the history as line protocol to `out`; counts of records and lines written."""
+def export(cfg: Config, out: TextIO, since_ns: int | None = None,
+           progress: Callable[[float, int], None] | None = None,
+           long_records: int = 0) -> dict[str, int]:
+    """Write the history as line protocol to `out`; counts of records and lines written.
+    `progress(fraction, records)` is called every 1024 records (fraction of the time span from
+    the first record written to the newest in the store) when the store holds at least
+    `long_records` samples, snapshots and events."""
     try:
         store = Store(cfg.store_path, readonly=True)
     except StoreError as e:
@@ -61,7 +66,19 @@ def export(cfg: Config, out: TextIO, since_ns: int | None = None) -> dict[str, i
     counts = {"sample": 0, "status": 0, "alert": 0, "clear": 0, "lines": 0}
     try:
         enc = encoder_for(cfg, store)
+        if progress is not None and long_records:
+            c = store.counts()
+            if c["samples"] + c["snapshots"] + c["events"] < long_records:
+                progress = None
+        newest = store.newest_ns() if progress is not None else None
+        first: int | None = None
+        n = 0
         for o in history(store, since_ns):
+            if progress is not None and newest is not None:
+                first = o.t_ns if first is None else first
+                n += 1
+                if not n & 1023:
+                    progress((o.t_ns - first) / max(1, newest - first), n)
             lines = enc.lines([o])
             counts[o.type] += 1
             counts["lines"] += len(lines)

@@ -11,18 +11,21 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import platform
 import socket
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .. import __version__
 from ..config import Config
 from ..engine.vote import Verdict
-from ..records import Event, Output, Sample, Snapshot
-from . import statuspage, to_json
+from ..records import Event, Output, Sample, Snapshot, SourceStatus
+from . import monitorfile, statuspage, to_json
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class _View:
         self.events_total: Counter[tuple[str, str]] = Counter()  # (type, code)
         self.samples_total: Counter[str] = Counter()  # source
         self.last_output: float | None = None  # monotonic time of the last handle()
+        self.monitor: dict[str, Any] | None = None  # pid, host, state_dir, listen (monitorfile)
         self.history = statuspage.History()  # the last hour, for the page at /
         self.refresh_s = max(2, min(statuspage.DEFAULT_REFRESH_S,
                                     round(cfg.detect.snapshot_interval_s)))
@@ -109,8 +113,10 @@ class _View:
                 events.setdefault(typ, {})[code] = n
             counters = {"samples": dict(sorted(self.samples_total.items())), "events": events}
             age = self.age_s()
-            return status_document(self.host, self.snapshot, list(self.active.values()),
-                                   counters, None if age is None else round(age, 3))
+            doc = status_document(self.host, self.snapshot, list(self.active.values()),
+                                  counters, None if age is None else round(age, 3))
+            doc["monitor"] = self.monitor
+            return doc
 
     def metrics(self) -> str:
         with self.lock:
@@ -177,6 +183,10 @@ def _metrics_text(v: _View) -> str:
         for vd in Verdict:
             f.add(1.0 if verdict.get(sid, Verdict.INIT.value) == vd.value else 0.0,
                   **lab(sid), verdict=vd.value)
+    f = _Family(out, "timewatch_source_authenticated", "gauge",
+                "1 when every reply the source gives is authenticated (NTS), else 0.")
+    for s in srcs:
+        f.add(1.0 if s.auth else 0.0, **lab(s.src))
     f = _Family(out, "timewatch_source_last_sample_age_seconds", "gauge",
                 "Seconds from the source's last usable sample to the snapshot.")
     for s in srcs:
@@ -209,6 +219,14 @@ def _metrics_text(v: _View) -> str:
         _Family(out, "timewatch_snapshot_timestamp_seconds", "gauge",
                 "Time of the latest status snapshot (Unix seconds).").add(snap.t_ns / 1e9)
 
+    _status_metrics(out, srcs, lab)
+    wander = next((st.fields["holdover_wander_ppm"] for st in srcs
+                   if _is_num(st.fields.get("holdover_wander_ppm"))), None)
+    if wander is not None:
+        _Family(out, "timewatch_holdover_wander_ppm", "gauge",
+                "The raw oscillator's measured frequency wander (Allan deviation over 10-minute "
+                "blocks), in ppm.").add(wander)
+
     f = _Family(out, "timewatch_alerts_active", "gauge", "Active alerts per code.")
     active: Counter[str] = Counter(e.code for e in v.active.values())
     for code in sorted(set(active) | {c for _, c in v.events_total}):
@@ -221,7 +239,59 @@ def _metrics_text(v: _View) -> str:
     if age is not None:
         _Family(out, "timewatch_last_output_age_seconds", "gauge",
                 "Seconds since the engine last handed output to the sinks.").add(age)
+    _Family(out, "timewatch_build_info", "gauge",
+            "Always 1; the labels say which timewatch and Python run.").add(
+        1.0, version=__version__, python=platform.python_version())
     return "\n".join(out) + "\n"
+
+
+# A source's status numbers (its tracker's `status_fields`) as metrics: field -> (name, type,
+# help). A source gets a metric for each field its status holds as a number (docs/http.md).
+STATUS_METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("fix", "timewatch_gnss_fix", "gauge",
+     "Fix of the receiver's latest epoch: 0 none, 2 2D, 3 3D."),
+    ("valid", "timewatch_gnss_fix_valid", "gauge",
+     "1 when the receiver's latest epoch is usable (a valid fix and date), else 0."),
+    ("sats_used", "timewatch_gnss_satellites_used", "gauge", "Satellites used in the fix."),
+    ("sats_in_view", "timewatch_gnss_satellites_visible", "gauge", "Satellites in view."),
+    ("cn0_min_db_hz", "timewatch_gnss_cn0_min_dbhz", "gauge",
+     "Weakest satellite's carrier-to-noise density, in dB-Hz."),
+    ("cn0_mean_db_hz", "timewatch_gnss_cn0_mean_dbhz", "gauge",
+     "Mean carrier-to-noise density over the satellites, in dB-Hz."),
+    ("cn0_max_db_hz", "timewatch_gnss_cn0_max_dbhz", "gauge",
+     "Strongest satellite's carrier-to-noise density, in dB-Hz."),
+    ("cn0_std_db_hz", "timewatch_gnss_cn0_stddev_dbhz", "gauge",
+     "Spread (standard deviation) of the satellites' C/N0, in dB-Hz: a spoofer's is small."),
+    ("position_error_m", "timewatch_gnss_position_error_meters", "gauge",
+     "Distance of the fix from the surveyed or learned antenna position, in meters."),
+    ("jitter_s", "timewatch_pps_jitter_seconds", "gauge",
+     "Smoothed jitter of the pulse edges against their phase line, in seconds."),
+    ("missing_total", "timewatch_pps_missing_pulses_total", "counter",
+     "Pulses missing (sequence gaps, seconds without an edge) since the monitor started."),
+    ("outliers", "timewatch_pps_outliers_total", "counter",
+     "Pulses kept out of the estimate as off the phase line since the monitor started."),
+    ("interval_faults", "timewatch_pps_interval_faults_total", "counter",
+     "Pulses off the 1-s train (extra, double, shifted) since the monitor started."),
+    ("delay_s", "timewatch_ntp_delay_seconds", "gauge",
+     "Round-trip delay of the server's latest reply, in seconds."),
+    ("stratum", "timewatch_ntp_stratum", "gauge", "Stratum of the server's latest reply."),
+)
+
+
+def _is_num(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _status_metrics(out: list[str], srcs: tuple[SourceStatus, ...],
+                    lab: Callable[[str], dict[str, str]]) -> None:
+    for key, name, typ, help_ in STATUS_METRICS:
+        have = [(st.src, st.fields[key]) for st in srcs
+                if _is_num(st.fields.get(key)) or isinstance(st.fields.get(key), bool)]
+        if not have:
+            continue
+        f = _Family(out, name, typ, help_)
+        for sid, x in have:
+            f.add(float(x), **lab(sid))
 
 
 class _Server(ThreadingHTTPServer):
@@ -357,6 +427,10 @@ class HttpSink:
         self.server.view = self.view
         self.server.healthy_within_s = self.healthy_within_s
         self.address = f"{host if ':' not in host else f'[{host}]'}:{self.server.server_port}"
+        # Which monitor this is, in /status.json and in <state_dir>/monitor.json (status).
+        self._state_dir = cfg.state_dir
+        self.view.monitor = monitorfile.identity(cfg.host, cfg.state_dir, self.address)
+        monitorfile.write(cfg.state_dir, self.view.monitor)
         self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_S,),
                                         name="http", daemon=True)
         self._thread.start()
@@ -366,6 +440,8 @@ class HttpSink:
         self.view.update(outputs)
 
     def close(self) -> None:
+        if self.view.monitor is not None:
+            monitorfile.remove(self._state_dir, self.view.monitor)
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5.0)

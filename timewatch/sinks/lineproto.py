@@ -179,6 +179,7 @@ class Encoder:
                 "offset_s": st.offset_s,
                 "bound_s": st.bound_s,
                 "age_s": (snap.t_ns - st.last_ns) / 1e9 if st.last_ns is not None else None,
+                "authenticated": 1 if st.auth else 0,
             }
             for k, v in st.fields.items():  # the tracker's status numbers (status_fields)
                 name = safe_name(str(k))

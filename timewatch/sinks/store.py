@@ -36,11 +36,13 @@ from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # PRAGMA user_version; bump with a migration when a table changes
+SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when a table changes
 # Migrations from each older version (run in one transaction with the schema): 1 -> 2 keeps
-# each source's status numbers (SourceStatus.fields) with its verdict.
+# each source's status numbers (SourceStatus.fields) with its verdict; 2 -> 3 whether the source
+# is authenticated (SourceStatus.auth, "nts" or NULL).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE verdicts ADD COLUMN fields_json TEXT NOT NULL DEFAULT '{}';",
+    2: "ALTER TABLE verdicts ADD COLUMN auth TEXT;",
 }
 # A batch is committed at most this long after its first output was queued (wall seconds):
 # what `kill -9` can lose is at most this much of not-yet-committed data.
@@ -94,7 +96,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     offset_s REAL,
     bound_s REAL,
     last_ns INTEGER,
-    fields_json TEXT NOT NULL DEFAULT '{}'
+    fields_json TEXT NOT NULL DEFAULT '{}',
+    auth TEXT
 );
 CREATE INDEX IF NOT EXISTS verdicts_snapshot ON verdicts (snapshot_id);
 CREATE INDEX IF NOT EXISTS verdicts_t ON verdicts (t_ns);
@@ -203,12 +206,24 @@ class Store:
                 self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                            isolation_level=None)
                 self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                try:
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
+                except sqlite3.OperationalError:
+                    # A reader who may read the file but not write its directory (the operator,
+                    # in the group of the appliance's state) cannot create the WAL index while
+                    # no writer runs (no -wal file): then nothing changes it, read it as is.
+                    if self.path.with_name(self.path.name + "-wal").exists():
+                        raise
+                    self._db.close()
+                    self._db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1",
+                                               uri=True, isolation_level=None)
+                    ver = self._db.execute("PRAGMA user_version").fetchone()[0]
                 if ver != SCHEMA_VERSION and ver not in MIGRATIONS:
                     raise StoreError(f"store {self.path}: schema version {ver}, "
                                      f"this timewatch reads {SCHEMA_VERSION}")
                 # An older store is read as it is (its verdicts have no status numbers).
                 self._fields_col = "fields_json" if ver >= 2 else "'{}'"
+                self._auth_col = "auth" if ver >= 3 else "NULL"
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
@@ -225,6 +240,7 @@ class Store:
             self._db.executescript("BEGIN IMMEDIATE;" + migrate + _SCHEMA +
                                    f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             self._fields_col = "fields_json"
+            self._auth_col = "auth"
             st = os.stat(self.path)
             self._ident = (st.st_dev, st.st_ino)
         except sqlite3.Error as e:
@@ -293,10 +309,10 @@ class Store:
                      finite(s.holdover_ppm), to_json(list(s.active_alerts))))
                 sid = cur.lastrowid
                 db.executemany(
-                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(sid, s.t_ns, v.src, v.kind, v.group, v.verdict, v.reason,
                       finite(v.offset_s), finite(v.bound_s), v.last_ns,
-                      to_json(v.fields, separators=(",", ":"), default=str))
+                      to_json(v.fields, separators=(",", ":"), default=str), v.auth)
                      for v in s.sources])
             if mark is not None:
                 db.execute("INSERT OR REPLACE INTO marks VALUES (?, ?)", (mark.key, mark.n))
@@ -416,11 +432,11 @@ class Store:
     def _snapshot(self, row: tuple[Any, ...], vcur: sqlite3.Cursor) -> Snapshot:
         sid, t, quorum, agree, voting, coff, cbnd, ho, aj = row
         srcs = tuple(
-            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last, json.loads(fj))
-            for src, kind, grp, verdict, reason, off, bnd, last, fj in vcur.execute(
+            SourceStatus(src, kind, grp, verdict, reason, off, bnd, last, json.loads(fj), auth)
+            for src, kind, grp, verdict, reason, off, bnd, last, fj, auth in vcur.execute(
                 "SELECT src, kind, trust_group, verdict, reason, offset_s, bound_s, last_ns, "
-                f"{self._fields_col} FROM verdicts WHERE snapshot_id = ? ORDER BY rowid",
-                (sid,)))
+                f"{self._fields_col}, {self._auth_col} FROM verdicts WHERE snapshot_id = ? "
+                "ORDER BY rowid", (sid,)))
         return Snapshot(t_ns=t, sources=srcs, quorum=bool(quorum), groups_agreeing=agree,
                         groups_voting=voting, consensus_offset_s=coff, consensus_bound_s=cbnd,
                         active_alerts=tuple(json.loads(aj)), holdover_ppm=ho)

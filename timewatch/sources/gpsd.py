@@ -145,7 +145,7 @@ class GpsdReader:
             except (OSError, ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
                 error = str(e)
             except Exception as e:  # noqa: BLE001 - never die: the source would go stale for good
-                log.exception("%s: gpsd reader failed", self.cfg.id)
+                log.exception("%s: gpsd reader failed; reconnecting", self.cfg.id)
                 error = f"reader failed ({type(e).__name__})"
             if loop.time() - started > BACKOFF_MAX_S:
                 backoff.reset()  # it ran fine for a while: this is a fresh failure

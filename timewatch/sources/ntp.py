@@ -18,6 +18,13 @@ servers are polled concurrently on one event loop). Each exchange:
 The reader decodes a reply only to validate it and records its fields and raw bytes; it never
 decides whether a server is good (the engine does, and checks the fields again).
 
+`NtsReader` (kind `nts`, docs/nts.md) is the same reader with Network Time Security: it
+establishes keys with the NTS-KE server (TLS, in a thread), sends authenticated requests to the
+NTPv4 server the KE named, and uses a reply only when its authenticator verifies; a reply that
+fails is recorded (`nts_auth_failed`, `nts_downgrade`: counted, traced, never used) and the wait
+for the genuine reply goes on. New keys after an NTS NAK, when the cookies run out, and when the
+session is old. Keys and cookies stay in the `NtsSession`: no log line or trace record has them.
+
 The packet codec is `wire/ntp.py`: one codec for the reader and the engine. Why not
 ntplib's `NTPPacket` codec (the requested dependency): it holds timestamps as Python
 floats (53-bit mantissa), so it can neither send a random 64-bit transmit timestamp nor compare
@@ -35,8 +42,8 @@ import struct
 import sys
 
 from ..config import SourceConfig
-from ..records import Ntp
-from ..wire.ntp import NtpPacket, decode, ntp_to_unix_ns
+from ..records import AUTH_NTS, Ntp, NtsKe
+from ..wire.ntp import PACKET_LEN, NtpPacket, decode, ntp_to_unix_ns
 from ..wire.ntp import PacketError as MalformedReply
 from . import Emit, now_pair
 
@@ -77,6 +84,10 @@ _TIMESPEC = struct.Struct("@ll")
 KISS_STOP = ("DENY", "RSTR")
 # Kiss code asking the client to reduce its rate (RFC 5905 section 7.4).
 KISS_RATE = "RATE"
+# NTS: the NTS-KE port (RFC 8915 section 4) and the longest wait between key establishments
+# that keep failing (the wait doubles from one poll; chrony's client also backs off).
+NTS_KE_PORT = 4460
+MAX_KE_BACKOFF_S = 1024.0
 
 
 def request(xmt_ts: int) -> bytes:
@@ -122,9 +133,22 @@ class NtpReader:
                     self.host, self.stopped_by)
         await asyncio.Event().wait()  # idle until cancelled: the engine sees the source go stale
 
+    def _target(self) -> tuple[str, int]:
+        """The NTP server's name and UDP port."""
+        return self.host, self.port
+
+    async def _prepare(self) -> str | None:
+        """Before an exchange: None to go on, else the outcome that ends this poll."""
+        return None
+
+    def _request(self, xmt: int) -> bytes:
+        """The request to send, with transmit timestamp `xmt`."""
+        return request(xmt)
+
     async def _resolve(self) -> tuple[int, tuple[object, ...]]:
+        host, port = self._target()
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):  # not wait_for: see _recv
-            infos = await asyncio.to_thread(socket.getaddrinfo, self.host, self.port, 0,
+            infos = await asyncio.to_thread(socket.getaddrinfo, host, port, 0,
                                             socket.SOCK_DGRAM, socket.IPPROTO_UDP)
         fam, _, _, _, sa = infos[0]
         self._count("resolved")
@@ -134,11 +158,14 @@ class NtpReader:
         """One exchange; returns its outcome ("ok", "timeout", "kiss", ...), already emitted."""
         xmt = int.from_bytes(secrets.token_bytes(8), "big")
         xmt_hex = f"{xmt:016x}"
+        stop = await self._prepare()
+        if stop is not None:
+            return stop
         if self.addr is None:
             try:
                 self.addr = await self._resolve()
             except (OSError, TimeoutError, IndexError) as e:
-                log.info("%s: cannot resolve %s: %s", self.src, self.host, e)
+                log.info("%s: cannot resolve %s: %s", self.src, self._target()[0], e)
                 return self._fail(now_pair(), xmt_hex, "unreachable")
         fam, sa = self.addr
         try:
@@ -174,8 +201,9 @@ class NtpReader:
         self._set_rcvbuf(sock)
         try:
             sock.connect(sa)
+            data = self._request(xmt)
             t1 = now_pair()
-            sock.send(request(xmt))
+            sock.send(data)
         except OSError as e:
             log.info("%s: cannot send to %s: %s", self.src, sa[0], e)
             return self._fail(now_pair(), xmt_hex, "unreachable")
@@ -195,7 +223,7 @@ class NtpReader:
                                           recorded < MAX_RECORDS_PER_EXCHANGE)
                     if outcome in ("ok", "kiss", "bogus_mode"):
                         return outcome
-                    recorded += 1  # malformed or bad_origin: keep waiting for the genuine reply
+                    recorded += 1  # malformed, bad_origin, NTS failures: keep waiting
         finally:
             self._log_garbage()
 
@@ -302,18 +330,24 @@ class NtpReader:
             outcome = "bogus_mode"  # recorded as it came; the engine calls it ntp.bogus
         self._count(outcome)
         if outcome != "bad_origin" or record:
-            self.emit(Ntp(
-                src=self.src, rx_ns=rx_ns, t1_ns=t1[0], xmt_hex=xmt_hex,
-                t2_ns=ntp_to_unix_ns(p.rec_ts, t1[0]), t3_ns=ntp_to_unix_ns(p.xmt_ts, t1[0]),
-                t4_ns=rx_ns, org_hex=f"{p.org_ts:016x}", leap=p.leap, version=p.version,
-                mode=p.mode, stratum=p.stratum, poll=p.poll, precision=p.precision,
-                root_delay=p.root_delay_s, root_dispersion=p.root_dispersion_s,
-                refid=p.refid, pkt_hex=pkt_hex, error=error, raw_ns=raw_ns))
+            self._record(p, pkt_hex, rx, t1, xmt_hex, error)
         if outcome == "bad_origin":
             self._garbage_seen("with a wrong origin")
         elif outcome == "kiss":
             self._kiss(p.refid)
         return outcome
+
+    def _record(self, p: NtpPacket, pkt_hex: str, rx: tuple[int, int], t1: tuple[int, int],
+                xmt_hex: str, error: str | None, **nts: str | None) -> None:
+        """Emit the record of a decoded reply `p` (`nts`: the record's NTS fields)."""
+        rx_ns, raw_ns = rx
+        self.emit(Ntp(
+            src=self.src, rx_ns=rx_ns, t1_ns=t1[0], xmt_hex=xmt_hex,
+            t2_ns=ntp_to_unix_ns(p.rec_ts, t1[0]), t3_ns=ntp_to_unix_ns(p.xmt_ts, t1[0]),
+            t4_ns=rx_ns, org_hex=f"{p.org_ts:016x}", leap=p.leap, version=p.version,
+            mode=p.mode, stratum=p.stratum, poll=p.poll, precision=p.precision,
+            root_delay=p.root_delay_s, root_dispersion=p.root_dispersion_s,
+            refid=p.refid, pkt_hex=pkt_hex, error=error, raw_ns=raw_ns, **nts))
 
     def _kiss(self, code: str) -> None:
         if code == KISS_RATE:
@@ -324,3 +358,113 @@ class NtpReader:
             self.stopped_by = code
         else:
             log.info("%s: kiss-o'-death %r from %s", self.src, code, self.host)
+
+
+class NtsReader(NtpReader):
+    """An NTP reader with Network Time Security (kind `nts`; the module docstring and
+    docs/nts.md say what it does). `port` is the NTS-KE port; `ntp_port` the NTPv4 port when
+    the KE names none; `server_name` the name the certificate must carry; `ca_file` the CAs
+    trusted (default: the system's)."""
+
+    def __init__(self, cfg: SourceConfig, emit: Emit, *, timeout_s: float | None = None,
+                 ke_timeout_s: float | None = None):
+        super().__init__(cfg, emit, timeout_s=timeout_s)
+        from ..wire import nts
+        from . import nts_ke
+
+        self._nts, self._nts_ke = nts, nts_ke  # imported here: plain NTP needs no cryptography
+        self.ke_port = cfg.port or NTS_KE_PORT
+        self.ntp_port = int(cfg.options.get("ntp_port") or NTP_PORT)
+        self.server_name: str = cfg.options.get("server_name") or cfg.server or ""
+        self.ca_file: str | None = cfg.options.get("ca_file")
+        self.ke_timeout_s = ke_timeout_s if ke_timeout_s is not None else nts_ke.KE_TIMEOUT_S
+        self.session: nts_ke.NtsSession | None = None
+        self._pending: nts_ke.Pending | None = None
+        self._ke_failures = 0  # key establishments failed in a row
+        self._ke_not_before = 0.0  # loop time before which no new one is tried
+
+    def _target(self) -> tuple[str, int]:
+        s = self.session
+        return (s.ntp_host, s.ntp_port) if s is not None else (self.host, self.ntp_port)
+
+    async def _prepare(self) -> str | None:
+        s = self.session
+        why = "first key establishment" if s is None else s.rekey_reason()
+        if why is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._ke_not_before:
+            self._count("ke_backoff")
+            return "ke_backoff"
+        if s is not None:
+            log.info("%s: new NTS keys from %s:%d: %s", self.src, self.host, self.ke_port, why)
+        self.session = None
+        try:
+            s = await asyncio.to_thread(
+                self._nts_ke.key_exchange, self.host, self.ke_port, name=self.server_name,
+                ca_file=self.ca_file, ntp_port=self.ntp_port, timeout_s=self.ke_timeout_s)
+        except self._nts_ke.KeError as e:
+            self._ke_failures += 1
+            self._ke_not_before = loop.time() + min(
+                self.poll_s * 2 ** (self._ke_failures - 1), MAX_KE_BACKOFF_S) - self.poll_s / 2
+            self._count("ke_failed")
+            log.warning("%s: NTS key establishment failed (%s): %s", self.src, e.cause, e)
+            rx_ns, raw_ns = now_pair()
+            self.emit(NtsKe(self.src, rx_ns, reason=why, cause=e.cause, message=str(e),
+                            raw_ns=raw_ns))
+            return "ke_failed"
+        self._ke_failures = 0
+        self._count("ke")
+        self.session = s
+        self.addr = None  # the KE names the NTPv4 server: resolve it again
+        rx_ns, raw_ns = now_pair()
+        log.info("%s: NTS session %s: NTPv4 server %s:%d, %d cookies", self.src, s.session_id,
+                 s.ntp_host, s.ntp_port, s.cookies_left)
+        self.emit(NtsKe(self.src, rx_ns, session=s.session_id, ntp_server=s.ntp_host,
+                        ntp_port=s.ntp_port, cookies=s.cookies_left, reason=why, raw_ns=raw_ns))
+        return None
+
+    def _request(self, xmt: int) -> bytes:
+        assert self.session is not None  # _prepare made one
+        pkt, self._pending = self.session.request(xmt)
+        return pkt
+
+    def _reply(self, data: bytes, rx: tuple[int, int], t1: tuple[int, int], xmt: int,
+               xmt_hex: str, record: bool) -> str:
+        """A datagram on the exchange's socket: one that is no NTP header or does not echo our
+        transmit timestamp is handled as the plain reader does (`malformed`, `bad_origin`);
+        any other is used only when its authenticator verifies."""
+        try:
+            p = decode(data)
+        except MalformedReply:
+            p = None
+        session, pending = self.session, self._pending
+        if p is None or p.org_ts != xmt or session is None or pending is None:
+            return super()._reply(data, rx, t1, xmt, xmt_hex, record)
+        header = data[:PACKET_LEN].hex()  # the extension fields hold cookies: never recorded
+        sid = session.session_id
+        nts = self._nts
+        try:
+            reply = session.accept(data, pending)
+        except nts.NtsNak as e:
+            self._count("nts_nak")
+            log.info("%s: %s", self.src, e)
+            self._record(p, header, rx, t1, xmt_hex, "kiss", ke_session=sid)
+            return "kiss"  # the session is marked: new keys before the next exchange
+        except nts.NtsError as e:
+            error = "nts_downgrade" if e.reason == nts.DOWNGRADE else "nts_auth_failed"
+            self._count(error)
+            self._garbage_seen(f"refused by NTS ({e.reason})")  # the alert says it once
+            if record:
+                self._record(p, header, rx, t1, xmt_hex, error, ke_session=sid,
+                             auth_error=str(e))
+            return error  # keep waiting: a forged packet must not shadow the genuine reply
+        p = reply.packet
+        kiss = p.stratum == 0
+        self._count("kiss" if kiss else "ok")
+        self._record(p, header, rx, t1, xmt_hex, "kiss" if kiss else None, auth=AUTH_NTS,
+                     ke_session=sid)
+        if kiss:
+            self._kiss(p.refid)
+            return "kiss"
+        return "ok"

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Final, TypeVar
 
@@ -112,11 +113,12 @@ class NtsSession:
     """
 
     __slots__ = ("ke_host", "ke_port", "name", "ntp_host", "ntp_port", "session_id",
-                 "established", "nak", "_c2s", "_s2c", "_cookies")
+                 "established", "nak", "certificate", "not_after", "_c2s", "_s2c", "_cookies")
 
     def __init__(self, *, ke_host: str, ke_port: int, name: str, ntp_host: str, ntp_port: int,
                  c2s: bytes, s2c: bytes, cookies: tuple[bytes, ...] | list[bytes],
-                 established: float | None = None):
+                 established: float | None = None, certificate: str = "",
+                 not_after: datetime | None = None):
         if len(c2s) != KEY_LEN or len(s2c) != KEY_LEN:
             raise ValueError(f"NTS keys are {KEY_LEN} bytes")
         self.ke_host, self.ke_port, self.name = ke_host, ke_port, name
@@ -124,6 +126,8 @@ class NtsSession:
         self.session_id = secrets.token_hex(4)  # names the session in traces; no key in it
         self.established = time.monotonic() if established is None else established
         self.nak = False
+        # The server's certificate as verified: its subject and names, and its expiry (doctor).
+        self.certificate, self.not_after = certificate, not_after
         self._c2s, self._s2c = c2s, s2c
         self._cookies: deque[bytes] = deque(cookies[:MAX_COOKIES], maxlen=MAX_COOKIES)
 
@@ -343,5 +347,6 @@ def _key_exchange(host: str, port: int, name: str, ca_file: str | None, ntp_port
         sock.close()
     return NtsSession(ke_host=host, ke_port=port, name=name, ntp_host=answer.server or host,
                       ntp_port=answer.port or ntp_port, c2s=c2s, s2c=s2c,
-                      cookies=answer.cookies)
+                      cookies=answer.cookies, certificate=_cert_text(cert),
+                      not_after=cert.not_valid_after_utc)
 

@@ -262,7 +262,6 @@ class DriftDetector(Detector):
             st.holdover.reset()
             st.own.reset()
             st.step_pending = None
-            self._release(sid, st)
             return
         off = self._sample_offset(tr, est_offset_s, t_ns)
         if off is None:
@@ -340,8 +339,6 @@ class DriftDetector(Detector):
             (ho.distrust if suspect else ho.trust)(sid)
         st.suspect = suspect
         if score < h:
-            if score < h / 2:
-                self._release(sid, st)
             return
         if ntp_like:
             wname = "holdover" if ho_score > own_score else "own history"
@@ -355,11 +352,10 @@ class DriftDetector(Detector):
               "window_s": (worst.run[-1][0] - worst.run[0][0]) / 1e9 if worst.run else 0.0,
               "cusum": score, "cusum_h": h,
               "holdover_residual_s": res.residual_s if res is not None else None}
-        ctx.alerts.assert_(
-            "time.drift", ctx.now_ns, (sid,),
+        ctx.caught_moving(
+            sid, "time.drift", ctx.now_ns,
             f"{sid} drifting {rate * 1e6:+.2f} ppm ({rate * 1e6:+.2f} us/s) against the "
-            f"{name}, beyond what honest sources and the oscillator can explain",
-            ev, severity="critical", hold_down_s=det.hold_down_s)
+            f"{name}, beyond what honest sources and the oscillator can explain", ev)
 
     def _step(self, sid: str, st: _Source, own: float, r: float | None, off: float,
               ref: float | None, floor: float) -> None:
@@ -369,8 +365,7 @@ class DriftDetector(Detector):
         t = st.own
         if st.step_from is not None:
             if abs(own - st.step_from) < ctx.detect.ntp_step_s / 2:
-                st.step_from = None
-                ctx.alerts.release("time.step", ctx.now_ns, sid)
+                st.step_from = None  # back at its level: the witnesses decide when it ends
             return
         last_r, pending = t.last_r, st.step_pending
         if pending is None and (last_r is None or t.n < WARMUP):
@@ -382,14 +377,13 @@ class DriftDetector(Detector):
             tol = max(STEP_CONFIRM_SIGMAS * sigma, STEP_CONFIRM_FRAC * abs(after - before))
             if abs(own - after) <= tol:
                 st.step_from = before
-                ctx.alerts.assert_(
-                    "time.step", ctx.now_ns, (sid,),
+                ctx.caught_moving(
+                    sid, "time.step", ctx.now_ns,
                     f"{sid} stepped {(own - before) * 1e3:+.3f} ms against its own history and "
                     f"the consensus of the other trust groups",
                     {"step_s": own - before, "offset_s": off, "consensus_offset_s": ref,
                      "offset_before_s": before, "consensus_residual_s": r,
-                     "noise_sigma_s": sigma / math.sqrt(2)},
-                    severity="critical", hold_down_s=ctx.detect.hold_down_s)
+                     "noise_sigma_s": sigma / math.sqrt(2)})
             return
         if last_r is None:  # (ruled out above; says so to the type checker)
             return
@@ -400,7 +394,3 @@ class DriftDetector(Detector):
         if r is not None and c.last_r is not None and abs(r - c.last_r) < abs(jump) / 2:
             return  # the others moved with it: the host, not this source
         st.step_pending = (last_r, own)
-
-    def _release(self, sid: str, st: _Source) -> None:
-        if "time.drift" in self.ctx.alerts.active_codes:  # skip the call when none is active
-            self.ctx.alerts.release("time.drift", self.ctx.now_ns, sid)
