@@ -4,10 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real (chronyd, libfaketime, VictoriaMetrics, InfluxDB 1.x,
 # certtool for NTS, gpsd/gpsfake, systemd-analyze, socat, headless chromium for the status page,
-# promtool from prometheus: only the checker runs, never a Prometheus server).
-DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus
+# promtool from prometheus: only the checker runs, never a Prometheus server; curl and openssl for
+# the API's TLS and the installer's evidence key; linuxptp and ethtool for the PTP tests' own
+# network).
+DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-clients systemd gcc python3-dev chromium chromium-driver prometheus curl openssl linuxptp ethtool
 
-.PHONY: demo test bench lint debs venv clean compiled clean-compiled
+.PHONY: demo test bench fuzz lint debs venv clean compiled clean-compiled
 
 # The install compiles the engine, the codecs and the trace reader with mypyc (setup.py's build
 # hook) when gcc and the Python headers are there, else installs pure Python; a source edited
@@ -56,6 +58,12 @@ test: debs venv
 bench: debs venv
 	$(BIN)/python -m bench
 
+# Bounded fuzzing of every decoder of outside input (framer, NMEA, UBX, NTP, NTS, trace line,
+# config, gpsd, chronyc): FUZZ_SECONDS per target (default 20), atheris where it is installed,
+# else hypothesis. Prints inputs and time per target; a crash input goes to fuzz-crashes/.
+fuzz: venv
+	$(BIN)/python tools/fuzz.py
+
 # The engine compiled again now (`make venv` does it when a source changed); `make clean-compiled`
 # goes back to the pure-Python package (until the next source edit: TIMEWATCH_PURE=1 to stay).
 compiled: venv
@@ -65,4 +73,4 @@ clean-compiled:
 	$(PYTHON) tools/build_compiled.py clean
 
 clean: clean-compiled
-	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) state .pytest_cache .mypy_cache .ruff_cache fuzz-crashes

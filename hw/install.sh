@@ -169,10 +169,26 @@ fi
 for d in /var/lib/timewatch /etc/timewatch; do
   [ -d "$(R $d)" ] || run mkdir -p "$(R $d)"
 done
+# The evidence signing key (docs/evidence.md): made once, never replaced, 0600 from the start,
+# owned by the service (set below).
+KEY=/var/lib/timewatch/evidence.key
+if [ ! -f "$(R $KEY)" ] && command -v openssl >/dev/null; then
+  CHANGED=1
+  if [ "$DRY" = 1 ]; then say "would make the evidence signing key $KEY"
+  else
+    (umask 077 && openssl genpkey -algorithm ed25519 -out "$(R $KEY)" 2>/dev/null)
+    say "made the evidence signing key $KEY"
+  fi
+fi
+if [ -f "$(R $KEY)" ] && command -v openssl >/dev/null; then
+  say "evidence public key (keep a copy off this machine, for timewatch verify --pubkey):"
+  say "  ed25519:$(openssl pkey -in "$(R $KEY)" -pubout -outform DER | tail -c 32 | base64)"
+fi
 # The service writes the state (the unit's UMask=0027 keeps what it writes group-readable); the
 # group timewatch reads the state and the config.
 set_owner /var/lib/timewatch timewatch timewatch 750
 set_owner /etc/timewatch/timewatch.toml root timewatch 640
+set_owner $KEY timewatch timewatch 600
 
 # --- 4. udev rules and the systemd unit ----------------------------------------------------------
 put_file /etc/udev/rules.d/60-timewatch.rules 0644 < "$HERE/udev/60-timewatch.rules"

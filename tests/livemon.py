@@ -110,12 +110,13 @@ class Monitor:
             self.stderr.append(line.decode(errors="replace"))
 
     def records(self) -> list[dict[str, Any]]:
-        """The trace's complete lines so far (the header first)."""
+        """The trace's complete lines so far (the header first), its evidence checkpoints left
+        out as every trace reader leaves them out (docs/evidence.md)."""
         if not self.trace.exists():
             return []
         out = []
         for line in self.trace.read_text().splitlines(keepends=True):
-            if line.endswith("\n"):
+            if line.endswith("\n") and not line.startswith('{"type": "checkpoint"'):
                 out.append(json.loads(line))
         return out
 
@@ -149,9 +150,9 @@ class Monitor:
         return "".join(self.stderr)
 
     def events(self) -> list[dict[str, Any]]:
-        p = self.state / "events.jsonl"
-        return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() \
-            else []
+        p = self.state / "events.jsonl"  # the events, not the checkpoints that seal them
+        return [json.loads(x) for x in p.read_text().splitlines()
+                if x.strip() and not x.startswith('{"type": "checkpoint"')] if p.exists() else []
 
 
 async def ntp_servers(hosts: tuple[str, ...] = NTP_HOSTS) -> list[SimNtpServer]:

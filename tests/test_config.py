@@ -103,6 +103,7 @@ def test_check_config_exits_2_on_error_and_never_prints_secrets(
 
 def test_secret_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "tok").write_text("file-token\n")
+    (tmp_path / "tok").chmod(0o600)
     monkeypatch.setenv("TW_TOKEN", "env-secret")
     cfg = load(write(tmp_path, f'[sinks.influxdb]\nurl = "http://127.0.0.1:1"\n'
                                f'token_file = "{tmp_path / "tok"}"\n'

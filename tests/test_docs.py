@@ -98,6 +98,7 @@ UNKNOWN_KEY_CONFIGS = {
     "sinks.influxdb": {"sinks": {"influxdb": {"nope": 1}}},
     "sinks.webhook[0]": {"sinks": {"webhook": [{"nope": 1}]}},
     "detect": {"detect": {"nope": 1}},
+    "evidence": {"evidence": {"nope": 1}},
     "vote": {"vote": {"nope": 1}},
 }
 
@@ -138,11 +139,34 @@ def test_trace_format_examples_are_records_the_reader_accepts() -> None:
         types.append(d["type"])
         if d["type"] == "header":
             assert Header.from_dict(d).sources
+        elif d["type"] == "checkpoint":  # an evidence seal: readers skip it (docs/evidence.md)
+            assert observation_from_dict(d) is None and list(d) == CHECKPOINT_FIELDS, b
         else:
             obs = observation_from_dict(d)
             assert obs is not None and obs.type == d["type"], b
     assert set(types) == {"header", "nmea", "ubx", "pps", "ntp", "tick", "note", "chrony",
-                          "nts_ke"}
+                          "nts_ke", "checkpoint", "ptp"}
+
+
+# The fields of a checkpoint in the order the writer puts them (a file's first one has prev).
+CHECKPOINT_FIELDS = ["type", "stream", "seq", "line", "bytes", "sha256", "reason", "t_ns", "prev",
+                     "key", "sig"]
+
+
+def test_evidence_md_example_is_a_checkpoint_as_the_writer_makes_it(tmp_path: Path) -> None:
+    from timewatch.evidence import ChainWriter, Evidence
+
+    text = (DOCS / "evidence.md").read_text()
+    block = re.search(r"```json\n(.*?)```", text, re.S)
+    assert block is not None
+    doc = json.loads(block.group(1))
+    written: list[str] = []
+    ch = ChainWriter(Evidence(tmp_path), "trace", written.append)
+    ch.start()
+    ch.seal("interval")
+    made = json.loads(written[1])
+    assert list(doc) == list(made) == [f for f in CHECKPOINT_FIELDS if f != "prev"]
+    assert doc["reason"] in ("start", "interval", "end") and doc["key"].startswith("ed25519:")
 
 
 # -- links and references ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def test_the_sinks_timewatch_toml_shows_commented_out_are_valid(tmp_path: Path) 
     secrets = {p: tmp_path / Path(p).name for p in re.findall(r'"(/etc/timewatch/[^"]+)"', text)}
     for real, fake in secrets.items():
         fake.write_text("whsec_" + "QUJD" * 8 if "webhook" in real else "token")
+        fake.chmod(0o600)  # a secret file others may read is refused (as ssh does)
         text = text.replace(real, str(fake))
     opened = re.sub(r"^# (\[|[a-z_]+ = )", r"\1", text, flags=re.M)
     p = tmp_path / path.name

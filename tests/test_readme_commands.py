@@ -243,10 +243,11 @@ VALUES = {
     "FILE": "capture.nmea", "T": "2020-01-01T00:00:00Z", "DIR": "state",
     "run:TRACE": "t.jsonl.gz", "replay:TRACE": "t.jsonl.gz", "simulate:TRACE": "sim.jsonl",
     "report:TRACE": "t.jsonl.gz", "--until T": "2100-01-01T00:00:00Z",
+    "verify:FILE": "t.jsonl.gz", "--pubkey KEY": '"$(timewatch key show -c sim.toml)"',
 }
 # Subcommands of the table in the order they run (run's trace feeds replay; status asks run).
-ORDER = ["--version", "check-config", "simulate", "decode", "run", "status", "replay", "export",
-         "report", "webhook", "doctor", "demo"]
+ORDER = ["--version", "check-config", "simulate", "decode", "run", "status", "replay", "key",
+         "verify", "export", "report", "webhook", "doctor", "demo"]
 # What a line's output must show, beyond exit status 0: (line pattern, substring of its output).
 EXPECT = [
     (r"--version", f"timewatch {version('timewatch')}"),
@@ -256,6 +257,8 @@ EXPECT = [
     (r"decode .*text", "2026-12-01T00:00:00.000000000Z 1796083200000000000 valid 3D"),
     (r"simulate", "-> sim.jsonl (attack/fault from "),
     (r"replay", "observations in"),
+    (r"key show", "ed25519:"),
+    (r"verify", "t.jsonl.gz: intact ("),  # the trace `run` recorded, checked with key show's key
     (r"export", "lines ("),
     (r"report", "figures, "),
     (r"webhook", "webhook[0] standard to 127.0.0.1: alert: 200"),

@@ -15,7 +15,6 @@ from timewatch.sim.ntpserver import Behaviour, start_servers
 
 HOSTS = ["127.0.0.51", "127.0.0.52", "127.0.0.53", "127.0.0.54"]
 IDS = ["a", "b", "c", "d"]
-PORT = 12151  # a fixed port: all four servers share it on their own addresses
 
 
 class Collect:
@@ -42,11 +41,12 @@ def monitor(tmp: Path, d: Behaviour, run_s: float = 10.0) -> tuple[list[Event], 
     """Servers a, b, c honest; d behaves as told. Returns events, outputs and the runner."""
 
     async def main() -> Runner:
-        servers = await start_servers(HOSTS, PORT, [Behaviour(), Behaviour(), Behaviour(), d])
+        # Port 0: each server holds the port the kernel gives it (parallel runs never collide).
+        servers = await start_servers(HOSTS, 0, [Behaviour(), Behaviour(), Behaviour(), d])
         cfg = parse({"monitor": {"state_dir": str(tmp)}, "http": {"listen": ""},
                      "detect": {"snapshot_interval_s": 1.0},
-                     "sources": [{"id": i, "kind": "ntp", "server": h, "port": PORT,
-                                  "poll_s": 1} for i, h in zip(IDS, HOSTS, strict=True)]})
+                     "sources": [{"id": i, "kind": "ntp", "server": s.host, "port": s.port,
+                                  "poll_s": 1} for i, s in zip(IDS, servers, strict=True)]})
         runner = Runner(cfg, duration_s=run_s, sinks=[col],
                         reader_kwargs={"ntp": {"timeout_s": 0.5}})
         try:

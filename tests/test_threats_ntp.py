@@ -15,7 +15,7 @@ from timewatch.engine import Engine
 from timewatch.engine.leapsec import format_list, parse
 from timewatch.records import Event, Sample
 from timewatch.sim.judge import judge, replay_events
-from timewatch.sim.scenarios import build
+from timewatch.sim.scenarios import DEADLINE_SLACK_S, build
 
 SEEDS = [1, 2, 3]
 # 2017-01-01 (the last real leap second) with the dates around it; the list published in 2016,
@@ -43,20 +43,47 @@ def test_scenario_detected_in_time_culprits_named_nobody_else_accused(name: str,
     _check(name, seed, leap_list=LIST_2025)
 
 
-# -- attack sizes just above the thresholds ------------------------------------------------------
-@pytest.mark.parametrize("seed,offset_s", [(11, 0.0505), (12, -0.0505), (13, 0.051)])
-def test_liar_just_above_50_ms(seed: int, offset_s: float) -> None:
+# -- attack sizes just above the thresholds; noise-level and just-below sizes never alarm ----------
+def _quiet(name: str, seed: int, **params: object) -> None:
+    """The attack (below what the table promises) raises no alert at all."""
+    v = judge(build(name, seed, **params))
+    assert not [e for e in v.events if e.type == "alert"], v.describe()
+
+
+@pytest.mark.parametrize("seed,offset_s", [(11, 0.0155), (12, -0.0155), (13, 0.016), (14, -0.016),
+                                           (15, 0.0155)])
+def test_liar_just_above_15_ms_named_within_3_polls(seed: int, offset_s: float) -> None:
     _check("ntp_liar", seed, offset_s=offset_s)
 
 
-@pytest.mark.parametrize("seed,rate_ppm", [(11, 50.5), (12, -50.5), (14, 51.0)])
-def test_drift_just_above_50_ppm_before_three_bounds(seed: int, rate_ppm: float) -> None:
+@pytest.mark.parametrize("seed,offset_s", [(11, 0.005), (12, -0.005), (13, 0.003)])
+def test_liar_of_a_few_ms_like_a_route_change_never_alarms(seed: int, offset_s: float) -> None:
+    _quiet("ntp_liar", seed, offset_s=offset_s)
+
+
+@pytest.mark.parametrize("seed,rate_ppm", [(11, 15.5), (12, -15.5), (13, 16.0), (14, -16.0),
+                                           (15, 15.5)])
+def test_drift_just_above_15_ppm_before_three_bounds_at_most_10_min(seed: int,
+                                                                   rate_ppm: float) -> None:
+    st = build("ntp_drift", seed, rate_ppm=rate_ppm)
+    assert st.truth.target_s is not None and st.truth.target_s < 600.0 + 2 * DEADLINE_SLACK_S
     _check("ntp_drift", seed, rate_ppm=rate_ppm)
 
 
-@pytest.mark.parametrize("seed,leg", [(11, "request"), (12, "reply"), (13, "reply")])
-def test_mitm_delay_just_above_20_ms_either_leg(seed: int, leg: str) -> None:
-    _check("ntp_mitm_delay", seed, delay_s=0.0205, leg=leg)
+@pytest.mark.parametrize("seed,rate_ppm", [(11, 0.5), (12, -0.5), (13, 0.3)])
+def test_drift_at_the_disciplined_clocks_rate_never_alarms(seed: int, rate_ppm: float) -> None:
+    _quiet("ntp_drift", seed, rate_ppm=rate_ppm)
+
+
+@pytest.mark.parametrize("seed,leg", [(11, "request"), (12, "request"), (12, "reply"),
+                                      (13, "reply"), (14, "request")])
+def test_mitm_delay_just_above_5_ms_either_leg_within_3_polls(seed: int, leg: str) -> None:
+    _check("ntp_mitm_delay", seed, delay_s=0.0052, leg=leg)
+
+
+@pytest.mark.parametrize("seed,leg", [(11, "request"), (12, "reply"), (13, "request")])
+def test_mitm_delay_of_2_ms_never_alarms(seed: int, leg: str) -> None:
+    _quiet("ntp_mitm_delay", seed, delay_s=0.002, leg=leg)
 
 
 @pytest.mark.parametrize("seed,step_s", [(11, 0.105), (12, -0.105), (13, 1.9), (14, -1.9)])
@@ -65,8 +92,8 @@ def test_host_step_just_above_100_ms_either_way(seed: int, step_s: float) -> Non
 
 
 @pytest.mark.parametrize("seed", [11, 12])
-def test_group_majority_liars_just_above_50_ms(seed: int) -> None:
-    _check("ntp_group_majority", seed, offset_s=0.0505)
+def test_group_majority_liars_just_above_15_ms(seed: int) -> None:
+    _check("ntp_group_majority", seed, offset_s=0.0155)
 
 
 def test_host_step_raised_when_the_next_record_confirms_it() -> None:
@@ -175,3 +202,38 @@ def test_clean_half_day_with_legitimate_faults_only_what_they_call_for() -> None
     st = build("clean_week", 9, 43_200.0)
     v = judge(st, leap_list=LIST_2025)
     assert v.ok, v.describe()
+
+
+# -- the drift test skips spiked exchanges (their offset is off by half the spike) ----------------
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_spikes_on_a_quarter_of_exchanges_never_move_a_source(seed: int) -> None:
+    # (Three 10x spikes in a row on one leg, all the same size, look like a delay attack:
+    # ntp.delay_anomaly may say so; nobody is called a mover or a falseticker.)
+    v = judge(build("ntp_delay_spikes", seed, spike_probability=0.25))
+    moved = [e for e in v.events if e.type == "alert" and e.code != "ntp.delay_anomaly"]
+    assert not moved, v.describe()
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_delays_alternating_between_the_legs_are_no_delay_attack(seed: int) -> None:
+    # Each exchange alone has the signature (delay up 8 ms, offset moved by half of it), but
+    # the offset moves the other way every poll: congestion, not a man in the middle.
+    events = replay_events(build("ntp_mitm_delay", seed, delay_s=0.008, leg="alternate"))
+    assert not [e for e in events if e.code == "ntp.delay_anomaly"], events
+
+
+@pytest.mark.parametrize("seed,step_s", [(21, 0.15), (22, -0.15)])
+def test_host_left_150_ms_off_raises_host_offset(seed: int, step_s: float) -> None:
+    events = replay_events(build("host_step", seed, step_s=step_s))
+    off = [e for e in events if e.code == "consensus.host_offset" and e.type == "alert"]
+    assert off and off[0].sources == (), events
+    assert abs(off[0].evidence["host_offset_s"] - step_s) < 0.01
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_drift_on_a_busy_network_named_and_no_spike_taken_for_a_drift(seed: int) -> None:
+    # 15% of exchanges spiked (5-10x the base delay): their offsets are off by half the spike,
+    # so the drift tests skip them (the spike gate); the 15.5 ppm drift is still named in time.
+    v = judge(build("ntp_drift", seed, rate_ppm=15.5, spike_probability=0.15))
+    assert v.detected, v.describe()
+    assert not [e for e in v.false_alerts if e.code != "ntp.delay_anomaly"], v.describe()

@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "export": "timewatch.commands.export:cmd_export",
     "webhook": "timewatch.commands.webhook:cmd_webhook",
     "doctor": "timewatch.commands.doctor:cmd_doctor",
+    "verify": "timewatch.commands.verify:cmd_verify",
+    "key": "timewatch.commands.key:cmd_key",
     "report": "timewatch.commands.report:cmd_report",
 }
 
@@ -148,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("doctor", help="check the machine for everything the config needs")
     s.add_argument("-c", "--config")
+
+    s = sub.add_parser("verify", help="check the signed hash chain of traces and event logs")
+    s.add_argument("files", nargs="+", metavar="FILE",
+                   help="traces or event logs; files of one stream in order, oldest first")
+    s.add_argument("--pubkey", metavar="KEY",
+                   help="the public key they must be signed with (as `key show` prints it, or "
+                        "a file holding it); default: the key the file names")
+
+    s = sub.add_parser("key", help="the appliance's evidence signing key")
+    ksub = s.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
+    k = ksub.add_parser("show", help="print the public key (for verify --pubkey)")
+    k.add_argument("-c", "--config")
     return p
 
 

@@ -19,6 +19,13 @@ from . import kinds
 from .engine.params import AT_MOST, RANGES, Detect
 from .engine.vote import AUTH_MODES
 from .records import Header, SourceInfo
+from .secretfile import (
+    SecretFileError,
+    check_private,
+    credential_path,
+    read_credential,
+    read_private,
+)
 
 WEBHOOK_FORMATS = ("standard", "alertmanager", "slack", "teams", "pagerduty", "ntfy")
 SEVERITIES = ("info", "warning", "critical")
@@ -120,6 +127,32 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class HttpAccess:
+    """Who may use the status API ([http]; docs/http.md): a bearer token, TLS, and the
+    exceptions. Elsewhere than 127.0.0.1, ::1 and localhost the token and TLS are required
+    unless `insecure`."""
+
+    token: Secret | None = None
+    cert_file: str | None = None  # PEM certificate (chain) the API presents
+    key_file: str | None = None  # its private key: a secret file (or a systemd credential)
+    insecure: bool = False  # serve off loopback without token and TLS all the same
+    healthz_public: bool = False  # /healthz answers without the token
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    """[evidence]: how often the trace and the event log are sealed (docs/evidence.md)."""
+
+    checkpoint_records: int = 1000
+    checkpoint_s: float = 60.0
+    key_file: str | None = None  # default: state_dir/evidence.key
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     host: str
@@ -132,12 +165,20 @@ class Config:
     detect: Detect = field(default_factory=Detect)
     warnings: tuple[str, ...] = ()
     auth_mode: str = "mix"  # [vote] auth_mode: how authenticated (NTS) sources weigh (docs/nts.md)
+    http_access: HttpAccess = field(default_factory=HttpAccess)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     def header(self, created_ns: int = 0) -> Header:
         infos: dict[str, SourceInfo] = {}
         for s in self.sources:
             infos.update(s.infos())
         return Header(self.host, created_ns, infos)
+
+    @property
+    def key_path(self) -> Path:
+        """The appliance's Ed25519 signing key (docs/evidence.md)."""
+        return Path(self.evidence.key_file) if self.evidence.key_file else \
+            self.state_dir / "evidence.key"
 
     @property
     def store_path(self) -> Path:
@@ -223,8 +264,10 @@ class _Loader:
         return v
 
     def secret(self, d: dict[str, Any], key: str, name: str) -> Secret | None:
-        """`name` inline, `name_file` or `name_env`: at most one of them."""
-        given = [k for k in (name, f"{name}_file", f"{name}_env") if k in d]
+        """`name` inline, `name_file`, `name_env` or `name_credential`: at most one of them. A
+        file accessible by group or others is refused (as ssh refuses such a private key)."""
+        given = [k for k in (name, f"{name}_file", f"{name}_env", f"{name}_credential")
+                 if k in d]
         if len(given) > 1:
             raise self.err(f"{key}.{given[1]}", f"give only one of {', '.join(given)}")
         if not given:
@@ -235,14 +278,85 @@ class _Loader:
             self.warnings.append(f"{key}.{name}: an inline secret belongs in {name}_file or "
                                  f"{name}_env")
             return Secret(v, "inline")
-        if k.endswith("_file"):
-            try:
-                return Secret(Path(v).read_text().strip(), f"file {v}")
-            except OSError as e:
-                raise self.err(f"{key}.{k}", f"cannot read {v}: {e.strerror}") from None
+        try:
+            if k.endswith("_file"):
+                return Secret(read_private(v), f"file {v}")
+            if k.endswith("_credential"):
+                return Secret(*read_credential(v))
+        except SecretFileError as e:
+            raise self.err(f"{key}.{k}", str(e)) from None
         if v not in os.environ:
             raise self.err(f"{key}.{k}", f"environment variable {v} is not set")
         return Secret(os.environ[v], f"env {v}")
+
+
+    def secret_path(self, d: dict[str, Any], key: str, name: str) -> str | None:
+        """A secret handed on by path (a TLS key): `name_file` or `name_credential`, checked
+        as `secret` checks a file."""
+        given = [k for k in (f"{name}_file", f"{name}_credential") if k in d]
+        if len(given) > 1:
+            raise self.err(f"{key}.{given[1]}", f"give only one of {', '.join(given)}")
+        if not given:
+            return None
+        k = given[0]
+        v = self.get(d, key, k, str)
+        try:
+            if k.endswith("_credential"):
+                p, systemd = credential_path(v)
+                if not systemd:
+                    check_private(p)
+                return str(p)
+            check_private(v)
+        except SecretFileError as e:
+            raise self.err(f"{key}.{k}", str(e)) from None
+        return str(v)
+
+
+# Where the API may serve without a token: the default address and its IPv6 and name forms.
+# Not the rest of 127.0.0.0/8: with net.ipv4.conf.*.route_localnet=1 (set by some container and
+# NAT set-ups) those addresses are reachable from outside, so they count as elsewhere.
+LOCAL_ONLY = ("127.0.0.1", "::1", "localhost")
+
+
+def is_local_only(host: str) -> bool:
+    """True for the addresses only this machine reaches (LOCAL_ONLY)."""
+    return host.strip("[]").lower() in LOCAL_ONLY
+
+
+def _http_access(L: _Loader, http: dict[str, Any], listen: str) -> HttpAccess:
+    """[http]'s token, TLS and exceptions; elsewhere than LOCAL_ONLY the token and TLS, or
+    insecure."""
+    k = "http"
+    token = L.secret(http, k, "token")
+    cert = L.get(http, k, "cert_file", str)
+    keyf = L.secret_path(http, k, "key")
+    if (cert is None) != (keyf is None):
+        raise L.err(f"{k}.{'key_file' if keyf is None else 'cert_file'}",
+                    "cert_file and key_file (or key_credential) go together")
+    if cert is not None and not os.access(cert, os.R_OK):
+        raise L.err(f"{k}.cert_file", f"cannot read {cert}")
+    acc = HttpAccess(token=token, cert_file=cert, key_file=keyf,
+                     insecure=L.get(http, k, "insecure", bool, False),
+                     healthz_public=L.get(http, k, "healthz_public", bool, False))
+    if not listen:
+        return acc
+    host = listen.rpartition(":")[0].strip("[]")
+    if host in ("0.0.0.0", "::"):
+        L.warnings.append(f"http.listen {listen}: listens on every interface of this machine; "
+                          "give the one address the API is for")
+    if is_local_only(host):
+        return acc
+    missing = [w for w, ok in (("a bearer token (token_file, token_env or token_credential)",
+                                token is not None),
+                               ("TLS (cert_file and key_file)", acc.tls)) if not ok]
+    if missing and not acc.insecure:
+        raise L.err(f"{k}.listen", f"{listen} is not 127.0.0.1, ::1 or localhost: the API there "
+                                   f"needs {' and '.join(missing)}, or insecure = true to serve "
+                                   "it without")
+    if missing:
+        L.warnings.append(f"http.listen {listen}: insecure = true: served without "
+                          f"{' and '.join(m.split(' (')[0] for m in missing)}")
+    return acc
 
 
 def _default_sources() -> list[dict[str, Any]]:
@@ -320,7 +434,8 @@ def _source(L: _Loader, key: str, s: dict[str, Any], seen: set[str]) -> SourceCo
 
 def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Config:
     L = _Loader(path, text)
-    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "vote"})
+    L.table(data, "", {"monitor", "store", "sources", "sinks", "http", "detect", "vote",
+                       "evidence"})
 
     mon = L.table(L.get(data, "", "monitor", dict, {}), "monitor", {"host", "state_dir"})
     host = L.get(mon, "monitor", "host", str, socket.gethostname())
@@ -359,8 +474,8 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     if "influxdb" in sinks:
         k = "sinks.influxdb"
         ix = L.table(L.get(sinks, "sinks", "influxdb", dict), k,
-                     {"url", "org", "bucket", "token", "token_file", "token_env", "batch_size",
-                      "flush_interval_s", "timeout_s", "spool_max_mb", "api"})
+                     {"url", "org", "bucket", "token", "token_file", "token_env", "token_credential",
+                      "batch_size", "flush_interval_s", "timeout_s", "spool_max_mb", "api"})
         url = L.get(ix, k, "url", str)
         if not url or not re.match(r"^https?://", url):
             raise L.err(f"{k}.url", f"must be an http(s) URL, got {url!r}")
@@ -382,8 +497,8 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
         k = f"sinks.webhook[{i}]"
         if not isinstance(h, dict):
             raise L.err(k, "must be a table ([[sinks.webhook]])")
-        L.table(h, k, {"url", "url_file", "url_env", "format", "secret", "secret_file",
-                       "secret_env", "min_severity", "timeout_s", "group_window_s", "resend_s",
+        L.table(h, k, {"url", "url_file", "url_env", "url_credential", "format", "secret",
+                       "secret_file", "secret_env", "secret_credential", "min_severity", "timeout_s", "group_window_s", "resend_s",
                        "retry_initial_s", "retry_max_s"})
         url = L.secret(h, k, "url")
         if "url" in h:
@@ -411,10 +526,21 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
             raise L.err(f"{k}.secret", "a Standard Webhooks secret is whsec_ followed by base64 "
                                        f"(value from {wh.secret.origin} not shown)")
 
-    http = L.table(L.get(data, "", "http", dict, {}), "http", {"listen"})
+    http = L.table(L.get(data, "", "http", dict, {}), "http",
+                   {"listen", "token", "token_file", "token_env", "token_credential",
+                    "cert_file", "key_file", "key_credential", "insecure", "healthz_public"})
     listen = L.get(http, "http", "listen", str, "127.0.0.1:9470")
     if listen and not re.match(r"^(\[[0-9a-fA-F:]+\]|[^:\[\]]+):\d{1,5}$", listen):
         raise L.err("http.listen", f"must be HOST:PORT (or \"\" to disable), got {listen!r}")
+    access = _http_access(L, http, listen)
+
+    ev = L.table(L.get(data, "", "evidence", dict, {}), "evidence",
+                 {"checkpoint_records", "checkpoint_s", "key_file"})
+    evidence = EvidenceConfig(
+        checkpoint_records=L.get(ev, "evidence", "checkpoint_records", int, 1000, lo=1,
+                                 hi=10_000_000),
+        checkpoint_s=L.get(ev, "evidence", "checkpoint_s", float, 60.0, lo=0.01, hi=86400),
+        key_file=L.get(ev, "evidence", "key_file", str))
 
     det_raw = L.get(data, "", "detect", dict, {})
     keys = Detect.keys()
@@ -444,7 +570,33 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
 
     return Config(path=path, host=host, state_dir=state_dir, sources=tuple(sources), store=store,
                   influxdb=influx, webhooks=tuple(hooks), http_listen=listen or None,
-                  detect=detect, warnings=tuple(L.warnings), auth_mode=auth_mode)
+                  detect=detect, warnings=tuple(L.warnings), auth_mode=auth_mode,
+                  http_access=access, evidence=evidence)
+
+
+def describe_http(cfg: Config) -> str:
+    """check-config's line on the status API: where, and who may use it."""
+    if not cfg.http_listen:
+        return "http: disabled"
+    a = cfg.http_access
+    host = cfg.http_listen.rpartition(":")[0].strip("[]")
+    url = f"{'https' if a.tls else 'http'}://{cfg.http_listen}"
+    rules = []
+    if a.token is not None:
+        rules.append(f"bearer token required ({a.token.origin})")
+    if a.tls:
+        rules.append(f"TLS with {a.cert_file}")
+    if a.token is not None and a.healthz_public:
+        rules.append("/healthz without the token")
+    if is_local_only(host):
+        where = "local only: only this machine reaches it"
+        if a.token is None:
+            rules.append("no token needed")
+    elif a.insecure:
+        where = "NOT local only, insecure = true: anyone who reaches the port may use it"
+    else:
+        where = "not local only: token and TLS required"
+    return f"http: {url} ({where}; {', '.join(rules)})"
 
 
 def redact_url(url: str) -> str:
@@ -477,7 +629,9 @@ def describe(cfg: Config) -> str:
         sec = h.secret.origin if h.secret else "unsigned"
         out.append(f"sink webhook[{i}]: {h.format} to {h.host} (min {h.min_severity}; "
                    f"secret: {sec})")
-    out.append(f"http: {cfg.http_listen or 'disabled'}")
+    out.append(describe_http(cfg))
+    out.append(f"evidence: trace and event log sealed every {cfg.evidence.checkpoint_records} "
+               f"records or {cfg.evidence.checkpoint_s:g} s, signed with {cfg.key_path}")
     changed = {f.name: getattr(cfg.detect, f.name) for f in fields(Detect)
                if getattr(cfg.detect, f.name) != f.default}
     out.append("detect: " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"))

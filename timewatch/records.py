@@ -58,6 +58,7 @@ class SourceInfo:
     label_from: str | None = None  # pps: the gnss source naming each edge's second
     server: str | None = None  # ntp: host name or address
     poll_s: float | None = None  # ntp: configured poll interval (extension to the header)
+    grandmasters: tuple[str, ...] | None = None  # ptp: the allowed grandmaster identities
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.kind, "group": self.group}
@@ -69,6 +70,8 @@ class SourceInfo:
             d["server"] = self.server
         if self.poll_s is not None:
             d["poll_s"] = self.poll_s
+        if self.grandmasters is not None:
+            d["grandmasters"] = list(self.grandmasters)
         return d
 
     @classmethod
@@ -86,6 +89,9 @@ class SourceInfo:
         poll = d.get("poll_s")
         if poll is not None and _is_num(poll) and not 0 < poll <= 1e9:
             raise RecordError(f"header.sources.{sid}.poll_s: must be > 0 and finite, got {poll!r}")
+        gms = d.get("grandmasters")
+        if gms is not None and not (isinstance(gms, list) and all(isinstance(g, str) for g in gms)):
+            raise RecordError(f"header.sources.{sid}.grandmasters: must be a list of strings")
         return cls(
             kind=d["kind"],
             group=str(d.get("group", sid)),
@@ -93,6 +99,7 @@ class SourceInfo:
             label_from=d.get("label_from"),
             server=d.get("server"),
             poll_s=float(poll) if isinstance(poll, int | float) and not isinstance(poll, bool) else None,
+            grandmasters=tuple(gms) if gms is not None else None,
         )
 
 

@@ -6,20 +6,28 @@
 - Every observation goes through one asyncio queue, so the engine and the trace see one order:
   the trace (`--record`) is exactly what the engine was handed, in the order handed.
 - A `Tick` every second tells the engine that time passes even when every source is silent.
-- Sinks run behind a thread-fed queue (`fan_out` in a dedicated thread): a slow sink never
-  blocks the engine.
+- An engine failure on one record (a bug) is logged naming the record; the record is skipped and
+  monitoring goes on. A trace that cannot be written (disk full) stops the recording, not the
+  monitoring.
+- Each sink runs behind its own bounded queue, in its own thread (`_SinkWorker`): a sink that is
+  slow, hangs or raises never blocks the engine or another sink; what overflows its queue is
+  dropped for that sink alone, counted and logged.
 - SIGTERM/SIGINT (or `--duration`): stop readers, drain the queue through the engine, flush the
-  trace, close the sinks, exit 0.
+  trace, close the sinks (in parallel, within SINK_CLOSE_S), exit 0.
+- One monitor per state directory (`statedir.StateLock`): a second one exits 1 naming the PID
+  of the first. The trace is chained and signed with the state directory's key (`evidence`).
 - `Hooks`: one call per life-cycle event (ready, each tick, stop), for sd_notify and friends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +35,25 @@ from pathlib import Path
 from . import kinds
 from .config import Config, SourceConfig
 from .engine import Engine
-from .records import Event, Observation, Output, Snapshot, Tick
-from .sinks import Sink, build_sinks, close_all, fan_out
+from .evidence import Evidence
+from .records import Event, Observation, Output, Snapshot, Tick, observation_to_dict
+from .sinks import Sink, build_sinks
 from .sources import Emit, Reader, now_pair
+from .statedir import StateDirInUse, StateLock
 from .trace import TraceWriter
 
 log = logging.getLogger(__name__)
 
 # The engine's heartbeat (docs/trace-format.md `tick`: "the runner feeds one a second").
 TICK_S = 1.0
+# Batches (the outputs of one engine step) a sink may have waiting; past it new batches are
+# dropped for that sink alone (counted, logged). ~3 hours of a typical run's steps.
+SINK_QUEUE_MAX = 10_000
+# Shutdown: the time all sinks together get to take their queues and close (in parallel), inside
+# systemd's TimeoutStopSec (20 s in hw/systemd); a sink still busy then is left behind, logged.
+SINK_CLOSE_S = 15.0
+# A failing record is logged up to this many characters of its trace line.
+LOG_RECORD_CHARS = 300
 
 
 @dataclass
@@ -101,27 +119,91 @@ def build_live_sinks(cfg: Config) -> list[Sink]:
     return build_sinks(cfg, live=True)
 
 
-class _SinkThread:
-    """Runs `fan_out` in its own thread, fed by a queue: the engine never waits for a sink."""
+def _powers_of_two(n: int) -> bool:
+    """True at 1, 2, 4, 8...: a repeated failure is logged in full that often, not every time."""
+    return n & (n - 1) == 0
 
-    def __init__(self, sinks: list[Sink]):
-        self.sinks = sinks
+
+def record_line(obs: Observation) -> str:
+    """The record as its trace line says it (shortened): what a log names a record by."""
+    try:
+        text = json.dumps(observation_to_dict(obs), default=repr)
+    except Exception:  # noqa: BLE001 - the record may be what is broken
+        text = repr(obs)
+    return text if len(text) <= LOG_RECORD_CHARS else text[:LOG_RECORD_CHARS] + "..."
+
+
+class _SinkWorker:
+    """One sink behind its own bounded queue and thread: a sink that is slow, hangs or raises
+    holds up nobody else. A full queue drops the new batch for this sink (counted, logged)."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
         self.q: queue.SimpleQueue[list[Output] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="timewatch-sinks", daemon=True)
+        self.dropped = 0  # outputs dropped because the queue was full
+        self.failures = 0  # batches whose handle() raised
+        self._drops = 0
+        self.thread = threading.Thread(target=self._run, name=f"sink-{sink.name}", daemon=True)
         self.thread.start()
 
+    def put(self, outputs: list[Output]) -> None:
+        if self.q.qsize() < SINK_QUEUE_MAX:  # one producer (the loop thread): no race
+            self.q.put(outputs)
+            return
+        self._drops += 1
+        self.dropped += len(outputs)
+        if _powers_of_two(self._drops):
+            log.error("sink %s: %d batches waiting (it is hung or too slow): %d outputs dropped "
+                      "for it so far (the other sinks have them)", self.sink.name,
+                      SINK_QUEUE_MAX, self.dropped)
+
     def _run(self) -> None:
+        name = self.sink.name
         while (batch := self.q.get()) is not None:
-            fan_out(self.sinks, batch)
+            try:
+                self.sink.handle(batch)
+            except Exception as e:  # noqa: BLE001 - a broken sink must not stop the monitor
+                self.failures += 1
+                if _powers_of_two(self.failures):
+                    log.exception("sink %s failed on %d outputs (%d failures so far): they are "
+                                  "lost for that sink (the other sinks have them)", name,
+                                  len(batch), self.failures)
+                else:
+                    log.error("sink %s failed on %d outputs (%d failures so far): %s: %s", name,
+                              len(batch), self.failures, type(e).__name__, e)
+        try:
+            self.sink.close()
+        except Exception:  # noqa: BLE001
+            log.exception("sink %s failed to close cleanly", name)
+
+
+class _Sinks:
+    """Every sink's worker; `put` never blocks the engine."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.workers = [_SinkWorker(s) for s in sinks]
 
     def put(self, outputs: list[Output]) -> None:
-        if outputs and self.sinks:
-            self.q.put(outputs)
+        if outputs:
+            for w in self.workers:
+                w.put(outputs)
 
     def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-        close_all(self.sinks)
+        """Each sink takes what is queued for it and closes, all in parallel, within
+        SINK_CLOSE_S; one still busy after that (hung in handle or close) is left behind, logged."""
+        timeout_s = SINK_CLOSE_S
+        for w in self.workers:
+            w.q.put(None)
+        deadline = time.monotonic() + timeout_s
+        for w in self.workers:
+            w.thread.join(max(0.0, deadline - time.monotonic()))
+            if w.thread.is_alive():
+                log.error("sink %s did not finish within %g s of shutdown (hung): %d batches "
+                          "it had not taken are lost for it", w.sink.name, timeout_s,
+                          max(0, w.q.qsize() - 1))
+            if w.dropped:
+                log.warning("sink %s: %d outputs were dropped for it (its queue was full)",
+                            w.sink.name, w.dropped)
 
 
 class Runner:
@@ -147,6 +229,9 @@ class Runner:
         self.snapshot: Snapshot | None = None
         self.events: list[Event] = []  # every event of this run, in order
         self.handed = 0  # observations handed to the engine
+        self.engine_failures = 0  # records the engine raised on (skipped, logged)
+        self.sinks: _Sinks | None = None  # the sinks' workers (their drop and failure counts)
+        self.writer: TraceWriter | None = None  # the trace being recorded (None once it failed)
         self.started_ns = 0  # host realtime when run() began (the trace header's created_ns)
         self._stop = asyncio.Event()
 
@@ -155,6 +240,27 @@ class Runner:
         self._stop.set()
 
     async def run(self) -> int:
+        """The monitor until stopped; raises StateDirInUse when another holds the state dir,
+        SecretFileError when the signing key is readable by others."""
+        lock: StateLock | None = StateLock(self.cfg.state_dir)
+        try:
+            assert lock is not None
+            lock.acquire()
+        except StateDirInUse:
+            raise
+        except OSError as e:  # a read-only state dir: nothing a second monitor could write
+            log.warning("state dir %s cannot be locked (%s): a second monitor on it would not "
+                        "be refused", self.cfg.state_dir, e.strerror or e)
+            lock = None
+        try:
+            evidence = Evidence.for_config(self.cfg)
+            evidence.signer.load()  # made now if missing; loose permissions refuse the start
+            return await self._run(evidence)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run(self, evidence: Evidence) -> int:
         loop = asyncio.get_running_loop()
         created_ns, _ = now_pair()
         self.started_ns = created_ns
@@ -166,8 +272,9 @@ class Runner:
                              auth_mode=self.cfg.auth_mode)
         sinks = (self._sinks_override if self._sinks_override is not None
                  else build_live_sinks(self.cfg)) + self.extra_sinks
-        sink_thread = _SinkThread(sinks)
-        writer = TraceWriter(self.record, header) if self.record else None
+        sink_thread = self.sinks = _Sinks(sinks)
+        self.writer = (TraceWriter(self.record, header, evidence=evidence) if self.record
+                       else None)
         obs_q: asyncio.Queue[Observation] = asyncio.Queue()
 
         def emit(obs: Observation) -> None:  # thread-safe: readers may run in threads
@@ -202,7 +309,7 @@ class Runner:
                  len(self.readers), f", recording to {self.record}" if self.record else "")
         self.hooks.on_ready(f"monitoring {len(self.readers)} sources")
 
-        consumer = asyncio.create_task(self._consume(obs_q, writer, sink_thread))
+        consumer = asyncio.create_task(self._consume(obs_q, sink_thread))
         await self._stop.wait()
         self.hooks.on_stop()
         for t in tasks:
@@ -211,13 +318,16 @@ class Runner:
         await obs_q.join()  # every observation emitted so far goes through the engine
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
-        tail = self.engine.finish()
+        try:
+            tail = self.engine.finish()
+        except Exception:  # noqa: BLE001 - the sinks and the trace must still be closed
+            log.exception("engine failed to finish: the records it held are not judged")
+            tail = []
         self._note_events(tail)
         sink_thread.put(list(tail))
         for sig in installed:
             loop.remove_signal_handler(sig)
-        if writer is not None:
-            writer.close()
+        self._trace(TraceWriter.close)
         sink_thread.close()
         log.info("stopped: %d observations, %d events", self.handed, len(self.events))
         return 0
@@ -240,25 +350,47 @@ class Runner:
             rx, raw = now_pair()
             obs_q.put_nowait(Tick(rx, raw))
 
-    async def _consume(self, obs_q: asyncio.Queue[Observation], writer: TraceWriter | None,
-                       sink_thread: _SinkThread) -> None:
+    def _trace(self, op: Callable[..., None], *args: object) -> None:
+        """One operation on the trace (write, flush, close). One that fails (disk full, I/O
+        error) stops the recording, said once: the trace keeps what came before, monitoring
+        goes on."""
+        w = self.writer
+        if w is None:
+            return
+        try:
+            op(w, *args)
+        except (OSError, ValueError) as e:
+            self.writer = None
+            log.error("trace %s cannot be written (%s): recording stopped; monitoring goes on "
+                      "(the trace holds the records before)", self.record, e)
+            try:
+                w.close()
+            except (OSError, ValueError):
+                pass
+
+    async def _consume(self, obs_q: asyncio.Queue[Observation], sink_thread: _Sinks) -> None:
         assert self.engine is not None
         while True:
             obs = await obs_q.get()
             try:
-                if writer is not None:
-                    writer.write(obs)
+                self._trace(TraceWriter.write, obs)
                 self.handed += 1
                 try:
                     out = self.engine.feed(obs)
-                except Exception:  # noqa: BLE001 - an engine bug must not stop monitoring
-                    log.exception("engine failed on %s from %r", obs.type, obs.src)
+                except Exception as e:  # noqa: BLE001 - an engine bug must not stop monitoring
+                    self.engine_failures += 1
+                    n = self.engine_failures
+                    if _powers_of_two(n):  # the traceback at the 1st, 2nd, 4th... failure
+                        log.exception("engine failed on record %s: skipped (%d so far)",
+                                      record_line(obs), n)
+                    else:
+                        log.error("engine failed on record %s: %s: %s: skipped (%d so far)",
+                                  record_line(obs), type(e).__name__, e, n)
                     out = []
                 self._note_events(out)
                 sink_thread.put(out)
                 if isinstance(obs, Tick):
-                    if writer is not None:
-                        writer.flush()
+                    self._trace(TraceWriter.flush)
                     self.hooks.on_tick(self.snapshot)
             finally:
                 obs_q.task_done()

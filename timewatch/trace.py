@@ -1,4 +1,9 @@
-"""Read and write observation traces (docs/trace-format.md): JSON Lines, optionally gzipped."""
+"""Read and write observation traces (docs/trace-format.md): JSON Lines, optionally gzipped.
+
+A trace recorded by `run` is chained (docs/evidence.md): `TraceWriter(..., evidence=...)` seals
+it with signed checkpoint lines; `TraceReader` skips them (it counts them in `stats.checkpoints`)
+and `evidence.scan` checks them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from typing import IO, Any
 
 import msgspec
 
+from .evidence import ChainWriter, Evidence
 from .records import (
     Header,
     Nmea,
@@ -61,6 +67,7 @@ class TraceStats:
     records: int = 0
     bad_lines: int = 0
     unknown_types: dict[str, int] = field(default_factory=dict)
+    checkpoints: int = 0  # evidence checkpoint lines, skipped
     problems: list[str] = field(default_factory=list)  # "FILE:LINE: what" (first 100 kept)
 
 
@@ -150,30 +157,49 @@ class TraceReader:
             return None
         if obs is None:
             t = str(d.get("type"))
-            self.stats.unknown_types[t] = self.stats.unknown_types.get(t, 0) + 1
+            if t == "checkpoint":  # evidence, not an observation (docs/evidence.md)
+                self.stats.checkpoints += 1
+            else:
+                self.stats.unknown_types[t] = self.stats.unknown_types.get(t, 0) + 1
         return obs
 
 
 class TraceWriter:
-    """Appends observations to a trace; the runner flushes it every second (`flush`)."""
+    """Appends observations to a trace; the runner flushes it every second (`flush`). With
+    `evidence` the trace is chained: a checkpoint after the header, every `checkpoint_records`
+    records or (checked at each flush) `checkpoint_s` seconds, and a final one at `close`."""
 
-    def __init__(self, path: str | Path, header: Header):
+    def __init__(self, path: str | Path, header: Header, *, evidence: Evidence | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = _open_text(self.path, "w")
+        self._chain = ChainWriter(evidence, "trace", self._f.write) if evidence else None
         self._write(header.to_dict())
+        if self._chain is not None:
+            self._chain.start()
 
     def _write(self, d: dict[str, object]) -> None:
-        self._f.write(json.dumps(d, separators=(", ", ": "), ensure_ascii=False) + "\n")
+        s = json.dumps(d, separators=(", ", ": "), ensure_ascii=False) + "\n"
+        self._f.write(s)
+        if self._chain is not None:
+            self._chain.add(s)
 
     def write(self, obs: Observation) -> None:
         self._write(observation_to_dict(obs))
 
     def flush(self) -> None:
+        if self._chain is not None:
+            self._chain.tick()
         self._f.flush()
 
     def close(self) -> None:
-        self._f.close()
+        if self._f.closed:
+            return
+        try:
+            if self._chain is not None:
+                self._chain.close()
+        finally:
+            self._f.close()
 
     def __enter__(self) -> TraceWriter:
         return self

@@ -2,22 +2,18 @@
 
 The GNSS labels are real NMEA RMC sentences with correct checksums, arriving `label_latency_s`
 (+-4 ms) after the receiver's pulse, as docs/threats.md's noise floor says. They are read by
-engine/gnss.py's tracker when it exposes `labels`; until then by `StubGnss`, the minimal tracker
-of the interface PPS depends on (a deque of TimeLabel(utc_ns, rx_ns, raw_ns, valid)).
+engine/gnss.py's tracker, the real one: the PPS tests judge PPS against the labels the product
+makes (no stand-in tracker).
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from timewatch import kinds
-from timewatch.engine.core import Engine, Tracker
-from timewatch.engine.gnss import TimeLabel
+from timewatch.engine.core import Engine
 from timewatch.records import Event, Header, Nmea, Observation, Sample, SourceInfo, Tick
 from timewatch.sim.noise import NS, HostClock
 from timewatch.sim.pps import PpsSim
@@ -37,35 +33,6 @@ def rmc(utc_ns: int, valid: bool = True) -> str:
     body = (f"GPRMC,{t:%H%M%S}.00,{'A' if valid else 'V'},4807.038,N,01131.000,E,0.02,,"
             f"{t:%d%m%y},,,{'A' if valid else 'N'}")
     return f"${body}*{nmea_checksum(body)}"
-
-
-class StubGnss(Tracker):
-    """The interface engine/pps.py reads: `labels`, one TimeLabel per RMC sentence."""
-
-    kind = "gnss"
-
-    def __init__(self, src: str, info: SourceInfo, ctx: Any):
-        super().__init__(src, info, ctx)
-        self.labels: deque[TimeLabel] = deque(maxlen=64)
-
-    def feed(self, obs: Observation) -> None:
-        if not isinstance(obs, Nmea) or not obs.line.startswith("$GPRMC"):
-            return
-        f = obs.line.split("*")[0].split(",")
-        hh, mm, ss = int(f[1][0:2]), int(f[1][2:4]), int(f[1][4:6])
-        dd, mo, yy = int(f[9][0:2]), int(f[9][2:4]), 2000 + int(f[9][4:6])
-        utc = int(datetime(yy, mo, dd, hh, mm, ss, tzinfo=UTC).timestamp()) * NS
-        self.labels.append(TimeLabel(utc, obs.rx_ns, obs.raw_ns, f[2] == "A"))
-        self.last_usable_ns = obs.rx_ns  # the stub never votes; it is not stale either
-
-
-def gnss_kind() -> str:
-    """'gnss' when engine/gnss.py's tracker gives labels, else the stub's kind."""
-    h = Header("t", T0_NS, {"g": SourceInfo("gnss", "gnss")})
-    if hasattr(Engine(h).ctx.trackers.get("g"), "labels"):
-        return "gnss"
-    kinds.register(kinds.Kind("gnss-stub", None, f"{__name__}:StubGnss"))
-    return "gnss-stub"
 
 
 @dataclass
@@ -108,9 +75,8 @@ def build(duration_s: int, seed: int = 1, *, crystal_ppm: float | None = None,
     sim = PpsSim(random.Random(seed + 2000), host, outlier_probability=outlier_probability)
     if configure is not None:
         configure(sim)
-    kind = gnss_kind()
     header = Header("test", T0_NS, {
-        "gnss0": SourceInfo(kind, "gnss"),
+        "gnss0": SourceInfo("gnss", "gnss"),
         "pps0": SourceInfo("pps", "gnss", label_from="gnss0"),
     })
     obs: list[Observation] = []

@@ -278,3 +278,10 @@ def test_refused_records_are_warned_about_on_the_1st_10th_100th(
     assert eng.ctx.counters["refused.future"] == 150
     assert [r.getMessage().endswith(f"({n} refused so far)") for r, n in
             zip(caplog.records, (1, 10, 100), strict=True)] == [True] * 3
+
+
+def test_consensus_lost_when_the_only_two_groups_disagree() -> None:
+    eng = Engine(hdr("a", "b"))
+    ev = feed(eng, rounds(0, 3, {"a": 0, "b": 0}) + rounds(3, 2, {"a": -100_000, "b": 100_000}))
+    assert [(e.type, e.code, e.sources) for e in ev if e.type == "alert"] == \
+        [("alert", "consensus.lost", ())]

@@ -7,6 +7,7 @@ import statistics
 from tests.engine import ppstrace as pt
 from timewatch.engine.core import Engine
 from timewatch.engine.pps import PpsTracker
+from timewatch.records import Pps
 from timewatch.sim.noise import NS, HostClock
 
 PPS_CODES = {"pps.missing", "pps.interval", "pps.label_mismatch", "time.step"}
@@ -68,9 +69,20 @@ def test_pps_stopping_is_overdue_then_stale() -> None:
     def cfg(sim: pt.PpsSim) -> None:
         sim.missing = lambda s: s >= at(100)
 
-    r = pt.run(pt.build(120, configure=cfg))
+    b = pt.build(120, configure=cfg)
+    r = pt.run(b)
     assert detect_s(r, "pps.missing", 100) <= 2.0
-    assert "pps.missing" in r.first("pps.missing").message or r.first("pps.missing").evidence
+    # The overdue alert (no edge came), not a sequence gap (no edge after the gap came either):
+    # it says how long pps0 has been silent, and since which edge.
+    ev = r.first("pps.missing")
+    last_edge = max(o.rx_ns for o in b.obs if isinstance(o, Pps) and o.src == "pps0")
+    silent_s = (ev.t_ns - last_edge) / NS
+    limit_s = 1 + r.engine.ctx.detect.pps_overdue_s
+    assert ev.message == f"pps0: no pulse for {silent_s:.1f} s", ev.message
+    assert ev.evidence["last_edge_ns"] == last_edge and "missing" not in ev.evidence
+    assert ev.evidence["overdue_limit_s"] == limit_s < silent_s
+    assert abs(ev.evidence["silent_s"] - silent_s) < 1e-6
+    assert silent_s < limit_s + 1.0  # raised at the first tick past the limit
     assert "source.stale" in r.codes()
     assert "time.step" not in r.codes() and "pps.interval" not in r.codes()
 

@@ -73,9 +73,11 @@ class Run:
     """`timewatch run -c CONFIG` as a subprocess; stderr collected in a thread."""
 
     def __init__(self, cfg: Path, *, args: tuple[str, ...] = (),
-                 preexec: Callable[[], None] | None = None, env: dict[str, str] | None = None):
+                 preexec: Callable[[], None] | None = None, env: dict[str, str] | None = None,
+                 module: str = "timewatch.cli"):
+        # module "tests.faults.harness": the same CLI with the test faults (faultkind.py).
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "timewatch.cli", "run", "-c", str(cfg), *args],
+            [sys.executable, "-m", module, "run", "-c", str(cfg), *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, preexec_fn=preexec)
         self.lines: list[str] = []
@@ -96,10 +98,15 @@ class Run:
                  f"log line {text!r}")
         assert text in self.err, f"run ended ({self.p.returncode}) before {text!r}:\n{self.err}"
 
-    def stop(self, timeout_s: float = 60.0) -> int:
+    def stop(self, timeout_s: float = 60.0, sig: int = signal.SIGTERM) -> int:
         if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        rc = self.p.wait(timeout_s)
+            self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()  # never leave it behind
+            raise AssertionError(f"the run did not stop within {timeout_s} s of the signal:\n"
+                                 f"{self.err[-3000:]}") from None
         self._t.join(5)
         return rc
 
@@ -113,7 +120,8 @@ def events(state: Path) -> list[dict[str, Any]]:
     p = state / "events.jsonl"
     if not p.exists():
         return []
-    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    return [json.loads(ln) for ln in p.read_text().splitlines()  # not the evidence checkpoints
+            if ln.strip() and not ln.startswith('{"type": "checkpoint"')]
 
 
 # -- sinks' receivers and a state directory on its own small file system -----------------------

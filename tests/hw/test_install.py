@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -176,6 +177,27 @@ def test_uninstall_removes_what_install_added(tmp_path: Path) -> None:
     assert "timewatch:" not in (r / "etc/passwd").read_text()
 
 
+def test_install_makes_the_evidence_key_once_0600_and_prints_its_public_key(
+        tmp_path: Path) -> None:
+    need_binary("openssl")
+    from timewatch.evidence import load_key, public_text
+
+    r = make_root(tmp_path, "bookworm", "boot/firmware", "Raspberry Pi 4 Model B")
+    first = run(INSTALL, "--root", str(r), "--profile", "ublox-usb", "--skip-venv")
+    assert first.returncode == 0, first.stderr
+    key = r / "var/lib/timewatch/evidence.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (key.stat().st_uid, key.stat().st_gid) == (ids(r, "passwd")["timewatch"][0],
+                                                      ids(r, "group")["timewatch"][0])
+    pub = public_text(load_key(key).public_key())  # what timewatch signs with and key show prints
+    assert "made the evidence signing key /var/lib/timewatch/evidence.key" in first.stdout
+    assert f"  {pub}\n" in first.stdout
+    before = key.read_bytes()
+    second = run(INSTALL, "--root", str(r), "--profile", "ublox-usb", "--skip-venv")
+    assert second.returncode == 0 and "nothing to change" in second.stdout
+    assert key.read_bytes() == before and f"  {pub}\n" in second.stdout  # never replaced
+
+
 def test_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     res = run(INSTALL, "--root", str(tmp_path), "--profile", "nope")
     assert res.returncode == 2 and "no HAT profile 'nope'" in res.stderr
@@ -200,8 +222,15 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
                  "CapabilityBoundingSet=\n", "DevicePolicy=closed", "DeviceAllow=char-ttyS",
                  "DeviceAllow=char-ttyAMA", "DeviceAllow=char-ttyACM", "DeviceAllow=char-pps",
                  "DeviceAllow=char-gpiochip", "RestrictAddressFamilies=",
-                 "SystemCallFilter=@system-service"):
+                 "SystemCallFilter=@system-service",
+                 # issue 19: credentials for the secrets, by credstore name (a missing one is
+                 # skipped, so the unit starts without them); the key lives in the state dir
+                 "LoadCredential=timewatch-http-token\n", "LoadCredential=timewatch-http-tls-key\n",
+                 "LoadCredential=timewatch-influxdb-token\n",
+                 "LoadCredential=timewatch-webhook-secret\n"):
         assert line in text, line
+    assert not re.search(r"^LoadCredential=[^\n]*:", text, re.M)  # no path: missing is fatal
+    assert "evidence.key" in text.split("ReadWritePaths=/var/lib/timewatch")[0].rsplit("\n\n", 1)[-1]
 
 
 def test_dry_run_shows_the_lines_for_config_txt_and_cmdline_txt(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Real chronyd servers and a chronyd client on loopback, started and stopped by the tests.
 
 - `chrony_servers(n, liars={i: "+2.5s"}, port=...)`: n chronyd, one per 127.0.0.11, .12, ...
-  (same port), serving their local clock at stratum 2; a liar runs under libfaketime.
+  (same port: free on all of them, unless given), serving their local clock at stratum 2; a
+  liar runs under libfaketime.
 - `chrony_client(servers)`: a chronyd client polling them (no clock control: `-x`), and
   `.sources()` reads its verdicts with `chronyc -c sources`.
 Every process is stopped by its PID. Skips when not root or chronyd/chronyc/libfaketime missing.
@@ -20,10 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_binary, need_root
+from tests.conftest import free_port, need_binary, need_root
 
-# Port for the test servers: unprivileged, away from 123 and from the demo's 12123.
-CHRONY_PORT = 11123
 # First loopback address of the server set: 127.0.0.11, .12, ...
 FIRST_HOST = 11
 # chronyd's first reply can take a moment after exec; wait at most this long for its pid file.
@@ -85,11 +84,12 @@ def chrony_servers(tmp_path: Path) -> Iterator[Callable[..., list[ChronyProc]]]:
     started: list[ChronyProc] = []
 
     def start(n: int, liars: dict[int, str] | None = None,
-              port: int = CHRONY_PORT) -> list[ChronyProc]:
+              port: int | None = None) -> list[ChronyProc]:
         liars = liars or {}
         lib = faketime_lib() if liars else ""
-        for i in range(n):
-            host = f"127.0.0.{FIRST_HOST + i}"
+        hosts = [f"127.0.0.{FIRST_HOST + i}" for i in range(n)]
+        port = port or free_port(hosts)
+        for i, host in enumerate(hosts):
             d = tmp_path / f"server-{host}"
             d.mkdir()
             conf = d / "chronyd.conf"

@@ -5,7 +5,7 @@ blocking NTS exchange, for the NTS tests and the bench.
   subjectAltName holds the given IP addresses and DNS names; `expired=True` puts its validity
   in the past.
 - `nts_servers` fixture: `start(n, liars=..., certs=...)` starts n chronyd, one per
-  127.0.0.111, .112, ..., serving NTP on NTS_NTP_PORT and NTS-KE on NTS_KE_PORT with its own
+  127.0.0.111, .112, ..., serving NTP and NTS-KE on ports free there (the kernel's choice) with its own
   certificate, key and `ntsdumpdir`; `NtsServer.restart(new_keys=True)` deletes the server keys
   chronyd saved and starts it again (every cookie it gave out is then unknown to it).
 - `UdpProxy(upstream, mutate)`: forwards datagrams, passing each reply through `mutate`.
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import need_binary, need_root
+from tests.conftest import free_port, need_binary, need_root
 from tests.integration.conftest import ChronyProc, _start, faketime_lib
 from timewatch.sources.nts_ke import NtsSession
 from timewatch.wire.ntp import ntp_to_unix_ns
@@ -153,7 +153,9 @@ def nts_servers(tmp_path: Path) -> Iterator[Callable[..., list[NtsServer]]]:
             host = f"127.0.0.{FIRST_NTS_HOST + len(started)}"
             s = start_nts_server(chronyd, tmp_path / f"nts-{host}", host, fake=liars.get(i),
                                  lib=lib, cert=(certs or {}).get(i),
-                                 ntp_server=(ntp_servers or {}).get(i))
+                                 ntp_server=(ntp_servers or {}).get(i),
+                                 ntp_port=free_port([host]),
+                                 ke_port=free_port([host], socket.SOCK_STREAM))
             started.append(s)
             out.append(s)
         return out

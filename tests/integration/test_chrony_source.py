@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import CHRONY_PORT
 from timewatch.config import parse
 from timewatch.runner import Runner
 
@@ -22,7 +21,7 @@ def test_chrony_following_a_falseticker_raises_daemon_disagrees(
     servers = chrony_servers(4, liars={3: "+2.5s"})
     liar = servers[3]
     client = chrony_client([liar], timeout_s=90)
-    sources = [{"id": f"srv{i}", "kind": "ntp", "server": s.host, "port": CHRONY_PORT,
+    sources = [{"id": f"srv{i}", "kind": "ntp", "server": s.host, "port": s.port,
                 "poll_s": 1} for i, s in enumerate(servers)]
     sources.append({"id": "chrony", "kind": "chrony", "socket": str(client.dir / "c.sock"),
                     "poll_s": 2})

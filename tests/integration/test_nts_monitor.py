@@ -35,7 +35,6 @@ from tests.conftest import need_binary
 from tests.integration.conftest import ChronyProc, _start
 from tests.integration.nts_servers import (
     NTS_KE_PORT,
-    NTS_NTP_PORT,
     NtsServer,
     UdpProxy,
     make_cert,
@@ -236,7 +235,7 @@ def test_proxy_forged_stripped_and_dropped_replies(nts_servers, tmp_path):  # no
     ids = honest + ["forged", "stripped", "dropped"]
     mutate: list[Callable[[bytes], bytes | list[bytes] | None]] = [
         forge_then_pass, lambda b: b[:48], lambda b: None]
-    proxies = [UdpProxy((s.host, s.port), m, listen=(h, NTS_NTP_PORT))
+    proxies = [UdpProxy((s.host, s.port), m, listen=(h, s.port))
                for s, m, h in zip(servers[3:], mutate, PROXY_HOSTS, strict=True)]
 
     def done(r: Runner) -> bool:

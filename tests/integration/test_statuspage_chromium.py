@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, need_binary
+from tests.conftest import ROOT, free_port, need_binary
 from timewatch.sim.nmeagen import NmeaSim
 from timewatch.sim.ntpserver import SimNtpServer, start_servers
 from timewatch.sim.receiver import PtyReceiver
@@ -46,31 +46,6 @@ IDS = ["sim-a", "sim-b", "sim-c", "sim-d"]
 ANTENNA = (48.8566, 2.3522, 35.0)
 LIE_S = 0.150
 WAIT_S = 60.0  # the monitor's verdicts come within seconds; this is the give-up limit
-
-
-def _free_udp_port(hosts: list[str]) -> int:
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randrange(20000, 60000)
-        socks = []
-        try:
-            for h in hosts:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((h, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port on the test addresses")
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -103,17 +78,18 @@ class Monitor:
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitor]:
     tmp = tmp_path_factory.mktemp("statuspage")
-    port = _free_udp_port(HOSTS)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="sim-ntp", daemon=True)
     thread.start()
-    servers = asyncio.run_coroutine_threadsafe(start_servers(HOSTS, port), loop).result(10)
+    # Port 0: each server holds the port the kernel gives it.
+    servers = asyncio.run_coroutine_threadsafe(start_servers(HOSTS, 0), loop).result(10)
     tty = tmp / "gnss0.tty"
     receiver = PtyReceiver(tty, NmeaSim(random.Random(1), position=ANTENNA, src="gnss0"))
     receiver.start()
-    http = f"127.0.0.1:{_free_tcp_port()}"
-    ntp = "".join(f'\n[[sources]]\nid = "{i}"\nkind = "ntp"\nserver = "{h}"\nport = {port}\n'
-                  f'poll_s = 1\ngroup = "op-{i[-1]}"\n' for i, h in zip(IDS, HOSTS, strict=True))
+    http = f"127.0.0.1:{free_port(kind=socket.SOCK_STREAM)}"
+    ntp = "".join(f'\n[[sources]]\nid = "{i}"\nkind = "ntp"\nserver = "{s.host}"\n'
+                  f'port = {s.port}\npoll_s = 1\ngroup = "op-{i[-1]}"\n'
+                  for i, s in zip(IDS, servers, strict=True))
     cfg = tmp / "timewatch.toml"
     cfg.write_text(f'[monitor]\nhost = "lab-status-page"\nstate_dir = "{tmp / "state"}"\n'
                    f'[http]\nlisten = "{http}"\n[detect]\nsnapshot_interval_s = 1\n'

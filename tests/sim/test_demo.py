@@ -12,36 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from timewatch.errors import UsageError
 from timewatch.records import Event, SourceStatus
 from timewatch.sim import demo
 from timewatch.sources.serial import SerialReader
 
-
-def _free_udp_port(hosts: list[str]) -> int:
-    """A port free on every demo address (a `make demo` or another test run may hold one)."""
-    import random
-    import socket
-
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randrange(20000, 60000)
-        socks = []
-        try:
-            for h in hosts:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((h, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port on the demo addresses")
-
-
-PORT = _free_udp_port([f"127.0.0.{i}" for i in range(21, 25)])
+# A port free on every demo address (a `make demo` or another test run may hold one); the demo
+# starts its servers on one port for all four addresses.
+PORT = free_port([f"127.0.0.{i}" for i in range(21, 25)])
 # The default timeline at this scale: rogue at 10 s, push at 22 s, recovery at 36 s, end 46 s.
 SCALE = 0.4
 

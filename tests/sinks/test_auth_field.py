@@ -38,7 +38,8 @@ def test_store_keeps_auth_and_migrates_a_version_2_store(tmp_path: Path) -> None
     assert [s.auth for s in got.sources] == ["nts", None]
     # A version-2 store (no auth column): read as unauthenticated, migrated when written.
     db = sqlite3.connect(tmp_path / "tw.db")
-    db.executescript("ALTER TABLE verdicts DROP COLUMN auth; PRAGMA user_version = 2;")
+    db.executescript("ALTER TABLE verdicts DROP COLUMN auth; "
+                     "ALTER TABLE events DROP COLUMN chain_sha256; PRAGMA user_version = 2;")
     db.close()
     (old,) = Store(tmp_path / "tw.db", readonly=True).iter_snapshots()
     assert [s.auth for s in old.sources] == [None, None]

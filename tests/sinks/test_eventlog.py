@@ -1,5 +1,6 @@
-"""The event log: exactly docs/events.md's JSON objects, one per line, flushed per event; an unwritable
-file is an error naming it and the events wait for it."""
+"""The event log: exactly docs/events.md's JSON objects, one per line, flushed per event, between the
+evidence checkpoints that seal them (tests/test_evidence.py checks those); an unwritable file is an
+error naming it and the events wait for it."""
 
 from __future__ import annotations
 
@@ -35,22 +36,31 @@ def make_cfg(state_dir: Path) -> Config:
     return parse({"monitor": {"state_dir": str(state_dir)}})
 
 
+def event_lines(path: Path) -> list[str]:
+    """The file's lines but its evidence checkpoints."""
+    return [x for x in path.read_text().splitlines() if not x.startswith('{"type": "checkpoint"')]
+
+
 def test_events_are_written_as_the_spec_json_lines_and_nothing_else(tmp_path: Path) -> None:
     sink = EventLogSink(make_cfg(tmp_path))
     sink.handle([Sample("gnss0", T, 0.0, 1e-6), ALERT,
                  Snapshot(T, (), True, 1, 1, 0.0, 1e-6)])
     sink.handle([CLEAR])
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    lines = event_lines(tmp_path / "events.jsonl")
     assert lines == SPEC_LINES
     assert [Event.from_dict(json.loads(x)) for x in lines] == [ALERT, CLEAR]
     sink.close()
+    # a checkpoint opens the file and one ends it: nothing else but the events
+    all_lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert [json.loads(x)["reason"] for x in (all_lines[0], all_lines[-1])] == ["start", "end"]
+    assert all_lines[1:-1] == SPEC_LINES
 
 
 def test_each_event_is_on_disk_before_handle_returns(tmp_path: Path) -> None:
     sink = EventLogSink(make_cfg(tmp_path))
     sink.handle([ALERT])
     # Read through another file object while the sink keeps its file open.
-    assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
+    assert event_lines(tmp_path / "events.jsonl") == SPEC_LINES[:1]
     sink.close()
 
 
@@ -59,7 +69,7 @@ def test_a_new_sink_appends_and_ends_a_cut_off_line_first(tmp_path: Path) -> Non
     sink = EventLogSink(make_cfg(tmp_path))
     sink.handle([CLEAR])
     sink.close()
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    lines = event_lines(tmp_path / "events.jsonl")
     assert lines == [SPEC_LINES[0], '{"type": "al', SPEC_LINES[1]]
 
 
@@ -77,5 +87,5 @@ def test_an_unwritable_log_is_an_error_naming_it_and_events_wait(
     blocker.unlink()
     sink.handle([CLEAR])
     sink.close()
-    assert (blocker / "state" / "events.jsonl").read_text().splitlines() == SPEC_LINES
+    assert event_lines(blocker / "state" / "events.jsonl") == SPEC_LINES
     assert sink.written == 2 and sink.dropped == 0

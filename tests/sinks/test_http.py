@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import wait_until
 from timewatch.config import Config, parse
 from timewatch.engine.vote import Verdict
 from timewatch.records import Event, Sample, Snapshot, SourceStatus
@@ -137,12 +138,14 @@ def test_metrics_before_any_output_list_the_configured_sources_as_init(sink: Htt
 
 def test_healthz_follows_the_engine_output(sink: HttpSink) -> None:
     assert get(sink, "/healthz")[0] == 503  # nothing yet
+    t0 = time.monotonic()
     sink.handle([SNAP])
     code, _, body = get(sink, "/healthz")
     assert code == 200 and body.startswith("ok")
-    time.sleep(0.7)  # past healthy_within_s = 0.5
-    code, _, body = get(sink, "/healthz")
-    assert code == 503 and "no engine output for" in body
+    # Unhealthy once no output came for healthy_within_s (0.5 s), not before.
+    body = wait_until(lambda: (lambda r: r[0] == 503 and r[2])(get(sink, "/healthz")), 5,
+                      "/healthz saying 503")
+    assert time.monotonic() - t0 >= 0.5 and "no engine output for" in body
 
 
 def test_unknown_path_is_404(sink: HttpSink) -> None:

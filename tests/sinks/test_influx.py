@@ -49,7 +49,7 @@ class FakeInflux:
                                                           parse_qs(u.query).items()},
                                        "auth": self.headers.get("Authorization", ""),
                                        "encoding": self.headers.get("Content-Encoding", ""),
-                                       "status": str(status)})
+                                       "status": str(status), "lines": str(len(lines))})
                 if status < 300:
                     outer.lines.extend(lines)
                 msg = b'{"code":"invalid","message":"unable to parse"}' if status >= 400 else b""
@@ -111,7 +111,8 @@ def test_points_arrive_gzipped_at_ns_precision_with_the_token(tmp_path: Path,
     assert r["path"] == "/api/v2/write" and r["precision"] == "ns"
     assert r["org"] == "o" and r["bucket"] == "b"
     assert r["encoding"] == "gzip" and r["auth"] == f"Token {TOKEN}"
-    assert max(len(x) for x in [fake.lines[:10]]) <= 10  # batch_size caps a request
+    # batch_size (10) caps a request: two full batches at once, the partial one at close.
+    assert [int(r["lines"]) for r in fake.requests] == [10, 10, 5]
 
 
 def test_handle_does_not_wait_for_a_stuck_server(tmp_path: Path, fake: FakeInflux) -> None:

@@ -84,7 +84,10 @@ def test_a_version_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -
     st.write([snapshot()])
     st.close()
     db = sqlite3.connect(tmp_path / "old.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # every migration ran: the verdicts' status numbers (2) and auth (3), the events' chain (4)
+    assert "auth" in [r[1] for r in db.execute("PRAGMA table_info(verdicts)")]
+    assert "chain_sha256" in [r[1] for r in db.execute("PRAGMA table_info(events)")]
     db.close()
     old, new = list(Store(tmp_path / "old.db", readonly=True).iter_snapshots())
     assert old.sources[0].fields == {} and new.sources[0].fields == GNSS_FIELDS

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_binary
+from tests.conftest import await_until, need_binary, wait_until
 from timewatch.config import parse
 from timewatch.records import Nmea, Observation, Pps
 from timewatch.sources.gpsd import CLOCK_TOLERANCE_S, GpsdReader
@@ -65,19 +65,18 @@ def test_real_gpsd_via_gpsfake_hands_over_the_receivers_sentences(corpus: Path) 
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out: list[Observation] = []
     try:
-        for _ in range(100):  # gpsd listening?
+        def listening() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                return True
             except OSError:
-                time.sleep(0.1)
+                return False
+
+        wait_until(listening, 10, "gpsd listening")
 
         async def go() -> None:
             t = asyncio.create_task(_reader(port, out).run())
-            for _ in range(150):
-                await asyncio.sleep(0.1)
-                if len(out) >= 40:
-                    break
+            await await_until(lambda: len(out) >= 40, 15, "40 sentences through gpsd")
             t.cancel()
 
         asyncio.run(go())
@@ -95,7 +94,6 @@ def test_real_gpsd_via_gpsfake_hands_over_the_receivers_sentences(corpus: Path) 
 
 
 def test_reconnects_after_gpsd_goes_away() -> None:
-    port = _free_port()
     out: list[Observation] = []
     connections = []
 
@@ -110,12 +108,10 @@ def test_reconnects_after_gpsd_goes_away() -> None:
             await writer.drain()
             writer.close()  # gpsd goes away after one report
 
-        server = await asyncio.start_server(serve, "127.0.0.1", port)
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)  # holds the port it gets
+        port = server.sockets[0].getsockname()[1]
         t = asyncio.create_task(_reader(port, out).run())
-        for _ in range(60):
-            await asyncio.sleep(0.1)
-            if len(out) >= 2:
-                break
+        await await_until(lambda: len(out) >= 2, 6, "two reports over two connections")
         t.cancel()
         server.close()
 
@@ -200,10 +196,7 @@ def test_reader_survives_an_error_of_its_own_and_reconnects(
 
         rd.handle_line = failing  # type: ignore[method-assign]
         t = asyncio.create_task(rd.run())
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if out:
-                break
+        await await_until(lambda: out, 5, "a sentence after the reconnection")
         t.cancel()
         server.close()
         return conns
@@ -211,4 +204,5 @@ def test_reader_survives_an_error_of_its_own_and_reconnects(
     with caplog.at_level(logging.WARNING, "timewatch.sources.gpsd"):
         conns = asyncio.run(go())
     assert conns == 2 and len(out) == 1
-    assert "gpsd reader failed; reconnecting" in caplog.text
+    assert "gps: gpsd reader failed" in caplog.text and "RuntimeError: boom" in caplog.text
+    assert "reader failed (RuntimeError); retrying in" in caplog.text

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import await_until
 from timewatch.config import SourceConfig
 from timewatch.records import Ntp, Observation
 from timewatch.sim.ntpserver import Behaviour, SimNtpServer
@@ -127,7 +128,7 @@ def test_a_flood_of_replies_is_counted_but_recorded_only_up_to_the_cap() -> None
 def test_datagrams_from_another_address_never_reach_the_reader() -> None:
     async def body(srv: SimNtpServer, r: NtpReader, out: list[Ntp]) -> None:
         task = asyncio.create_task(r.poll_once())
-        await asyncio.sleep(0.1)
+        await await_until(lambda: srv.last_client is not None, 5, "the request at the server")
         assert srv.last_client is not None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.33", 0))  # an off-path sender at another address
@@ -140,10 +141,13 @@ def test_datagrams_from_another_address_never_reach_the_reader() -> None:
 
 
 @pytest.mark.parametrize("code", ["DENY", "RSTR"])
-def test_kiss_deny_or_rstr_stops_polling_that_server(code: str) -> None:
+def test_kiss_deny_or_rstr_stops_polling_that_server(code: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     async def body(srv: SimNtpServer, r: NtpReader, out: list[Ntp]) -> int:
         task = asyncio.create_task(r.run())
-        await asyncio.sleep(3.5)
+        # The reader leaves its polling loop (and says so): no request can follow.
+        await await_until(lambda: "not polling it any more" in caplog.text, 5,
+                          "the reader's polling loop ended")
         task.cancel()
         return len(srv.requests)
 
@@ -155,9 +159,9 @@ def test_kiss_deny_or_rstr_stops_polling_that_server(code: str) -> None:
 def test_kiss_rate_doubles_the_poll_interval() -> None:
     async def body(srv: SimNtpServer, r: NtpReader, out: list[Ntp]) -> list[float]:
         task = asyncio.create_task(r.run())
-        await asyncio.sleep(0.5)
+        await await_until(lambda: len(srv.requests) == 1, 5, "the first request")
         srv.behaviour.kiss = "RATE"
-        await asyncio.sleep(6.8)
+        await await_until(lambda: len(srv.requests) == 4, 10, "the fourth request")
         task.cancel()
         return srv.requests
 

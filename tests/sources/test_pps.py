@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_binary
+from tests.conftest import await_until, need_binary, wait_until
 from timewatch.config import SourceConfig
 from timewatch.records import Observation, Pps
 from timewatch.sources import pps as P
@@ -115,17 +115,27 @@ def _edges_in_fake_sysfs(tmp_path: Path, device: str, sysfs_root: str) -> list[O
     (d / "assert").write_text("1764160000.000000500#10\n")  # there before we start: old
     r = P.PpsReader(SourceConfig("pps0", "pps", "gnss", device=device), out.append,
                     sysfs_root=sysfs_root, poll_s=0.005)
+    reads = [0]
+    now_pair = P.now_pair
+
+    def counted() -> tuple[int, int]:  # the reader takes the time after each read of `assert`
+        reads[0] += 1
+        return now_pair()
 
     def pulses() -> None:
-        time.sleep(0.05)
+        wait_until(lambda: reads[0] >= 1, what="the reader's first read")  # the old edge seen
         for k in range(1, 4):
             now = time.clock_gettime_ns(time.CLOCK_REALTIME)
             # sysfs swaps the whole value at once: so does the test (write, then rename).
             (d / "assert.new").write_text(f"{now // 10**9}.{now % 10**9:09d}#{10 + k}\n")
             os.replace(d / "assert.new", d / "assert")
-            time.sleep(0.05)
+            wait_until(lambda k=k: len(out) >= k, what=f"edge {k}")  # type: ignore[misc]
 
-    _run_reader(r, pulses)
+    P.now_pair = counted
+    try:
+        _run_reader(r, pulses)
+    finally:
+        P.now_pair = now_pair
     assert r.mode == "sysfs"
     return out
 
@@ -173,7 +183,7 @@ def test_fetch_on_a_non_pps_device_names_it() -> None:
 def test_missing_device_is_retried_not_fatal(tmp_path: Path) -> None:
     r = P.PpsReader(SourceConfig("pps0", "pps", "gnss", device=str(tmp_path / "pps9")),
                     lambda o: None, sysfs_root=str(tmp_path))
-    _run_reader(r, lambda: time.sleep(0.1))
+    _run_reader(r, lambda: wait_until(lambda: r.errors >= 1, what="a device error"))
     assert r.errors >= 1 and r.edges == 0
 
 
@@ -194,7 +204,7 @@ def test_run_stops_when_cancelled(tmp_path: Path, fake_sysfs: Path) -> None:
 
     async def go() -> None:
         task = asyncio.create_task(r.run())
-        await asyncio.sleep(0.1)
+        await await_until(lambda: r.mode == "sysfs", what="the reader polling")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

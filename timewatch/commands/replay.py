@@ -18,7 +18,9 @@ from .. import __version__
 from ..config import Config, load, parse
 from ..engine import Engine
 from ..errors import UsageError
+from ..evidence import EvidenceError, judge_end, scan
 from ..records import Event, Observation, Output, Snapshot
+from ..statedir import StateLock, holder
 from ..textfmt import event_text, snapshot_text
 from ..trace import TraceReader
 from . import backfill
@@ -55,6 +57,26 @@ def dumps(o: Event | Snapshot) -> str:
     return json.dumps(o.to_dict(), separators=(", ", ": "))
 
 
+def check_chain(path: str) -> tuple[str | None, str]:
+    """The trace's evidence chain (docs/evidence.md): replay warns, never refuses. Returns the
+    warning to print before replaying (None when there is nothing to warn of) and what the
+    summary says of the chain ("" for a trace that is not chained: `simulate` writes those)."""
+    try:
+        sc = scan(path, first_within=2)  # a recorded trace has its first checkpoint on line 2
+    except EvidenceError as e:
+        return f"replay: warning: cannot check the evidence chain: {e}", "chain unchecked"
+    if not sc.checkpoints and sc.cut is None:
+        return None, ""
+    pid = holder(Path(path).parent)
+    judge_end(sc, live_pid=pid if pid is not None and pid > 0 else None)
+    if sc.intact:
+        first = sc.first.get("seq") if sc.first else "?"
+        return None, f"evidence chain intact (checkpoints {first}-{sc.last_seq})"
+    line, what = sc.problems[0]
+    return (f"replay: WARNING: {path}:{line}: {what}; replaying it all the same",
+            "evidence chain BROKEN (warned above)")
+
+
 def text(o: Event | Snapshot) -> str:
     return event_text(o) if isinstance(o, Event) else snapshot_text(o)
 
@@ -74,12 +96,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs -c CONFIG: it continues a replay into that config's "
                          "sinks (the checkpoint is in its state directory)")
     reader = TraceReader(args.trace)
+    warning, chain = check_chain(args.trace)
+    if warning:
+        print(warning, file=sys.stderr)
     feeder = None
-    if args.config:
+    lock = None
+    if args.config:  # its sinks write the state dir: not while a monitor does
         from ..sinks import build_sinks
 
-        feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg), resume,
-                                      lambda: build_sinks(cfg, backfill=True))
+        lock = StateLock(cfg.state_dir).acquire()
+        try:
+            feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg), resume,
+                                          lambda: build_sinks(cfg, backfill=True))
+        except BaseException:
+            lock.release()
+            raise
     sinks = feeder.sinks if feeder is not None else []
     from ..leapfile import load_leap_list
 
@@ -139,12 +170,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.flush()
         if feeder is not None:
             feeder.close()
+        if lock is not None:
+            lock.release()
     dt = time.perf_counter() - t0
     unknown = ", ".join(f"{k}: {v}" for k, v in st.unknown_types.items()) or "none"
     print(f"replay {args.trace}: {st.records} observations in {dt:.2f} s "
           f"({st.records / max(dt, 1e-9):,.0f}/s), {n_events} events, "
-          f"{st.bad_lines} bad lines, unknown record types: {unknown}; engine: {engine_build()}",
-          file=sys.stderr)
+          f"{st.bad_lines} bad lines, unknown record types: {unknown}; engine: {engine_build()}"
+          + (f"; {chain}" if chain else ""), file=sys.stderr)
     if feeder is not None and max(feeder.skip, default=0):
         print(f"resumed: {max(feeder.skip):,} of {feeder.n:,} outputs were already in the sinks "
               "before (not handed again)", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import access
-from ..config import Config, load
+from ..config import Config, HttpAccess, load
 from ..sinks import monitorfile
 from ..sinks.http import status_document
 from ..sinks.store import Store, StoreError, damaged_note
@@ -36,11 +37,27 @@ class StatusUnavailable(Exception):
     """Neither the monitor nor the store can say anything."""
 
 
-def from_http(listen: str, timeout_s: float = HTTP_TIMEOUT_S) -> dict[str, Any] | None:
-    """The running monitor's status document, or None when nothing (or not timewatch) answers."""
-    url = f"http://{listen}/status.json"
+def _client_tls(cert_file: str) -> ssl.SSLContext:
+    """Trust exactly the certificate the config gives the API (partial chain: the server's own
+    certificate is the anchor, whatever signed it), whatever name the listen address has."""
+    ctx = ssl.create_default_context(cafile=cert_file)
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    ctx.check_hostname = False
+    return ctx
+
+
+def from_http(listen: str, timeout_s: float = HTTP_TIMEOUT_S,
+              http_access: HttpAccess | None = None) -> dict[str, Any] | None:
+    """The running monitor's status document, or None when nothing (or not timewatch) answers.
+    `http_access`: the config's [http] token and certificate, used as the API requires them."""
+    acc = http_access or HttpAccess()
+    url = f"{'https' if acc.tls else 'http'}://{listen}/status.json"
+    req = urllib.request.Request(url)
+    if acc.token is not None:
+        req.add_header("Authorization", f"Bearer {acc.token.reveal()}")
+    ctx = _client_tls(acc.cert_file) if acc.cert_file else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as r:  # noqa: S310
             doc = json.loads(r.read())
     except (OSError, urllib.error.URLError, ValueError):
         return None
@@ -104,7 +121,7 @@ def _find(cfg: Config, named: bool) -> dict[str, Any]:
         listens.append(cfg.http_listen)
     for listen in listens:
         asked.append(f"http://{listen}/status.json")
-        doc = from_http(listen)
+        doc = from_http(listen, http_access=cfg.http_access)
         if doc is None:
             continue
         if not named or _same_dir(doc, cfg.state_dir):

@@ -54,8 +54,8 @@ class Detect:
 
     # -- ntp.delay_anomaly (detectors/ntpdelay.py) ------------------------------------------
     # Round-trip delay above the server's baseline by at least this much (docs/threats.md: a MITM
-    # adds >= 20 ms; jitter is ~0.3 ms): half of it to catch 20 ms with margin.
-    ntp_delay_jump_s: float = 0.010
+    # adds >= 5 ms; jitter is ~0.3 ms a leg): half of it to catch 5 ms with margin.
+    ntp_delay_jump_s: float = 0.0025
     # ... with an offset shift within this fraction of half the delay increase ...
     ntp_delay_offset_tolerance: float = 0.3
     # ... on this many consecutive exchanges (a single 10x spike never does it; docs/threats.md: 3 polls).
@@ -165,6 +165,31 @@ class Detect:
     # second is 1 s).
     gnss_label_tolerance_s: float = 0.5
 
+    # -- ptp (engine/ptp.py, docs/ptp.md) ------------------------------------------------------
+    # Error bound of a PTP offset: the mean path delay (any asymmetry, up to all of the round
+    # trip on one leg) plus the timestamping's own error: software stamps are taken by the
+    # kernel after interrupt and queueing latency (tens of us on a loaded host) ...
+    ptp_bound_software_s: float = 100e-6
+    # ... hardware stamps at the NIC (ns; PHC-to-system reads, cable and PHY delays: 1 us).
+    ptp_bound_hardware_s: float = 1e-6
+    # time.step for PTP: the offset jumped against its own recent level by at least this much
+    # (software stamps jitter by a few us, at most ~20 us under load) and stayed.
+    ptp_step_s: float = 50e-6
+    # ... on this many samples in a row (ptp4l's path-delay median, 10 long, takes up to 6
+    # samples to follow a path change: a jump that lasts longer, the path unchanged, is a step).
+    ptp_step_confirm: int = 8
+    # ptp.delay_attack: the mean path delay above its recent minimum by at least this much
+    # (software stamps: a few us of jitter; a delay attack adds tens of us or more) ...
+    ptp_delay_jump_s: float = 50e-6
+    # ... with the offset moved by the same amount (one leg delayed by d: the mean path delay and
+    # the offset both move by d/2) within this fraction ...
+    ptp_delay_offset_tolerance: float = 0.3
+    # ... on this many consecutive samples (ptp4l's path-delay median filter settles first).
+    ptp_delay_confirm: int = 3
+    # After a grandmaster change the source is withheld from the consensus until this many
+    # consecutive samples of the new grandmaster agree with the consensus of the others.
+    ptp_rejoin_agree: int = 3
+
     @classmethod
     def keys(cls) -> dict[str, type]:
         return {f.name: type(f.default) for f in fields(cls)}
@@ -242,6 +267,14 @@ RANGES: Final[dict[str, Range]] = {
     "gnss_sat_change_min": _r(1, 1000),
     "gnss_sat_change_ratio": _gt0(1.0),
     "gnss_label_tolerance_s": _gt0(10.0),
+    "ptp_bound_software_s": _gt0(1.0),
+    "ptp_bound_hardware_s": _gt0(1.0),
+    "ptp_step_s": _gt0(DAY_S),
+    "ptp_step_confirm": _r(1, 1000),
+    "ptp_delay_jump_s": _gt0(10.0),
+    "ptp_delay_offset_tolerance": _r(0.0, 10.0),
+    "ptp_delay_confirm": _r(1, 1000),
+    "ptp_rejoin_agree": _r(1, 1000),
 }
 # Keys whose value must not exceed another's (a confirmation within its window).
 AT_MOST: Final[dict[str, str]] = {"pps_step_confirm": "pps_step_window"}

@@ -130,4 +130,4 @@ def load(target: str) -> Any:
 
 
 # The built-in kinds (imported for their `register` call; the order is the order errors list).
-from . import gnss, pps, ntp, nts, gpsd, chrony  # noqa: E402, F401, I001
+from . import gnss, pps, ntp, nts, gpsd, chrony, ptp  # noqa: E402, F401, I001

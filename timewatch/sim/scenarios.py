@@ -218,6 +218,9 @@ class Sim:
         self.notes: list[tuple[int, str]] = []
         self.answered: dict[str, list[int]] = {}  # per server: true times of its replies
         self.receiver: Receiver | None = None
+        # Sources of other kinds (sim/ptpscen.py): their header entries and record generators.
+        self.extra_sources: dict[str, SourceInfo] = {}
+        self.generators: list[Callable[[], None]] = []
         self._seq = 0
         self._out: list[tuple[int, int, Observation]] = []
 
@@ -347,6 +350,8 @@ class Sim:
             self._exchanges(s)
         if self.receiver is not None:
             self._receiver(self.receiver)
+        for gen in self.generators:
+            gen()
         if polls is not None:
             truth = replace(truth, deadline_ns=polls.resolve())
         for t, text in self.notes:
@@ -355,6 +360,7 @@ class Sim:
         sources = {s.sid: s.info() for s in self.servers}
         if self.receiver is not None:
             sources.update(self.receiver.sources())
+        sources.update(self.extra_sources)
         header = Header(host=f"sim-{self.name}", created_ns=self.t0_ns, sources=sources)
         return SimTrace(header, [o for _, _, o in self._out], truth)
 
@@ -447,7 +453,7 @@ def _ntp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
-             * sim.attack_rng.uniform(0.050, 0.100))
+             * sim.attack_rng.uniform(0.015, 0.100))
     ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: lie if t >= ta else 0.0
     sim.note(ta, f"attack ntp_liar: {v.sid} lies by {lie * 1e3:+.1f} ms")
@@ -459,9 +465,12 @@ def _ntp_drift(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
     rate = _p(params, "rate_ppm", lambda: sim.attack_rng.choice((-1, 1))
-              * sim.attack_rng.uniform(50.0, 100.0))
+              * sim.attack_rng.uniform(15.0, 100.0))
     ta = sim.at(0.4, sc.warmup_s)
     v.lie_s = lambda t: rate * 1e-6 * (t - ta) / NS if t >= ta else 0.0
+    if params.get("spike_probability") is not None:  # a busier network than the default 2%
+        for s in sim.servers:
+            s.path.spike_probability = params["spike_probability"]
     sim.note(ta, f"attack ntp_drift: {v.sid} drifts at {rate:+.1f} ppm")
     # Before its offset exceeds 3 error bounds, at most the scenario's target_s.
     assert sc.target_s is not None
@@ -477,11 +486,18 @@ def _live_drift(w: World) -> None:
 def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     sim = Sim(sc.name, seed, duration_s)
     v = _victim(sim, params)
-    extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.020, 0.040))
+    extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.005, 0.040))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
     ta = sim.at(0.4, sc.warmup_s)
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
-    v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
+    if leg == "alternate":  # (a test of the direction check: no attacker delays both legs)
+        def alternate(t: int) -> tuple[float, float]:
+            if t < ta:
+                return (0.0, 0.0)
+            return (extra, 0.0) if (t - ta) // (v.poll_s * NS) % 2 == 0 else (0.0, extra)
+        v.extra_delay_s = alternate
+    else:
+        v.extra_delay_s = lambda t: pair if t >= ta else (0.0, 0.0)
     sim.note(ta, f"attack ntp_mitm_delay: {v.sid} {leg}s delayed by {extra * 1e3:.1f} ms")
     return sim.build(_ntp_truth(sc, sim, ta, (v.sid,), params={"delay_s": extra, "leg": leg}),
                      _polls(sc, sim, ta, [v]))
@@ -519,7 +535,7 @@ def _ntp_group_majority(sc: Scenario, seed: int, duration_s: float, params: Para
               ("ntp-e", "op-e")]
     sim = Sim(sc.name, seed, duration_s, layout=layout)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
-             * sim.attack_rng.uniform(0.050, 0.100))
+             * sim.attack_rng.uniform(0.015, 0.100))
     ta = sim.at(0.4, sc.warmup_s)
     liars = sim.servers[:3]
     for s in liars:
@@ -644,7 +660,7 @@ def _sign(sim: Sim) -> float:
 
 def _gnss_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     sim, r = _gnss_sim(sc, seed, duration_s)
-    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(10.5e-6, 100e-6))
+    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(6.05e-6, 100e-6))
     ta = _gnss_start(sc, sim)
     step_ns = round(step * NS)
     r.time_error(lambda s: step_ns if s >= ta else 0)
@@ -694,7 +710,9 @@ def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Para
     sim, r = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
     ne = _offset_m(sim, 55.0, 500.0, params)
     ta = _gnss_start(sc, sim)
-    r.nmea.position_offset_m = lambda s: ne if s >= ta else (0.0, 0.0)
+    # `lasting_s`: the fix is off only this long (a multipath outlier, not a jump)
+    te = ta + int(params["lasting_s"] * NS) if params.get("lasting_s") else None
+    r.nmea.position_offset_m = lambda s: ne if s >= ta and (te is None or s < te) else (0.0, 0.0)
     dist = math.hypot(*ne)
     sim.note(ta, f"attack gnss_position_jump: the fix moves {dist:.0f} m from the antenna")
     return sim.build(_gnss_truth(sc, sim, ta, (GNSS_ID,), distance_m=dist))
@@ -925,13 +943,13 @@ _RECEIVER = (GNSS_ID, PPS_ID)  # the demo's receiver has the trace's source ids
 # Every scenario once, in `timewatch simulate --list` order: the threat table (1-21), then the
 # clean runs and legitimate faults that must not alarm. Live actions name the demo's servers.
 SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
-    Scenario("ntp_liar", 1, "one NTP server lies by >= 50 ms", 1800.0, _ntp_liar,
+    Scenario("ntp_liar", 1, "one NTP server lies by >= 15 ms", 1800.0, _ntp_liar,
              ("source.falseticker", "time.step"), target_polls=3, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d lies by +80 ms", behave("sim-d", offset_s=0.080), ("sim-d",), 30.0)),
-    Scenario("ntp_drift", 2, "one NTP server's time drifts away at >= 50 ppm", 1800.0, _ntp_drift,
+    Scenario("ntp_drift", 2, "one NTP server's time drifts away at >= 15 ppm", 1800.0, _ntp_drift,
              ("time.drift", "source.falseticker"), target_s=600.0, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d's clock drifts away at +100 ppm", _live_drift, ("sim-d",), 90.0)),
-    Scenario("ntp_mitm_delay", 3, "a man in the middle delays one server's replies by >= 20 ms",
+    Scenario("ntp_mitm_delay", 3, "a man in the middle delays one server's replies by >= 5 ms",
              1800.0, _ntp_mitm_delay, ("ntp.delay_anomaly",), target_polls=3, warmup_s=NTP_WARMUP_S,
              live=Live("a man in the middle delays sim-d's replies by 25 ms",
                        behave("sim-d", reply_delay_s=0.025), ("sim-d",), 40.0)),
@@ -939,7 +957,7 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              _ntp_leap, ("ntp.leap_anomaly",), target_polls=2, warmup_s=NTP_WARMUP_S,
              live=Live("sim-d announces a leap second nobody else does", behave("sim-d", leap=1),
                        ("sim-d",), 30.0)),
-    Scenario("gnss_step", 5, "GNSS time step >= 10 us (PPS and labels together)", 420.0,
+    Scenario("gnss_step", 5, "GNSS time step >= 6 us (PPS and labels together)", 420.0,
              _gnss_step, TIME_CODES, target_s=5.0, warmup_s=GNSS_WARMUP_S,
              live=Live("the receiver's time steps +50 us (labels and PPS together)",
                        lambda w: w.step(50e-6), _RECEIVER, 30.0)),
@@ -948,11 +966,11 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              warmup_s=GNSS_WARMUP_S,
              live=Live("the receiver's labels jump +1 s while its PPS stays in phase",
                        receiver_fault("label_offset_s", 1, 0), _RECEIVER, 30.0)),
-    Scenario("gnss_push_fast", 7, "GNSS time push >= 10 us/s", 420.0, _gnss_push(10e-6, 30e-6),
-             TIME_CODES, target_s=60.0, warmup_s=GNSS_WARMUP_S,
+    Scenario("gnss_push_fast", 7, "GNSS time push >= 1 us/s", 420.0, _gnss_push(1e-6, 30e-6),
+             TIME_CODES, target_s=30.0, warmup_s=GNSS_WARMUP_S,
              live=Live("GNSS time push at +10 us/s", lambda w: w.push(10e-6), _RECEIVER, 90.0)),
-    Scenario("gnss_push_slow", 8, "GNSS time push >= 1 us/s", 1260.0, _gnss_push(1e-6, 3e-6),
-             TIME_CODES, target_s=600.0, warmup_s=GNSS_SLOW_WARMUP_S,
+    Scenario("gnss_push_slow", 8, "GNSS time push >= 0.25 us/s", 1260.0,
+             _gnss_push(0.25e-6, 1e-6), TIME_CODES, target_s=300.0, warmup_s=GNSS_SLOW_WARMUP_S,
              live=Live("GNSS time push at +1 us/s", lambda w: w.push(1e-6), _RECEIVER, 620.0)),
     Scenario("gnss_position_jump", 9, "GNSS position moves >= 50 m", 420.0, _gnss_position_jump,
              ("gnss.position_jump",), target_s=10.0, warmup_s=GNSS_WARMUP_S,
@@ -1034,6 +1052,13 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              "the receiver loses its fix for a minute, its PPS keeps pulsing", 900.0,
              _gnss_obstruction, warmup_s=GNSS_WARMUP_S),
 )}
+
+# The PTP threats (22-25) follow (sim/ptpscen.py builds them on this module's Sim).
+from .ptpscen import PTP_SCENARIOS  # noqa: E402
+
+# The threat table's rows in order, then the clean runs and legitimate faults (a stable sort).
+SCENARIOS = {sc.name: sc for sc in sorted([*SCENARIOS.values(), *PTP_SCENARIOS],
+                                          key=lambda sc: (sc.number is None, sc.number or 0))}
 
 
 def build(name: str, seed: int = 1, duration_s: float | None = None,

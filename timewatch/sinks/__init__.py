@@ -108,8 +108,9 @@ def build_sinks(cfg: Config, *, store: bool = True, live: bool = False,
     already started are closed (an HTTP server releases its port, a writer thread ends)."""
     wanted: list[tuple[str, str]] = []
     if store:
-        wanted += [("store", "timewatch.sinks.store:StoreSink"),
-                   ("eventlog", "timewatch.sinks.eventlog:EventLogSink")]
+        # The event log first: it hands each event's place in its chain to the store.
+        wanted += [("eventlog", "timewatch.sinks.eventlog:EventLogSink"),
+                   ("store", "timewatch.sinks.store:StoreSink")]
     if live and cfg.http_listen:
         wanted.append(("http", "timewatch.sinks.http:HttpSink"))
     if cfg.influxdb is not None:

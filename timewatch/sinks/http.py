@@ -4,15 +4,23 @@ A `ThreadingHTTPServer` in a daemon thread serves a view that `handle` keeps up 
 latest snapshot, the active alerts, counters. Metric names follow chrony_exporter's style
 (`namespace_subsystem_name_unit`, gauges for state, `_total` counters). docs/http.md documents
 every field and metric. `GET /` is the status page (sinks/statuspage.py).
+
+Access ([http], `config.HttpAccess`): with a token every request needs `Authorization: Bearer
+TOKEN` (compared with `hmac.compare_digest`; 401 otherwise), `/healthz` too unless
+`healthz_public`; with `cert_file`/`key_file` the server speaks only TLS (the handshake runs in
+the request's thread, so a client that stalls it holds no one else up). The config refuses an
+address other than 127.0.0.1/::1/localhost without both, unless `insecure = true`.
 """
 
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
 import math
 import platform
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -37,7 +45,8 @@ POLL_S = 0.5
 # takes a thread and a descriptor: the bound keeps the readers' sockets available.
 MAX_CONNECTIONS = 32
 # A client has this long, in total, to send its request and read the answer (a deadline per
-# connection, not per read: a client trickling one byte a second is cut off at it too).
+# connection, not per read: a client trickling one byte a second is cut off at it too). With TLS
+# the handshake counts too: it runs in the connection's own thread, within this deadline.
 REQUEST_TIMEOUT_S = 5.0
 
 
@@ -303,6 +312,25 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     view: _View
     healthy_within_s: float
+    token: bytes | None = None  # the bearer token every request must carry
+    healthz_public = False  # /healthz answers without the token
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        if self.tls is not None:  # the handshake waits for the request's own thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(REQUEST_TIMEOUT_S)
+            try:
+                request.do_handshake()
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+                log.debug("http %s: TLS handshake failed: %s", client_address[0], e)
+                return
+        super().finish_request(request, client_address)
 
     def server_activate(self) -> None:
         super().server_activate()
@@ -367,10 +395,20 @@ class _Handler(BaseHTTPRequestHandler):
         """The `Server:` header: the product only, never the Python version."""
         return self.server_version
 
+    def _authorized(self, path: str) -> bool:
+        token = self.server.token
+        if token is None or (path == "/healthz" and self.server.healthz_public):
+            return True
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         path = self.path.split("?", 1)[0]
         view = self.server.view
-        if path == "/":
+        if not self._authorized(path):
+            self._send(401, "text/plain", b"unauthorized: send Authorization: Bearer TOKEN\n",
+                       {"WWW-Authenticate": 'Bearer realm="timewatch"'})
+        elif path == "/":
             self._send(200, "text/html; charset=utf-8", view.page().encode())
         elif path == "/status.json":
             self._send(200, "application/json",
@@ -391,16 +429,32 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "text/plain", b"not found: try /, /status.json, /metrics, /healthz\n")
 
-    def _send(self, code: int, ctype: str, body: bytes) -> None:
+    def _send(self, code: int, ctype: str, body: bytes,
+              headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base class name
         log.debug("http %s: " + format, self.client_address[0], *args)
+
+
+def tls_context(cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
+    """The server's TLS context (TLS 1.2 or later) from a PEM certificate (chain) and key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(cert_file), str(key_file))
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise HttpListenError(f"http.cert_file {cert_file} / key_file {key_file}: cannot load "
+                              f"the certificate and its key: {getattr(e, 'strerror', None) or e}"
+                              ) from None
+    return ctx
 
 
 class HttpSink:
@@ -426,7 +480,16 @@ class HttpSink:
                 f"http.listen {listen}: cannot listen: {e.strerror or e}{hint}") from None
         self.server.view = self.view
         self.server.healthy_within_s = self.healthy_within_s
+        acc = cfg.http_access
+        try:
+            self.server.tls = tls_context(acc.cert_file, acc.key_file) if acc.tls else None
+        except HttpListenError:
+            self.server.server_close()
+            raise
+        self.server.token = acc.token.reveal().encode() if acc.token is not None else None
+        self.server.healthz_public = acc.healthz_public
         self.address = f"{host if ':' not in host else f'[{host}]'}:{self.server.server_port}"
+        self.scheme = "https" if acc.tls else "http"
         # Which monitor this is, in /status.json and in <state_dir>/monitor.json (status).
         self._state_dir = cfg.state_dir
         self.view.monitor = monitorfile.identity(cfg.host, cfg.state_dir, self.address)
@@ -434,7 +497,11 @@ class HttpSink:
         self._thread = threading.Thread(target=self.server.serve_forever, args=(POLL_S,),
                                         name="http", daemon=True)
         self._thread.start()
-        log.info("status API on http://%s (/status.json, /metrics, /healthz)", self.address)
+        auth = "bearer token required" if acc.token is not None else "no token"
+        if acc.token is not None and acc.healthz_public:
+            auth += " (/healthz open)"
+        log.info("status API on %s://%s (/status.json, /metrics, /healthz; %s)", self.scheme,
+                 self.address, auth)
 
     def handle(self, outputs: list[Output]) -> None:
         self.view.update(outputs)

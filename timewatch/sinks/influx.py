@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ..backoff import Backoff
 from ..config import Config
+from ..evidence import Evidence
 from ..records import Output, Snapshot
 from . import Mark
 from .lineproto import Encoder
@@ -177,6 +178,7 @@ class InfluxSink:
         self.cfg = ic
         self.where = _where(ic.url)
         self.encoder = Encoder.from_config(cfg)
+        self.encoder.anchors = Evidence.for_config(cfg).anchors
         self.spool_path = cfg.state_dir / spool_name
         self.spool = Spool(self.spool_path, max_bytes=int(ic.spool_max_mb * 2**20),
                            name=f"influxdb spool {self.spool_path} (sinks.influxdb.spool_max_mb)")

@@ -7,7 +7,7 @@ One schema for the live InfluxDB sink and for `timewatch export --format line-pr
 |----------------|----------------------------------------|--------|
 | `tw_sample`    | host, source, kind, trust_group        | offset_s, bound_s, + the sample's own numbers (delay_s, cn0_min_db_hz, ...) |
 | `tw_source`    | host, source, kind, trust_group        | verdict (string), verdict_code, reason (string), offset_s, bound_s, age_s, + the tracker's status numbers (fix, valid, sats_used, jitter_s, holdover_freq_ppm, ...) |
-| `tw_consensus` | host                                   | offset_s, bound_s, quorum, groups_agreeing, groups_voting, holdover_ppm, alerts_active, sources_total, sources_truechimer, sources_falseticker |
+| `tw_consensus` | host                                   | offset_s, bound_s, quorum, groups_agreeing, groups_voting, holdover_ppm, alerts_active, sources_total, sources_truechimer, sources_falseticker, + live: chain_<stream>_seq, chain_<stream>_sha256 (the latest evidence checkpoint of the trace and the event log) |
 | `tw_event`     | host, code, type, severity, sources    | active, severity_level, message (string), id (string), n_sources, ev_<evidence key>... |
 
 Rules that keep the schema safe everywhere it goes:
@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..records import Event, Output, Sample, Snapshot, SourceInfo
+
+if TYPE_CHECKING:
+    from ..evidence import Head
 
 M_SAMPLE = "tw_sample"
 M_SOURCE = "tw_source"
@@ -141,9 +144,13 @@ def format_line(measurement: str, tags: Mapping[str, str | None], fields: Mappin
 class Encoder:
     """Turns outputs into lines. `sources` gives each source's kind and trust group (tags)."""
 
-    def __init__(self, host: str, sources: Mapping[str, SourceInfo]):
+    def __init__(self, host: str, sources: Mapping[str, SourceInfo],
+                 anchors: Callable[[], Mapping[str, Head]] | None = None):
         self.host = host
         self.sources = dict(sources)
+        # The latest evidence checkpoint per stream, sent with every consensus point, so that
+        # what left the box pins the local files (docs/evidence.md).
+        self.anchors = anchors
 
     @classmethod
     def from_config(cls, cfg: Any) -> Encoder:
@@ -189,6 +196,10 @@ class Encoder:
                                snap.t_ns)
             if line:
                 out.append(line)
+        chain: dict[str, Any] = {}
+        for stream, head in (self.anchors() if self.anchors else {}).items():
+            chain[f"chain_{stream}_seq"] = head.seq
+            chain[f"chain_{stream}_sha256"] = head.sha256
         line = format_line(M_CONSENSUS, {"host": self.host}, {
             "offset_s": snap.consensus_offset_s,
             "bound_s": snap.consensus_bound_s,
@@ -200,6 +211,7 @@ class Encoder:
             "sources_total": len(snap.sources),
             "sources_truechimer": counts["truechimer"],
             "sources_falseticker": counts["falseticker"],
+            **chain,
         }, snap.t_ns)
         if line:
             out.append(line)

@@ -30,19 +30,22 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..config import Config
+from ..evidence import Evidence
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
 from . import Mark, finite, to_json
 from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # PRAGMA user_version; bump with a migration when a table changes
+SCHEMA_VERSION = 4  # PRAGMA user_version; bump with a migration when a table changes
 # Migrations from each older version (run in one transaction with the schema): 1 -> 2 keeps
 # each source's status numbers (SourceStatus.fields) with its verdict; 2 -> 3 whether the source
-# is authenticated (SourceStatus.auth, "nts" or NULL).
+# is authenticated (SourceStatus.auth, "nts" or NULL); 3 -> 4 gives each event its place in the
+# event log's chain (docs/evidence.md).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE verdicts ADD COLUMN fields_json TEXT NOT NULL DEFAULT '{}';",
     2: "ALTER TABLE verdicts ADD COLUMN auth TEXT;",
+    3: "ALTER TABLE events ADD COLUMN chain_sha256 TEXT;",
 }
 # A batch is committed at most this long after its first output was queued (wall seconds):
 # what `kill -9` can lose is at most this much of not-yet-committed data.
@@ -109,6 +112,7 @@ CREATE TABLE IF NOT EXISTS events (
     severity TEXT,
     sources_json TEXT NOT NULL,
     event_json TEXT NOT NULL,
+    chain_sha256 TEXT,
     UNIQUE (id, type)
 );
 CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
@@ -269,9 +273,12 @@ class Store:
             return False
         return (st.st_dev, st.st_ino) == self._ident
 
-    def write(self, outputs: Sequence[Output | Mark], tail: Mark | None = None) -> None:
-        """Write outputs in one transaction: all of them or (on an exception) none. The last
-        backfill mark among them (or `tail`, after them) is written in the same transaction."""
+    def write(self, outputs: Sequence[Output | Mark],
+              chains: dict[tuple[str, str], str] | None = None, tail: Mark | None = None) -> None:
+        """Write outputs in one transaction: all of them or (on an exception) none. `chains`:
+        per event (id, type), the event log's SHA-256 through its line (`chain_sha256`). The
+        last backfill mark among them (or `tail`, after them) is written in the same
+        transaction."""
         db = self._db
         mark = tail
         samples: list[tuple[Any, ...]] = []
@@ -288,7 +295,8 @@ class Store:
                 d = o.to_dict()
                 events.append((o.t_ns, o.type, o.code, o.id,
                                o.severity if o.type == "alert" else None,
-                               to_json(list(o.sources)), to_json(d)))
+                               to_json(list(o.sources)), to_json(d),
+                               chains.get((o.id, o.type)) if chains else None))
             elif isinstance(o, Snapshot):
                 snaps.append(o)
             elif isinstance(o, Mark) and tail is None:
@@ -298,7 +306,9 @@ class Store:
             db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", samples)
             # An event is identified by (id, type) (docs/events.md): a replay into the same store
             # does not duplicate it.
-            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+            db.executemany("INSERT OR IGNORE INTO events (t_ns, type, code, id, severity, "
+                           "sources_json, event_json, chain_sha256) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?)", events)
             for s in snaps:
                 cur = db.execute(
                     "INSERT INTO snapshots (t_ns, quorum, groups_agreeing, groups_voting, "
@@ -482,6 +492,9 @@ class StoreSink:
         self.pruned = 0  # rows deleted by retention
         self.failing: str | None = None  # the current write error, None while healthy
         self._pending: collections.deque[Output | Mark] = collections.deque()
+        # The event log's chain digest of each queued event (it handles events before the store)
+        self._evidence = Evidence.for_config(cfg)
+        self._chains: dict[tuple[str, str], str] = {}
         self._inflight = 0  # outputs the writer has taken but not committed yet
         self._first_pending_t = 0.0  # monotonic time the oldest uncommitted output was queued
         self._cond = threading.Condition()
@@ -500,7 +513,14 @@ class StoreSink:
     def _queue(self, outputs: Sequence[Output | Mark]) -> None:
         if not outputs:
             return
+        chains: dict[tuple[str, str], str] = {}
+        for o in outputs:
+            if isinstance(o, Event):
+                c = self._evidence.take_event((o.id, o.type))
+                if c is not None:
+                    chains[(o.id, o.type)] = c
         with self._cond:
+            self._chains.update(chains)
             # Back-pressure while healthy: only a full-speed replay outruns the writer.
             while (len(self._pending) >= self.high_water and self.failing is None
                    and not self._closing):
@@ -635,6 +655,10 @@ class StoreSink:
             with self._cond:
                 self._inflight = 0
                 self.written += written
+                if self._chains:  # the written (or skipped) events' chain digests are used
+                    for o in batch[:done]:
+                        if isinstance(o, Event):
+                            self._chains.pop((o.id, o.type), None)
                 if ok:
                     if self._pending:
                         self._first_pending_t = 0.0  # a backlog: keep going
@@ -741,7 +765,7 @@ class StoreSink:
         follows the batch): each half is committed with the mark its last output reaches, so
         the store's mark stays exact."""
         try:
-            st.write(batch, tail)
+            st.write(batch, self._chains, tail)  # dict reads only: handle() adds under the lock
         except POISON as e:
             outs = [o for o in batch if not isinstance(o, Mark)]
             if len(outs) <= 1:
@@ -752,7 +776,7 @@ class StoreSink:
                               self.path, o.type, who, o.t_ns, type(e).__name__, e)
                 marks = [m for m in batch if isinstance(m, Mark)]
                 if marks or tail is not None:
-                    st.write(marks, tail)  # the marks alone: the skipped output counts as done
+                    st.write(marks, None, tail)  # the marks alone: the skipped output is done
                 done[0] += len(batch)
                 return
             half = len(batch) // 2

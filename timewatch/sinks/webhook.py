@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..backoff import Backoff
 from ..config import Config, WebhookConfig
+from ..evidence import Evidence
 from ..records import SEVERITY_RANK, Event, Output, Snapshot
 from . import to_json
 from .spool import Row, Sent, Spool, SpoolSender
@@ -173,7 +174,8 @@ def generator_url(cfg: Config) -> str:
     """Where a human finds the monitor that raised an alert (its status API)."""
     port = cfg.http_listen.rsplit(":", 1)[1] if cfg.http_listen else None
     host = urllib.parse.quote(cfg.host, safe="")
-    return f"http://{host}:{port}/status.json" if port else f"http://{host}/"
+    scheme = "https" if cfg.http_access.tls else "http"
+    return f"{scheme}://{host}:{port}/status.json" if port else f"http://{host}/"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +376,7 @@ class Endpoint:
         self.scrub = Scrubber(hc)
         self._host = cfg.host
         self._generator_url = generator_url(cfg)
+        self._evidence = Evidence.for_config(cfg)
         base = cfg.state_dir / "webhooks"
         self.outbox = Spool(base / f"{tag}.outbox.db", name=self.label)
         self.ledger = Ledger(base / f"{tag}.ledger.db")
@@ -496,9 +499,11 @@ class Endpoint:
         return batch
 
     def _context(self) -> FormatContext:
+        chain = {s: {"seq": h.seq, "sha256": h.sha256}
+                 for s, h in self._evidence.anchors().items()}
         return FormatContext(self._host, int(time.time()),
                              self.hc.secret.reveal() if self.hc.secret else None,
-                             self._generator_url)
+                             self._generator_url, chain or None)
 
     def _send(self, notices: list[Notice]) -> Response | None:
         try:

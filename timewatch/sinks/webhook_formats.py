@@ -13,6 +13,9 @@ Payload shapes follow each service's documentation:
   with one Adaptive Card attachment.
 - pagerduty: Events API v2, POST /v2/enqueue (routing_key, event_action, dedup_key, payload).
 - ntfy: publish by POST to the topic URL, message in the body, Title/Priority/Tags headers.
+
+Every format carries `FormatContext.chain` when it is given: the monitor's latest evidence
+checkpoint per stream (docs/evidence.md), so what the receiver keeps pins the local files.
 """
 
 from __future__ import annotations
@@ -83,6 +86,14 @@ class FormatContext:
     now_s: int  # send time, Unix seconds (webhook-timestamp)
     secret: str | None = None  # signing key, routing key or token, revealed
     generator_url: str = ""  # back-link to the monitor (Alertmanager generatorURL)
+    # The latest evidence checkpoint per stream: {"events": {"seq": 12, "sha256": "9f86..."}}
+    chain: dict[str, dict[str, Any]] | None = None
+
+
+def chain_text(chain: dict[str, dict[str, Any]]) -> str:
+    """One line naming each stream's latest checkpoint, for the formats that carry text."""
+    return "evidence: " + "; ".join(f"{s} checkpoint {h['seq']} sha256 {h['sha256']}"
+                                    for s, h in chain.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +166,11 @@ def sign(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
 def standard(notices: Sequence[Notice], ctx: FormatContext) -> Message:
     (n,) = notices
     ev = n.event
-    body = _json({"type": f"timewatch.{ev.type}", "timestamp": rfc3339(ev.t_ns),
-                  "data": ev.to_dict()})
+    doc: dict[str, Any] = {"type": f"timewatch.{ev.type}", "timestamp": rfc3339(ev.t_ns),
+                           "data": ev.to_dict()}
+    if ctx.chain:
+        doc["chain"] = ctx.chain
+    body = _json(doc)
     headers = {"Content-Type": JSON, "webhook-id": n.msg_id, "webhook-timestamp": str(ctx.now_s)}
     if ctx.secret:
         headers["webhook-signature"] = sign(ctx.secret, n.msg_id, ctx.now_s, body)
@@ -180,6 +194,8 @@ def am_alert(n: Notice, ctx: FormatContext) -> dict[str, Any]:
     if first.type == "alert" and first.evidence:
         annotations["evidence"] = json.dumps(first.evidence, separators=(",", ":"),
                                              sort_keys=True)
+    if ctx.chain:
+        annotations["chain"] = json.dumps(ctx.chain, separators=(",", ":"), sort_keys=True)
     out: dict[str, Any] = {"labels": labels, "annotations": annotations,
                            "startsAt": rfc3339(first.t_ns)}
     if ev.type == "clear":
@@ -218,6 +234,9 @@ def slack(notices: Sequence[Notice], ctx: FormatContext) -> Message:
                                                    "text": text[:SLACK_SECTION_MAX]}})
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"{rfc3339(ev.t_ns)} · id {_slack_escape(ev.id)}"}]})
+    if ctx.chain:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": chain_text(ctx.chain)}]})
     return Message({"Content-Type": JSON}, _json({"text": title, "blocks": blocks}))
 
 
@@ -240,6 +259,9 @@ def teams(notices: Sequence[Notice], ctx: FormatContext) -> Message:
         if ev.type == "alert":
             facts += [{"title": k, "value": str(v)} for k, v in ev.evidence.items()]
         body.append({"type": "FactSet", "facts": facts})
+    if ctx.chain:
+        body.append({"type": "TextBlock", "text": chain_text(ctx.chain), "size": "Small",
+                     "isSubtle": True, "wrap": True, "separator": True})
     card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
             "type": "AdaptiveCard", "version": "1.4", "body": body, "msteams": {"width": "Full"}}
     payload = {"type": "message", "attachments": [
@@ -268,6 +290,8 @@ def pagerduty(notices: Sequence[Notice], ctx: FormatContext) -> Message:
         "component": ",".join(ev.sources) or ctx.host, "group": "timewatch", "class": ev.code,
         "custom_details": {"id": ev.id, "code": ev.code, "sources": list(ev.sources),
                            "evidence": ev.evidence}}
+    if ctx.chain:
+        payload["custom_details"]["chain"] = ctx.chain
     out: dict[str, Any] = {"routing_key": ctx.secret, "event_action": "trigger", "dedup_key": ev.id,
                            "payload": payload, "client": "timewatch"}
     if ctx.generator_url:
@@ -290,6 +314,8 @@ def ntfy(notices: Sequence[Notice], ctx: FormatContext) -> Message:
     for n in notices:
         line = f"{_title(n)} ({rfc3339(n.event.t_ns)}, id {n.event.id})"
         lines.append(line + (f"\n{n.message}" if n.message else ""))
+    if ctx.chain:
+        lines.append(chain_text(ctx.chain))
     tags = [NTFY_TAG.get(worst, "warning") if worst else NTFY_CLEAR_TAG, "timewatch"]
     tags += sorted({n.event.code for n in notices})
     headers = {"Content-Type": "text/plain; charset=utf-8",

@@ -60,6 +60,10 @@ RUN_POINTS: Final = 64
 # residual's change since the last test: a 1 us/s push moves 16 us, well above the jitter (2 us)
 # and the oscillator's rate allowance (3 x 0.1 ppm = 4.8 us); a step still counts once.
 BLOCK_S: Final = 16.0
+# NTP sources are also tested on blocks of at least this long (the lower median of the block's
+# samples, so a step lands in one block increment and counts once): a drift of 15 ppm moves a
+# 16-s poll's sample by 0.24 ms, under its noise, but a 128-s block by 1.9 ms, many sigmas.
+NTP_BLOCK_S: Final = 128.0
 # A source's noise floor moving by this factor means its offset measures something else now
 # (a GNSS receiver's label latency learned): its tests restart.
 FLOOR_CHANGE: Final = 2.0
@@ -88,8 +92,9 @@ class _Test:
         self.run = []
 
     def update(self, t_ns: int, r: float, floor_s: float, allow_rate: float, k: float,
-               clip: float) -> bool:
-        """Add residual r at t_ns; True when a CUSUM side is above zero (a run in progress)."""
+               clip: float, fixed_sigma: float = 0.0) -> bool:
+        """Add residual r at t_ns; True when a CUSUM side is above zero (a run in progress).
+        With `fixed_sigma` (> 0) the increments' noise is given, not learned (NTP blocks)."""
         # Hot path (every sample of every source): max()/min() are written as comparisons that
         # pick the same operand (max(a, b) is a unless b > a).
         last_r, last_t = self.last_r, self.last_t
@@ -102,25 +107,29 @@ class _Test:
         if not dt_s > 0.0:
             dt_s = 0.0
         self.last_r, self.last_t = r, t_ns
-        n, var = self.n, self.var
-        sigma = math.sqrt(var) if n else 0.0
-        sigma_floor = SQRT2 * floor_s
-        if sigma_floor > sigma:
-            sigma = sigma_floor
-        z = d / sigma
-        # The noise estimate must not learn the push itself (nor a first wild sample):
-        # increments are winsorised; it starts as a plain mean, then forgets slowly.
-        zc = z if z < clip else clip
-        if not zc > -clip:
-            zc = -clip
-        gain = 1.0 / (n + 1)
-        if not gain > NOISE_GAIN:
-            gain = NOISE_GAIN
-        self.var = var + gain * ((zc * sigma) ** 2 - var)
-        self.n = n = n + 1
-        if n < WARMUP:
-            self.run = [(t_ns, r)]
-            return False
+        if fixed_sigma > 0.0:
+            sigma = fixed_sigma
+            z = d / sigma
+        else:
+            n, var = self.n, self.var
+            sigma = math.sqrt(var) if n else 0.0
+            sigma_floor = SQRT2 * floor_s
+            if sigma_floor > sigma:
+                sigma = sigma_floor
+            z = d / sigma
+            # The noise estimate must not learn the push itself (nor a first wild sample):
+            # increments are winsorised; it starts as a plain mean, then forgets slowly.
+            zc = z if z < clip else clip
+            if not zc > -clip:
+                zc = -clip
+            gain = 1.0 / (n + 1)
+            if not gain > NOISE_GAIN:
+                gain = NOISE_GAIN
+            self.var = var + gain * ((zc * sigma) ** 2 - var)
+            self.n = n = n + 1
+            if n < WARMUP:
+                self.run = [(t_ns, r)]
+                return False
         # The rate the reference may explain comes off before the clip: a push faster than it
         # still counts in full when the allowance is many sigmas (a quiet PPS, a long block).
         a = allow_rate * dt_s / sigma
@@ -176,6 +185,17 @@ class _Source:
     prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
     step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
     step_from: float | None = None  # level before an active time.step
+    # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
+    own_b: _Test = field(default_factory=_Test)
+    consensus_b: _Test = field(default_factory=_Test)
+    holdover_b: _Test = field(default_factory=_Test)
+    block: list[tuple[float, float | None, float | None]] = field(default_factory=list)
+    block_start_ns: int | None = None
+
+
+def _lower_median(vals: list[float]) -> float:
+    """A sample of the block (never the mean of two): a step is in one block or the next."""
+    return sorted(vals)[(len(vals) - 1) // 2]
 
 
 class DriftDetector(Detector):
@@ -261,6 +281,9 @@ class DriftDetector(Detector):
             st.consensus.reset()
             st.holdover.reset()
             st.own.reset()
+            for test in (st.own_b, st.consensus_b, st.holdover_b):
+                test.reset()
+            st.block, st.block_start_ns = [], None
             st.step_pending = None
             return
         off = self._sample_offset(tr, est_offset_s, t_ns)
@@ -275,6 +298,8 @@ class DriftDetector(Detector):
             # What the offset measures changed (a GNSS label latency got learned: the offset is
             # re-based and its noise shrinks): judge the new series from scratch.
             st.own, st.consensus, st.holdover = _Test(), _Test(), _Test()
+            st.own_b, st.consensus_b, st.holdover_b = _Test(), _Test(), _Test()
+            st.block, st.block_start_ns = [], None
             st.floor_s = floor
         k, clip = det.drift_cusum_k, det.drift_cusum_clip
         allow = det.drift_consensus_ppm * 1e-6
@@ -320,6 +345,9 @@ class DriftDetector(Detector):
                 allow_ppm = max(res.rate_sigma_s_per_s * 1e6, det.drift_wander_floor_ppm)
                 st.holdover.update(t_ns, st.chain, floor, HOLDOVER_RATE_SIGMAS * allow_ppm * 1e-6,
                                    k, clip)
+        if ntp_like:
+            self._block(st, t_ns, own, None if ref is None else off - ref,
+                        None if res is None else res, floor, allow, k, clip)
         h = det.drift_cusum_h
         if ntp_like:
             # Both: against the others (not the host's own slewing) and against its own history
@@ -331,6 +359,11 @@ class DriftDetector(Detector):
             if witness_score < score:
                 score = witness_score
             worst = st.consensus
+            # ... on single samples or on blocks (a slow drift), whichever is further along.
+            bown, bho = st.own_b.score, st.holdover_b.score
+            bscore = min(st.consensus_b.score, max(bown, bho))
+            if bscore > score:
+                score, worst, own_score, ho_score = bscore, st.consensus_b, bown, bho
         else:
             worst = st.holdover
             score = worst.score
@@ -356,6 +389,29 @@ class DriftDetector(Detector):
             sid, "time.drift", ctx.now_ns,
             f"{sid} drifting {rate * 1e6:+.2f} ppm ({rate * 1e6:+.2f} us/s) against the "
             f"{name}, beyond what honest sources and the oscillator can explain", ev)
+
+    @staticmethod
+    def _block(st: _Source, t_ns: int, own: float, r: float | None, res: Any, floor: float,
+               allow: float, k: float, clip: float) -> None:
+        """Collect the sample in the NTP block; a full block feeds the block tests its medians."""
+        st.block.append((own, r, None if res is None else res.residual_s))
+        if st.block_start_ns is None:
+            st.block_start_ns = t_ns
+        if (t_ns - st.block_start_ns) / 1e9 < NTP_BLOCK_S:
+            return
+        block, st.block, st.block_start_ns = st.block, [], None
+        ho_rate = None if res is None else HOLDOVER_RATE_SIGMAS * res.rate_sigma_s_per_s
+        for test, sample_test, vals, rate in (
+                (st.own_b, st.own, [b[0] for b in block], allow),
+                (st.consensus_b, st.consensus, [b[1] for b in block if b[1] is not None], allow),
+                (st.holdover_b, st.holdover, [b[2] for b in block if b[2] is not None], ho_rate)):
+            if not vals or rate is None or sample_test.n < WARMUP:
+                test.reset()
+                continue
+            # The noise of a block median's increments is taken as that of single samples'
+            # (a median of white noise is quieter: a margin for noise that wanders).
+            sigma = max(math.sqrt(sample_test.var), SQRT2 * floor)
+            test.update(t_ns, _lower_median(vals), floor, rate, k, clip, sigma)
 
     def _step(self, sid: str, st: _Source, own: float, r: float | None, off: float,
               ref: float | None, floor: float) -> None:

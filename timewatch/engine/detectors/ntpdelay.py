@@ -92,7 +92,9 @@ class NtpDelayDetector(Detector):
             return
         doff = offset_s - st.base_offset_s()  # (only needed past the delay test)
         half = dd / 2
-        signature = abs(abs(doff) - half) <= det.ntp_delay_offset_tolerance * half
+        # (the offset's own jitter is the floor: a 5-ms attack moves it by 2.5 +- 0.3 ms)
+        tol = det.ntp_delay_offset_tolerance * half
+        signature = abs(abs(doff) - half) <= (tol if tol > det.ntp_jitter_s else det.ntp_jitter_s)
         if not signature and dd > self._streak_min(st) + self._spread(st):
             # More delay than the attack's (if any yet), offset off: a spike on the other leg,
             # maybe on top of an attack. It confirms nothing but takes its place in the count.
@@ -106,7 +108,9 @@ class NtpDelayDetector(Detector):
                 alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
         if st.streak and any((o > 0) != (doff > 0) for _, o in st.streak if o != 0.0):
-            st.streak.clear()
+            # The other leg before: those were spikes (an attack delays one leg). They keep
+            # their place in the count but confirm nothing.
+            st.streak[:] = [(d, 0.0) for d, _ in st.streak]
         st.streak.append((dd, doff))
         self._maybe_alert(src, st, delay_s, base_delay)
 
