@@ -300,3 +300,34 @@ def test_export_into_influxdb_1_6_killed_then_resumed_gives_every_point_once(
     assert "(resumed)" in err and not ck.exists(), err[-2000:]
     got = influx_points(influxdb1, db)
     assert got == want, f"{sum((got - want).values())} extra, {sum((want - got).values())} missing"
+
+
+def test_a_server_that_stays_down_stops_the_backfill_and_resume_delivers_once(
+        tmp_path: Path, victoria: Victoria, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No delivery for STALL_S: the replay stops (exit 1) saying `--resume` continues, with the
+    checkpoint and the spooled points kept; the resume delivers every point once."""
+    from timewatch.cli import main
+    from timewatch.commands import backfill
+
+    path = tmp_path / "short.jsonl"
+    scenarios.write(str(path), scenarios.build("gnss_clean", seed=4, duration_s=900))
+    conf = _config(tmp_path, {"url": victoria.url, "token": "t"})
+    cfg = load(conf)
+    victoria.stop()
+    monkeypatch.setattr(backfill, "STALL_S", 1.0)
+    argv = ["replay", str(path), "-c", str(conf), "--events", os.devnull]
+    assert main(argv) == 1
+    ck = cfg.state_dir / "replay.checkpoint.json"
+    assert ck.exists() and json.loads(ck.read_text())["handed"] > 0
+    spool = cfg.state_dir / "influxdb-backfill.spool"
+    con = sqlite3.connect(spool)
+    spooled = con.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+    con.close()
+    assert spooled > 1000  # nothing went out, all of it is kept
+    victoria.start()
+    monkeypatch.setattr(backfill, "STALL_S", STEP_TIMEOUT_S)
+    assert main([*argv, "--resume"]) == 0
+    assert not ck.exists()
+    want = expected_points(Encoder.from_config(cfg).lines(outputs_of(path, cfg)))
+    got = _wait_export(victoria, want)
+    assert got == want, _diff(want, got)
