@@ -277,6 +277,12 @@ def test_export_to_a_file_killed_then_resumed_is_the_uninterrupted_export(tmp_pa
     p = export(conf, "-o", str(tmp_path / "other.lp"), "--resume")  # another target: refused
     _, err = p.communicate(timeout=STEP_TIMEOUT_S)
     assert p.returncode == 2 and "was of something else" in err, err
+    kept = part.read_bytes()
+    part.write_bytes(kept[:10])  # cut behind the checkpoint's back: refused, not padded
+    p = export(conf, "-o", str(part), "--resume")
+    _, err = p.communicate(timeout=STEP_TIMEOUT_S)
+    assert p.returncode == 2 and "shorter than" in err, err
+    part.write_bytes(kept)
     err = finish(export(conf, "-o", str(part), "--resume"))
     assert "(resumed)" in err and not ck.exists(), err[-2000:]
     assert part.read_bytes() == data  # every line once, in order

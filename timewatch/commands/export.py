@@ -127,8 +127,14 @@ def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) ->
         else:
             ck = backfill.start(ck_path, "export", identity, args.resume, lambda key: None)
             reached = ck.get("t_ns") if args.resume else None
+            offset = int(ck.get("offset", 0)) if args.resume else 0
+            if args.resume and (not os.path.exists(args.output)
+                                or os.path.getsize(args.output) < offset):
+                raise UsageError(f"--resume: {args.output} is gone or shorter than the "
+                                 f"{offset} bytes the checkpoint says were written; export "
+                                 "again without --resume")
             out = open(args.output, "r+b" if args.resume else "wb")
-            out.truncate(int(ck.get("offset", 0)) if args.resume else 0)
+            out.truncate(offset)
             out.seek(0, os.SEEK_END)
         start = since if reached is None else (
             reached + 1 if since is None else max(since, reached + 1))
