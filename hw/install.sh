@@ -118,7 +118,7 @@ if [ "$SKIP_VENV" = 0 ]; then
     if [ "$DRY" = 0 ]; then
       say "installed: $("$(R /opt/timewatch/bin/timewatch)" --version)"
       if ! "$(R /opt/timewatch/bin/timewatch)" --version | grep -q "engine: compiled"; then
-        say "for the compiled engine (replays about 2x faster): apt-get install gcc python3-dev,"
+        say "for the compiled engine (replays 2-4x faster): apt-get install gcc python3-dev,"
         say "  then $(R /opt/timewatch/bin/pip) install --force-reinstall --no-deps $SRC"
       fi
     fi
