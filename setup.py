@@ -67,9 +67,12 @@ class MypycBuildExt(build_ext):
         return ROOT / "timewatch" if self.inplace else Path(self.build_lib) / "timewatch"
 
     def run(self) -> None:
-        if self.inplace:  # an editable install: no .so of an earlier build left to shadow a .py
-            for p in build_compiled.built_files():
-                p.unlink()
+        # No .so of an earlier build left behind: in the source tree (an editable install) it
+        # would shadow its .py, in build/lib (setuptools reuses it) it would go into the wheel.
+        old = build_compiled.built_files() if self.inplace else [
+            *self._package_dir().rglob("*.so"), self._package_dir() / build_compiled.MANIFEST.name]
+        for p in old:
+            p.unlink(missing_ok=True)
         if self.why_pure is None:
             try:
                 super().run()
