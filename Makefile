@@ -11,13 +11,24 @@ DEBS := chrony faketime socat victoria-metrics influxdb gnutls-bin gpsd gpsd-cli
 
 .PHONY: demo test bench fuzz lint debs venv clean compiled clean-compiled
 
-$(BIN)/.installed: pyproject.toml
+# The install compiles the engine, the codecs and the trace reader with mypyc (setup.py's build
+# hook) when gcc and the Python headers are there, else installs pure Python; a source edited
+# since is recompiled before the demo and the tests (`tools/build_compiled.py auto`), and
+# `timewatch --version` says which engine runs. TIMEWATCH_PURE=1 make ... keeps pure Python.
+COMPILED_SRC := timewatch/trace.py $(shell find timewatch/engine timewatch/wire -name '*.py' ! -name __init__.py)
+
+$(BIN)/.installed: pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-venv: $(BIN)/.installed
+$(BIN)/.compiled: $(BIN)/.installed $(COMPILED_SRC)
+	$(BIN)/python tools/build_compiled.py auto
+	$(BIN)/timewatch --version
+	touch $@
+
+venv: $(BIN)/.compiled
 
 # Installs the Debian packages the tests use when they are missing and we are root.
 debs:
@@ -37,13 +48,14 @@ lint: venv
 	$(BIN)/ruff check timewatch tests bench
 	$(BIN)/mypy timewatch
 
-# The package is linted and type-checked before the tests run (ruff, mypy).
-test: venv debs
+# The package is linted and type-checked before the tests run (ruff, mypy). The Debian packages
+# come first: gcc and python3-dev let the install compile the engine.
+test: debs venv
 	$(BIN)/ruff check timewatch tests bench
 	$(BIN)/mypy timewatch
 	$(BIN)/python -m pytest -q tests
 
-bench: venv debs
+bench: debs venv
 	$(BIN)/python -m bench
 
 # Bounded fuzzing of every decoder of outside input (framer, NMEA, UBX, NTP, NTS, trace line,
@@ -52,8 +64,8 @@ bench: venv debs
 fuzz: venv
 	$(BIN)/python tools/fuzz.py
 
-# Optional: the replay/engine core compiled with mypyc (same source, as mypy and black ship theirs;
-# needs gcc and the Python headers). `make clean-compiled` goes back to the pure-Python package.
+# The engine compiled again now (`make venv` does it when a source changed); `make clean-compiled`
+# goes back to the pure-Python package (until the next source edit: TIMEWATCH_PURE=1 to stay).
 compiled: venv
 	$(BIN)/python tools/build_compiled.py
 

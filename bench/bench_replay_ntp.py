@@ -1,15 +1,20 @@
-"""Replay speed of an NTP trace: >= 100,000 exchanges through `timewatch replay`.
+"""Replay speed: an NTP trace of >= 100,000 exchanges, and the appliance traces (bench/appliance.py:
+24 h of GNSS 1 Hz + PPS + 4 NTP servers, and the 7-day clean_week) through `timewatch replay`.
 
-Target (issue 2): >= 50,000 observations/s for the replay. Prints the rate of the command itself
+Targets (issues 2 and 20): >= 50,000 observations/s for the replay as installed; peak RSS
+< 200 MB for the 7-day trace. For the NTP trace it prints the rate of the command itself
 (`commands.replay`: reader, engine, events written out; no samples or snapshots, since nobody
 reads them) and, to show where the time goes, the reader alone and the engine alone (with samples
-and snapshots, as `run` has them) on the same records. Twice: the pure-Python package, then the
-same source compiled with mypyc (tools/build_compiled.py, in a temporary copy of the tree; skipped
-with the reason when there is no compiler). Rates are per CPU-second of this process
-(`time.process_time`): the machine is shared, and wall time would count the other processes'
-turns; the load average is printed with them. The replay is timed REPLAY_RUNS times, the best
-run reported.
-Run: `.venv/bin/python -m bench replay_ntp` (or `make bench`).
+and snapshots, as `run` has them) on the same records; the appliance traces are replayed by the
+`timewatch replay` command in a child process (its CPU time and peak RSS from wait4). Twice: the
+build this tree runs (as installed: compiled by default, `timewatch --version` says), then the
+other one in a temporary copy of the tree (compiled there with mypyc, tools/build_compiled.py, or
+left pure Python; the compiled one is skipped with the reason when there is no compiler). Rates
+are per CPU-second (`time.process_time`, wait4): the machine is shared, and wall time would count
+the other processes' turns; the wall-clock rate and the load average are printed beside. The NTP
+replay is timed REPLAY_RUNS times, the best run reported.
+Run: `.venv/bin/python -m bench replay_ntp` (or `make bench`). BENCH_APPLIANCE_HOURS=1: short
+appliance traces.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import appliance  # noqa: E402
 from tests.engine.ntpsim import four_groups, header, schedule  # noqa: E402
 from timewatch.commands.replay import cmd_replay, engine_build  # noqa: E402
 from timewatch.engine import Engine  # noqa: E402
@@ -37,7 +43,8 @@ from timewatch.trace import TraceReader, TraceWriter  # noqa: E402
 # exchanges; 3.2 days makes it >= 100,000.
 DAYS = 3.2
 POLL_S = 16.0
-TARGET_PER_S = 50_000  # issue 2
+TARGET_PER_S = 50_000  # issues 2 and 20
+RSS_MAX_MB = 200  # issue 20: the 7-day trace
 REPLAY_RUNS = 3  # the replay is timed this many times; the best run is reported
 
 
@@ -53,27 +60,57 @@ def build(path: Path) -> int:
 
 def main() -> None:
     measure()
-    if "--no-compiled" in sys.argv:
+    appliance_replays(installed="--no-other" not in sys.argv)
+    if "--no-other" in sys.argv:
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     from build_compiled import compiled_copy
 
+    other = "pure Python" if engine_build() == "compiled" else "compiled"
     with tempfile.TemporaryDirectory() as d:
         try:
             t0 = time.monotonic()
-            copy = compiled_copy(Path(d) / "tree")
-            print(f"\nmypyc build of the engine and reader: {time.monotonic() - t0:.0f} s")
+            copy = compiled_copy(Path(d) / "tree", compile=other == "compiled")
+            if other == "compiled":
+                print(f"\nmypyc build of the engine and reader: {time.monotonic() - t0:.0f} s")
         except Exception as e:  # noqa: BLE001 - no compiler here: the pure figures stand alone
             detail = getattr(e, "stderr", "") or ""
             print(f"\ncompiled build skipped: {e!r} {detail.strip()[-300:]}")
             return
-        out = subprocess.run([sys.executable, "-m", "bench.bench_replay_ntp", "--no-compiled"],
-                             cwd=copy, capture_output=True, text=True, timeout=900)
+        out = subprocess.run([sys.executable, "-m", "bench.bench_replay_ntp", "--no-other"],
+                             cwd=copy, capture_output=True, text=True, timeout=3600,
+                             env=dict(os.environ, PYTHONPATH=str(copy)))
         print(out.stdout + out.stderr, end="")
 
 
+def appliance_replays(installed: bool) -> None:
+    """`timewatch replay` of the 24 h and 7-day appliance traces, in a child process."""
+    here = Path(__file__).resolve().parent.parent
+    for name in ("day", "week"):
+        path = appliance.trace(name)
+        n = appliance.records(path)
+        best = None
+        for _ in range(2):  # the better of two: the first may share the CPU with the build
+            run = appliance.measure(["replay", str(path), "--events", os.devnull], here)
+            if run.rc != 0:
+                print(f"{name}: replay FAILED: {run.err[-800:]}")
+                return
+            best = run if best is None or run.cpu_s < best.cpu_s else best
+        assert best is not None
+        rate = n / best.cpu_s
+        ok = rate >= TARGET_PER_S if installed else None
+        rss = f", < {RSS_MAX_MB} MB: {'met' if best.rss_mb < RSS_MAX_MB else 'NOT met'}" \
+            if name == "week" else ""
+        print(f"{name} ({n:,} obs, {path.name}): replay {rate:>8,.0f} obs/s per CPU-second "
+              f"({n / best.wall_s:,.0f}/s wall), peak RSS {best.rss_mb:.0f} MB{rss}"
+              + ("" if ok is None else f"; target {TARGET_PER_S:,} as installed: "
+                 f"{'met' if ok else 'NOT met'}"), flush=True)
+
+
 def measure() -> None:
-    print(f"-- {engine_build()} ({Path(__file__).resolve().parent.parent})")
+    here = Path(__file__).resolve().parent.parent
+    print(f"-- {engine_build()} ({here}{'' if '--no-other' in sys.argv else ': as installed'})",
+          flush=True)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ntp.jsonl"
         n = build(path)

@@ -1,14 +1,14 @@
-"""The optional mypyc build (tools/build_compiled.py, `make compiled`) computes exactly what the
-pure-Python package computes: the same outputs on attack scenarios of every kind, and the engine's
-own tests pass against it. Skipped, with the reason, where nothing can compile (no C compiler, no
-Python headers: Debian's python3-dev)."""
+"""Both builds compute the same: the compiled engine (the default install, tools/build_compiled.py)
+and the pure-Python fallback. Whichever build this suite runs on, the other one is built in a copy
+of the tree (compiled there, or left pure), gives the same outputs on attack scenarios of every
+kind, passes the engine's tests and the golden gate. Where nothing can compile (no C compiler,
+no Python headers: Debian's python3-dev) and the suite runs pure Python, it is skipped with the
+reason."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,9 @@ import pytest
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
-from build_compiled import compiled_copy  # noqa: E402
+from build_compiled import cannot_compile, compiled_copy  # noqa: E402
+
+from timewatch.commands.replay import engine_build  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +47,14 @@ for name in sys.argv[1:]:
 """
 
 
-def _cannot_compile() -> str | None:
-    if shutil.which("gcc") is None and shutil.which("cc") is None:
-        return "no C compiler"
-    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    if not headers.exists():
-        return f"no Python headers ({headers}; Debian: python3-dev)"
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return "mypyc (from mypy) is not installed"
-    return None
+# tools/golden.py check, run so that the copy's timewatch is the one imported.
+GOLDEN = """
+import runpy, sys
+from timewatch.commands.replay import engine_build
+print(engine_build())
+sys.argv = ["tools/golden.py", "check"]
+runpy.run_path("tools/golden.py", run_name="__main__")
+"""
 
 
 def _run(cwd: Path, *args: str, timeout: float = 900) -> str:
@@ -65,25 +64,31 @@ def _run(cwd: Path, *args: str, timeout: float = 900) -> str:
     return out.stdout
 
 
-def test_compiled_build_gives_the_pure_outputs_and_passes_the_engine_tests(
+def test_the_other_build_gives_the_same_outputs_and_passes_the_engine_tests_and_golden(
         tmp_path: Path) -> None:
-    why = _cannot_compile()
-    if why:
-        pytest.skip(why)
-    pure = compiled_copy(tmp_path / "pure", compile=False)
-    compiled = compiled_copy(tmp_path / "compiled")
-    # The copies' tests read the receiver corpus beside them, as the tree's own tests do.
+    mine = engine_build()  # the build this suite runs on (what `make test` installed)
+    if mine == "compiled":
+        other, other_build = compiled_copy(tmp_path / "pure", compile=False), "pure Python"
+    else:
+        why = cannot_compile()
+        if why:
+            pytest.skip(why)
+        other, other_build = compiled_copy(tmp_path / "compiled"), "compiled"
+        assert sorted(p.name for p in (other / "timewatch" / "engine").glob("core*.so"))
+    # The copy's tests read the receiver corpus beside it, as the tree's own tests do.
     if (ROOT.parent / "shared").is_dir():
         (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
-    assert sorted(p.name for p in (compiled / "timewatch" / "engine").glob("core*.so"))
 
-    want = _run(pure, "-c", SCRIPT, *SCENARIOS).splitlines()
-    got = _run(compiled, "-c", SCRIPT, *SCENARIOS).splitlines()
-    assert want[0] == "pure Python" and got[0] == "compiled"  # what `replay` reports
+    want = _run(ROOT, "-c", SCRIPT, *SCENARIOS).splitlines()
+    got = _run(other, "-c", SCRIPT, *SCENARIOS).splitlines()
+    assert want[0] == mine and got[0] == other_build  # what `replay` reports
     assert len(want) == len(SCENARIOS) + 1
     assert all(int(line.split()[1]) > 0 for line in want[1:])  # every scenario gave outputs
     assert got[1:] == want[1:]
 
-    # The engine's tests against the compiled modules (the copy comes first on sys.path).
-    out = _run(compiled, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/engine")
+    # The engine's tests and the golden gate against the other build (the copy comes first on
+    # sys.path).
+    out = _run(other, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/engine")
     assert " passed" in out and "failed" not in out, out[-2000:]
+    golden = _run(other, "-c", GOLDEN)  # as a module of the copy: its timewatch, not ours
+    assert golden.startswith(other_build) and "ALL IDENTICAL" in golden, golden[-2000:]

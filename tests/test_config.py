@@ -116,6 +116,14 @@ def test_secret_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         load(write(tmp_path, '[sinks.influxdb]\nurl = "http://x:1"\ntoken_env = "TW_MISSING"\n'))
 
 
+def test_influxdb_api_v1_or_v2_and_nothing_else(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, '[sinks.influxdb]\nurl = "http://127.0.0.1:1"\napi = "v1"\n'))
+    assert cfg.influxdb and cfg.influxdb.api == "v1" and "(api v1: /write)" in describe(cfg)
+    assert load(write(tmp_path, '[sinks.influxdb]\nurl = "http://x:1"\n')).influxdb.api == "v2"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r'sinks.influxdb.api: must be "v2" .* got \'v3\''):
+        load(write(tmp_path, '[sinks.influxdb]\nurl = "http://x:1"\napi = "v3"\n'))
+
+
 def test_default_config_without_file_has_several_ntp_groups() -> None:
     cfg = load(None)
     ntp = [s for s in cfg.sources if s.kind == "ntp"]

@@ -50,11 +50,26 @@ def version() -> str:
         return __version__
 
 
+class _Version(argparse.Action):
+    """`--version`: the version and which engine this installation runs (compiled with mypyc,
+    the default, or pure Python), found out only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the engine "
+                         "build (compiled or pure Python), then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *a: object) -> None:
+        from .commands.replay import engine_build
+
+        print(f"timewatch {version()} (engine: {engine_build()})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="timewatch",
                                 description="Multi-source time integrity monitor (GNSS, PPS, NTP).")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--version", action="version", version=f"timewatch {version()}")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("run", help="the monitor: readers, engine, sinks, until SIGTERM/SIGINT")
@@ -74,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted replay into the config's sinks (no duplicates)")
     s.add_argument("--format", choices=FORMATS, default="jsonl",
                    help="jsonl (default): one JSON object per line; text: for people, times as "
                         "ISO 8601 UTC beside the Unix ns")
@@ -111,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="ISO time or Unix seconds")
     s.add_argument("--format", default="line-protocol", choices=["line-protocol"])
     s.add_argument("-o", "--output", help="file (default stdout)")
+    s.add_argument("--influxdb", action="store_true",
+                   help="send to the config's [sinks.influxdb] instead (a resumable backfill)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted export to -o FILE or --influxdb (no duplicates)")
 
     s = sub.add_parser("webhook", help="webhook tools")
     wsub = s.add_subparsers(dest="webhook_command", metavar="SUBCOMMAND", required=True)

@@ -104,6 +104,7 @@ class InfluxConfig:
     flush_interval_s: float = 5.0
     timeout_s: float = 10.0
     spool_max_mb: float = 512.0
+    api: str = "v2"  # "v1": InfluxDB 1.x's /write (1.0-1.7 have no /api/v2/write)
 
 
 @dataclass(frozen=True)
@@ -474,18 +475,22 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
         k = "sinks.influxdb"
         ix = L.table(L.get(sinks, "sinks", "influxdb", dict), k,
                      {"url", "org", "bucket", "token", "token_file", "token_env", "token_credential",
-                      "batch_size",
-                      "flush_interval_s", "timeout_s", "spool_max_mb"})
+                      "batch_size", "flush_interval_s", "timeout_s", "spool_max_mb", "api"})
         url = L.get(ix, k, "url", str)
         if not url or not re.match(r"^https?://", url):
             raise L.err(f"{k}.url", f"must be an http(s) URL, got {url!r}")
+        api = L.get(ix, k, "api", str, "v2")
+        if api not in ("v1", "v2"):
+            raise L.err(f"{k}.api", f'must be "v2" (/api/v2/write: InfluxDB 1.8+, 2.x, 3.x, '
+                                    f'VictoriaMetrics) or "v1" (/write: InfluxDB 1.x), got {api!r}')
         influx = InfluxConfig(
             url=url, org=L.get(ix, k, "org", str, "timewatch"),
             bucket=L.get(ix, k, "bucket", str, "timewatch"), token=L.secret(ix, k, "token"),
             batch_size=L.get(ix, k, "batch_size", int, 500, lo=1, hi=100_000),
             flush_interval_s=L.get(ix, k, "flush_interval_s", float, 5.0, lo=0.1, hi=3600),
             timeout_s=L.get(ix, k, "timeout_s", float, 10.0, lo=0.1, hi=600),
-            spool_max_mb=L.get(ix, k, "spool_max_mb", float, 512.0, lo=1, hi=1_000_000))
+            spool_max_mb=L.get(ix, k, "spool_max_mb", float, 512.0, lo=1, hi=1_000_000),
+            api=api)
 
     hooks = []
     for i, h in enumerate(L.get(sinks, "sinks", "webhook", list, [])):
@@ -617,8 +622,9 @@ def describe(cfg: Config) -> str:
                "; ".join(f"{g} ({', '.join(m)})" for g, m in groups.items()))
     if cfg.influxdb:
         tok = cfg.influxdb.token.origin if cfg.influxdb.token else "no token"
+        api = " (api v1: /write)" if cfg.influxdb.api == "v1" else ""
         out.append(f"sink influxdb: {redact_url(cfg.influxdb.url)} org {cfg.influxdb.org} bucket "
-                   f"{cfg.influxdb.bucket} (token: {tok})")
+                   f"{cfg.influxdb.bucket}{api} (token: {tok})")
     for i, h in enumerate(cfg.webhooks):
         sec = h.secret.origin if h.secret else "unsigned"
         out.append(f"sink webhook[{i}]: {h.format} to {h.host} (min {h.min_severity}; "

@@ -1,15 +1,19 @@
-"""Optional mypyc build of the replay/engine core, like mypy and black ship theirs: same source, compiled.
+"""The mypyc build of the replay/engine core, like mypy and black ship theirs: same source,
+compiled. Installing timewatch builds it (setup.py's build hook calls this module: `pip install
+.`, `pip install -e .`, `make`, hw/install.sh) when a C compiler, the Python headers and mypyc
+are there; otherwise the package is pure Python, which is always the fallback.
 
     python tools/build_compiled.py          # compile MODULES in place (.so next to each .py)
+    python tools/build_compiled.py auto     # rebuild if a source changed; pure Python if it cannot
     python tools/build_compiled.py check    # exit 1 if a .so is older than its .py (stale)
     python tools/build_compiled.py clean    # remove every .so, the manifest and build/mypyc
 
 Run with the venv's python (it needs mypy, which brings mypyc, plus gcc and the Python headers).
 An extension module shadows the .py next to it (the import system tries .so before .py), so an
 edited .py would go on running its old compiled self. The build writes the sha256 of every
-compiled source to timewatch/_compiled.json; `check` (and the import-time guard in
-timewatch/__init__.py, if the source patch is applied) compares them. Without a compiler nothing
-changes: the package is pure Python, and `clean` brings it back to that.
+compiled source to timewatch/_compiled.json; `check` and the import-time guard in
+timewatch/__init__.py compare them (the guard then runs every compiled module from its .py, and
+says so). TIMEWATCH_PURE=1 in the environment makes every build pure Python.
 """
 
 from __future__ import annotations
@@ -40,6 +44,33 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def cannot_compile() -> str | None:
+    """Why this Python cannot build the compiled core (None: it can)."""
+    import sysconfig
+
+    if os.environ.get("TIMEWATCH_PURE", "") not in ("", "0"):
+        return "TIMEWATCH_PURE is set"
+    if shutil.which(os.environ.get("CC", "gcc").split()[0]) is None and shutil.which("cc") is None:
+        return "no C compiler (Debian: apt-get install gcc)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        return f"no Python headers ({headers}; Debian: apt-get install python3-dev)"
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        return "mypyc is not installed (it comes with mypy)"
+    return None
+
+
+def write_manifest(package_dir: Path, modules: list[str]) -> Path:
+    """timewatch/_compiled.json in package_dir: the sha256 of each compiled source as built."""
+    manifest = package_dir / MANIFEST.name
+    digests = {rel: _sha256(ROOT / rel) for rel in modules}
+    manifest.write_text(json.dumps({"python": sys.version.split()[0], "sha256": digests},
+                                   indent=1) + "\n")
+    return manifest
+
+
 def built_files() -> list[Path]:
     """Every extension module and the manifest under timewatch/ (what `clean` removes). The package
     is pure Python: any .so in it is a build's, whatever Python version made it."""
@@ -57,10 +88,11 @@ def stale() -> list[str]:
             if not (ROOT / rel).exists() or _sha256(ROOT / rel) != digest]
 
 
-def clean() -> None:
+def clean(quiet: bool = False) -> None:
     for p in built_files():
         p.unlink()
-        print(f"removed {p.relative_to(ROOT)}")
+        if not quiet:
+            print(f"removed {p.relative_to(ROOT)}")
     shutil.rmtree(BUILD_DIR, ignore_errors=True)
 
 
@@ -71,7 +103,6 @@ def build(modules: list[str]) -> None:
 
     clean()  # no .so of an earlier module list left behind to shadow its .py
     os.chdir(ROOT)  # mypy finds its configuration ([tool.mypy] in pyproject.toml) from here
-    digests = {rel: _sha256(ROOT / rel) for rel in modules}
     t0 = time.monotonic()
     ext_modules = mypycify(modules, group_name=GROUP, target_dir=str(BUILD_DIR))
     # A bare Distribution, not setup(): setup() would read pyproject.toml's [project] table,
@@ -83,8 +114,7 @@ def build(modules: list[str]) -> None:
     cmd.build_temp = str(BUILD_DIR / "temp")
     cmd.parallel = os.cpu_count() or 1
     dist.run_command("build_ext")
-    MANIFEST.write_text(json.dumps({"python": sys.version.split()[0], "sha256": digests},
-                                   indent=1) + "\n")
+    write_manifest(MANIFEST.parent, modules)
     print(f"compiled {len(modules)} modules in {time.monotonic() - t0:.0f} s; "
           f"manifest {MANIFEST.relative_to(ROOT)}")
 
@@ -120,6 +150,20 @@ def main(argv: list[str]) -> int:
         return 1 if bad else 0
     if action == "build":
         build(argv[1:] or MODULES)
+        return 0
+    if action == "auto":  # `make`: up to date, rebuilt, or pure Python; never fails the make
+        if MANIFEST.exists() and not stale():
+            print("compiled engine: up to date")
+            return 0
+        why = cannot_compile()
+        if why is None:
+            try:
+                build(MODULES)
+                return 0
+            except (Exception, SystemExit) as e:  # noqa: BLE001 - mypy errors exit
+                why = f"the mypyc build failed: {e}"
+        clean(quiet=True)
+        print(f"engine: pure Python ({why})")
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -54,3 +54,45 @@ def test_sender_delivers_in_order_backs_off_and_new_data_never_cuts_a_backoff(
     assert sender.finish_close(time.monotonic() + 5.0)
     assert time.monotonic() - t < 0.8 and sender.failures == 3 and len(spool) == 1
     spool.close()
+
+
+def test_a_backfill_mark_is_written_with_its_items_and_survives_reopening(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "q.spool")
+    assert spool.mark("bf-1") is None
+    spool.put([("", b"a"), ("", b"b")], mark=("bf-1", 2))
+    spool.put([], mark=("bf-1", 3))  # a chunk without lines still moves the mark
+    spool.put([("", b"c")])  # a live put leaves the mark alone
+    assert spool.mark("bf-1") == 3 and len(spool) == 3
+    spool.ack([seq for seq, _, _ in spool.peek(10)])  # delivered: the mark stays
+    spool.close()
+    again = Spool(tmp_path / "q.spool")
+    assert again.mark("bf-1") == 3 and again.mark("other") is None and len(again) == 0
+    again.forget("bf-1")
+    assert again.mark("bf-1") is None
+    again.close()
+
+
+def test_a_mark_waits_in_memory_with_its_items_while_the_file_cannot_be_opened(
+        tmp_path: Path) -> None:
+    path = tmp_path / "q.spool"
+    path.mkdir()  # a directory where the file should be: SQLite cannot open it
+    spool = Spool(path, retry_s=0.0)
+    spool.put([("", b"a")], mark=("bf", 1))
+    assert spool.failing is not None and spool.counts() == (0, 1)
+    path.rmdir()
+    spool.put([], mark=("bf", 2))  # the file can be written now: the items, then the mark
+    assert spool.failing is None and spool.mark("bf") == 2
+    assert [b for _, _, b in spool.peek(5)] == [b"a"]
+    spool.close()
+
+
+def test_a_deleted_spool_keeps_its_marks_in_the_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "q.spool"
+    spool = Spool(path)
+    spool.put([("", b"a")], mark=("bf", 7))
+    for p in tmp_path.glob("q.spool*"):
+        p.unlink()
+    spool.put([("", b"b")])  # noticed: the deleted file's items and marks are copied over
+    assert spool.mark("bf") == 7 and len(spool) == 2
+    spool.close()
+    assert Spool(path).mark("bf") == 7

@@ -312,3 +312,37 @@ def test_retention_never_counts_from_ahead_of_the_host_clock(tmp_path: Path) -> 
     sink.close()
     assert sink.pruned == 2
     assert Store(cfg.store_path, readonly=True).counts()["samples"] == 3 + 4 + 1
+
+
+def test_a_backfill_commits_each_batch_with_its_mark_even_around_a_poison_output(
+        tmp_path: Path) -> None:
+    """Outputs handed with marks (replay -c): every commit ends at a mark and carries it, also
+    the halves of a batch split to isolate an output SQLite refuses (its mark is what its last
+    output reaches), so the store's mark always counts exactly the outputs committed."""
+    from timewatch.sinks import Mark
+    from timewatch.sinks.store import _reach
+
+    cfg = make_cfg(tmp_path)
+    sink = StoreSink(cfg)
+    assert sink.resume_point("bf") is None  # no store yet
+    first = samples(T, 1500)
+    bad = Sample("ntp1", T + 2000 * S, float("nan"), 2e-3, {})  # NOT NULL offset: poison
+    second = samples(T + 3000 * S, 1500, "ntp2")
+    sink.handle_marked(first, Mark("bf", 1500))
+    sink.handle_marked(second[:700] + [bad] + second[700:], Mark("bf", 3001))
+    assert sink.flush(30.0)
+    assert sink.resume_point("bf") == 3001 and sink.skipped == 1 and sink.written == 3000
+    sink.close()
+    st = Store(cfg.store_path, readonly=True)
+    assert st.counts()["samples"] == 3000 and st.mark("bf") == 3001
+    st.close()
+    # The mark of what precedes a run of items: the first mark in it (or the one after it)
+    # less the outputs before that mark.
+    m = Mark("k", 10)
+    assert _reach([first[0], first[1], m, first[2]], None) == Mark("k", 8)
+    assert _reach([first[0], first[1]], m) == Mark("k", 8)
+    assert _reach([first[0]], None) is None
+    sink2 = StoreSink(cfg)
+    sink2.forget("bf")
+    assert sink2.resume_point("bf") is None
+    sink2.close()

@@ -1,10 +1,20 @@
-"""`timewatch export [-c CONFIG] [--state-dir DIR] [--since T] [--format line-protocol] [-o OUT]`:
-the store's history as InfluxDB line protocol (`sinks.export`), to a file or stdout."""
+"""`timewatch export [-c CONFIG] [--state-dir DIR] [--since T] [--format line-protocol]
+[-o OUT | --influxdb] [--resume]`: the store's history as InfluxDB line protocol (`sinks.export`),
+to a file or stdout, or (`--influxdb`) straight into the config's `[sinks.influxdb]` through a
+spool of its own.
+
+To a file or InfluxDB the export is a backfill (`backfill.py`): written in chunks that end with a
+whole instant, a checkpoint in the state directory after each, and `--resume` after an
+interruption goes on after the last instant that was on disk (the file is cut back to it; the
+spool's mark says it for InfluxDB): no line twice, none missing."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -13,11 +23,18 @@ from pathlib import Path
 from typing import TextIO
 
 from .. import access
-from ..config import load
+from ..config import Config, load, redact_url
 from ..errors import UsageError
-from ..sinks.export import export
-from ..sinks.store import StoreError
+from ..sinks import Mark
+from ..sinks.export import chunks, encoder_for, export
+from ..sinks.store import Store, StoreError, damaged_note
+from . import backfill
 from .progress import LONG_EXPORT_RECORDS, Progress
+
+log = logging.getLogger(__name__)
+
+# Records per chunk: one checkpoint (and for a file one fsync) per chunk.
+CHUNK_RECORDS = 2000
 
 
 def parse_since(text: str) -> int:
@@ -42,6 +59,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "line-protocol":
         raise UsageError(f"--format: only line-protocol is supported, got {args.format!r}")
     since = parse_since(args.since) if args.since else None
+    if getattr(args, "influxdb", False) or getattr(args, "resume", False) or (
+            args.output and _writable(cfg.state_dir)):
+        return export_backfill(cfg, args, since)
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     bar = Progress(f"export {cfg.store_path.name}")
     try:
@@ -62,3 +82,128 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{counts['status']} snapshots, {counts['alert']} alerts, {counts['clear']} clears) "
           f"to {args.output or 'stdout'}", file=sys.stderr)
     return 0
+
+
+def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) -> int:
+    """`export -o FILE` or `--influxdb`, resumable (see the module doc)."""
+    to_influx = bool(getattr(args, "influxdb", False))
+    if to_influx and args.output:
+        raise UsageError("--influxdb and -o: one or the other")
+    if not to_influx and not args.output:
+        raise UsageError("--resume needs -o FILE or --influxdb (stdout cannot be resumed)")
+    if to_influx and cfg.influxdb is None:
+        raise UsageError(f"--influxdb: {cfg.path} has no [sinks.influxdb] to send to")
+    try:
+        store = Store(cfg.store_path, readonly=True)
+    except (StoreError, PermissionError) as e:
+        if access.blocker(cfg.store_path) is not None:
+            raise StoreError(f"store {cfg.store_path}: permission denied: "
+                             f"{access.fix(cfg.store_path)}") from None
+        raise StoreError(f"{e} (is [monitor] state_dir / [store] path right?)") from None
+    note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
+    if note:
+        log.warning("%s; it is not exported", note)
+    to = (f"influxdb {redact_url(cfg.influxdb.url)} {cfg.influxdb.bucket}"
+          if to_influx and cfg.influxdb else str(Path(args.output).resolve()))
+    identity = {"store": str(cfg.store_path.resolve()), "since": since, "to": to}
+    ck_path = cfg.state_dir / "export.checkpoint.json"
+    held = backfill.lock(cfg.state_dir, "export")
+    sink = None
+    out = None
+    c = store.counts()
+    bar = Progress(f"export {cfg.store_path.name}",
+                   long=c["samples"] + c["snapshots"] + c["events"] >= LONG_EXPORT_RECORDS)
+    counts = {"sample": 0, "status": 0, "alert": 0, "clear": 0, "lines": 0}
+    try:
+        enc = encoder_for(cfg, store)
+        if to_influx:
+            from ..sinks import BACKFILL_SPOOL
+            from ..sinks.influx import InfluxSink
+
+            sink = InfluxSink(cfg, spool_name=BACKFILL_SPOOL)
+            sink.encoder.sources.update(enc.sources)
+            ck = backfill.start(ck_path, "export", identity, args.resume, sink.forget)
+            reached = sink.resume_point(ck["key"])
+        else:
+            ck = backfill.start(ck_path, "export", identity, args.resume, lambda key: None)
+            reached = ck.get("t_ns") if args.resume else None
+            offset = int(ck.get("offset", 0)) if args.resume else 0
+            if args.resume and (not os.path.exists(args.output)
+                                or os.path.getsize(args.output) < offset):
+                raise UsageError(f"--resume: {args.output} is gone or shorter than the "
+                                 f"{offset} bytes the checkpoint says were written; export "
+                                 "again without --resume")
+            out = open(args.output, "r+b" if args.resume else "wb")
+            out.truncate(offset)
+            out.seek(0, os.SEEK_END)
+        start = since if reached is None else (
+            reached + 1 if since is None else max(since, reached + 1))
+        newest = store.newest_ns() or 0
+        first = None
+        for chunk in chunks(store, start, CHUNK_RECORDS):
+            t = chunk[-1].t_ns
+            first = chunk[0].t_ns if first is None else first
+            if sink is not None:
+                sink.handle_marked(chunk, Mark(str(ck["key"]), t))
+                counts["lines"] = sink.sent
+            else:
+                assert out is not None
+                lines = enc.lines(chunk)
+                counts["lines"] += len(lines)
+                out.write("".join(ln + "\n" for ln in lines).encode("utf-8"))
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the checkpoint says so
+                ck["offset"] = out.tell()
+            for o in chunk:
+                counts[o.type] += 1
+            ck["t_ns"] = t
+            backfill.write_checkpoint(ck_path, ck, sync=sink is None)
+            show = functools.partial(bar.update, (t - first) / max(1, newest - first))
+            show(f"{sum(counts[k] for k in ('sample', 'status', 'alert', 'clear')):,} records")
+            if sink is not None:
+                backfill.wait_for([sink], False, show)
+        if sink is not None:
+            backfill.wait_for([sink], True, lambda why: bar.update(1.0, why))
+            counts["lines"] = sink.sent
+        backfill.finish([sink] if sink is not None else [], ck_path, str(ck["key"]))
+    except KeyboardInterrupt:
+        print(f"\nexport interrupted: `timewatch export {_again(args)} --resume` continues",
+              file=sys.stderr)
+        raise
+    except backfill.BackfillStalled as e:
+        raise backfill.BackfillStalled(f"{e}; what was handed is kept (spooled), "
+                                       f"`timewatch export {_again(args)} --resume` "
+                                       "continues") from None
+    finally:
+        bar.done()
+        store.close()
+        if out is not None:
+            out.close()
+        if sink is not None:
+            sink.close()
+        os.close(held)
+    where = to if to_influx else args.output
+    print(f"export {cfg.store_path}: {counts['lines']} lines ({counts['sample']} samples, "
+          f"{counts['status']} snapshots, {counts['alert']} alerts, {counts['clear']} clears) "
+          f"to {where}" + (" (resumed)" if args.resume else ""), file=sys.stderr)
+    return 0
+
+
+def _writable(d: Path) -> bool:
+    """The checkpoint of a resumable export can go in d (else the export to a file is a plain
+    one: reading another user's store must not need write access to its directory)."""
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    if os.access(d, os.W_OK):
+        return True
+    log.warning("%s is not writable: this export cannot be resumed if interrupted", d)
+    return False
+
+
+def _again(args: argparse.Namespace) -> str:
+    """The command line to continue with (without --resume)."""
+    parts = [f"-c {args.config}"] if args.config else []
+    parts += [f"--state-dir {args.state_dir}"] if getattr(args, "state_dir", None) else []
+    parts += [f"--since {args.since}"] if args.since else []
+    parts += ["--influxdb"] if getattr(args, "influxdb", False) else [f"-o {args.output}"]
+    return " ".join(parts)

@@ -1,23 +1,29 @@
-"""`timewatch replay TRACE [--format jsonl|text]`: the trace through the parsers and the engine, as
-fast as possible; events as JSON Lines or, `--format text`, for people (times as ISO 8601 UTC
-beside the Unix ns). A progress bar on stderr when it is a terminal."""
+"""`timewatch replay TRACE [--format jsonl|text] [-c CONFIG [--resume]]`: the trace through the
+parsers and the engine, as fast as possible; events as JSON Lines or, `--format text`, for people
+(times as ISO 8601 UTC beside the Unix ns). With a config, a backfill of its sinks
+(`backfill.py`): outputs handed in marked chunks, a checkpoint in the state directory, `--resume`
+after an interruption. A progress bar on stderr when it is a terminal (`progress.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from .. import __version__
 from ..config import Config, load, parse
 from ..engine import Engine
+from ..errors import UsageError
 from ..evidence import EvidenceError, judge_end, scan
 from ..records import Event, Observation, Output, Snapshot
 from ..statedir import StateLock, holder
 from ..textfmt import event_text, snapshot_text
 from ..trace import TraceReader
+from . import backfill
 from .progress import LONG_TRACE_BYTES, Progress
 
 
@@ -40,7 +46,8 @@ def feed_all(eng: Engine, observations: list[Observation]) -> list[Output]:
 
 
 def engine_build() -> str:
-    """'compiled' when the engine runs from the optional mypyc build (`make compiled`)."""
+    """'compiled' when the engine runs from the mypyc build (the default install), 'pure Python'
+    when it runs from its .py files (no compiler at install, or a source edited since)."""
     from ..engine import core
 
     return "pure Python" if core.__file__ is None or core.__file__.endswith(".py") else "compiled"
@@ -74,21 +81,38 @@ def text(o: Event | Snapshot) -> str:
     return event_text(o) if isinstance(o, Event) else snapshot_text(o)
 
 
+def identity(trace: str, cfg: Config) -> dict[str, Any]:
+    """What a resumed replay must find unchanged: the trace, the thresholds, the version (the
+    engine's outputs are counted, so they must be the same outputs)."""
+    st = os.stat(trace)
+    return {"trace": str(Path(trace).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "detect": repr(cfg.detect), "auth_mode": cfg.auth_mode, "version": __version__}
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     cfg = load(args.config) if args.config else parse({}, "<defaults>")
+    resume = bool(getattr(args, "resume", False))
+    if resume and not args.config:
+        raise UsageError("--resume needs -c CONFIG: it continues a replay into that config's "
+                         "sinks (the checkpoint is in its state directory)")
     reader = TraceReader(args.trace)
     warning, chain = check_chain(args.trace)
     if warning:
         print(warning, file=sys.stderr)
-    sinks = []
+    feeder = None
     lock = None
     if args.config:  # its sinks write the state dir: not while a monitor does
         from ..sinks import build_sinks
 
         lock = StateLock(cfg.state_dir).acquire()
-        sinks = build_sinks(cfg)
+        try:
+            feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg), resume,
+                                          lambda: build_sinks(cfg, backfill=True))
+        except BaseException:
+            lock.release()
+            raise
+    sinks = feeder.sinks if feeder is not None else []
     from ..leapfile import load_leap_list
-    from ..sinks import close_all, fan_out
 
     fmt = dumps if getattr(args, "format", "jsonl") == "jsonl" else text
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
@@ -99,34 +123,53 @@ def cmd_replay(args: argparse.Namespace) -> int:
     size = max(1, Path(args.trace).stat().st_size)
     bar = Progress(f"replay {Path(args.trace).name}", long=size >= LONG_TRACE_BYTES)
     n_events = 0
+    chunk: list[Output] = []
+    cut = 0  # records read when the last chunk was handed
     t0 = time.perf_counter()
     st = reader.stats
     try:
         for obs in reader:
             if not st.records & 1023 and bar.enabled:
-                bar.update(reader.bytes_read() / size, f"{st.records:,} observations")
+                bar.update(reader.bytes_read() / size, f"{st.records:,} observations" + (
+                    " (catching up)" if feeder is not None and feeder.catching_up else ""))
             res = eng.feed(obs)
-            if not res:
-                continue
-            if sinks:
-                fan_out(sinks, res)
-            for r in res:
-                if isinstance(r, Event) or (args.snapshots and isinstance(r, Snapshot)):
-                    out.write(fmt(r) + "\n")
-                    n_events += isinstance(r, Event)
+            if res:
+                if feeder is not None:
+                    chunk.extend(res)
+                for r in res:
+                    if isinstance(r, Event) or (args.snapshots and isinstance(r, Snapshot)):
+                        out.write(fmt(r) + "\n")
+                        n_events += isinstance(r, Event)
+            if feeder is not None and chunk and (len(chunk) >= backfill.CHUNK_OUTPUTS
+                                                 or st.records - cut >= backfill.CHUNK_RECORDS):
+                feeder.hand(chunk, st.records)
+                chunk, cut = [], st.records
+                backfill.wait_for(sinks, False, lambda why: bar.update(
+                    reader.bytes_read() / size, why))
         tail = eng.finish()
-        if sinks and tail:
-            fan_out(sinks, list(tail))
         for r in tail:
             out.write(fmt(r) + "\n")
             n_events += 1
+        if feeder is not None:
+            feeder.hand(chunk + list(tail), st.records)
+            feeder.done(lambda why: bar.update(1.0, why))
+    except KeyboardInterrupt:
+        if feeder is not None:
+            print(f"\nreplay interrupted: what was handed to the sinks is kept; `timewatch "
+                  f"replay {args.trace} -c {args.config} --resume` continues", file=sys.stderr)
+        raise
+    except backfill.BackfillStalled as e:
+        raise backfill.BackfillStalled(
+            f"{e}; what was handed is kept (spooled), `timewatch replay {args.trace} -c "
+            f"{args.config} --resume` continues") from None
     finally:
         bar.done()
         if args.events:
             out.close()
         else:
             out.flush()
-        close_all(sinks)
+        if feeder is not None:
+            feeder.close()
         if lock is not None:
             lock.release()
     dt = time.perf_counter() - t0
@@ -135,6 +178,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"({st.records / max(dt, 1e-9):,.0f}/s), {n_events} events, "
           f"{st.bad_lines} bad lines, unknown record types: {unknown}; engine: {engine_build()}"
           + (f"; {chain}" if chain else ""), file=sys.stderr)
+    if feeder is not None and max(feeder.skip, default=0):
+        print(f"resumed: {max(feeder.skip):,} of {feeder.n:,} outputs were already in the sinks "
+              "before (not handed again)", file=sys.stderr)
     if eng.unknown_sources:
         print(f"records from sources not in the header (skipped): {eng.unknown_sources}",
               file=sys.stderr)

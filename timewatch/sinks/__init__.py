@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import Config
@@ -26,6 +27,34 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush what can be flushed, spool the rest, release resources."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """How far a backfill (`replay -c`, `export --influxdb`) has handed its outputs to a sink:
+    `n` under the backfill's `key` (replay: outputs so far; export: the time reached). A sink
+    that resumes (`handle_marked`) writes the mark in the same transaction as those outputs."""
+
+    key: str
+    n: int
+
+
+class Resumable(Protocol):
+    """A sink a backfill can resume without duplicates: the mark goes to disk with the data."""
+
+    def handle_marked(self, outputs: list[Output], mark: Mark) -> None:
+        """`handle(outputs)`, and once they are durable, `mark` with them (atomically). May
+        wait for the sink to catch up (a backfill is not a live monitor)."""
+
+    def resume_point(self, key: str) -> int | None:
+        """The last mark of `key` that is on disk (None: nothing of that backfill reached it)."""
+
+    def passed(self, outputs: list[Output]) -> None:
+        """Outputs a resumed backfill does not hand again (the sink has them): what the sink
+        learns from outputs, it learns from these too."""
+
+    def forget(self, key: str) -> None:
+        """The backfill is over: drop its mark."""
 
 
 def finite(obj: Any) -> Any:
@@ -65,9 +94,16 @@ def _make(cfg: Config, name: str, target: str, **kw: object) -> Sink:
     return sink
 
 
-def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[Sink]:
+# A backfill's InfluxDB spool (under the state directory): never the one of a monitor that may
+# be running with the same state directory (two senders on one spool would send rows twice).
+BACKFILL_SPOOL = "influxdb-backfill.spool"
+
+
+def build_sinks(cfg: Config, *, store: bool = True, live: bool = False,
+                backfill: bool = False) -> list[Sink]:
     """Every sink the config asks for, or none: the embedded store (and its event log) unless
-    `store=False`, the HTTP status endpoint when `live`, InfluxDB and webhooks when configured.
+    `store=False`, the HTTP status endpoint when `live`, InfluxDB and webhooks when configured
+    (`backfill`: InfluxDB spools to BACKFILL_SPOOL).
     A sink that cannot start raises `SinkStartError` naming it and the cause, after the sinks
     already started are closed (an HTTP server releases its port, a writer thread ends)."""
     wanted: list[tuple[str, str]] = []
@@ -83,8 +119,9 @@ def build_sinks(cfg: Config, *, store: bool = True, live: bool = False) -> list[
         wanted.append(("webhook", "timewatch.sinks.webhook:WebhookSink"))
     sinks: list[Sink] = []
     for name, target in wanted:
+        kw = {"spool_name": BACKFILL_SPOOL} if backfill and name == "influxdb" else {}
         try:
-            sinks.append(_make(cfg, name, target))
+            sinks.append(_make(cfg, name, target, **kw))
         except SinkStartError:
             close_all(sinks)
             raise

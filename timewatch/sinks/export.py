@@ -28,6 +28,20 @@ def history(store: Store, since_ns: int | None = None) -> Iterator[Output]:
                        store.iter_snapshots(since_ns), key=lambda o: o.t_ns)
 
 
+def chunks(store: Store, since_ns: int | None, size: int) -> Iterator[list[Output]]:
+    """The history in chunks of about `size` records, each ending with a whole instant (the
+    next one starts later): what a resumable export commits at a time, its mark the last
+    chunk's time (`--resume` goes on after it)."""
+    chunk: list[Output] = []
+    for o in history(store, since_ns):
+        if len(chunk) >= size and o.t_ns != chunk[-1].t_ns:
+            yield chunk
+            chunk = []
+        chunk.append(o)
+    if chunk:
+        yield chunk
+
+
 def encoder_for(cfg: Config, store: Store) -> Encoder:
     """Tags for each source: as the store's verdicts recorded them, else from the config."""
     enc = Encoder.from_config(cfg)

@@ -21,19 +21,28 @@
 - `close` drains the spool while the server accepts writes (for up to CLOSE_GRACE_S), then
   returns; what the server did not take stays in the spool for the next start.
 - The token is handed to the client only; logs show the server's host:port, never the token.
+- `api = "v1"`: InfluxDB 1.x's own `/write` endpoint (1.0-1.7 have no `/api/v2/write`), same
+  lines, same delivery (`InfluxV1Writer`).
+- A backfill (`replay -c`, `export --influxdb`) hands its outputs with a mark (`handle_marked`):
+  lines and mark go into the spool in one transaction (one fsync per chunk of a few thousand
+  outputs, not per engine step), and it waits (`behind`) while the server is more than
+  `BACKFILL_AHEAD_BYTES` of lines behind, so the spool stays small and a server that is down
+  pauses the backfill instead of filling the disk.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ..backoff import Backoff
 from ..config import Config
 from ..evidence import Evidence
-from ..records import Output
+from ..records import Output, Snapshot
+from . import Mark
 from .lineproto import Encoder
 from .spool import Row, Sent, Spool, SpoolSender
 
@@ -50,6 +59,12 @@ CLOSE_GRACE_S = 10.0
 REJECT_STATUSES = frozenset({400, 413, 422})
 # A rejected line is logged up to this many characters.
 LOG_LINE_CHARS = 300
+# A backfill waits while more than this many bytes of lines wait in the spool (~30,000 lines: a
+# few seconds of a healthy server).
+BACKFILL_AHEAD_BYTES = 8 * 2**20
+# A backfill's write requests carry at least this many lines (larger batches, fewer requests and
+# fsyncs; servers take 5,000-10,000 lines per request well).
+BACKFILL_BATCH = 5000
 
 
 def _where(url: str) -> str:
@@ -107,6 +122,44 @@ class InfluxWriter:
         self._client.close()
 
 
+class InfluxV1Writer:
+    """One write through InfluxDB 1.x's `/write` (`api = "v1"`): bucket `database` or
+    `database/retention-policy`; token `user:password` (basic auth) or a bare token (`Token`
+    header, as 1.8+ and 2.x's v1 endpoint take it). Raises WriteRejected/WriteFailed."""
+
+    def __init__(self, url: str, bucket: str, token: str | None, timeout_s: float):
+        import urllib3
+
+        db, _, rp = bucket.partition("/")
+        query = {"db": db, "precision": "ns"} | ({"rp": rp} if rp else {})
+        self._url = f"{url.rstrip('/')}/write?{urlencode(query)}"
+        self._headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+        if token and ":" in token:
+            self._headers |= urllib3.make_headers(basic_auth=token)
+        elif token:
+            self._headers["Authorization"] = f"Token {token}"
+        self._http = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False,
+                                         timeout=urllib3.Timeout(total=timeout_s))
+
+    def write(self, lines: list[str]) -> None:
+        body = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=1)
+        try:
+            r = self._http.request("POST", self._url, body=body, headers=self._headers)
+        except Exception as e:  # noqa: BLE001 - urllib3 connection errors, timeouts
+            raise WriteFailed(f"{type(e).__name__}: {_short(e)}") from None
+        if 200 <= r.status < 300:
+            return
+        text = r.data.decode("utf-8", "replace").strip()
+        if r.status in REJECT_STATUSES:
+            raise WriteRejected(r.status, text[:LOG_LINE_CHARS])
+        hint = " (check the user:password and its write permission)" if r.status in (401, 403) \
+            else (" (does the database exist?)" if r.status == 404 else "")
+        raise WriteFailed(f"HTTP {r.status} {r.reason}{hint}: {text[:200]}")
+
+    def close(self) -> None:
+        self._http.clear()
+
+
 def _short(e: Exception) -> str:
     s = str(e)
     # urllib3 wraps the cause in a long repr; its last part says what happened.
@@ -118,7 +171,7 @@ class InfluxSink:
 
     name = "influxdb"
 
-    def __init__(self, cfg: Config, writer: Any = None):
+    def __init__(self, cfg: Config, writer: Any = None, spool_name: str = "influxdb.spool"):
         ic = cfg.influxdb
         if ic is None:
             raise ValueError("InfluxSink needs a [sinks.influxdb] section")
@@ -126,11 +179,13 @@ class InfluxSink:
         self.where = _where(ic.url)
         self.encoder = Encoder.from_config(cfg)
         self.encoder.anchors = Evidence.for_config(cfg).anchors
-        self.spool_path = cfg.state_dir / "influxdb.spool"
+        self.spool_path = cfg.state_dir / spool_name
         self.spool = Spool(self.spool_path, max_bytes=int(ic.spool_max_mb * 2**20),
                            name=f"influxdb spool {self.spool_path} (sinks.influxdb.spool_max_mb)")
-        self.writer = writer or InfluxWriter(ic.url, ic.org, ic.bucket,
-                                             ic.token.reveal() if ic.token else None, ic.timeout_s)
+        token = ic.token.reveal() if ic.token else None
+        self.writer = writer or (
+            InfluxV1Writer(ic.url, ic.bucket, token, ic.timeout_s) if ic.api == "v1"
+            else InfluxWriter(ic.url, ic.org, ic.bucket, token, ic.timeout_s))
         # Counters (for /metrics and tests): lines delivered, rejected by the server.
         self.sent = 0
         self.rejected = 0
@@ -138,6 +193,8 @@ class InfluxSink:
         self._partial_since: float | None = None  # when the sender first saw a partial batch
         self._closed = False
         self._left = 0
+        self._sent_at = (0, time.monotonic())  # (self.sent, when it last grew): `behind`
+        self._drain = False  # a backfill's end: partial batches go at once
         if self._unsent_hint:
             log.info("influxdb %s: %d points spooled from before; sending them first",
                      self.where, self._unsent_hint)
@@ -168,6 +225,50 @@ class InfluxSink:
         if self._unsent_hint >= self.cfg.batch_size:
             self.sender.wake()
 
+    # -- a backfill's side (`sinks.Resumable`) ----------------------------------------------
+    def handle_marked(self, outputs: list[Output], mark: Mark) -> None:
+        """The outputs' lines and the mark into the spool in one transaction."""
+        if self._closed:
+            raise RuntimeError("influxdb sink is closed")
+        self.sender.batch = max(self.sender.batch, BACKFILL_BATCH)
+        lines = self.encoder.lines(outputs)
+        self.spool.put([("", ln.encode("utf-8")) for ln in lines], mark=(mark.key, mark.n))
+        self._unsent_hint += len(lines)
+        if self._unsent_hint >= self.sender.batch:
+            self.sender.wake()
+
+    def resume_point(self, key: str) -> int | None:
+        return self.spool.mark(key)
+
+    def passed(self, outputs: list[Output]) -> None:
+        """The tags of sources the config does not list come from snapshots: learnt from
+        those a resumed backfill skips too, so its lines are tagged as the first run's."""
+        for o in outputs:
+            if isinstance(o, Snapshot):
+                self.encoder.learn(o)
+
+    def forget(self, key: str) -> None:
+        self.spool.forget(key)
+
+    def behind(self, final: bool = False) -> tuple[str, float] | None:
+        """What a backfill waits for: (why, seconds since the server last took a batch) while
+        more than BACKFILL_AHEAD_BYTES of lines wait (`final`: any), else None."""
+        waiting = self.spool.size_bytes > (0 if final else BACKFILL_AHEAD_BYTES) or (
+            final and len(self.spool) > 0)
+        if not waiting:
+            return None
+        if final and not self._drain:
+            self._drain = True
+            self.sender.wake()
+        now = time.monotonic()
+        if self.sent != self._sent_at[0]:
+            self._sent_at = (self.sent, now)
+        err = self.sender.last_error if self.sender.failures and now - self._sent_at[1] > 1 \
+            else None
+        why = f"influxdb {self.where}: {len(self.spool):,} points to send" + (
+            f" ({err})" if err else "")
+        return why, now - self._sent_at[1]
+
     @property
     def pending(self) -> int:
         """Lines in the spool, not yet acknowledged by the server (after close: as it was left)."""
@@ -195,7 +296,8 @@ class InfluxSink:
     # -- sender thread ---------------------------------------------------------------------
     def _send(self, rows: list[Row]) -> Sent:
         """A full batch goes at once, a partial one after flush_interval_s (or at close)."""
-        if len(rows) < self.cfg.batch_size and not self.sender.closing.is_set():
+        if len(rows) < self.cfg.batch_size and not self.sender.closing.is_set() \
+                and not self._drain:
             now = time.monotonic()
             if self._partial_since is None:
                 self._partial_since = now

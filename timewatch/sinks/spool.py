@@ -5,6 +5,11 @@ SQLite in WAL mode with `synchronous=FULL`: an item `put` is on disk when `put` 
 deduplicate by id, so delivery is exactly-once end to end). Disk use is bounded: past
 `max_bytes` the oldest items are dropped, counted and reported, never silently.
 
+A backfill (`replay -c`, `export --influxdb`) puts its items with a *mark* (`put(items,
+mark=(key, n))`): the mark is written in the same transaction as the items, so after a `kill -9`
+`mark(key)` says exactly how far the backfill's items reached the spool, and `--resume` hands
+only what comes after (no item twice, none missing).
+
 `SpoolSender` is the delivery loop every spooled sink uses (InfluxDB, each webhook endpoint):
 take the oldest items, send them, ack on success, back off (`backoff.Backoff`) on failure.
 """
@@ -36,6 +41,7 @@ RETRY_S = 5.0
 REMIND_S = 600.0
 
 Row = tuple[int, str, bytes]  # (seq, key, body) as `Spool.peek` returns them
+Mark = tuple[str, int]  # (backfill key, how far it reached): see `Spool.put`
 
 
 class Spool:
@@ -65,6 +71,7 @@ class Spool:
         self._bytes = 0  # item bytes in the file
         self._mem: collections.deque[Row] = collections.deque()  # not in the file yet
         self._mem_bytes = 0
+        self._mem_mark: Mark | None = None  # written with the memory items (`put`)
         self._next_mem_seq = -1  # memory items have negative seqs
         self._moved: dict[int, int] = {}  # memory seq -> file seq, since the last peek
         self._unacked: set[int] = set()  # delivered; their deletion from the file failed
@@ -83,6 +90,7 @@ class Spool:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                        "key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            db.execute(_MARKS)
             self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM q").fetchone()[0]
             st = os.stat(self.path)
         except BaseException:
@@ -109,10 +117,12 @@ class Spool:
             old.execute("PRAGMA fresh.journal_mode=WAL")
             old.execute("CREATE TABLE IF NOT EXISTS fresh.q (seq INTEGER PRIMARY KEY "
                         "AUTOINCREMENT, key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            old.execute(_MARKS.replace("EXISTS marks", "EXISTS fresh.marks"))
             old.execute("BEGIN IMMEDIATE")
             try:
                 old.execute("INSERT OR IGNORE INTO fresh.q (seq, key, body, size) "
                             "SELECT seq, key, body, size FROM main.q ORDER BY seq")
+                old.execute("INSERT OR REPLACE INTO fresh.marks SELECT key, n FROM main.marks")
                 old.execute("COMMIT")
             except BaseException:
                 _rollback(old)
@@ -139,11 +149,14 @@ class Spool:
             if self._unacked:
                 self._delete(db, sorted(self._unacked))
                 self._unacked.clear()
-            if self._mem:
+            if self._mem or self._mem_mark is not None:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     seqs = [db.execute("INSERT INTO q (key, body, size) VALUES (?, ?, ?)",
                                        (k, b, len(b))).lastrowid for _, k, b in self._mem]
+                    if self._mem_mark is not None:
+                        db.execute("INSERT OR REPLACE INTO marks (key, n) VALUES (?, ?)",
+                                   self._mem_mark)
                     db.execute("COMMIT")
                 except BaseException:
                     _rollback(db)
@@ -153,6 +166,7 @@ class Spool:
                 self._bytes += self._mem_bytes
                 self._mem.clear()
                 self._mem_bytes = 0
+                self._mem_mark = None
                 if self._bytes > self.max_bytes:
                     self._trim()
         except (sqlite3.Error, OSError) as e:
@@ -224,12 +238,15 @@ class Spool:
                         self.path, self.memory_max_bytes // 2**20, n, self.dropped)
 
     # -- the sink's side ---------------------------------------------------------------------
-    def put(self, items: list[tuple[str, bytes]]) -> None:
+    def put(self, items: list[tuple[str, bytes]], mark: Mark | None = None) -> None:
         """Append (key, body) items in order: on disk when the file takes them, else in memory.
-        Never raises."""
-        if not items:
+        `mark` (a backfill's (key, n)) is written in the same transaction as the items: when
+        `mark(key)` returns n, every item put with it is in the file. Never raises."""
+        if not items and mark is None:
             return
         with self._lock:
+            if mark is not None:
+                self._mem_mark = mark
             for k, b in items:
                 self._mem.append((self._next_mem_seq, k, b))
                 self._next_mem_seq -= 1
@@ -269,6 +286,25 @@ class Spool:
                 if self.failing is None:
                     self._sync()
 
+    def mark(self, key: str) -> int | None:
+        """How far the backfill `key` reached the file (its last `put` mark); None if never."""
+        with self._lock:
+            if self._db is None:
+                self._sync(force=True)
+            if self._db is None:
+                raise OSError(f"{self.name}: cannot read {self.path}: {self.failing}")
+            row = self._db.execute("SELECT n FROM marks WHERE key = ?", (key,)).fetchone()
+            return None if row is None else int(row[0])
+
+    def forget(self, key: str) -> None:
+        """The backfill `key` is over: its mark goes. Never raises."""
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.execute("DELETE FROM marks WHERE key = ?", (key,))
+                except sqlite3.Error as e:
+                    log.warning("%s: cannot remove the mark %s: %s", self.name, key, e)
+
     def counts(self) -> tuple[int, int]:
         """(items in the file, items not in it): what a restart finds, and what it cannot (only
         in memory, or in a deleted file not yet copied to a new one)."""
@@ -303,6 +339,9 @@ class Spool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+_MARKS = "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
 
 
 def disk_trouble(path: Path) -> str:

@@ -3,6 +3,8 @@
 `Store` is the database: schema, one-transaction batch writes, retention, read helpers for
 `status` and `export`. `StoreSink` is the engine-facing sink: `handle` queues outputs and returns;
 a writer thread commits them in batches (one transaction per `FLUSH_S` or `BATCH_MAX` outputs).
+A backfill hands its outputs with a `Mark` (`handle_marked`): the batch ends at the mark and the
+mark is committed with it (table `marks`), so `--resume` knows exactly what is in the store.
 
 Durability: WAL mode with `synchronous=NORMAL`: a committed transaction survives `kill -9` of the
 process (it is in the WAL, which SQLite replays on the next open); a power cut may roll back the
@@ -23,14 +25,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from ..config import Config
 from ..evidence import Evidence
 from ..records import Event, Output, Sample, Snapshot, SourceInfo, SourceStatus
-from . import finite, to_json
+from . import Mark, finite, to_json
 from .spool import disk_trouble
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,10 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (id, type)
 );
 CREATE INDEX IF NOT EXISTS events_t ON events (t_ns);
+CREATE TABLE IF NOT EXISTS marks (
+    key TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
 """
 
 
@@ -267,11 +273,14 @@ class Store:
             return False
         return (st.st_dev, st.st_ino) == self._ident
 
-    def write(self, outputs: list[Output],
-              chains: dict[tuple[str, str], str] | None = None) -> None:
+    def write(self, outputs: Sequence[Output | Mark],
+              chains: dict[tuple[str, str], str] | None = None, tail: Mark | None = None) -> None:
         """Write outputs in one transaction: all of them or (on an exception) none. `chains`:
-        per event (id, type), the event log's SHA-256 through its line (`chain_sha256`)."""
+        per event (id, type), the event log's SHA-256 through its line (`chain_sha256`). The
+        last backfill mark among them (or `tail`, after them) is written in the same
+        transaction."""
         db = self._db
+        mark = tail
         samples: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         snaps: list[Snapshot] = []
@@ -290,6 +299,8 @@ class Store:
                                chains.get((o.id, o.type)) if chains else None))
             elif isinstance(o, Snapshot):
                 snaps.append(o)
+            elif isinstance(o, Mark) and tail is None:
+                mark = o
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", samples)
@@ -313,6 +324,8 @@ class Store:
                       finite(v.offset_s), finite(v.bound_s), v.last_ns,
                       to_json(v.fields, separators=(",", ":"), default=str), v.auth)
                      for v in s.sources])
+            if mark is not None:
+                db.execute("INSERT OR REPLACE INTO marks VALUES (?, ?)", (mark.key, mark.n))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -336,7 +349,19 @@ class Store:
             raise
         return n
 
+    def forget(self, key: str) -> None:
+        """Drop a finished backfill's mark."""
+        self._db.execute("DELETE FROM marks WHERE key = ?", (key,))
+
     # -- reading ----------------------------------------------------------------------------
+    @_reading
+    def mark(self, key: str) -> int | None:
+        """How far the backfill `key` reached the store (None: not at all)."""
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'marks'").fetchone():
+            return None  # a store written before marks existed
+        row = self._db.execute("SELECT n FROM marks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
     @_reading
     def newest_ns(self) -> int | None:
         """The newest trace time anywhere in the store."""
@@ -427,6 +452,25 @@ class Store:
                         active_alerts=tuple(json.loads(aj)), holdover_ppm=ho)
 
 
+def _last_mark(batch: list[Output | Mark]) -> int:
+    """Index of the last mark in batch, -1 if none."""
+    for i in range(len(batch) - 1, -1, -1):
+        if isinstance(batch[i], Mark):
+            return i
+    return -1
+
+
+def _reach(rest: list[Output | Mark], tail: Mark | None) -> Mark | None:
+    """The mark reached by what comes before `rest`: the first mark in `rest` (or `tail`, which
+    follows it) less the outputs in between. None when no mark follows."""
+    k = 0
+    for o in rest:
+        if isinstance(o, Mark):
+            return Mark(o.key, o.n - k)
+        k += 1
+    return None if tail is None else Mark(tail.key, tail.n - k)
+
+
 def _since(since_ns: int | None) -> int:
     return -(2**63) if since_ns is None else since_ns
 
@@ -447,7 +491,7 @@ class StoreSink:
         self.skipped = 0  # poison outputs: refused by SQLite on their own, logged and skipped
         self.pruned = 0  # rows deleted by retention
         self.failing: str | None = None  # the current write error, None while healthy
-        self._pending: collections.deque[Output] = collections.deque()
+        self._pending: collections.deque[Output | Mark] = collections.deque()
         # The event log's chain digest of each queued event (it handles events before the store)
         self._evidence = Evidence.for_config(cfg)
         self._chains: dict[tuple[str, str], str] = {}
@@ -464,6 +508,9 @@ class StoreSink:
 
     # -- the engine's side ------------------------------------------------------------------
     def handle(self, outputs: list[Output]) -> None:
+        self._queue(outputs)
+
+    def _queue(self, outputs: Sequence[Output | Mark]) -> None:
         if not outputs:
             return
         chains: dict[tuple[str, str], str] = {}
@@ -488,6 +535,46 @@ class StoreSink:
             # per call would cost a thread switch per engine step.
             if was_empty or len(self._pending) >= BATCH_MAX:
                 self._cond.notify_all()
+
+    def handle_marked(self, outputs: list[Output], mark: Mark) -> None:
+        """`handle`, then the mark: the writer ends a batch at a mark and commits the mark with
+        it. The backfill keeps its chunks under BATCH_MAX outputs, so every commit ends at one."""
+        self._queue([*outputs, mark])
+
+    def resume_point(self, key: str) -> int | None:
+        """The mark of `key` committed in the store (no store yet, or a corrupt one, which the
+        writer moves aside: None)."""
+        if not self.path.exists():
+            return None
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+            try:
+                db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'marks'").fetchone():
+                    return None  # being created by the writer, or written before marks existed
+                row = db.execute("SELECT n FROM marks WHERE key = ?", (key,)).fetchone()
+                return None if row is None else int(row[0])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as e:
+            if is_corrupt(e):
+                return None
+            raise StoreError(f"store {self.path}: {e}") from e
+
+    def passed(self, outputs: list[Output]) -> None:
+        """Nothing to learn: each output is a row of its own."""
+
+    def forget(self, key: str) -> None:
+        """Drop the mark of a finished backfill (once everything before it is committed)."""
+        self.flush(timeout_s=60.0)
+        try:
+            st = Store(self.path)
+            try:
+                st.forget(key)
+            finally:
+                st.close()
+        except (sqlite3.Error, StoreError) as e:
+            log.warning("store %s: cannot remove the mark %s: %s", self.path, key, e)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued is committed; False if that did not happen in time."""
@@ -556,6 +643,12 @@ class StoreSink:
                     continue
                 n = min(BATCH_MAX, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(n)]
+                last = _last_mark(batch)
+                if 0 <= last < n - 1:
+                    # A backfill: end the batch at its last mark (the rest goes with the next).
+                    self._pending.extendleft(reversed(batch[last + 1:]))
+                    del batch[last + 1:]
+                    n = last + 1
                 self._inflight = n
             done, written = self._write(batch)
             ok = done == len(batch)
@@ -628,7 +721,7 @@ class StoreSink:
                   str(e).removeprefix(f"store {self.path}: "), aside, aside)
         return True
 
-    def _write(self, batch: list[Output], moved: bool = False) -> tuple[int, int]:
+    def _write(self, batch: list[Output | Mark], moved: bool = False) -> tuple[int, int]:
         """Write a batch: (outputs at its head that are done, outputs written). Done is short of
         the batch when the store cannot be written now (the error is logged, the rest is
         retried); a poison output is done without being written (`_write_rows`)."""
@@ -663,28 +756,34 @@ class StoreSink:
             self.failing = None
         return done[0], len(written)
 
-    def _write_rows(self, st: Store, batch: list[Output], written: list[Output],
-                    done: list[int]) -> None:
+    def _write_rows(self, st: Store, batch: list[Output | Mark], written: list[Output],
+                    done: list[int], tail: Mark | None = None) -> None:
         """st.write(batch); when SQLite refuses the data itself (not the disk), halve the batch
         until the refused output is alone: it is logged and skipped, every other one written.
         One bad value never wedges the queue. `written` and `done[0]` follow the progress (each
-        half is its own transaction)."""
+        half is its own transaction). A backfill's batch ends at a mark (`tail`: the mark that
+        follows the batch): each half is committed with the mark its last output reaches, so
+        the store's mark stays exact."""
         try:
-            st.write(batch, self._chains)  # dict reads only: handle() adds under the lock
+            st.write(batch, self._chains, tail)  # dict reads only: handle() adds under the lock
         except POISON as e:
-            if len(batch) == 1:
-                o = batch[0]
-                self.skipped += 1
-                done[0] += 1
-                who = getattr(o, "src", None) or getattr(o, "id", "")
-                log.error("store %s: %s %s at t_ns=%s skipped, it cannot be stored (%s: %s)",
-                          self.path, o.type, who, o.t_ns, type(e).__name__, e)
+            outs = [o for o in batch if not isinstance(o, Mark)]
+            if len(outs) <= 1:
+                for o in outs:
+                    self.skipped += 1
+                    who = getattr(o, "src", None) or getattr(o, "id", "")
+                    log.error("store %s: %s %s at t_ns=%s skipped, it cannot be stored (%s: %s)",
+                              self.path, o.type, who, o.t_ns, type(e).__name__, e)
+                marks = [m for m in batch if isinstance(m, Mark)]
+                if marks or tail is not None:
+                    st.write(marks, None, tail)  # the marks alone: the skipped output is done
+                done[0] += len(batch)
                 return
             half = len(batch) // 2
-            self._write_rows(st, batch[:half], written, done)
-            self._write_rows(st, batch[half:], written, done)
+            self._write_rows(st, batch[:half], written, done, _reach(batch[half:], tail))
+            self._write_rows(st, batch[half:], written, done, tail)
             return
-        written.extend(batch)
+        written.extend(o for o in batch if not isinstance(o, Mark))
         done[0] += len(batch)
 
     def _retention_ref_ns(self) -> int:
