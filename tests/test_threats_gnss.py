@@ -39,7 +39,7 @@ def test_drift_never_judges_coarse_label_offset_with_the_pps_noise_floor() -> No
 # -- the battery ----------------------------------------------------------------------------------
 THREATS = ["gnss_step", "gnss_label_step", "gnss_push_fast", "gnss_position_jump",
            "gnss_meaconing", "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover",
-           "gnss_simulator", "pps_faults", "gnss_garbage"]
+           "gnss_simulator", "pps_faults", "gnss_garbage", "gnss_push_stairs"]
 RECEIVER = {GNSS_ID, PPS_ID}
 
 
@@ -192,3 +192,11 @@ def test_a_position_outlier_of_one_or_two_epochs_is_no_jump(seed: int, lasting_s
     st = build("gnss_position_jump", seed, distance_m=200.0, lasting_s=lasting_s)
     events = replay_events(st)
     assert not [e for e in events if e.code == "gnss.position_jump"], events
+
+
+@pytest.mark.parametrize("seed,step_s,every_s", [(11, 3.5e-6, 7.0), (12, -3.5e-6, 7.0),
+                                                 (13, 2.0e-6, 4.0), (14, -3.5e-6, 7.0),
+                                                 (15, 2.0e-6, 4.0)])
+def test_push_in_stairs_below_the_step_threshold_within_2_min(seed: int, step_s: float,
+                                                              every_s: float) -> None:
+    _check("gnss_push_stairs", seed, step_s=step_s, every_s=every_s)

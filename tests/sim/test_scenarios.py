@@ -23,7 +23,7 @@ THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "
            "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover", "gnss_simulator",
            "pps_faults", "host_step", "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss",
            "ntp_no_majority", "gnss_garbage", "ptp_rogue_gm", "ptp_liar", "ptp_delay_attack",
-           "ptp_utc_offset"]
+           "ptp_utc_offset", "gnss_push_stairs"]
 NTP_HOST = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "host_step",
             "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss", "ntp_no_majority", "clean",
             "ntp_server_silent", "ntp_delay_spikes", "ntp_real_leap"]

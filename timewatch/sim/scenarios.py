@@ -515,7 +515,12 @@ def _ntp_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
 
 
 def _host_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    # `gnss`: with a GNSS receiver and its PPS running too (their histories must follow the step)
+    if params.get("gnss"):
+        sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS)
+        sim.add_receiver()
+    else:
+        sim = Sim(sc.name, seed, duration_s)
     step = _p(params, "step_s", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(0.1, 1.5))
     ta = sim.at(0.4, sc.warmup_s) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
@@ -704,6 +709,21 @@ def _offset_m(sim: Sim, lo_m: float, hi_m: float, params: Params) -> tuple[float
     dist = _p(params, "distance_m", lambda: sim.attack_rng.uniform(lo_m, hi_m))
     bearing = _p(params, "bearing_deg", lambda: sim.attack_rng.uniform(0.0, 360.0))
     return (dist * math.cos(math.radians(bearing)), dist * math.sin(math.radians(bearing)))
+
+
+def _gnss_push_stairs(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    """A push split into steps each below the PPS step threshold (pps_step_s, 4 us): `step_s`
+    every `every_s`, averaging step_s / every_s."""
+    sim, r = _gnss_sim(sc, seed, duration_s)
+    step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(2e-6, 3.5e-6))
+    every = _p(params, "every_s", lambda: abs(step) / sim.attack_rng.uniform(0.5e-6, 1e-6))
+    ta = _gnss_start(sc, sim)
+    every_ns = int(every * NS)
+    r.time_error(lambda s: round(step * NS) * ((s - ta) // every_ns + 1) if s >= ta else 0)
+    sim.note(ta, f"attack gnss_push_stairs: the receiver's time steps {step * 1e6:+.2f} us every "
+                 f"{every:.1f} s ({step / every * 1e6:+.2f} us/s)")
+    return sim.build(_gnss_truth(sc, sim, ta, (PPS_ID,), _receiver_accused(*TIME_CODES),
+                                 step_s=step, every_s=every))
 
 
 def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
@@ -1035,6 +1055,10 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              420.0, _gnss_garbage, ("gnss.sentence_errors",), target_s=60.0, warmup_s=GNSS_WARMUP_S,
              live=Live("a noisy serial line: 5% corrupted sentences, garbage lines",
                        _live_garbage, (GNSS_ID,), 90.0)),
+    Scenario("gnss_push_stairs", 26,
+             "GNSS time pushed in steps each below the step threshold, >= 0.5 us/s on average",
+             420.0, _gnss_push_stairs, TIME_CODES, target_s=120.0, warmup_s=GNSS_WARMUP_S,
+             not_live="the live receiver has no staircase timer yet; `simulate` covers it"),
     Scenario("clean", None, "clean operation with realistic noise", 3600.0, _clean),
     Scenario("ntp_server_silent", None, "one server stops answering for 10 minutes", 3600.0,
              _ntp_server_silent, ("source.stale",), warmup_s=NTP_WARMUP_S),
