@@ -3,11 +3,16 @@ mypy enforces through `Final` (a compiled build also refuses the assignment at r
 
 from __future__ import annotations
 
+import statistics
+
 import mypy.api
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from timewatch.engine.core import Estimate
 from timewatch.engine.ntp import NtpSample
+from timewatch.engine.value import pstdev
 from timewatch.engine.vote import Consensus, Interval, Verdict
 
 
@@ -48,3 +53,12 @@ def test_values_take_no_stray_attributes() -> None:
     s = NtpSample(0, 0.0, 0.0, 0.0, 0, 2, "x", 0.0, 0.0)
     with pytest.raises(AttributeError):
         s.extra = 1  # type: ignore[attr-defined]
+
+
+@settings(max_examples=400, derandomize=True)
+@given(st.lists(st.one_of(st.integers(0, 99).map(float),
+                          st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+                          st.floats(allow_nan=False, allow_infinity=False, width=32)),
+                min_size=1, max_size=40))
+def test_pstdev_is_statistics_pstdev_to_the_bit(xs: list[float]) -> None:
+    assert pstdev(xs) == statistics.pstdev(xs)

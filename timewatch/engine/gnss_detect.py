@@ -24,6 +24,7 @@ from .gnss_epoch import (
     iso_ms,
     next_day,
 )
+from .value import pstdev
 
 if TYPE_CHECKING:
     from .gnss import GnssTracker
@@ -262,7 +263,7 @@ class GnssDetectors:
         if len(cn0) < d.gnss_cn0_uniform_min_sats:
             return
         vals = sorted(cn0.values(), reverse=True)
-        sigma = statistics.pstdev(vals)
+        sigma = pstdev(vals)  # statistics.pstdev's float, without Fractions
         problem = None
         ev: dict[str, object] = {"satellites": len(vals), "sigma_db_hz": sigma,
                                  "cn0_mean_db_hz": statistics.fmean(vals)}

@@ -29,6 +29,7 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -157,13 +158,14 @@ class _Line:
         return (self.sy - slope * self.sx) / n + slope * (x - self.x0)
 
 
-def _slope(pts: list[tuple[float, float]]) -> float:
-    """Least-squares slope of y on x."""
-    n = len(pts)
-    xm = sum(x for x, _ in pts) / n
-    ym = sum(y for _, y in pts) / n
-    sxx = sum((x - xm) ** 2 for x, _ in pts)
-    return sum((x - xm) * (y - ym) for x, y in pts) / sxx if sxx > 0 else 0.0
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys on xs (two passes about the means)."""
+    n = len(xs)
+    xm = sum(xs) / n
+    ym = sum(ys) / n
+    sxx = sum([(x - xm) ** 2 for x in xs])
+    return (sum([(x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)])
+            / sxx if sxx > 0 else 0.0)
 
 
 class PpsTracker(Tracker):
@@ -202,7 +204,9 @@ class PpsTracker(Tracker):
         self._lag: deque[tuple[float, float, float | None]] = deque()
         self._rephased_s: float | None = None  # the train was re-phased by this (s): a step
         # (raw x_s, phase_s) of the good pulses timed in raw time, for the slope test (time.drift)
-        self._hist: deque[tuple[float, float]] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
+        # The slope test's (x_s, phase_s) history, in two columns (the windows are slices).
+        self._hist_x: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
+        self._hist_p: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
         self._drift_run = 0  # consecutive pulses the slope test found a push on
 
     # -- input ---------------------------------------------------------------------------------
@@ -437,7 +441,8 @@ class PpsTracker(Tracker):
         self._base.clear()
         self._tail.clear()
         self._lag.clear()
-        self._hist.clear()
+        self._hist_x.clear()
+        self._hist_p.clear()
         self._drift_run = 0
 
     def _measure(self, e: _Edge) -> None:
@@ -549,29 +554,36 @@ class PpsTracker(Tracker):
                 self._base.append(x, p)
             self._tail.clear()
             self._lag.clear()
-            self._hist.clear()  # the phase jumped: slopes start again
+            self._hist_x.clear()  # the phase jumped: slopes start again
+            self._hist_p.clear()
             return True
         return False
 
     def _check_drift(self, e: _Edge, x_s: float, phase_s: float) -> None:
         """The slope test (module docstring, DRIFT_*): a phase slope that changed faster than the
         crystal can is a push (`time.drift`)."""
-        hist = self._hist
-        hist.append((x_s, phase_s))
+        hx, hp = self._hist_x, self._hist_p
+        if hx and x_s < hx[-1]:  # the clock went back (corrupt raw times): start again
+            hx.clear()
+            hp.clear()
+        hx.append(x_s)
+        hp.append(phase_s)
         if e.raw_ns is None:  # realtime slews would look like pushes: judge raw time only
             return
         jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
         ho = self.holdover
         wander_ppm = max(ho.wander_ppm, self.ctx.detect.drift_wander_floor_ppm)
         found: tuple[float, float, int] | None = None
+        xs, ps = list(hx), list(hp)  # increasing x: each window is a slice
         for w in DRIFT_WINDOWS_S:
-            recent = [(x, p) for x, p in hist if x > x_s - w]
-            before = [(x, p) for x, p in hist if x_s - 2 * w < x <= x_s - w]
+            i1 = bisect_right(xs, x_s - w)  # recent: x > x_s - w
+            i0 = bisect_right(xs, x_s - 2 * w)  # before: x_s - 2w < x <= x_s - w
+            n_recent, n_before = len(xs) - i1, i1 - i0
             need = DRIFT_FILL * w
-            if len(recent) < need or len(before) < need:
+            if n_recent < need or n_before < need:
                 break  # longer windows have even less
-            b2, b1 = _slope(recent), _slope(before)
-            noise = jitter * math.sqrt(12.0 / len(recent) ** 3 + 12.0 / len(before) ** 3)
+            b2, b1 = _slope(xs[i1:], ps[i1:]), _slope(xs[i0:i1], ps[i0:i1])
+            noise = jitter * math.sqrt(12.0 / n_recent ** 3 + 12.0 / n_before ** 3)
             allow = wander_ppm * 1e-6 * math.sqrt(w / ho.block_s)
             thr = DRIFT_WANDER_K * allow + DRIFT_NOISE_K * noise
             if abs(b2 - b1) > thr:

@@ -7,11 +7,12 @@ compiles into a native struct (36 ns; tools/build_compiled.py). `Final` makes my
 assignment after `__init__`, so the values stay as immutable as a frozen dataclass in practice.
 Subclasses list their fields in `_fields`; equality and repr come from it.
 
-Also `median`, which the detectors share.
+Also `median` and `pstdev`, which the detectors share.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -54,3 +55,35 @@ def median(v: list[float]) -> float:
     s = sorted(v)
     i = n // 2
     return s[i] if n % 2 == 1 else (s[i - 1] + s[i]) / 2
+
+
+# Bits of precision the square root is taken to before its one rounding to a float (as CPython's
+# statistics module does: twice a double's mantissa plus 3 guard bits).
+_SQRT_BITS = 2 * 53 + 3
+
+
+def pstdev(v: list[float]) -> float:
+    """`statistics.pstdev(v)` for finite floats, the same float (correctly rounded from the exact
+    variance), in integers instead of Fractions: C/N0 spreads are taken every second and the
+    Fraction arithmetic cost more than the rest of the epoch. Each float is an integer over a
+    power of two; over their common denominator d, the variance is (n Q - S^2) / (n d)^2."""
+    n = len(v)
+    if n < 1:
+        raise ValueError("pstdev of no data")
+    ratios = [x.as_integer_ratio() for x in v]
+    d = max(den for _, den in ratios)
+    nums = [num * (d // den) for num, den in ratios]
+    s = sum(nums)
+    top, bottom = n * sum(x * x for x in nums) - s * s, (n * d) ** 2
+    # The correctly rounded sqrt(top / bottom): an integer root to _SQRT_BITS bits, its last bit
+    # set when inexact (round to odd), then one division (statistics._float_sqrt_of_frac).
+    q = (top.bit_length() - bottom.bit_length() - _SQRT_BITS) // 2
+    if q >= 0:
+        return float(_isqrt_frac_rto(top, bottom << 2 * q) << q)
+    return _isqrt_frac_rto(top << -2 * q, bottom) / (1 << -q)
+
+
+def _isqrt_frac_rto(n: int, m: int) -> int:
+    """isqrt(n / m), rounded to odd."""
+    a = math.isqrt(n // m)
+    return a | (a * a * m != n)
