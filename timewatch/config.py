@@ -563,8 +563,7 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
 
     vote = L.table(L.get(data, "", "vote", dict, {}), "vote", {"auth_mode"})
     auth_mode = L.get(vote, "vote", "auth_mode", str, "mix", choices=AUTH_MODES)
-    if auth_mode == "require" and not any(
-            getattr(kinds.get(s.kind).tracker_class(), "auth", None) for s in sources):
+    if auth_mode == "require" and not any(kinds.get(s.kind).authenticated for s in sources):
         L.warnings.append("vote.auth_mode: require with no authenticated (nts) source: no NTP "
                           "server votes")
 

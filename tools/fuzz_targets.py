@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from timewatch.records import (
 )
 from timewatch.sources.gpsd import GpsdReader
 from timewatch.sources.ntp import NtpReader
-from timewatch.trace import TraceReader, TraceStats
+from timewatch.trace import TraceReader
 from timewatch.wire import nmea, ntp, nts, ubx
 from timewatch.wire.framer import Framer
 
@@ -149,14 +150,16 @@ def nts_fields(data: bytes) -> None:
 
 # -- trace lines: the reader, then the engine ----------------------------------------------------
 
-class _Lines(TraceReader):
-    """A TraceReader over lines in memory, with HEADER (no file per input)."""
+_TMP = Path(tempfile.mkdtemp(prefix="timewatch-fuzz-"))
+_HEADER_LINE = json.dumps(HEADER.to_dict()) + "\n"
 
-    def __init__(self, text: str):
-        self.path = Path("fuzz.jsonl")
-        self.stats = TraceStats()
-        self.header = HEADER
-        self._f = io.StringIO(text)
+
+def _Lines(text: str) -> TraceReader:
+    """A TraceReader over `text` after HEADER, through one scratch file (the reader is a
+    compiled class in an installed build: a subclass reading from memory is not allowed)."""
+    path = _TMP / "fuzz.jsonl"
+    path.write_text(_HEADER_LINE + text, encoding="utf-8")
+    return TraceReader(path)
 
 
 def trace_lines(data: bytes) -> None:
@@ -164,6 +167,7 @@ def trace_lines(data: bytes) -> None:
     reads back the same (the trace is exactly what the engine was handed); a line msgspec's
     fast path takes gives the record the json path gives."""
     text = data.decode("utf-8", "replace")
+    json_path = _Lines("")  # its _json_line is the reader's json path; iterated last: closed
     for line in io.StringIO(text):
         fast = trace._DECODERS.get(line[:line.find(",")])
         if fast is None or "\\" in line or line.find('"type"', 2) >= 0:
@@ -172,8 +176,9 @@ def trace_lines(data: bytes) -> None:
             got = fast(line)
         except trace._DecodeError:
             continue
-        slow = _Lines("")._json_line(line, 2)
+        slow = json_path._json_line(line, 2)
         assert got == slow, (line, got, slow)
+    assert list(json_path) == []
     records = list(_Lines(text))
     for r in records:
         again = list(_Lines(json.dumps(observation_to_dict(r), allow_nan=False) + "\n"))

@@ -80,6 +80,8 @@ class Kind:
     # and it is part of a primary reference time clock, so ITU-T G.8272's masks apply (`prtc`).
     stability: bool = False
     prtc: bool = False
+    # Every reply it uses is authenticated (NTS): what `[vote] auth_mode = "require"` keeps.
+    authenticated: bool = False
 
     def header_keys(self) -> list[str]:
         """Those of its keys that a trace header carries (`SourceInfo` fields)."""

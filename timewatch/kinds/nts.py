@@ -55,6 +55,7 @@ def describe(s: SourceConfig) -> str:
 KIND = register(Kind(
     name="nts",
     stability=True,
+    authenticated=True,
     reader="timewatch.sources.ntp:NtsReader",
     tracker="timewatch.engine.ntp:NtsTracker",
     keys={"server": Key(str, required=True, parse=parse_name), "port": PORT,
