@@ -283,6 +283,15 @@ class Runner:
 
     async def _run(self, evidence: Evidence) -> int:
         loop = asyncio.get_running_loop()
+        # First: a SIGTERM while the sinks and readers start (the HTTP server may already
+        # answer) is a clean stop, not the default death by signal.
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests): stop() is called directly
         created_ns, _ = now_pair()
         self.started_ns = created_ns
         header = self.cfg.header(created_ns)
@@ -317,13 +326,6 @@ class Runner:
             tasks.append(asyncio.create_task(self._guard(sc.id, reader.run()),
                                              name=f"reader-{sc.id}"))
         tasks.append(asyncio.create_task(self._ticker(obs_q), name="ticker"))
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self.stop)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # not the main thread (tests): stop() is called directly
         if self.duration_s is not None:
             loop.call_later(self.duration_s, self.stop)
         log.info("monitoring %d sources (%d readers running)%s", len(self.cfg.sources),
