@@ -526,12 +526,13 @@ def _host_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
     ta = sim.at(0.4, sc.warmup_s) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
     sim.host.step(ta, int(step * NS))
     sim.note(ta - 1, f"fault host_step: the host clock is stepped by {step * 1e3:+.1f} ms")
-    # Engine time never runs backwards: after a negative step it stays at the pre-step time.
-    before = sim.trace_ns(ta - 1)
+    # Engine time follows the step (back, after a negative one): the host time of the step is
+    # the earlier of its two readings.
+    start = min(sim.trace_ns(ta - 1), sim.trace_ns(ta))
     assert sc.target_s is not None
     deadline = max(_deadline(sim, ta, sc.target_s),
-                   before + int((sc.target_s + DEADLINE_SLACK_S) * NS))
-    return sim.build(Truth(sc.name, seed, before, deadline, (), sc.codes,
+                   sim.trace_ns(ta - 1) + int((sc.target_s + DEADLINE_SLACK_S) * NS))
+    return sim.build(Truth(sc.name, seed, start, deadline, (), sc.codes,
                            allowed={"consensus.host_offset": ()}, params={"step_s": step}))
 
 
