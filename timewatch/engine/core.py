@@ -500,7 +500,8 @@ class Engine:
         ctx = self.ctx
         if type(obs) is Tick:
             ctx.tick_ns = obs.rx_ns
-        # Records may arrive up to 2 s out of order: engine time never goes backwards.
+        # Records may arrive up to 2 s out of order: engine time never goes backwards (but
+        # with a confirmed host step: detectors/host.py).
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
