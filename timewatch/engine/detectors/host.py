@@ -20,7 +20,7 @@ refused (counted, warned about) and nothing moves. Records taken before the held
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -50,7 +50,8 @@ def _shifted(obs: Observation, step_ns: int) -> Observation:
         v = getattr(obs, name, None)
         if v is not None:
             moved[name] = v + step_ns
-    return msgspec.structs.replace(obs, **moved)
+    new: Observation = msgspec.structs.replace(cast(Any, obs), **moved)
+    return new
 
 
 class HostClockDetector(Detector):
