@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from timewatch.engine import Engine
 from timewatch.engine.detectors.host import HostClockDetector
+from timewatch.engine.detectors.ntpdelay import NtpDelayDetector
 from timewatch.records import Event, Header, Note, Ntp, Observation, Pps, SourceInfo, Tick
 
 S = 1_000_000_000
@@ -166,6 +167,10 @@ def test_an_ntp_exchange_across_a_step_is_set_aside_not_bogus() -> None:
     # The straddling exchange and the one sent within the old time's last 1.5 s are set aside.
     assert tr.counts["host_step"] == 2 and tr.counts["usable"] == 6  # type: ignore[attr-defined]
     assert "ntp.bogus" not in eng.ctx.counters
+    # The delay detector judged each usable exchange once: not the last one again when the step
+    # re-expressed it and a set-aside exchange came.
+    delay = next(d for d in eng.detectors if isinstance(d, NtpDelayDetector))
+    assert len(delay._servers["n"].delays) == 6
     e = tr.estimate_
     assert e is not None and abs(e.offset_s - 1.5) < 0.001  # the host is 1.5 s behind now
 
