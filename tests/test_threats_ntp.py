@@ -86,9 +86,50 @@ def test_mitm_delay_of_2_ms_never_alarms(seed: int, leg: str) -> None:
     _quiet("ntp_mitm_delay", seed, delay_s=0.002, leg=leg)
 
 
-@pytest.mark.parametrize("seed,step_s", [(11, 0.105), (12, -0.105), (13, 1.9), (14, -1.9)])
-def test_host_step_just_above_100_ms_either_way(seed: int, step_s: float) -> None:
-    _check("host_step", seed, step_s=step_s)
+@pytest.mark.parametrize("seed,step_s,gnss", [(11, 0.105, True), (12, -0.105, True),
+                                               (13, 1.9, True), (14, -1.9, True),
+                                               (15, 0.105, False), (16, -1.9, False)])
+def test_host_step_just_above_100_ms_either_way(seed: int, step_s: float, gnss: bool) -> None:
+    _check("host_step", seed, step_s=step_s, gnss=gnss)
+
+
+# -- host steps are the host's (issue 14 item 4): GNSS, PPS and NTP running -----------------------
+@pytest.mark.parametrize("step_s", [0.105, -0.105, 0.5, -0.5, 1.5, -1.5])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_host_step_with_gnss_pps_and_ntp_raises_only_host_step_and_host_offset(
+        seed: int, step_s: float) -> None:
+    """Receiver labels, PPS edges and NTP histories are re-expressed in the new host time before
+    any per-source test: nothing but the host's own alerts (gnss.label_error, pps.missing,
+    ntp.bogus and falsetickers were raised before)."""
+    st = build("host_step", seed, 900.0, step_s=step_s, gnss=True)
+    assert {"gnss0", "pps0", "ntp-a"} <= set(st.header.sources)
+    v = judge(st)
+    assert v.detected and not v.false_alerts, v.describe()
+    assert {e.code for e in v.events if e.type == "alert"} <= {"consensus.host_step",
+                                                              "consensus.host_offset"}
+
+
+@pytest.mark.parametrize("seed,follower,step_s", [(1, "ntp-a", 0.5), (2, "ntp-c", -0.105),
+                                                  (3, "ntp-d", 1.5), (4, "gnss0", 0.5),
+                                                  (5, "gnss0", -1.5)])
+def test_a_source_stepping_with_the_host_clock_is_still_named(seed: int, follower: str,
+                                                              step_s: float) -> None:
+    """A source whose time moves with the host's (it hid the step from a detector that trusted
+    the sources) appears to step once the step is re-expressed: named within its target."""
+    v = judge(build("host_step", seed, 900.0, step_s=step_s, follower=follower))
+    assert v.ok, v.describe()
+    assert any(e.code == "consensus.host_step" for e in v.events)
+
+
+@pytest.mark.parametrize("seed,follower,step_s", [(1, "ntp-b", 0.5), (2, "ntp-e", -0.105),
+                                                  (3, "gnss0", 0.5), (4, "gnss0", -1.5)])
+def test_a_source_stepping_by_a_host_step_alone_is_named_and_no_host_step(
+        seed: int, follower: str, step_s: float) -> None:
+    """The host step is read from the host's two clocks (realtime against the raw oscillator),
+    never from the sources: one source moving by a host step's size is that source's step."""
+    v = judge(build("host_step", seed, 900.0, step_s=step_s, follower=follower, host=False))
+    assert v.ok, v.describe()
+    assert not any(e.code.startswith("consensus.") for e in v.events)
 
 
 @pytest.mark.parametrize("seed", [11, 12])

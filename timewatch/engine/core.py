@@ -355,10 +355,18 @@ class Tracker:
     def on_host_step(self, step_s: float) -> None:
         """Host realtime jumped by step_s: re-express what was measured before in the new host
         time (offset = source - host realtime, so it drops by step_s). Subclasses that keep a
-        history of offsets shift it too."""
+        history of offsets shift it too. Its arrival times move with the host time (silence is
+        measured in it); the estimate keeps its `t_ns`, which names the sample it came from."""
         e = self.estimate_
         if e is not None:
             self.estimate_ = Estimate(e.offset_s - step_s, e.bound_s, e.t_ns)
+        step_ns = round(step_s * 1e9)
+        if self.last_usable_ns is not None:
+            self.last_usable_ns += step_ns
+        if self.last_seen_ns is not None:
+            self.last_seen_ns += step_ns
+        if self.first_ns is not None:
+            self.first_ns += step_ns
 
     def estimate(self, now_ns: int) -> Estimate | None:
         """The estimate for the vote at now_ns (`aged`), None while the source is unusable or
@@ -492,7 +500,8 @@ class Engine:
         ctx = self.ctx
         if type(obs) is Tick:
             ctx.tick_ns = obs.rx_ns
-        # Records may arrive up to 2 s out of order: engine time never goes backwards.
+        # Records may arrive up to 2 s out of order: engine time never goes backwards (but
+        # with a confirmed host step: detectors/host.py).
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns

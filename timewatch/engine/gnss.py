@@ -22,9 +22,11 @@ from .gnss_detect import GnssDetectors
 from .gnss_epoch import Epoch, EpochAssembler, civil_from_days, decode_line
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimeLabel:
-    """One epoch's UTC label and the arrival of the first sentence that carried it."""
+    """One epoch's UTC label and the arrival of the first sentence that carried it. Not frozen:
+    a host step moves `rx_ns` in place (`GnssTracker.on_host_step`), and the PPS tracker that
+    pairs these labels knows them by identity."""
 
     utc_ns: int
     rx_ns: int
@@ -135,6 +137,21 @@ class GnssTracker(Tracker):
             if ep is not None:
                 self._epoch(ep)
         self.detectors.on_tick(now_ns)
+
+    def on_host_step(self, step_s: float) -> None:
+        """Host realtime jumped by step_s: every arrival time kept (the labels the PPS pairs,
+        the epoch in progress, the detectors' label and window times) is re-expressed in the
+        new host time, so that no test takes the host's step for the receiver's."""
+        super().on_host_step(step_s)
+        step_ns = round(step_s * 1e9)
+        for lab in self.labels:
+            lab.rx_ns += step_ns
+        cur = self.asm.cur
+        if cur is not None and cur.rx_ns is not None:
+            cur.rx_ns += step_ns
+        if self.last_good_ns is not None:
+            self.last_good_ns += step_ns
+        self.detectors.on_host_step(step_ns)
 
     def is_stale(self, now_ns: int) -> bool:
         # Stale means silent: a receiver that talks but has no fix is `gnss.no_fix`, not stale.

@@ -78,6 +78,21 @@ class GnssDetectors:
     def _release(self, code: str, t: int) -> None:
         self.ctx.alerts.release(code, t, self.src)
 
+    def on_host_step(self, step_ns: int) -> None:
+        """Host realtime jumped by step_ns: the arrival times kept are re-expressed in it (the
+        label test compares a label's step with its arrival's: the host's step is not the
+        receiver's)."""
+        if self.last_label is not None:
+            utc, rx, sec60 = self.last_label
+            self.last_label = (utc, rx + step_ns, sec60)
+        self.window = deque((t + step_ns, bad) for t, bad in self.window)
+        self.cn0_hist = deque((t + step_ns, c) for t, c in self.cn0_hist)
+        if self.no_fix_since_ns is not None:
+            self.no_fix_since_ns += step_ns
+        if self.uniform_since_ns is not None:
+            self.uniform_since_ns += step_ns
+        self.last_sets_ns += step_ns
+
     # -- per sentence ----------------------------------------------------------------------
     def on_sentence(self, t: int, bad: bool, what: str = "") -> None:
         d = self.d

@@ -61,7 +61,7 @@ STALE_GRACE_POLLS: Final = 0.5
 _HEADER_FIELDS: Final = ("leap", "version", "mode", "stratum", "poll", "precision")
 # Exchange outcomes (`NtpTracker.counts` keys) and their engine counter names, made once.
 _OUTCOMES: Final = ("usable", "timeout", "unreachable", "bogus", "kiss", "unusable", "ignored",
-                    "auth_failed", "downgrade", "ke", "ke_failed", "nak")
+                    "auth_failed", "downgrade", "ke", "ke_failed", "nak", "host_step")
 _COUNTER_NAME: Final = {what: f"ntp.{what}" for what in _OUTCOMES}
 _STATUS_NAME: Final = {what: f"{what}_count" for what in _OUTCOMES}  # status_fields keys
 # Known kiss codes (RFC 5905 section 7.4), for the alert message.
@@ -117,6 +117,9 @@ class NtpTracker(Tracker):
         self._since_ns = 0  # the filter uses history samples from here on (a change drops older)
         self._t1s: deque[int] = deque(maxlen=size + 1)  # our recent request times: the cadence
         self._last_answer_ns: int | None = None  # last valid reply, usable or not
+        # After a host step: an exchange whose request left before this (host time) may have
+        # its t1 in the old host time and t4 in the new one (`on_host_step`).
+        self._step_guard_ns: int | None = None
         # The last refid decoded: its bytes, its stratum class (<= 1: text) and its text.
         self._refid_raw: bytes | None = None
         self._refid_low = False
@@ -137,6 +140,12 @@ class NtpTracker(Tracker):
         if not isinstance(obs, Ntp):
             self._count("ignored")
             return
+        guard = self._step_guard_ns
+        if guard is not None:
+            if obs.t1_ns < guard:
+                self._count("host_step")  # spans the host step: neither time, never used
+                return
+            self._step_guard_ns = None
         if self._learns_poll:
             self._learn_poll(obs.t1_ns)
         err = obs.error
@@ -182,12 +191,24 @@ class NtpTracker(Tracker):
         return ref is not None and now_ns - ref > self._stale_ns
 
     def on_host_step(self, step_s: float) -> None:
-        """Host realtime jumped: re-express the kept samples in the new host time."""
+        """Host realtime jumped: re-express the kept samples (offsets and times) and request
+        times in the new host time. An exchange in flight across the step cannot be: its t1
+        was read in the old host time, its t4 in the new one, and which of them a request sent
+        just around the step used is not known. Every exchange whose request left before the
+        step's first record (in the new time; before the old time's end after a backward step)
+        is set aside, counted as `ntp.host_step`: no sample, no alert."""
         super().on_host_step(step_s)
         self._status = None
-        self.history = deque((h.replace(offset_s=h.offset_s - step_s) for h in self.history),
-                             maxlen=self.history.maxlen)
+        step_ns = round(step_s * 1e9)
+        self.history = deque((h.replace(offset_s=h.offset_s - step_s, t_ns=h.t_ns + step_ns)
+                              for h in self.history), maxlen=self.history.maxlen)
         self.last = self.history[-1] if self.history else None
+        self._since_ns += step_ns
+        self._t1s = deque((t + step_ns for t in self._t1s), maxlen=self._t1s.maxlen)
+        if self._last_answer_ns is not None:
+            self._last_answer_ns += step_ns
+        after_ns = self.ctx.host_steps[-1][0]  # the first record after the step
+        self._step_guard_ns = after_ns + (-step_ns if step_ns < 0 else 0)
 
     def poll_s(self) -> float:
         """The poll interval: the header's `poll_s`, else learned from our request cadence."""

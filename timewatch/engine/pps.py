@@ -248,10 +248,16 @@ class PpsTracker(Tracker):
                 if quiet_s > d.pps_label_holdover_s else None)
 
     def on_host_step(self, step_s: float) -> None:
-        """Host realtime jumped: the estimate moves (core); edges timed in realtime (no raw_ns)
-        are re-expressed in the new realtime, so the step is not taken for the pulses'."""
+        """Host realtime jumped: the estimate moves (core); edges are re-expressed in the new
+        realtime (their arrival; their clock too when timed in realtime, no raw_ns), so the step
+        is not taken for the pulses'. The labels they pair with move with their receiver's
+        tracker (the same objects), and the label times kept here move with them."""
         super().on_host_step(step_s)
         step_ns = round(step_s * _S)
+        if self._last_valid_label_ns is not None:
+            self._last_valid_label_ns += step_ns
+        if self._phase_bad_since_ns is not None:
+            self._phase_bad_since_ns += step_ns
         for e in {id(x): x for x in (self._last, self._train, self._numbered, *self._recent)
                   if x is not None}.values():
             e.rx_ns += step_ns

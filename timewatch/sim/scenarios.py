@@ -515,24 +515,59 @@ def _ntp_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
 
 
 def _host_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    # `gnss`: with a GNSS receiver and its PPS running too (their histories must follow the step)
-    if params.get("gnss"):
+    """The host clock is stepped by `step_s`. With the default deployment's GNSS receiver and
+    its PPS running next to the NTP servers (`gnss`, default True; False: NTP only): only
+    `consensus.host_step` (and `consensus.host_offset`) may follow. `follower` (an NTP server or
+    gnss0): that source's time moves by `step_s` with the host's, so it alone appears to step
+    once the step is re-expressed, and it must be named; `host` False: the host does not step,
+    the follower alone steps by `step_s` (a source moving is never a host step)."""
+    if params.get("gnss", True):
         sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS)
-        sim.add_receiver()
+        r: Receiver | None = sim.add_receiver()
     else:
-        sim = Sim(sc.name, seed, duration_s)
+        sim, r = Sim(sc.name, seed, duration_s), None
     step = _p(params, "step_s", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(0.1, 1.5))
     ta = sim.at(0.4, sc.warmup_s) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
-    sim.host.step(ta, int(step * NS))
-    sim.note(ta - 1, f"fault host_step: the host clock is stepped by {step * 1e3:+.1f} ms")
-    # Engine time never runs backwards: after a negative step it stays at the pre-step time.
-    before = sim.trace_ns(ta - 1)
-    assert sc.target_s is not None
-    deadline = max(_deadline(sim, ta, sc.target_s),
-                   before + int((sc.target_s + DEADLINE_SLACK_S) * NS))
-    return sim.build(Truth(sc.name, seed, before, deadline, (), sc.codes,
-                           allowed={"consensus.host_offset": ()}, params={"step_s": step}))
+    host = params.get("host", True)
+    follower = params.get("follower")
+    step_ns = int(step * NS)
+    if host:
+        sim.host.step(ta, step_ns)
+        sim.note(ta - 1, f"fault host_step: the host clock is stepped by {step * 1e3:+.1f} ms")
+    # Engine time follows the step (back, after a negative one): the host time of the step is
+    # the earlier of its two readings.
+    start = min(sim.trace_ns(ta - 1), sim.trace_ns(ta))
+    allowed: dict[str, tuple[str, ...]] = {"consensus.host_offset": ()} if host else {}
+    if follower is None:
+        assert sc.target_s is not None
+        deadline = max(_deadline(sim, ta, sc.target_s),
+                       sim.trace_ns(ta - 1) + int((sc.target_s + DEADLINE_SLACK_S) * NS))
+        return sim.build(Truth(sc.name, seed, start, deadline, (), sc.codes, allowed=allowed,
+                               params={"step_s": step}))
+    if host:
+        allowed["consensus.host_step"] = ()
+    what = "with the host clock" if host else "alone (the host clock does not step)"
+    sim.note(ta, f"attack host_step: {follower} steps by {step * 1e3:+.1f} ms {what}")
+    if follower == GNSS_ID:
+        assert r is not None, "follower gnss0 needs the receiver (gnss=True)"
+        r.time_error(lambda sec: step_ns if sec >= ta else 0)
+        codes = (*TIME_CODES, "pps.interval", "pps.label_mismatch", "gnss.label_error")
+        allowed.update(_receiver_accused(*codes, "pps.missing"))
+        return sim.build(Truth(sc.name, seed, start, _deadline(sim, ta, FOLLOWER_TARGET_S),
+                               (PPS_ID,), codes, allowed=allowed,
+                               params={"step_s": step, "follower": follower}))
+    v = sim.server(follower)
+    v.lie_s = lambda t: step if t >= ta else 0.0
+    truth = Truth(sc.name, seed, start, None, (v.sid,), ("time.step", "source.falseticker"),
+                  allowed=allowed, params={"step_s": step, "follower": follower})
+    return sim.build(truth, _PollDeadline(sim, ta, [v], FOLLOWER_POLLS))
+
+
+# A source that steps with the host clock (or alone) is named as any step is: the receiver
+# within the GNSS step's 5 s, an NTP server within 3 of its polls.
+FOLLOWER_TARGET_S = 5.0
+FOLLOWER_POLLS = 3
 
 
 def _ntp_group_majority(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:

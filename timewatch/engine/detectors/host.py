@@ -20,7 +20,9 @@ refused (counted, warned about) and nothing moves. Records taken before the held
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, cast
+
+import msgspec
 
 from ...records import Observation
 from ..core import Context, Detector
@@ -36,6 +38,20 @@ RATE_MAX: Final = 500e-6
 # Records reach the engine up to this late (readers interleave): while a step waits for its
 # confirmation, a record taken at most this long before the held one is an older record.
 REORDER_NS: Final = 2_000_000_000
+# Host realtime readings of a record besides rx_ns (records.py: HostNs fields other than raw_ns).
+_REALTIME_FIELDS: Final = ("t1_ns", "t4_ns")
+
+
+def _shifted(obs: Observation, step_ns: int) -> Observation:
+    """obs with its host realtime readings (rx_ns; an NTP exchange's t1_ns, t4_ns) moved by
+    step_ns; raw_ns and the source's own timestamps stay."""
+    moved: dict[str, int] = {"rx_ns": obs.rx_ns + step_ns}
+    for name in _REALTIME_FIELDS:
+        v = getattr(obs, name, None)
+        if v is not None:
+            moved[name] = v + step_ns
+    new: Observation = msgspec.structs.replace(cast(Any, obs), **moved)
+    return new
 
 
 class HostClockDetector(Detector):
@@ -46,7 +62,9 @@ class HostClockDetector(Detector):
         self._rate = 0.0  # d(rx - raw)/d(raw): realtime frequency against the raw crystal
         self._step_raw_ns: int | None = None  # raw_ns of the first record after the last step
         self._last_rx_ns: int | None = None
-        self.late_records = 0  # records from before a step handed over after it (skipped)
+        # Records taken before a step, handed over after it (re-expressed in the new time).
+        self.late_records = 0
+        self._last_step_ns = 0  # the last step confirmed
         self._step_min_ns = ctx.detect.host_step_s * 1e9  # (ctx.detect is frozen)
         self._held: Observation | None = None  # first record of a step not yet confirmed
         self._confirmed: Observation | None = None  # the held record, once the step is confirmed
@@ -63,8 +81,16 @@ class HostClockDetector(Detector):
         is_jump = (jump if jump >= 0 else -jump) >= self._step_min_ns
         held = self._held
         if held is None:
-            if not is_jump or (self._step_raw_ns is not None and raw < self._step_raw_ns):
-                return None  # the level holds (or a late record: before_observation skips it)
+            if not is_jump:
+                return None  # the level holds
+            if self._step_raw_ns is not None and raw < self._step_raw_ns:
+                step = self._last_step_ns
+                if abs(jump + step) < self._step_min_ns:
+                    # Taken before the last step (at the old level), handed over after it:
+                    # re-expressed in the new host time, like everything taken before it.
+                    self.late_records += 1
+                    return (_shifted(obs, step),)
+                return None  # neither level: before_observation skips it
             self._held = obs
             return ()
         h_raw = held.raw_ns or 0
@@ -73,8 +99,12 @@ class HostClockDetector(Detector):
             self._held = None
             self._confirmed = held
             ctx = self.ctx
+            step = round(self._jump(held, h_raw))
             if ctx.tick_ns is not None:  # host time (the last tick) moved with the step
-                ctx.tick_ns += round(self._jump(held, h_raw))
+                ctx.tick_ns += step
+            # Engine time too (backwards after a negative step): what measures silence in host
+            # time (a PPS overdue, a source stale) must not count the step as time passed.
+            ctx.now_ns += step
             return (held, obs)
         if not is_jump and 0 <= h_raw - raw <= REORDER_NS:
             return None  # taken just before the held record, at the old level: take it now
@@ -111,8 +141,7 @@ class HostClockDetector(Detector):
         jump_ns = level - (self._level_ns + self._rate * gap_ns)
         if (jump_ns if jump_ns >= 0 else -jump_ns) >= self._step_min_ns:  # abs() without a call
             if obs is not self._confirmed:
-                self.late_records += 1  # taken before the last step, handed over after it
-                return
+                return  # at neither level (admit let it through): it teaches nothing
             self._confirmed = None
             self._step(rx, raw, int(round(jump_ns)))
             self._raw_ns, self._level_ns, self._last_rx_ns = raw, level, rx
@@ -132,6 +161,7 @@ class HostClockDetector(Detector):
         ctx = self.ctx
         step_s = step_ns / 1e9
         ctx.add_host_step(rx_ns, step_ns)
+        self._last_step_ns = step_ns
         for tr in ctx.trackers.values():
             tr.on_host_step(step_s)
         self._step_raw_ns = raw_ns

@@ -65,6 +65,9 @@ class NtpDelayDetector(Detector):
             st = self._servers[obs.src] = _Server()
         if sample is st.seen:
             return
+        t4 = obs.t4_ns
+        if t4 is None or sample.t_ns != (obs.t1_ns + t4) // 2:
+            return  # no sample from this record (its `last` was re-expressed at a host step)
         st.seen = sample
         self._judge(obs.src, st, sample.delay_s, sample.offset_s + self.ctx.host_steps_total_ns / 1e9)
 
