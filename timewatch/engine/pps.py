@@ -51,6 +51,8 @@ BASELINE_N: Final = 32
 BASELINE_MIN: Final = 8
 # Jitter before it is measured: a conservative interrupt-latency spread.
 INITIAL_JITTER_S: Final = 10e-6
+# Residuals after which the jitter estimate is taken as known (EWMA memory: 2 / JITTER_ALPHA).
+JITTER_SETTLED_N: Final = 64
 # EWMA weight of one residual in the jitter (about the last 32 pulses).
 JITTER_ALPHA: Final = 1 / 32
 # The step threshold never drops below this many jitters (noisy hardware must not alarm; a
@@ -180,6 +182,7 @@ class PpsTracker(Tracker):
         self.steps = 0
         self.unpaired_labels = 0
         self.jitter_s: float | None = None
+        self._jitter_n = 0  # residuals the jitter has learned (its estimate's own uncertainty)
         self._last: _Edge | None = None  # last edge seen
         self._train: _Edge | None = None  # last edge on the 1-s train
         self._resync = 0  # consecutive 1-s intervals off the train (a new phase?)
@@ -486,6 +489,7 @@ class PpsTracker(Tracker):
             if lr is not None and abs(median([r for _, _, r in self._tail])) < d.pps_step_s / 2:
                 j2 = jitter * jitter if self.jitter_s is not None else lr * lr
                 self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (lr * lr - j2))
+                self._jitter_n += 1
         self._check_drift(e, x_s, phase_s)
         offset_s = (e.second_ns - e.rx_ns) / _S
         bound_s = max(d.pps_bound_floor_s, d.pps_bound_jitter_k * (self.jitter_s or INITIAL_JITTER_S))
@@ -577,6 +581,12 @@ class PpsTracker(Tracker):
         if e.raw_ns is None:  # realtime slews would look like pushes: judge raw time only
             return
         jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
+        n = self._jitter_n
+        if self.jitter_s is not None and n < JITTER_SETTLED_N:
+            # A jitter learned from n residuals is itself uncertain (relative sigma
+            # 1/sqrt(2n)): in the first minute the test takes two of those sigmas more, or a
+            # quiet start (an estimate on the low side) reads as a push.
+            jitter *= 1.0 + math.sqrt(2.0 / n)
         ho = self.holdover
         wander_ppm = max(ho.wander_ppm, self.ctx.detect.drift_wander_floor_ppm)
         found: tuple[float, float, int] | None = None
