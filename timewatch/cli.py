@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("replay", help="feed a trace through the parsers and the engine")
     s.add_argument("trace")
-    s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
+    s.add_argument("-c", "--config", help="sinks to backfill (sources and thresholds come from "
+                                          "the trace)")
+    s.add_argument("--detect-from-config", action="store_true",
+                   help="judge with the config's [detect] (this build's defaults without -c) "
+                        "instead of the thresholds the trace was recorded with")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
     s.add_argument("--resume", action="store_true",
