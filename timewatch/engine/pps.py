@@ -513,7 +513,7 @@ class PpsTracker(Tracker):
         if self._rephased_s is not None:
             self._rephased(e, self._rephased_s)
             self._rephased_s = None
-        gap_off = None
+        gap_off: bool | None = None
         if self._gap is not None:
             gap_off = self._check_gap(e, self.jitter_s if self.jitter_s is not None
                                       else INITIAL_JITTER_S)
