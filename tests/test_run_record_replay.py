@@ -1,5 +1,6 @@
-"""`timewatch run --record` for real (a subprocess against simulated servers), then
-`timewatch replay` of its trace: the replay gives exactly the events of the live run."""
+"""`timewatch run --record` for real (a subprocess against simulated servers), with `[detect]`
+keys off their defaults, then a plain `timewatch replay` of its trace: the header carries the
+keys, and the replay gives exactly the events of the live run."""
 
 from __future__ import annotations
 
@@ -10,19 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+from timewatch.engine.params import Detect
 from timewatch.sim.ntpserver import Behaviour, start_servers
+from timewatch.trace import TraceReader
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTS = ["127.0.0.61", "127.0.0.62", "127.0.0.63", "127.0.0.64"]
 RUN_S = 14.0
+# Off their defaults (3 polls, 2 evaluations): the live alerts come a poll earlier / later, so a
+# replay with the defaults gives other events (checked below).
+DETECT = {"stale_polls": 2.0, "falseticker_confirm": 3}
 
 
 def write_config(tmp: Path, ports: list[int]) -> Path:
     srcs = "".join(f'[[sources]]\nid = "s{i}"\nkind = "ntp"\nserver = "{h}"\nport = {p}\n'
                    f"poll_s = 1\n\n" for i, (h, p) in enumerate(zip(HOSTS, ports, strict=True)))
     cfg = tmp / "tw.toml"
+    det = "".join(f"{k} = {v}\n" for k, v in DETECT.items())
     cfg.write_text(f'[monitor]\nhost = "t"\nstate_dir = "{tmp / "state"}"\n\n[http]\n'
-                   f'listen = ""\n\n{srcs}')
+                   f'listen = ""\n\n[detect]\n{det}\n{srcs}')
     return cfg
 
 
@@ -59,13 +66,20 @@ def test_replay_of_a_live_recording_gives_exactly_the_live_events(tmp_path: Path
     assert ("alert", "source.falseticker", ("s3",)) in codes, live
     assert ("alert", "source.stale", ("s2",)) in codes, live
 
-    out = tmp_path / "replayed.jsonl"
-    # No -c: the config has no [detect] (same defaults), and its sinks would write into the
-    # live run's state directory.
-    r = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(trace),
-                        "--events", str(out)], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    replayed = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    assert replayed == live
+    hdr = TraceReader(trace).header
+    assert hdr.detect == {**DETECT, "gnss_not_before_unix_s": Detect().gnss_not_before_unix_s}
+
+    def replay(*extra: str) -> list[dict[str, object]]:
+        out = tmp_path / "replayed.jsonl"
+        r = subprocess.run([sys.executable, "-m", "timewatch.cli", "replay", str(trace),
+                            "--events", str(out), *extra], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+                           cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+    # No -c (its sinks would write into the live run's state directory): the thresholds come
+    # from the trace header.
+    assert replay() == live
+    # With this build's defaults instead, the same trace gives other events: the keys mattered.
+    assert replay("--detect-from-config") != live

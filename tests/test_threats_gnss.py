@@ -1,4 +1,4 @@
-"""The threat battery, GNSS and PPS half (docs/threats.md scenarios 5-15 and 21).
+"""The threat battery, GNSS and PPS half (docs/threats.md scenarios 5-15, 21, 26 and 27).
 
 Each case simulates a scenario in the default deployment (a GNSS receiver with its PPS in trust
 group "gnss", five NTP servers of four operators) with the noise of docs/threats.md, replays it through
@@ -39,7 +39,8 @@ def test_drift_never_judges_coarse_label_offset_with_the_pps_noise_floor() -> No
 # -- the battery ----------------------------------------------------------------------------------
 THREATS = ["gnss_step", "gnss_label_step", "gnss_push_fast", "gnss_position_jump",
            "gnss_meaconing", "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover",
-           "gnss_simulator", "pps_faults", "gnss_garbage", "gnss_push_stairs"]
+           "gnss_simulator", "pps_faults", "gnss_garbage", "gnss_push_stairs",
+           "gnss_outage_shift"]
 RECEIVER = {GNSS_ID, PPS_ID}
 
 
@@ -223,3 +224,41 @@ def test_a_position_outlier_of_one_or_two_epochs_is_no_jump(seed: int, lasting_s
 def test_push_in_stairs_below_the_step_threshold_within_2_min(seed: int, step_s: float,
                                                               every_s: float) -> None:
     _check("gnss_push_stairs", seed, step_s=step_s, every_s=every_s)
+
+
+# -- 27: time moved while the receiver was jammed (no fix, no PPS) --------------------------------
+# Across the silence the holdover clock free-ran: the pulses after it may be off by the step
+# threshold plus 3 sigmas of a 0.1 ppm / 10 min wander over the silence (13 us after 100 s,
+# 126 us after 10 min, where the simulated crystal's own walk is ~22 us 1-sigma).
+@pytest.mark.parametrize("seed,outage_s,shift_s", [
+    (11, 100.0, 20.5e-6), (12, 100.0, -20.5e-6), (13, 60.0, 20.5e-6), (14, 30.0, -20.5e-6),
+    (15, 100.0, -20.5e-6), (16, 80.0, 20.5e-6)])
+def test_time_moved_during_a_silence_of_up_to_100_s_caught_within_10_s(
+        seed: int, outage_s: float, shift_s: float) -> None:
+    v = _check("gnss_outage_shift", seed, outage_s=outage_s, shift_s=shift_s)
+    step = next(e for e in v.events if e.code == "time.step" and e.type == "alert")
+    assert step.sources == (PPS_ID,) and step.evidence["step_s"] * shift_s > 0
+    assert step.evidence["silence_s"] == pytest.approx(outage_s + 1, abs=0.5)
+
+
+@pytest.mark.parametrize("seed,shift_s", [(11, 180e-6), (12, -180e-6), (13, 180e-6),
+                                          (14, -180e-6)])
+def test_time_moved_by_180_us_during_a_10_min_silence_caught_within_10_s(seed: int,
+                                                                       shift_s: float) -> None:
+    _check("gnss_outage_shift", seed, outage_s=600.0, shift_s=shift_s)
+
+
+@pytest.mark.parametrize("seed,outage_s,shift_s", [
+    (11, 30.0, 0.0), (12, 120.0, 0.0), (13, 600.0, 0.0), (14, 600.0, 0.0), (15, 30.0, 3e-6),
+    (16, 100.0, -3e-6), (17, 600.0, 20e-6), (18, 300.0, -20e-6)])
+def test_a_silence_with_time_unmoved_or_below_the_threshold_accuses_no_time(
+        seed: int, outage_s: float, shift_s: float) -> None:
+    # Only the jamming itself is reported (gnss.no_fix, pps.missing, ...): after the silence the
+    # phase line restarts, and no time code names anyone (they once did after every silence
+    # longer than a minute: the line extrapolated its 32-s slope across it).
+    st = build("gnss_outage_shift", seed, outage_s=outage_s, shift_s=shift_s)
+    events = replay_events(st)
+    alerts = [e for e in events if e.type == "alert"]
+    assert not [e for e in alerts if e.code in ("time.step", "time.drift",
+                                                "source.falseticker")], alerts
+    assert {e.code for e in alerts} >= {"gnss.no_fix", "pps.missing"}

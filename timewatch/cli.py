@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("replay", help="feed a trace through the parsers and the engine")
     s.add_argument("trace")
-    s.add_argument("-c", "--config", help="thresholds and sinks (sources come from the trace)")
+    s.add_argument("-c", "--config", help="sinks to backfill (sources and thresholds come from "
+                                          "the trace)")
+    s.add_argument("--detect-from-config", action="store_true",
+                   help="judge with the config's [detect] (this build's defaults without -c) "
+                        "instead of the thresholds the trace was recorded with")
     s.add_argument("--events", metavar="OUT", help="write events here instead of stdout")
     s.add_argument("--snapshots", action="store_true", help="also print status snapshots")
     s.add_argument("--resume", action="store_true",
@@ -142,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="an HTML report of a trace or of the store: offsets, "
                        "alerts, stability (ADEV, MDEV, TDEV, MTIE) against the G.8272 masks")
     s.add_argument("trace", nargs="?", help="a trace (.jsonl[.gz]); without it, the store")
-    s.add_argument("-c", "--config", help="thresholds (a trace) or where the store is")
+    s.add_argument("-c", "--config", help="where the store is (a trace brings its own thresholds)")
     s.add_argument("--state-dir", help="the store of this state directory (default: the config's)")
     s.add_argument("--since", help="from this time (ISO 8601 or Unix seconds)")
     s.add_argument("--until", help="to this time (ISO 8601 or Unix seconds)")

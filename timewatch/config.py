@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import kinds
-from .engine.params import AT_MOST, RANGES, Detect
+from .engine.params import AT_MOST, Detect, detect_keys, range_problem
 from .engine.vote import AUTH_MODES
 from .records import Header, SourceInfo
 from .secretfile import (
@@ -172,7 +172,7 @@ class Config:
         infos: dict[str, SourceInfo] = {}
         for s in self.sources:
             infos.update(s.infos())
-        return Header(self.host, created_ns, infos)
+        return Header(self.host, created_ns, infos, detect_keys(self.detect))
 
     @property
     def key_path(self) -> Path:
@@ -549,10 +549,9 @@ def parse(data: dict[str, Any], path: str = "<config>", text: str = "") -> Confi
     for name, typ in keys.items():
         if name in det_raw:
             v = L.get(det_raw, "detect", name, (float,) if typ is float else typ)
-            lo, hi, lo_open = RANGES[name]
-            if not ((lo < v if lo_open else lo <= v) and v <= hi):  # nan fails both
-                raise L.err(f"detect.{name}", f"must be {'>' if lo_open else '>='} {lo:g} and "
-                                              f"<= {hi:g}, got {v!r}")
+            problem = range_problem(name, v)
+            if problem is not None:
+                raise L.err(f"detect.{name}", problem)
             det_kw[name] = v
     detect = Detect(**det_kw)
     for name, limit in AT_MOST.items():

@@ -108,10 +108,14 @@ class Header:
     host: str
     created_ns: int
     sources: dict[str, SourceInfo]
+    # The [detect] keys the recording ran with (docs/trace-format.md): those off their default
+    # and the build-date floor. Checked against this build's keys when a replay uses them
+    # (engine/params.py detect_from); empty in simulated traces and in older recordings.
+    detect: dict[str, float | int] = field(default_factory=dict)
     type: ClassVar[str] = "header"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "type": "header",
             "format": TRACE_FORMAT,
             "version": TRACE_VERSION,
@@ -119,6 +123,9 @@ class Header:
             "created_ns": self.created_ns,
             "sources": {sid: s.to_dict() for sid, s in self.sources.items()},
         }
+        if self.detect:
+            d["detect"] = dict(self.detect)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Header:
@@ -129,10 +136,17 @@ class Header:
         srcs = d.get("sources")
         if not isinstance(srcs, dict):
             raise RecordError("header: 'sources' must be an object")
+        det = d.get("detect", {})
+        if not isinstance(det, dict):
+            raise RecordError("header: 'detect' must be an object of [detect] keys")
+        for k, v in det.items():
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise RecordError(f"header.detect.{k}: must be a number, got {v!r}")
         return cls(
             host=str(d.get("host", "")),
             created_ns=_int(d, "created_ns", required=False) or 0,
             sources={str(k): SourceInfo.from_dict(str(k), v) for k, v in srcs.items()},
+            detect={str(k): v for k, v in det.items()},
         )
 
 

@@ -302,7 +302,8 @@ def from_trace(path: str | Path, cfg: Config, since_ns: int | None = None,
     from .trace import TraceReader
 
     reader = TraceReader(path)
-    eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(), snapshots=True,
+    # The recording's thresholds (the trace header's), as `replay` takes them.
+    eng = Engine(reader.header, reader.detect(), leap_list=load_leap_list(), snapshots=True,
                  samples=True)
     data = ReportData(reader.header.host, f"trace {path}", since_ns, until_ns,
                       {sid: Series(sid, si.kind, si.group)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
@@ -35,7 +35,13 @@ from .records import (
     refuse_constant,
 )
 
+if TYPE_CHECKING:
+    from .engine.params import Detect
+
 log = logging.getLogger(__name__)
+# A header without the build-date floor (recorded before headers carried it) is judged with the
+# floor at the day before it was created, when that is earlier than this build's.
+_DAY_NS = 86_400 * 1_000_000_000
 
 # Records whose fields are all plain int, float or str (chrony builds tuples: json reads it).
 _TYPES_AS_DECODED = (Nmea, Ubx, Pps, Ntp, Tick, Note)
@@ -94,6 +100,27 @@ class TraceReader:
         except (json.JSONDecodeError, RecordError, AttributeError, TypeError,
                 RecursionError) as e:
             raise TraceError(f"{self.path}:1: not a timewatch trace header: {e}") from e
+
+    def detect(self) -> Detect:
+        """The [detect] settings the recording ran with (docs/trace-format.md): the header's
+        keys over this build's defaults. A header without the build-date floor (an older
+        recording, a simulated trace) gets the day before its `created_ns` when that is earlier
+        than this build's floor, so an archive never shows date anomalies it never had.
+        TraceError naming the key and the file for a key this build does not know or a value it
+        refuses."""
+        from .engine.params import DATE_FLOOR_KEY, Detect, detect_from
+
+        h = self.header
+        keys: dict[str, object] = dict(h.detect)
+        if DATE_FLOOR_KEY not in keys and h.created_ns > _DAY_NS:
+            floor_s = (h.created_ns - _DAY_NS) // _DAY_NS * 86_400
+            if floor_s < Detect().gnss_not_before_unix_s:
+                keys[DATE_FLOOR_KEY] = float(floor_s)
+        try:
+            return detect_from(keys)
+        except ValueError as e:
+            raise TraceError(f"{self.path}:1: header detect.{e}; `replay --detect-from-config` "
+                             f"replays with the config's [detect] instead") from e
 
     def bytes_read(self) -> int:
         """How far into the file reading has got (compressed bytes for .gz): for progress."""

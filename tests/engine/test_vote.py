@@ -155,3 +155,23 @@ def test_suspects_are_judged_but_withheld_from_the_consensus() -> None:
     assert vote(far, frozenset({"pps0"})).verdicts["pps0"][0] == Verdict.FALSETICKER
     # Everyone suspect: nobody can vote.
     assert not vote(ivs, frozenset({"a", "b", "c", "pps0"})).quorum
+
+
+# Issue 14: one trust group of four servers lying together by 6 ms inside their bounds; its
+# intersection (2.4 +- 2.2 ms, its tightest member) excludes the truth. Two wide honest groups
+# overlap both it and the PPS: two regions of three groups each, both within 4 sigmas of the
+# holdover's prediction (0.150 +- 0.028 ms), the group's holding more midpoints.
+GROUP_LIE = [iv("x1", 2.4177, 2.1793, "op-x"), iv("x2", 5.0829, 8.3772, "op-x"),
+             iv("x3", 1.1065, 42.1223, "op-x"), iv("x4", 0.058, 32.1706, "op-x"),
+             iv("d", 1.646, 24.5872), iv("e", -1.2394, 22.5895),
+             iv("gnss0", 2.473, 14.0884, "gnss"), iv("pps0", 0.1397, 0.0073, "gnss")]
+
+
+def test_the_region_closest_to_the_holdover_prediction_wins_a_tie() -> None:
+    c = vote(GROUP_LIE, anchor=(0.150e-3, 0.0285e-3))
+    v = verdicts(c)
+    assert v["pps0"] == Verdict.TRUECHIMER and c.agreeing_groups == ("d", "e", "gnss")
+    assert v["x1"] == Verdict.FALSETICKER  # the group's tight member is what lies
+    assert c.lo_s is not None and c.lo_s <= 0.150e-3 + 4 * 0.0285e-3
+    # Without the witness the midpoints decide, for the group's region: the PPS was named.
+    assert verdicts(vote(GROUP_LIE))["pps0"] == Verdict.FALSETICKER

@@ -157,3 +157,32 @@ def test_summary_flags_an_alert_gap_while_the_attack_goes_on() -> None:
     assert demo.alert_gaps(res, 1) == [(20.0, 30.0)]  # type: ignore[arg-type]
     ev[1:2] = []
     assert demo.alert_gaps(res, 1) == []  # type: ignore[arg-type]
+
+
+def test_a_plain_replay_of_the_demo_trace_gives_its_live_events(
+        run: tuple[demo.DemoResult, str, str], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The demo runs with hold_down_s and snapshot_interval_s off their defaults: the header
+    # carries them, so `timewatch replay TRACE` (no -c) judges as the live run did (issue 14).
+    import json
+
+    from timewatch.cli import main
+    from timewatch.trace import TraceReader
+
+    res, _, _ = run
+    hdr = TraceReader(res.trace).header
+    assert hdr.detect["hold_down_s"] == demo.DEMO_HOLD_DOWN_S
+    assert hdr.detect["snapshot_interval_s"] == demo.DEMO_SNAPSHOT_S
+    out = tmp_path / "events.jsonl"
+    assert main(["replay", str(res.trace), "--events", str(out)]) == 0
+    replayed = [json.loads(line) for line in out.read_text().splitlines()]
+    live = [json.loads(json.dumps(e.to_dict())) for e in res.runner.events]
+    assert live and replayed == live
+    # The header's keys are the ones judging: the demo's snapshot interval, not the default's.
+    def snapshots(*extra: str) -> int:
+        assert main(["replay", str(res.trace), "--events", str(out), "--snapshots", *extra]) == 0
+        return sum(json.loads(line)["type"] == "status" for line in out.read_text().splitlines())
+
+    as_recorded, as_default = snapshots(), snapshots("--detect-from-config")
+    assert as_recorded > as_default > 0
+    assert as_default == pytest.approx(as_recorded * demo.DEMO_SNAPSHOT_S / 10.0, abs=2)

@@ -23,7 +23,7 @@ THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "
            "gnss_cn0_uniform", "gnss_jamming", "gnss_week_rollover", "gnss_simulator",
            "pps_faults", "host_step", "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss",
            "ntp_no_majority", "gnss_garbage", "ptp_rogue_gm", "ptp_liar", "ptp_delay_attack",
-           "ptp_utc_offset", "gnss_push_stairs"]
+           "ptp_utc_offset", "gnss_push_stairs", "gnss_outage_shift", "ntp_group_lie_inside"]
 NTP_HOST = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "host_step",
             "ntp_group_majority", "ntp_spoofed_replies", "ntp_kiss", "ntp_no_majority", "clean",
             "ntp_server_silent", "ntp_delay_spikes", "ntp_real_leap"]
@@ -45,12 +45,18 @@ def test_list_matches_the_threats_doc_table() -> None:
 @pytest.mark.parametrize("name", THREATS)
 def test_each_threat_is_declared_once_and_its_truth_comes_from_its_entry(name: str) -> None:
     sc = SCENARIOS[name]
-    assert sc.codes and (sc.target_s is None) != (sc.target_polls is None)
+    # A row holds a detection target, or (`holds`) what must never happen instead.
+    assert sc.codes and (sc.target_s is None) != (sc.target_polls is None) or \
+        (sc.holds and sc.target_s is None and sc.target_polls is None)
     assert sc.warmup_s > 0 and sc.duration_s > sc.warmup_s
     st = build(name, 1)
     t = st.truth
     assert t.scenario == name and t.detect_codes == sc.codes
-    assert t.start_ns is not None and t.deadline_ns is not None and t.deadline_ns > t.start_ns
+    assert t.start_ns is not None
+    if sc.holds:
+        assert t.deadline_ns is None and t.culprits
+        return
+    assert t.deadline_ns is not None and t.deadline_ns > t.start_ns
     # The attack starts after the warm-up, or half-way in a run too short for it (trace time:
     # the host clock is off by ms at most).
     assert (t.start_ns - st.header.created_ns) / 1e9 > min(sc.warmup_s, sc.duration_s / 2) - 1.0

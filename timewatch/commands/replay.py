@@ -1,8 +1,11 @@
-"""`timewatch replay TRACE [--format jsonl|text] [-c CONFIG [--resume]]`: the trace through the
-parsers and the engine, as fast as possible; events as JSON Lines or, `--format text`, for people
-(times as ISO 8601 UTC beside the Unix ns). With a config, a backfill of its sinks
-(`backfill.py`): outputs handed in marked chunks, a checkpoint in the state directory, `--resume`
-after an interruption. A progress bar on stderr when it is a terminal (`progress.py`)."""
+"""`timewatch replay TRACE [--format jsonl|text] [-c CONFIG [--resume]] [--detect-from-config]`:
+the trace through the parsers and the engine, as fast as possible; events as JSON Lines or,
+`--format text`, for people (times as ISO 8601 UTC beside the Unix ns). The thresholds are the
+recording's (the trace header's `detect`, `TraceReader.detect`), so a replay gives the live
+events; `--detect-from-config` takes the config's `[detect]` instead (this build's defaults
+without -c). With a config, a backfill of its sinks (`backfill.py`): outputs handed in marked
+chunks, a checkpoint in the state directory, `--resume` after an interruption. A progress bar on
+stderr when it is a terminal (`progress.py`)."""
 
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ import json
 import os
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TextIO
 
 from .. import __version__
 from ..config import Config, load, parse
-from ..engine import Engine
+from ..engine import Detect, Engine
 from ..errors import UsageError
 from ..evidence import EvidenceError, judge_end, scan
 from ..records import Event, Observation, Output, Snapshot
@@ -27,9 +31,11 @@ from . import backfill
 from .progress import LONG_TRACE_BYTES, Progress
 
 
-def replay_iter(reader: TraceReader, cfg: Config) -> tuple[Engine, list[Output]]:
-    """Replay a whole trace; all outputs in order (for tests and small traces)."""
-    eng = Engine(reader.header, cfg.detect, auth_mode=cfg.auth_mode)
+def replay_iter(reader: TraceReader, cfg: Config,
+                detect: Detect | None = None) -> tuple[Engine, list[Output]]:
+    """Replay a whole trace (with the recording's thresholds unless `detect` is given); all
+    outputs in order (for tests and small traces)."""
+    eng = Engine(reader.header, detect or reader.detect(), auth_mode=cfg.auth_mode)
     out: list[Output] = []
     for obs in reader:
         out.extend(eng.feed(obs))
@@ -81,12 +87,29 @@ def text(o: Event | Snapshot) -> str:
     return event_text(o) if isinstance(o, Event) else snapshot_text(o)
 
 
-def identity(trace: str, cfg: Config) -> dict[str, Any]:
+def identity(trace: str, cfg: Config, detect: Detect) -> dict[str, Any]:
     """What a resumed replay must find unchanged: the trace, the thresholds, the version (the
     engine's outputs are counted, so they must be the same outputs)."""
     st = os.stat(trace)
     return {"trace": str(Path(trace).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-            "detect": repr(cfg.detect), "auth_mode": cfg.auth_mode, "version": __version__}
+            "detect": repr(detect), "auth_mode": cfg.auth_mode, "version": __version__}
+
+
+def choose_detect(reader: TraceReader, cfg: Config, from_config: bool,
+                  config_given: bool) -> tuple[Detect, str | None]:
+    """The thresholds of a replay: the recording's (the trace header's), or with `from_config`
+    the config's. Also a note for stderr when a -c config's [detect] differs from the recording's
+    (None: nothing to say)."""
+    if from_config:
+        return cfg.detect, None
+    det = reader.detect()
+    if not config_given:
+        return det, None
+    diff = [f.name for f in fields(Detect) if getattr(det, f.name) != getattr(cfg.detect, f.name)]
+    if not diff:
+        return det, None
+    return det, (f"replay: thresholds from the trace header (as recorded); {cfg.path}'s [detect] "
+                 f"differs in {', '.join(diff)}: --detect-from-config replays with the config's")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -96,6 +119,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs -c CONFIG: it continues a replay into that config's "
                          "sinks (the checkpoint is in its state directory)")
     reader = TraceReader(args.trace)
+    detect, note = choose_detect(reader, cfg, bool(getattr(args, "detect_from_config", False)),
+                                 bool(args.config))
+    if note:
+        print(note, file=sys.stderr)
     warning, chain = check_chain(args.trace)
     if warning:
         print(warning, file=sys.stderr)
@@ -106,7 +133,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         lock = StateLock(cfg.state_dir).acquire()
         try:
-            feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg), resume,
+            feeder = backfill.Feeder.open(cfg, "replay", identity(args.trace, cfg, detect), resume,
                                           lambda: build_sinks(cfg, backfill=True))
         except BaseException:
             lock.release()
@@ -116,7 +143,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     fmt = dumps if getattr(args, "format", "jsonl") == "jsonl" else text
     # Samples and snapshots are built only when something reads them (a sink; --snapshots).
-    eng = Engine(reader.header, cfg.detect, leap_list=load_leap_list(),
+    eng = Engine(reader.header, detect, leap_list=load_leap_list(),
                  snapshots=bool(sinks) or bool(args.snapshots), samples=bool(sinks),
                  auth_mode=cfg.auth_mode)
     out: TextIO = open(args.events, "w", encoding="utf-8") if args.events else sys.stdout

@@ -7,6 +7,7 @@ for every new threshold, and its range to RANGES (what `check-config` accepts).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, fields
 from typing import Final
 
@@ -278,3 +279,52 @@ RANGES: Final[dict[str, Range]] = {
 }
 # Keys whose value must not exceed another's (a confirmation within its window).
 AT_MOST: Final[dict[str, str]] = {"pps_step_confirm": "pps_step_window"}
+
+
+# The build-date floor of the GNSS date checks: a trace header always carries it
+# (docs/trace-format.md), so a replay by a later build judges dates as the recording did.
+DATE_FLOOR_KEY: Final = "gnss_not_before_unix_s"
+
+
+def range_problem(name: str, v: float) -> str | None:
+    """What is wrong with the number `v` as the value of [detect] key `name`, or None."""
+    lo, hi, lo_open = RANGES[name]
+    if not ((lo < v if lo_open else lo <= v) and v <= hi):  # nan fails both
+        return f"must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {v!r}"
+    return None
+
+
+def detect_from(keys: dict[str, object]) -> Detect:
+    """The defaults with `keys` (a trace header's `detect`) over them. ValueError naming the key:
+    a key this build does not know, a value of the wrong type or out of its range."""
+    known = Detect.keys()
+    kw: dict[str, float | int] = {}
+    for name, v in keys.items():
+        typ = known.get(name)
+        if typ is None:
+            near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            raise ValueError(f"{name}: not a [detect] key of this timewatch"
+                             + (f" (did you mean {near[0]}?)" if near else ""))
+        if isinstance(v, bool) or not isinstance(v, int | float) or \
+                (typ is int and not isinstance(v, int)):
+            raise ValueError(f"{name}: must be {'an integer' if typ is int else 'a number'}, "
+                             f"got {v!r}")
+        problem = range_problem(name, v)
+        if problem is not None:
+            raise ValueError(f"{name}: {problem}")
+        kw[name] = float(v) if typ is float else v
+    d = Detect(**kw)  # type: ignore[arg-type]
+    for name, limit in AT_MOST.items():
+        if getattr(d, name) > getattr(d, limit):
+            raise ValueError(f"{name}: {getattr(d, name)} must not exceed {limit} "
+                             f"({getattr(d, limit)})")
+    return d
+
+
+def detect_keys(d: Detect) -> dict[str, float | int]:
+    """What a trace header records of `d`: every key that differs from its default, and the
+    build-date floor always (a later build's default floor is later)."""
+    out: dict[str, float | int] = {
+        f.name: getattr(d, f.name) for f in fields(Detect) if getattr(d, f.name) != f.default}
+    out.setdefault(DATE_FLOOR_KEY, d.gnss_not_before_unix_s)
+    return dict(sorted(out.items()))

@@ -83,6 +83,13 @@ SLACK_KNOWN_PPM: Final = 2.0
 RESTART_AFTER_S: Final = 10
 # A latency off the learned one for this long is learned as the new normal (receiver reconfigured).
 RELEARN_LATENCY_S: Final = 600.0
+# Across a silence (jamming, a lost fix: RESTART_AFTER_S or more) the phase line cannot judge:
+# it restarts, and until it is BASELINE_N pulses long again the pulses are judged against the
+# holdover clock, which free-ran meanwhile. The median residual of the last pps_step_window may
+# differ from the last pulse's before the silence by the step threshold plus this many sigmas of
+# what the oscillator can do over the silence (its frequency uncertainty and wander, the wander
+# never below drift_wander_floor_ppm).
+GAP_SIGMAS: Final = 3.0
 
 
 class TimeLabelLike(Protocol):
@@ -211,6 +218,9 @@ class PpsTracker(Tracker):
         self._hist_x: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
         self._hist_p: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
         self._drift_run = 0  # consecutive pulses the slope test found a push on
+        # After a silence: (its length in raw seconds, the holdover residual of the pulses
+        # before it, those of the pulses since) until the phase line is long again (GAP_SIGMAS).
+        self._gap: tuple[float, float, list[float]] | None = None
 
     # -- input ---------------------------------------------------------------------------------
     def feed(self, obs: Observation) -> None:
@@ -280,9 +290,10 @@ class PpsTracker(Tracker):
         k = round(dt_s)
         tol_s = d.pps_interval_tolerance_s + max(0, k - 1) * self._slack_ppm() * 1e-6
         on_train = k >= 1 and abs(dt_s - k) <= tol_s
-        if not on_train and dt_s > RESTART_AFTER_S:
+        if dt_s > RESTART_AFTER_S:
             on_train = True  # back after a silence: count what was missed, judge no interval
-            self._reset_phase()
+            self._reset_phase()  # the phase line cannot bridge it: the holdover judges (_gap)
+            self._arm_gap(t, e)
         missing = max(seq_gap, k - 1) if on_train else seq_gap
         self.missing_total += missing
         if missing:
@@ -454,12 +465,72 @@ class PpsTracker(Tracker):
         self._hist_p.clear()
         self._drift_run = 0
 
+    def _arm_gap(self, before: _Edge, after: _Edge) -> None:
+        """A silence between edges `before` and `after`: judge the pulses from `after` on against
+        the holdover, from the median residual of the last edges before it (one may be late)."""
+        ho = self.holdover
+        self._gap = None
+        if before.raw_ns is None or after.raw_ns is None or not ho.ready:
+            return
+        res = []
+        for e in self._recent:
+            if e.raw_ns is not None and e.second_ns is not None:
+                r = ho.residual(e.rx_ns, e.raw_ns, (e.second_ns - e.rx_ns) / _S)
+                if r is not None:
+                    res.append(r.residual_s)
+        if res:
+            self._gap = ((after.raw_ns - before.raw_ns) / _S, median(res), [])
+
+    def _check_gap(self, e: _Edge, jitter: float) -> bool | None:
+        """A pulse after a silence against the holdover clock (GAP_SIGMAS): the time moved while
+        the receiver was jammed or without a fix is a `time.step`. Returns whether the pulse is
+        an outlier (off the median of those since the silence; the young phase line learns only
+        the others), None when the phase line judges again."""
+        gap = self._gap
+        assert gap is not None and e.second_ns is not None
+        ho, d = self.holdover, self.ctx.detect
+        r = ho.residual(e.rx_ns, e.raw_ns, (e.second_ns - e.rx_ns) / _S) \
+            if e.raw_ns is not None else None
+        if r is None:
+            self._gap = None
+            return None
+        silent_s, before_s, after = gap
+        pulse_thr_s = max(d.pps_step_s, STEP_JITTER_K * jitter)
+        off = len(after) >= 2 and abs(r.residual_s - median(after)) >= pulse_thr_s
+        after.append(r.residual_s)
+        if len(after) >= BASELINE_N:
+            self._gap = None  # the phase line judges again from the next pulse
+        if len(after) < d.pps_step_window:
+            return off
+        wander = max(ho.wander_ppm, d.drift_wander_floor_ppm) * 1e-6
+        sigma_s = math.hypot((ho.freq_sigma_ppm or 0.0) * 1e-6 * silent_s,
+                             wander * silent_s * math.sqrt(silent_s / ho.block_s) * 2 / 3)
+        thr_s = max(d.pps_step_s, STEP_MEDIAN_K * jitter) + GAP_SIGMAS * sigma_s
+        step_s = median(after[-d.pps_step_window:]) - before_s
+        if abs(step_s) < thr_s:
+            return off
+        self._gap = None
+        self.steps += 1
+        self.ctx.caught_moving(
+            self.src, "time.step", e.rx_ns,
+            f"{self.src}: PPS phase moved {step_s * 1e6:+.1f} us across a {silent_s:.0f}-s "
+            f"silence, beyond the {thr_s * 1e6:.1f} us the holdover clock can explain",
+            {"step_s": step_s, "threshold_s": thr_s, "silence_s": silent_s,
+             "holdover_sigma_s": sigma_s, "jitter_s": self.jitter_s,
+             "pulses_window": d.pps_step_window, "edge_rx_ns": e.rx_ns,
+             "reference": "holdover clock"})
+        return off
+
     def _measure(self, e: _Edge) -> None:
         d, ctx = self.ctx.detect, self.ctx
         assert e.second_ns is not None
         if self._rephased_s is not None:
             self._rephased(e, self._rephased_s)
             self._rephased_s = None
+        gap_off: bool | None = None
+        if self._gap is not None:
+            gap_off = self._check_gap(e, self.jitter_s if self.jitter_s is not None
+                                      else INITIAL_JITTER_S)
         if self._anchor is None:
             self._anchor = (e.clock_ns, e.second_ns)
         c0, s0 = self._anchor
@@ -468,11 +539,14 @@ class PpsTracker(Tracker):
         res_s = self._residual(x_s, phase_s)
         jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
         thr_s = max(d.pps_step_s, STEP_JITTER_K * jitter)
-        outlier = res_s is not None and abs(res_s) >= thr_s
+        if gap_off is not None:  # after a silence the holdover judges the pulses, not the line
+            outlier = gap_off
+        else:
+            outlier = res_s is not None and abs(res_s) >= thr_s
         self._tail.append((x_s, phase_s, res_s if res_s is not None else 0.0))
         if outlier:
             self.outliers += 1
-        if res_s is not None and self._check_step(e, jitter):
+        if res_s is not None and gap_off is None and self._check_step(e, jitter):
             return
         if outlier:
             return
@@ -490,7 +564,8 @@ class PpsTracker(Tracker):
                 j2 = jitter * jitter if self.jitter_s is not None else lr * lr
                 self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (lr * lr - j2))
                 self._jitter_n += 1
-        self._check_drift(e, x_s, phase_s)
+        if gap_off is None:
+            self._check_drift(e, x_s, phase_s)
         offset_s = (e.second_ns - e.rx_ns) / _S
         bound_s = max(d.pps_bound_floor_s, d.pps_bound_jitter_k * (self.jitter_s or INITIAL_JITTER_S))
         self.estimate_ = Estimate(offset_s, bound_s, e.rx_ns)
@@ -625,7 +700,8 @@ class PpsTracker(Tracker):
         c = self.ctx.consensus
         if e.raw_ns is None or res_s is None or e.second_ns is None or not c.quorum:
             return
-        if any(abs(r) >= self.ctx.detect.pps_step_s for _, _, r in self._tail):
+        if self._gap is not None or \
+                any(abs(r) >= self.ctx.detect.pps_step_s for _, _, r in self._tail):
             return  # a step may be building: teach the holdover nothing until it is decided
         v = c.verdicts.get(self.src)
         if v is None or v[0] != Verdict.TRUECHIMER or self.src in c.withheld:

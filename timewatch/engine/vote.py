@@ -142,7 +142,8 @@ def _marzullo(ivs: list[tuple[float, float, str]],
     intervals sits at their edge), and span the ones still tied (chrony sources.c: from the
     first deepest point to the last), so no interval is named false by an arbitrary pick.
     `names`: the intervals that overlap the region. With the holdover prediction (`anchor`:
-    offset, sigma), the regions within ANCHOR_SIGMAS of it win a tie first.
+    offset, sigma), the regions within ANCHOR_SIGMAS of it win a tie first, and of those the
+    one closest to it.
     """
     # A sweep over the sorted starts and ends, a start before an end at one point (touching
     # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
@@ -170,7 +171,11 @@ def _marzullo(ivs: list[tuple[float, float, str]],
         a, tol = anchor[0], ANCHOR_SIGMAS * anchor[1]
         near = [r for r in regions if r[0] - tol <= a <= r[1] + tol]
         if near:
-            regions = near
+            # The one closest to the prediction (disjoint regions: one at most holds it): a
+            # region a few sigmas off is where a group lying together inside its members'
+            # bounds puts its narrow intersection.
+            dist = [r[0] - a if a < r[0] else (a - r[1] if a > r[1] else 0.0) for r in near]
+            regions = [near[dist.index(min(dist))]]
     if len(regions) > 1:
         mids = [(lo + hi) / 2 for lo, hi, _ in ivs]
         score = [sum(1 for m in mids if r[0] <= m <= r[1]) for r in regions]

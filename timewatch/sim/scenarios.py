@@ -402,6 +402,9 @@ class Scenario:
     warmup_s: int = 0  # the attack starts after at least this much learning (true seconds)
     live: Live | None = None  # how the demo plays it; None: not live
     not_live: str = ""  # why the demo cannot play it (it suggests the trace instead)
+    # A row whose target is what must never happen instead of a detection deadline (no
+    # target_s or target_polls): its culprits may be named, nobody else.
+    holds: str = ""
 
 
 def _p(params: dict[str, Any], key: str, default: Callable[[], Any]) -> Any:
@@ -761,6 +764,34 @@ def _gnss_push_stairs(sc: Scenario, seed: int, duration_s: float, params: Params
                                  step_s=step, every_s=every))
 
 
+# docs/threats.md #27: the receiver silent (jammed: no fix, no PPS) for this long by default ...
+OUTAGE_S = (30.0, 100.0)
+# ... while its time moves by this much (either sign), seen when the fix returns.
+OUTAGE_SHIFT_S = (20e-6, 200e-6)
+
+
+def _gnss_outage_shift(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
+    """The receiver is jammed (no fix, no PPS) for `outage_s`; its time comes back `shift_s` off
+    (a spoofer who took over while it was blind). Judged from the fix's return."""
+    sim, r = _gnss_sim(sc, seed, duration_s)
+    outage = _p(params, "outage_s", lambda: sim.attack_rng.uniform(*OUTAGE_S))
+    shift = _p(params, "shift_s", lambda: _sign(sim) * sim.attack_rng.uniform(*OUTAGE_SHIFT_S))
+    tj = _gnss_start(sc, sim)
+    tr = tj + round(outage) * NS  # the fix and the pulses return on a whole second
+    r.nmea.jammed = lambda s: tj <= s < tr
+    r.pps.missing = lambda s: tj <= s < tr
+    shift_ns = round(shift * NS)
+    r.time_error(lambda s: shift_ns if s >= tr else 0)
+    sim.note(tj, f"attack gnss_outage_shift: the receiver is jammed for {round(outage)} s")
+    sim.note(tr, f"attack gnss_outage_shift: the fix returns {shift * 1e6:+.1f} us off")
+    # The jamming itself is reported on the receiver's two sources (scenario 12's codes).
+    allowed = {"gnss.no_fix": (GNSS_ID,), "gnss.satellites": (GNSS_ID,),
+               "pps.missing": (PPS_ID,), "source.stale": (GNSS_ID, PPS_ID),
+               **_receiver_accused(*TIME_CODES)}
+    return sim.build(_gnss_truth(sc, sim, tr, (PPS_ID,), allowed, outage_s=float(round(outage)),
+                                 shift_s=shift))
+
+
 def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     sim, r = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
     ne = _offset_m(sim, 55.0, 500.0, params)
@@ -913,6 +944,33 @@ def _live_garbage(w: World) -> None:
 
 
 # -- clean runs and legitimate faults (docs/threats.md "Must not alarm") ------------------------------
+
+
+# docs/threats.md #28: one trust group of four servers (one operator) next to two of their own,
+# with the default GNSS receiver and its PPS.
+GROUP_INSIDE_LAYOUT = [("ntp-x1", "op-x"), ("ntp-x2", "op-x"), ("ntp-x3", "op-x"),
+                       ("ntp-x4", "op-x"), ("ntp-d", "op-d"), ("ntp-e", "op-e")]
+GROUP_INSIDE_LIE_S = (0.006, 0.010)
+
+
+def _ntp_group_lie_inside(sc: Scenario, seed: int, duration_s: float,
+                          params: Params) -> SimTrace:
+    """The four servers of one trust group lie together by a few ms, inside (most of) their
+    bounds: the vote may name them, never a source of another group (the PPS above all)."""
+    sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS, layout=GROUP_INSIDE_LAYOUT)
+    sim.add_receiver()
+    lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
+             * sim.attack_rng.uniform(*GROUP_INSIDE_LIE_S))
+    ta = sim.at(0.4, sc.warmup_s)
+    liars = sim.servers[:4]
+    for x in liars:
+        x.lie_s = lambda t: lie if t >= ta else 0.0
+    sim.note(ta, f"attack ntp_group_lie_inside: op-x (4 servers) lies by {lie * 1e3:+.1f} ms")
+    # Nothing needs to be named (a lie inside the bounds can be a route change of the operator);
+    # the liars may be, with the codes that accuse a time.
+    return sim.build(Truth(sc.name, seed, sim.trace_ns(ta), None, tuple(x.sid for x in liars),
+                           sc.codes, params={"offset_s": lie,
+                                             "bounds_s": [x.bound_s() for x in liars]}))
 
 
 def _clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
@@ -1094,6 +1152,17 @@ SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in (
              "GNSS time pushed in steps each below the step threshold, >= 0.5 us/s on average",
              420.0, _gnss_push_stairs, TIME_CODES, target_s=120.0, warmup_s=GNSS_WARMUP_S,
              not_live="the live receiver has no staircase timer yet; `simulate` covers it"),
+    Scenario("gnss_outage_shift", 27,
+             "time moved while the receiver was jammed (no fix, no PPS) for up to 10 min",
+             1020.0, _gnss_outage_shift, TIME_CODES, target_s=10.0, warmup_s=GNSS_WARMUP_S,
+             not_live="the live receiver has no scripted return from jamming yet; `simulate` "
+                      "covers it"),
+    Scenario("ntp_group_lie_inside", 28,
+             "one trust group of 4 servers lies together by 6-10 ms, inside their bounds",
+             1800.0, _ntp_group_lie_inside, TIME_CODES, warmup_s=NTP_WARMUP_S,
+             holds="never accuses a source of another group",
+             not_live="the demo runs four servers of four operators and no group of four; "
+                      "`simulate` covers it"),
     Scenario("clean", None, "clean operation with realistic noise", 3600.0, _clean),
     Scenario("ntp_server_silent", None, "one server stops answering for 10 minutes", 3600.0,
              _ntp_server_silent, ("source.stale",), warmup_s=NTP_WARMUP_S),
