@@ -82,21 +82,38 @@ def test_replay_without_snapshots_or_samples_gives_the_same_events(tmp_path: Pat
         assert _replay(path, snapshots=False, samples=False) == events, name
 
 
-def test_vote_cache_and_active_codes_match_fresh_computation(tmp_path: Path) -> None:
-    """After every record: each cached estimate equals `Tracker.estimate` computed afresh, and
-    `Alerts.active_codes` counts exactly the active alerts."""
+def test_incremental_vote_and_active_codes_match_fresh_computation(tmp_path: Path) -> None:
+    """After every record: each source's state equals the one computed afresh from its tracker
+    (the engine looks only at the sources that changed); after a vote, each estimate the vote
+    used equals `Tracker.estimate` computed afresh, and the consensus (verdicts included) equals
+    `vote()` of every source's interval built afresh (the engine keeps a `Ballot` between votes);
+    between votes the verdicts stay the last vote's; and `Alerts.active_codes` counts exactly
+    the active alerts."""
     votes = 0
     for name, path in _traces(tmp_path).items():
         rd = TraceReader(path)
         eng = Engine(rd.header)
         ctx = eng.ctx
+        last: list[Any] | None = None  # the last vote's verdicts
         for o in rd:
             eng.feed(o)
-            cached = ctx.vote_estimates
-            if cached is not None:
+            now = ctx.now_ns
+            for sid, tr in ctx.trackers.items():
+                want = (Verdict.UNUSABLE if tr.unusable_reason is not None else Verdict.STALE
+                        if tr.is_stale(now) else Verdict.INIT if tr.estimate_ is None else None)
+                assert ctx.states[sid].status is want, (name, o, sid)
+            if ctx.vote_now_ns is not None:
                 votes += 1
-                assert cached == {sid: tr.estimate(ctx.now_ns)
-                                  for sid, tr in ctx.trackers.items()}, (name, o)
+                fresh = {sid: tr.estimate(now) for sid, tr in ctx.trackers.items()}
+                assert {sid: ctx.estimate(sid) for sid in ctx.trackers} == fresh, (name, o)
+                ivs = [Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth)
+                       for sid, tr in ctx.trackers.items() if (e := fresh[sid]) is not None]
+                want_c = vote(ivs, ctx.moving_sources(), eng._anchor(), eng.auth_mode)
+                assert ctx.consensus == want_c, (name, o)
+                last = list(want_c.verdicts.items())
+                assert list(ctx.consensus.verdicts.items()) == last
+            elif last is not None:  # until the next vote, the verdicts are those the vote gave
+                assert list(ctx.consensus.verdicts.items()) == last, (name, o)
             assert ctx.alerts.active_codes == Counter(c for c, *_ in ctx.alerts.active()), name
     assert votes > 1000
 

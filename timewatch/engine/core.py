@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -45,10 +46,10 @@ from .vote import (
     AUTH_NA,
     AUTH_NONE,
     AUTH_NTS,
+    Ballot,
     Consensus,
     Interval,
     Verdict,
-    vote,
 )
 
 _UNUSABLE: Final = Verdict.UNUSABLE
@@ -144,6 +145,7 @@ class SourceState:
     streak: int = 0  # falseticker verdicts in a row, one per new sample (source.falseticker)
     judged_t_ns: int | None = None  # t_ns of the estimate the streak last counted
     witnessed_t_ns: int | None = None  # t_ns of the estimate the witnesses last judged
+    voted: Estimate | None = None  # the estimate it has in the engine's ballot (None: not in it)
     # Its usual levels while not moving: against the holdover prediction, and its own offset in
     # host-step-free host time (the witness when there is no holdover).
     held: Level = field(default_factory=Level)
@@ -179,17 +181,21 @@ class Context:
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
         self.host_steps: list[tuple[int, int]] = []
         self.host_steps_total_ns = 0  # their sum: what undoes them all (detectors add it back)
-        # Each tracker's aged estimate as the last vote saw it, while it still holds (a vote
-        # ran in the current feed); None otherwise. `estimate` reads it.
-        self.vote_estimates: dict[str, Estimate | None] | None = None
+        # The time of the vote that ran in the current feed (None: none did); `estimate` reads it.
+        self.vote_now_ns: int | None = None
+        # The sources whose tracker may have changed since the previous vote, in the header's
+        # order (set by each vote before its `Detector.on_vote` hooks: they judge these).
+        self.voted_since: list[tuple[str, Tracker, SourceState]] = []
 
     def estimate(self, sid: str) -> Estimate | None:
-        """Source `sid`'s aged estimate now: after a vote, the very value the vote used
-        (computed once per vote, not once per reader); otherwise computed at `now_ns`."""
-        cached = self.vote_estimates
-        if cached is not None:
-            return cached[sid]
-        return self.trackers[sid].estimate(self.now_ns)
+        """Source `sid`'s aged estimate now: after a vote, the very value the vote used (its
+        bound aged to the vote's time, None unless the vote judged it); otherwise computed at
+        `now_ns`."""
+        tr = self.trackers[sid]
+        now = self.vote_now_ns
+        if now is not None:
+            return tr.aged(now) if self.states[sid].status is None else None
+        return tr.estimate(self.now_ns)
 
     def emit(self, src: str, t_ns: int, offset_s: float, bound_s: float,
              fields: dict[str, float] | None = None) -> None:
@@ -386,6 +392,14 @@ class Tracker:
         """Extra numbers for the snapshot and dashboards (units in names)."""
         return {}
 
+    def stale_due_ns(self) -> int | None:
+        """The engine time after which `is_stale` turns true if nothing is fed to this tracker
+        (it is stale once now is past it); None: the engine asks `is_stale` on every record.
+        A tracker that gives a time promises that its staleness, `unusable_reason` and
+        `estimate_` change only when it is fed (or ticked, or on a host step): the engine then
+        looks at it only then, so a record costs the same whatever the number of sources."""
+        return None
+
 
 class Detector:
     """A cross-source detector: sees every observation after its tracker, and every vote."""
@@ -442,6 +456,20 @@ class Engine:
                 self.ctx.states[sid] = SourceState()
         # (sid, tracker, state) of every source, in the header's order.
         self._members = [(sid, tr, self.ctx.states[sid]) for sid, tr in self.ctx.trackers.items()]
+        self._index = {sid: i for i, (sid, _, _) in enumerate(self._members)}
+        # What `_select` looks at on a record (indices into _members): the sources whose tracker
+        # may have changed (fed, ticked), those asked on every record (no `stale_due_ns`), and
+        # those whose stale time has come (a heap of (due, index); `_due_of` is each source's
+        # current one: older entries are skipped). All of them after a host step.
+        self._changed: set[int] = set()
+        self._polled: set[int] = set(range(len(self._members)))
+        self._due: list[tuple[int, int]] = []
+        self._due_of: list[int | None] = [None] * len(self._members)
+        self._resync = True  # look at every source on the next record
+        self._steps_seen = 0  # host steps seen (ctx.host_steps)
+        self._since_vote: set[int] = set()  # sources looked at since the last vote
+        # The vote's inputs, kept between votes (vote.Ballot: a record changes its source's entry).
+        self.ballot = Ballot(self.ctx.detect.aging_ppm)
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
         # Each hook is called only on the detectors that override it (most are empty).
         self._before = [d.before_observation for d in self.detectors
@@ -496,7 +524,7 @@ class Engine:
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
-        ctx.vote_estimates = None  # trackers may change from here on
+        ctx.vote_now_ns = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
         raw = obs.raw_ns
@@ -513,6 +541,7 @@ class Engine:
                     tr.first_ns = obs.rx_ns
                 tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
                 tr.feed(obs)
+                self._changed.add(self._index[obs.src])
         for hook in self._on_obs:
             hook(obs)
         if not self._all_started:
@@ -520,8 +549,10 @@ class Engine:
                 if tr.first_ns is None:
                     tr.first_ns = now  # a source that never speaks goes stale too
             self._all_started = True
+            self._resync = True
         for tr in self._tickers:
             tr.on_tick(now)
+            self._changed.add(self._index[tr.src])
         self._select(now, ctx.dirty or isinstance(obs, Tick))
         if ctx.moving_count:
             ctx.settle_moving(now)
@@ -555,48 +586,88 @@ class Engine:
         other but keeps it out of the consensus; a falseticker verdict on
         `falseticker_confirm` new samples in a row raises source.falseticker, a truechimer
         verdict releases it.
+
+        A source's state changes only when its tracker changes or its stale time comes
+        (`Tracker.stale_due_ns`): only those sources are looked at, in the header's order.
         """
         ctx = self.ctx
-        alerts = ctx.alerts
-        for sid, tr, st in self._members:
-            stale = tr.is_stale(now)
-            if stale != st.stale:
-                st.stale = stale
-                if stale:
-                    ref = tr.last_usable_ns
-                    alerts.assert_(
-                        "source.stale", now, (sid,),
-                        f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
-                        {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
-                         "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
-                        severity="warning", hold_down_s=0.0)
-                else:
-                    alerts.release("source.stale", now, sid)
-            st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
-                         else _INIT if tr.estimate_ is None else None)
+        changed = self._changed
+        if len(ctx.host_steps) != self._steps_seen:  # every tracker was re-expressed
+            self._steps_seen = len(ctx.host_steps)
+            self._resync = True
+        if self._resync:
+            self._resync = False
+            changed.update(range(len(self._members)))
+        else:
+            changed |= self._polled
+            due = self._due
+            while due and due[0][0] < now:  # stale once now is past its due time
+                d, i = heappop(due)
+                if self._due_of[i] == d:
+                    self._due_of[i] = None
+                    changed.add(i)
+        if changed:
+            for i in sorted(changed):
+                self._look(i, now)
+            changed.clear()
         if voting:
             self._vote(now)
+
+    def _look(self, i: int, now: int) -> None:
+        """Source i's state now (it may have changed): stale, status, its entry in the ballot."""
+        sid, tr, st = self._members[i]
+        alerts = self.ctx.alerts
+        stale = tr.is_stale(now)
+        if stale != st.stale:
+            st.stale = stale
+            if stale:
+                ref = tr.last_usable_ns
+                alerts.assert_(
+                    "source.stale", now, (sid,),
+                    f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
+                    {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
+                     "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
+                    severity="warning", hold_down_s=0.0)
+            else:
+                alerts.release("source.stale", now, sid)
+        st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
+                     else _INIT if tr.estimate_ is None else None)
+        due = tr.stale_due_ns()
+        if due is None:
+            self._polled.add(i)
+        else:
+            self._polled.discard(i)
+            if not stale and due != self._due_of[i]:
+                self._due_of[i] = due
+                heappush(self._due, (due, i))
+        e = tr.estimate_ if st.status is None else None
+        if e is not st.voted:
+            st.voted = e
+            if e is None:
+                self.ballot.drop(sid)
+            else:
+                self.ballot.put(sid, i, tr.group, e.offset_s, e.bound_s, e.t_ns, tr.vote_auth)
+        self._since_vote.add(i)
 
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
-        ivs = []
-        ests: dict[str, Estimate | None] = {}
-        for sid, tr, st in self._members:
-            e = ests[sid] = tr.aged(now) if st.status is None else None
-            if e is not None:
-                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth))
-        ctx.vote_estimates = ests
-        c = vote(ivs, ctx.moving_sources(), self._anchor(), self.auth_mode)
+        ctx.vote_now_ns = now
+        c = self.ballot.vote(now, ctx.moving_sources(), self._anchor(), self.auth_mode)
         ctx.consensus = c
-        self._falsetickers(now, c)
-        for sid, tr, st in self._members:
+        # Only the sources looked at since the last vote can have a sample not judged yet.
+        members = self._members
+        judged = ctx.voted_since = [members[i] for i in sorted(self._since_vote)]
+        self._since_vote.clear()
+        self._falsetickers(now, c, judged)
+        for sid, tr, st in judged:
             e = tr.estimate_
             if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
                 ctx.witness(sid, tr, st, e, c)
         if c.auth_split is not None or "consensus.auth_split" in ctx.alerts.active_codes:
-            self._auth_split(now, c, ivs)
+            self._auth_split(now, c, self.ballot.intervals(now))
         if not c.quorum and c.auth_split is None and c.groups_voting + len(c.split_groups) >= 2:
+            ivs = self.ballot.intervals(now)
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
                 f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",
@@ -641,15 +712,16 @@ class Engine:
             return None
         return (p.ref_ns - pair[0]) / 1e9, p.sigma_s
 
-    def _falsetickers(self, now: int, c: Consensus) -> None:
+    def _falsetickers(self, now: int, c: Consensus,
+                      judged: list[tuple[str, Tracker, SourceState]]) -> None:
         ctx = self.ctx
-        trackers, states = ctx.trackers, ctx.states
-        for sid, (verdict, reason) in c.verdicts.items():
-            e = trackers[sid].estimate_
-            st = states[sid]
+        for sid, tr, st in judged:
+            v = c.verdicts.get(sid)
+            e = tr.estimate_
             # Count a verdict once per new sample of the source, not once per vote.
-            if e is None or st.judged_t_ns == e.t_ns:
+            if v is None or e is None or st.judged_t_ns == e.t_ns:
                 continue
+            verdict, reason = v
             st.judged_t_ns = e.t_ns
             if verdict is _FALSE:
                 st.streak += 1

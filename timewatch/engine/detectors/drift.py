@@ -222,12 +222,16 @@ class DriftDetector(Detector):
         if len(members) != len(self.ctx.trackers):
             members = self._members = [(sid, tr, tr.info.group, self._state(sid))
                                        for sid, tr in self.ctx.trackers.items()]
-        for sid, tr, group, st in members:
+        # Only the sources the engine looked at since the last vote can have a new sample.
+        for sid, tr, _ in self.ctx.voted_since:
             e = tr.estimate_
-            if e is None or st.seen_t_ns == e.t_ns:
+            if e is None:
+                continue
+            st = self._state(sid)
+            if st.seen_t_ns == e.t_ns:
                 continue
             st.seen_t_ns = e.t_ns
-            self._judge(sid, st, tr, group, e.offset_s, e.bound_s, e.t_ns, consensus)
+            self._judge(sid, st, tr, tr.info.group, e.offset_s, e.bound_s, e.t_ns, consensus)
 
     def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
         """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
