@@ -24,6 +24,7 @@ from tests.engine import ppstrace as pt
 from tests.engine.ntpsim import four_groups, header, schedule
 from timewatch import trace as trace_mod
 from timewatch.engine import Engine
+from timewatch.engine.detectors import DriftDetector
 from timewatch.engine.vote import Consensus, Interval, Verdict, _marzullo, vote
 from timewatch.records import Header, Observation, observation_to_dict
 from timewatch.sim import scenarios
@@ -86,7 +87,8 @@ def test_incremental_vote_and_active_codes_match_fresh_computation(tmp_path: Pat
     """After every record: each source's state equals the one computed afresh from its tracker
     (the engine looks only at the sources that changed); after a vote, each estimate the vote
     used equals `Tracker.estimate` computed afresh, and the consensus (verdicts included) equals
-    `vote()` of every source's interval built afresh (the engine keeps a `Ballot` between votes);
+    `vote()` of every source's interval built afresh (the engine keeps a `Ballot` between votes)
+    and the drift detector's reference per group equals the one read from every verdict;
     between votes the verdicts stay the last vote's; and `Alerts.active_codes` counts exactly
     the active alerts."""
     votes = 0
@@ -111,6 +113,10 @@ def test_incremental_vote_and_active_codes_match_fresh_computation(tmp_path: Pat
                 want_c = vote(ivs, ctx.moving_sources(), eng._anchor(), eng.auth_mode)
                 assert ctx.consensus == want_c, (name, o)
                 last = list(want_c.verdicts.items())
+                drift = next(d for d in eng.detectors if isinstance(d, DriftDetector))
+                for g in {tr.group for tr in ctx.trackers.values()}:
+                    assert drift._reference(g, ctx.consensus) == \
+                        drift._reference_by_verdicts(g, ctx.consensus), (name, o, g)
                 assert list(ctx.consensus.verdicts.items()) == last
             elif last is not None:  # until the next vote, the verdicts are those the vote gave
                 assert list(ctx.consensus.verdicts.items()) == last, (name, o)

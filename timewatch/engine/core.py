@@ -161,6 +161,10 @@ class Context:
         self.alerts = Alerts()
         self.now_ns = 0
         self.consensus: Consensus = Consensus(False, 0, 0)
+        # The vote's inputs, kept between votes (vote.Ballot: a record changes its source's
+        # entry); its entries are the sources the vote judges (state None), as the engine
+        # decided them last.
+        self.ballot = Ballot(detect.aging_ppm)
         self.trackers: dict[str, Tracker] = {}
         self.states: dict[str, SourceState] = {}  # per source, owned by the engine
         self.moving_count = 0  # sources caught moving now (none: the vote need not look)
@@ -468,8 +472,6 @@ class Engine:
         self._resync = True  # look at every source on the next record
         self._steps_seen = 0  # host steps seen (ctx.host_steps)
         self._since_vote: set[int] = set()  # sources looked at since the last vote
-        # The vote's inputs, kept between votes (vote.Ballot: a record changes its source's entry).
-        self.ballot = Ballot(self.ctx.detect.aging_ppm)
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
         # Each hook is called only on the detectors that override it (most are empty).
         self._before = [d.before_observation for d in self.detectors
@@ -644,16 +646,16 @@ class Engine:
         if e is not st.voted:
             st.voted = e
             if e is None:
-                self.ballot.drop(sid)
+                self.ctx.ballot.drop(sid)
             else:
-                self.ballot.put(sid, i, tr.group, e.offset_s, e.bound_s, e.t_ns, tr.vote_auth)
+                self.ctx.ballot.put(sid, i, tr.group, e.offset_s, e.bound_s, e.t_ns, tr.vote_auth)
         self._since_vote.add(i)
 
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
         ctx.vote_now_ns = now
-        c = self.ballot.vote(now, ctx.moving_sources(), self._anchor(), self.auth_mode)
+        c = self.ctx.ballot.vote(now, ctx.moving_sources(), self._anchor(), self.auth_mode)
         ctx.consensus = c
         # Only the sources looked at since the last vote can have a sample not judged yet.
         members = self._members
@@ -665,9 +667,9 @@ class Engine:
             if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
                 ctx.witness(sid, tr, st, e, c)
         if c.auth_split is not None or "consensus.auth_split" in ctx.alerts.active_codes:
-            self._auth_split(now, c, self.ballot.intervals(now))
+            self._auth_split(now, c, self.ctx.ballot.intervals(now))
         if not c.quorum and c.auth_split is None and c.groups_voting + len(c.split_groups) >= 2:
-            ivs = self.ballot.intervals(now)
+            ivs = self.ctx.ballot.intervals(now)
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
                 f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Final
 
-from .value import Value
+from .value import Value, median
 
 
 class Verdict(StrEnum):
@@ -224,11 +224,12 @@ def _order(e: _Entry) -> int:
 class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
-    __slots__ = ("orders", "entries")
+    __slots__ = ("orders", "entries", "median")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
         self.entries: list[_Entry] = []
+        self.median: float | None = None  # of its members' offsets (None: to be computed)
 
 
 class Ballot:
@@ -250,6 +251,7 @@ class Ballot:
         self._sorted: list[str] | None = []  # the groups' names sorted (None: to be sorted again)
         self._nts = 0  # entries authenticated (auth_mode mix has something to weigh)
         self._last: Verdicts | None = None  # the last vote's verdicts (still reading the entries)
+        self.require = False  # the last vote withheld the unauthenticated (auth_mode require)
 
     def aged(self, e: _Entry, now_ns: int) -> float:
         """Its bound aged to now_ns (the very float `Tracker.aged` computes)."""
@@ -269,6 +271,7 @@ class Ballot:
             g = self._groups[group] = _Group()
             self._sorted = None
         i = bisect_left(g.orders, order)
+        g.median = None
         if old is not None:
             g.entries[i] = e
             self._nts -= old.auth == AUTH_NTS
@@ -286,6 +289,7 @@ class Ballot:
         self._nts -= old.auth == AUTH_NTS
         g = self._groups[old.group]
         i = bisect_left(g.orders, old.order)
+        g.median = None
         del g.orders[i]
         del g.entries[i]
         if not g.orders:
@@ -298,6 +302,17 @@ class Ballot:
         if last is not None and src not in last.kept:
             last.kept[src] = old
 
+    def group_median(self, group: str) -> float | None:
+        """The median of the offsets of a group's members in the ballot (None: it has none),
+        kept until one of them changes."""
+        g = self._groups.get(group)
+        if g is None:
+            return None
+        m = g.median
+        if m is None:
+            m = g.median = median([e.offset_s for e in g.entries])
+        return m
+
     def intervals(self, now_ns: int) -> list[Interval]:
         """Every source in the ballot as the vote saw it at now_ns (for evidence), in order."""
         es = sorted(self._entries.values(), key=_order)
@@ -306,7 +321,7 @@ class Ballot:
     def vote(self, now_ns: int, suspects: frozenset[str] = frozenset(),
              anchor: tuple[float, float] | None = None, auth_mode: str = "mix") -> Consensus:
         """The vote at now_ns: `vote()`'s arguments, every bound aged to now_ns."""
-        require = auth_mode == "require"
+        require = self.require = auth_mode == "require"
         names_sorted = self._sorted
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
