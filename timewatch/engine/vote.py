@@ -224,12 +224,36 @@ def _order(e: _Entry) -> int:
 class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
-    __slots__ = ("orders", "entries", "median")
+    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
         self.entries: list[_Entry] = []
+        # The entries' numbers as lists (what the vote reads of every member: no attribute
+        # lookups in its pass).
+        self.offsets: list[float] = []
+        self.bounds: list[float] = []
+        self.times: list[int] = []
         self.median: float | None = None  # of its members' offsets (None: to be computed)
+
+    def set(self, i: int, e: _Entry, new: bool) -> None:
+        if new:
+            self.orders.insert(i, e.order)
+            self.entries.insert(i, e)
+            self.offsets.insert(i, e.offset_s)
+            self.bounds.insert(i, e.bound_s)
+            self.times.insert(i, e.t_ns)
+        else:
+            self.entries[i] = e
+            self.offsets[i] = e.offset_s
+            self.bounds[i] = e.bound_s
+            self.times[i] = e.t_ns
+        self.median = None
+
+    def remove(self, i: int) -> None:
+        for v in (self.orders, self.entries, self.offsets, self.bounds, self.times):
+            del v[i]
+        self.median = None
 
 
 class Ballot:
@@ -270,14 +294,9 @@ class Ballot:
         if g is None:
             g = self._groups[group] = _Group()
             self._sorted = None
-        i = bisect_left(g.orders, order)
-        g.median = None
+        g.set(bisect_left(g.orders, order), e, old is None)
         if old is not None:
-            g.entries[i] = e
             self._nts -= old.auth == AUTH_NTS
-        else:
-            g.orders.insert(i, order)
-            g.entries.insert(i, e)
         self._nts += auth == AUTH_NTS
 
     def drop(self, src: str) -> None:
@@ -288,10 +307,7 @@ class Ballot:
         self._keep(src, old)
         self._nts -= old.auth == AUTH_NTS
         g = self._groups[old.group]
-        i = bisect_left(g.orders, old.order)
-        g.median = None
-        del g.orders[i]
-        del g.entries[i]
+        g.remove(bisect_left(g.orders, old.order))
         if not g.orders:
             del self._groups[old.group]
             self._sorted = None
@@ -326,32 +342,29 @@ class Ballot:
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
         ppm = self._aging_ppm
+        withhold = bool(suspects) or require
         group_ivs: list[tuple[float, float, str]] = []
         split: list[str] = []
-        # Per group: the (offset, aged bound) of its members that vote (not withheld).
-        voters: dict[str, list[tuple[float, float]]] = {}
+        # Per group that votes: its voting members' offsets and bounds aged to now_ns.
+        voters: dict[str, tuple[list[float], list[float]]] = {}
         for name in names_sorted:
-            members: list[tuple[float, float]] = []
-            lo = hi = 0.0
-            for e in self._groups[name].entries:
-                # (an entry's aged bound, as `aged`, written out: this loop sees every source)
-                age_ns = now_ns - e.t_ns
-                age_s = age_ns / 1e9 if age_ns > 0 else 0.0
-                b = e.bound_s + age_s * ppm * 1e-6
-                if (suspects or require) and (e.src in suspects
-                                              or (require and e.auth == AUTH_NONE)):
-                    continue
-                off = e.offset_s
-                # The intersection of the members' intervals: max of the lows, min of the highs.
-                m_lo, m_hi = off - b, off + b
-                if not members or m_lo > lo:
-                    lo = m_lo
-                if not members or m_hi < hi:
-                    hi = m_hi
-                members.append((off, b))
-            if not members:
-                continue  # every member withheld: the group does not vote
-            voters[name] = members
+            g = self._groups[name]
+            offs, bnds, ts = g.offsets, g.bounds, g.times
+            if withhold:  # (members withheld: those left, in order)
+                keep = [k for k, e in enumerate(g.entries)
+                        if not (e.src in suspects or (require and e.auth == AUTH_NONE))]
+                if not keep:
+                    continue  # every member withheld: the group does not vote
+                offs = [offs[k] for k in keep]
+                bnds = [bnds[k] for k in keep]
+                ts = [ts[k] for k in keep]
+            # Each bound aged as `aged` (the same float), then the intersection of the members'
+            # intervals: max of the lows, min of the highs (the first of equals, as a loop).
+            aged = [b + ((now_ns - t) / 1e9 if now_ns - t > 0 else 0.0) * ppm * 1e-6
+                    for b, t in zip(bnds, ts, strict=True)]
+            lo = max([off - b for off, b in zip(offs, aged, strict=True)])
+            hi = min([off + b for off, b in zip(offs, aged, strict=True)])
+            voters[name] = (offs, aged)
             if lo <= hi:
                 group_ivs.append((lo, hi, name))
             else:
@@ -373,7 +386,8 @@ class Ballot:
         # Summed in order, left to right (as sum() of a list did before Python 3.12).
         sw = swx = 0.0
         for g in names:
-            for off, b in voters[g]:
+            offs, aged = voters[g]
+            for off, b in zip(offs, aged, strict=True):
                 wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
                 sw += wi
                 swx += wi * off
