@@ -42,6 +42,9 @@ POLL_S = 64
 MIN_OBS = 30_000
 TARGET_PER_S = 20_000  # issue 20
 TARGET_CORE = 0.05  # issue 20: the live monitor under 5% of a core
+# Before the incremental vote (098073d), BENCH_SOURCES_BUDGET_S=30: replay obs/s and the live
+# monitor's share of a core, per N, (pure Python, compiled).
+BEFORE = {1_000: ((299, 0.050), (566, 0.028)), 10_000: ((54, 2.542), (94, 1.604))}
 
 
 def trace(n: int, seed: int = 1) -> tuple[Header, list[Observation]]:
@@ -125,6 +128,11 @@ def measure(n: int) -> None:
           f"{per_tick * 1e3:.2f} ms/tick x 1/s + {per_snap * 1e3:.1f} ms/snapshot / {snap_s:g} s "
           f"= {share:.1%} of a core; target < {TARGET_CORE:.0%}: "
           f"{'met' if share < TARGET_CORE else 'NOT met'}", flush=True)
+    before = BEFORE.get(n)
+    if before is not None:
+        (p_rate, p_core), (c_rate, c_core) = before
+        print(f"  before the incremental vote (098073d): replay {p_rate:,} / {c_rate:,} obs/s, "
+              f"live {p_core:.1%} / {c_core:.1%} of a core (pure Python / compiled)", flush=True)
 
 
 def main() -> None:
