@@ -349,3 +349,50 @@ def test_msgspec_reading_equals_json_reading_on_mangled_lines(
     fast, slow = _read_both(path, monkeypatch, caplog)
     assert fast == slow
     assert len(fast[0]) > 3000 and fast[1].bad_lines > 500  # both kinds of line are there
+
+
+# -- the ballot kept between votes against vote() of intervals aged afresh -----------------------
+
+_steps = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 3), _offsets, _bounds,
+                            st.integers(0, 3_000_000_000), st.booleans(), st.integers(0, 2)),
+                  min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_steps, st.sampled_from(["mix", "require", "ignore"]), st.integers(0, 2))
+def test_ballot_votes_as_vote_of_freshly_aged_intervals(
+        steps: list[tuple[int, int, float, float, int, bool, int]], auth_mode: str,
+        withheld: int) -> None:
+    """Sources join, change and leave the ballot in any order (each put or drop a record); after
+    each, its vote at a later time equals `vote()` of every source's interval aged afresh as
+    `Tracker.aged` does, verdicts included, and the previous vote's verdicts are unchanged."""
+    from timewatch.engine.vote import Ballot
+
+    aging = 15.0
+    ballot = Ballot(aging)
+    have: dict[str, tuple[int, str, float, float, int, int]] = {}
+    now = 0
+    prev = None
+    for i, group, off, b, dt, drop, auth in steps:
+        src = f"s{i}"
+        if drop:
+            ballot.drop(src)
+            have.pop(src, None)
+        else:
+            ballot.put(src, i, f"g{group}", off, b, now, auth)
+            have[src] = (i, f"g{group}", off, b, now, auth)
+        if prev is not None:
+            c0, items0 = prev
+            assert list(c0.verdicts.items()) == items0
+        now += dt
+        ivs = []
+        for src, (_, g, o, b0, t, a) in sorted(have.items(), key=lambda kv: kv[1][0]):
+            age_ns = now - t
+            age_s = age_ns / 1e9 if age_ns > 0 else 0.0
+            ivs.append(Interval(src, g, o, b0 + age_s * aging * 1e-6, a))
+        suspects = frozenset(sorted(have)[:withheld])
+        c = ballot.vote(now, suspects, None, auth_mode)
+        want = vote(ivs, suspects, None, auth_mode)
+        assert repr(c.__class__) == repr(want.__class__) and c == want
+        assert list(c.verdicts.items()) == list(want.verdicts.items())
+        prev = (c, list(c.verdicts.items()))

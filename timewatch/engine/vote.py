@@ -288,6 +288,9 @@ class Ballot:
         """Source `src` (at place `order` of the header) votes with this estimate from now on."""
         e = _Entry(src, order, group, offset_s, bound_s, t_ns, auth)
         old = self._entries.get(src)
+        if old is not None and (old.group != group or old.order != order):
+            self.drop(src)  # (moved: out of its old place first)
+            old = None
         self._keep(src, old)
         self._entries[src] = e
         g = self._groups.get(group)
