@@ -40,8 +40,6 @@ from .alerts import Alerts
 from .params import Detect
 from .value import Value
 from .vote import (
-    _FALSE,
-    _TRUE,
     AUTH_MODES,
     AUTH_NA,
     AUTH_NONE,
@@ -51,10 +49,6 @@ from .vote import (
     Interval,
     Verdict,
 )
-
-_UNUSABLE: Final = Verdict.UNUSABLE
-_STALE: Final = Verdict.STALE
-_INIT: Final = Verdict.INIT
 
 # Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
 _NO_SOURCE: Final = (Tick, Note)
@@ -632,8 +626,8 @@ class Engine:
                     severity="warning", hold_down_s=0.0)
             else:
                 alerts.release("source.stale", now, sid)
-        st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
-                     else _INIT if tr.estimate_ is None else None)
+        st.status = (Verdict.UNUSABLE if tr.unusable_reason is not None else Verdict.STALE if stale
+                     else Verdict.INIT if tr.estimate_ is None else None)
         due = tr.stale_due_ns()
         if due is None:
             self._polled.add(i)
@@ -725,7 +719,7 @@ class Engine:
                 continue
             verdict, reason = v
             st.judged_t_ns = e.t_ns
-            if verdict is _FALSE:
+            if verdict is Verdict.FALSETICKER:
                 st.streak += 1
                 if st.streak >= ctx.detect.falseticker_confirm:
                     ctx.alerts.assert_(
@@ -737,7 +731,7 @@ class Engine:
                          "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
                          "consecutive": st.streak},
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
-            elif verdict is _TRUE:
+            elif verdict is Verdict.TRUECHIMER:
                 st.streak = 0
                 ctx.alerts.release("source.falseticker", now, sid)
 
@@ -746,11 +740,11 @@ class Engine:
         """Source `sid`'s state as `_select` decided it, and why (in words)."""
         tr = self.ctx.trackers[sid]
         status = self.ctx.states[sid].status
-        if status is _UNUSABLE:
+        if status is Verdict.UNUSABLE:
             return status.value, tr.unusable_reason or ""
-        if status is _STALE:
+        if status is Verdict.STALE:
             return status.value, f"no usable data for {tr.stale_limit_s():.0f} s"
-        if status is _INIT:
+        if status is Verdict.INIT:
             return status.value, "no usable sample yet"
         v = self.ctx.consensus.verdicts.get(sid)
         if v is None:

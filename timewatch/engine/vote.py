@@ -46,11 +46,6 @@ class Verdict(StrEnum):
     NO_QUORUM = "no_quorum"  # usable, but no strict majority of groups exists to judge it
 
 
-# The members as module constants: an enum member looked up on its class costs a call per vote.
-_TRUE: Final = Verdict.TRUECHIMER
-_FALSE: Final = Verdict.FALSETICKER
-_NO_QUORUM: Final = Verdict.NO_QUORUM
-
 # What an interval's source is to `auth_mode` (chrony: a refclock, an NTP source, an
 # authenticated NTP source).
 AUTH_NA: Final = 0  # not an NTP server (GNSS, PPS, chronyd): auth_mode never withholds it
@@ -382,12 +377,12 @@ class Ballot:
         last = self._last = Verdicts(self, now_ns, suspects, require)
         n = len(group_ivs)
         if n == 0:
-            last.all_as = (_NO_QUORUM, "no trust group can vote")
+            last.all_as = (Verdict.NO_QUORUM, "no trust group can vote")
             return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=last)
 
         count, lo, hi, names = _marzullo(group_ivs, anchor)
         if 2 * count <= n:
-            last.all_as = (_NO_QUORUM,
+            last.all_as = (Verdict.NO_QUORUM,
                            f"no strict majority: at most {count} of {n} trust groups agree")
             return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
 
@@ -414,7 +409,7 @@ class Ballot:
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
         if agrees is None:
-            agrees = _AGREES[(count, n)] = (_TRUE, f"agrees with {count}/{n} trust groups")
+            agrees = _AGREES[(count, n)] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
         last.region(count, n, lo, hi, est, agrees)
         if self._nts and auth_mode == "mix":
             intervals = self.intervals(now_ns)
@@ -424,7 +419,7 @@ class Ballot:
                 why = (f"no consensus: the authenticated groups {', '.join(auth_side)} disagree "
                        f"with the unauthenticated majority {', '.join(names)} "
                        "(consensus.auth_split)")
-                last.all_as = (_NO_QUORUM, why)
+                last.all_as = (Verdict.NO_QUORUM, why)
                 return Consensus(False, n, count, split_groups=tuple(split), verdicts=last,
                                  withheld=suspects, auth_split=(auth_side, tuple(names)))
         return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), last,
@@ -444,7 +439,7 @@ class Verdicts:
         self.all_as: tuple[Verdict, str] | None = None  # every source's verdict (no quorum)
         self._count = self._n = 0
         self._lo = self._hi = self._est = 0.0
-        self._agrees: tuple[Verdict, str] = (_TRUE, "")
+        self._agrees: tuple[Verdict, str] = (Verdict.TRUECHIMER, "")
 
     def region(self, count: int, n: int, lo: float, hi: float, est: float,
                agrees: tuple[Verdict, str]) -> None:
@@ -470,16 +465,16 @@ class Verdicts:
             dist = iv_lo - hi if iv_lo > hi else lo - iv_hi
             side = "ahead of" if iv_lo > hi else "behind"
             return (
-                _FALSE,
+                Verdict.FALSETICKER,
                 f"{(e.offset_s - self._est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} "
                 f"groups ({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
             )
         if src in self._suspects:
-            return (_TRUE, f"agrees with {count}/{n} trust groups, but "
+            return (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but "
                     "is withheld from the consensus while it is caught moving "
                     "(time.step/time.drift)")
         if self._require and e.auth == AUTH_NONE:
-            return (_TRUE, f"agrees with {count}/{n} trust groups; unauthenticated, "
+            return (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups; unauthenticated, "
                     "so withheld from the consensus ([vote] auth_mode)")
         return self._agrees
 
@@ -536,6 +531,6 @@ def _auth_split(intervals: list[Interval], names: list[str],
     groups = sorted(g for g, a in auth.items() if a)
     if not groups or any(auth.get(g, False) for g in names):
         return None
-    if not any(auth[iv.group] and verdicts[iv.src][0] is _FALSE for iv in intervals):
+    if not any(auth[iv.group] and verdicts[iv.src][0] is Verdict.FALSETICKER for iv in intervals):
         return None
     return tuple(groups)
