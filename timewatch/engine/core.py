@@ -107,10 +107,7 @@ class Level:
             self.mean, self.n, self.t_ns = x, 1, t_ns
             return
         gain = (t_ns - self.t_ns) / 1e9 / LEVEL_TAU_S
-        if gain < 1.0 / (self.n + 1):
-            gain = 1.0 / (self.n + 1)
-        if gain > 1.0:
-            gain = 1.0
+        gain = min(max(gain, 1.0 / (self.n + 1)), 1.0)
         d = x - self.mean
         lim = AGREE_SIGMAS * self.sigma(floor_s)
         if self.n >= 8 and abs(d) > lim:  # winsorised: an outlier moves it by one limit at most
@@ -122,7 +119,7 @@ class Level:
 
     def sigma(self, floor_s: float) -> float:
         s = self.var ** 0.5
-        return s if s > floor_s else floor_s
+        return max(s, floor_s)
 
 
 @dataclass(slots=True)

@@ -394,18 +394,18 @@ class Ballot:
             for k in range(len(offs)):
                 age_ns = now_ns - ts[k]
                 b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as above)
-                wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
+                wi = 1.0 / max(b, 1e-9) ** 2
                 sw += wi
                 swx += wi * offs[k]
         plain = swx / sw
-        plain = lo if plain < lo else (hi if plain > hi else plain)
+        plain = min(max(plain, lo), hi)
         if anchor is not None and suspects:
-            b = anchor[1] if anchor[1] > ANCHOR_SIGMA_FLOOR_S else ANCHOR_SIGMA_FLOOR_S
+            b = max(anchor[1], ANCHOR_SIGMA_FLOOR_S)
             wi = 1.0 / b ** 2
             sw += wi
             swx += wi * anchor[0]
         est = swx / sw
-        est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
+        est = min(max(est, lo), hi)
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
         if agrees is None:
