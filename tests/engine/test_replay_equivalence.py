@@ -24,6 +24,7 @@ from tests.engine import ppstrace as pt
 from tests.engine.ntpsim import four_groups, header, schedule
 from timewatch import trace as trace_mod
 from timewatch.engine import Engine
+from timewatch.engine.detectors import DriftDetector
 from timewatch.engine.vote import Consensus, Interval, Verdict, _marzullo, vote
 from timewatch.records import Header, Observation, observation_to_dict
 from timewatch.sim import scenarios
@@ -82,21 +83,43 @@ def test_replay_without_snapshots_or_samples_gives_the_same_events(tmp_path: Pat
         assert _replay(path, snapshots=False, samples=False) == events, name
 
 
-def test_vote_cache_and_active_codes_match_fresh_computation(tmp_path: Path) -> None:
-    """After every record: each cached estimate equals `Tracker.estimate` computed afresh, and
-    `Alerts.active_codes` counts exactly the active alerts."""
+def test_incremental_vote_and_active_codes_match_fresh_computation(tmp_path: Path) -> None:
+    """After every record: each source's state equals the one computed afresh from its tracker
+    (the engine looks only at the sources that changed); after a vote, each estimate the vote
+    used equals `Tracker.estimate` computed afresh, and the consensus (verdicts included) equals
+    `vote()` of every source's interval built afresh (the engine keeps a `Ballot` between votes)
+    and the drift detector's reference per group equals the one read from every verdict;
+    between votes the verdicts stay the last vote's; and `Alerts.active_codes` counts exactly
+    the active alerts."""
     votes = 0
     for name, path in _traces(tmp_path).items():
         rd = TraceReader(path)
         eng = Engine(rd.header)
         ctx = eng.ctx
+        last: list[Any] | None = None  # the last vote's verdicts
         for o in rd:
             eng.feed(o)
-            cached = ctx.vote_estimates
-            if cached is not None:
+            now = ctx.now_ns
+            for sid, tr in ctx.trackers.items():
+                want = (Verdict.UNUSABLE if tr.unusable_reason is not None else Verdict.STALE
+                        if tr.is_stale(now) else Verdict.INIT if tr.estimate_ is None else None)
+                assert ctx.states[sid].status is want, (name, o, sid)
+            if ctx.vote_now_ns is not None:
                 votes += 1
-                assert cached == {sid: tr.estimate(ctx.now_ns)
-                                  for sid, tr in ctx.trackers.items()}, (name, o)
+                fresh = {sid: tr.estimate(now) for sid, tr in ctx.trackers.items()}
+                assert {sid: ctx.estimate(sid) for sid in ctx.trackers} == fresh, (name, o)
+                ivs = [Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth)
+                       for sid, tr in ctx.trackers.items() if (e := fresh[sid]) is not None]
+                want_c = vote(ivs, ctx.moving_sources(), eng._anchor(), eng.auth_mode)
+                assert ctx.consensus == want_c, (name, o)
+                last = list(want_c.verdicts.items())
+                drift = next(d for d in eng.detectors if isinstance(d, DriftDetector))
+                for g in {tr.group for tr in ctx.trackers.values()}:
+                    assert drift._reference(g, ctx.consensus) == \
+                        drift._reference_by_verdicts(g, ctx.consensus), (name, o, g)
+                assert list(ctx.consensus.verdicts.items()) == last
+            elif last is not None:  # until the next vote, the verdicts are those the vote gave
+                assert list(ctx.consensus.verdicts.items()) == last, (name, o)
             assert ctx.alerts.active_codes == Counter(c for c, *_ in ctx.alerts.active()), name
     assert votes > 1000
 
@@ -326,3 +349,50 @@ def test_msgspec_reading_equals_json_reading_on_mangled_lines(
     fast, slow = _read_both(path, monkeypatch, caplog)
     assert fast == slow
     assert len(fast[0]) > 3000 and fast[1].bad_lines > 500  # both kinds of line are there
+
+
+# -- the ballot kept between votes against vote() of intervals aged afresh -----------------------
+
+_steps = st.lists(st.tuples(st.integers(0, 7), st.integers(0, 3), _offsets, _bounds,
+                            st.integers(0, 3_000_000_000), st.booleans(), st.integers(0, 2)),
+                  min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_steps, st.sampled_from(["mix", "require", "ignore"]), st.integers(0, 2))
+def test_ballot_votes_as_vote_of_freshly_aged_intervals(
+        steps: list[tuple[int, int, float, float, int, bool, int]], auth_mode: str,
+        withheld: int) -> None:
+    """Sources join, change and leave the ballot in any order (each put or drop a record); after
+    each, its vote at a later time equals `vote()` of every source's interval aged afresh as
+    `Tracker.aged` does, verdicts included, and the previous vote's verdicts are unchanged."""
+    from timewatch.engine.vote import Ballot
+
+    aging = 15.0
+    ballot = Ballot(aging)
+    have: dict[str, tuple[int, str, float, float, int, int]] = {}
+    now = 0
+    prev = None
+    for i, group, off, b, dt, drop, auth in steps:
+        src = f"s{i}"
+        if drop:
+            ballot.drop(src)
+            have.pop(src, None)
+        else:
+            ballot.put(src, i, f"g{group}", off, b, now, auth)
+            have[src] = (i, f"g{group}", off, b, now, auth)
+        if prev is not None:
+            c0, items0 = prev
+            assert list(c0.verdicts.items()) == items0
+        now += dt
+        ivs = []
+        for src, (_, g, o, b0, t, a) in sorted(have.items(), key=lambda kv: kv[1][0]):
+            age_ns = now - t
+            age_s = age_ns / 1e9 if age_ns > 0 else 0.0
+            ivs.append(Interval(src, g, o, b0 + age_s * aging * 1e-6, a))
+        suspects = frozenset(sorted(have)[:withheld])
+        c = ballot.vote(now, suspects, None, auth_mode)
+        want = vote(ivs, suspects, None, auth_mode)
+        assert repr(c.__class__) == repr(want.__class__) and c == want
+        assert list(c.verdicts.items()) == list(want.verdicts.items())
+        prev = (c, list(c.verdicts.items()))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -39,21 +40,15 @@ from .alerts import Alerts
 from .params import Detect
 from .value import Value
 from .vote import (
-    _FALSE,
-    _TRUE,
     AUTH_MODES,
     AUTH_NA,
     AUTH_NONE,
     AUTH_NTS,
+    Ballot,
     Consensus,
     Interval,
     Verdict,
-    vote,
 )
-
-_UNUSABLE: Final = Verdict.UNUSABLE
-_STALE: Final = Verdict.STALE
-_INIT: Final = Verdict.INIT
 
 # Records that belong to no source (a tuple: `Tick | Note` would build a union per record).
 _NO_SOURCE: Final = (Tick, Note)
@@ -112,10 +107,7 @@ class Level:
             self.mean, self.n, self.t_ns = x, 1, t_ns
             return
         gain = (t_ns - self.t_ns) / 1e9 / LEVEL_TAU_S
-        if gain < 1.0 / (self.n + 1):
-            gain = 1.0 / (self.n + 1)
-        if gain > 1.0:
-            gain = 1.0
+        gain = min(max(gain, 1.0 / (self.n + 1)), 1.0)
         d = x - self.mean
         lim = AGREE_SIGMAS * self.sigma(floor_s)
         if self.n >= 8 and abs(d) > lim:  # winsorised: an outlier moves it by one limit at most
@@ -127,7 +119,7 @@ class Level:
 
     def sigma(self, floor_s: float) -> float:
         s = self.var ** 0.5
-        return s if s > floor_s else floor_s
+        return max(s, floor_s)
 
 
 @dataclass(slots=True)
@@ -144,6 +136,7 @@ class SourceState:
     streak: int = 0  # falseticker verdicts in a row, one per new sample (source.falseticker)
     judged_t_ns: int | None = None  # t_ns of the estimate the streak last counted
     witnessed_t_ns: int | None = None  # t_ns of the estimate the witnesses last judged
+    voted: Estimate | None = None  # the estimate it has in the engine's ballot (None: not in it)
     # Its usual levels while not moving: against the holdover prediction, and its own offset in
     # host-step-free host time (the witness when there is no holdover).
     held: Level = field(default_factory=Level)
@@ -159,6 +152,10 @@ class Context:
         self.alerts = Alerts()
         self.now_ns = 0
         self.consensus: Consensus = Consensus(False, 0, 0)
+        # The vote's inputs, kept between votes (vote.Ballot: a record changes its source's
+        # entry); its entries are the sources the vote judges (state None), as the engine
+        # decided them last.
+        self.ballot = Ballot(detect.aging_ppm)
         self.trackers: dict[str, Tracker] = {}
         self.states: dict[str, SourceState] = {}  # per source, owned by the engine
         self.moving_count = 0  # sources caught moving now (none: the vote need not look)
@@ -179,17 +176,21 @@ class Context:
         # the step, step in ns). Trackers' estimates were shifted by `Tracker.on_host_step`.
         self.host_steps: list[tuple[int, int]] = []
         self.host_steps_total_ns = 0  # their sum: what undoes them all (detectors add it back)
-        # Each tracker's aged estimate as the last vote saw it, while it still holds (a vote
-        # ran in the current feed); None otherwise. `estimate` reads it.
-        self.vote_estimates: dict[str, Estimate | None] | None = None
+        # The time of the vote that ran in the current feed (None: none did); `estimate` reads it.
+        self.vote_now_ns: int | None = None
+        # The sources whose tracker may have changed since the previous vote, in the header's
+        # order (set by each vote before its `Detector.on_vote` hooks: they judge these).
+        self.voted_since: list[tuple[str, Tracker, SourceState]] = []
 
     def estimate(self, sid: str) -> Estimate | None:
-        """Source `sid`'s aged estimate now: after a vote, the very value the vote used
-        (computed once per vote, not once per reader); otherwise computed at `now_ns`."""
-        cached = self.vote_estimates
-        if cached is not None:
-            return cached[sid]
-        return self.trackers[sid].estimate(self.now_ns)
+        """Source `sid`'s aged estimate now: after a vote, the very value the vote used (its
+        bound aged to the vote's time, None unless the vote judged it); otherwise computed at
+        `now_ns`."""
+        tr = self.trackers[sid]
+        now = self.vote_now_ns
+        if now is not None:
+            return tr.aged(now) if self.states[sid].status is None else None
+        return tr.estimate(self.now_ns)
 
     def emit(self, src: str, t_ns: int, offset_s: float, bound_s: float,
              fields: dict[str, float] | None = None) -> None:
@@ -394,6 +395,14 @@ class Tracker:
         """Extra numbers for the snapshot and dashboards (units in names)."""
         return {}
 
+    def stale_due_ns(self) -> int | None:
+        """The engine time after which `is_stale` turns true if nothing is fed to this tracker
+        (it is stale once now is past it); None: the engine asks `is_stale` on every record.
+        A tracker that gives a time promises that its staleness, `unusable_reason` and
+        `estimate_` change only when it is fed (or ticked, or on a host step): the engine then
+        looks at it only then, so a record costs the same whatever the number of sources."""
+        return None
+
 
 class Detector:
     """A cross-source detector: sees every observation after its tracker, and every vote."""
@@ -450,6 +459,18 @@ class Engine:
                 self.ctx.states[sid] = SourceState()
         # (sid, tracker, state) of every source, in the header's order.
         self._members = [(sid, tr, self.ctx.states[sid]) for sid, tr in self.ctx.trackers.items()]
+        self._index = {sid: i for i, (sid, _, _) in enumerate(self._members)}
+        # What `_select` looks at on a record (indices into _members): the sources whose tracker
+        # may have changed (fed, ticked), those asked on every record (no `stale_due_ns`), and
+        # those whose stale time has come (a heap of (due, index); `_due_of` is each source's
+        # current one: older entries are skipped). All of them after a host step.
+        self._changed: set[int] = set()
+        self._polled: set[int] = set(range(len(self._members)))
+        self._due: list[tuple[int, int]] = []
+        self._due_of: list[int | None] = [None] * len(self._members)
+        self._resync = True  # look at every source on the next record
+        self._steps_seen = 0  # host steps seen (ctx.host_steps)
+        self._since_vote: set[int] = set()  # sources looked at since the last vote
         self.detectors = [cls(self.ctx) for cls in _detector_classes()]
         # Each hook is called only on the detectors that override it (most are empty).
         self._before = [d.before_observation for d in self.detectors
@@ -505,7 +526,7 @@ class Engine:
         if obs.rx_ns > ctx.now_ns:
             ctx.now_ns = obs.rx_ns
         now = ctx.now_ns
-        ctx.vote_estimates = None  # trackers may change from here on
+        ctx.vote_now_ns = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
         raw = obs.raw_ns
@@ -522,6 +543,7 @@ class Engine:
                     tr.first_ns = obs.rx_ns
                 tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
                 tr.feed(obs)
+                self._changed.add(self._index[obs.src])
         for hook in self._on_obs:
             hook(obs)
         if not self._all_started:
@@ -529,8 +551,10 @@ class Engine:
                 if tr.first_ns is None:
                     tr.first_ns = now  # a source that never speaks goes stale too
             self._all_started = True
+            self._resync = True
         for tr in self._tickers:
             tr.on_tick(now)
+            self._changed.add(self._index[tr.src])
         self._select(now, ctx.dirty or isinstance(obs, Tick))
         if ctx.moving_count:
             ctx.settle_moving(now)
@@ -564,48 +588,88 @@ class Engine:
         other but keeps it out of the consensus; a falseticker verdict on
         `falseticker_confirm` new samples in a row raises source.falseticker, a truechimer
         verdict releases it.
+
+        A source's state changes only when its tracker changes or its stale time comes
+        (`Tracker.stale_due_ns`): only those sources are looked at, in the header's order.
         """
         ctx = self.ctx
-        alerts = ctx.alerts
-        for sid, tr, st in self._members:
-            stale = tr.is_stale(now)
-            if stale != st.stale:
-                st.stale = stale
-                if stale:
-                    ref = tr.last_usable_ns
-                    alerts.assert_(
-                        "source.stale", now, (sid,),
-                        f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
-                        {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
-                         "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
-                        severity="warning", hold_down_s=0.0)
-                else:
-                    alerts.release("source.stale", now, sid)
-            st.status = (_UNUSABLE if tr.unusable_reason is not None else _STALE if stale
-                         else _INIT if tr.estimate_ is None else None)
+        changed = self._changed
+        if len(ctx.host_steps) != self._steps_seen:  # every tracker was re-expressed
+            self._steps_seen = len(ctx.host_steps)
+            self._resync = True
+        if self._resync:
+            self._resync = False
+            changed.update(range(len(self._members)))
+        else:
+            changed |= self._polled
+            due = self._due
+            while due and due[0][0] < now:  # stale once now is past its due time
+                d, i = heappop(due)
+                if self._due_of[i] == d:
+                    self._due_of[i] = None
+                    changed.add(i)
+        if changed:
+            for i in sorted(changed):
+                self._look(i, now)
+            changed.clear()
         if voting:
             self._vote(now)
+
+    def _look(self, i: int, now: int) -> None:
+        """Source i's state now (it may have changed): stale, status, its entry in the ballot."""
+        sid, tr, st = self._members[i]
+        alerts = self.ctx.alerts
+        stale = tr.is_stale(now)
+        if stale != st.stale:
+            st.stale = stale
+            if stale:
+                ref = tr.last_usable_ns
+                alerts.assert_(
+                    "source.stale", now, (sid,),
+                    f"{sid}: no usable data for {tr.stale_limit_s():.0f} s",
+                    {"limit_s": tr.stale_limit_s(), "last_usable_ns": ref,
+                     "silent_s": (now - (ref or tr.first_ns or now)) / 1e9},
+                    severity="warning", hold_down_s=0.0)
+            else:
+                alerts.release("source.stale", now, sid)
+        st.status = (Verdict.UNUSABLE if tr.unusable_reason is not None else Verdict.STALE if stale
+                     else Verdict.INIT if tr.estimate_ is None else None)
+        due = tr.stale_due_ns()
+        if due is None:
+            self._polled.add(i)
+        else:
+            self._polled.discard(i)
+            if not stale and due != self._due_of[i]:
+                self._due_of[i] = due
+                heappush(self._due, (due, i))
+        e = tr.estimate_ if st.status is None else None
+        if e is not st.voted:
+            st.voted = e
+            if e is None:
+                self.ctx.ballot.drop(sid)
+            else:
+                self.ctx.ballot.put(sid, i, tr.group, e.offset_s, e.bound_s, e.t_ns, tr.vote_auth)
+        self._since_vote.add(i)
 
     def _vote(self, now: int) -> None:
         ctx = self.ctx
         ctx.dirty = False
-        ivs = []
-        ests: dict[str, Estimate | None] = {}
-        for sid, tr, st in self._members:
-            e = ests[sid] = tr.aged(now) if st.status is None else None
-            if e is not None:
-                ivs.append(Interval(sid, tr.group, e.offset_s, e.bound_s, tr.vote_auth))
-        ctx.vote_estimates = ests
-        c = vote(ivs, ctx.moving_sources(), self._anchor(), self.auth_mode)
+        ctx.vote_now_ns = now
+        c = self.ctx.ballot.vote(now, ctx.moving_sources(), self._anchor(), self.auth_mode)
         ctx.consensus = c
-        self._falsetickers(now, c)
-        for sid, tr, st in self._members:
+        # Only the sources looked at since the last vote can have a sample not judged yet.
+        members = self._members
+        judged = ctx.voted_since = [members[i] for i in sorted(self._since_vote)]
+        self._since_vote.clear()
+        self._falsetickers(now, c, judged)
+        for sid, tr, st in judged:
             e = tr.estimate_
             if st.status is None and e is not None and st.witnessed_t_ns != e.t_ns:
                 ctx.witness(sid, tr, st, e, c)
         if c.auth_split is not None or "consensus.auth_split" in ctx.alerts.active_codes:
-            self._auth_split(now, c, ivs)
+            self._auth_split(now, c, self.ctx.ballot.intervals(now))
         if not c.quorum and c.auth_split is None and c.groups_voting + len(c.split_groups) >= 2:
+            ivs = self.ctx.ballot.intervals(now)
             ctx.alerts.assert_(
                 "consensus.lost", now, (),
                 f"no strict majority of trust groups: {c.groups_agreeing} of {c.groups_voting} agree",
@@ -650,17 +714,18 @@ class Engine:
             return None
         return (p.ref_ns - pair[0]) / 1e9, p.sigma_s
 
-    def _falsetickers(self, now: int, c: Consensus) -> None:
+    def _falsetickers(self, now: int, c: Consensus,
+                      judged: list[tuple[str, Tracker, SourceState]]) -> None:
         ctx = self.ctx
-        trackers, states = ctx.trackers, ctx.states
-        for sid, (verdict, reason) in c.verdicts.items():
-            e = trackers[sid].estimate_
-            st = states[sid]
+        for sid, tr, st in judged:
+            v = c.verdicts.get(sid)
+            e = tr.estimate_
             # Count a verdict once per new sample of the source, not once per vote.
-            if e is None or st.judged_t_ns == e.t_ns:
+            if v is None or e is None or st.judged_t_ns == e.t_ns:
                 continue
+            verdict, reason = v
             st.judged_t_ns = e.t_ns
-            if verdict is _FALSE:
+            if verdict is Verdict.FALSETICKER:
                 st.streak += 1
                 if st.streak >= ctx.detect.falseticker_confirm:
                     ctx.alerts.assert_(
@@ -672,7 +737,7 @@ class Engine:
                          "groups_agreeing": c.groups_agreeing, "groups_voting": c.groups_voting,
                          "consecutive": st.streak},
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
-            elif verdict is _TRUE:
+            elif verdict is Verdict.TRUECHIMER:
                 st.streak = 0
                 ctx.alerts.release("source.falseticker", now, sid)
 
@@ -681,11 +746,11 @@ class Engine:
         """Source `sid`'s state as `_select` decided it, and why (in words)."""
         tr = self.ctx.trackers[sid]
         status = self.ctx.states[sid].status
-        if status is _UNUSABLE:
+        if status is Verdict.UNUSABLE:
             return status.value, tr.unusable_reason or ""
-        if status is _STALE:
+        if status is Verdict.STALE:
             return status.value, f"no usable data for {tr.stale_limit_s():.0f} s"
-        if status is _INIT:
+        if status is Verdict.INIT:
             return status.value, "no usable sample yet"
         v = self.ctx.consensus.verdicts.get(sid)
         if v is None:

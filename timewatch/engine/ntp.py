@@ -190,6 +190,10 @@ class NtpTracker(Tracker):
         ref = self._last_answer_ns if self._last_answer_ns is not None else self.first_ns
         return ref is not None and now_ns - ref > self._stale_ns
 
+    def stale_due_ns(self) -> int | None:
+        ref = self._last_answer_ns if self._last_answer_ns is not None else self.first_ns
+        return None if ref is None else ref + self._stale_ns
+
     def on_host_step(self, step_s: float) -> None:
         """Host realtime jumped: re-express the kept samples (offsets and times) and request
         times in the new host time. An exchange in flight across the step cannot be: its t1

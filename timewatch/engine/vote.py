@@ -27,10 +27,12 @@ if nothing were authenticated.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Final
 
-from .value import Value
+from .value import Value, median
 
 
 class Verdict(StrEnum):
@@ -43,11 +45,6 @@ class Verdict(StrEnum):
     STALE = "stale"  # no usable data for its stale limit
     NO_QUORUM = "no_quorum"  # usable, but no strict majority of groups exists to judge it
 
-
-# The members as module constants: an enum member looked up on its class costs a call per vote.
-_TRUE: Final = Verdict.TRUECHIMER
-_FALSE: Final = Verdict.FALSETICKER
-_NO_QUORUM: Final = Verdict.NO_QUORUM
 
 # What an interval's source is to `auth_mode` (chrony: a refclock, an NTP source, an
 # authenticated NTP source).
@@ -104,7 +101,7 @@ class Consensus(Value):
                  lo_s: float | None = None, hi_s: float | None = None,
                  offset_s: float | None = None, agreeing_groups: tuple[str, ...] = (),
                  split_groups: tuple[str, ...] = (),
-                 verdicts: dict[str, tuple[Verdict, str]] | None = None,
+                 verdicts: dict[str, tuple[Verdict, str]] | Verdicts | None = None,
                  withheld: frozenset[str] = frozenset(),
                  members_offset_s: float | None = None,
                  auth_split: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
@@ -195,105 +192,336 @@ def vote(intervals: list[Interval], suspects: frozenset[str] = frozenset(),
     still overlaps cannot drag the consensus along with it. `anchor` (offset, sigma): the
     holdover clock's prediction, a witness (see the module docstring). `auth_mode` is
     "require", "mix" or "ignore" (the caller resolves "prefer"): see the module docstring.
+    (A `Ballot` of these intervals, none aged, voting once.)
     """
-    require = auth_mode == "require"
-    nts = False  # any authenticated interval (mix has something to weigh)
-    by_group: dict[str, list[Interval]] = {}
-    for iv in intervals:
-        if iv.auth == AUTH_NTS:
-            nts = True
-        if iv.src in suspects or (require and iv.auth == AUTH_NONE):
-            continue
-        members = by_group.get(iv.group)
-        if members is None:
-            by_group[iv.group] = [iv]
+    ballot = Ballot(0.0)
+    for i, iv in enumerate(intervals):
+        ballot.put(iv.src, i, iv.group, iv.offset_s, iv.bound_s, 0, iv.auth)
+    return ballot.vote(0, suspects, anchor, auth_mode)
+
+
+class _Entry(Value):
+    """One source in the ballot: its estimate as it came (its bound not aged), its place."""
+
+    __slots__ = ("src", "order", "group", "offset_s", "bound_s", "t_ns", "auth")
+    _fields = ("src", "order", "group", "offset_s", "bound_s", "t_ns", "auth")  # = __slots__
+
+    def __init__(self, src: str, order: int, group: str, offset_s: float, bound_s: float,
+                 t_ns: int, auth: int) -> None:
+        self.src: Final = src
+        self.order: Final = order  # the source's place in the header (the vote's order)
+        self.group: Final = group
+        self.offset_s: Final = offset_s
+        self.bound_s: Final = bound_s
+        self.t_ns: Final = t_ns
+        self.auth: Final = auth
+
+
+def _order(e: _Entry) -> int:
+    return e.order
+
+
+class _Group:
+    """One trust group's members in the ballot, in the header's order."""
+
+    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median")
+
+    def __init__(self) -> None:
+        self.orders: list[int] = []
+        self.entries: list[_Entry] = []
+        # The entries' numbers as lists (what the vote reads of every member: no attribute
+        # lookups in its pass).
+        self.offsets: list[float] = []
+        self.bounds: list[float] = []
+        self.times: list[int] = []
+        self.median: float | None = None  # of its members' offsets (None: to be computed)
+
+    def set(self, i: int, e: _Entry, new: bool) -> None:
+        if new:
+            self.orders.insert(i, e.order)
+            self.entries.insert(i, e)
+            self.offsets.insert(i, e.offset_s)
+            self.bounds.insert(i, e.bound_s)
+            self.times.insert(i, e.t_ns)
         else:
-            members.append(iv)
+            self.entries[i] = e
+            self.offsets[i] = e.offset_s
+            self.bounds[i] = e.bound_s
+            self.times[i] = e.t_ns
+        self.median = None
 
-    group_ivs: list[tuple[float, float, str]] = []
-    split: list[str] = []
-    for g in sorted(by_group):
-        # The intersection of the members' intervals: max of the lows, min of the highs (a
-        # loop in place of max()/min() over generators: the vote runs on every sample).
-        lo = hi = None
-        for m in by_group[g]:
-            m_lo, m_hi = m.offset_s - m.bound_s, m.offset_s + m.bound_s
-            if lo is None or m_lo > lo:
-                lo = m_lo
-            if hi is None or m_hi < hi:
-                hi = m_hi
-        assert lo is not None and hi is not None
-        if lo <= hi:
-            group_ivs.append((lo, hi, g))
-        else:
-            split.append(g)
+    def remove(self, i: int) -> None:
+        for v in (self.orders, self.entries, self.offsets, self.bounds, self.times):
+            del v[i]
+        self.median = None
 
-    n = len(group_ivs)
-    if n == 0:
-        verdicts = {iv.src: (_NO_QUORUM, "no trust group can vote") for iv in intervals}
-        return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=verdicts)
 
-    count, lo, hi, names = _marzullo(group_ivs, anchor)
-    if 2 * count <= n:
-        verdicts = {
-            iv.src: (_NO_QUORUM,
-                     f"no strict majority: at most {count} of {n} trust groups agree")
-            for iv in intervals
-        }
-        return Consensus(False, n, count, split_groups=tuple(split), verdicts=verdicts)
+class Ballot:
+    """The vote, kept between votes: an observation changes its own source's entry (`put`,
+    `drop`: O(size of its group)), and a vote (`vote`) reads the groups' members' numbers once,
+    in one pass that builds no object per source: each member's bound aged to the vote's time,
+    its group's intersection and, for the agreeing groups, the best estimate (a sum in the
+    members' order: the same floats as summing over every interval). Marzullo's sweep then runs
+    over the groups, not the sources. Verdicts are not built per vote: `Verdicts` judges a source
+    when it is asked (the engine asks for the sources with a new sample, a snapshot for all).
 
-    # Best estimate: inverse-variance mean of the agreeing members, kept inside the region.
-    # Summed in order, left to right (as sum() of a list did before Python 3.12).
-    sw = swx = 0.0
-    for g in names:
-        for iv in by_group[g]:
-            b = iv.bound_s
-            wi = 1.0 / (1e-9 if 1e-9 > b else b) ** 2  # max(b, 1e-9), without the call
+    `aging_ppm`: a bound grows by this much per second since its estimate was taken (as
+    `Tracker.aged`; 0 with intervals that are aged already)."""
+
+    def __init__(self, aging_ppm: float) -> None:
+        self._aging_ppm = aging_ppm
+        self._entries: dict[str, _Entry] = {}
+        self._groups: dict[str, _Group] = {}
+        self._sorted: list[str] | None = []  # the groups' names sorted (None: to be sorted again)
+        self._nts = 0  # entries authenticated (auth_mode mix has something to weigh)
+        self._last: Verdicts | None = None  # the last vote's verdicts (still reading the entries)
+        self.require = False  # the last vote withheld the unauthenticated (auth_mode require)
+
+    def aged(self, e: _Entry, now_ns: int) -> float:
+        """Its bound aged to now_ns (the very float `Tracker.aged` computes)."""
+        age_ns = now_ns - e.t_ns
+        age_s = age_ns / 1e9 if age_ns > 0 else 0.0
+        return e.bound_s + age_s * self._aging_ppm * 1e-6
+
+    def put(self, src: str, order: int, group: str, offset_s: float, bound_s: float, t_ns: int,
+            auth: int) -> None:
+        """Source `src` (at place `order` of the header) votes with this estimate from now on."""
+        e = _Entry(src, order, group, offset_s, bound_s, t_ns, auth)
+        old = self._entries.get(src)
+        if old is not None and (old.group != group or old.order != order):
+            self.drop(src)  # (moved: out of its old place first)
+            old = None
+        self._keep(src, old)
+        self._entries[src] = e
+        g = self._groups.get(group)
+        if g is None:
+            g = self._groups[group] = _Group()
+            self._sorted = None
+        g.set(bisect_left(g.orders, order), e, old is None)
+        if old is not None:
+            self._nts -= old.auth == AUTH_NTS
+        self._nts += auth == AUTH_NTS
+
+    def drop(self, src: str) -> None:
+        """Source `src` no longer votes (stale, unusable)."""
+        old = self._entries.pop(src, None)
+        if old is None:
+            return
+        self._keep(src, old)
+        self._nts -= old.auth == AUTH_NTS
+        g = self._groups[old.group]
+        g.remove(bisect_left(g.orders, old.order))
+        if not g.orders:
+            del self._groups[old.group]
+            self._sorted = None
+
+    def _keep(self, src: str, old: _Entry | None) -> None:
+        """The last vote's verdicts keep what `src` voted with before it changes."""
+        last = self._last
+        if last is not None and src not in last.kept:
+            last.kept[src] = old
+
+    def group_median(self, group: str) -> float | None:
+        """The median of the offsets of a group's members in the ballot (None: it has none),
+        kept until one of them changes."""
+        g = self._groups.get(group)
+        if g is None:
+            return None
+        m = g.median
+        if m is None:
+            m = g.median = median([e.offset_s for e in g.entries])
+        return m
+
+    def intervals(self, now_ns: int) -> list[Interval]:
+        """Every source in the ballot as the vote saw it at now_ns (for evidence), in order."""
+        es = sorted(self._entries.values(), key=_order)
+        return [Interval(e.src, e.group, e.offset_s, self.aged(e, now_ns), e.auth) for e in es]
+
+    def vote(self, now_ns: int, suspects: frozenset[str] = frozenset(),
+             anchor: tuple[float, float] | None = None, auth_mode: str = "mix") -> Consensus:
+        """The vote at now_ns: `vote()`'s arguments, every bound aged to now_ns."""
+        require = self.require = auth_mode == "require"
+        names_sorted = self._sorted
+        if names_sorted is None:
+            names_sorted = self._sorted = sorted(self._groups)
+        ppm = self._aging_ppm
+        withhold = bool(suspects) or require
+        group_ivs: list[tuple[float, float, str]] = []
+        split: list[str] = []
+        # Per group that votes: its voting members' offsets, bounds and times.
+        voters: dict[str, tuple[list[float], list[float], list[int]]] = {}
+        for name in names_sorted:
+            g = self._groups[name]
+            offs, bnds, ts = g.offsets, g.bounds, g.times
+            if withhold:  # (members withheld: those left, in order)
+                keep = [k for k, e in enumerate(g.entries)
+                        if not (e.src in suspects or (require and e.auth == AUTH_NONE))]
+                if not keep:
+                    continue  # every member withheld: the group does not vote
+                offs = [offs[k] for k in keep]
+                bnds = [bnds[k] for k in keep]
+                ts = [ts[k] for k in keep]
+            voters[name] = (offs, bnds, ts)
+            # The intersection of the members' intervals: max of the lows, min of the highs,
+            # each bound aged as `aged` (the same float). A loop over numbers, nothing built:
+            # this is the vote's one pass over the sources (mypyc compiles it to C arithmetic).
+            lo = hi = 0.0
+            for k in range(len(offs)):
+                age_ns = now_ns - ts[k]
+                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+                m_lo, m_hi = offs[k] - b, offs[k] + b
+                if k == 0 or m_lo > lo:
+                    lo = m_lo
+                if k == 0 or m_hi < hi:
+                    hi = m_hi
+            if lo <= hi:
+                group_ivs.append((lo, hi, name))
+            else:
+                split.append(name)
+
+        last = self._last = Verdicts(self, now_ns, suspects, require)
+        n = len(group_ivs)
+        if n == 0:
+            last.all_as = (Verdict.NO_QUORUM, "no trust group can vote")
+            return Consensus(False, 0, 0, split_groups=tuple(split), verdicts=last)
+
+        count, lo, hi, names = _marzullo(group_ivs, anchor)
+        if 2 * count <= n:
+            last.all_as = (Verdict.NO_QUORUM,
+                           f"no strict majority: at most {count} of {n} trust groups agree")
+            return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
+
+        # Best estimate: inverse-variance mean of the agreeing members, kept inside the region.
+        # Summed in order, left to right (as sum() of a list did before Python 3.12).
+        sw = swx = 0.0
+        for name in names:
+            offs, bnds, ts = voters[name]
+            for k in range(len(offs)):
+                age_ns = now_ns - ts[k]
+                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as above)
+                wi = 1.0 / max(b, 1e-9) ** 2
+                sw += wi
+                swx += wi * offs[k]
+        plain = swx / sw
+        plain = min(max(plain, lo), hi)
+        if anchor is not None and suspects:
+            b = max(anchor[1], ANCHOR_SIGMA_FLOOR_S)
+            wi = 1.0 / b ** 2
             sw += wi
-            swx += wi * iv.offset_s
-    plain = swx / sw
-    plain = lo if plain < lo else (hi if plain > hi else plain)
-    if anchor is not None and suspects:
-        b = anchor[1] if anchor[1] > ANCHOR_SIGMA_FLOOR_S else ANCHOR_SIGMA_FLOOR_S
-        wi = 1.0 / b ** 2
-        sw += wi
-        swx += wi * anchor[0]
-    est = swx / sw
-    est = lo if est < lo else (hi if est > hi else est)  # min(max(est, lo), hi)
+            swx += wi * anchor[0]
+        est = swx / sw
+        est = min(max(est, lo), hi)
 
-    verdicts = {}
-    agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
-    if agrees is None:
-        agrees = _AGREES[(count, n)] = (_TRUE, f"agrees with {count}/{n} trust groups")
-    for iv in intervals:
-        iv_lo, iv_hi = iv.offset_s - iv.bound_s, iv.offset_s + iv.bound_s
+        agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
+        if agrees is None:
+            agrees = _AGREES[(count, n)] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
+        last.region(count, n, lo, hi, est, agrees)
+        if self._nts and auth_mode == "mix":
+            intervals = self.intervals(now_ns)
+            verdicts = {iv.src: last.judge(iv.src) for iv in intervals}
+            auth_side = _auth_split(intervals, names, verdicts)
+            if auth_side is not None:
+                why = (f"no consensus: the authenticated groups {', '.join(auth_side)} disagree "
+                       f"with the unauthenticated majority {', '.join(names)} "
+                       "(consensus.auth_split)")
+                last.all_as = (Verdict.NO_QUORUM, why)
+                return Consensus(False, n, count, split_groups=tuple(split), verdicts=last,
+                                 withheld=suspects, auth_split=(auth_side, tuple(names)))
+        return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), last,
+                         suspects, plain)
+
+class Verdicts:
+    """One vote's verdicts, judged when asked (`get`, as a dict's): a source whose entry in the
+    ballot changed since the vote is judged on the entry it voted with (`kept`)."""
+
+    def __init__(self, ballot: Ballot, now_ns: int, suspects: frozenset[str],
+                 require: bool) -> None:
+        self._ballot = ballot
+        self._now_ns = now_ns
+        self._suspects = suspects
+        self._require = require
+        self.kept: dict[str, _Entry | None] = {}  # entries changed since the vote: as they were
+        self.all_as: tuple[Verdict, str] | None = None  # every source's verdict (no quorum)
+        self._count = self._n = 0
+        self._lo = self._hi = self._est = 0.0
+        self._agrees: tuple[Verdict, str] = (Verdict.TRUECHIMER, "")
+
+    def region(self, count: int, n: int, lo: float, hi: float, est: float,
+               agrees: tuple[Verdict, str]) -> None:
+        self._count, self._n, self._lo, self._hi, self._est = count, n, lo, hi, est
+        self._agrees = agrees
+
+    def _entry(self, src: str) -> _Entry | None:
+        kept = self.kept
+        if src in kept:
+            return kept[src]
+        return self._ballot._entries.get(src)
+
+    def judge(self, src: str) -> tuple[Verdict, str]:
+        """The verdict of a source in the vote (its interval against the consensus region)."""
+        if self.all_as is not None:
+            return self.all_as
+        e = self._entry(src)
+        assert e is not None
+        count, n, lo, hi = self._count, self._n, self._lo, self._hi
+        b = self._ballot.aged(e, self._now_ns)
+        iv_lo, iv_hi = e.offset_s - b, e.offset_s + b
         if iv_hi < lo or iv_lo > hi:
             dist = iv_lo - hi if iv_lo > hi else lo - iv_hi
             side = "ahead of" if iv_lo > hi else "behind"
-            verdicts[iv.src] = (
-                _FALSE,
-                f"{(iv.offset_s - est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} groups "
-                f"({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
+            return (
+                Verdict.FALSETICKER,
+                f"{(e.offset_s - self._est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} "
+                f"groups ({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
             )
-        elif iv.src in suspects:
-            verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups, but "
-                                "is withheld from the consensus while it is caught moving "
-                                "(time.step/time.drift)")
-        elif require and iv.auth == AUTH_NONE:
-            verdicts[iv.src] = (_TRUE, f"agrees with {count}/{n} trust groups; unauthenticated, "
-                                "so withheld from the consensus ([vote] auth_mode)")
-        else:
-            verdicts[iv.src] = agrees
-    if nts and auth_mode == "mix":
-        auth_side = _auth_split(intervals, names, verdicts)
-        if auth_side is not None:
-            why = (f"no consensus: the authenticated groups {', '.join(auth_side)} disagree with "
-                   f"the unauthenticated majority {', '.join(names)} (consensus.auth_split)")
-            return Consensus(False, n, count, split_groups=tuple(split),
-                             verdicts={iv.src: (_NO_QUORUM, why) for iv in intervals},
-                             withheld=suspects, auth_split=(auth_side, tuple(names)))
-    return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), verdicts,
-                     suspects, plain)
+        if src in self._suspects:
+            return (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups, but "
+                    "is withheld from the consensus while it is caught moving "
+                    "(time.step/time.drift)")
+        if self._require and e.auth == AUTH_NONE:
+            return (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups; unauthenticated, "
+                    "so withheld from the consensus ([vote] auth_mode)")
+        return self._agrees
+
+    def get(self, src: str, default: tuple[Verdict, str] | None = None
+            ) -> tuple[Verdict, str] | None:
+        if self._entry(src) is None:
+            return default
+        return self.judge(src)
+
+    def __getitem__(self, src: str) -> tuple[Verdict, str]:
+        if self._entry(src) is None:
+            raise KeyError(src)
+        return self.judge(src)
+
+    def __contains__(self, src: object) -> bool:
+        return isinstance(src, str) and self._entry(src) is not None
+
+    def keys(self) -> list[str]:
+        """The sources in the vote, in the header's order."""
+        es = [(e.order, src) for src in self._all() if (e := self._entry(src)) is not None]
+        es.sort()
+        return [src for _, src in es]
+
+    def _all(self) -> set[str]:
+        return set(self._ballot._entries) | set(self.kept)
+
+    def items(self) -> list[tuple[str, tuple[Verdict, str]]]:
+        return [(src, self.judge(src)) for src in self.keys()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to the dict of the same verdicts (or to the same `Verdicts`)."""
+        if isinstance(other, Verdicts):
+            other = dict(other.items())
+        return dict(self.items()) == other
+
+    __hash__ = None  # type: ignore[assignment]  # (as a dict's)
 
 
 def _auth_split(intervals: list[Interval], names: list[str],
@@ -308,6 +536,6 @@ def _auth_split(intervals: list[Interval], names: list[str],
     groups = sorted(g for g, a in auth.items() if a)
     if not groups or any(auth.get(g, False) for g in names):
         return None
-    if not any(auth[iv.group] and verdicts[iv.src][0] is _FALSE for iv in intervals):
+    if not any(auth[iv.group] and verdicts[iv.src][0] is Verdict.FALSETICKER for iv in intervals):
         return None
     return tuple(groups)

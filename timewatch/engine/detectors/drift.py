@@ -67,9 +67,6 @@ NTP_BLOCK_S: Final = 128.0
 # A source's noise floor moving by this factor means its offset measures something else now
 # (a GNSS receiver's label latency learned): its tests restart.
 FLOOR_CHANGE: Final = 2.0
-# Enum members read once (a member lookup on the class costs ~0.2 us on Python 3.11).
-TRUECHIMER: Final = Verdict.TRUECHIMER
-FALSETICKER: Final = Verdict.FALSETICKER
 # sqrt(2): the increment of two samples of noise sigma has sigma sqrt(2) x sigma.
 SQRT2: Final = math.sqrt(2)
 
@@ -193,6 +190,11 @@ class _Source:
     block_start_ns: int | None = None
 
 
+def _flagged(st: _Source) -> bool:
+    """Under test: its group is no reference for the others (`_reference`)."""
+    return st.suspect or st.step_pending is not None or st.step_from is not None
+
+
 def _lower_median(vals: list[float]) -> float:
     """A sample of the block (never the mean of two): a step is in one block or the next."""
     return sorted(vals)[(len(vals) - 1) // 2]
@@ -205,6 +207,9 @@ class DriftDetector(Detector):
         # (sid, tracker, trust group, state) of every tracker in the trackers' order, built at the
         # first vote (the engine makes its trackers once, before its detectors).
         self._members: list[tuple[str, Any, str, _Source]] = []
+        # Per trust group: its members under test (a suspect, a step pending or active), which
+        # keep the group out of the others' reference.
+        self._flagged: dict[str, int] = {}
 
     def on_observation(self, obs: Observation) -> None:
         if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
@@ -222,12 +227,21 @@ class DriftDetector(Detector):
         if len(members) != len(self.ctx.trackers):
             members = self._members = [(sid, tr, tr.info.group, self._state(sid))
                                        for sid, tr in self.ctx.trackers.items()]
-        for sid, tr, group, st in members:
+        # Only the sources the engine looked at since the last vote can have a new sample.
+        for sid, tr, _ in self.ctx.voted_since:
             e = tr.estimate_
-            if e is None or st.seen_t_ns == e.t_ns:
+            if e is None:
+                continue
+            st = self._state(sid)
+            if st.seen_t_ns == e.t_ns:
                 continue
             st.seen_t_ns = e.t_ns
+            group = tr.info.group
+            was = _flagged(st)
             self._judge(sid, st, tr, group, e.offset_s, e.bound_s, e.t_ns, consensus)
+            now = _flagged(st)
+            if now != was:
+                self._flagged[group] = self._flagged.get(group, 0) + (1 if now else -1)
 
     def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
         """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
@@ -241,7 +255,31 @@ class DriftDetector(Detector):
 
     def _reference(self, group: str, c: Consensus) -> float | None:
         """Median of the agreeing groups' offsets, the source's own group and groups with a
-        suspect member (a step or a push under test) left out."""
+        suspect member (a step or a push under test) left out.
+
+        A group's offset is the median of its truechimers'. In an agreeing group every member
+        that votes is one (its interval holds the group's intersection, which overlaps the
+        consensus): its median is the ballot's, kept until a member changes, and this costs a
+        step per group, not per source. While sources are withheld (caught moving, or auth_mode
+        require) each member's verdict is read instead."""
+        if not c.quorum:
+            return None
+        ctx = self.ctx
+        ballot = ctx.ballot
+        if not c.withheld and not ballot.require:
+            flagged = self._flagged
+            meds: list[float] = []
+            for g in c.agreeing_groups:
+                if g == group or flagged.get(g):
+                    continue
+                m = ballot.group_median(g)
+                if m is not None:
+                    meds.append(m)
+            return median(meds) if meds else None
+        return self._reference_by_verdicts(group, c)
+
+    def _reference_by_verdicts(self, group: str, c: Consensus) -> float | None:
+        """`_reference` from every source's verdict and estimate (a pass over the sources)."""
         if not c.quorum:
             return None
         ctx = self.ctx
@@ -254,7 +292,7 @@ class DriftDetector(Detector):
             if st.suspect or st.step_pending is not None or st.step_from is not None:
                 suspect_groups.append(g)  # a step or a push under test
             v = verdicts.get(osid)
-            if v is None or v[0] != TRUECHIMER:
+            if v is None or v[0] != Verdict.TRUECHIMER:
                 continue
             e = ctx.estimate(osid)
             if e is None:
@@ -276,7 +314,7 @@ class DriftDetector(Detector):
         det = ctx.detect
         verdict = c.verdicts.get(sid)
         ho = ctx.holdover
-        if verdict is not None and verdict[0] == FALSETICKER:
+        if verdict is not None and verdict[0] == Verdict.FALSETICKER:
             # The vote has it; a drift alert would say the same thing twice.
             st.consensus.reset()
             st.holdover.reset()
