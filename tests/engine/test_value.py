@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from timewatch.engine.core import Estimate
+from timewatch.engine.holdover import Residual
 from timewatch.engine.ntp import NtpSample
 from timewatch.engine.value import pstdev
 from timewatch.engine.vote import Consensus, Interval, Verdict
@@ -35,15 +36,17 @@ def test_mypy_refuses_assignment_to_a_value() -> None:
         "from timewatch.engine.core import Estimate\n"
         "from timewatch.engine.ntp import NtpSample\n"
         "from timewatch.engine.vote import Consensus, Interval\n"
-        "def f(e: Estimate, s: NtpSample, c: Consensus, i: Interval) -> None:\n"
+        "from timewatch.engine.holdover import Residual\n"
+        "def f(e: Estimate, s: NtpSample, c: Consensus, i: Interval, r: Residual) -> None:\n"
         "    e.offset_s = 1.0\n"
         "    s.delay_s = 1.0\n"
         "    c.quorum = False\n"
         "    i.bound_s = 0.0\n"
+        "    r.sigma_s = 0.0\n"
     )
     out, _, status = mypy.api.run(["--no-incremental", "-c", snippet])
     assert status == 1, out
-    assert out.count("Cannot assign to final attribute") == 4, out
+    assert out.count("Cannot assign to final attribute") == 5, out
 
 
 def test_values_take_no_stray_attributes() -> None:
@@ -53,6 +56,10 @@ def test_values_take_no_stray_attributes() -> None:
     s = NtpSample(0, 0.0, 0.0, 0.0, 0, 2, "x", 0.0, 0.0)
     with pytest.raises(AttributeError):
         s.extra = 1  # type: ignore[attr-defined]
+    r = Residual(0.0, 1e-6, 1e-9)
+    with pytest.raises(AttributeError):
+        r.extra = 1  # type: ignore[attr-defined]
+    assert r == Residual(0.0, 1e-6, 1e-9)
 
 
 @settings(max_examples=400, derandomize=True)

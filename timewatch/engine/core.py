@@ -73,8 +73,8 @@ LEVEL_TAU_S: Final = 600.0
 class Estimate(Value):
     """A source's current measurement for the vote: offset and bound as of `t_ns`."""
 
-    __slots__ = ("offset_s", "bound_s", "t_ns")
-    _fields = ("offset_s", "bound_s", "t_ns")  # = __slots__ (mypyc cannot read it)
+    _fields = ("offset_s", "bound_s", "t_ns")
+    __slots__ = _fields
 
     def __init__(self, offset_s: float, bound_s: float, t_ns: int) -> None:
         self.offset_s: Final = offset_s

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ..records import Observation, Tick
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
     from .vote import Consensus
 
 from .core import Context, Detector
+from .value import Value
 
 # Block length: docs/threats.md states the wander "over ten minutes"; one block measures one such span.
 DEFAULT_BLOCK_S: Final = 600.0
@@ -81,17 +81,24 @@ MAX_PHASE_NS: Final = 1_000_000_000
 CONSENSUS_SRC: Final = "consensus"
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    ref_ns: int  # reference time predicted at the raw instant
-    sigma_s: float  # its 1-sigma uncertainty
+class Prediction(Value):
+    _fields = ("ref_ns", "sigma_s")
+    __slots__ = _fields
+
+    def __init__(self, ref_ns: int, sigma_s: float) -> None:
+        self.ref_ns: Final = ref_ns  # reference time predicted at the raw instant
+        self.sigma_s: Final = sigma_s  # its 1-sigma uncertainty
 
 
-@dataclass(frozen=True, slots=True)
-class Residual:
-    residual_s: float  # reference time - holdover prediction
-    sigma_s: float  # 1-sigma of the prediction
-    rate_sigma_s_per_s: float  # residual rate the oscillator's measured wander can explain (1 sigma)
+class Residual(Value):
+    _fields = ("residual_s", "sigma_s", "rate_sigma_s_per_s")
+    __slots__ = _fields
+
+    def __init__(self, residual_s: float, sigma_s: float, rate_sigma_s_per_s: float) -> None:
+        self.residual_s: Final = residual_s  # reference time - holdover prediction
+        self.sigma_s: Final = sigma_s  # 1-sigma of the prediction
+        # The residual rate the oscillator's measured wander can explain (1 sigma).
+        self.rate_sigma_s_per_s: Final = rate_sigma_s_per_s
 
 
 class _Sums:
@@ -143,19 +150,25 @@ class _Sums:
         return self.x_hi - self.x_lo if self.n else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Fit:
-    intercept_s: float  # y at x = 0
-    slope: float  # dy/dx (= reference rate / raw rate - 1)
-    x_mean_s: float
-    w: float
-    sxx: float  # weighted sum of squares of x about its mean
-    chi2: float  # reduced chi-square of the fit (>= 1 used as a scale)
-    span_s: float
-    # Derived once per fit (every prediction uses them):
-    scale_s: float  # 1-sigma scale of the fit: sqrt(max(1, chi2)) weight units
-    inv_w: float  # 1 / w
-    freq_sigma_ppm: float  # 1-sigma uncertainty of the slope, as a frequency
+class _Fit(Value):
+    _fields = ("intercept_s", "slope", "x_mean_s", "w", "sxx", "chi2", "span_s", "scale_s",
+               "inv_w", "freq_sigma_ppm")
+    __slots__ = _fields
+
+    def __init__(self, intercept_s: float, slope: float, x_mean_s: float, w: float, sxx: float,
+                 chi2: float, span_s: float, scale_s: float, inv_w: float,
+                 freq_sigma_ppm: float) -> None:
+        self.intercept_s: Final = intercept_s  # y at x = 0
+        self.slope: Final = slope  # dy/dx (= reference rate / raw rate - 1)
+        self.x_mean_s: Final = x_mean_s
+        self.w: Final = w
+        self.sxx: Final = sxx  # weighted sum of squares of x about its mean
+        self.chi2: Final = chi2  # reduced chi-square of the fit (>= 1 used as a scale)
+        self.span_s: Final = span_s
+        # Derived once per fit (every prediction uses them):
+        self.scale_s: Final = scale_s  # 1-sigma scale of the fit: sqrt(max(1, chi2)) weight units
+        self.inv_w: Final = inv_w  # 1 / w
+        self.freq_sigma_ppm: Final = freq_sigma_ppm  # 1-sigma uncertainty of the slope (ppm)
 
 
 def _fit(s: _Sums) -> _Fit | None:

@@ -81,10 +81,9 @@ class NtpSample(Value):
     """One usable exchange with one server (offset = server time - host realtime); one per
     exchange (see engine/value.py)."""
 
-    __slots__ = ("t_ns", "offset_s", "delay_s", "bound_s", "leap", "stratum", "refid",
-                 "root_delay_s", "root_dispersion_s")
     _fields = ("t_ns", "offset_s", "delay_s", "bound_s", "leap", "stratum", "refid",
-                 "root_delay_s", "root_dispersion_s")  # = __slots__ (mypyc cannot read it)
+               "root_delay_s", "root_dispersion_s")
+    __slots__ = _fields
 
     def __init__(self, t_ns: int, offset_s: float, delay_s: float, bound_s: float, leap: int,
                  stratum: int, refid: str, root_delay_s: float, root_dispersion_s: float) -> None:

@@ -57,8 +57,8 @@ AUTH_MODES: Final = ("require", "prefer", "mix", "ignore")
 class Interval(Value):
     """One usable source for the vote (built per source per vote: see engine/value.py)."""
 
-    __slots__ = ("src", "group", "offset_s", "bound_s", "auth")
-    _fields = ("src", "group", "offset_s", "bound_s", "auth")  # = __slots__ (mypyc cannot read it)
+    _fields = ("src", "group", "offset_s", "bound_s", "auth")
+    __slots__ = _fields
 
     def __init__(self, src: str, group: str, offset_s: float, bound_s: float,
                  auth: int = AUTH_NA) -> None:
@@ -90,12 +90,10 @@ _AGREES: Final[dict[tuple[int, int], tuple[Verdict, str]]] = {}
 class Consensus(Value):
     """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
 
-    __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
-                 "agreeing_groups", "split_groups", "verdicts", "withheld", "members_offset_s",
-                 "auth_split")
     _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
                "agreeing_groups", "split_groups", "verdicts", "withheld",
-               "members_offset_s", "auth_split")  # = __slots__ (mypyc cannot read it)
+               "members_offset_s", "auth_split")
+    __slots__ = _fields
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
