@@ -27,7 +27,7 @@ from ..config import Config, load, redact_url
 from ..errors import UsageError
 from ..sinks import Mark
 from ..sinks.export import chunks, encoder_for, export
-from ..sinks.store import Store, StoreError, damaged_note
+from ..sinks.store import StoreError, StorePermissionError, damaged_note, open_readonly
 from . import backfill
 from .progress import LONG_EXPORT_RECORDS, Progress
 
@@ -94,11 +94,10 @@ def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) ->
     if to_influx and cfg.influxdb is None:
         raise UsageError(f"--influxdb: {cfg.path} has no [sinks.influxdb] to send to")
     try:
-        store = Store(cfg.store_path, readonly=True)
-    except (StoreError, PermissionError) as e:
-        if access.blocker(cfg.store_path) is not None:
-            raise StoreError(f"store {cfg.store_path}: permission denied: "
-                             f"{access.fix(cfg.store_path)}") from None
+        store = open_readonly(cfg.store_path)
+    except StorePermissionError:
+        raise
+    except StoreError as e:
         raise StoreError(f"{e} (is [monitor] state_dir / [store] path right?)") from None
     note = damaged_note(cfg.store_path)  # a corrupt store the monitor moved aside
     if note:

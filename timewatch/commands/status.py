@@ -22,11 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import access
 from ..config import Config, HttpAccess, load
 from ..sinks import monitorfile
 from ..sinks.http import status_document
-from ..sinks.store import Store, StoreError, damaged_note
+from ..sinks.store import StoreError, damaged_note, open_readonly
 
 # Seconds to wait for a running monitor before falling back to the store (it answers on loopback
 # from memory, so a healthy one replies in milliseconds).
@@ -70,11 +69,8 @@ def from_http(listen: str, timeout_s: float = HTTP_TIMEOUT_S,
 def from_store(cfg: Config) -> dict[str, Any]:
     """The status document built from the store's latest snapshot and active alerts."""
     try:
-        st = Store(cfg.store_path, readonly=True)
-    except (StoreError, PermissionError) as e:
-        if access.blocker(cfg.store_path) is not None:
-            raise StatusUnavailable(f"store {cfg.store_path}: permission denied: "
-                                    f"{access.fix(cfg.store_path)}") from None
+        st = open_readonly(cfg.store_path)
+    except StoreError as e:
         raise StatusUnavailable(str(e)) from None
     try:
         snap = st.latest_snapshot()

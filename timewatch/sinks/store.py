@@ -155,6 +155,24 @@ def damaged_copies(path: Path) -> list[Path]:
                   if not p.name.endswith(("-wal", "-shm", "-journal")))
 
 
+class StorePermissionError(StoreError):
+    """The store cannot be read by this user (the message has the fix)."""
+
+
+def open_readonly(path: Path) -> Store:
+    """The store at `path` for reading (`status`, `export`); StoreError says what is wrong, with
+    the fix when it is a permission."""
+    from .. import access
+
+    try:
+        return Store(path, readonly=True)
+    except (StoreError, PermissionError) as e:
+        if access.blocker(path) is not None:
+            raise StorePermissionError(f"store {path}: permission denied: {access.fix(path)}") \
+                from None
+        raise StoreError(str(e)) from None
+
+
 def damaged_note(path: Path) -> str | None:
     """What `status` and `export` say when the store at path was found corrupt and replaced."""
     copies = damaged_copies(path)
