@@ -26,7 +26,6 @@ What a `ptp` record goes through:
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import math
 from collections import deque
@@ -35,6 +34,7 @@ from typing import Any, Final
 from ..ptpmgmt import Ptp, normalize_identity
 from ..records import Observation, SourceInfo
 from .core import Context, Estimate, Tracker
+from .detectors.leap import month_end_unix_s, month_start_unix_s
 from .holdover import ensure_holdover
 from .value import median
 from .vote import Verdict
@@ -74,17 +74,6 @@ TRUECHIMER: Final = Verdict.TRUECHIMER
 LEARN_SIGMA_FLOOR_S: Final = 0.5e-6
 _OUTCOMES: Final = ("usable", "unreachable", "malformed", "incomplete", "no_master",
                     "inconsistent", "repeated", "ignored")
-
-
-def month_end_unix_s(t_ns: int) -> int:
-    d = dt.datetime.fromtimestamp(t_ns // _NS, tz=dt.UTC)
-    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-    return calendar.timegm((y, m, 1, 0, 0, 0))
-
-
-def month_start_unix_s(t_ns: int) -> int:
-    d = dt.datetime.fromtimestamp(t_ns // _NS, tz=dt.UTC)
-    return calendar.timegm((d.year, d.month, 1, 0, 0, 0))
 
 
 def tai_utc_at(leap_list: Any, unix_s: int) -> int | None:
