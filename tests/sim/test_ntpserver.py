@@ -75,3 +75,40 @@ def test_kiss_wrong_origin_silence_and_garbage() -> None:
     assert ask(Behaviour(silent=True)) is None
     r = ask(Behaviour(garbage="truncated"))
     assert r is not None and len(r) < 48
+
+
+def _ntp_ns(ts: int) -> int:
+    return ((ts >> 32) - NTP_DELTA_S) * 1_000_000_000 + ((ts & 0xFFFFFFFF) * 1_000_000_000 >> 32)
+
+
+@pytest.mark.parametrize("stall_s", [0.0, 0.05])
+def test_a_busy_event_loop_is_processing_time_not_a_delayed_request(stall_s: float) -> None:
+    # The server shares its event loop with the monitor (tests, demo): a loop that is busy when
+    # the request arrives must not move the receive stamp (that would read as a man in the
+    # middle delaying the request, with the offset shifted by half the stall). The receive stamp
+    # is the kernel's; the stall shows as transmit - receive, which the client subtracts.
+    async def main() -> tuple[int, int, int, int]:
+        srv = await SimNtpServer(HOST, 0, Behaviour()).start()
+        try:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
+                s.connect((HOST, srv.port))
+                req = bytearray(48)
+                req[0] = (4 << 3) | 3
+                t1 = time.time_ns()
+                s.send(bytes(req))
+                time.sleep(stall_s)  # the loop is busy: nothing reads the server's socket
+                reply = await asyncio.wait_for(loop.sock_recv(s, 2048), 10.0)
+                t4 = time.time_ns()
+        finally:
+            srv.close()
+        *_, rec, xmt = HDR.unpack(reply)
+        return t1, _ntp_ns(rec), _ntp_ns(xmt), t4
+
+    t1, t2, t3, t4 = asyncio.run(main())
+    assert t1 <= t2 + 1000 and t3 <= t4 + 1000
+    assert t2 - t1 < 5_000_000, (t2 - t1) / 1e6  # received when it arrived, not when read
+    assert t3 - t2 >= stall_s * 1e9 * 0.9  # the stall is the server's processing time
+    delay_ns = (t4 - t1) - (t3 - t2)
+    assert delay_ns < 5_000_000, delay_ns / 1e6

@@ -7,6 +7,11 @@ garbage replies, and a lie that starts after N seconds.
 
 Encoding is written here with `struct` on purpose (not shared with the reader), so a codec bug
 cannot hide itself by being on both ends of the wire.
+
+The receive stamp is the kernel's (SO_TIMESTAMPNS), as chronyd's: the server shares its event
+loop with the monitor in the tests and the demo, and a loop busy for milliseconds must show as the
+server's processing time (which the client subtracts), not as a delayed request with a shifted
+offset (which is what a man in the middle does).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
@@ -28,6 +34,11 @@ _HDR = struct.Struct("!BBbbII4sQQQQ")
 _MIN_REQUEST = 48
 # Mode of a client request and of a server reply (RFC 5905 figure 10).
 _MODE_CLIENT, _MODE_SERVER = 3, 4
+# Linux SO_TIMESTAMPNS = SCM_TIMESTAMPNS; its payload is a native `struct timespec`.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+# Datagrams read per wake-up at most, before the event loop gets a turn.
+_RECV_BATCH = 64
 # A simulated server's precision: 2^-20 s (~1 us), about what a Linux host reports.
 _PRECISION = -20
 
@@ -81,7 +92,8 @@ class SimNtpServer:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._start_mono = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -90,40 +102,60 @@ class SimNtpServer:
         return self.host, self.port
 
     async def start(self) -> SimNtpServer:
-        loop = asyncio.get_running_loop()
-        server = self
-
-        class _Proto(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                server._on_request(data, addr)
-
-        transport, _ = await loop.create_datagram_endpoint(_Proto, local_addr=(self.host,
-                                                                               self.port))
-        self._transport = transport  # type: ignore[assignment]
-        self.port = transport.get_extra_info("sockname")[1]  # port 0: the kernel's choice
+        family, _, _, _, sa = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setblocking(False)
+            sock.bind(sa)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self.port = sock.getsockname()[1]  # port 0: the kernel's choice
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
         self._start_mono = time.monotonic()
         return self
 
     def close(self) -> None:
         for t in self._tasks:
             t.cancel()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        anc_size = socket.CMSG_SPACE(_TIMESPEC.size)
+        for _ in range(_RECV_BATCH):
+            if sock is None:
+                return
+            try:
+                data, anc, _, addr = sock.recvmsg(2048, anc_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # an ICMP error queued for an earlier reply: keep serving
+                log.debug("sim NTP server %s: %s", self.host, e)
+                continue
+            self._on_request(data, addr, _kernel_ns(anc))
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self._start_mono
 
-    def clock_ns(self) -> int:
-        """The server's clock now: host realtime + offset + drift + lie."""
+    def clock_ns(self, realtime_ns: int | None = None) -> int:
+        """The server's clock at host realtime `realtime_ns` (now when None): realtime + offset
+        + drift + lie."""
         b = self.behaviour
         el = self.elapsed_s()
         off = b.offset_s + b.drift_ppm * 1e-6 * el
         if b.lie_after_s is not None and el >= b.lie_after_s:
             off += b.lie_offset_s
-        return time.time_ns() + round(off * 1e9)
+        return (time.time_ns() if realtime_ns is None else realtime_ns) + round(off * 1e9)
 
-    def _on_request(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _on_request(self, data: bytes, addr: tuple[str, int], rx_ns: int | None = None) -> None:
         if len(data) < _MIN_REQUEST or data[0] & 7 != _MODE_CLIENT:
             return
         self.requests.append(time.monotonic())
@@ -131,14 +163,17 @@ class SimNtpServer:
         b = self.behaviour
         if b.silent:
             return
-        task = asyncio.ensure_future(self._answer(data, addr, b))
+        task = asyncio.ensure_future(self._answer(data, addr, b, rx_ns))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, req: bytes, addr: tuple[str, int], b: Behaviour) -> None:
+    async def _answer(self, req: bytes, addr: tuple[str, int], b: Behaviour,
+                      rx_ns: int | None = None) -> None:
         if b.request_delay_s > 0:
             await asyncio.sleep(b.request_delay_s)
-        rec = _to_ntp(self.clock_ns())
+            if rx_ns is not None:  # the request arrives this much later
+                rx_ns += round(b.request_delay_s * 1e9)
+        rec = _to_ntp(self.clock_ns(rx_ns))
         origin = req[40:48]
         if b.wrong_origin:
             origin = bytes(self._rng.getrandbits(8) for _ in range(8))
@@ -159,9 +194,22 @@ class SimNtpServer:
         if b.reply_delay_s > 0:
             await asyncio.sleep(b.reply_delay_s)
         for _ in range(b.copies):
-            if self._transport is not None:
-                self._transport.sendto(pkt, addr)
+            if self._sock is not None:
+                try:
+                    self._sock.sendto(pkt, addr)
+                except OSError as e:  # a full buffer or a vanished client: a lost reply
+                    log.debug("sim NTP server %s: reply to %s: %s", self.host, addr, e)
+                    continue
                 self.replies += 1
+
+
+def _kernel_ns(anc: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time (realtime ns) from SO_TIMESTAMPNS ancillary data, or None."""
+    for level, typ, payload in anc:
+        if level == socket.SOL_SOCKET and typ == _SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(payload)
+            return int(sec) * 1_000_000_000 + int(nsec)
+    return None
 
 
 async def start_servers(hosts: list[str], port: int,
