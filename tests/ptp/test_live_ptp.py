@@ -154,7 +154,7 @@ def test_a_master_pushed_at_1_us_per_s_is_named(ptpnet: PtpNet, tmp_path: Path) 
     b = Behaviour()
     liar = SimPtpMaster(ptpnet.veth_a, ptpnet.addr_a, identity=ROGUE, netns=ptpnet.ns_a,
                         behaviour=b)
-    live = Live(ptpnet, tmp_path, grandmasters=[ROGUE])
+    live = Live(ptpnet, tmp_path, grandmasters=[ROGUE], record=tmp_path / "push.jsonl")
     started: list[int] = []
 
     async def push(lv: Live) -> None:

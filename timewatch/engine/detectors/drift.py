@@ -67,6 +67,14 @@ NTP_BLOCK_S: Final = 128.0
 # A source's noise floor moving by this factor means its offset measures something else now
 # (a GNSS receiver's label latency learned): its tests restart.
 FLOOR_CHANGE: Final = 2.0
+# A holdover test started from a source's own history counts its noise as measured by this many
+# increments at most (the EWMA's memory, 1 / NOISE_GAIN).
+SEED_N: Final = 20
+# A CUSUM score from which the holdover stops learning the source (twice the allowance k of a
+# default test: a run that has grown for a block or two).
+LEARN_PAUSE: Final = 1.0
+# The variance of the median of N samples of white noise, in units of one sample's over N.
+MEDIAN_VAR: Final = math.pi / 2
 # sqrt(2): the increment of two samples of noise sigma has sigma sqrt(2) x sigma.
 SQRT2: Final = math.sqrt(2)
 
@@ -177,8 +185,10 @@ class _Source:
     consensus: _Test = field(default_factory=_Test)
     holdover: _Test = field(default_factory=_Test)
     suspect: bool = False
+    paused: bool = False  # the holdover does not learn it (a run is building)
     block_t_ns: int | None = None  # when its holdover residual was last tested (1-Hz sources)
     chain: float | None = None  # holdover residual, chained across model refits (s)
+    chains: list[float] = field(default_factory=list)  # chained residuals of the block so far
     prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
     step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
     step_from: float | None = None  # level before an active time.step
@@ -360,6 +370,7 @@ class DriftDetector(Detector):
             if st.holdover.last_r is not None:  # else it is reset already (nothing to undo)
                 st.holdover.reset()
             st.chain = st.prev = st.block_t_ns = None
+            st.chains = []
         elif ntp_like:
             sigma_s = res.sigma_s
             st.holdover.update(t_ns, res.residual_s, sigma_s if sigma_s > floor else floor,
@@ -378,19 +389,31 @@ class DriftDetector(Detector):
                 st.chain += res.residual_s - (before.residual_s if before is not None
                                               else res.residual_s)
             st.prev = (*st.rx_raw, off)
-            if st.block_t_ns is None or (t_ns - st.block_t_ns) / 1e9 >= BLOCK_S:
+            if st.block_t_ns is None:  # the first block starts here
                 st.block_t_ns = t_ns
+            st.chains.append(st.chain)
+            if (t_ns - st.block_t_ns) / 1e9 >= BLOCK_S:
+                # The test takes the lower median of the block's residuals: of N samples of white
+                # jitter it is quieter by sqrt(N) (sqrt(pi/2 / N) of one sample), so a push
+                # shows in a block or two even on noisy stamps, while a step still lands in
+                # one block's increment and counts once.
+                n_block = len(st.chains)
+                mid = _lower_median(st.chains)
+                st.block_t_ns = t_ns
+                st.chains = []
                 ht, ot = st.holdover, st.own
                 if ht.n == 0 and ot.n >= WARMUP:
                     # A new test (the holdover just became ready, or judges this source
-                    # afresh) starts from the noise its own history measured: learning the noise
-                    # from its first increments would learn a push already under way. Single
-                    # samples 1 s apart, host slewing included, are no quieter than two samples
-                    # a block apart against the oscillator.
-                    ht.var, ht.n = ot.var, WARMUP
+                    # afresh) starts from the noise its own history measured (increments of
+                    # single samples 1 s apart, host slewing included, over the block's N):
+                    # learning the noise from its first increments would learn a push already
+                    # under way. It counts as many increments as measured it (up to the EWMA's
+                    # memory), so a push cannot inflate it in a block or two.
+                    ht.var = ot.var * MEDIAN_VAR / n_block
+                    ht.n = max(WARMUP, min(ot.n, SEED_N))
                 allow_ppm = max(res.rate_sigma_s_per_s * 1e6, det.drift_wander_floor_ppm)
-                st.holdover.update(t_ns, st.chain, floor, HOLDOVER_RATE_SIGMAS * allow_ppm * 1e-6,
-                                   k, clip)
+                st.holdover.update(t_ns, mid, floor * math.sqrt(MEDIAN_VAR / n_block),
+                                   HOLDOVER_RATE_SIGMAS * allow_ppm * 1e-6, k, clip)
         if ntp_like:
             self._block(st, t_ns, own, None if ref is None else off - ref,
                         None if res is None else res, floor, allow, k, clip)
@@ -413,10 +436,14 @@ class DriftDetector(Detector):
         else:
             worst = st.holdover
             score = worst.score
-        suspect = score >= h / 2
-        if suspect != st.suspect and ho is not None and hasattr(ho, "distrust"):
-            (ho.distrust if suspect else ho.trust)(sid)
-        st.suspect = suspect
+        # The holdover stops learning the source as soon as a run builds (a push it learned
+        # would move the witness with it); the source is a suspect, out of the others'
+        # reference, from half way to h.
+        paused = score >= LEARN_PAUSE
+        if paused != st.paused and ho is not None and hasattr(ho, "distrust"):
+            (ho.distrust if paused else ho.trust)(sid)
+        st.paused = paused
+        st.suspect = score >= h / 2
         if score < h:
             return
         if ntp_like:
