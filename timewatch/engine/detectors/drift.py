@@ -324,10 +324,10 @@ class DriftDetector(Detector):
         verdict = c.verdicts.get(sid)
         ho = ctx.holdover
         if verdict is not None and verdict[0] == Verdict.FALSETICKER:
-            # The vote has it; a drift alert would say the same thing twice. A step it took
-            # on its previous sample is still confirmed on this one: the vote's verdict may not
-            # last (a liar at the edge of wide honest bounds overlaps them again a poll later)
-            # and its falseticker streak then ends unnamed.
+            # The vote has it; a drift alert would say the same thing twice. But its verdict
+            # may not last (a liar at the edge of wide honest bounds overlaps them again a poll
+            # later, and its falseticker streak ends unnamed): a step it took on its previous
+            # sample is still confirmed on this one.
             if st.step_pending is not None and tr.judged_for_steps:
                 off = self._sample_offset(tr, est_offset_s, t_ns)
                 if off is not None:
@@ -445,7 +445,9 @@ class DriftDetector(Detector):
         if suspect != st.suspect and ho is not None and hasattr(ho, "distrust"):
             (ho.distrust if suspect else ho.trust)(sid)
         st.suspect = suspect
-        if score < h:
+        if score < h or st.step_pending is not None:
+            # (A jump on this very sample is the step test's: the next sample confirms it as a
+            # step or, a lone outlier, takes it back.)
             return
         if ntp_like:
             wname = "holdover" if ho_score > own_score else "own history"
