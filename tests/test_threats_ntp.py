@@ -137,6 +137,25 @@ def test_group_majority_liars_just_above_15_ms(seed: int) -> None:
     _check("ntp_group_majority", seed, offset_s=0.0155)
 
 
+@pytest.mark.parametrize("seed", [4, 5, 6, 7, 8, 9, 10])
+def test_group_majority_every_liar_named_within_3_polls(seed: int) -> None:
+    # Seed 6 (-25 ms): ntp-x1 (bound 5 ms) sits at the edge of the honest servers' 21-ms bounds;
+    # the vote calls it falseticker on one poll and truechimer on the next, so its falseticker
+    # streak never reaches 3. Its step (pending on its first lying sample) is confirmed on the
+    # falseticker sample: it was never named before.
+    _check("ntp_group_majority", seed, leap_list=LIST_2025)
+
+
+@pytest.mark.parametrize("seed", [134, 159, 177])
+def test_group_majority_a_liars_jump_is_named_a_step_not_a_drift(seed: int) -> None:
+    # A 38-64 ms jump on a source whose drift CUSUMs sat near h/2 pushed them over h on the
+    # jump itself: the liar was named `time.drift` "+200 ppm" (not a detection code of a step)
+    # before the next sample could confirm the step.
+    v = judge(build("ntp_group_majority", seed))
+    assert v.ok, v.describe()
+    assert not [e for e in v.events if e.code == "time.drift"], v.describe()
+
+
 def test_host_step_raised_when_the_next_record_confirms_it() -> None:
     """The first record after the step is held; the next one taken after it shows the same
     step: both are taken, the step first (its alert at the first record's time)."""
@@ -309,3 +328,20 @@ def test_group_lying_6_to_10_ms_never_names_the_pps_or_another_group(seed: int,
 @pytest.mark.parametrize("seed,offset_s", [(5, 0.001), (6, -0.001)])
 def test_group_off_by_a_route_change_raises_nothing(seed: int, offset_s: float) -> None:
     _quiet("ntp_group_lie_inside", seed, offset_s=offset_s)
+
+
+# NTP only (the six servers, no receiver): the holdover learns from the consensus the lying
+# group's intersection pulls, and the others' reference changes groups as groups come under test
+# and leave it. Seed 5 at +6 ms named honest ntp-d `time.drift` (its consensus residual jumped
+# twice as op-x joined the reference and op-e left it, two block increments against an honest
+# server); seed 49 (its drawn size) named ntp-e the same way.
+@pytest.mark.parametrize("seed,offset_s", [(5, 0.006), (5, -0.006), (6, 0.006), (7, 0.0065),
+                                           (8, -0.008), (9, 0.010), (4, -0.010), (49, None)])
+def test_ntp_only_group_lying_inside_never_accuses_another_group(seed: int,
+                                                                 offset_s: float | None) -> None:
+    _never_another_group(seed, offset_s=offset_s, gnss=False)
+
+
+@pytest.mark.parametrize("seed,offset_s", [(5, 0.001), (6, -0.001)])
+def test_ntp_only_group_off_by_a_route_change_raises_nothing(seed: int, offset_s: float) -> None:
+    _quiet("ntp_group_lie_inside", seed, offset_s=offset_s, gnss=False)

@@ -956,9 +956,11 @@ GROUP_INSIDE_LIE_S = (0.006, 0.010)
 def _ntp_group_lie_inside(sc: Scenario, seed: int, duration_s: float,
                           params: Params) -> SimTrace:
     """The four servers of one trust group lie together by a few ms, inside (most of) their
-    bounds: the vote may name them, never a source of another group (the PPS above all)."""
+    bounds: the vote may name them, never a source of another group (the PPS above all).
+    `gnss` (default True; False: NTP only, the six servers alone)."""
     sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS, layout=GROUP_INSIDE_LAYOUT)
-    sim.add_receiver()
+    if params.get("gnss", True):
+        sim.add_receiver()
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(*GROUP_INSIDE_LIE_S))
     ta = sim.at(0.4, sc.warmup_s)

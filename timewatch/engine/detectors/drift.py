@@ -192,6 +192,9 @@ class _Source:
     prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
     step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
     step_from: float | None = None  # level before an active time.step
+    # The groups its consensus residual was last taken against (`_reference`): a residual
+    # against other groups is another series, and its change no increment of this one.
+    ref_groups: tuple[str, ...] = ()
     # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
     own_b: _Test = field(default_factory=_Test)
     consensus_b: _Test = field(default_factory=_Test)
@@ -220,6 +223,7 @@ class DriftDetector(Detector):
         # Per trust group: its members under test (a suspect, a step pending or active), which
         # keep the group out of the others' reference.
         self._flagged: dict[str, int] = {}
+        self._ref_groups: tuple[str, ...] = ()  # the groups of the last `_reference`
 
     def on_observation(self, obs: Observation) -> None:
         if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
@@ -272,6 +276,7 @@ class DriftDetector(Detector):
         consensus): its median is the ballot's, kept until a member changes, and this costs a
         step per group, not per source. While sources are withheld (caught moving, or auth_mode
         require) each member's verdict is read instead."""
+        self._ref_groups = ()
         if not c.quorum:
             return None
         ctx = self.ctx
@@ -279,12 +284,15 @@ class DriftDetector(Detector):
         if not c.withheld and not ballot.require:
             flagged = self._flagged
             meds: list[float] = []
+            used: list[str] = []
             for g in c.agreeing_groups:
                 if g == group or flagged.get(g):
                     continue
                 m = ballot.group_median(g)
                 if m is not None:
                     meds.append(m)
+                    used.append(g)
+            self._ref_groups = tuple(used)
             return median(meds) if meds else None
         return self._reference_by_verdicts(group, c)
 
@@ -314,6 +322,7 @@ class DriftDetector(Detector):
                 vals.append(e.offset_s)
         for g in suspect_groups:
             per_group.pop(g, None)
+        self._ref_groups = tuple(sorted(per_group))
         if not per_group:
             return None
         return median([v[0] if len(v) == 1 else median(v) for v in per_group.values()])
@@ -325,7 +334,17 @@ class DriftDetector(Detector):
         verdict = c.verdicts.get(sid)
         ho = ctx.holdover
         if verdict is not None and verdict[0] == Verdict.FALSETICKER:
-            # The vote has it; a drift alert would say the same thing twice.
+            # The vote has it; a drift alert would say the same thing twice. But its verdict
+            # may not last (a liar at the edge of wide honest bounds overlaps them again a poll
+            # later, and its falseticker streak ends unnamed): a step it took on its previous
+            # sample is still confirmed on this one.
+            if st.step_pending is not None and tr.judged_for_steps:
+                off = self._sample_offset(tr, est_offset_s, t_ns)
+                if off is not None:
+                    ref = self._reference(group, c)
+                    self._step(sid, st, off + ctx.host_steps_total_ns / 1e9,
+                               None if ref is None else off - ref, off, ref,
+                               tr.noise_floor_s(bound_s))
             st.consensus.reset()
             st.holdover.reset()
             st.own.reset()
@@ -355,6 +374,15 @@ class DriftDetector(Detector):
         # moves at most `drift_consensus_ppm` against the truth).
         own = off + ctx.host_steps_total_ns / 1e9
         ref = self._reference(group, c)
+        if self._ref_groups != st.ref_groups:
+            # The reference is other groups now (one joined it or left it: a group under test
+            # leaves it, a group lying together inside its bounds joins it once its suspicion
+            # ends): its jump is the reference's, not the source's. The consensus tests restart
+            # from the next residual, their sums kept; the block's residuals against the old
+            # groups are dropped.
+            st.ref_groups = self._ref_groups
+            st.consensus.last_r = st.consensus_b.last_r = None
+            st.block = [(o, None, h) for o, _, h in st.block]
         if ntp_like:
             self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)
         st.own.update(t_ns, own, floor, allow, k, clip)
@@ -444,7 +472,9 @@ class DriftDetector(Detector):
             (ho.distrust if paused else ho.trust)(sid)
         st.paused = paused
         st.suspect = score >= h / 2
-        if score < h:
+        if score < h or st.step_pending is not None:
+            # (A jump on this very sample is the step test's: the next sample confirms it as a
+            # step or, a lone outlier, takes it back.)
             return
         if ntp_like:
             wname = "holdover" if ho_score > own_score else "own history"
