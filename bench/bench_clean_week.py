@@ -18,8 +18,8 @@ Prints the alerts against what the faults allow, the records, the time taken and
 Memory: the process's peak resident set (getrusage ru_maxrss, interpreter included), read at the
 end; tracemalloc is not used (it hooks every allocation and slowed the week past 40 minutes).
 
-Run: `.venv/bin/python -m bench clean_week` (or `make bench`). BENCH_CLEAN_DAYS=1 for a shorter
-run.
+Run: `.venv/bin/python -m bench clean_week` (or `make bench`): 7 days take about 8 CPU-minutes
+(5.1M records). BENCH_CLEAN_DAYS=1 for a shorter run.
 """
 
 from __future__ import annotations
