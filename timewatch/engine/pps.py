@@ -45,8 +45,18 @@ _S: Final = 1_000_000_000  # ns per second
 LATENCY_ACQUIRE: Final = 8
 # Good edges kept for pairing with labels that arrive late (a label is at most ~1 s late).
 RECENT_EDGES: Final = 8
-# Good pulses the phase line is fitted over (32 s: averages jitter, too short for wander to bend).
+# Good pulses before the phase line is taken as long (shorter: it learns each pulse at once, and
+# after a silence the holdover judges until it is this long again).
 BASELINE_N: Final = 32
+# Good pulses the phase line is fitted over once long (64 s). The line is extrapolated past its
+# centre (half its length, plus the pps_step_window pulses not yet learned), so its prediction
+# error, common to the whole step window, is jitter x sqrt(1/n + d^2/Sxx): 0.43 jitter at 32
+# pulses, 0.28 at 64. The crystal's wander bends longer lines: measured on simulated days
+# (0.02 ppm/min random walk, diurnal swing), the residual spread is least at 64 (1.59 us for
+# 1.5 us of jitter, against 1.66 at 32 and 1.61 at 96). At 32, a common error of ~2.4 us (a run
+# of late pulses at the line's end) put 4 of 5 honest pulses beyond 4 us: a false time.step
+# about once in two clean days.
+LINE_N: Final = 64
 # Pulses the phase line needs before it judges (fewer: a line through noise).
 BASELINE_MIN: Final = 8
 # Jitter before it is measured: a conservative interrupt-latency spread.
@@ -206,7 +216,7 @@ class PpsTracker(Tracker):
         self._phase_bad_since_ns: int | None = None
         self._last_valid_label_ns: int | None = None
         self._anchor: tuple[int, int] | None = None  # (clock_ns, second_ns) of the phase origin
-        self._base = _Line(BASELINE_N)  # (x_s, phase_s) of the last good pulses
+        self._base = _Line(LINE_N)  # (x_s, phase_s) of the last good pulses
         self._tail: deque[tuple[float, float, float]] = deque(maxlen=ctx.detect.pps_step_window)
         # (x_s, phase_s, residual_s or None) of the pulses judged good but not yet learned: the
         # line and the jitter learn a pulse once the step test is done with it (a step learned
