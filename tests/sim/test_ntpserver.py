@@ -16,10 +16,13 @@ HDR = struct.Struct("!BBbbII4sQQQQ")
 NTP_DELTA_S = 2_208_988_800  # 1900 -> 1970 (RFC 5905)
 
 
-def ask(b: Behaviour, after_s: float = 0.0) -> bytes | None:
-    """Send one client request (transmit timestamp 0x1122...) and return the reply, if any."""
+def exchange(b: Behaviour, after_s: float = 0.0, stall_s: float = 0.0
+             ) -> tuple[int, bytes | None, int]:
+    """Send one client request (transmit timestamp 0x1122...): (its send time, the reply if any,
+    the reply's arrival time), realtime ns. `stall_s`: the event loop (the server's too) is
+    kept busy that long right after the send."""
 
-    async def main() -> bytes | None:
+    async def main() -> tuple[int, bytes | None, int]:
         srv = await SimNtpServer(HOST, 0, b).start()
         try:
             await asyncio.sleep(after_s)
@@ -30,18 +33,26 @@ def ask(b: Behaviour, after_s: float = 0.0) -> bytes | None:
                 req = bytearray(48)
                 req[0] = (4 << 3) | 3
                 req[40:48] = bytes.fromhex("1122334455667788")
+                t1 = time.time_ns()
                 s.send(bytes(req))
+                time.sleep(stall_s)  # the loop is busy: nothing reads the server's socket
                 # A reply is awaited generously (a loaded machine is slow); only the silent
                 # server's non-answer is bounded short, as nothing will come.
                 try:
-                    return await asyncio.wait_for(loop.sock_recv(s, 2048),
-                                                  0.8 if b.silent else 10.0)
+                    reply = await asyncio.wait_for(loop.sock_recv(s, 2048),
+                                                   0.8 if b.silent else 10.0)
                 except TimeoutError:
-                    return None
+                    return t1, None, time.time_ns()
+                return t1, reply, time.time_ns()
         finally:
             srv.close()
 
     return asyncio.run(main())
+
+
+def ask(b: Behaviour, after_s: float = 0.0) -> bytes | None:
+    """The reply to one client request, if any."""
+    return exchange(b, after_s)[1]
 
 
 def server_offset_s(reply: bytes) -> float:
@@ -87,26 +98,10 @@ def test_a_busy_event_loop_is_processing_time_not_a_delayed_request(stall_s: flo
     # the request arrives must not move the receive stamp (that would read as a man in the
     # middle delaying the request, with the offset shifted by half the stall). The receive stamp
     # is the kernel's; the stall shows as transmit - receive, which the client subtracts.
-    async def main() -> tuple[int, int, int, int]:
-        srv = await SimNtpServer(HOST, 0, Behaviour()).start()
-        try:
-            loop = asyncio.get_running_loop()
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.setblocking(False)
-                s.connect((HOST, srv.port))
-                req = bytearray(48)
-                req[0] = (4 << 3) | 3
-                t1 = time.time_ns()
-                s.send(bytes(req))
-                time.sleep(stall_s)  # the loop is busy: nothing reads the server's socket
-                reply = await asyncio.wait_for(loop.sock_recv(s, 2048), 10.0)
-                t4 = time.time_ns()
-        finally:
-            srv.close()
-        *_, rec, xmt = HDR.unpack(reply)
-        return t1, _ntp_ns(rec), _ntp_ns(xmt), t4
-
-    t1, t2, t3, t4 = asyncio.run(main())
+    t1, reply, t4 = exchange(Behaviour(), stall_s=stall_s)
+    assert reply is not None
+    *_, rec, xmt = HDR.unpack(reply)
+    t2, t3 = _ntp_ns(rec), _ntp_ns(xmt)
     assert t1 <= t2 + 1000 and t3 <= t4 + 1000
     assert t2 - t1 < 5_000_000, (t2 - t1) / 1e6  # received when it arrived, not when read
     assert t3 - t2 >= stall_s * 1e9 * 0.9  # the stall is the server's processing time
