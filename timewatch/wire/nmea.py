@@ -402,7 +402,7 @@ def _walk(talker: str, kind: str, d: list[str], plan: tuple[tuple[Reader, Field,
     v: list[Any] = [talker, kind, *_BLANK]
     for read, f, slot in plan:
         read(d, f, slot, v)
-    return Sentence._make(v)
+    return tuple.__new__(Sentence, v)  # what Sentence._make does, without its Python frame
 
 
 _HEX: Final = frozenset("0123456789ABCDEF")
