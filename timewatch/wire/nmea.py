@@ -378,7 +378,8 @@ def _read_sats(d: list[str], f: Field, slot: int, v: list[Any]) -> None:
         prn = int(p)
         if not prn_f.lo <= prn <= prn_f.hi:
             raise _bad(f"{prn_f.name}_{k + 1}", p)
-        sats.append(SatView(talker + str(prn), prn, el, az, cn0))
+        # tuple.__new__: what SatView(...) does, without the Python frame of its __new__
+        sats.append(tuple.__new__(SatView, (talker + str(prn), prn, el, az, cn0)))
     v[_SATS] = tuple(sats)
 
 
@@ -424,8 +425,9 @@ def _split(s: str) -> tuple[str, str, list[str]] | None:
     if "*" in body or not body.isascii():
         return None
     x = 0
-    for c in body.encode("ascii"):
-        x ^= c
+    raw = body.encode("ascii")
+    for i in range(len(raw)):  # indexed: a third of the cost of iterating the bytes compiled
+        x ^= raw[i]
     if x != int(s[n - 2:], 16):
         return None
     return talker, kind, s[7:n - 3].split(",")
