@@ -24,7 +24,7 @@ from .gnss_epoch import (
     iso_ms,
     next_day,
 )
-from .value import pstdev
+from .value import median, pstdev
 
 if TYPE_CHECKING:
     from .gnss import GnssTracker
@@ -178,7 +178,7 @@ class GnssDetectors:
         if not ep.claims_valid:
             return  # a receiver that says it has no fix does not claim its date either
         problem = ep.date_problem
-        ev: dict[str, object] = {"utc": iso_ms(ep.utc_ns) if ep.utc_ns is not None else None}
+        ev: dict[str, object] = {}  # the evidence after "utc", which is formatted only if needed
         c_off = self.tr.consensus_of_others()
         if problem is None and ep.utc_ns is not None and ep.rx_ns is not None and \
                 c_off is not None:
@@ -191,7 +191,8 @@ class GnssDetectors:
                     problem += f" ({eras:+d} x 1024 GPS weeks: week-number rollover)"
                 ev.update({"offset_s": diff_s, "consensus_utc": iso_ms(true_ns)})
         if problem is not None:
-            ev["reason"] = problem
+            ev = {"utc": iso_ms(ep.utc_ns) if ep.utc_ns is not None else None, **ev,
+                  "reason": problem}
             self._assert("gnss.date_anomaly", t, f"implausible date: {problem}", ev, "critical")
         else:
             self._release("gnss.date_anomaly", t)
@@ -280,8 +281,7 @@ class GnssDetectors:
         vals = sorted(cn0.values(), reverse=True)
         sigma = pstdev(vals)  # statistics.pstdev's float, without Fractions
         problem = None
-        ev: dict[str, object] = {"satellites": len(vals), "sigma_db_hz": sigma,
-                                 "cn0_mean_db_hz": statistics.fmean(vals)}
+        ev: dict[str, object] = {}  # the evidence after the mean, which is taken only if needed
         if sigma < d.gnss_cn0_uniform_sigma_db_hz:
             if self.uniform_since_ns is None:
                 self.uniform_since_ns = t
@@ -305,13 +305,15 @@ class GnssDetectors:
             common = [k2 for k2 in cn0 if k2 in base]
             if len(common) >= d.gnss_cn0_uniform_min_sats:
                 steps = sorted(cn0[k2] - base[k2] for k2 in common)
-                med = statistics.median(steps)
+                med = median(steps)
                 if med >= d.gnss_cn0_step_db_hz and steps[0] >= d.gnss_cn0_step_db_hz / 2:
                     problem = (f"C/N0 of all {len(common)} satellites up {med:.1f} dB "
                                f"within {(t - hist[0][0]) / NS:.0f} s")
                     ev.update({"step_median_db": med, "step_min_db": steps[0]})
         hist.append((t, dict(cn0)))
         if problem is not None:
+            ev = {"satellites": len(vals), "sigma_db_hz": sigma,
+                  "cn0_mean_db_hz": statistics.fmean(vals), **ev}
             self._assert("gnss.cn0_anomaly", t, problem, ev, "critical")
         else:
             self._release("gnss.cn0_anomaly", t)

@@ -177,14 +177,26 @@ class _Line:
         return (self.sy - slope * self.sx) / n + slope * (x - self.x0)
 
 
-def _slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys on xs (two passes about the means)."""
-    n = len(xs)
-    xm = sum(xs) / n
-    ym = sum(ys) / n
-    sxx = sum([(x - xm) ** 2 for x in xs])
-    return (sum([(x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)])
-            / sxx if sxx > 0 else 0.0)
+def _slope(xs: list[float], ys: list[float], i: int, j: int) -> float:
+    """Least-squares slope of ys[i:j] on xs[i:j] (two passes about the means). Index loops
+    over the caller's lists instead of slices and list comprehensions (a fifth of a replay's
+    time went here); the same operations in the same order, so the same bits: the sums add
+    left to right as sum() does, and math.pow is the libm pow that `** 2` calls."""
+    n = j - i
+    sx = 0.0
+    sy = 0.0
+    for k in range(i, j):
+        sx += xs[k]
+        sy += ys[k]
+    xm = sx / n
+    ym = sy / n
+    sxx = 0.0
+    sxy = 0.0
+    for k in range(i, j):
+        dx = xs[k] - xm
+        sxx += math.pow(dx, 2.0)
+        sxy += dx * (ys[k] - ym)
+    return sxy / sxx if sxx > 0 else 0.0
 
 
 class PpsTracker(Tracker):
@@ -683,7 +695,7 @@ class PpsTracker(Tracker):
             need = DRIFT_FILL * w
             if n_recent < need or n_before < need:
                 break  # longer windows have even less
-            b2, b1 = _slope(xs[i1:], ps[i1:]), _slope(xs[i0:i1], ps[i0:i1])
+            b2, b1 = _slope(xs, ps, i1, len(xs)), _slope(xs, ps, i0, i1)
             noise = jitter * math.sqrt(12.0 / n_recent ** 3 + 12.0 / n_before ** 3)
             allow = wander_ppm * 1e-6 * math.sqrt(w / ho.block_s)
             thr = DRIFT_WANDER_K * allow + DRIFT_NOISE_K * noise
