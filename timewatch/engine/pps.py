@@ -17,8 +17,8 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
    re-numbers, it never shows as a phase step).
 3. Phase: each numbered edge's phase (second - raw_ns) is compared with a line fitted to the
    previous good edges in raw time (the holdover oscillator: realtime slews and host steps do not
-   reach it). A pulse off the line by >= max(pps_step_s, 3.5 x jitter) is an outlier: kept out of the
-   estimate, the jitter and the holdover. pps_step_confirm of the last pps_step_window pulses off on
+   reach it). A pulse off the line by >= max(pps_step_s, STEP_JITTER_K (3) x jitter) is an
+   outlier: kept out of the estimate, the jitter and the holdover. pps_step_confirm of the last pps_step_window pulses off on
    one side is a step: `time.step`, and the line restarts at the new phase.
 4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
    source sits in its GNSS receiver's trust group (the header says so).
