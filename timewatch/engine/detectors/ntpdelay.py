@@ -97,7 +97,15 @@ class NtpDelayDetector(Detector):
         half = dd / 2
         # (the offset's own jitter is the floor: a 5-ms attack moves it by 2.5 +- 0.3 ms)
         tol = det.ntp_delay_offset_tolerance * half
-        signature = abs(abs(doff) - half) <= (tol if tol > det.ntp_jitter_s else det.ntp_jitter_s)
+        if tol < det.ntp_jitter_s:
+            tol = det.ntp_jitter_s
+        d_min = self._streak_min(st)
+        if 0.0 < d_min < dd:
+            # Under way: more delay than the attack's is a spike on top of it. On the other leg
+            # it moves the offset back by half of itself while adding half of itself to `half`:
+            # the signature is off by the whole excess.
+            tol += dd - d_min
+        signature = abs(abs(doff) - half) <= tol
         if not signature and dd > self._streak_min(st) + self._spread(st):
             # More delay than the attack's (if any yet), offset off: a spike on the other leg,
             # maybe on top of an attack. It confirms nothing but takes its place in the count.
