@@ -45,8 +45,13 @@ def test_honest_master_offsets_near_zero_and_a_truechimer(ptpnet: PtpNet, tmp_pa
     assert truechimer_for(col, 15), col.statuses(PTP_ID)[-5:]
     samples = col.samples(PTP_ID)
     assert len(samples) >= 10
-    # Same host clock on both ends: the offset is the software stamps' asymmetry, a few us.
-    assert all(abs(s.offset_s) < 20e-6 for s in samples[-10:]), [s.offset_s for s in samples]
+    # Same host clock on both ends: the offset is the software stamps' asymmetry, a few us. A
+    # software stamp taken late by the scheduler of a loaded host is one sample of tens of us
+    # (CI saw -81 us among the last 10); the engine judges it (no alert, asserted below), so the
+    # reading itself is held to its median, and every sample to well under a misread unit.
+    last10 = sorted(abs(s.offset_s) for s in samples[-10:])
+    assert (last10[4] + last10[5]) / 2 < 20e-6, [s.offset_s for s in samples]
+    assert last10[-1] < 500e-6, [s.offset_s for s in samples]
     assert all(s.bound_s < 150e-6 for s in samples)
     last = col.statuses(PTP_ID)[-1][1]
     assert last.fields["gm_identity"] == gm and last.fields["timestamping"] == "software"
