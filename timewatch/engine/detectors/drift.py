@@ -69,7 +69,7 @@ NTP_BLOCK_S: Final = 128.0
 FLOOR_CHANGE: Final = 2.0
 # A holdover test started from a source's own history counts its noise as measured by this many
 # increments at most (the EWMA's memory, 1 / NOISE_GAIN).
-SEED_N: Final = 20
+SEED_N: Final = round(1 / NOISE_GAIN)
 # A CUSUM score from which the holdover stops learning the source (twice the allowance k of a
 # default test: a run that has grown for a block or two).
 LEARN_PAUSE: Final = 1.0
@@ -223,7 +223,6 @@ class DriftDetector(Detector):
         # Per trust group: its members under test (a suspect, a step pending or active), which
         # keep the group out of the others' reference.
         self._flagged: dict[str, int] = {}
-        self._ref_groups: tuple[str, ...] = ()  # the groups of the last `_reference`
 
     def on_observation(self, obs: Observation) -> None:
         if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
@@ -267,18 +266,17 @@ class DriftDetector(Detector):
             return None
         return float(last.offset_s)
 
-    def _reference(self, group: str, c: Consensus) -> float | None:
+    def _reference(self, group: str, c: Consensus) -> tuple[float | None, tuple[str, ...]]:
         """Median of the agreeing groups' offsets, the source's own group and groups with a
-        suspect member (a step or a push under test) left out.
+        suspect member (a step or a push under test) left out; and the groups it is taken over.
 
         A group's offset is the median of its truechimers'. In an agreeing group every member
         that votes is one (its interval holds the group's intersection, which overlaps the
         consensus): its median is the ballot's, kept until a member changes, and this costs a
         step per group, not per source. While sources are withheld (caught moving, or auth_mode
         require) each member's verdict is read instead."""
-        self._ref_groups = ()
         if not c.quorum:
-            return None
+            return None, ()
         ctx = self.ctx
         ballot = ctx.ballot
         if not c.withheld and not ballot.require:
@@ -292,14 +290,12 @@ class DriftDetector(Detector):
                 if m is not None:
                     meds.append(m)
                     used.append(g)
-            self._ref_groups = tuple(used)
-            return median(meds) if meds else None
+            return (median(meds) if meds else None), tuple(used)
         return self._reference_by_verdicts(group, c)
 
-    def _reference_by_verdicts(self, group: str, c: Consensus) -> float | None:
+    def _reference_by_verdicts(self, group: str,
+                               c: Consensus) -> tuple[float | None, tuple[str, ...]]:
         """`_reference` from every source's verdict and estimate (a pass over the sources)."""
-        if not c.quorum:
-            return None
         ctx = self.ctx
         agreeing, verdicts = c.agreeing_groups, c.verdicts
         per_group: dict[str, list[float]] = {}
@@ -322,10 +318,10 @@ class DriftDetector(Detector):
                 vals.append(e.offset_s)
         for g in suspect_groups:
             per_group.pop(g, None)
-        self._ref_groups = tuple(sorted(per_group))
+        used = tuple(sorted(per_group))
         if not per_group:
-            return None
-        return median([v[0] if len(v) == 1 else median(v) for v in per_group.values()])
+            return None, used
+        return median([v[0] if len(v) == 1 else median(v) for v in per_group.values()]), used
 
     def _judge(self, sid: str, st: _Source, tr: Any, group: str, est_offset_s: float,
                bound_s: float, t_ns: int, c: Consensus) -> None:
@@ -333,18 +329,18 @@ class DriftDetector(Detector):
         det = ctx.detect
         verdict = c.verdicts.get(sid)
         ho = ctx.holdover
+        off = self._sample_offset(tr, est_offset_s, t_ns)
+        # Steps are judged here for the trackers that ask (PPS judges its own phase steps
+        # against the holdover); the noise floor is what the tracker's offset measures.
+        ntp_like = tr.judged_for_steps
+        floor = tr.noise_floor_s(bound_s)
         if verdict is not None and verdict[0] == Verdict.FALSETICKER:
             # The vote has it; a drift alert would say the same thing twice. But its verdict
             # may not last (a liar at the edge of wide honest bounds overlaps them again a poll
             # later, and its falseticker streak ends unnamed): a step it took on its previous
             # sample is still confirmed on this one.
-            if st.step_pending is not None and tr.judged_for_steps:
-                off = self._sample_offset(tr, est_offset_s, t_ns)
-                if off is not None:
-                    ref = self._reference(group, c)
-                    self._step(sid, st, off + ctx.host_steps_total_ns / 1e9,
-                               None if ref is None else off - ref, off, ref,
-                               tr.noise_floor_s(bound_s))
+            if st.step_pending is not None and ntp_like and off is not None:
+                self._step(sid, st, off, self._reference(group, c)[0], floor)
             st.consensus.reset()
             st.holdover.reset()
             st.own.reset()
@@ -353,13 +349,8 @@ class DriftDetector(Detector):
             st.block, st.block_start_ns = [], None
             st.step_pending = None
             return
-        off = self._sample_offset(tr, est_offset_s, t_ns)
         if off is None:
             return
-        # Steps are judged here for the trackers that ask (PPS judges its own phase steps
-        # against the holdover); the noise floor is what the tracker's offset measures.
-        ntp_like = tr.judged_for_steps
-        floor = tr.noise_floor_s(bound_s)
         floor0 = st.floor_s
         if floor0 is None or not floor0 / FLOOR_CHANGE <= floor <= floor0 * FLOOR_CHANGE:
             # What the offset measures changed (a GNSS label latency got learned: the offset is
@@ -373,18 +364,18 @@ class DriftDetector(Detector):
         # Its own history, in a host time free of host steps (the realtime is disciplined: it
         # moves at most `drift_consensus_ppm` against the truth).
         own = off + ctx.host_steps_total_ns / 1e9
-        ref = self._reference(group, c)
-        if self._ref_groups != st.ref_groups:
+        ref, ref_groups = self._reference(group, c)
+        if ref_groups != st.ref_groups:
             # The reference is other groups now (one joined it or left it: a group under test
             # leaves it, a group lying together inside its bounds joins it once its suspicion
             # ends): its jump is the reference's, not the source's. The consensus tests restart
             # from the next residual, their sums kept; the block's residuals against the old
             # groups are dropped.
-            st.ref_groups = self._ref_groups
+            st.ref_groups = ref_groups
             st.consensus.last_r = st.consensus_b.last_r = None
             st.block = [(o, None, h) for o, _, h in st.block]
         if ntp_like:
-            self._step(sid, st, own, None if ref is None else off - ref, off, ref, floor)
+            self._step(sid, st, off, ref, floor)
         st.own.update(t_ns, own, floor, allow, k, clip)
         if ref is None:
             st.consensus.reset()
@@ -516,11 +507,13 @@ class DriftDetector(Detector):
             sigma = max(math.sqrt(sample_test.var), SQRT2 * floor)
             test.update(t_ns, _lower_median(vals), floor, rate, k, clip, sigma)
 
-    def _step(self, sid: str, st: _Source, own: float, r: float | None, off: float,
-              ref: float | None, floor: float) -> None:
-        """The step test on its own history `own`, confirmed by the consensus residual `r` (when
-        there is a consensus): run before the CUSUMs take the sample."""
+    def _step(self, sid: str, st: _Source, off: float, ref: float | None, floor: float) -> None:
+        """The step test of sample offset `off` on its own history (in a host time free of host
+        steps), confirmed by its residual against the consensus reference `ref` (when there is
+        one): run before the CUSUMs take the sample."""
         ctx = self.ctx
+        own = off + ctx.host_steps_total_ns / 1e9
+        r = None if ref is None else off - ref
         t = st.own
         if st.step_from is not None:
             if abs(own - st.step_from) < ctx.detect.ntp_step_s / 2:
