@@ -90,6 +90,24 @@ def test_mitm_delay_with_a_spike_on_the_other_leg_still_within_3_polls(seed: int
     _check("ntp_mitm_delay", seed, delay_s=0.005)
 
 
+def test_mitm_delay_with_a_large_spike_on_the_other_leg_still_within_3_polls() -> None:
+    # Seed 23 (27 ms on the replies): the third exchange carried 37 ms more on the request leg.
+    # Far above the attack's delay, its offset still fitted the tolerance widened by the excess,
+    # on the other side: taken for the attack's direction, it made the first two spikes and the
+    # attack was named only after 5 polls. More delay than the attack's by more than the
+    # streak's spread, on the other leg, is a spike on top of it.
+    _check("ntp_mitm_delay", 23)
+
+
+@pytest.mark.parametrize("seed,delay_s", [(1, 0.006), (2, 0.008), (3, 0.006)])
+def test_mitm_after_a_small_probe_still_within_3_polls(seed: int, delay_s: float) -> None:
+    # A patient attacker delays the first exchange by 3 ms, then by 6-8 ms for good: the
+    # probe's 3 ms was the smallest increase of the streak, the level the rest had to agree
+    # with, and the attack was never named. The level is the increase most of the streak agrees
+    # with.
+    _check("ntp_mitm_delay", seed, delay_s=delay_s, probe_s=0.003)
+
+
 @pytest.mark.parametrize("seed,leg", [(11, "request"), (12, "reply"), (13, "request")])
 def test_mitm_delay_of_2_ms_never_alarms(seed: int, leg: str) -> None:
     _quiet("ntp_mitm_delay", seed, delay_s=0.002, leg=leg)

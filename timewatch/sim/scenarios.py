@@ -493,7 +493,18 @@ def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) 
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
     ta = sim.at(0.4, sc.warmup_s)
     pair = (extra, 0.0) if leg == "request" else (0.0, extra)
-    if leg == "alternate":  # (a test of the direction check: no attacker delays both legs)
+    # `probe_s`: the first poll of the attack delays by this much instead (a patient attacker's
+    # probe before the attack settles; none unless asked).
+    probe = params.get("probe_s")
+    if probe is not None:
+        first = (probe, 0.0) if leg == "request" else (0.0, probe)
+
+        def probed(t: int) -> tuple[float, float]:
+            if t < ta:
+                return (0.0, 0.0)
+            return first if t < ta + v.poll_s * NS else pair
+        v.extra_delay_s = probed
+    elif leg == "alternate":  # (a test of the direction check: no attacker delays both legs)
         def alternate(t: int) -> tuple[float, float]:
             if t < ta:
                 return (0.0, 0.0)

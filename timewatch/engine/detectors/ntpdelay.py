@@ -32,6 +32,11 @@ STREAK_SPREAD_S: Final = 0.002
 STREAK_SPREAD_FRAC: Final = 0.2
 
 
+def _spread(level_s: float) -> float:
+    """How far the delay increases of one streak may sit from its level and still agree."""
+    return max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * level_s)
+
+
 @dataclass
 class _Server:
     seen: Any = None  # the tracker's last sample object already judged
@@ -72,11 +77,20 @@ class NtpDelayDetector(Detector):
         self._judge(obs.src, st, sample.delay_s, sample.offset_s + self.ctx.host_steps_total_ns / 1e9)
 
     @staticmethod
-    def _streak_min(st: _Server) -> float:
-        return min((d for d, o in st.streak if o != 0.0), default=0.0)
-
-    def _spread(self, st: _Server) -> float:
-        return max(STREAK_SPREAD_S, STREAK_SPREAD_FRAC * self._streak_min(st))
+    def _level(st: _Server) -> float:
+        """The attack's delay increase (0: none yet): of the streak's recent exchanges with the
+        offset signature, the increase most of the others agree with, the smallest on a tie.
+        Spikes on top of an attack add delay, so an attack's own is the smaller; but one
+        exchange delayed a little before the attack settles (a probe) does not become what the
+        rest must match."""
+        ds = [d for d, o in st.streak[-BASELINE_SIZE:] if o != 0.0]  # (the recent ones)
+        level, most = 0.0, 0
+        for c in ds:
+            spread = _spread(c)
+            n = sum(1 for d in ds if abs(d - c) <= spread)
+            if n > most or (n == most and c < level):
+                level, most = c, n
+        return level
 
     def _judge(self, src: str, st: _Server, delay_s: float, offset_s: float) -> None:
         det = self.ctx.detect
@@ -99,14 +113,17 @@ class NtpDelayDetector(Detector):
         tol = det.ntp_delay_offset_tolerance * half
         if tol < det.ntp_jitter_s:
             tol = det.ntp_jitter_s
-        d_min = self._streak_min(st)
-        if 0.0 < d_min < dd:
-            # Under way: more delay than the attack's is a spike on top of it. On the other leg
-            # it moves the offset back by half of itself while adding half of itself to `half`:
-            # the signature is off by the whole excess.
-            tol += dd - d_min
+        level = self._level(st)
+        on_top = dd > level + _spread(level)  # more delay than the attack's (if any yet)
+        if 0.0 < level < dd and not on_top:
+            # Under way, a little more delay than the attack's: a small spike on top of it. On
+            # the other leg it moves the offset back by half of itself while adding half of
+            # itself to `half`: the signature is off by the whole excess. (A spike far above
+            # the attack's delay is not given that much room: on the other leg, it would fit
+            # the signature on the wrong side and turn the attack's direction.)
+            tol += dd - level
         signature = abs(abs(doff) - half) <= tol
-        if not signature and dd > self._streak_min(st) + self._spread(st):
+        if not signature and on_top:
             # More delay than the attack's (if any yet), offset off: a spike on the other leg,
             # maybe on top of an attack. It confirms nothing but takes its place in the count.
             st.streak.append((dd, 0.0))
@@ -129,8 +146,9 @@ class NtpDelayDetector(Detector):
         det = self.ctx.detect
         # A network spike on top of the attack adds delay: the streak's smallest increase is the
         # attacker's, and all but one of the streak must agree with it.
-        d_min = self._streak_min(st)
-        agree = sum(1 for d, o in st.streak if o != 0.0 and d - d_min <= self._spread(st))
+        level = self._level(st)
+        spread = _spread(level)
+        agree = sum(1 for d, o in st.streak if o != 0.0 and abs(d - level) <= spread)
         if len(st.streak) < det.ntp_delay_confirm or agree < det.ntp_delay_confirm - 1:
             return
         dd, doff = next((d, o) for d, o in reversed(st.streak) if o != 0.0)
