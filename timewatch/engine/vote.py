@@ -27,6 +27,7 @@ if nothing were authenticated.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator
 from enum import StrEnum
@@ -222,7 +223,7 @@ def _order(e: _Entry) -> int:
 class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
-    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median")
+    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median", "unauth", "ends")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -233,6 +234,8 @@ class _Group:
         self.bounds: list[float] = []
         self.times: list[int] = []
         self.median: float | None = None  # of its members' offsets (None: to be computed)
+        self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
+        self.ends: _Ends | None = None  # (None: to be found again)
 
     def set(self, i: int, e: _Entry, new: bool) -> None:
         if new:
@@ -242,16 +245,141 @@ class _Group:
             self.bounds.insert(i, e.bound_s)
             self.times.insert(i, e.t_ns)
         else:
+            self.unauth -= self.entries[i].auth == AUTH_NONE
             self.entries[i] = e
             self.offsets[i] = e.offset_s
             self.bounds[i] = e.bound_s
             self.times[i] = e.t_ns
+        self.unauth += e.auth == AUTH_NONE
         self.median = None
+        self.ends = None
 
     def remove(self, i: int) -> None:
+        self.unauth -= self.entries[i].auth == AUTH_NONE
         for v in (self.orders, self.entries, self.offsets, self.bounds, self.times):
             del v[i]
         self.median = None
+        self.ends = None
+
+    def intersect(self, now_ns: int, ppm: float) -> tuple[float, float]:
+        """`_intersect` of all its members, from the members that can give its ends (`_Ends`)
+        while that is proven to give the very same floats, else from all of them."""
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = _Ends(self.offsets, self.bounds, self.times, ppm)
+        if ends.lo_k and now_ns >= ends.t_max:
+            # The error bound of every member's end at now_ns (see `_Ends`).
+            age_ns = now_ns - ends.t_min
+            q = (age_ns / 1e9 if age_ns > 0 else 0.0) * ends.ppm * 1e-6
+            need = _MARGIN * (ends.size + q)
+            if ends.gap_lo > need and ends.gap_hi > need:
+                offs, bnds, ts = self.offsets, self.bounds, self.times
+                lo = hi = 0.0
+                first = True
+                for k in ends.lo_k:  # (as `_intersect`, over these members)
+                    age_ns = now_ns - ts[k]
+                    m_lo = offs[k] - (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    if first or m_lo > lo:
+                        lo = m_lo
+                    first = False
+                first = True
+                for k in ends.hi_k:
+                    age_ns = now_ns - ts[k]
+                    m_hi = offs[k] + (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    if first or m_hi < hi:
+                        hi = m_hi
+                    first = False
+                return lo, hi
+        return _intersect(self.offsets, self.bounds, self.times, now_ns, ppm)
+
+
+def _intersect(offs: list[float], bnds: list[float], ts: list[int], now_ns: int,
+               ppm: float) -> tuple[float, float]:
+    """The intersection of the members' intervals, each bound aged to now_ns as `Ballot.aged`
+    (the same float): (max of the lows, min of the highs; the first of equal ones). A loop over
+    numbers, nothing built (mypyc compiles it to C arithmetic)."""
+    lo = hi = 0.0
+    for k in range(len(offs)):
+        age_ns = now_ns - ts[k]
+        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+        m_lo, m_hi = offs[k] - b, offs[k] + b
+        if k == 0 or m_lo > lo:
+            lo = m_lo
+        if k == 0 or m_hi < hi:
+            hi = m_hi
+    return lo, hi
+
+
+# A member's aged low end at now, o - (B + age*ppm*1e-6) in floats, is within 8u(|o| + |B| + Q)
+# of the real o - B - (now - t)*ppm*1e-6/1e9 (u = 2**-53, Q its aging: five roundings, one
+# for 1e-6 itself; also with the nanoseconds' int -> float rounding); its high end alike. The
+# margin a group's other members must be below its best ones (in `_Ends`' floats at t_max, each
+# as far off) for these to give the same max and min at now: 4 such bounds, taken twice over
+# for the roundings of the check itself.
+_MARGIN: Final = 256 * 2.0 ** -53
+# Members whose end at t_max is within this fraction of the group's size of its best end are kept.
+_NEAR: Final = 2.0 ** -20
+
+
+class _Ends:
+    """Which of a group's members can give its intersection's ends, found when the group changes
+    (O(its size)) so that a vote reads those only.
+
+    Every bound ages at the same rate, so in real numbers a member's low end at any now past
+    every member's time is o - B + t*rate - now*rate: the member with the highest low end
+    (lowest high end) stays the same until the group changes. In floats its ends are only
+    within rounding of those (see _MARGIN): the members within _NEAR of the best end at t_max
+    (`lo_k`, `hi_k`, in the members' order) are kept, and a vote uses them alone while every
+    other member's end is below by more than the rounding could reach (`gap_lo`, `gap_hi`
+    against `_MARGIN` x (`size` + the oldest member's aging at now)). Then the other members'
+    ends are strictly beyond the kept ones' in floats too, so the kept ones, in the members'
+    order, give the full pass's very floats (the first of equal ones alike). Otherwise (an
+    estimate newer than now, a number not finite) the vote takes the full pass."""
+
+    __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k")
+
+    def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
+        n = len(offs)
+        t_max = self.t_max = max(ts)
+        self.t_min = min(ts)
+        self.ppm = abs(ppm)
+        los: list[float] = []
+        his: list[float] = []
+        size = 0.0
+        for k in range(n):
+            age_ns = t_max - ts[k]
+            b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+            los.append(offs[k] - b)
+            his.append(offs[k] + b)
+            s = abs(offs[k]) + abs(bnds[k])
+            if s > size:
+                size = s
+        self.size = size
+        self.lo_k: list[int] = []
+        self.hi_k: list[int] = []
+        self.gap_lo = self.gap_hi = 0.0
+        if not (all(math.isfinite(x) for x in los) and all(math.isfinite(x) for x in his)
+                and math.isfinite(size)):
+            return  # (lo_k empty: the full pass)
+        near = size * _NEAR
+        best_lo, best_hi = max(los), min(his)
+        cut_lo, cut_hi = best_lo - near, best_hi + near
+        rest_lo = rest_hi = math.nan
+        for k in range(n):
+            x = los[k]
+            if x >= cut_lo:
+                self.lo_k.append(k)
+            elif not x <= rest_lo:  # (the highest of the others)
+                rest_lo = x
+            x = his[k]
+            if x <= cut_hi:
+                self.hi_k.append(k)
+            elif not x >= rest_hi:
+                rest_hi = x
+        # (The subtraction rounds: a little less than it says.)
+        shrink = 1.0 - 2.0 ** -50
+        self.gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
+        self.gap_hi = math.inf if math.isnan(rest_hi) else (rest_hi - best_hi) * shrink
 
 
 class Ballot:
@@ -343,7 +471,13 @@ class Ballot:
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
         ppm = self._aging_ppm
-        withhold = bool(suspects) or require
+        # The groups with a member withheld (the others vote with all their members).
+        withheld: set[str] = set()
+        entries = self._entries
+        for src in suspects:
+            e = entries.get(src)
+            if e is not None:
+                withheld.add(e.group)
         group_ivs: list[tuple[float, float, str]] = []
         split: list[str] = []
         # Per group that votes: its voting members' offsets, bounds and times.
@@ -351,7 +485,7 @@ class Ballot:
         for name in names_sorted:
             g = self._groups[name]
             offs, bnds, ts = g.offsets, g.bounds, g.times
-            if withhold:  # (members withheld: those left, in order)
+            if name in withheld or (require and g.unauth):  # (members withheld: those left)
                 keep = [k for k, e in enumerate(g.entries)
                         if not (e.src in suspects or (require and e.auth == AUTH_NONE))]
                 if not keep:
@@ -359,19 +493,10 @@ class Ballot:
                 offs = [offs[k] for k in keep]
                 bnds = [bnds[k] for k in keep]
                 ts = [ts[k] for k in keep]
+                lo, hi = _intersect(offs, bnds, ts, now_ns, ppm)
+            else:
+                lo, hi = g.intersect(now_ns, ppm)
             voters[name] = (offs, bnds, ts)
-            # The intersection of the members' intervals: max of the lows, min of the highs,
-            # each bound aged as `aged` (the same float). A loop over numbers, nothing built:
-            # this is the vote's one pass over the sources (mypyc compiles it to C arithmetic).
-            lo = hi = 0.0
-            for k in range(len(offs)):
-                age_ns = now_ns - ts[k]
-                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
-                m_lo, m_hi = offs[k] - b, offs[k] + b
-                if k == 0 or m_lo > lo:
-                    lo = m_lo
-                if k == 0 or m_hi < hi:
-                    hi = m_hi
             if lo <= hi:
                 group_ivs.append((lo, hi, name))
             else:
