@@ -310,6 +310,20 @@ def _intersect(offs: list[float], bnds: list[float], ts: list[int], now_ns: int,
     return lo, hi
 
 
+def _weigh(offs: list[float], bnds: list[float], ts: list[int], now_ns: int, ppm: float,
+           sw: float, swx: float) -> tuple[float, float]:
+    """The best estimate's sums (of the weights, of the weighted offsets) carried on over these
+    members, in order: each weight 1 / max(aged bound, 1 ns)**2 (math.pow: the very libm pow of
+    `**`, without a boxed float per member under mypyc)."""
+    for k in range(len(offs)):
+        age_ns = now_ns - ts[k]
+        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as `_intersect`)
+        wi = 1.0 / math.pow(1e-9 if 1e-9 > b else b, 2.0)  # (max(b, 1e-9) ** 2)
+        sw += wi
+        swx += wi * offs[k]
+    return sw, swx
+
+
 # A member's aged low end at now, o - (B + age*ppm*1e-6) in floats, is within 8u(|o| + |B| + Q)
 # of the real o - B - (now - t)*ppm*1e-6/1e9 (u = 2**-53, Q its aging: five roundings, one
 # for 1e-6 itself; also with the nanoseconds' int -> float rounding); its high end alike. The
@@ -519,12 +533,7 @@ class Ballot:
         sw = swx = 0.0
         for name in names:
             offs, bnds, ts = voters[name]
-            for k in range(len(offs)):
-                age_ns = now_ns - ts[k]
-                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as above)
-                wi = 1.0 / max(b, 1e-9) ** 2
-                sw += wi
-                swx += wi * offs[k]
+            sw, swx = _weigh(offs, bnds, ts, now_ns, ppm, sw, swx)
         plain = swx / sw
         plain = min(max(plain, lo), hi)
         if anchor is not None and suspects:
