@@ -18,13 +18,14 @@ from timewatch.engine.vote import (
     AUTH_NONE,
     AUTH_NTS,
     Ballot,
+    Interval,
     Verdict,
     _auth_split,
     _marzullo,
-    Interval,
 )
 
 T0 = 1_700_000_000 * 10**9
+SERIES: list[bool] = []  # per vote with a best estimate: did the series say the int?
 Member = tuple[str, int, str, float, float, int, int]  # src, order, group, offset, bound, t, auth
 
 
@@ -105,8 +106,18 @@ def ref_vote(members: list[Member], ppm: float, now: int, suspects: frozenset[st
 def got_vote(ballot: Ballot, now: int, suspects: frozenset[str],
              anchor: tuple[float, float] | None, auth_mode: str) -> dict[str, object]:
     c = ballot.vote(now, suspects, anchor, auth_mode)
+    # What the holdover learns, said before the sum (by the series, when it can), and then the
+    # best estimate summed: the int must be the sum's, rounded.
+    best = c._best
+    fast = best.ns() if best is not None else None
+    SERIES.append(fast is not None)
+    ns = c.members_offset_ns()
     out: dict[str, object] = {"split": c.split_groups, "quorum": c.quorum,
                               "voting": c.groups_voting, "agreeing": c.groups_agreeing}
+    if c.quorum:
+        plain = c.members_offset_s
+        assert plain is not None and ns == round(plain * 1e9)
+        assert fast is None or fast == ns
     if c.quorum or c.auth_split is not None:
         # The region (under an auth split, not kept: as "ignore" finds it, which votes alike).
         c2 = c if c.quorum else ballot.vote(now, suspects, anchor, "ignore")
@@ -196,6 +207,12 @@ def test_large_ballot_votes_the_plain_vote_reading_few_members() -> None:
         suspects = frozenset({f"n{rnd.randrange(1000):04d}"}) if step % 50 == 0 else frozenset()
         assert got_vote(ballot, now, suspects, None, "mix") == \
             ref_vote(list(table.values()), ppm, now, suspects, None, "mix")
+    del SERIES[:]
+    for _ in range(100):  # votes as time goes on, nothing re-estimated: the series says the int
+        now += 10**8
+        assert got_vote(ballot, now, frozenset(), None, "mix") == \
+            ref_vote(list(table.values()), ppm, now, frozenset(), None, "mix")
+    assert SERIES.count(True) >= 99, SERIES
     kept = [len(g.ends.lo_k) + len(g.ends.hi_k)
             for g in ballot._groups.values() if g.ends is not None]
     assert len(kept) == 20 and max(kept) <= 4, kept
@@ -213,3 +230,97 @@ def test_members_newer_than_the_vote_take_the_full_pass() -> None:
     for now in (T0, T0 + 5 * 10**9, T0 + 10**10, T0 + 10**12):
         assert got_vote(ballot, now, frozenset(), None, "mix") == \
             ref_vote(ms, 15.0, now, frozenset(), None, "mix")
+
+
+def test_group_ends_at_real_ties_are_the_full_pass() -> None:
+    """Members whose low ends are equal in real numbers at any time (offset - bound + t x rate
+    the same), a few ulps apart in floats: the ends the fast path reads are the full pass's
+    floats at every later time (the margin proves it, or the full pass runs)."""
+    from timewatch.engine.vote import _intersect
+
+    rnd = random.Random(1)
+    for _ in range(4000):
+        ppm = rnd.choice([15.0, 1000.0, 3.7])
+        ballot = Ballot(ppm)
+        base_o, base_b = rnd.uniform(-1e-2, 1e-2), rnd.uniform(1e-4, 1e-2)
+        t1 = T0 + rnd.randrange(10**11)
+        for i in range(rnd.randint(2, 4)):
+            dt = rnd.randrange(10**11)
+            o = base_o + dt * ppm * 1e-15 * rnd.choice([1, 1, -1])
+            o += rnd.choice([0, 1, -1]) * abs(o) * 2.0 ** -52
+            ballot.put(f"s{i}", i, "g", o, base_b, t1 - dt, AUTH_NA)
+        g = ballot._groups["g"]
+        for _ in range(3):
+            now = t1 + rnd.randrange(10**12)
+            got = g.intersect(now, ppm)
+            want = _intersect(g.offsets, g.bounds, g.times, now, ppm)
+            assert [x.hex() for x in got] == [x.hex() for x in want]
+
+
+def test_series_int_near_half_a_nanosecond() -> None:
+    """Estimates a hair from the middle between two nanoseconds: the series says the int the
+    sum rounds to, or leaves it to the sum (never another int)."""
+    rnd = random.Random(2)
+    decided = 0
+    for _ in range(1500):
+        ballot = Ballot(15.0)
+        now = T0
+        for i in range(rnd.randint(3, 12)):
+            ballot.put(f"s{i}", i, f"g{i % 3}", rnd.gauss(0, 1e-4), rnd.uniform(1e-3, 3e-3),
+                       now - rnd.randrange(10 * 10**9), AUTH_NA)
+        now += rnd.randrange(10**9)
+        c = ballot.vote(now)
+        if not c.quorum:
+            continue
+        plain = c.members_offset_s
+        assert plain is not None
+        # Shift every offset so that the estimate falls a few ulps from a half ns (twice: a
+        # shift moves the estimate by about as much).
+        target = (math.floor(plain * 1e9) + 0.5) / 1e9
+        for _ in range(rnd.randint(0, 8)):
+            target = math.nextafter(target, rnd.choice([math.inf, -math.inf]))
+        for _ in range(2):
+            for src, e in list(ballot._entries.items()):
+                ballot.put(src, e.order, e.group, e.offset_s + (target - plain), e.bound_s,
+                           e.t_ns, e.auth)
+            c = ballot.vote(now)
+            plain = c.members_offset_s
+            assert c.quorum and plain is not None
+        now += rnd.randrange(10**9)  # (and aged a little: the series' x is not 0)
+        c = ballot.vote(now)
+        assert c.quorum and c._best is not None
+        fast = c._best.ns()
+        plain = c.members_offset_s
+        assert plain is not None
+        assert fast is None or fast == round(plain * 1e9), (fast, plain * 1e9)
+        decided += fast is not None
+    assert decided > 100  # (most are not that close: the series still decides them)
+
+
+def test_series_interval_holds_the_sums_quotient() -> None:
+    """The interval the series gives holds the quotient the sum in floats divides to, at the
+    moments' centre and as the bounds age past it, and is narrow (a few ulps of the sums'
+    roundings, under a thousandth of a nanosecond): what `ns` rounds."""
+    from timewatch.engine.vote import _weigh
+
+    rnd = random.Random(3)
+    for _ in range(300):
+        ppm = rnd.choice([15.0, 1000.0])
+        ballot = Ballot(ppm)
+        now = T0
+        for i in range(rnd.randint(3, 40)):
+            ballot.put(f"s{i}", i, f"g{i % 5}", rnd.gauss(0, 1e-3), rnd.uniform(1e-4, 5e-2),
+                       now - rnd.randrange(64 * 10**9), AUTH_NA)
+        for _ in range(6):
+            c = ballot.vote(now)
+            best = c._best
+            if best is not None:
+                q = best.quotient()
+                assert q is not None
+                sw = swx = 0.0
+                for _, (offs, bnds, ts) in best.voters:
+                    sw, swx = _weigh(offs, bnds, ts, now, ppm, sw, swx)
+                exact = swx / sw
+                assert q[0] <= exact <= q[1], (q, exact)
+                assert (q[1] - q[0]) * 1e9 < 1e-3, (q, exact)  # (under 1e-3 ns: ns decides)
+            now += rnd.randrange(10**9)  # (aging: the moments are kept while in reach)
