@@ -318,7 +318,8 @@ def test_series_interval_holds_the_sums_quotient() -> None:
                 q = best.quotient()
                 assert q is not None
                 sw = swx = 0.0
-                for _, (offs, bnds, ts) in best.voters:
+                for name in best.names:
+                    offs, bnds, ts = best.voters[name]
                     sw, swx = _weigh(offs, bnds, ts, now, ppm, sw, swx)
                 exact = swx / sw
                 assert q[0] <= exact <= q[1], (q, exact)

@@ -264,8 +264,8 @@ def _order(e: _Entry) -> int:
 class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
-    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median", "unauth", "ends",
-                 "moments")
+    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "nums", "median", "unauth",
+                 "ends", "moments")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -275,6 +275,7 @@ class _Group:
         self.offsets: list[float] = []
         self.bounds: list[float] = []
         self.times: list[int] = []
+        self.nums = (self.offsets, self.bounds, self.times)  # (the three, for a vote to keep)
         self.median: float | None = None  # of its members' offsets (None: to be computed)
         self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
         self.ends: _Ends | None = None  # (None: to be found again)
@@ -297,6 +298,7 @@ class _Group:
             bnds[i] = e.bound_s
             ts[i] = e.t_ns
         self.offsets, self.bounds, self.times = offs, bnds, ts
+        self.nums = (offs, bnds, ts)
         self.unauth += e.auth == AUTH_NONE
         self.median = None
         self.ends = None
@@ -309,6 +311,7 @@ class _Group:
         self.offsets = self.offsets[:i] + self.offsets[i + 1:]
         self.bounds = self.bounds[:i] + self.bounds[i + 1:]
         self.times = self.times[:i] + self.times[i + 1:]
+        self.nums = (self.offsets, self.bounds, self.times)
         self.median = None
         self.ends = None
         self.moments = None
@@ -325,6 +328,14 @@ class _Group:
             q = (age_ns / 1e9 if age_ns > 0 else 0.0) * ends.ppm * 1e-6
             need = _MARGIN * (ends.size + q)
             if ends.gap_lo > need and ends.gap_hi > need:
+                if ends.one:  # (one member gives each end: its numbers kept, as they are)
+                    age_ns = now_ns - ends.lo_t
+                    lo = ends.lo_o - (ends.lo_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
+                                      * ppm * 1e-6)
+                    age_ns = now_ns - ends.hi_t
+                    hi = ends.hi_o + (ends.hi_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
+                                      * ppm * 1e-6)
+                    return lo, hi
                 offs, bnds, ts = self.offsets, self.bounds, self.times
                 lo = hi = 0.0
                 first = True
@@ -402,7 +413,8 @@ class _Ends:
     order, give the full pass's very floats (the first of equal ones alike). Otherwise (an
     estimate newer than now, a number not finite) the vote takes the full pass."""
 
-    __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k")
+    __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k", "one",
+                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t")
 
     def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
         n = len(offs)
@@ -412,11 +424,15 @@ class _Ends:
         los: list[float] = []
         his: list[float] = []
         size = 0.0
+        finite = True
         for k in range(n):
             age_ns = t_max - ts[k]
             b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
-            los.append(offs[k] - b)
-            his.append(offs[k] + b)
+            x, y = offs[k] - b, offs[k] + b
+            los.append(x)
+            his.append(y)
+            if not (math.isfinite(x) and math.isfinite(y)):
+                finite = False
             s = abs(offs[k]) + abs(bnds[k])
             if s > size:
                 size = s
@@ -424,8 +440,10 @@ class _Ends:
         self.lo_k: list[int] = []
         self.hi_k: list[int] = []
         self.gap_lo = self.gap_hi = 0.0
-        if not (all(math.isfinite(x) for x in los) and all(math.isfinite(x) for x in his)
-                and math.isfinite(size)):
+        self.one = False
+        self.lo_o = self.lo_b = self.hi_o = self.hi_b = 0.0
+        self.lo_t = self.hi_t = 0
+        if not (finite and math.isfinite(size)):
             return  # (lo_k empty: the full pass)
         near = size * _NEAR
         best_lo, best_hi = max(los), min(his)
@@ -446,6 +464,11 @@ class _Ends:
         shrink = 1.0 - 2.0 ** -50
         self.gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
         self.gap_hi = math.inf if math.isnan(rest_hi) else (rest_hi - best_hi) * shrink
+        if len(self.lo_k) == 1 and len(self.hi_k) == 1:
+            self.one = True
+            k, j = self.lo_k[0], self.hi_k[0]
+            self.lo_o, self.lo_b, self.lo_t = offs[k], bnds[k], ts[k]
+            self.hi_o, self.hi_b, self.hi_t = offs[j], bnds[j], ts[j]
 
 
 class Ballot:
@@ -560,9 +583,10 @@ class Ballot:
                 bnds = [bnds[k] for k in keep]
                 ts = [ts[k] for k in keep]
                 lo, hi = _intersect(offs, bnds, ts, now_ns, ppm)
+                voters[name] = (offs, bnds, ts)
             else:
                 lo, hi = g.intersect(now_ns, ppm)
-            voters[name] = (offs, bnds, ts)
+                voters[name] = g.nums
             if lo <= hi:
                 group_ivs.append((lo, hi, name))
             else:
@@ -581,7 +605,7 @@ class Ballot:
             return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
 
         # The best estimate: summed when it is read (`_Best`).
-        best = _Best(self._groups, [(name, voters[name]) for name in names], now_ns, ppm, lo, hi,
+        best = _Best(self._groups, names, voters, now_ns, ppm, lo, hi,
                      anchor if suspects else None)
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
@@ -615,14 +639,15 @@ class _Best:
     learns at every vote, from each group's `_Moments` instead (O(groups)) when that is proven
     to be the same int."""
 
-    __slots__ = ("groups", "voters", "now_ns", "ppm", "lo", "hi", "anchor", "_sums")
+    __slots__ = ("groups", "names", "voters", "now_ns", "ppm", "lo", "hi", "anchor", "_sums")
 
-    def __init__(self, groups: dict[str, _Group],
-                 voters: list[tuple[str, tuple[list[float], list[float], list[int]]]],
+    def __init__(self, groups: dict[str, _Group], names: list[str],
+                 voters: dict[str, tuple[list[float], list[float], list[int]]],
                  now_ns: int, ppm: float, lo: float, hi: float,
                  anchor: tuple[float, float] | None) -> None:
         self.groups = groups  # the ballot's (to keep the moments it takes)
-        self.voters = voters  # per agreeing group: its voting members' numbers at the vote
+        self.names = names  # the agreeing groups
+        self.voters = voters  # per voting group: its voting members' numbers at the vote
         self.now_ns = now_ns
         self.ppm = ppm
         self.lo = lo
@@ -637,7 +662,9 @@ class _Best:
         if r is None:
             now_ns, ppm, lo, hi = self.now_ns, self.ppm, self.lo, self.hi
             sw = swx = 0.0
-            for _, (offs, bnds, ts) in self.voters:
+            voters = self.voters
+            for name in self.names:
+                offs, bnds, ts = voters[name]
                 sw, swx = _weigh(offs, bnds, ts, now_ns, ppm, sw, swx)
             plain = swx / sw
             plain = min(max(plain, lo), hi)
@@ -686,7 +713,9 @@ class _Best:
         groups = self.groups
         w_sum = x_sum = e_w = e_x = p0 = r0 = a_w = a_x = 0.0
         n = 0
-        for name, (offs, bnds, ts) in self.voters:
+        voters = self.voters
+        for name in self.names:
+            offs, bnds, ts = voters[name]
             g = groups.get(name)
             mo = g.moments if g is not None else None
             if mo is None or mo.offs is not offs or mo.t_c > now or \
@@ -715,7 +744,7 @@ class _Best:
             p0 += mo.p0
             r0 += mo.r0
             n += mo.m
-        k = len(self.voters) + 2  # (the additions over the groups)
+        k = len(self.names) + 2  # (the additions over the groups)
         e_w += k * _U * a_w * 1.01
         e_x += k * _U * a_x * 1.01
         e_sw = (e_w + (n + 18) * _U * p0 * 1.02) * 1.25
