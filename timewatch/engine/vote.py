@@ -184,11 +184,16 @@ def _marzullo(ivs: list[tuple[float, float, str]],
     """
     # A sweep over the sorted starts and ends, a start before an end at one point (touching
     # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
-    los = sorted([lo for lo, _, _ in ivs])
-    his = sorted([hi for _, hi, _ in ivs])
+    los = [lo for lo, _, _ in ivs]
+    los.sort()
+    his = [hi for _, hi, _ in ivs]
+    his.sort()
     n = len(los)
     best, cnt = 0, 0
-    regions: list[list[float]] = []  # [lo, hi] of each region of the deepest count
+    # The starts and ends of the regions of the deepest count (kept as floats: a region's list
+    # is built only for the ones left at the end).
+    r_lo: list[float] = []
+    r_hi: list[float] = []
     i = j = 0
     while j < n:
         if i < n and los[i] <= his[j]:
@@ -196,14 +201,20 @@ def _marzullo(ivs: list[tuple[float, float, str]],
             i += 1
             cnt += 1
             if cnt > best:
-                best, regions = cnt, [[x, x]]
+                best = cnt
+                r_lo.clear()
+                r_hi.clear()
+                r_lo.append(x)
+                r_hi.append(x)
             elif cnt == best:
-                regions.append([x, x])
+                r_lo.append(x)
+                r_hi.append(x)
         else:
             if cnt == best:
-                regions[-1][1] = his[j]
+                r_hi[-1] = his[j]
             j += 1
             cnt -= 1
+    regions = [[a, b] for a, b in zip(r_lo, r_hi, strict=True)]
     if len(regions) > 1 and anchor is not None:
         a, tol = anchor[0], ANCHOR_SIGMAS * anchor[1]
         near = [r for r in regions if r[0] - tol <= a <= r[1] + tol]
