@@ -484,12 +484,16 @@ class _Ends:
 
 class Ballot:
     """The vote, kept between votes: an observation changes its own source's entry (`put`,
-    `drop`: O(size of its group)), and a vote (`vote`) reads the groups' members' numbers once,
-    in one pass that builds no object per source: each member's bound aged to the vote's time,
-    its group's intersection and, for the agreeing groups, the best estimate (a sum in the
-    members' order: the same floats as summing over every interval). Marzullo's sweep then runs
-    over the groups, not the sources. Verdicts are not built per vote: `Verdicts` judges a source
-    when it is asked (the engine asks for the sources with a new sample, a snapshot for all).
+    `drop`: O(size of its group)), and a vote (`vote`) costs a step per trust group, not per
+    source, with the floats of the plain vote over every member (each bound aged to the vote's
+    time, each group intersected member by member, the best estimate summed over every agreeing
+    member in order; tests/engine/test_vote_scale.py holds it to that): a group's intersection
+    from the members that can give its ends (`_Ends`, found when the group changes), the best
+    estimate summed only when it is read (`_Best`: snapshots, evidence, reasons) and what the
+    holdover learns of it at every vote from each group's `_Moments`. Marzullo's sweep runs over
+    the groups. Verdicts are not built per vote: `Verdicts` judges a source when it is asked
+    (the engine asks for the sources with a new sample, a snapshot for all). A group with a
+    member withheld (suspects, auth_mode require) is passed over member by member.
 
     `aging_ppm`: a bound grows by this much per second since its estimate was taken (as
     `Tracker.aged`; 0 with intervals that are aged already)."""
