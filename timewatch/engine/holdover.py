@@ -383,8 +383,7 @@ class HoldoverLearner(Detector):
 
     def on_vote(self, consensus: Consensus) -> None:
         c, pair = consensus, self._pair
-        off = c.members_offset_s
-        if not c.quorum or off is None or c.bound_s is None or pair is None:
+        if not c.quorum or not c.has_offset or c.bound_s is None or pair is None:
             return
         ho = self.holdover
         recent = [r for s, r in ho.last_learn_raw_ns.items() if s != self.SRC]
@@ -394,5 +393,7 @@ class HoldoverLearner(Detector):
         p = ho.predict(raw_ns)
         if p is not None and c.bound_s > COARSE_FACTOR * max(p.sigma_s, 1e-6):
             return  # far coarser than what the model knows (a PPS taught it): only noise
-        ho.learn(self.SRC, raw_ns, rx_ns + round(off * 1e9), max(c.bound_s, 1e-6))
+        off_ns = c.members_offset_ns()  # (round(members_offset_s * 1e9), mostly not summed)
+        assert off_ns is not None
+        ho.learn(self.SRC, raw_ns, rx_ns + off_ns, max(c.bound_s, 1e-6))
         self._pair = None  # one point per observation

@@ -27,6 +27,7 @@ if nothing were authenticated.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator
 from enum import StrEnum
@@ -88,12 +89,18 @@ _AGREES: Final[dict[tuple[int, int], tuple[Verdict, str]]] = {}
 
 
 class Consensus(Value):
-    """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe."""
+    """The vote's result (one per vote). Never mutated: the shared empty `verdicts` is safe.
+
+    The best estimate (`offset_s`, `members_offset_s`) is a sum over every agreeing member: a
+    vote leaves it to `_Best`, which sums it (the same floats) when it is first read, and says
+    what the holdover learns of it (`members_offset_ns`) mostly without the sum."""
 
     _fields = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "offset_s",
                "agreeing_groups", "split_groups", "verdicts", "withheld",
                "members_offset_s", "auth_split")
-    __slots__ = _fields
+    __slots__ = ("quorum", "groups_voting", "groups_agreeing", "lo_s", "hi_s", "_offset_s",
+                 "agreeing_groups", "split_groups", "verdicts", "withheld",
+                 "_members_offset_s", "auth_split", "_best")
 
     def __init__(self, quorum: bool, groups_voting: int, groups_agreeing: int,
                  lo_s: float | None = None, hi_s: float | None = None,
@@ -102,23 +109,58 @@ class Consensus(Value):
                  verdicts: dict[str, tuple[Verdict, str]] | Verdicts | None = None,
                  withheld: frozenset[str] = frozenset(),
                  members_offset_s: float | None = None,
-                 auth_split: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
+                 auth_split: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+                 best: _Best | None = None) -> None:
         self.quorum: Final = quorum
         self.groups_voting: Final = groups_voting
         self.groups_agreeing: Final = groups_agreeing
         self.lo_s: Final = lo_s  # consensus region (None without quorum)
         self.hi_s: Final = hi_s
-        self.offset_s: Final = offset_s  # best estimate inside the region
+        self._offset_s = offset_s  # best estimate inside the region (or `best`'s)
         self.agreeing_groups: Final = agreeing_groups
         self.split_groups: Final = split_groups  # groups whose members disagree with each other
         self.verdicts: Final = _NO_VERDICTS if verdicts is None else verdicts
         self.withheld: Final = withheld  # sources kept out of it (caught moving)
         # The members' own best estimate, without the holdover's prediction (what the holdover
         # may learn: a model taught its own prediction would witness for itself).
-        self.members_offset_s: Final = offset_s if members_offset_s is None else members_offset_s
+        self._members_offset_s = offset_s if members_offset_s is None else members_offset_s
         # auth_mode mix: (the authenticated groups, the unauthenticated majority) that disagree;
         # no consensus while they do (None: no such split).
         self.auth_split: Final = auth_split
+        self._best = best  # the best estimate, not summed yet (None: given)
+
+    def _sum(self, best: _Best) -> None:
+        self._offset_s, self._members_offset_s = best.sums()
+        self._best = None
+
+    @property
+    def offset_s(self) -> float | None:
+        best = self._best
+        if best is not None:
+            self._sum(best)
+        return self._offset_s
+
+    @property
+    def members_offset_s(self) -> float | None:
+        best = self._best
+        if best is not None:
+            self._sum(best)
+        return self._members_offset_s
+
+    @property
+    def has_offset(self) -> bool:
+        """There is a best estimate (`offset_s` is not None), said without summing it."""
+        return self._best is not None or self._offset_s is not None
+
+    def members_offset_ns(self) -> int | None:
+        """round(members_offset_s * 1e9), the same int, mostly without the sum (`_Best.ns`)."""
+        best = self._best
+        if best is not None:
+            ns = best.ns()
+            if ns is not None:
+                return ns
+        off = self.members_offset_s
+        return None if off is None else round(off * 1e9)
 
     @property
     def bound_s(self) -> float | None:
@@ -142,11 +184,16 @@ def _marzullo(ivs: list[tuple[float, float, str]],
     """
     # A sweep over the sorted starts and ends, a start before an end at one point (touching
     # intervals overlap): two sorted float lists merged, cheaper than sorting (x, kind) tuples.
-    los = sorted([lo for lo, _, _ in ivs])
-    his = sorted([hi for _, hi, _ in ivs])
+    los = [lo for lo, _, _ in ivs]
+    los.sort()
+    his = [hi for _, hi, _ in ivs]
+    his.sort()
     n = len(los)
     best, cnt = 0, 0
-    regions: list[list[float]] = []  # [lo, hi] of each region of the deepest count
+    # The starts and ends of the regions of the deepest count (kept as floats: a region's list
+    # is built only for the ones left at the end).
+    r_lo: list[float] = []
+    r_hi: list[float] = []
     i = j = 0
     while j < n:
         if i < n and los[i] <= his[j]:
@@ -154,14 +201,20 @@ def _marzullo(ivs: list[tuple[float, float, str]],
             i += 1
             cnt += 1
             if cnt > best:
-                best, regions = cnt, [[x, x]]
+                best = cnt
+                r_lo.clear()
+                r_hi.clear()
+                r_lo.append(x)
+                r_hi.append(x)
             elif cnt == best:
-                regions.append([x, x])
+                r_lo.append(x)
+                r_hi.append(x)
         else:
             if cnt == best:
-                regions[-1][1] = his[j]
+                r_hi[-1] = his[j]
             j += 1
             cnt -= 1
+    regions = [[a, b] for a, b in zip(r_lo, r_hi, strict=True)]
     if len(regions) > 1 and anchor is not None:
         a, tol = anchor[0], ANCHOR_SIGMAS * anchor[1]
         near = [r for r in regions if r[0] - tol <= a <= r[1] + tol]
@@ -222,7 +275,8 @@ def _order(e: _Entry) -> int:
 class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
-    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "median")
+    __slots__ = ("orders", "entries", "offsets", "bounds", "times", "nums", "median", "unauth",
+                 "ends", "moments")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -232,36 +286,214 @@ class _Group:
         self.offsets: list[float] = []
         self.bounds: list[float] = []
         self.times: list[int] = []
+        self.nums = (self.offsets, self.bounds, self.times)  # (the three, for a vote to keep)
         self.median: float | None = None  # of its members' offsets (None: to be computed)
+        self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
+        self.ends: _Ends | None = None  # (None: to be found again)
+        self.moments: _Moments | None = None  # the last ones taken (None: none since a change)
 
     def set(self, i: int, e: _Entry, new: bool) -> None:
+        # (New lists for the numbers, not changed in place: a vote's best estimate, summed
+        # later, reads the lists it voted with.)
+        offs, bnds, ts = self.offsets.copy(), self.bounds.copy(), self.times.copy()
         if new:
             self.orders.insert(i, e.order)
             self.entries.insert(i, e)
-            self.offsets.insert(i, e.offset_s)
-            self.bounds.insert(i, e.bound_s)
-            self.times.insert(i, e.t_ns)
+            offs.insert(i, e.offset_s)
+            bnds.insert(i, e.bound_s)
+            ts.insert(i, e.t_ns)
         else:
+            self.unauth -= self.entries[i].auth == AUTH_NONE
             self.entries[i] = e
-            self.offsets[i] = e.offset_s
-            self.bounds[i] = e.bound_s
-            self.times[i] = e.t_ns
+            offs[i] = e.offset_s
+            bnds[i] = e.bound_s
+            ts[i] = e.t_ns
+        self.offsets, self.bounds, self.times = offs, bnds, ts
+        self.nums = (offs, bnds, ts)
+        self.unauth += e.auth == AUTH_NONE
         self.median = None
+        self.ends = None
+        self.moments = None
 
     def remove(self, i: int) -> None:
-        for v in (self.orders, self.entries, self.offsets, self.bounds, self.times):
-            del v[i]
+        self.unauth -= self.entries[i].auth == AUTH_NONE
+        del self.orders[i]
+        del self.entries[i]
+        self.offsets = self.offsets[:i] + self.offsets[i + 1:]
+        self.bounds = self.bounds[:i] + self.bounds[i + 1:]
+        self.times = self.times[:i] + self.times[i + 1:]
+        self.nums = (self.offsets, self.bounds, self.times)
         self.median = None
+        self.ends = None
+        self.moments = None
+
+    def intersect(self, now_ns: int, ppm: float) -> tuple[float, float]:
+        """`_intersect` of all its members, from the members that can give its ends (`_Ends`)
+        while that is proven to give the very same floats, else from all of them."""
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = _Ends(self.offsets, self.bounds, self.times, ppm)
+        if ends.lo_k and now_ns >= ends.t_max:
+            # The error bound of every member's end at now_ns (see `_Ends`).
+            age_ns = now_ns - ends.t_min
+            q = (age_ns / 1e9 if age_ns > 0 else 0.0) * ends.ppm * 1e-6
+            need = _MARGIN * (ends.size + q)
+            if ends.gap_lo > need and ends.gap_hi > need:
+                if ends.one:  # (one member gives each end: its numbers kept, as they are)
+                    age_ns = now_ns - ends.lo_t
+                    lo = ends.lo_o - (ends.lo_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
+                                      * ppm * 1e-6)
+                    age_ns = now_ns - ends.hi_t
+                    hi = ends.hi_o + (ends.hi_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
+                                      * ppm * 1e-6)
+                    return lo, hi
+                offs, bnds, ts = self.offsets, self.bounds, self.times
+                lo = hi = 0.0
+                first = True
+                for k in ends.lo_k:  # (as `_intersect`, over these members)
+                    age_ns = now_ns - ts[k]
+                    m_lo = offs[k] - (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    if first or m_lo > lo:
+                        lo = m_lo
+                    first = False
+                first = True
+                for k in ends.hi_k:
+                    age_ns = now_ns - ts[k]
+                    m_hi = offs[k] + (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    if first or m_hi < hi:
+                        hi = m_hi
+                    first = False
+                return lo, hi
+        return _intersect(self.offsets, self.bounds, self.times, now_ns, ppm)
+
+
+def _intersect(offs: list[float], bnds: list[float], ts: list[int], now_ns: int,
+               ppm: float) -> tuple[float, float]:
+    """The intersection of the members' intervals, each bound aged to now_ns as `Ballot.aged`
+    (the same float): (max of the lows, min of the highs; the first of equal ones). A loop over
+    numbers, nothing built (mypyc compiles it to C arithmetic)."""
+    lo = hi = 0.0
+    for k in range(len(offs)):
+        age_ns = now_ns - ts[k]
+        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+        m_lo, m_hi = offs[k] - b, offs[k] + b
+        if k == 0 or m_lo > lo:
+            lo = m_lo
+        if k == 0 or m_hi < hi:
+            hi = m_hi
+    return lo, hi
+
+
+def _weigh(offs: list[float], bnds: list[float], ts: list[int], now_ns: int, ppm: float,
+           sw: float, swx: float) -> tuple[float, float]:
+    """The best estimate's sums (of the weights, of the weighted offsets) carried on over these
+    members, in order: each weight 1 / max(aged bound, 1 ns)**2 (math.pow: the very libm pow of
+    `**`, without a boxed float per member under mypyc)."""
+    for k in range(len(offs)):
+        age_ns = now_ns - ts[k]
+        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as `_intersect`)
+        wi = 1.0 / math.pow(1e-9 if 1e-9 > b else b, 2.0)  # (max(b, 1e-9) ** 2)
+        sw += wi
+        swx += wi * offs[k]
+    return sw, swx
+
+
+# A member's aged low end at now, o - (B + age*ppm*1e-6) in floats, is within 8u(|o| + |B| + Q)
+# of the real o - B - (now - t)*ppm*1e-6/1e9 (u = 2**-53, Q its aging: five roundings, one
+# for 1e-6 itself; also with the nanoseconds' int -> float rounding); its high end alike. The
+# margin a group's other members must be below its best ones (in `_Ends`' floats at t_max, each
+# as far off) for these to give the same max and min at now: 4 such bounds, taken twice over
+# for the roundings of the check itself.
+_MARGIN: Final = 256 * 2.0 ** -53
+# Members whose end at t_max is within this fraction of the group's size of its best end are kept.
+_NEAR: Final = 2.0 ** -20
+
+
+class _Ends:
+    """Which of a group's members can give its intersection's ends, found when the group changes
+    (O(its size)) so that a vote reads those only.
+
+    Every bound ages at the same rate, so in real numbers a member's low end at any now past
+    every member's time is o - B + t*rate - now*rate: the member with the highest low end
+    (lowest high end) stays the same until the group changes. In floats its ends are only
+    within rounding of those (see _MARGIN): the members within _NEAR of the best end at t_max
+    (`lo_k`, `hi_k`, in the members' order) are kept, and a vote uses them alone while every
+    other member's end is below by more than the rounding could reach (`gap_lo`, `gap_hi`
+    against `_MARGIN` x (`size` + the oldest member's aging at now)). Then the other members'
+    ends are strictly beyond the kept ones' in floats too, so the kept ones, in the members'
+    order, give the full pass's very floats (the first of equal ones alike). Otherwise (an
+    estimate newer than now, a number not finite) the vote takes the full pass."""
+
+    __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k", "one",
+                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t")
+
+    def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
+        n = len(offs)
+        t_max = self.t_max = max(ts)
+        self.t_min = min(ts)
+        self.ppm = abs(ppm)
+        los: list[float] = []
+        his: list[float] = []
+        size = 0.0
+        finite = True
+        for k in range(n):
+            age_ns = t_max - ts[k]
+            b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+            x, y = offs[k] - b, offs[k] + b
+            los.append(x)
+            his.append(y)
+            if not (math.isfinite(x) and math.isfinite(y)):
+                finite = False
+            s = abs(offs[k]) + abs(bnds[k])
+            if s > size:
+                size = s
+        self.size = size
+        self.lo_k: list[int] = []
+        self.hi_k: list[int] = []
+        self.gap_lo = self.gap_hi = 0.0
+        self.one = False
+        self.lo_o = self.lo_b = self.hi_o = self.hi_b = 0.0
+        self.lo_t = self.hi_t = 0
+        if not (finite and math.isfinite(size)):
+            return  # (lo_k empty: the full pass)
+        near = size * _NEAR
+        best_lo, best_hi = max(los), min(his)
+        cut_lo, cut_hi = best_lo - near, best_hi + near
+        rest_lo = rest_hi = math.nan
+        for k in range(n):
+            x = los[k]
+            if x >= cut_lo:
+                self.lo_k.append(k)
+            elif not x <= rest_lo:  # (the highest of the others)
+                rest_lo = x
+            x = his[k]
+            if x <= cut_hi:
+                self.hi_k.append(k)
+            elif not x >= rest_hi:
+                rest_hi = x
+        # (The subtraction rounds: a little less than it says.)
+        shrink = 1.0 - 2.0 ** -50
+        self.gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
+        self.gap_hi = math.inf if math.isnan(rest_hi) else (rest_hi - best_hi) * shrink
+        if len(self.lo_k) == 1 and len(self.hi_k) == 1:
+            self.one = True
+            k, j = self.lo_k[0], self.hi_k[0]
+            self.lo_o, self.lo_b, self.lo_t = offs[k], bnds[k], ts[k]
+            self.hi_o, self.hi_b, self.hi_t = offs[j], bnds[j], ts[j]
 
 
 class Ballot:
     """The vote, kept between votes: an observation changes its own source's entry (`put`,
-    `drop`: O(size of its group)), and a vote (`vote`) reads the groups' members' numbers once,
-    in one pass that builds no object per source: each member's bound aged to the vote's time,
-    its group's intersection and, for the agreeing groups, the best estimate (a sum in the
-    members' order: the same floats as summing over every interval). Marzullo's sweep then runs
-    over the groups, not the sources. Verdicts are not built per vote: `Verdicts` judges a source
-    when it is asked (the engine asks for the sources with a new sample, a snapshot for all).
+    `drop`: O(size of its group)), and a vote (`vote`) costs a step per trust group, not per
+    source, with the floats of the plain vote over every member (each bound aged to the vote's
+    time, each group intersected member by member, the best estimate summed over every agreeing
+    member in order; tests/engine/test_vote_scale.py holds it to that): a group's intersection
+    from the members that can give its ends (`_Ends`, found when the group changes), the best
+    estimate summed only when it is read (`_Best`: snapshots, evidence, reasons) and what the
+    holdover learns of it at every vote from each group's `_Moments`. Marzullo's sweep runs over
+    the groups. Verdicts are not built per vote: `Verdicts` judges a source when it is asked
+    (the engine asks for the sources with a new sample, a snapshot for all). A group with a
+    member withheld (suspects, auth_mode require) is passed over member by member.
 
     `aging_ppm`: a bound grows by this much per second since its estimate was taken (as
     `Tracker.aged`; 0 with intervals that are aged already)."""
@@ -343,7 +575,13 @@ class Ballot:
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
         ppm = self._aging_ppm
-        withhold = bool(suspects) or require
+        # The groups with a member withheld (the others vote with all their members).
+        withheld: set[str] = set()
+        entries = self._entries
+        for src in suspects:
+            e = entries.get(src)
+            if e is not None:
+                withheld.add(e.group)
         group_ivs: list[tuple[float, float, str]] = []
         split: list[str] = []
         # Per group that votes: its voting members' offsets, bounds and times.
@@ -351,7 +589,7 @@ class Ballot:
         for name in names_sorted:
             g = self._groups[name]
             offs, bnds, ts = g.offsets, g.bounds, g.times
-            if withhold:  # (members withheld: those left, in order)
+            if name in withheld or (require and g.unauth):  # (members withheld: those left)
                 keep = [k for k, e in enumerate(g.entries)
                         if not (e.src in suspects or (require and e.auth == AUTH_NONE))]
                 if not keep:
@@ -359,19 +597,11 @@ class Ballot:
                 offs = [offs[k] for k in keep]
                 bnds = [bnds[k] for k in keep]
                 ts = [ts[k] for k in keep]
-            voters[name] = (offs, bnds, ts)
-            # The intersection of the members' intervals: max of the lows, min of the highs,
-            # each bound aged as `aged` (the same float). A loop over numbers, nothing built:
-            # this is the vote's one pass over the sources (mypyc compiles it to C arithmetic).
-            lo = hi = 0.0
-            for k in range(len(offs)):
-                age_ns = now_ns - ts[k]
-                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
-                m_lo, m_hi = offs[k] - b, offs[k] + b
-                if k == 0 or m_lo > lo:
-                    lo = m_lo
-                if k == 0 or m_hi < hi:
-                    hi = m_hi
+                lo, hi = _intersect(offs, bnds, ts, now_ns, ppm)
+                voters[name] = (offs, bnds, ts)
+            else:
+                lo, hi = g.intersect(now_ns, ppm)
+                voters[name] = g.nums
             if lo <= hi:
                 group_ivs.append((lo, hi, name))
             else:
@@ -389,31 +619,14 @@ class Ballot:
                            f"no strict majority: at most {count} of {n} trust groups agree")
             return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
 
-        # Best estimate: inverse-variance mean of the agreeing members, kept inside the region.
-        # Summed in order, left to right (as sum() of a list did before Python 3.12).
-        sw = swx = 0.0
-        for name in names:
-            offs, bnds, ts = voters[name]
-            for k in range(len(offs)):
-                age_ns = now_ns - ts[k]
-                b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as above)
-                wi = 1.0 / max(b, 1e-9) ** 2
-                sw += wi
-                swx += wi * offs[k]
-        plain = swx / sw
-        plain = min(max(plain, lo), hi)
-        if anchor is not None and suspects:
-            b = max(anchor[1], ANCHOR_SIGMA_FLOOR_S)
-            wi = 1.0 / b ** 2
-            sw += wi
-            swx += wi * anchor[0]
-        est = swx / sw
-        est = min(max(est, lo), hi)
+        # The best estimate: summed when it is read (`_Best`).
+        best = _Best(self._groups, names, voters, now_ns, ppm, lo, hi,
+                     anchor if suspects else None)
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
         if agrees is None:
             agrees = _AGREES[(count, n)] = (Verdict.TRUECHIMER, f"agrees with {count}/{n} trust groups")
-        last.region(count, n, lo, hi, est, agrees)
+        last.region(count, n, lo, hi, best, agrees)
         if self._nts and auth_mode == "mix":
             intervals = self.intervals(now_ns)
             verdicts = {iv.src: last.judge(iv.src) for iv in intervals}
@@ -425,8 +638,207 @@ class Ballot:
                 last.all_as = (Verdict.NO_QUORUM, why)
                 return Consensus(False, n, count, split_groups=tuple(split), verdicts=last,
                                  withheld=suspects, auth_split=(auth_side, tuple(names)))
-        return Consensus(True, n, count, lo, hi, est, tuple(names), tuple(split), last,
-                         suspects, plain)
+        return Consensus(True, n, count, lo, hi, None, tuple(names), tuple(split), last,
+                         suspects, None, None, best)
+
+# The best estimate's round-off (u = 2**-53) and the series' reach (see `_Best.ns`).
+_U: Final = 2.0 ** -53
+_REACH: Final = 2.0 ** -7
+
+
+class _Best:
+    """A vote's best estimate: the inverse-variance mean of the agreeing members' offsets (each
+    weighed 1/aged bound**2), kept inside the region; while sources are withheld with the
+    holdover's prediction as one more member (`anchor`). `sums` sums it over every member, in
+    order, when it is first read; `ns` says round(members' estimate * 1e9), what the holdover
+    learns at every vote, from each group's `_Moments` instead (O(groups)) when that is proven
+    to be the same int."""
+
+    __slots__ = ("groups", "names", "voters", "now_ns", "ppm", "lo", "hi", "anchor", "_sums")
+
+    def __init__(self, groups: dict[str, _Group], names: list[str],
+                 voters: dict[str, tuple[list[float], list[float], list[int]]],
+                 now_ns: int, ppm: float, lo: float, hi: float,
+                 anchor: tuple[float, float] | None) -> None:
+        self.groups = groups  # the ballot's (to keep the moments it takes)
+        self.names = names  # the agreeing groups
+        self.voters = voters  # per voting group: its voting members' numbers at the vote
+        self.now_ns = now_ns
+        self.ppm = ppm
+        self.lo = lo
+        self.hi = hi
+        self.anchor = anchor
+        self._sums: tuple[float, float] | None = None
+
+    def sums(self) -> tuple[float, float]:
+        """(the estimate, the members' own: without the prediction). Summed in order, left to
+        right (as sum() of a list did before Python 3.12)."""
+        r = self._sums
+        if r is None:
+            now_ns, ppm, lo, hi = self.now_ns, self.ppm, self.lo, self.hi
+            sw = swx = 0.0
+            voters = self.voters
+            for name in self.names:
+                offs, bnds, ts = voters[name]
+                sw, swx = _weigh(offs, bnds, ts, now_ns, ppm, sw, swx)
+            plain = swx / sw
+            plain = min(max(plain, lo), hi)
+            anchor = self.anchor
+            if anchor is not None:
+                b = max(anchor[1], ANCHOR_SIGMA_FLOOR_S)
+                wi = 1.0 / b ** 2
+                sw += wi
+                swx += wi * anchor[0]
+            est = swx / sw
+            est = min(max(est, lo), hi)
+            r = self._sums = (est, plain)
+        return r
+
+    def ns(self) -> int | None:
+        """round(the members' estimate * 1e9), the int `sums` would give, when the series
+        proves it; None when it cannot (then sum).
+
+        The sums' terms are w = (b + x)**-2 and w*o, b a member's bound aged to its group's
+        moments' centre and x the aging since (the same for every member): a power series in x
+        whose terms alternate and shrink while x <= _REACH b (the moments are taken again at
+        the vote's time otherwise), so the first term left out bounds what the rest adds.
+        `sums` gets its floats within (n + 18)u of the real sums (n members; u for each of the
+        five roundings of a bound, pow's ulp, the division, the product, and each addition of
+        the n); the series within (m + 100)u of its terms (m a group's members: the
+        moments' roundings and the powers of x). Both bounds, widened by a quarter, make an
+        interval for the quotient that holds the float `sums` divides to; when clamped into
+        the region and scaled to ns both its ends round to one int, that is the int."""
+        r = self._sums
+        if r is not None:
+            return round(r[1] * 1e9)
+        q = self.quotient()
+        if q is None:
+            return None
+        lo, hi = self.lo, self.hi
+        ns_lo = round(min(max(q[0], lo), hi) * 1e9)
+        ns_hi = round(min(max(q[1], lo), hi) * 1e9)
+        return ns_lo if ns_lo == ns_hi else None
+
+    def quotient(self) -> tuple[float, float] | None:
+        """An interval that holds the float `sums` divides to (before the clamp), from the
+        series (`ns`); None when it cannot say."""
+        ppm, now = self.ppm, self.now_ns
+        if not ppm >= 0.0:
+            return None
+        groups = self.groups
+        w_sum = x_sum = e_w = e_x = p0 = r0 = a_w = a_x = 0.0
+        n = 0
+        voters = self.voters
+        for name in self.names:
+            offs, bnds, ts = voters[name]
+            g = groups.get(name)
+            mo = g.moments if g is not None else None
+            if mo is None or mo.offs is not offs or mo.t_c > now or \
+                    _aging(now - mo.t_c, ppm) > mo.a_min * _REACH:
+                mo = _Moments(offs, bnds, ts, now, ppm)
+                if g is not None and g.offsets is offs:
+                    g.moments = mo
+            if not mo.ok:
+                return None
+            x = _aging(now - mo.t_c, ppm)
+            c1 = 2.0 * x
+            x2 = x * x
+            c2 = 3.0 * x2
+            c3 = 4.0 * x2 * x
+            c4 = 5.0 * x2 * x2
+            tail = 6.0 * x2 * x2 * x * 1.01
+            w_sum += mo.p0 - c1 * mo.p1 + c2 * mo.p2 - c3 * mo.p3 + c4 * mo.p4
+            x_sum += mo.q0 - c1 * mo.q1 + c2 * mo.q2 - c3 * mo.q3 + c4 * mo.q4
+            aw = mo.p0 + c1 * mo.p1 + c2 * mo.p2 + c3 * mo.p3 + c4 * mo.p4
+            ax = mo.r0 + c1 * mo.r1 + c2 * mo.r2 + c3 * mo.r3 + c4 * mo.r4
+            slack = (mo.m + 100) * _U * 1.1
+            e_w += slack * aw + tail * mo.p5
+            e_x += slack * ax + tail * mo.r5
+            a_w += aw
+            a_x += ax
+            p0 += mo.p0
+            r0 += mo.r0
+            n += mo.m
+        k = len(self.names) + 2  # (the additions over the groups)
+        e_w += k * _U * a_w * 1.01
+        e_x += k * _U * a_x * 1.01
+        e_sw = (e_w + (n + 18) * _U * p0 * 1.02) * 1.25
+        e_swx = (e_x + (n + 18) * _U * r0 * 1.02) * 1.25
+        sw_lo, sw_hi = w_sum - e_sw, w_sum + e_sw
+        num_lo, num_hi = x_sum - e_swx, x_sum + e_swx
+        if not (sw_lo > 0.0 and math.isfinite(sw_hi) and math.isfinite(num_lo)
+                and math.isfinite(num_hi)):
+            return None
+        q_lo = num_lo / (sw_hi if num_lo >= 0.0 else sw_lo)
+        q_hi = num_hi / (sw_lo if num_hi >= 0.0 else sw_hi)
+        q_lo -= abs(q_lo) * 4 * _U + 1e-300  # (the divisions' rounding: an ulp or two)
+        q_hi += abs(q_hi) * 4 * _U + 1e-300
+        return q_lo, q_hi
+
+
+def _aging(age_ns: int, ppm: float) -> float:
+    """A bound's growth over age_ns (as `Ballot.aged`)."""
+    return (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+
+
+class _Moments:
+    """A group's members' weights as sums of powers of their bounds aged to `t_c` (a`): p_j =
+    sum a**-(j+2), q_j = sum o a**-(j+2), r_j = sum |o| a**-(j+2), for `_Best.ns`. `ok`: every
+    bound is >= 0 and aged >= 2 ns (the 1 ns floor never applies), every number finite, and
+    no member is newer than t_c."""
+
+    __slots__ = ("offs", "t_c", "ok", "m", "a_min", "p0", "p1", "p2", "p3", "p4", "p5",
+                 "q0", "q1", "q2", "q3", "q4", "r0", "r1", "r2", "r3", "r4", "r5")
+
+    def __init__(self, offs: list[float], bnds: list[float], ts: list[int], t_c: int,
+                 ppm: float) -> None:
+        self.offs = offs
+        self.t_c = t_c
+        m = self.m = len(offs)
+        p0 = p1 = p2 = p3 = p4 = p5 = q0 = q1 = q2 = q3 = q4 = 0.0
+        r0 = r1 = r2 = r3 = r4 = r5 = 0.0
+        a_min = math.inf
+        ok = m > 0 and t_c >= max(ts)
+        for k in range(m if ok else 0):
+            bk = bnds[k]
+            o = offs[k]
+            a = bk + _aging(t_c - ts[k], ppm)
+            if not (bk >= 0.0 and 2e-9 <= a < math.inf and math.isfinite(o)):
+                ok = False
+                break
+            if a < a_min:
+                a_min = a
+            inv = 1.0 / a
+            ao = abs(o)
+            w = inv * inv
+            p0 += w
+            q0 += w * o
+            r0 += w * ao
+            w *= inv
+            p1 += w
+            q1 += w * o
+            r1 += w * ao
+            w *= inv
+            p2 += w
+            q2 += w * o
+            r2 += w * ao
+            w *= inv
+            p3 += w
+            q3 += w * o
+            r3 += w * ao
+            w *= inv
+            p4 += w
+            q4 += w * o
+            r4 += w * ao
+            w *= inv
+            p5 += w
+            r5 += w * ao
+        self.ok = ok and math.isfinite(p5) and math.isfinite(r5)
+        self.a_min = a_min
+        self.p0, self.p1, self.p2, self.p3, self.p4, self.p5 = p0, p1, p2, p3, p4, p5
+        self.q0, self.q1, self.q2, self.q3, self.q4 = q0, q1, q2, q3, q4
+        self.r0, self.r1, self.r2, self.r3, self.r4, self.r5 = r0, r1, r2, r3, r4, r5
+
 
 class Verdicts:
     """One vote's verdicts, judged when asked (`get`, as a dict's): a source whose entry in the
@@ -441,13 +853,18 @@ class Verdicts:
         self.kept: dict[str, _Entry | None] = {}  # entries changed since the vote: as they were
         self.all_as: tuple[Verdict, str] | None = None  # every source's verdict (no quorum)
         self._count = self._n = 0
-        self._lo = self._hi = self._est = 0.0
+        self._lo = self._hi = 0.0
+        self._best: _Best | None = None
         self._agrees: tuple[Verdict, str] = (Verdict.TRUECHIMER, "")
 
-    def region(self, count: int, n: int, lo: float, hi: float, est: float,
+    def region(self, count: int, n: int, lo: float, hi: float, best: _Best,
                agrees: tuple[Verdict, str]) -> None:
-        self._count, self._n, self._lo, self._hi, self._est = count, n, lo, hi, est
+        self._count, self._n, self._lo, self._hi, self._best = count, n, lo, hi, best
         self._agrees = agrees
+
+    def _estimate(self) -> float:
+        assert self._best is not None
+        return self._best.sums()[0]
 
     def _entry(self, src: str) -> _Entry | None:
         kept = self.kept
@@ -469,7 +886,7 @@ class Verdicts:
             side = "ahead of" if iv_lo > hi else "behind"
             return (
                 Verdict.FALSETICKER,
-                f"{(e.offset_s - self._est) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} "
+                f"{(e.offset_s - self._estimate()) * 1e3:+.3f} ms: {side} the consensus of {count}/{n} "
                 f"groups ({dist * 1e3:.3f} ms beyond its bound and the consensus region)",
             )
         if src in self._suspects:

@@ -177,16 +177,24 @@ class HostClockDetector(Detector):
     def on_vote(self, consensus: Consensus) -> None:
         c = consensus
         ctx = self.ctx
-        if not c.quorum or c.offset_s is None or c.bound_s is None:
+        bound, lo, hi = c.bound_s, c.lo_s, c.hi_s
+        if not c.quorum or not c.has_offset or bound is None or lo is None or hi is None:
             return
         limit = ctx.detect.host_offset_s
-        excess = abs(c.offset_s) - c.bound_s
+        # The estimate is inside the region, so |offset| - bound <= max(-lo, hi) - bound (in
+        # floats too): within the limit said without summing the estimate (vote._Best).
+        if max(-lo, hi) - bound <= limit:
+            ctx.alerts.release("consensus.host_offset", ctx.now_ns, "")
+            return
+        offset = c.offset_s
+        assert offset is not None
+        excess = abs(offset) - bound
         if excess > limit:
             ctx.alerts.assert_(
                 "consensus.host_offset", ctx.now_ns, (),
-                f"host clock is {-c.offset_s * 1e3:+.3f} ms off the consensus of "
+                f"host clock is {-offset * 1e3:+.3f} ms off the consensus of "
                 f"{c.groups_agreeing} trust groups (limit {limit * 1e3:.0f} ms)",
-                {"host_offset_s": -c.offset_s, "consensus_offset_s": c.offset_s,
+                {"host_offset_s": -offset, "consensus_offset_s": offset,
                  "consensus_bound_s": c.bound_s, "limit_s": limit,
                  "groups_agreeing": c.groups_agreeing},
                 severity="warning", key="", hold_down_s=ctx.detect.hold_down_s)
