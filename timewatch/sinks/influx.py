@@ -108,7 +108,7 @@ class InfluxWriter:
 
         try:
             self._api.write(bucket=self.bucket, org=self.org, record=_gzip(lines),
-                            write_precision=WritePrecision.NS)
+                            write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as e:
             body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body)
             status = int(e.status or 0)
