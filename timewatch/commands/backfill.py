@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 # step that reaches it, so that every store commit ends at a mark) ...
 CHUNK_OUTPUTS = 4000
 # ... and trace records per chunk: one spool transaction (one fsync) and one checkpoint per
-# chunk, not per record (about 50 chunks for a day of GNSS + PPS + NTP: 4x fewer than 2000 and
-# 4096 gave, which made the fsyncs a tenth of a backfill's wall time).
+# chunk, not per record (about 50 chunks for a day of GNSS + PPS + NTP; 2000 and 4096 made 180,
+# whose fsyncs and checkpoints took 7% of the wall time).
 CHUNK_RECORDS = 16384
 # A backfill waiting for a sink that has taken nothing for this long gives up (the checkpoint
 # stays: `--resume` continues).
