@@ -78,6 +78,19 @@ def test_numbers_are_floats_never_integers_and_bools_are_0_or_1() -> None:
     assert line == "m i=3.0,f=2.5,b=1.0,n=0.0 7"
 
 
+def test_a_float_subclass_is_written_as_the_float_it_is() -> None:
+    # Plain floats take a short path in format_line; a subclass (numpy.float64 is one) the
+    # general one: the same line either way, non-finite values left out.
+    class F(float):
+        def __repr__(self) -> str:
+            return "F(...)"
+
+    plain = {"a": 1e-7, "b": -0.25, "c": float("nan"), "d": float("-inf")}
+    sub = {k: F(v) for k, v in plain.items()}
+    assert format_line("m", {"t": "x"}, sub, 9) == format_line("m", {"t": "x"}, plain, 9) \
+        == "m,t=x a=1e-07,b=-0.25 9"
+
+
 def test_every_name_is_safe_in_influxql() -> None:
     names: set[str] = set()
     for line in to_lines(_outputs(), "pi-lab-1", SOURCES):

@@ -33,8 +33,8 @@ from .progress import LONG_EXPORT_RECORDS, Progress
 
 log = logging.getLogger(__name__)
 
-# Records per chunk: one checkpoint (and for a file one fsync) per chunk.
-CHUNK_RECORDS = 2000
+# Records per chunk: one checkpoint and one fsync (of the file, or of the spool) per chunk.
+CHUNK_RECORDS = 4000
 
 
 def parse_since(text: str) -> int:

@@ -93,18 +93,21 @@ class InfluxWriter:
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         self.org, self.bucket = org, bucket
-        # retries=False: this sink does its own retrying, from the durable spool.
+        # retries=False: this sink does its own retrying, from the durable spool. The body is
+        # compressed here (`write`): the client's own gzip is level 9, 4-5x the CPU of level 1
+        # for a body 1.3x smaller.
         self._client = InfluxDBClient(url=url, token=token or "", org=org,
-                                      timeout=int(timeout_s * 1000), enable_gzip=True,
+                                      timeout=int(timeout_s * 1000), enable_gzip=False,
                                       retries=False)
+        self._client.api_client.set_default_header("Content-Encoding", "gzip")
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def write(self, lines: list[str]) -> None:
+    def write(self, lines: list[bytes]) -> None:
         from influxdb_client import WritePrecision
         from influxdb_client.rest import ApiException
 
         try:
-            self._api.write(bucket=self.bucket, org=self.org, record=lines,
+            self._api.write(bucket=self.bucket, org=self.org, record=_gzip(lines),
                             write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as e:
             body = e.body.decode("utf-8", "replace") if isinstance(e.body, bytes) else str(e.body)
@@ -141,10 +144,9 @@ class InfluxV1Writer:
         self._http = urllib3.PoolManager(num_pools=1, maxsize=1, retries=False,
                                          timeout=urllib3.Timeout(total=timeout_s))
 
-    def write(self, lines: list[str]) -> None:
-        body = gzip.compress("\n".join(lines).encode("utf-8"), compresslevel=1)
+    def write(self, lines: list[bytes]) -> None:
         try:
-            r = self._http.request("POST", self._url, body=body, headers=self._headers)
+            r = self._http.request("POST", self._url, body=_gzip(lines), headers=self._headers)
         except Exception as e:  # noqa: BLE001 - urllib3 connection errors, timeouts
             raise WriteFailed(f"{type(e).__name__}: {_short(e)}") from None
         if 200 <= r.status < 300:
@@ -158,6 +160,11 @@ class InfluxV1Writer:
 
     def close(self) -> None:
         self._http.clear()
+
+
+def _gzip(lines: list[bytes]) -> bytes:
+    """The request body: the lines (UTF-8, as spooled), gzip level 1."""
+    return gzip.compress(b"\n".join(lines), compresslevel=1)
 
 
 def _short(e: Exception) -> str:
@@ -317,7 +324,7 @@ class InfluxSink:
         """Write rows (their seqs into `done`); on a rejection split until the bad line is
         alone, which is logged and dropped. Raises WriteFailed to back off."""
         try:
-            self.writer.write([body.decode("utf-8") for _, _, body in rows])
+            self.writer.write([body for _, _, body in rows])
         except WriteRejected as e:
             if len(rows) == 1:
                 self.rejected += 1

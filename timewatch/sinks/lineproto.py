@@ -117,24 +117,37 @@ def format_line(measurement: str, tags: Mapping[str, str | None], fields: Mappin
     """One point. Tags with empty values are left out (line protocol forbids them); numbers are
     written as floats, strings quoted, anything else (None, NaN, lists) left out. None when no
     field is left."""
-    parts = [escape_measurement(measurement)]
-    for k in sorted(tags):  # sorted tags: InfluxDB's preferred order, and one key per series
-        v = tags[k]
-        if v:
-            parts.append(f"{escape_key(k)}={escape_key(v)}")
+    head = _series(measurement, tuple(tags.items()))
     fs: list[str] = []
     for k, v in fields.items():
-        if isinstance(v, str):
-            fs.append(f"{escape_key(k)}={escape_string(v)}")
-            continue
-        f = _number(v)
-        if f is not None:
-            fs.append(f"{escape_key(k)}={f!r}")
+        if type(v) is float:  # most fields: the general case below, without its calls
+            if math.isfinite(v):
+                fs.append(f"{_field_key(k)}{v!r}")
+        elif isinstance(v, str):
+            fs.append(f"{_field_key(k)}{escape_string(v)}")
+        else:
+            f = _number(v)
+            if f is not None:
+                fs.append(f"{_field_key(k)}{f!r}")
     if not fs:
         return None
     if not isinstance(t_ns, int) or isinstance(t_ns, bool):
         raise LineProtocolError(f"{measurement}: timestamp must be integer ns, got {t_ns!r}")
-    return f"{','.join(parts)} {','.join(fs)} {t_ns}"
+    return f"{head} {','.join(fs)} {t_ns}"
+
+
+# A series (measurement and tags) and a field key repeat from line to line: formatted once.
+@functools.lru_cache(maxsize=4096)
+def _series(measurement: str, tags: tuple[tuple[str, str | None], ...]) -> str:
+    """The measurement and its tags, sorted (InfluxDB's preferred order, and one key per
+    series), those with an empty value left out."""
+    return ",".join([escape_measurement(measurement)]
+                    + [f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v])
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_key(k: str) -> str:
+    return f"{escape_key(k)}="
 
 
 # ---------------------------------------------------------------------------------------------
