@@ -336,3 +336,15 @@ def test_clean_week_run_of_late_pulses_then_four_early_ones_is_no_step() -> None
     assert tr.steps == 0
     # The early pulses end the run: the 32-pulse jitter reads them (the step test's, 256, less).
     assert tr.jitter_s is not None and 1.2e-6 < tr.jitter_s < 2.2e-6
+
+
+def test_6_us_step_in_the_clean_week_pulses_is_caught_within_5_s() -> None:
+    # The same pulses, the receiver's time stepped by 6 us from pulse 170 on, through the late
+    # run and the four early pulses, either sign. (A -6 us step from pulse 172-185 is caught
+    # late or not at all: the four early pulses, 2-3 sigma each, cancel it.)
+    at_i = CLEAN_WEEK_WARMUP + 170
+    for step_ns in (6_000, -6_000):
+        r = _clean_week_run(at_i, step_ns)
+        assert r.codes() == ["time.step"], (step_ns, r.codes())
+        assert detect_s(r, "time.step", at_i) <= 5.0
+        assert r.first("time.step").evidence["step_s"] * step_ns > 0
