@@ -34,8 +34,14 @@ import os
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from timewatch.engine.pps import (JITTER_ALPHA, LINE_N, STEP_JITTER_ALPHA, STEP_JITTER_K,
-                                  STEP_MEAN_K, STEP_SPREAD_K)
+from timewatch.engine.pps import (
+    JITTER_ALPHA,
+    LINE_N,
+    STEP_JITTER_ALPHA,
+    STEP_JITTER_K,
+    STEP_MEAN_K,
+    STEP_SPREAD_K,
+)
 
 DAYS = int(os.environ.get("BENCH_PPS_MODEL_DAYS", "60"))
 SEED = int(os.environ.get("BENCH_PPS_MODEL_SEED", "1"))
@@ -141,7 +147,8 @@ def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float) -> np
     return ~early_far & (k >= CONFIRM) & (mean >= np.maximum(THR_S, STEP_MEAN_K * se))
 
 
-def _judge(r: np.ndarray, good: np.ndarray, c2: float, starts: np.ndarray) -> dict[str, tuple]:
+def _judge(r: np.ndarray, good: np.ndarray, c2: float, starts: np.ndarray
+           ) -> dict[str, tuple[int, list[float]]]:
     fast, slow = _jitter(r, good, JITTER_ALPHA), _jitter(r, good, STEP_JITTER_ALPHA)
     rules = {"old": lambda v, i, s: old_rule(v, fast[i]),
              "mean": lambda v, i, s: mean_rule(v, slow[i], c2, -s)}  # late: r < 0

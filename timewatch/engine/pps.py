@@ -82,7 +82,8 @@ STEP_MEDIAN_K: Final = 2.5
 # bench: four pulses 2.8-4.5 us early against a line 1.2 us off), while it missed 1 in 10 six-us
 # steps in 5 s. The window's mean has a known standard error, jitter x sqrt(1/k + c^2) (k pulses
 # kept, c the line's part above); a step is a mean beyond STEP_MEAN_K of them: 0 false steps in
-# 2 x 60 modelled days, 96% of 6 us steps caught in 5 s (5.0: 2-11 false in 60 days; 5.75: 94%).
+# 2 x 60 modelled days, 96% of 6 us steps caught in 5 s (at 5.0-5.25: 1-11 false steps in 60
+# days; at 5.75: 94% caught).
 STEP_MEAN_K: Final = 5.5
 # A pulse later than the window's median by this many jitters is a late interrupt (1% of edges,
 # 5-30 us): left out of the mean. One earlier than it by as much (no interrupt comes early) says
