@@ -14,7 +14,7 @@ learned pps_step_window pulses late), and two rules on each window of 5 pulses:
   STEP_SPREAD_K jitters left out (late interrupts), none earlier by as much, at least 4 kept, and
   their mean at least max(4 us, STEP_MEAN_K standard errors), the standard error being
   jitter x sqrt(1/k + c^2) with c^2 = 1/N + d^2/Sxx the line's own (d: the window's distance from
-  its centre).
+  its centre); or all 5 pulses outliers (beyond max(4 us, 3 jitters)) on one side.
 
 For each reference it prints the residual spread, the spread of a 5-pulse mean (the pulses' own
 noise, 1.5 us / sqrt(5) = 0.67 us, plus the line's error they share), the false step episodes in
@@ -134,9 +134,12 @@ def old_rule(v: np.ndarray, jit: np.ndarray) -> np.ndarray:
     return (v >= thr).sum(1) >= CONFIRM - gross.astype(int)
 
 
-def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float) -> np.ndarray:
+def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float,
+              fast: np.ndarray) -> np.ndarray:
     """engine/pps.py's rule on the side v > 0; late pulses are those with late_side * v > 0
-    further from the median than STEP_SPREAD_K jitters."""
+    further from the median than STEP_SPREAD_K jitters; or all 5 outliers (beyond
+    max(4 us, STEP_JITTER_K x the fast jitter)) on that side."""
+    every = (v >= np.maximum(THR_S, STEP_JITTER_K * fast)[:, None]).all(1)
     j = jit[:, None]
     later = late_side * (v - np.median(v, 1)[:, None])  # > 0: later than the median
     keep = later <= STEP_SPREAD_K * j
@@ -144,14 +147,14 @@ def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float) -> np
     k = keep.sum(1)
     mean = (v * keep).sum(1) / np.maximum(k, 1)
     se = jit * np.sqrt(1.0 / np.maximum(k, 1) + c2)
-    return ~early_far & (k >= CONFIRM) & (mean >= np.maximum(THR_S, STEP_MEAN_K * se))
+    return every | (~early_far & (k >= CONFIRM) & (mean >= np.maximum(THR_S, STEP_MEAN_K * se)))
 
 
 def _judge(r: np.ndarray, good: np.ndarray, c2: float, starts: np.ndarray
            ) -> dict[str, tuple[int, list[float]]]:
     fast, slow = _jitter(r, good, JITTER_ALPHA), _jitter(r, good, STEP_JITTER_ALPHA)
     rules = {"old": lambda v, i, s: old_rule(v, fast[i]),
-             "mean": lambda v, i, s: mean_rule(v, slow[i], c2, -s)}  # late: r < 0
+             "mean": lambda v, i, s: mean_rule(v, slow[i], c2, -s, fast[i])}  # late: r < 0
     out = {}
     for name, rule in rules.items():
         hits: list[np.ndarray] = []

@@ -20,8 +20,8 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
    reach it). A pulse off the line by >= max(pps_step_s, STEP_JITTER_K (3) x jitter) is an
    outlier: kept out of the estimate, the jitter and the holdover. A step: the mean of the last
    pps_step_window pulses (a late interrupt left out; at least pps_step_confirm kept) off the
-   line by >= max(pps_step_s, STEP_MEAN_K (5.5) of its standard errors) -> `time.step`, and the
-   line restarts at the new phase.
+   line by >= max(pps_step_s, STEP_MEAN_K (5.5) of its standard errors), or all of them outliers
+   on one side -> `time.step`, and the line restarts at the new phase.
 4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
    source sits in its GNSS receiver's trust group (the header says so).
 5. Holdover: good edges teach the raw-oscillator model while the consensus has quorum and this
@@ -663,7 +663,8 @@ class PpsTracker(Tracker):
     def _check_step(self, e: _Edge, jitter: float) -> bool:
         """A step: the mean of the last pps_step_window pulses off the line by at least
         max(pps_step_s, STEP_MEAN_K standard errors), the late ones (STEP_SPREAD_K) left out and
-        pps_step_confirm kept. True when one was found (the line restarts at the new phase)."""
+        pps_step_confirm kept; or every one of them an outlier on one side. True when one was
+        found (the line restarts at the new phase)."""
         d, ctx = self.ctx.detect, self.ctx
         tail = self._tail
         n = len(tail)
@@ -673,15 +674,23 @@ class PpsTracker(Tracker):
         res = [r for _, _, r in tail]
         med = median(res)
         spread = STEP_SPREAD_K * sig
-        if any(r - med > spread for r in res):
+        out_s = max(d.pps_step_s, STEP_JITTER_K * jitter)  # an outlier (_measure)
+        lo_s: float | None = None  # the bar when every pulse is an outlier
+        if all(r >= out_s for r in res) or all(r <= -out_s for r in res):
+            # Every pulse an outlier on one side, however spread (a step, or a push faster
+            # than a us a second that the spread test below would take for no step): moved.
+            kept = res
+            lo_s = out_s
+        elif any(r - med > spread for r in res):
             return False  # a pulse far earlier than the others: no interrupt does that
-        kept = [r for r in res if med - r <= spread]  # late interrupts (residual < 0) left out
+        else:
+            kept = [r for r in res if med - r <= spread]  # late interrupts (r < 0) left out
         k = len(kept)
         if k < d.pps_step_confirm:
             return False
         step_s = sum(kept) / k
         se_s = sig * math.sqrt(1.0 / k + self._base.extrapolation(sum(x for x, _, _ in tail) / n))
-        thr_s = max(d.pps_step_s, STEP_MEAN_K * se_s)
+        thr_s = lo_s if lo_s is not None else max(d.pps_step_s, STEP_MEAN_K * se_s)
         if abs(step_s) < thr_s:
             return False
         self.steps += 1
@@ -700,7 +709,7 @@ class PpsTracker(Tracker):
             f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
             f"(mean of {k} of the last {n} pulses, {abs(step_s) / se_s:.1f} sigma)", ev)
         # The new phase is the history now: restart the line from the pulses that moved.
-        new = [(x, p) for x, p, r in tail if med - r <= spread]
+        new = [(x, p) for x, p, r in tail if lo_s is not None or med - r <= spread]
         self._base.clear()
         for x, p in new:
             self._base.append(x, p)
