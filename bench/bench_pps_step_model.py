@@ -11,10 +11,11 @@ learned pps_step_window pulses late), and two rules on each window of 5 pulses:
 - the old count rule: 4 of the last 5 beyond max(4 us, 2.5 x the 32-pulse jitter) on one side
   (3 of 4 when a gross outlier, beyond twice that, sits on the other side);
 - the mean rule (engine/pps.py `_check_step`): the pulses later than the window's median by
-  STEP_SPREAD_K jitters left out (late interrupts), none earlier by as much, at least 4 kept, and
+  STEP_SPREAD_K jitters left out (late interrupts), none earlier by as much, at least 3 kept, and
   their mean at least max(4 us, STEP_MEAN_K standard errors), the standard error being
-  jitter x sqrt(1/k + c^2) with c^2 = 1/N + d^2/Sxx the line's own (d: the window's distance from
-  its centre); or all 5 pulses outliers (beyond max(4 us, 3 jitters)) on one side.
+  jitter x sqrt((1/k + c^2) / (1 + c^2)) with c^2 = 1/N + d^2/Sxx the line's own (d: the
+  window's distance from its centre; the jitter, measured on residuals, holds the line's error
+  once already); or all 5 pulses outliers (beyond max(4 us, 3 jitters)) on one side.
 
 For each reference it prints the residual spread, the spread of a 5-pulse mean (the pulses' own
 noise, 1.5 us / sqrt(5) = 0.67 us, plus the line's error they share), the false step episodes in
@@ -48,7 +49,8 @@ SEED = int(os.environ.get("BENCH_PPS_MODEL_SEED", "1"))
 THR_S = 4e-6  # pps_step_s
 OLD_K = 2.5  # the old rule: pulses beyond max(pps_step_s, 2.5 jitters)
 WINDOW = 5  # pps_step_window
-CONFIRM = 4  # pps_step_confirm
+CONFIRM = 3  # pps_step_confirm: pulses the mean rule keeps at least
+OLD_CONFIRM = 4  # the count rule: 4 of the 5
 STEP_S = 6e-6  # docs/threats.md: a step >= 6 us caught within 5 s
 DAY = 86_400
 CHUNK = 5 * DAY  # windows judged at a time (memory)
@@ -131,7 +133,7 @@ def old_rule(v: np.ndarray, jit: np.ndarray) -> np.ndarray:
     """4 of 5 beyond max(4 us, 2.5 jitters) on the side v > 0 (3 of 4 past a gross outlier)."""
     thr = np.maximum(THR_S, OLD_K * jit)[:, None]
     gross = (v <= -2 * thr).any(1)
-    return (v >= thr).sum(1) >= CONFIRM - gross.astype(int)
+    return (v >= thr).sum(1) >= OLD_CONFIRM - gross.astype(int)
 
 
 def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float,
@@ -146,7 +148,7 @@ def mean_rule(v: np.ndarray, jit: np.ndarray, c2: float, late_side: float,
     early_far = (-later > STEP_SPREAD_K * j).any(1)
     k = keep.sum(1)
     mean = (v * keep).sum(1) / np.maximum(k, 1)
-    se = jit * np.sqrt(1.0 / np.maximum(k, 1) + c2)
+    se = jit * np.sqrt((1.0 / np.maximum(k, 1) + c2) / (1.0 + c2))
     return every | (~early_far & (k >= CONFIRM) & (mean >= np.maximum(THR_S, STEP_MEAN_K * se)))
 
 

@@ -128,7 +128,8 @@ def test_20us_step_raises_time_step_within_5s() -> None:
     ev = r.first("time.step").evidence
     # GNSS time 20 us ahead: its pulses come 20 us early, the offset grows by 20 us.
     assert abs(ev["step_s"] - 20e-6) < 4e-6
-    assert ev["pulses_confirming"] >= 4
+    # Caught on the step's 3rd pulse at the earliest: the 2 before it left out as later.
+    assert ev["pulses_confirming"] >= 3
     assert len([e for e in r.alerts if e.code == "time.step"]) == 1
 
 

@@ -98,8 +98,9 @@ class Detect:
     # standard errors: ~4.5 us at 1.5 us of jitter; engine/pps.py STEP_MEAN_K) ...
     pps_step_s: float = 4e-6
     # ... this many of the last pps_step_window pulses kept at least (those 3 jitters later than
-    # the window's median are late interrupts, left out: 1% of edges are 5-30 us late).
-    pps_step_confirm: int = 4
+    # the window's median are late interrupts, left out: 1% of edges are 5-30 us late; on a
+    # step's 3rd pulse the 2 before it are later too).
+    pps_step_confirm: int = 3
     pps_step_window: int = 5
     # Until learned, a label belongs to the edge it follows by a latency in [this, this + 1 s):
     # receivers send labels 100-500 ms after their pulse, some up to 0.4 s before it.

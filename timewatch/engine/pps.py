@@ -84,7 +84,7 @@ STEP_MEDIAN_K: Final = 2.5
 # kept, c the line's part above); a step is a mean beyond STEP_MEAN_K of them: 0 false steps in
 # 2 x 60 modelled days, 96% of 6 us steps caught in 5 s (at 5.0-5.25: 1-11 false steps in 60
 # days; at 5.75: 94% caught).
-STEP_MEAN_K: Final = 5.5
+STEP_MEAN_K: Final = 5.6
 # A pulse later than the window's median by this many jitters is a late interrupt (1% of edges,
 # 5-30 us): left out of the mean. One earlier than it by as much (no interrupt comes early) says
 # the window is no step at all (three late outliers in five, or a step under way).
@@ -671,6 +671,8 @@ class PpsTracker(Tracker):
         if n < d.pps_step_window:
             return False
         sig = self._step_jitter_s if self._step_jitter_s is not None else jitter
+        if self._step_jitter_s is not None and self._jitter_n < JITTER_SETTLED_N:
+            sig *= 1.0 + math.sqrt(2.0 / self._jitter_n)  # its own uncertainty (_check_drift)
         res = [r for _, _, r in tail]
         med = median(res)
         spread = STEP_SPREAD_K * sig
@@ -689,7 +691,9 @@ class PpsTracker(Tracker):
         if k < d.pps_step_confirm:
             return False
         step_s = sum(kept) / k
-        se_s = sig * math.sqrt(1.0 / k + self._base.extrapolation(sum(x for x, _, _ in tail) / n))
+        # The jitter, measured on residuals, holds the line's error c^2 once already.
+        c2 = self._base.extrapolation(sum(x for x, _, _ in tail) / n)
+        se_s = sig * math.sqrt((1.0 / k + c2) / (1.0 + c2))
         thr_s = lo_s if lo_s is not None else max(d.pps_step_s, STEP_MEAN_K * se_s)
         if abs(step_s) < thr_s:
             return False
