@@ -94,7 +94,7 @@ class Detect:
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
     # time.step: PPS phase jump against the raw oscillator (docs/threats.md: a step >= 6 us is
-    # caught in 5 s): the mean of the last pulses off the phase line by max(this, 5.5 of its
+    # caught in 5 s): the mean of the last pulses off the phase line by max(this, 5.6 of its
     # standard errors: ~4.5 us at 1.5 us of jitter; engine/pps.py STEP_MEAN_K) ...
     pps_step_s: float = 4e-6
     # ... this many of the last pps_step_window pulses kept at least (those 3 jitters later than

@@ -20,7 +20,7 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
    reach it). A pulse off the line by >= max(pps_step_s, STEP_JITTER_K (3) x jitter) is an
    outlier: kept out of the estimate, the jitter and the holdover. A step: the mean of the last
    pps_step_window pulses (a late interrupt left out; at least pps_step_confirm kept) off the
-   line by >= max(pps_step_s, STEP_MEAN_K (5.5) of its standard errors), or all of them outliers
+   line by >= max(pps_step_s, STEP_MEAN_K (5.6) of its standard errors), or all of them outliers
    on one side -> `time.step`, and the line restarts at the new phase.
 4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
    source sits in its GNSS receiver's trust group (the header says so).
@@ -75,23 +75,23 @@ STEP_JITTER_K: Final = 3.0
 # plus the holdover's uncertainty) off the pulses before it (GAP_SIGMAS).
 STEP_MEDIAN_K: Final = 2.5
 # The step test (bench/bench_pps_step_model.py models it over 60 days of the simulator's noise).
-# The pulses of the window share the line's prediction error (jitter x sqrt(1/n + d^2/Sxx), d the
-# window's distance from the line's centre: 0.27 jitter for 64 pulses), so counting pulses beyond
-# a threshold (the old rule: 4 of 5 beyond 4 us) alarms when that common error and a chance run
-# of early or late pulses add up: a false time.step about every 3 weeks (once in the 7-day clean
-# bench: four pulses 2.8-4.5 us early against a line 1.2 us off), while it missed 1 in 10 six-us
-# steps in 5 s. The window's mean has a known standard error, jitter x sqrt(1/k + c^2) (k pulses
-# kept, c the line's part above); a step is a mean beyond STEP_MEAN_K of them: 0 false steps in
-# 2 x 60 modelled days, 96% of 6 us steps caught in 5 s (at 5.0-5.25: 1-11 false steps in 60
-# days; at 5.75: 94% caught).
+# The pulses of the window share the line's prediction error (c x jitter, c^2 = 1/n + d^2/Sxx, d
+# the window's distance from the line's centre: c = 0.27 for 64 pulses), so counting pulses
+# beyond a threshold (the old rule: 4 of 5 beyond 4 us) alarms when that common error and a
+# chance run of early or late pulses add up: a false time.step about every 3 weeks (once in the
+# 7-day clean bench: four pulses 2.8-4.5 us early against a line 1.2 us off), while it missed 1
+# in 10 six-us steps in 5 s. The window's mean has a known standard error, jitter x
+# sqrt((1/k + c^2) / (1 + c^2)) for k pulses kept (the jitter, measured on residuals, holds c^2
+# once); a step is a mean beyond STEP_MEAN_K of them: 0 false steps in 2 x 60 modelled days,
+# 96-97% of 6 us steps caught in 5 s (at 5.5: 1 false step in 60 days; at 5.8: 95% caught).
 STEP_MEAN_K: Final = 5.6
 # A pulse later than the window's median by this many jitters is a late interrupt (1% of edges,
 # 5-30 us): left out of the mean. One earlier than it by as much (no interrupt comes early) says
 # the window is no step at all (three late outliers in five, or a step under way).
 STEP_SPREAD_K: Final = 3.0
-# The step test's jitter: an EWMA over this many residuals (a running mean until then). The
-# phase jitter's 32-residual EWMA wanders +-20% (1.16-1.87 us at 1.5 us): a low reading would
-# lower the bar; this one stays within +-7%.
+# The step test's jitter: an EWMA over this many residuals (a running mean until then, inflated
+# by its own uncertainty as the slope test's). The phase jitter's 32-residual EWMA wanders +-20%
+# (1.16-1.87 us at 1.5 us): a low reading would lower the bar; this one stays within +-7%.
 STEP_JITTER_ALPHA: Final = 1 / 256
 # time.drift: the slope of the PPS phase (in raw time) over the last W seconds against its slope
 # over the W seconds before, for each W here: a push changes the slope at once, the crystal only
