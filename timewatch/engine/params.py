@@ -94,12 +94,13 @@ class Detect:
     # pps.missing once the next edge is this late (records reach the engine tens of ms late).
     pps_overdue_s: float = 0.5
     # time.step: PPS phase jump against the raw oscillator (docs/threats.md: a step >= 6 us is
-    # caught in 5 s): pulses beyond max(this, 2.5 jitters) of the phase line (1.5 us of jitter
-    # leaves a 6 us step at 6 +- 1.5 us: 91% of its pulses beyond 4 us) ...
+    # caught in 5 s): the mean of the last pulses off the phase line by max(this, 5.6 of its
+    # standard errors: ~4.5 us at 1.5 us of jitter; engine/pps.py STEP_MEAN_K) ...
     pps_step_s: float = 4e-6
-    # ... on this many of the last pps_step_window pulses, on one side (1% of edges are 5-30 us
-    # late: four of five by chance is ~5e-8 per pulse; four of five beyond 2.5 sigma ~1e-9).
-    pps_step_confirm: int = 4
+    # ... this many of the last pps_step_window pulses kept at least (those 3 jitters later than
+    # the window's median are late interrupts, left out: 1% of edges are 5-30 us late; on a
+    # step's 3rd pulse the 2 before it are later too).
+    pps_step_confirm: int = 3
     pps_step_window: int = 5
     # Until learned, a label belongs to the edge it follows by a latency in [this, this + 1 s):
     # receivers send labels 100-500 ms after their pulse, some up to 0.4 s before it.

@@ -18,8 +18,10 @@ arrival time of the epoch's first sentence). Together: offset_s = (labelled seco
 3. Phase: each numbered edge's phase (second - raw_ns) is compared with a line fitted to the
    previous good edges in raw time (the holdover oscillator: realtime slews and host steps do not
    reach it). A pulse off the line by >= max(pps_step_s, STEP_JITTER_K (3) x jitter) is an
-   outlier: kept out of the estimate, the jitter and the holdover. pps_step_confirm of the last pps_step_window pulses off on
-   one side is a step: `time.step`, and the line restarts at the new phase.
+   outlier: kept out of the estimate, the jitter and the holdover. A step: the mean of the last
+   pps_step_window pulses (a late interrupt left out; at least pps_step_confirm kept) off the
+   line by >= max(pps_step_s, STEP_MEAN_K (5.6) of its standard errors), or all of them outliers
+   on one side -> `time.step`, and the line restarts at the new phase.
 4. Vote: the latest good edge, offset +- max(pps_bound_floor_s, pps_bound_jitter_k x jitter); the
    source sits in its GNSS receiver's trust group (the header says so).
 5. Holdover: good edges teach the raw-oscillator model while the consensus has quorum and this
@@ -69,9 +71,28 @@ JITTER_ALPHA: Final = 1 / 32
 # 3-sigma pulse on one side is 1.3e-3, four of five 1.5e-11: the late outliers decide the rate).
 # Not more: a 6 us step over 1.5 us of measured jitter must stay above it (docs/threats.md #5).
 STEP_JITTER_K: Final = 3.0
-# A step: four of the last five pulses beyond this many jitters (and pps_step_s) on one side
-# (by chance: 4 of 5 beyond 2.5 sigma ~1e-9, 4 of 5 of the 1% late outliers 5e-8 a pulse).
+# After a silence, the median of the pulses since it must be this many jitters (and pps_step_s,
+# plus the holdover's uncertainty) off the pulses before it (GAP_SIGMAS).
 STEP_MEDIAN_K: Final = 2.5
+# The step test (bench/bench_pps_step_model.py models it over 60 days of the simulator's noise).
+# The pulses of the window share the line's prediction error (c x jitter, c^2 = 1/n + d^2/Sxx, d
+# the window's distance from the line's centre: c = 0.27 for 64 pulses), so counting pulses
+# beyond a threshold (the old rule: 4 of 5 beyond 4 us) alarms when that common error and a
+# chance run of early or late pulses add up: a false time.step about every 3 weeks (once in the
+# 7-day clean bench: four pulses 2.8-4.5 us early against a line 1.2 us off), while it missed 1
+# in 10 six-us steps in 5 s. The window's mean has a known standard error, jitter x
+# sqrt((1/k + c^2) / (1 + c^2)) for k pulses kept (the jitter, measured on residuals, holds c^2
+# once); a step is a mean beyond STEP_MEAN_K of them: 0 false steps in 2 x 60 modelled days,
+# 96-97% of 6 us steps caught in 5 s (at 5.5: 1 false step in 60 days; at 5.8: 95% caught).
+STEP_MEAN_K: Final = 5.6
+# A pulse later than the window's median by this many jitters is a late interrupt (1% of edges,
+# 5-30 us): left out of the mean. One earlier than it by as much (no interrupt comes early) says
+# the window is no step at all (three late outliers in five, or a step under way).
+STEP_SPREAD_K: Final = 3.0
+# The step test's jitter: an EWMA over this many residuals (a running mean until then, inflated
+# by its own uncertainty as the slope test's). The phase jitter's 32-residual EWMA wanders +-20%
+# (1.16-1.87 us at 1.5 us): a low reading would lower the bar; this one stays within +-7%.
+STEP_JITTER_ALPHA: Final = 1 / 256
 # time.drift: the slope of the PPS phase (in raw time) over the last W seconds against its slope
 # over the W seconds before, for each W here: a push changes the slope at once, the crystal only
 # as its frequency wanders (a random walk: wander_ppm per block_s, over W: x sqrt(W / block_s)).
@@ -170,6 +191,16 @@ class _Line:
         for x, y in pts:
             self.append(x, y)
 
+    def extrapolation(self, x: float) -> float:
+        """The line's prediction variance at x in units of the points' variance:
+        1/n + (x - mean x)^2 / Sxx (1.0 while it has no slope)."""
+        n = len(self.pts)
+        sxx = self.sxx - self.sx * self.sx / n if n else 0.0
+        if sxx <= 0:
+            return 1.0
+        dx = x - self.x0 - self.sx / n
+        return 1.0 / n + dx * dx / sxx
+
     def predict(self, x: float) -> float:
         n = len(self.pts)
         den = n * self.sxx - self.sx * self.sx
@@ -212,6 +243,7 @@ class PpsTracker(Tracker):
         self.unpaired_labels = 0
         self.jitter_s: float | None = None
         self._jitter_n = 0  # residuals the jitter has learned (its estimate's own uncertainty)
+        self._step_jitter_s: float | None = None  # the slow jitter the step test scales by
         self._last: _Edge | None = None  # last edge seen
         self._train: _Edge | None = None  # last edge on the 1-s train
         self._resync = 0  # consecutive 1-s intervals off the train (a new phase?)
@@ -568,13 +600,16 @@ class PpsTracker(Tracker):
         self._tail.append((x_s, phase_s, res_s if res_s is not None else 0.0))
         if outlier:
             self.outliers += 1
-        if res_s is not None and gap_off is None and self._check_step(e, jitter):
-            return
-        if outlier:
+        # A pulse that shows a step is the new phase's (the line restarts with it): it is
+        # usable (the source is withheld as moving), so five stepped pulses, each an outlier
+        # to the old line, never also read as five seconds without data (source.stale).
+        stepped = res_s is not None and gap_off is None and self._check_step(e, jitter)
+        if outlier and not stepped:
             return
         lag = self._lag
-        lag.append((x_s, phase_s, res_s))
-        if len(self._base) < BASELINE_N:  # a short line: learn at once (its slope is poor)
+        if not stepped:
+            lag.append((x_s, phase_s, res_s))
+        if len(self._base) < BASELINE_N and not stepped:  # short: learn at once (poor slope)
             lag.clear()
             self._base.append(x_s, phase_s)
         while len(lag) >= d.pps_step_window:
@@ -586,6 +621,9 @@ class PpsTracker(Tracker):
                 j2 = jitter * jitter if self.jitter_s is not None else lr * lr
                 self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (lr * lr - j2))
                 self._jitter_n += 1
+                s2 = self._step_jitter_s ** 2 if self._step_jitter_s is not None else lr * lr
+                a = max(STEP_JITTER_ALPHA, 1.0 / self._jitter_n)
+                self._step_jitter_s = math.sqrt(s2 + a * (lr * lr - s2))
         if gap_off is None:
             self._check_drift(e, x_s, phase_s)
         offset_s = (e.second_ns - e.rx_ns) / _S
@@ -599,7 +637,8 @@ class PpsTracker(Tracker):
         if self.latency_ns is not None:
             fields["label_latency_s"] = self.latency_ns / _S
         ctx.emit(self.src, e.rx_ns, offset_s, bound_s, fields)
-        self._learn(e, res_s)
+        if not stepped:
+            self._learn(e, res_s)
 
     def _rephased(self, e: _Edge, step_s: float) -> None:
         """The pulse train moved to a new phase (seen by pps.interval over three edges): the
@@ -622,49 +661,67 @@ class PpsTracker(Tracker):
         return phase_s - self._base.predict(x_s)
 
     def _check_step(self, e: _Edge, jitter: float) -> bool:
-        """A step: pps_step_confirm of the last pps_step_window pulses off the line by the
-        threshold (max(pps_step_s, STEP_MEDIAN_K jitters)) on one side. True when one was found
-        (the line restarts at the new phase)."""
+        """A step: the mean of the last pps_step_window pulses off the line by at least
+        max(pps_step_s, STEP_MEAN_K standard errors), the late ones (STEP_SPREAD_K) left out and
+        pps_step_confirm kept; or every one of them an outlier on one side. True when one was
+        found (the line restarts at the new phase)."""
         d, ctx = self.ctx.detect, self.ctx
         tail = self._tail
         n = len(tail)
         if n < d.pps_step_window:
             return False
-        thr_s = max(d.pps_step_s, STEP_MEDIAN_K * jitter)
-        for sign in (1.0, -1.0):
-            off = [r for _, _, r in tail if sign * r >= thr_s]
-            # A gross outlier the other way (a late edge: 5-30 us) is no evidence either way:
-            # the window is judged without it (one at most: 3 of 4 by chance ~1e-6, times 1%).
-            gross = any(sign * r <= -2 * thr_s for _, _, r in tail)
-            if len(off) < d.pps_step_confirm - (1 if gross else 0):
-                continue
-            step_s = sorted(off)[len(off) // 2]
-            self.steps += 1
-            ev: dict[str, Any] = {"step_s": step_s, "threshold_s": thr_s,
-                                  "jitter_s": self.jitter_s, "pulses_confirming": len(off),
-                                  "pulses_window": len(tail), "edge_rx_ns": e.rx_ns}
-            ho = self.holdover
-            if e.raw_ns is not None and ho.ready and e.second_ns is not None:
-                r = ho.residual(e.rx_ns, e.raw_ns, (e.second_ns - e.rx_ns) / _S)
-                if r is not None:
-                    ev["holdover_residual_s"] = r.residual_s
-                    ev["holdover_sigma_s"] = r.sigma_s
-                    ev["holdover_freq_ppm"] = ho.freq_ppm
-            ctx.caught_moving(
-                self.src, "time.step", e.rx_ns,
-                f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
-                f"({len(off)} of the last {len(tail)} pulses)", ev)
-            # The new phase is the history now: restart the line from the pulses that moved.
-            new = [(x, p) for x, p, r in tail if sign * r >= thr_s]
-            self._base.clear()
-            for x, p in new:
-                self._base.append(x, p)
-            self._tail.clear()
-            self._lag.clear()
-            self._hist_x.clear()  # the phase jumped: slopes start again
-            self._hist_p.clear()
-            return True
-        return False
+        sig = self._step_jitter_s if self._step_jitter_s is not None else jitter
+        if self._step_jitter_s is not None and self._jitter_n < JITTER_SETTLED_N:
+            sig *= 1.0 + math.sqrt(2.0 / self._jitter_n)  # its own uncertainty (_check_drift)
+        res = [r for _, _, r in tail]
+        med = median(res)
+        spread = STEP_SPREAD_K * sig
+        out_s = max(d.pps_step_s, STEP_JITTER_K * jitter)  # an outlier (_measure)
+        lo_s: float | None = None  # the bar when every pulse is an outlier
+        if all(r >= out_s for r in res) or all(r <= -out_s for r in res):
+            # Every pulse an outlier on one side, however spread (a step, or a push faster
+            # than a us a second that the spread test below would take for no step): moved.
+            kept = res
+            lo_s = out_s
+        elif any(r - med > spread for r in res):
+            return False  # a pulse far earlier than the others: no interrupt does that
+        else:
+            kept = [r for r in res if med - r <= spread]  # late interrupts (r < 0) left out
+        k = len(kept)
+        if k < d.pps_step_confirm:
+            return False
+        step_s = sum(kept) / k
+        # The jitter, measured on residuals, holds the line's error c^2 once already.
+        c2 = self._base.extrapolation(sum(x for x, _, _ in tail) / n)
+        se_s = sig * math.sqrt((1.0 / k + c2) / (1.0 + c2))
+        thr_s = lo_s if lo_s is not None else max(d.pps_step_s, STEP_MEAN_K * se_s)
+        if abs(step_s) < thr_s:
+            return False
+        self.steps += 1
+        ev: dict[str, Any] = {"step_s": step_s, "threshold_s": thr_s, "step_sigma_s": se_s,
+                              "jitter_s": self.jitter_s, "pulses_confirming": k,
+                              "pulses_window": n, "edge_rx_ns": e.rx_ns}
+        ho = self.holdover
+        if e.raw_ns is not None and ho.ready and e.second_ns is not None:
+            r = ho.residual(e.rx_ns, e.raw_ns, (e.second_ns - e.rx_ns) / _S)
+            if r is not None:
+                ev["holdover_residual_s"] = r.residual_s
+                ev["holdover_sigma_s"] = r.sigma_s
+                ev["holdover_freq_ppm"] = ho.freq_ppm
+        ctx.caught_moving(
+            self.src, "time.step", e.rx_ns,
+            f"{self.src}: PPS phase stepped {step_s * 1e6:+.1f} us against the raw oscillator "
+            f"(mean of {k} of the last {n} pulses, {abs(step_s) / se_s:.1f} sigma)", ev)
+        # The new phase is the history now: restart the line from the pulses that moved.
+        new = [(x, p) for x, p, r in tail if lo_s is not None or med - r <= spread]
+        self._base.clear()
+        for x, p in new:
+            self._base.append(x, p)
+        self._tail.clear()
+        self._lag.clear()
+        self._hist_x.clear()  # the phase jumped: slopes start again
+        self._hist_p.clear()
+        return True
 
     def _check_drift(self, e: _Edge, x_s: float, phase_s: float) -> None:
         """The slope test (module docstring, DRIFT_*): a phase slope that changed faster than the
