@@ -354,7 +354,9 @@ def _ppm(slope: float) -> float:
 def ensure_holdover(ctx: Context) -> Holdover:
     """The engine's one holdover model, installed on first use (read `ctx.holdover` at use time)."""
     if not isinstance(ctx.holdover, Holdover):
-        ctx.holdover = Holdover()
+        # Its wander until it has measured one: the smallest the PPS tests assume (the Pi's
+        # crystal by default; an operator with a TCXO or OCXO lowers both together).
+        ctx.holdover = Holdover(prior_wander_ppm=ctx.detect.drift_wander_floor_ppm)
     ho: Holdover = ctx.holdover
     return ho
 

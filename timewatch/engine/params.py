@@ -81,6 +81,7 @@ class Detect:
     # The rate a PPS may move against the holdover clock is 3 x the crystal's wander, never taken
     # below this (ppm): a wander measured from a few 10-min blocks can be far too small by chance
     # (docs/threats.md: a Pi crystal wanders ~0.1 ppm over ten minutes; lower it for a TCXO/OCXO).
+    # It is also the holdover's wander until it has measured one (engine/holdover.py).
     drift_wander_floor_ppm: float = 0.1
     # time.step for NTP sources: the offset against the consensus of the other groups jumped by
     # at least this much and stayed (docs/threats.md: a liar of >= 50 ms; Internet route changes move

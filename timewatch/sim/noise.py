@@ -25,6 +25,10 @@ DIURNAL_AMPLITUDE_PPM = 1.0
 DAY_S = 86_400.0
 # docs/threats.md: "a random walk of 0.02 ppm a minute" (one Gaussian step per minute).
 RANDOM_WALK_PPM_PER_MIN = 0.02
+# An oven-controlled oscillator (OCXO) instead of the board's crystal (`HostClock.ocxo`): a
+# random walk of 0.0005 ppm a minute and 0.01 ppm over the day's temperature swing.
+OCXO_WALK_PPM_PER_MIN = 0.0005
+OCXO_DIURNAL_PPM = 0.01
 # docs/threats.md: "the realtime clock disciplined by NTP (sub-ppm slews, hundreds of microseconds of
 # error)": three slow sinusoids of 40-120 us with periods of 1-4 h slew at most 0.6 ppm together.
 REALTIME_TERMS = 3
@@ -54,9 +58,17 @@ class HostClock:
                            rng.uniform(*REALTIME_PERIOD_S) * NS,
                            rng.uniform(0.0, 2 * math.pi)) for _ in range(REALTIME_TERMS)]
         self._rw_rng = random.Random(rng.getrandbits(64))
+        self.walk_ppm_per_min = RANDOM_WALK_PPM_PER_MIN
+        self.diurnal_ppm = DIURNAL_AMPLITUDE_PPM
         self._walk_ppm = [0.0]  # random-walk part of the frequency in minute m
         self._phase_ns = [0.0]  # raw - true time accumulated at the start of minute m
         self.steps: list[tuple[int, int]] = []  # (true time, step ns), in time order
+
+    def ocxo(self) -> None:
+        """The host runs on an oven-controlled oscillator (before any reading is taken)."""
+        assert len(self._phase_ns) == 1, "the oscillator is chosen before the clock is read"
+        self.walk_ppm_per_min = OCXO_WALK_PPM_PER_MIN
+        self.diurnal_ppm = OCXO_DIURNAL_PPM
 
     def freq_ppm(self, minute: int) -> float:
         """The crystal's frequency error during minute `minute` of the run (ppm)."""
@@ -65,7 +77,7 @@ class HostClock:
 
     def _freq(self, m: int) -> float:
         day_frac = (m * 60.0) / DAY_S
-        diurnal = DIURNAL_AMPLITUDE_PPM * math.sin(2 * math.pi * day_frac + self._diurnal_phase)
+        diurnal = self.diurnal_ppm * math.sin(2 * math.pi * day_frac + self._diurnal_phase)
         return self.crystal_ppm + diurnal + self._walk_ppm[m]
 
     def _extend(self, m: int) -> None:
@@ -73,7 +85,7 @@ class HostClock:
             k = len(self._phase_ns) - 1
             self._phase_ns.append(self._phase_ns[k] + self._freq(k) * 1e-6 * MINUTE_NS)
             self._walk_ppm.append(self._walk_ppm[k]
-                                  + self._rw_rng.gauss(0.0, RANDOM_WALK_PPM_PER_MIN))
+                                  + self._rw_rng.gauss(0.0, self.walk_ppm_per_min))
 
     def raw_ns(self, t_ns: int) -> int:
         """CLOCK_MONOTONIC_RAW at true time t_ns."""

@@ -783,8 +783,11 @@ OUTAGE_SHIFT_S = (20e-6, 200e-6)
 
 def _gnss_outage_shift(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The receiver is jammed (no fix, no PPS) for `outage_s`; its time comes back `shift_s` off
-    (a spoofer who took over while it was blind). Judged from the fix's return."""
+    (a spoofer who took over while it was blind). Judged from the fix's return. `oscillator`:
+    "ocxo" puts the host on an oven-controlled oscillator (the crystal otherwise)."""
     sim, r = _gnss_sim(sc, seed, duration_s)
+    if params.get("oscillator") == "ocxo":
+        sim.host.ocxo()
     outage = _p(params, "outage_s", lambda: sim.attack_rng.uniform(*OUTAGE_S))
     shift = _p(params, "shift_s", lambda: _sign(sim) * sim.attack_rng.uniform(*OUTAGE_SHIFT_S))
     tj = _gnss_start(sc, sim)
