@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 from timewatch.cli import main
 from timewatch.records import Note, Ntp, Tick
 from timewatch.sim import noise
-from timewatch.sim.scenarios import SCENARIOS, build
+from timewatch.sim.scenarios import SCENARIOS, build, new_sim
 from timewatch.trace import TraceReader
 
 THREATS = ["ntp_liar", "ntp_drift", "ntp_mitm_delay", "ntp_leap", "gnss_step", "gnss_label_step",
@@ -177,3 +177,25 @@ def test_host_clock_crystal_wander_and_disciplined_realtime() -> None:
     assert h.realtime_error_ns(6 * 10**9) - h.realtime_error_ns(4 * 10**9) > 249_000_000
     r1, r2 = h.raw_ns(10**9), h.raw_ns(2 * 10**9)
     assert abs((r2 - r1) - 10**9) < 200_000  # raw is never stepped
+
+
+@pytest.mark.parametrize("name", ["ntp_liar", "gnss_step", "ptp_liar", "gnss_outage_shift"])
+def test_any_scenario_runs_its_host_on_an_ocxo_when_asked(name: str) -> None:
+    """`oscillator` is a parameter of every scenario: the host's raw clock then wanders like an
+    oven-controlled oscillator's (a walk 40x smaller, a diurnal swing 100x smaller)."""
+    def swing(h: noise.HostClock) -> float:
+        day = [h.freq_ppm(m) for m in range(24 * 60)]
+        return max(day) - min(day)
+
+    sc = SCENARIOS[name]
+    assert swing(new_sim(sc, 3, 60.0, {"oscillator": "ocxo"}).host) < 0.05
+    assert swing(new_sim(sc, 3, 60.0, {}).host) > 1.5
+    raw = {osc: [o.raw_ns for o in build(name, 3, 600.0, oscillator=osc).observations
+                 if isinstance(o, Tick)] for osc in ("crystal", "ocxo")}
+    assert len(raw["ocxo"]) == len(raw["crystal"]) > 500
+    assert raw["ocxo"] != raw["crystal"]  # the builder took the parameter
+
+
+def test_an_unknown_oscillator_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match="oscillator 'rubidium': one of crystal, ocxo"):
+        build("ntp_liar", 1, 60.0, oscillator="rubidium")

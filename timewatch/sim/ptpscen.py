@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ..ptpmgmt import Ptp
 from ..records import SourceInfo
 from .ptpgen import SW_JITTER_S, PtpGm, PtpPoll
-from .scenarios import NS, Params, Scenario, Sim, SimTrace, Truth, _deadline, _p
+from .scenarios import NS, Params, Scenario, Sim, SimTrace, Truth, _deadline, _p, new_sim
 
 PTP_ID = "ptp0"
 GM_ID = "001122.fffe.334455"
@@ -58,8 +58,8 @@ def add_ptp(sim: Sim, gm_at: Callable[[int], PtpGm | None], sid: str = PTP_ID,
     sim.generators.append(generate)
 
 
-def _start(sc: Scenario, seed: int, duration_s: float) -> tuple[Sim, int]:
-    sim = Sim(sc.name, seed, duration_s)
+def _start(sc: Scenario, seed: int, duration_s: float, params: Params) -> tuple[Sim, int]:
+    sim = new_sim(sc, seed, duration_s, params)
     return sim, sim.at(0.5, sc.warmup_s)
 
 
@@ -71,7 +71,7 @@ def _truth(sc: Scenario, sim: Sim, start: int, params: Params) -> Truth:
 def _ptp_rogue_gm(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """A rogue grandmaster announcing priority1 0 joins the domain and wins the BMCA (ptp4l
     switches after two of its announces); its time is off by a drawn lie."""
-    sim, ta = _start(sc, seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.5e-3, 5e-3))
     switch = ta + int(_p(params, "switch_s", lambda: sim.attack_rng.uniform(
@@ -86,7 +86,7 @@ def _ptp_rogue_gm(sc: Scenario, seed: int, duration_s: float, params: Params) ->
 
 def _ptp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The grandmaster itself starts lying: its time steps by 1-5 ms."""
-    sim, ta = _start(sc, seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(1e-3, 5e-3))
     add_ptp(sim, lambda t: PtpGm(GM_ID, lie_s=lambda u: lie if u >= ta else 0.0))
@@ -97,7 +97,7 @@ def _ptp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
 def _ptp_delay_attack(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """A man in the middle holds back the grandmaster's Sync messages (or our Delay_Req) by
     100 us - 1 ms: the mean path delay and the offset each move by half of it."""
-    sim, ta = _start(sc, seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s, params)
     d = _p(params, "delay_s", lambda: sim.attack_rng.uniform(100e-6, 1e-3))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("sync", "delay_req")))
     extra = (d, 0.0) if leg == "sync" else (0.0, d)
@@ -111,7 +111,7 @@ def _ptp_delay_attack(sc: Scenario, seed: int, duration_s: float, params: Params
 def _ptp_utc_offset(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The grandmaster announces a wrong UTC offset (36 or 38 s, flagged valid): ptp4l takes
     it, so the time it measures is a whole second off."""
-    sim, ta = _start(sc, seed, duration_s)
+    sim, ta = _start(sc, seed, duration_s, params)
     utc = _p(params, "utc_offset", lambda: sim.attack_rng.choice((36, 38)))
     wrong = PtpGm(GM_ID, utc_offset=utc, lie_s=lambda t: float(37 - utc))
     add_ptp(sim, lambda t: wrong if t >= ta else PtpGm(GM_ID))

@@ -201,16 +201,25 @@ class Receiver:
                 PPS_ID: SourceInfo("pps", "gnss", label_from=GNSS_ID)}
 
 
+# The host's oscillator (every scenario's `oscillator` parameter): the board's crystal, or an
+# oven-controlled oscillator (sim/noise.py `HostClock.ocxo`).
+OSCILLATORS = ("crystal", "ocxo")
+
+
 class Sim:
     """Builds one trace: host clock, ticks, NTP exchanges, the GNSS receiver with its PPS (when
     `add_receiver` was called), hand-over order."""
 
     def __init__(self, name: str, seed: int, duration_s: float, t0_ns: int = DEFAULT_T0_NS,
-                 layout: list[tuple[str, str]] | None = None):
+                 layout: list[tuple[str, str]] | None = None, oscillator: str = "crystal"):
         self.name, self.seed = name, seed
         self.t0_ns = t0_ns
         self.end_ns = t0_ns + int(duration_s * NS)
         self.host = HostClock(random.Random(f"{seed}|host"), t0_ns)
+        if oscillator not in OSCILLATORS:
+            raise ValueError(f"oscillator {oscillator!r}: one of {', '.join(OSCILLATORS)}")
+        if oscillator == "ocxo":
+            self.host.ocxo()
         self.deploy_rng = random.Random(f"{seed}|deploy")
         self.attack_rng = random.Random(f"{seed}|attack|{name}")
         self.handover_rng = random.Random(f"{seed}|handover")
@@ -407,6 +416,11 @@ class Scenario:
     holds: str = ""
 
 
+def new_sim(sc: Scenario, seed: int, duration_s: float, params: Params, **kw: Any) -> Sim:
+    """A scenario's simulator; `params` may choose the host's oscillator (any scenario)."""
+    return Sim(sc.name, seed, duration_s, oscillator=params.get("oscillator") or "crystal", **kw)
+
+
 def _p(params: dict[str, Any], key: str, default: Callable[[], Any]) -> Any:
     """A parameter from the caller, else drawn (the draw happens either way: same stream)."""
     v = default()
@@ -453,7 +467,7 @@ def _ntp_truth(sc: Scenario, sim: Sim, start: int, culprits: tuple[str, ...],
 
 
 def _ntp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.015, 0.100))
@@ -465,7 +479,7 @@ def _ntp_liar(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
 
 
 def _ntp_drift(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     rate = _p(params, "rate_ppm", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(15.0, 100.0))
@@ -487,7 +501,7 @@ def _live_drift(w: World) -> None:
 
 
 def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     extra = _p(params, "delay_s", lambda: sim.attack_rng.uniform(0.005, 0.040))
     leg = _p(params, "leg", lambda: sim.attack_rng.choice(("request", "reply")))
@@ -518,7 +532,7 @@ def _ntp_mitm_delay(sc: Scenario, seed: int, duration_s: float, params: Params) 
 
 
 def _ntp_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     li = _p(params, "leap", lambda: sim.attack_rng.choice((1, 2)))
     ta = sim.at(0.4, sc.warmup_s)
@@ -536,10 +550,10 @@ def _host_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
     once the step is re-expressed, and it must be named; `host` False: the host does not step,
     the follower alone steps by `step_s` (a source moving is never a host step)."""
     if params.get("gnss", True):
-        sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS)
+        sim = new_sim(sc, seed, duration_s, params, t0_ns=GNSS_T0_NS)
         r: Receiver | None = sim.add_receiver()
     else:
-        sim, r = Sim(sc.name, seed, duration_s), None
+        sim, r = new_sim(sc, seed, duration_s, params), None
     step = _p(params, "step_s", lambda: sim.attack_rng.choice((-1, 1))
               * sim.attack_rng.uniform(0.1, 1.5))
     ta = sim.at(0.4, sc.warmup_s) + int(sim.attack_rng.uniform(0.0, 1.0) * NS)
@@ -587,7 +601,7 @@ FOLLOWER_POLLS = 3
 def _ntp_group_majority(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     layout = [("ntp-x1", "op-x"), ("ntp-x2", "op-x"), ("ntp-x3", "op-x"), ("ntp-d", "op-d"),
               ("ntp-e", "op-e")]
-    sim = Sim(sc.name, seed, duration_s, layout=layout)
+    sim = new_sim(sc, seed, duration_s, params, layout=layout)
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
              * sim.attack_rng.uniform(0.015, 0.100))
     ta = sim.at(0.4, sc.warmup_s)
@@ -612,7 +626,7 @@ _NOT_A_TIME_ATTACK = ("source.falseticker", "time.drift", "time.step", "ntp.dela
 
 
 def _ntp_spoofed_replies(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     ta = sim.at(0.4, sc.warmup_s)
     v.spoof = lambda t: t >= ta
@@ -622,7 +636,7 @@ def _ntp_spoofed_replies(sc: Scenario, seed: int, duration_s: float, params: Par
 
 
 def _ntp_kiss(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     ta = sim.at(0.4, sc.warmup_s)
     te = ta + int(_p(params, "kiss_s", lambda: 600.0) * NS)
@@ -634,7 +648,7 @@ def _ntp_kiss(sc: Scenario, seed: int, duration_s: float, params: Params) -> Sim
 
 def _ntp_no_majority(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     layout = [("ntp-a", "op-a"), ("ntp-b", "op-b"), ("ntp-c", "op-c"), ("ntp-d", "op-c")]
-    sim = Sim(sc.name, seed, duration_s, layout=layout)
+    sim = new_sim(sc, seed, duration_s, params, layout=layout)
     # Each group must leave the others' error intervals: beyond the sum of the two bounds.
     margin = _p(params, "margin_s", lambda: sim.attack_rng.uniform(0.010, 0.030))
     a, b, c, d = (sim.server(x) for x in ("ntp-a", "ntp-b", "ntp-c", "ntp-d"))
@@ -679,9 +693,9 @@ CN0_UNIFORM_SIGMA_DB_HZ = (0.3, 1.2)
 CN0_UNIFORM_LEVEL_DB_HZ = (40.0, 48.0)
 
 
-def _gnss_sim(sc: Scenario, seed: int, duration_s: float,
+def _gnss_sim(sc: Scenario, seed: int, duration_s: float, params: Params,
               **receiver: Any) -> tuple[Sim, Receiver]:
-    sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS)
+    sim = new_sim(sc, seed, duration_s, params, t0_ns=GNSS_T0_NS)
     return sim, sim.add_receiver(**receiver)
 
 
@@ -713,7 +727,7 @@ def _sign(sim: Sim) -> float:
 
 
 def _gnss_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(6.05e-6, 100e-6))
     ta = _gnss_start(sc, sim)
     step_ns = round(step * NS)
@@ -725,7 +739,7 @@ def _gnss_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> Si
 
 
 def _gnss_label_step(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     k = _p(params, "label_offset_s", lambda: int(_sign(sim)) * sim.attack_rng.choice((1, 1, 2, 3)))
     ta = _gnss_start(sc, sim)
     r.nmea.label_offset_s = lambda s: k if s >= ta else 0
@@ -740,7 +754,7 @@ def _gnss_label_step(sc: Scenario, seed: int, duration_s: float, params: Params)
 def _gnss_push(lo: float, hi: float) -> Builder:
     """A push of the receiver's time at a drawn rate of lo .. hi s/s (either sign)."""
     def build(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-        sim, r = _gnss_sim(sc, seed, duration_s)
+        sim, r = _gnss_sim(sc, seed, duration_s, params)
         rate = _p(params, "rate_s_per_s", lambda: _sign(sim) * sim.attack_rng.uniform(lo, hi))
         ta = _gnss_start(sc, sim, params)
         # `push_s`: the push stops then and the receiver is back on true time (the demo's
@@ -763,7 +777,7 @@ def _offset_m(sim: Sim, lo_m: float, hi_m: float, params: Params) -> tuple[float
 def _gnss_push_stairs(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """A push split into steps each below the PPS step threshold (pps_step_s, 4 us): `step_s`
     every `every_s`, averaging step_s / every_s."""
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     step = _p(params, "step_s", lambda: _sign(sim) * sim.attack_rng.uniform(2e-6, 3.5e-6))
     every = _p(params, "every_s", lambda: abs(step) / sim.attack_rng.uniform(0.5e-6, 1e-6))
     ta = _gnss_start(sc, sim)
@@ -783,11 +797,9 @@ OUTAGE_SHIFT_S = (20e-6, 200e-6)
 
 def _gnss_outage_shift(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The receiver is jammed (no fix, no PPS) for `outage_s`; its time comes back `shift_s` off
-    (a spoofer who took over while it was blind). Judged from the fix's return. `oscillator`:
-    "ocxo" puts the host on an oven-controlled oscillator (the crystal otherwise)."""
-    sim, r = _gnss_sim(sc, seed, duration_s)
-    if params.get("oscillator") == "ocxo":
-        sim.host.ocxo()
+    (a spoofer who took over while it was blind). Judged from the fix's return. Its tests run it
+    with `oscillator` = "ocxo" too (a parameter of every scenario)."""
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     outage = _p(params, "outage_s", lambda: sim.attack_rng.uniform(*OUTAGE_S))
     shift = _p(params, "shift_s", lambda: _sign(sim) * sim.attack_rng.uniform(*OUTAGE_SHIFT_S))
     tj = _gnss_start(sc, sim)
@@ -807,7 +819,7 @@ def _gnss_outage_shift(sc: Scenario, seed: int, duration_s: float, params: Param
 
 
 def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
+    sim, r = _gnss_sim(sc, seed, duration_s, params, surveyed=bool(params.get("surveyed")))
     ne = _offset_m(sim, 55.0, 500.0, params)
     ta = _gnss_start(sc, sim)
     # `lasting_s`: the fix is off only this long (a multipath outlier, not a jump)
@@ -819,7 +831,7 @@ def _gnss_position_jump(sc: Scenario, seed: int, duration_s: float, params: Para
 
 
 def _gnss_meaconing(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     delay = _p(params, "delay_s", lambda: sim.attack_rng.uniform(1.0e-3, 5.0e-3))
     ne = _offset_m(sim, 100.0, 2000.0, params)
     ta = _gnss_start(sc, sim)
@@ -840,7 +852,7 @@ def _live_meaconing(w: World) -> None:
 
 
 def _gnss_cn0_uniform(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     variant = _p(params, "variant", lambda: sim.attack_rng.choice(("uniform", "raised")))
     sigma = _p(params, "sigma_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_SIGMA_DB_HZ))
     level = _p(params, "level_db_hz", lambda: sim.attack_rng.uniform(*CN0_UNIFORM_LEVEL_DB_HZ))
@@ -866,7 +878,7 @@ def _live_cn0(w: World) -> None:
 
 
 def _gnss_jamming(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     ta = _gnss_start(sc, sim)
     r.nmea.jammed = lambda s: s >= ta
     r.pps.missing = lambda s: s >= ta
@@ -886,7 +898,7 @@ FIRST_SENTENCE_S = 0.25
 
 
 def _gnss_week_rollover(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     fault = _p(params, "fault", lambda: sim.attack_rng.choice(("rollover", "rollover",
                                                                 "coldstart")))
     ta = _gnss_start(sc, sim)
@@ -896,7 +908,7 @@ def _gnss_week_rollover(sc: Scenario, seed: int, duration_s: float, params: Para
 
 
 def _gnss_simulator(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     ta = _gnss_start(sc, sim)
     r.nmea.simulator = lambda s: s >= ta
     sim.note(ta, "fault gnss_simulator: the receiver outputs simulated fixes as valid")
@@ -904,7 +916,7 @@ def _gnss_simulator(sc: Scenario, seed: int, duration_s: float, params: Params) 
 
 
 def _pps_faults(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     kind = _p(params, "fault", lambda: sim.attack_rng.choice(("missing", "doubled", "shifted")))
     n = _p(params, "pulses", lambda: sim.attack_rng.randint(1, 3))
     extra_s = _p(params, "extra_s", lambda: sim.attack_rng.uniform(0.05, 0.95))
@@ -937,7 +949,7 @@ def _live_pps_faults(w: World) -> None:
 
 
 def _gnss_garbage(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     corrupt = _p(params, "corrupt_rate", lambda: 0.05)  # docs/threats.md #21: 5% of sentences
     garbage = _p(params, "garbage_rate", lambda: sim.attack_rng.uniform(0.002, 0.02))
     ta = _gnss_start(sc, sim)
@@ -972,7 +984,7 @@ def _ntp_group_lie_inside(sc: Scenario, seed: int, duration_s: float,
     """The four servers of one trust group lie together by a few ms, inside (most of) their
     bounds: the vote may name them, never a source of another group (the PPS above all).
     `gnss` (default True; False: NTP only, the six servers alone)."""
-    sim = Sim(sc.name, seed, duration_s, t0_ns=GNSS_T0_NS, layout=GROUP_INSIDE_LAYOUT)
+    sim = new_sim(sc, seed, duration_s, params, t0_ns=GNSS_T0_NS, layout=GROUP_INSIDE_LAYOUT)
     if params.get("gnss", True):
         sim.add_receiver()
     lie = _p(params, "offset_s", lambda: sim.attack_rng.choice((-1, 1))
@@ -990,12 +1002,12 @@ def _ntp_group_lie_inside(sc: Scenario, seed: int, duration_s: float,
 
 
 def _clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     return sim.build(Truth(sc.name, seed))
 
 
 def _ntp_server_silent(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     ta = sim.at(0.3, sc.warmup_s)
     te = ta + int(_p(params, "silent_s", lambda: 600.0) * NS)
@@ -1007,7 +1019,7 @@ def _ntp_server_silent(sc: Scenario, seed: int, duration_s: float, params: Param
 
 
 def _ntp_delay_spikes(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     p = _p(params, "spike_probability", lambda: 0.05)
     for s in sim.servers:  # docs/threats.md "network delay spikes of 10x the base delay"
         s.path.spike_probability = p
@@ -1021,7 +1033,7 @@ def _announce_from(start_ns: int, leap_ns: int) -> Callable[[int], int]:
 
 def _ntp_real_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The leap second of 2016-12-31, announced by servers starting at different times."""
-    sim = Sim(sc.name, seed, duration_s, t0_ns=LEAP_2016_T0_NS)
+    sim = new_sim(sc, seed, duration_s, params, t0_ns=LEAP_2016_T0_NS)
     leap_at = 1_483_228_800 * NS  # 2017-01-01T00:00:00Z (leap-seconds.list: 3692217600 37)
     day_start = leap_at - 86_400 * NS  # chrony announces on the last day only
     for i, s in enumerate(sim.servers):
@@ -1035,7 +1047,7 @@ def _ntp_real_leap(sc: Scenario, seed: int, duration_s: float, params: Params) -
 
 def _clean_week(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """Clean operation with the legitimate faults: 10x spikes, a server silent for 10 min."""
-    sim = Sim(sc.name, seed, duration_s)
+    sim = new_sim(sc, seed, duration_s, params)
     v = _victim(sim, params)
     ta = sim.at(0.3, sc.warmup_s)
     te = ta + 600 * NS
@@ -1049,14 +1061,14 @@ def _clean_week(sc: Scenario, seed: int, duration_s: float, params: Params) -> S
 
 def _gnss_clean(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """GNSS + PPS + NTP, clean: satellites rise and set, everything else is noise."""
-    sim, _ = _gnss_sim(sc, seed, duration_s, surveyed=bool(params.get("surveyed")))
+    sim, _ = _gnss_sim(sc, seed, duration_s, params, surveyed=bool(params.get("surveyed")))
     return sim.build(Truth(sc.name, seed))
 
 
 def _gnss_obstruction(sc: Scenario, seed: int, duration_s: float, params: Params) -> SimTrace:
     """The receiver loses its fix for a minute under an obstruction; its PPS keeps pulsing on its
     own oscillator (docs/threats.md "Must not alarm": only gnss.no_fix and gnss.satellites)."""
-    sim, r = _gnss_sim(sc, seed, duration_s)
+    sim, r = _gnss_sim(sc, seed, duration_s, params)
     ta = _gnss_start(sc, sim)
     te = ta + int(_p(params, "obstructed_s", lambda: 60.0) * NS)
     r.nmea.fix_lost = lambda s: ta <= s < te
