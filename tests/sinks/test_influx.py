@@ -268,3 +268,27 @@ def test_an_upgrade_sends_the_previous_release_s_spool_once_then_the_new_lines(
     # At most batch_size (10) lines a request, whole items: the old rows one line each, then
     # the new items (10 and 2 lines).
     assert [int(r["lines"]) for r in fake.requests] == [10, 5, 10, 2]
+
+
+def test_a_server_failing_while_a_rejected_item_is_split_loses_no_line(
+        tmp_path: Path, fake: FakeInflux) -> None:
+    """The item stays until all its lines are delivered or dropped: a 503 in the middle of the
+    split sends the whole item again later (the lines it had delivered go again and overwrite
+    themselves; the bad line is rejected, and counted, again)."""
+    bad_t = T0 + 7 * 10**9
+    failed: list[int] = []
+
+    def answer(lines: list[str]) -> int:
+        if _ts(lines)[0] == T0 + 10 * 10**9 and not failed:  # the item's second half, once
+            failed.append(1)
+            return 503
+        return 400 if any(ln.endswith(f" {bad_t}") for ln in lines) else 204
+
+    fake.answer = answer
+    sink = InfluxSink(_cfg(tmp_path, fake.port, batch_size=20))
+    sink.handle(_samples(20))  # one item of 20 lines
+    _wait(lambda: sink.pending == 0, timeout_s=20)
+    sink.close()
+    want = [T0 + i * 10**9 for i in range(20) if i != 7]
+    assert sorted(set(_ts(fake.lines))) == want and sink.failures == 1
+    assert len(fake.lines) == 19 + 9 and sink.rejected == 2  # lines 0-9 but 7 went twice
