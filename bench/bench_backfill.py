@@ -6,7 +6,9 @@ the store so filled into a fresh server.
 Targets (issue 20): >= 20,000 observations/s of backfill; peak RSS < 200 MB for the 7-day trace.
 The rate is observations of the trace per wall second, from the start of the command until it
 returns, which is when every point is on the server. The machine is shared: the CPU seconds of
-timewatch and of the server, and the load average, are printed beside it. The engine is the
+timewatch and of the server, and the load average (1 minute, at the start and the end of the
+command), are printed beside it; timewatch's CPU against the wall time says whether the wall
+time is timewatch's work (CPU close to wall), waiting for the server, or a loaded machine. The engine is the
 build this tree runs (`timewatch --version`).
 Run: `.venv/bin/python -m bench backfill` (or `make bench`). BENCH_APPLIANCE_HOURS=1: one hour.
 """
@@ -61,9 +63,10 @@ def one(name: str, kind: str, path: Path, n: int) -> None:
         srv = _server(kind, tmp / "srv")
         try:
             conf = _config(tmp, kind, srv.url)
-            c0 = proc_cpu_s(srv.proc.pid)
+            c0, l0 = proc_cpu_s(srv.proc.pid), loadavg().split()[0]
             run = measure(["replay", str(path), "-c", str(conf), "--events", os.devnull], ROOT)
             srv_cpu = proc_cpu_s(srv.proc.pid) - c0
+            load = f"{l0}-{loadavg().split()[0]}"
         finally:
             srv.stop()
         if run.rc != 0:
@@ -77,7 +80,7 @@ def one(name: str, kind: str, path: Path, n: int) -> None:
         ok = rate >= TARGET_OBS_S and (name != "week" or run.rss_mb < RSS_MAX_MB)
         print(f"{name} into {kind:16}: replay -c {rate:>8,.0f} obs/s ({run.wall_s:.1f} s wall; "
               f"timewatch {run.cpu_s:.1f} s CPU = {n / run.cpu_s:,.0f} obs per CPU-second, "
-              f"server {srv_cpu:.1f} s CPU), peak RSS {run.rss_mb:.0f} MB; store {samples:,} "
+              f"server {srv_cpu:.1f} s CPU; load {load}), peak RSS {run.rss_mb:.0f} MB; store {samples:,} "
               f"samples, {snaps:,} snapshots; target >= {TARGET_OBS_S:,} obs/s"
               f"{f', RSS < {RSS_MAX_MB} MB' if name == 'week' else ''}: "
               f"{'met' if ok else 'NOT met'}", flush=True)
@@ -85,15 +88,16 @@ def one(name: str, kind: str, path: Path, n: int) -> None:
         srv = _server(kind, tmp / "srv2")  # a fresh server: the export sends all of it again
         try:
             conf = _config(tmp, kind, srv.url)
-            c0 = proc_cpu_s(srv.proc.pid)
+            c0, l0 = proc_cpu_s(srv.proc.pid), loadavg().split()[0]
             ex = measure(["export", "-c", str(conf), "--influxdb"], ROOT)
             srv_cpu = proc_cpu_s(srv.proc.pid) - c0
+            load = f"{l0}-{loadavg().split()[0]}"
         finally:
             srv.stop()
         lines = ex.err.rsplit("export ", 1)[-1].split(": ", 1)[-1].split(" lines", 1)[0]
         print(f"{name} into {kind:16}: export --influxdb {int(lines) / ex.wall_s:>8,.0f} lines/s "
               f"({lines} lines in {ex.wall_s:.1f} s wall; timewatch {ex.cpu_s:.1f} s CPU, server "
-              f"{srv_cpu:.1f} s CPU), peak RSS {ex.rss_mb:.0f} MB" if ex.rc == 0 else
+              f"{srv_cpu:.1f} s CPU; load {load}), peak RSS {ex.rss_mb:.0f} MB" if ex.rc == 0 else
               f"{name} into {kind}: export FAILED: {ex.err[-800:]}", flush=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,10 @@ import pytest
 from timewatch.config import Config, parse
 from timewatch.records import Sample
 from timewatch.sinks.influx import InfluxSink
+from timewatch.sinks.lineproto import Encoder
 from timewatch.sinks.spool import Spool
+
+from .test_spool import old_spool
 
 TOKEN = "tw-secret-token-5f1d0c"
 T0 = 1_764_160_950_000_000_000
@@ -203,7 +207,10 @@ def test_disk_bound_drops_oldest_with_a_warning(tmp_path: Path,
     for i in range(100):  # ~100 bytes a line: 1.2 MB
         sink.handle(_samples(120, start=i * 120))
     assert sink.spool.size_bytes <= 2**20
-    assert sink.spool.dropped > 0
+    # Counted in lines, whole items (batch_size = 10 lines) at a time: every line put is either
+    # still spooled or counted as dropped.
+    assert sink.spool.dropped > 0 and sink.spool.dropped % 10 == 0
+    assert sink.spool.dropped + sink.pending == 12_000
     assert "disk bound of 1 MB reached" in caplog.text and "spool_max_mb" in caplog.text
     sink.close()
 
@@ -231,3 +238,57 @@ def test_close_flushes_everything_before_returning(tmp_path: Path, fake: FakeInf
     assert len(fake.lines) == 1000
     assert sink.pending == 0
     assert len(Spool(tmp_path / "influxdb.spool")) == 0
+
+
+def test_a_call_s_lines_are_spooled_as_items_of_at_most_a_batch(tmp_path: Path) -> None:
+    sink = InfluxSink(_cfg(tmp_path, 9, batch_size=10, flush_interval_s=3600))
+    sink.handle(_samples(25))
+    sink.handle(_samples(3, start=25))
+    db = sqlite3.connect(tmp_path / "influxdb.spool")
+    rows = db.execute("SELECT n, body FROM q ORDER BY seq").fetchall()
+    db.close()
+    assert [n for n, _ in rows] == [10, 10, 5, 3] and sink.pending == 28
+    lines = [ln.decode() for _, body in rows for ln in body.split(b"\n")]
+    assert _ts(lines) == [T0 + i * 10**9 for i in range(28)]
+    sink.close()
+
+
+def test_an_upgrade_sends_the_previous_release_s_spool_once_then_the_new_lines(
+        tmp_path: Path, fake: FakeInflux) -> None:
+    """An appliance upgraded with lines waiting in its spool (one row per line, the previous
+    release's layout) loses none of them and sends none twice."""
+    old = Encoder.from_config(_cfg(tmp_path, 9)).lines(_samples(15))
+    old_spool(tmp_path / "influxdb.spool", [ln.encode() for ln in old])
+    sink = InfluxSink(_cfg(tmp_path, fake.port))
+    assert sink.pending == 15
+    sink.handle(_samples(12, start=15))
+    sink.close()
+    assert _ts(fake.lines) == [T0 + i * 10**9 for i in range(27)]
+    assert sink.sent == 27 and sink.pending == 0
+    # At most batch_size (10) lines a request, whole items: the old rows one line each, then
+    # the new items (10 and 2 lines).
+    assert [int(r["lines"]) for r in fake.requests] == [10, 5, 10, 2]
+
+
+def test_a_server_failing_while_a_rejected_item_is_split_loses_no_line(
+        tmp_path: Path, fake: FakeInflux) -> None:
+    """The item stays until all its lines are delivered or dropped: a 503 in the middle of the
+    split sends the whole item again later (the lines it had delivered go again and overwrite
+    themselves; the bad line is rejected, and counted, again)."""
+    bad_t = T0 + 7 * 10**9
+    failed: list[int] = []
+
+    def answer(lines: list[str]) -> int:
+        if _ts(lines)[0] == T0 + 10 * 10**9 and not failed:  # the item's second half, once
+            failed.append(1)
+            return 503
+        return 400 if any(ln.endswith(f" {bad_t}") for ln in lines) else 204
+
+    fake.answer = answer
+    sink = InfluxSink(_cfg(tmp_path, fake.port, batch_size=20))
+    sink.handle(_samples(20))  # one item of 20 lines
+    _wait(lambda: sink.pending == 0, timeout_s=20)
+    sink.close()
+    want = [T0 + i * 10**9 for i in range(20) if i != 7]
+    assert sorted(set(_ts(fake.lines))) == want and sink.failures == 1
+    assert len(fake.lines) == 19 + 9 and sink.rejected == 2  # lines 0-9 but 7 went twice

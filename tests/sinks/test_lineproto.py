@@ -189,3 +189,31 @@ def test_sources_missing_from_the_config_are_learned_from_snapshots() -> None:
     assert first.startswith("tw_sample,host=h,kind=ntp,source=n9,trust_group=g9 ")
     assert enc.lines([Sample("n9", T + 1, 0.0, 1.0)])[0].startswith(
         "tw_sample,host=h,kind=ntp,source=n9,trust_group=g9 ")
+
+
+def test_a_sample_s_line_is_the_general_format_line_whatever_its_fields() -> None:
+    # Samples take a short path (series per source, field keys per set of names): the same line
+    # as format_line gives, field for field, in every case the short path must get right.
+    cases = [
+        {"delay_s": 0.01, "stratum": 2.0},
+        {"stratum": 2, "ok": True, "nan": float("nan"), "inf": float("-inf")},
+        {"offset": 1.0, "offset_": 2.0},  # the same name after safe_name: the first stays
+        {"offset_s": 9.0, "group": 1.5},  # offset_s is the sample's own; group -> group_
+        {"note": "text", "x": 1.0},  # strings are left out
+        {"note": "text", "note_": 3.0, "NOTE": 4.0},
+        {},
+    ]
+    enc = Encoder("h", SOURCES)
+    for i, f in enumerate(cases):
+        s = Sample("gnss0", T + i, 1e-7, float("nan") if i == 6 else 2e-7, f)
+        want: dict[str, object] = {"offset_s": s.offset_s, "bound_s": s.bound_s}
+        for k, v in f.items():
+            if safe_name(k) not in want and not isinstance(v, str):
+                want[safe_name(k)] = v
+        tags = {"host": "h", "source": "gnss0", "kind": "gnss", "trust_group": "gnss"}
+        line = format_line("tw_sample", tags, want, s.t_ns)
+        assert enc.sample(s) == enc.sample(s) == [line], f
+    # The series follows a source's entry when it changes (learned, or edited by a caller).
+    enc.sources["gnss0"] = SourceInfo("gnss", "other")
+    assert enc.sample(Sample("gnss0", T, 0.0, 1.0))[0].startswith(
+        "tw_sample,host=h,kind=gnss,source=gnss0,trust_group=other ")

@@ -1,9 +1,12 @@
 """InfluxDB sink: every point goes through a durable spool, a thread sends it, the server acks it.
 
 - `handle` encodes the outputs (`lineproto`) and appends the lines to the spool (SQLite, fsynced:
-  a line in the spool survives `kill -9` and power loss). It never talks to the network.
-- A sender thread (`spool.SpoolSender`, shared with the webhooks) takes up to `batch_size` of the
-  oldest lines (a partial batch after `flush_interval_s`), writes them with influxdb-client's
+  a line in the spool survives `kill -9` and power loss). It never talks to the network. The
+  lines of one call go in as items of at most a batch of lines each (one row per item, the lines
+  joined by newlines: `spool.Spool` counts them as its records), not a row per line.
+- A sender thread (`spool.SpoolSender`, shared with the webhooks) takes the oldest lines, whole
+  items, up to `batch_size` (a partial batch after `flush_interval_s`), writes them with
+  influxdb-client's
   *synchronous* write API (gzip, `/api/v2/write`, ns precision) and removes them from the spool
   only after a 2xx. The client's batching API is not used: it holds points in memory and loses
   them at exit unless closed just so; here nothing is in memory that is not also on disk.
@@ -11,13 +14,15 @@
   jitter, 1 s to 60 s; logged at the 1st, 2nd, 4th, 8th... attempt), for as long as
   it takes (hours: the spool holds the data; its size is bounded by `spool_max_mb`, past which
   the oldest lines are dropped with a warning).
-- The server rejects a batch as malformed (400, 413, 422): the batch is split in halves until
-  the bad line is alone; that line is logged and dropped (it can never be delivered), the rest
-  is delivered.
+- The server rejects a batch as malformed (400, 413, 422): the batch is split in halves (items,
+  then an item's lines) until the bad line is alone; that line is logged and dropped (it can
+  never be delivered), the rest is delivered. An item leaves the spool when all its lines are
+  delivered or dropped.
 - Duplicates only from a batch the server applied without its answer reaching us: killed
   between the server's 2xx and the spool's ack (sent again at the next start), or the answer was
-  lost (timeout, broken connection: retried). Points are idempotent (measurement, tags and
-  timestamp identify a point; InfluxDB overwrites it with the same values).
+  lost (timeout, broken connection: retried), or the server failed in the middle of splitting a
+  rejected item (its lines already taken go again with it). Points are idempotent (measurement,
+  tags and timestamp identify a point; InfluxDB overwrites it with the same values).
 - `close` drains the spool while the server accepts writes (for up to CLOSE_GRACE_S), then
   returns; what the server did not take stays in the spool for the next start.
 - The token is handed to the client only; logs show the server's host:port, never the token.
@@ -163,7 +168,8 @@ class InfluxV1Writer:
 
 
 def _gzip(lines: list[bytes]) -> bytes:
-    """The request body: the lines (UTF-8, as spooled), gzip level 1."""
+    """The request body: the lines (UTF-8, as spooled: one item may hold several lines), gzip
+    level 1."""
     return gzip.compress(b"\n".join(lines), compresslevel=1)
 
 
@@ -227,7 +233,7 @@ class InfluxSink:
         lines = self.encoder.lines(outputs)
         if not lines:
             return
-        self.spool.put([("", ln.encode("utf-8")) for ln in lines])
+        self.spool.put(_items(lines, self.cfg.batch_size))
         self._unsent_hint += len(lines)
         if self._unsent_hint >= self.cfg.batch_size:
             self.sender.wake()
@@ -239,7 +245,7 @@ class InfluxSink:
             raise RuntimeError("influxdb sink is closed")
         self.sender.batch = max(self.sender.batch, BACKFILL_BATCH)
         lines = self.encoder.lines(outputs)
-        self.spool.put([("", ln.encode("utf-8")) for ln in lines], mark=(mark.key, mark.n))
+        self.spool.put(_items(lines, self.sender.batch), mark=(mark.key, mark.n))
         self._unsent_hint += len(lines)
         if self._unsent_hint >= self.sender.batch:
             self.sender.wake()
@@ -303,8 +309,8 @@ class InfluxSink:
     # -- sender thread ---------------------------------------------------------------------
     def _send(self, rows: list[Row]) -> Sent:
         """A full batch goes at once, a partial one after flush_interval_s (or at close)."""
-        if len(rows) < self.cfg.batch_size and not self.sender.closing.is_set() \
-                and not self._drain:
+        if sum(map(_count, rows)) < self.cfg.batch_size and not self.spool.more \
+                and not self.sender.closing.is_set() and not self._drain:
             now = time.monotonic()
             if self._partial_since is None:
                 self._partial_since = now
@@ -327,9 +333,7 @@ class InfluxSink:
             self.writer.write([body for _, _, body in rows])
         except WriteRejected as e:
             if len(rows) == 1:
-                self.rejected += 1
-                log.error("influxdb %s: server rejected a point, dropped: %s; line: %s",
-                          self.where, e, rows[0][2][:LOG_LINE_CHARS].decode("utf-8", "replace"))
+                self._split(rows[0][2].split(b"\n"), e)
                 done.append(rows[0][0])
                 return
             half = len(rows) // 2
@@ -337,4 +341,32 @@ class InfluxSink:
             self._deliver(rows[half:], done)
             return
         done.extend(seq for seq, _, _ in rows)
-        self.sent += len(rows)
+        self.sent += sum(map(_count, rows))
+
+    def _split(self, lines: list[bytes], e: WriteRejected) -> None:
+        """The lines of one rejected item: halves until the bad line is alone (logged and
+        dropped), the others delivered. Raises WriteFailed to back off (the item stays)."""
+        if len(lines) == 1:
+            self.rejected += 1
+            log.error("influxdb %s: server rejected a point, dropped: %s; line: %s",
+                      self.where, e, lines[0][:LOG_LINE_CHARS].decode("utf-8", "replace"))
+            return
+        half = len(lines) // 2
+        for part in (lines[:half], lines[half:]):
+            try:
+                self.writer.write(part)
+            except WriteRejected as e2:
+                self._split(part, e2)
+            else:
+                self.sent += len(part)
+
+
+def _items(lines: list[str], size: int) -> list[tuple[str, bytes, int]]:
+    """The lines as spool items of at most `size` lines each (a row per item, not per line)."""
+    return [("", "\n".join(part).encode("utf-8"), len(part))
+            for part in (lines[i:i + size] for i in range(0, len(lines), size))]
+
+
+def _count(row: Row) -> int:
+    """The lines a spooled item holds."""
+    return row[2].count(b"\n") + 1

@@ -117,18 +117,26 @@ def format_line(measurement: str, tags: Mapping[str, str | None], fields: Mappin
     """One point. Tags with empty values are left out (line protocol forbids them); numbers are
     written as floats, strings quoted, anything else (None, NaN, lists) left out. None when no
     field is left."""
-    head = _series(measurement, tuple(tags.items()))
+    return _line(measurement, _series(measurement, tuple(tags.items())),
+                 [(_FIELD_KEYS.get(k) or _field_key(k), v) for k, v in fields.items()], t_ns)
+
+
+def _line(measurement: str, head: str, fields: Iterable[tuple[str, Any]], t_ns: int,
+          strings: bool = True) -> str | None:
+    """`format_line` once the series and the field keys (`key=`) are formatted; `strings`
+    False: string values are left out."""
     fs: list[str] = []
-    for k, v in fields.items():
+    for k, v in fields:
         if type(v) is float:  # most fields: the general case below, without its calls
-            if math.isfinite(v):
-                fs.append(f"{_field_key(k)}{v!r}")
+            if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+                fs.append(f"{k}{v!r}")
         elif isinstance(v, str):
-            fs.append(f"{_field_key(k)}{escape_string(v)}")
+            if strings:
+                fs.append(f"{k}{escape_string(v)}")
         else:
             f = _number(v)
             if f is not None:
-                fs.append(f"{_field_key(k)}{f!r}")
+                fs.append(f"{k}{f!r}")
     if not fs:
         return None
     if not isinstance(t_ns, int) or isinstance(t_ns, bool):
@@ -145,9 +153,29 @@ def _series(measurement: str, tags: tuple[tuple[str, str | None], ...]) -> str:
                     + [f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v])
 
 
-@functools.lru_cache(maxsize=4096)
+# `key=` of each field key seen (a dict look-up per field; bounded like the caches above).
+_FIELD_KEYS: dict[str, str] = {}
+
+
 def _field_key(k: str) -> str:
-    return f"{escape_key(k)}="
+    text = f"{escape_key(k)}="
+    if len(_FIELD_KEYS) < 4096:
+        _FIELD_KEYS[k] = text
+    return text
+
+
+# The `key=` of a sample's fields (offset_s, bound_s, then its own after `safe_name`), per
+# tuple of its field names (a source's samples have the same few); () when two of the names
+# are the same after `safe_name` (then `Encoder.sample` takes the general way).
+_SAMPLE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _sample_keys(names: tuple[str, ...]) -> tuple[str, ...]:
+    safe = ["offset_s", "bound_s", *map(safe_name, names)]
+    out = tuple(map(_field_key, safe)) if len(set(safe)) == len(safe) else ()
+    if len(_SAMPLE_KEYS) < 4096:
+        _SAMPLE_KEYS[names] = out
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +192,9 @@ class Encoder:
         # The latest evidence checkpoint per stream, sent with every consensus point, so that
         # what left the box pins the local files (docs/evidence.md).
         self.anchors = anchors
+        # Each source's tw_sample series, with the SourceInfo it was made from (`sources` may
+        # change: a series is used only while its source's entry is that same object).
+        self._heads: dict[str, tuple[SourceInfo | None, str]] = {}
 
     @classmethod
     def from_config(cls, cfg: Any) -> Encoder:
@@ -178,6 +209,24 @@ class Encoder:
                 "trust_group": group or (info.group if info else None)}
 
     def sample(self, s: Sample) -> list[str]:
+        info = self.sources.get(s.src)
+        head = self._heads.get(s.src)
+        if head is None or head[0] is not info:
+            head = self._heads[s.src] = (info, _series(M_SAMPLE, tuple(self._src_tags(s.src)
+                                                                          .items())))
+        names = tuple(s.fields)
+        keys = _SAMPLE_KEYS.get(names)
+        if keys is None:
+            keys = _sample_keys(names)
+        if not keys:
+            return self._sample(s)
+        # Strings are left out (module doc).
+        line = _line(M_SAMPLE, head[1], zip(keys, (s.offset_s, s.bound_s, *s.fields.values()),
+                                            strict=True), s.t_ns, strings=False)
+        return [line] if line else []
+
+    def _sample(self, s: Sample) -> list[str]:
+        """`sample`, the general way (two field names the same after `safe_name`)."""
         fields: dict[str, Any] = {"offset_s": s.offset_s, "bound_s": s.bound_s}
         for k, v in s.fields.items():
             name = safe_name(k)

@@ -3,7 +3,13 @@
 SQLite in WAL mode with `synchronous=FULL`: an item `put` is on disk when `put` returns, survives
 `kill -9` and power loss, and leaves only when `ack`ed after delivery (at-least-once; receivers
 deduplicate by id, so delivery is exactly-once end to end). Disk use is bounded: past
-`max_bytes` the oldest items are dropped, counted and reported, never silently.
+`max_bytes` the oldest items are dropped, their records counted and reported, never silently.
+
+An item (one row) holds one or more *records*, the unit a sink counts in: a webhook item is one
+event; an InfluxDB item is the lines of one `handle` call (at most a batch), joined by newlines,
+so that a backfill writes a few rows per chunk instead of one per line. Lengths, `peek`'s limit
+and the drop counts are in records; the disk bound is in bytes. A spool written before items
+held several records (one line a row) is read as it is: its rows hold one record each.
 
 A backfill (`replay -c`, `export --influxdb`) puts its items with a *mark* (`put(items,
 mark=(key, n))`): the mark is written in the same transaction as the items, so after a `kill -9`
@@ -17,7 +23,6 @@ take the oldest items, send them, ack on success, back off (`backoff.Backoff`) o
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import os
 import sqlite3
@@ -41,6 +46,7 @@ RETRY_S = 5.0
 REMIND_S = 600.0
 
 Row = tuple[int, str, bytes]  # (seq, key, body) as `Spool.peek` returns them
+Item = tuple[str, bytes, int]  # (key, body, records in body) as `Spool.put` takes them
 Mark = tuple[str, int]  # (backfill key, how far it reached): see `Spool.put`
 
 
@@ -64,12 +70,13 @@ class Spool:
         self.max_bytes = max_bytes
         self.memory_max_bytes = min(MEMORY_MAX_BYTES, max_bytes)
         self.retry_s = retry_s
-        self.dropped = 0  # items discarded because a bound was reached
+        self.dropped = 0  # records discarded because a bound was reached
         self.failing: str | None = None  # the file's current error, None while it is healthy
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._bytes = 0  # item bytes in the file
-        self._mem: collections.deque[Row] = collections.deque()  # not in the file yet
+        # Not in the file yet: (seq, key, body, records).
+        self._mem: collections.deque[tuple[int, str, bytes, int]] = collections.deque()
         self._mem_bytes = 0
         self._mem_mark: Mark | None = None  # written with the memory items (`put`)
         self._next_mem_seq = -1  # memory items have negative seqs
@@ -78,6 +85,7 @@ class Spool:
         self._next_try = 0.0
         self._last_log = 0.0
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we opened
+        self.more = False  # the last `peek` left out items because of its limit
         with self._lock:
             self._sync(force=True)
 
@@ -88,8 +96,10 @@ class Spool:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                       "key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            db.execute(_Q)
+            if "n" not in {r[1] for r in db.execute("PRAGMA table_info(q)")}:
+                # Written before an item could hold several records: one record a row.
+                db.execute("ALTER TABLE q ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
             db.execute(_MARKS)
             self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM q").fetchone()[0]
             st = os.stat(self.path)
@@ -110,18 +120,17 @@ class Spool:
     def _salvage(self, old: sqlite3.Connection) -> sqlite3.Connection:
         """The file was deleted (or replaced) under us: copy what the deleted file still holds
         (the open connection reads it) into a new file at the path, same seqs, and use it."""
-        n = old.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+        n = old.execute("SELECT COALESCE(SUM(n), 0) FROM q").fetchone()[0]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         old.execute("ATTACH DATABASE ? AS fresh", (str(self.path),))
         try:
             old.execute("PRAGMA fresh.journal_mode=WAL")
-            old.execute("CREATE TABLE IF NOT EXISTS fresh.q (seq INTEGER PRIMARY KEY "
-                        "AUTOINCREMENT, key TEXT, body BLOB NOT NULL, size INTEGER NOT NULL)")
+            old.execute(_Q.replace("EXISTS q", "EXISTS fresh.q"))
             old.execute(_MARKS.replace("EXISTS marks", "EXISTS fresh.marks"))
             old.execute("BEGIN IMMEDIATE")
             try:
-                old.execute("INSERT OR IGNORE INTO fresh.q (seq, key, body, size) "
-                            "SELECT seq, key, body, size FROM main.q ORDER BY seq")
+                old.execute("INSERT OR IGNORE INTO fresh.q (seq, key, body, size, n) "
+                            "SELECT seq, key, body, size, n FROM main.q ORDER BY seq")
                 old.execute("INSERT OR REPLACE INTO fresh.marks SELECT key, n FROM main.marks")
                 old.execute("COMMIT")
             except BaseException:
@@ -131,7 +140,7 @@ class Spool:
             old.execute("DETACH DATABASE fresh")
         db = self._open()
         old.close()
-        log.error("%s: %s was deleted or replaced while in use; the %d undelivered items it "
+        log.error("%s: %s was deleted or replaced while in use; the %d undelivered records it "
                   "held are in a new file at that path", self.name, self.path, n)
         return db
 
@@ -152,8 +161,8 @@ class Spool:
             if self._mem or self._mem_mark is not None:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    seqs = [db.execute("INSERT INTO q (key, body, size) VALUES (?, ?, ?)",
-                                       (k, b, len(b))).lastrowid for _, k, b in self._mem]
+                    seqs = [db.execute("INSERT INTO q (key, body, size, n) VALUES (?, ?, ?, ?)",
+                                       (k, b, len(b), n)).lastrowid for _, k, b, n in self._mem]
                     if self._mem_mark is not None:
                         db.execute("INSERT OR REPLACE INTO marks (key, n) VALUES (?, ?)",
                                    self._mem_mark)
@@ -161,7 +170,7 @@ class Spool:
                 except BaseException:
                     _rollback(db)
                     raise
-                for (mseq, _, _), seq in zip(self._mem, seqs, strict=True):
+                for (mseq, _, _, _), seq in zip(self._mem, seqs, strict=True):
                     self._moved[mseq] = int(seq or 0)
                 self._bytes += self._mem_bytes
                 self._mem.clear()
@@ -186,8 +195,9 @@ class Spool:
         self._next_try = now + self.retry_s
         if first or now - self._last_log >= REMIND_S:
             self._last_log = now
-            log.error("%s: cannot write %s: %s; %d items kept in memory (at most %d MB) and "
-                      "retried every %g s", self.name, self.path, self.failing, len(self._mem),
+            log.error("%s: cannot write %s: %s; %d records kept in memory (at most %d MB) and "
+                      "retried every %g s", self.name, self.path, self.failing,
+                      sum(r[3] for r in self._mem),
                       self.memory_max_bytes // 2**20, self.retry_s)
 
     def _delete(self, db: sqlite3.Connection, seqs: list[int]) -> None:
@@ -206,68 +216,99 @@ class Spool:
             raise
         self._bytes -= size
 
+    @staticmethod
+    def _records(db: sqlite3.Connection, seqs: list[int]) -> int:
+        """The records the rows `seqs` hold."""
+        n = 0
+        for i in range(0, len(seqs), 500):
+            chunk = seqs[i:i + 500]
+            n += db.execute(f"SELECT COALESCE(SUM(n), 0) FROM q WHERE seq IN "
+                            f"({','.join('?' * len(chunk))})", chunk).fetchone()[0]
+        return int(n)
+
     def _trim(self) -> None:
         assert self._db is not None
         n = 0
         while self._bytes > self.max_bytes * 0.9:
-            rows = self._db.execute("SELECT seq, size FROM q ORDER BY seq LIMIT 1000").fetchall()
+            rows = self._db.execute("SELECT seq, size, n FROM q ORDER BY seq LIMIT 1000").fetchall()
             if not rows:
                 break
             cut = 0
-            for seq, size in rows:
+            for seq, size, records in rows:
                 self._bytes -= size
-                n += 1
+                n += records
                 cut = seq
                 if self._bytes <= self.max_bytes * 0.9:
                     break
             self._db.execute("DELETE FROM q WHERE seq <= ?", (cut,))
         self.dropped += n
-        log.warning("%s: disk bound of %d MB reached: dropped the %d oldest undelivered items "
+        log.warning("%s: disk bound of %d MB reached: dropped the %d oldest undelivered records "
                     "(%d dropped so far)", self.name, self.max_bytes // 2**20, n, self.dropped)
 
     def _trim_memory(self) -> None:
         n = 0
         while self._mem_bytes > self.memory_max_bytes and self._mem:
-            _, _, b = self._mem.popleft()
+            _, _, b, records = self._mem.popleft()
             self._mem_bytes -= len(b)
-            n += 1
+            n += records
         if n:
             self.dropped += n
             log.warning("%s: %s cannot be written and the memory bound of %d MB is reached: "
-                        "dropped the %d oldest undelivered items (%d dropped so far)", self.name,
+                        "dropped the %d oldest undelivered records (%d dropped so far)", self.name,
                         self.path, self.memory_max_bytes // 2**20, n, self.dropped)
 
     # -- the sink's side ---------------------------------------------------------------------
-    def put(self, items: list[tuple[str, bytes]], mark: Mark | None = None) -> None:
-        """Append (key, body) items in order: on disk when the file takes them, else in memory.
-        `mark` (a backfill's (key, n)) is written in the same transaction as the items: when
-        `mark(key)` returns n, every item put with it is in the file. Never raises."""
+    def put(self, items: list[Item], mark: Mark | None = None) -> None:
+        """Append (key, body, records) items in order, in one transaction: on disk when the
+        file takes them, else in memory. `mark` (a backfill's (key, n)) is written in the same
+        transaction: when `mark(key)` returns n, every item put with it is in the file. Never
+        raises."""
         if not items and mark is None:
             return
         with self._lock:
             if mark is not None:
                 self._mem_mark = mark
-            for k, b in items:
-                self._mem.append((self._next_mem_seq, k, b))
+            for k, b, records in items:
+                self._mem.append((self._next_mem_seq, k, b, records))
                 self._next_mem_seq -= 1
                 self._mem_bytes += len(b)
             if not self._sync():
                 self._trim_memory()
 
     def peek(self, n: int) -> list[Row]:
-        """The n oldest items as (seq, key, body), without removing them."""
+        """The oldest items as (seq, key, body), without removing them: as many as hold at most
+        n records together, and at least one (an item may hold more than n: a spool written with
+        a larger batch). `more` says whether the limit left an item out."""
         with self._lock:
             self._moved.clear()  # the consumer acks only what it peeked since
             self._sync()
             rows: list[Row] = []
+            got = 0
+            self.more = False
             if self._db is not None:
                 try:
-                    rows = [r for r in self._db.execute(
-                        "SELECT seq, key, body FROM q ORDER BY seq LIMIT ?",
-                        (n + len(self._unacked),)) if r[0] not in self._unacked][:n]
+                    cur = self._db.execute("SELECT seq, key, body, n FROM q ORDER BY seq LIMIT ?",
+                                           (n + 1 + len(self._unacked),))
+                    try:
+                        for seq, key, body, records in cur:  # read row by row: items can be large
+                            if seq in self._unacked:
+                                continue
+                            if rows and got + records > n:
+                                self.more = True
+                                break
+                            rows.append((seq, key, body))
+                            got += records
+                    finally:
+                        cur.close()
                 except sqlite3.Error as e:
                     self._fail(e)
-            return rows + list(itertools.islice(self._mem, n - len(rows)))
+            for seq, key, body, records in self._mem:
+                if self.more or (rows and got + records > n):
+                    self.more = True
+                    break
+                rows.append((seq, key, body))
+                got += records
+            return rows
 
     def ack(self, seqs: list[int]) -> None:
         """Remove delivered items. Never raises (a deletion the file refuses is retried)."""
@@ -306,19 +347,21 @@ class Spool:
                     log.warning("%s: cannot remove the mark %s: %s", self.name, key, e)
 
     def counts(self) -> tuple[int, int]:
-        """(items in the file, items not in it): what a restart finds, and what it cannot (only
-        in memory, or in a deleted file not yet copied to a new one)."""
+        """(records in the file, records not in it): what a restart finds, and what it cannot
+        (only in memory, or in a deleted file not yet copied to a new one)."""
         with self._lock:
             n = 0
             if self._db is not None:
                 try:
-                    n = int(self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0])
+                    n = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM q").fetchone()[0])
+                    if self._unacked:  # delivered, their deletion pending
+                        n -= self._records(self._db, sorted(self._unacked))
                 except sqlite3.Error:
                     n = 0
-                n -= len(self._unacked)
+            mem = sum(r[3] for r in self._mem)
             if self._db is not None and not self._still_there():
-                return 0, n + len(self._mem)
-            return n, len(self._mem)
+                return 0, n + mem
+            return n, mem
 
     def __len__(self) -> int:
         return sum(self.counts())
@@ -334,13 +377,16 @@ class Spool:
         _, lost = self.counts()
         with self._lock:
             if lost:
-                log.error("%s: %d items could not be written to %s (%s) and are lost",
+                log.error("%s: %d records could not be written to %s (%s) and are lost",
                           self.name, lost, self.path, self.failing)
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
 
+# n: the records the body holds (a column added later: older files get 1, one record a row).
+_Q = ("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT, "
+      "body BLOB NOT NULL, size INTEGER NOT NULL, n INTEGER NOT NULL DEFAULT 1)")
 _MARKS = "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, n INTEGER NOT NULL)"
 
 

@@ -406,7 +406,7 @@ class Endpoint:
             return
         now = time.time()
         self.outbox.put([(f"{e.id}.{e.type}",
-                          to_json({"event": e.to_dict(), "queued_s": now}).encode())
+                          to_json({"event": e.to_dict(), "queued_s": now}).encode(), 1)
                          for e in events])
         self.sender.wake()
 
