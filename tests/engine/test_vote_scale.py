@@ -325,3 +325,83 @@ def test_series_interval_holds_the_sums_quotient() -> None:
                 assert q[0] <= exact <= q[1], (q, exact)
                 assert (q[1] - q[0]) * 1e9 < 1e-3, (q, exact)  # (under 1e-3 ns: ns decides)
             now += rnd.randrange(10**9)  # (aging: the moments are kept while in reach)
+
+
+def _sweep_region(ballot: Ballot, now: int) -> tuple[float, float] | None:
+    """Marzullo's sweep over every group's full intersection: its region when every group
+    overlaps every other (count = the groups), else None."""
+    from timewatch.engine.vote import _intersect
+
+    ivs = []
+    for name in sorted(ballot._groups):
+        g = ballot._groups[name]
+        lo, hi = _intersect(g.offsets, g.bounds, g.times, now, ballot._aging_ppm)
+        if not lo <= hi:
+            return None
+        ivs.append((lo, hi, name))
+    count, lo, hi, _ = _marzullo(ivs)
+    return (lo, hi) if count == len(ivs) else None
+
+
+def _region(ballot: Ballot, now: int) -> tuple[float, float] | None:
+    """The incremental region (`_Keys.region`) as the vote finds it."""
+    for name in ballot._dirty:
+        ballot._keys.put(name, ballot._groups.get(name), ballot._aging_ppm)
+    ballot._dirty.clear()
+    return ballot._keys.region(ballot._groups, now, ballot._aging_ppm)
+
+
+def test_region_across_groups_at_real_ties_is_the_sweeps() -> None:
+    """Groups whose ends are equal in real numbers at every time (offset - bound + t x rate the
+    same, members estimated at different times), a few ulps apart in floats, signed zeros among
+    them: the region found from the few groups near the top keys is the sweep's, bit for bit,
+    and it is found whenever the groups all overlap."""
+    rnd = random.Random(11)
+    found = 0
+    for trial in range(3000):
+        ppm = rnd.choice([15.0, 1000.0, 3.7, 0.0])
+        r = ppm * 1e-15
+        ballot = Ballot(ppm)
+        base_o, base_b = rnd.choice([0.0, rnd.uniform(-1e-2, 1e-2)]), rnd.uniform(1e-4, 1e-2)
+        t1 = T0 + rnd.randrange(10**11)
+        for i in range(rnd.randint(2, 12)):
+            dt = rnd.randrange(10**11)
+            # Low ends tied (offset - bound + t r): half the groups, the other half high ends.
+            sign = 1 if i % 2 else -1
+            o = base_o - sign * dt * r
+            o += rnd.choice([0, 1, -1, 2]) * max(abs(o), 1e-300) * 2.0 ** -52
+            if trial % 7 == 0:
+                o, b = rnd.choice([0.0, -0.0]), base_b  # (ends exactly +-bound: zeros tie)
+            else:
+                b = base_b
+            ballot.put(f"s{i:02d}", i, f"g{rnd.randrange(6)}", o, b, t1 - dt, AUTH_NA)
+        for _ in range(4):
+            now = t1 + rnd.choice([0, 1, rnd.randrange(10**9), rnd.randrange(10**13)])
+            got, want = _region(ballot, now), _sweep_region(ballot, now)
+            assert (None if got is None else [x.hex() for x in got]) == \
+                (None if want is None else [x.hex() for x in want]), (trial, got, want)
+            found += got is not None
+            if rnd.random() < 0.5:  # one member re-estimated: its group's keys found again
+                i = rnd.randrange(len(ballot._entries))
+                e = ballot._entries[f"s{i:02d}"]
+                ballot.put(e.src, e.order, e.group, e.offset_s, e.bound_s, now, AUTH_NA)
+                t1 = now
+    assert found > 3000, found
+
+
+def test_region_breaks_ties_of_signed_zeros_as_the_sweep() -> None:
+    """Groups whose low ends are 0.0 and -0.0 (an offset of -0.0 with a bound of 0.0): the
+    sweep's stable sort gives the last group's of equal low ends (and the first group's of
+    equal high ends), and so does the region."""
+    for zeros in ((0.0, -0.0, 0.0), (-0.0, 0.0, -0.0), (0.0, 0.0, -0.0), (-0.0, -0.0, 0.0)):
+        ms = [(f"s{i}", i, f"g{i}", z, 0.0, T0, AUTH_NA) for i, z in enumerate(zeros)]
+        ms.append(("w", 9, "g1", 1e-3, 2e-3, T0, AUTH_NA))
+        ballot = Ballot(0.0)
+        for m in ms:
+            ballot.put(*m)
+        want = _sweep_region(ballot, T0)
+        assert want is not None and bits(want[0]) == bits(zeros[-1])
+        got = _region(ballot, T0)  # (the fast path)
+        assert got is not None and (bits(got[0]), bits(got[1])) == (bits(want[0]), bits(want[1]))
+        assert got_vote(ballot, T0, frozenset(), None, "mix") == \
+            ref_vote(ms, 0.0, T0, frozenset(), None, "mix")

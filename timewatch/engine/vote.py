@@ -336,30 +336,28 @@ class _Group:
         if ends.lo_k and now_ns >= ends.t_max:
             # The error bound of every member's end at now_ns (see `_Ends`).
             age_ns = now_ns - ends.t_min
-            q = (age_ns / 1e9 if age_ns > 0 else 0.0) * ends.ppm * 1e-6
+            q = _aging(age_ns, ends.ppm)
             need = _MARGIN * (ends.size + q)
             if ends.gap_lo > need and ends.gap_hi > need:
                 if ends.one:  # (one member gives each end: its numbers kept, as they are)
                     age_ns = now_ns - ends.lo_t
-                    lo = ends.lo_o - (ends.lo_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
-                                      * ppm * 1e-6)
+                    lo = ends.lo_o - (ends.lo_b + _aging(age_ns, ppm))
                     age_ns = now_ns - ends.hi_t
-                    hi = ends.hi_o + (ends.hi_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
-                                      * ppm * 1e-6)
+                    hi = ends.hi_o + (ends.hi_b + _aging(age_ns, ppm))
                     return lo, hi
                 offs, bnds, ts = self.offsets, self.bounds, self.times
                 lo = hi = 0.0
                 first = True
                 for k in ends.lo_k:  # (as `_intersect`, over these members)
                     age_ns = now_ns - ts[k]
-                    m_lo = offs[k] - (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    m_lo = offs[k] - (bnds[k] + _aging(age_ns, ppm))
                     if first or m_lo > lo:
                         lo = m_lo
                     first = False
                 first = True
                 for k in ends.hi_k:
                     age_ns = now_ns - ts[k]
-                    m_hi = offs[k] + (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    m_hi = offs[k] + (bnds[k] + _aging(age_ns, ppm))
                     if first or m_hi < hi:
                         hi = m_hi
                     first = False
@@ -375,7 +373,7 @@ def _intersect(offs: list[float], bnds: list[float], ts: list[int], now_ns: int,
     lo = hi = 0.0
     for k in range(len(offs)):
         age_ns = now_ns - ts[k]
-        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+        b = bnds[k] + _aging(age_ns, ppm)
         m_lo, m_hi = offs[k] - b, offs[k] + b
         if k == 0 or m_lo > lo:
             lo = m_lo
@@ -391,7 +389,7 @@ def _weigh(offs: list[float], bnds: list[float], ts: list[int], now_ns: int, ppm
     `**`, without a boxed float per member under mypyc)."""
     for k in range(len(offs)):
         age_ns = now_ns - ts[k]
-        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as `_intersect`)
+        b = bnds[k] + _aging(age_ns, ppm)  # (as `_intersect`)
         wi = 1.0 / math.pow(1e-9 if 1e-9 > b else b, 2.0)  # (max(b, 1e-9) ** 2)
         sw += wi
         swx += wi * offs[k]
@@ -425,7 +423,7 @@ class _Ends:
     estimate newer than now, a number not finite) the vote takes the full pass."""
 
     __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k", "one",
-                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t")
+                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t", "best_lo", "best_hi")
 
     def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
         n = len(offs)
@@ -438,7 +436,7 @@ class _Ends:
         finite = True
         for k in range(n):
             age_ns = t_max - ts[k]
-            b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+            b = bnds[k] + _aging(age_ns, ppm)
             x, y = offs[k] - b, offs[k] + b
             los.append(x)
             his.append(y)
@@ -454,10 +452,12 @@ class _Ends:
         self.one = False
         self.lo_o = self.lo_b = self.hi_o = self.hi_b = 0.0
         self.lo_t = self.hi_t = 0
+        self.best_lo = self.best_hi = 0.0
         if not (finite and math.isfinite(size)):
             return  # (lo_k empty: the full pass)
         near = size * _NEAR
         best_lo, best_hi = max(los), min(his)
+        self.best_lo, self.best_hi = best_lo, best_hi  # (the group's ends at t_max)
         cut_lo, cut_hi = best_lo - near, best_hi + near
         rest_lo = rest_hi = math.nan
         for k in range(n):
@@ -506,12 +506,23 @@ class Ballot:
         self._nts = 0  # entries authenticated (auth_mode mix has something to weigh)
         self._last: Verdicts | None = None  # the last vote's verdicts (still reading the entries)
         self.require = False  # the last vote withheld the unauthenticated (auth_mode require)
+        self._names_t: tuple[str, ...] = ()  # `_sorted` as a tuple (while it is not None)
+        # Every group's numbers as it votes (`_Group.nums`), kept up to date; a vote's best
+        # estimate reads it later, so it is copied before a change once a vote has it.
+        self._voters: dict[str, tuple[list[float], list[float], list[int]]] = {}
+        self._voters_held = False
+        # The groups changed since their last `_Keys` (found again at the next vote) and the
+        # groups in order of their ends (`_Keys`); `changes`: the groups changed, in order, for
+        # the detectors that keep something per group (`changes_gen` moves when it is cleared).
+        self._dirty: set[str] = set()
+        self._keys = _Keys()
+        self.changes: list[str] = []
+        self.changes_gen = 0
 
     def aged(self, e: _Entry, now_ns: int) -> float:
         """Its bound aged to now_ns (the very float `Tracker.aged` computes)."""
         age_ns = now_ns - e.t_ns
-        age_s = age_ns / 1e9 if age_ns > 0 else 0.0
-        return e.bound_s + age_s * self._aging_ppm * 1e-6
+        return e.bound_s + _aging(age_ns, self._aging_ppm)
 
     def put(self, src: str, order: int, group: str, offset_s: float, bound_s: float, t_ns: int,
             auth: int) -> None:
@@ -531,6 +542,7 @@ class Ballot:
         if old is not None:
             self._nts -= old.auth == AUTH_NTS
         self._nts += auth == AUTH_NTS
+        self._changed(group, g)
 
     def drop(self, src: str) -> None:
         """Source `src` no longer votes (stale, unusable)."""
@@ -539,11 +551,30 @@ class Ballot:
             return
         self._keep(src, old)
         self._nts -= old.auth == AUTH_NTS
-        g = self._groups[old.group]
+        g: _Group | None = self._groups[old.group]
+        assert g is not None
         g.remove(bisect_left(g.orders, old.order))
         if not g.orders:
             del self._groups[old.group]
             self._sorted = None
+            g = None
+        self._changed(old.group, g)
+
+    def _changed(self, name: str, g: _Group | None) -> None:
+        """Group `name` changed (None: it is gone): its numbers, its keys, the log."""
+        if self._voters_held:  # (the last vote's best estimate reads the old dict)
+            self._voters = self._voters.copy()
+            self._voters_held = False
+        if g is None:
+            self._voters.pop(name, None)
+        else:
+            self._voters[name] = g.nums
+        self._dirty.add(name)
+        changes = self.changes
+        if len(changes) >= 4096:
+            changes.clear()
+            self.changes_gen += 1
+        changes.append(name)
 
     def _keep(self, src: str, old: _Entry | None) -> None:
         """The last vote's verdicts keep what `src` voted with before it changes."""
@@ -574,6 +605,7 @@ class Ballot:
         names_sorted = self._sorted
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
+            self._names_t = tuple(names_sorted)
         ppm = self._aging_ppm
         # The groups with a member withheld (the others vote with all their members).
         withheld: set[str] = set()
@@ -582,6 +614,21 @@ class Ballot:
             e = entries.get(src)
             if e is not None:
                 withheld.add(e.group)
+        if self._dirty:
+            keys, groups = self._keys, self._groups
+            for name in self._dirty:
+                keys.put(name, groups.get(name), ppm)
+            self._dirty.clear()
+        if not withheld and not require and names_sorted:
+            region = self._keys.region(self._groups, now_ns, ppm)
+            if region is not None:
+                # Every group's intersection holds the region: Marzullo's sweep over them
+                # would find it alone, as deep as the groups are many, every group in it.
+                last = self._last = Verdicts(self, now_ns, suspects, require)
+                self._voters_held = True
+                n = len(names_sorted)
+                return self._agreed(now_ns, suspects, anchor, auth_mode, last, n, n, region[0],
+                                    region[1], names_sorted, self._names_t, (), self._voters)
         group_ivs: list[tuple[float, float, str]] = []
         split: list[str] = []
         # Per group that votes: its voting members' offsets, bounds and times.
@@ -618,9 +665,16 @@ class Ballot:
             last.all_as = (Verdict.NO_QUORUM,
                            f"no strict majority: at most {count} of {n} trust groups agree")
             return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
+        return self._agreed(now_ns, suspects, anchor, auth_mode, last, count, n, lo, hi, names,
+                            tuple(names), tuple(split), voters)
 
+    def _agreed(self, now_ns: int, suspects: frozenset[str], anchor: tuple[float, float] | None,
+                auth_mode: str, last: Verdicts, count: int, n: int, lo: float, hi: float,
+                names: list[str], names_t: tuple[str, ...], split: tuple[str, ...],
+                voters: dict[str, tuple[list[float], list[float], list[int]]]) -> Consensus:
+        """The consensus of `count` of `n` voting groups (`names`) on the region lo..hi."""
         # The best estimate: summed when it is read (`_Best`).
-        best = _Best(self._groups, names, voters, now_ns, ppm, lo, hi,
+        best = _Best(self._groups, names, voters, now_ns, self._aging_ppm, lo, hi,
                      anchor if suspects else None)
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
@@ -636,10 +690,139 @@ class Ballot:
                        f"with the unauthenticated majority {', '.join(names)} "
                        "(consensus.auth_split)")
                 last.all_as = (Verdict.NO_QUORUM, why)
-                return Consensus(False, n, count, split_groups=tuple(split), verdicts=last,
-                                 withheld=suspects, auth_split=(auth_side, tuple(names)))
-        return Consensus(True, n, count, lo, hi, None, tuple(names), tuple(split), last,
+                return Consensus(False, n, count, split_groups=split, verdicts=last,
+                                 withheld=suspects, auth_split=(auth_side, names_t))
+        return Consensus(True, n, count, lo, hi, None, names_t, split, last,
                          suspects, None, None, best)
+
+
+class _Keys:
+    """The groups in order of their intersections' ends, for a vote in which every group's
+    intersection overlaps every other's (the honest case): Marzullo's region is then the
+    highest low end to the lowest high end, and these are found from a few groups.
+
+    Every bound ages at the same rate r (ppm x 1e-15 per ns), so in real numbers a group's low
+    end at any now past its members' times is L - (now - t_max) r = A - (now - t0) r, its high
+    end B + (now - t0) r, with A = L + s and B = H - s its ends at t_max shifted to a fixed t0
+    (s = (t_max - t0) r): the order of the groups' ends never changes until a group changes.
+    Its keys (A, B in floats) are found when it changes, and kept sorted (`lo`, `hi`). In
+    floats a group's end at now is within 8u(size + Q) of the real one (u = 2**-53; `_MARGIN`:
+    size its members' largest |offset| + |bound|, Q the oldest member's aging at now) and a key
+    within 16u(size + Q + |s| + |key|) of A (the end at t_max, the shift's four roundings,
+    the sum's): a group whose key is below the top key by more than twice both cannot have the
+    highest low end in floats either. `region` takes the groups whose key is within
+    64u(`mag` + Q) of the top (`mag`: the largest size + |s| + |key| of any group keyed, Q
+    since the oldest member: twice what it must), their ends at now in floats (their
+    `_Group.intersect`, the vote's very floats), the highest (the last in the groups' order
+    of equal ones, as the sweep's stable sort) and alike the lowest high end. A group whose
+    keys are not finite, or a member newer than now, leaves it to the sweep."""
+
+    __slots__ = ("lo", "lo_names", "hi", "hi_names", "of", "unkeyed", "started", "t0", "t_lo",
+                 "t_hi", "mag")
+
+    def __init__(self) -> None:
+        self.lo: list[float] = []  # the groups' low keys, ascending
+        self.lo_names: list[str] = []  # (their groups)
+        self.hi: list[float] = []  # the high keys, ascending
+        self.hi_names: list[str] = []
+        self.of: dict[str, tuple[float, float]] = {}  # per group keyed: its keys
+        self.unkeyed: set[str] = set()  # groups whose ends are not finite (the sweep's)
+        self.started = False
+        self.t0 = 0  # the time the keys are shifted to (the first group's t_max)
+        self.t_lo = 0  # the oldest member's time of any group keyed (never later)
+        self.t_hi = 0  # the newest (never earlier)
+        self.mag = 0.0  # the largest size + |shift| + |key| of any group keyed
+
+    def put(self, name: str, g: _Group | None, ppm: float) -> None:
+        """Group `name` changed (None: it is gone): its keys found again."""
+        old = self.of.pop(name, None)
+        if old is not None:
+            _unsort(self.lo, self.lo_names, old[0], name)
+            _unsort(self.hi, self.hi_names, old[1], name)
+        self.unkeyed.discard(name)
+        if g is None:
+            return
+        ends = g.ends
+        if ends is None:
+            ends = g.ends = _Ends(g.offsets, g.bounds, g.times, ppm)
+        if not ends.lo_k:
+            self.unkeyed.add(name)
+            return
+        if not self.started:
+            self.started = True
+            self.t0, self.t_lo, self.t_hi = ends.t_max, ends.t_min, ends.t_max
+        shift = ((ends.t_max - self.t0) / 1e9) * ppm * 1e-6
+        k_lo = ends.best_lo + shift
+        k_hi = ends.best_hi - shift
+        mag = ends.size + abs(shift) + (abs(k_lo) if abs(k_lo) > abs(k_hi) else abs(k_hi))
+        if not math.isfinite(mag):
+            self.unkeyed.add(name)
+            return
+        if mag > self.mag:
+            self.mag = mag
+        if ends.t_min < self.t_lo:
+            self.t_lo = ends.t_min
+        if ends.t_max > self.t_hi:
+            self.t_hi = ends.t_max
+        i = bisect_left(self.lo, k_lo)
+        self.lo.insert(i, k_lo)
+        self.lo_names.insert(i, name)
+        i = bisect_left(self.hi, k_hi)
+        self.hi.insert(i, k_hi)
+        self.hi_names.insert(i, name)
+        self.of[name] = (k_lo, k_hi)
+
+    def region(self, groups: dict[str, _Group], now_ns: int,
+               ppm: float) -> tuple[float, float] | None:
+        """(the highest low end, the lowest high end) of the groups at now_ns, the vote's
+        floats, when the one is not above the other; None: the sweep decides."""
+        lo_keys, hi_keys = self.lo, self.hi
+        n = len(lo_keys)
+        if self.unkeyed or n == 0 or n != len(groups) or now_ns < self.t_hi:
+            return None
+        age_ns = now_ns - self.t_lo
+        margin = 64 * _U * (self.mag + _aging(age_ns, abs(ppm)))
+        if not math.isfinite(margin):
+            return None
+        names = self.lo_names
+        i = n - 1
+        cut = lo_keys[i] - margin
+        lo = 0.0
+        lo_name = ""
+        first = True
+        while i >= 0 and lo_keys[i] >= cut:
+            name = names[i]
+            x = groups[name].intersect(now_ns, ppm)[0]
+            if first or x > lo or (x == lo and name > lo_name):
+                lo, lo_name = x, name
+                first = False
+            i -= 1
+        names = self.hi_names
+        i = 0
+        cut = hi_keys[0] + margin
+        hi = 0.0
+        hi_name = ""
+        first = True
+        while i < n and hi_keys[i] <= cut:
+            name = names[i]
+            x = groups[name].intersect(now_ns, ppm)[1]
+            if first or x < hi or (x == hi and name < hi_name):
+                hi, hi_name = x, name
+                first = False
+            i += 1
+        if not lo <= hi:
+            return None
+        return lo, hi
+
+
+def _unsort(keys: list[float], names: list[str], key: float, name: str) -> None:
+    """Take group `name`'s `key` out of the sorted keys."""
+    i = bisect_left(keys, key)
+    while names[i] != name:
+        i += 1
+    del keys[i]
+    del names[i]
+
 
 # The best estimate's round-off (u = 2**-53) and the series' reach (see `_Best.ns`).
 _U: Final = 2.0 ** -53
@@ -777,7 +960,8 @@ class _Best:
 
 
 def _aging(age_ns: int, ppm: float) -> float:
-    """A bound's growth over age_ns (as `Ballot.aged`)."""
+    """A bound's growth over age_ns: every bound in the vote ages so (as `Tracker.aged`: the very
+    float; mypyc calls it as fast as the expression written out)."""
     return (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
 
 
