@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from timewatch.commands.replay import engine_build  # noqa: E402
 from timewatch.engine import Engine  # noqa: E402
+from timewatch.gcfreeze import settle  # noqa: E402
 from timewatch.records import Header, Observation, Tick  # noqa: E402
 from timewatch.sim.scenarios import Sim, Truth  # noqa: E402
 
@@ -74,6 +75,7 @@ def replay(hdr: Header, obs: list[Observation]) -> tuple[int, float]:
     t0 = time.process_time()
     for i, o in enumerate(obs):
         eng.feed(o)
+        settle(i + 1)  # (as `timewatch replay`: timewatch/gcfreeze.py)
         if type(o) is not Tick:
             n += 1
         if i % 256 == 0 and time.process_time() - t0 > budget:

@@ -405,3 +405,38 @@ def test_region_breaks_ties_of_signed_zeros_as_the_sweep() -> None:
         assert got is not None and (bits(got[0]), bits(got[1])) == (bits(want[0]), bits(want[1]))
         assert got_vote(ballot, T0, frozenset(), None, "mix") == \
             ref_vote(ms, 0.0, T0, frozenset(), None, "mix")
+
+
+_MEDIAN_OP = st.one_of(
+    st.tuples(st.just("put"), st.integers(0, 15),
+              st.one_of(st.sampled_from([0.0, -0.0, 1e-3, -1e-3, 2e-3, 2e-3 + 2e-19, math.nan,
+                                         math.inf]), st.floats(-1.0, 1.0))),
+    st.tuples(st.just("drop"), st.integers(0, 15)),
+)
+
+
+@given(ops=st.lists(_MEDIAN_OP, min_size=1, max_size=60), n_groups=st.integers(1, 3))
+def test_group_median_kept_sorted_is_the_plain_median(ops: list[tuple],  # type: ignore[type-arg]
+                                                      n_groups: int) -> None:
+    """A group's median read from its members' offsets kept sorted is `median` of the members'
+    offsets in their order, bit for bit (zeros of both signs, NaN, ties among them)."""
+    from timewatch.engine.value import median
+
+    ballot = Ballot(15.0)
+    table: dict[str, Member] = {}
+    for op in ops:
+        src = f"s{op[1]:02d}"
+        if op[0] == "put":
+            m = (src, op[1], f"g{op[1] % n_groups}", op[2], 1e-3, T0, AUTH_NA)
+            table[src] = m
+            ballot.put(*m)
+        else:
+            table.pop(src, None)
+            ballot.drop(src)
+        for k in range(n_groups):
+            offs = [m[3] for m in sorted(table.values(), key=lambda m: m[1])
+                    if m[2] == f"g{k}"]
+            got = ballot.group_median(f"g{k}")
+            assert (got is None) == (not offs)
+            if offs:
+                assert bits(got) == bits(median(offs)), (offs, got)

@@ -23,6 +23,7 @@ from ..config import Config, load, parse
 from ..engine import Detect, Engine
 from ..errors import UsageError
 from ..evidence import EvidenceError, judge_end, scan
+from ..gcfreeze import settle
 from ..records import Event, Observation, Output, Snapshot
 from ..statedir import StateLock, holder
 from ..textfmt import event_text, snapshot_text
@@ -160,6 +161,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 bar.update(reader.bytes_read() / size, f"{st.records:,} observations" + (
                     " (catching up)" if feeder is not None and feeder.catching_up else ""))
             res = eng.feed(obs)
+            settle(st.records)  # (the collector: what lives is frozen, gcfreeze.py)
             if res:
                 if feeder is not None:
                     chunk.extend(res)

@@ -28,7 +28,7 @@ if nothing were authenticated.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Final
@@ -276,7 +276,7 @@ class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
     __slots__ = ("orders", "entries", "offsets", "bounds", "times", "nums", "median", "unauth",
-                 "ends", "moments")
+                 "ends", "moments", "sorted", "zeros")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -288,6 +288,10 @@ class _Group:
         self.times: list[int] = []
         self.nums = (self.offsets, self.bounds, self.times)  # (the three, for a vote to keep)
         self.median: float | None = None  # of its members' offsets (None: to be computed)
+        # Its members' offsets sorted (None: a NaN among them), and how many are zeros: the
+        # median's middle ones, read without a sort (`Ballot.group_median`).
+        self.sorted: list[float] | None = []
+        self.zeros = 0
         self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
         self.ends: _Ends | None = None  # (None: to be found again)
         self.moments: _Moments | None = None  # the last ones taken (None: none since a change)
@@ -296,6 +300,19 @@ class _Group:
         # (New lists for the numbers, not changed in place: a vote's best estimate, summed
         # later, reads the lists it voted with.)
         offs, bnds, ts = self.offsets.copy(), self.bounds.copy(), self.times.copy()
+        x = e.offset_s
+        srt = self.sorted
+        if not new:
+            old = offs[i]
+            self.zeros -= old == 0.0
+            if srt is not None and old == old:
+                del srt[bisect_left(srt, old)]
+        if srt is not None:
+            if x == x:
+                insort(srt, x)
+            else:
+                self.sorted = None
+        self.zeros += x == 0.0
         if new:
             self.orders.insert(i, e.order)
             self.entries.insert(i, e)
@@ -317,6 +334,11 @@ class _Group:
 
     def remove(self, i: int) -> None:
         self.unauth -= self.entries[i].auth == AUTH_NONE
+        old = self.offsets[i]
+        self.zeros -= old == 0.0
+        srt = self.sorted
+        if srt is not None:
+            del srt[bisect_left(srt, old)]
         del self.orders[i]
         del self.entries[i]
         self.offsets = self.offsets[:i] + self.offsets[i + 1:]
@@ -430,18 +452,18 @@ class _Ends:
         t_max = self.t_max = max(ts)
         self.t_min = min(ts)
         self.ppm = abs(ppm)
-        los: list[float] = []
-        his: list[float] = []
         size = 0.0
         finite = True
+        best_lo = best_hi = 0.0  # (max and min of the members' ends at t_max: the first of equal)
         for k in range(n):
-            age_ns = t_max - ts[k]
-            b = bnds[k] + _aging(age_ns, ppm)
+            b = bnds[k] + _aging(t_max - ts[k], ppm)
             x, y = offs[k] - b, offs[k] + b
-            los.append(x)
-            his.append(y)
             if not (math.isfinite(x) and math.isfinite(y)):
                 finite = False
+            if k == 0 or x > best_lo:
+                best_lo = x
+            if k == 0 or y < best_hi:
+                best_hi = y
             s = abs(offs[k]) + abs(bnds[k])
             if s > size:
                 size = s
@@ -456,17 +478,17 @@ class _Ends:
         if not (finite and math.isfinite(size)):
             return  # (lo_k empty: the full pass)
         near = size * _NEAR
-        best_lo, best_hi = max(los), min(his)
         self.best_lo, self.best_hi = best_lo, best_hi  # (the group's ends at t_max)
         cut_lo, cut_hi = best_lo - near, best_hi + near
         rest_lo = rest_hi = math.nan
-        for k in range(n):
-            x = los[k]
+        for k in range(n):  # (each end again: the same floats)
+            b = bnds[k] + _aging(t_max - ts[k], ppm)
+            x = offs[k] - b
             if x >= cut_lo:
                 self.lo_k.append(k)
             elif not x <= rest_lo:  # (the highest of the others)
                 rest_lo = x
-            x = his[k]
+            x = offs[k] + b
             if x <= cut_hi:
                 self.hi_k.append(k)
             elif not x >= rest_hi:
@@ -590,7 +612,18 @@ class Ballot:
             return None
         m = g.median
         if m is None:
-            m = g.median = median([e.offset_s for e in g.entries])
+            srt = g.sorted
+            n = len(g.offsets)
+            if srt is None or g.zeros or n < 4:
+                # (Zeros of two signs: which one the sort puts in the middle is the members'
+                # order's; a NaN: no order. The sort of the list itself.)
+                m = median(g.offsets)
+                if srt is None and all(x == x for x in g.offsets):
+                    g.sorted = sorted(g.offsets)
+            else:  # (the same float: `median` of the same values, sorted)
+                i = n // 2
+                m = srt[i] if n % 2 == 1 else (srt[i - 1] + srt[i]) / 2
+            g.median = m
         return m
 
     def intervals(self, now_ns: int) -> list[Interval]:
