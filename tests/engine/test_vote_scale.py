@@ -440,3 +440,53 @@ def test_group_median_kept_sorted_is_the_plain_median(ops: list[tuple],  # type:
             assert (got is None) == (not offs)
             if offs:
                 assert bits(got) == bits(median(offs)), (offs, got)
+
+
+def _plain_ends(offs: list[float], bnds: list[float], ts: list[int],
+                ppm: float) -> tuple[object, ...]:
+    """`_Ends`' choice as first written: every member's ends at t_max in lists, max() and min(),
+    then the members within _NEAR x size of them and the best of the others."""
+    from timewatch.engine.vote import _NEAR
+
+    t_max = max(ts)
+    los, his = [], []
+    for o, b, t in zip(offs, bnds, ts, strict=True):
+        age = t_max - t
+        a = b + (age / 1e9 if age > 0 else 0.0) * ppm * 1e-6
+        los.append(o - a)
+        his.append(o + a)
+    size = max(abs(o) + abs(b) for o, b in zip(offs, bnds, strict=True))
+    if not all(math.isfinite(x) for x in los + his + [size]):
+        return ([], [])
+    near = size * _NEAR
+    best_lo, best_hi = max(los), min(his)
+    lo_k = [k for k, x in enumerate(los) if x >= best_lo - near]
+    hi_k = [k for k, x in enumerate(his) if x <= best_hi + near]
+    rest_lo = max((x for x in los if not x >= best_lo - near), default=math.nan)
+    rest_hi = min((x for x in his if not x <= best_hi + near), default=math.nan)
+    shrink = 1.0 - 2.0 ** -50
+    gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
+    gap_hi = math.inf if math.isnan(rest_hi) else (rest_hi - best_hi) * shrink
+    return (lo_k, hi_k, bits(best_lo), bits(best_hi), bits(gap_lo), bits(gap_hi))
+
+
+@given(ppm=st.sampled_from([0.0, 15.0, 1000.0]),
+       members=st.lists(st.tuples(_number(_BASE), _number([0.0, 1e-3, 5e-4, 2e-3, 1e-9]),
+                                  st.sampled_from([0, 1, 10**6, 10**9, 64 * 10**9])),
+                        min_size=1, max_size=8))
+def test_group_ends_are_the_plain_choice(ppm: float,
+                                         members: list[tuple[float, float, int]]) -> None:
+    """The members `_Ends` keeps for a group's ends (one pass, a second only when a runner-up
+    is near), its gaps and its ends at t_max are those of the plain two passes over lists."""
+    from timewatch.engine.vote import _Ends
+
+    offs = [m[0] for m in members]
+    bnds = [m[1] for m in members]
+    ts = [T0 - m[2] for m in members]
+    e = _Ends(offs, bnds, ts, ppm)
+    want = _plain_ends(offs, bnds, ts, ppm)
+    if not e.lo_k:
+        assert want == ([], [])
+        return
+    assert (e.lo_k, e.hi_k, bits(e.best_lo), bits(e.best_hi), bits(e.gap_lo),
+            bits(e.gap_hi)) == want

@@ -449,21 +449,37 @@ class _Ends:
 
     def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
         n = len(offs)
-        t_max = self.t_max = max(ts)
-        self.t_min = min(ts)
+        t_max = t_min = ts[0]
+        for k in range(1, n):  # (max() and min(): generic calls under mypyc)
+            t = ts[k]
+            if t > t_max:
+                t_max = t
+            elif t < t_min:
+                t_min = t
+        self.t_max, self.t_min = t_max, t_min
         self.ppm = abs(ppm)
         size = 0.0
         finite = True
-        best_lo = best_hi = 0.0  # (max and min of the members' ends at t_max: the first of equal)
+        # The max and min of the members' ends at t_max (the first of equal ones: k_lo, k_hi),
+        # and the max and min of the others' (nan: none).
+        best_lo = best_hi = sec_lo = sec_hi = math.nan
+        k_lo = k_hi = 0
         for k in range(n):
             b = bnds[k] + _aging(t_max - ts[k], ppm)
             x, y = offs[k] - b, offs[k] + b
-            if not (math.isfinite(x) and math.isfinite(y)):
+            if not (_finite(x) and _finite(y)):
                 finite = False
-            if k == 0 or x > best_lo:
-                best_lo = x
-            if k == 0 or y < best_hi:
-                best_hi = y
+            if k == 0:
+                best_lo, best_hi = x, y
+            else:
+                if x > best_lo:
+                    sec_lo, best_lo, k_lo = best_lo, x, k
+                elif not x <= sec_lo:
+                    sec_lo = x
+                if y < best_hi:
+                    sec_hi, best_hi, k_hi = best_hi, y, k
+                elif not y >= sec_hi:
+                    sec_hi = y
             s = abs(offs[k]) + abs(bnds[k])
             if s > size:
                 size = s
@@ -475,24 +491,30 @@ class _Ends:
         self.lo_o = self.lo_b = self.hi_o = self.hi_b = 0.0
         self.lo_t = self.hi_t = 0
         self.best_lo = self.best_hi = 0.0
-        if not (finite and math.isfinite(size)):
+        if not (finite and _finite(size)):
             return  # (lo_k empty: the full pass)
         near = size * _NEAR
         self.best_lo, self.best_hi = best_lo, best_hi  # (the group's ends at t_max)
         cut_lo, cut_hi = best_lo - near, best_hi + near
-        rest_lo = rest_hi = math.nan
-        for k in range(n):  # (each end again: the same floats)
-            b = bnds[k] + _aging(t_max - ts[k], ppm)
-            x = offs[k] - b
-            if x >= cut_lo:
-                self.lo_k.append(k)
-            elif not x <= rest_lo:  # (the highest of the others)
-                rest_lo = x
-            x = offs[k] + b
-            if x <= cut_hi:
-                self.hi_k.append(k)
-            elif not x >= rest_hi:
-                rest_hi = x
+        if not sec_lo >= cut_lo and not sec_hi <= cut_hi:
+            # (One member within near of each end: the others are the runners-up's side.)
+            self.lo_k.append(k_lo)
+            self.hi_k.append(k_hi)
+            rest_lo, rest_hi = sec_lo, sec_hi
+        else:
+            rest_lo = rest_hi = math.nan
+            for k in range(n):  # (each end again: the same floats)
+                b = bnds[k] + _aging(t_max - ts[k], ppm)
+                x = offs[k] - b
+                if x >= cut_lo:
+                    self.lo_k.append(k)
+                elif not x <= rest_lo:  # (the highest of the others)
+                    rest_lo = x
+                x = offs[k] + b
+                if x <= cut_hi:
+                    self.hi_k.append(k)
+                elif not x >= rest_hi:
+                    rest_hi = x
         # (The subtraction rounds: a little less than it says.)
         shrink = 1.0 - 2.0 ** -50
         self.gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
@@ -992,6 +1014,12 @@ class _Best:
         return q_lo, q_hi
 
 
+def _finite(x: float) -> bool:
+    """math.isfinite(x), the same truth (x - x is 0 for a finite x, NaN for inf and NaN),
+    without a call through the math module under mypyc."""
+    return x - x == 0.0
+
+
 def _aging(age_ns: int, ppm: float) -> float:
     """A bound's growth over age_ns: every bound in the vote ages so (as `Tracker.aged`: the very
     float; mypyc calls it as fast as the expression written out)."""
@@ -1015,12 +1043,15 @@ class _Moments:
         p0 = p1 = p2 = p3 = p4 = p5 = q0 = q1 = q2 = q3 = q4 = 0.0
         r0 = r1 = r2 = r3 = r4 = r5 = 0.0
         a_min = math.inf
-        ok = m > 0 and t_c >= max(ts)
+        ok = m > 0
+        for t in ts:  # (t_c >= max(ts), without the generic call)
+            if t > t_c:
+                ok = False
         for k in range(m if ok else 0):
             bk = bnds[k]
             o = offs[k]
             a = bk + _aging(t_c - ts[k], ppm)
-            if not (bk >= 0.0 and 2e-9 <= a < math.inf and math.isfinite(o)):
+            if not (bk >= 0.0 and 2e-9 <= a < math.inf and _finite(o)):
                 ok = False
                 break
             if a < a_min:
