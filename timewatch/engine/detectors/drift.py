@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ...records import Observation, Tick
@@ -80,17 +79,21 @@ MEDIAN_VAR: Final = math.pi / 2
 SQRT2: Final = math.sqrt(2)
 
 
-@dataclass(slots=True)
 class _Test:
-    """One two-sided CUSUM over the increments of one residual of one source."""
+    """One two-sided CUSUM over the increments of one residual of one source. (A class with its
+    own __init__, not a dataclass: mypyc leaves a dataclass's __init__ to the interpreter, ten
+    times slower, and a replay makes seven of these per source.)"""
 
-    last_r: float | None = None
-    last_t: int | None = None
-    var: float = 0.0  # EWMA of squared increments (s^2)
-    n: int = 0  # increments seen
-    s_pos: float = 0.0
-    s_neg: float = 0.0
-    run: list[tuple[int, float]] = field(default_factory=list)  # points since the CUSUM left 0
+    __slots__ = ("last_r", "last_t", "var", "n", "s_pos", "s_neg", "run")
+
+    def __init__(self) -> None:
+        self.last_r: float | None = None
+        self.last_t: int | None = None
+        self.var = 0.0  # EWMA of squared increments (s^2)
+        self.n = 0  # increments seen
+        self.s_pos = 0.0
+        self.s_neg = 0.0
+        self.run: list[tuple[int, float]] = []  # points since the CUSUM left 0
 
     def reset(self) -> None:
         self.last_r = self.last_t = None
@@ -177,31 +180,37 @@ class _Test:
         return sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sxx
 
 
-@dataclass(slots=True)
 class _Source:
-    seen_t_ns: int | None = None
-    floor_s: float | None = None  # noise floor its tests were started with
-    rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
-    own: _Test = field(default_factory=_Test)  # its offset in step-free host time
-    consensus: _Test = field(default_factory=_Test)
-    holdover: _Test = field(default_factory=_Test)
-    suspect: bool = False
-    paused: bool = False  # the holdover does not learn it (a run is building)
-    block_t_ns: int | None = None  # when its holdover residual was last tested (1-Hz sources)
-    chain: float | None = None  # holdover residual, chained across model refits (s)
-    chains: list[float] = field(default_factory=list)  # chained residuals of the block so far
-    prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
-    step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
-    step_from: float | None = None  # level before an active time.step
-    # The groups its consensus residual was last taken against (`_reference`): a residual
-    # against other groups is another series, and its change no increment of this one.
-    ref_groups: tuple[str, ...] = ()
-    # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
-    own_b: _Test = field(default_factory=_Test)
-    consensus_b: _Test = field(default_factory=_Test)
-    holdover_b: _Test = field(default_factory=_Test)
-    block: list[tuple[float, float | None, float | None]] = field(default_factory=list)
-    block_start_ns: int | None = None
+    """What the detector keeps per source (a class, not a dataclass: see `_Test`)."""
+
+    __slots__ = ("seen_t_ns", "floor_s", "rx_raw", "own", "consensus", "holdover", "suspect",
+                 "paused", "block_t_ns", "chain", "chains", "prev", "step_pending", "step_from",
+                 "ref_groups", "own_b", "consensus_b", "holdover_b", "block", "block_start_ns")
+
+    def __init__(self) -> None:
+        self.seen_t_ns: int | None = None
+        self.floor_s: float | None = None  # noise floor its tests were started with
+        self.rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
+        self.own = _Test()  # its offset in step-free host time
+        self.consensus = _Test()
+        self.holdover = _Test()
+        self.suspect = False
+        self.paused = False  # the holdover does not learn it (a run is building)
+        self.block_t_ns: int | None = None  # when its holdover residual was last tested (1 Hz)
+        self.chain: float | None = None  # holdover residual, chained across model refits (s)
+        self.chains: list[float] = []  # chained residuals of the block so far
+        self.prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s), last sample
+        self.step_pending: tuple[float, float] | None = None  # (level before, after) to confirm
+        self.step_from: float | None = None  # level before an active time.step
+        # The groups its consensus residual was last taken against (`_reference`): a residual
+        # against other groups is another series, and its change no increment of this one.
+        self.ref_groups: tuple[str, ...] = ()
+        # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
+        self.own_b = _Test()
+        self.consensus_b = _Test()
+        self.holdover_b = _Test()
+        self.block: list[tuple[float, float | None, float | None]] = []
+        self.block_start_ns: int | None = None
 
 
 def _flagged(st: _Source) -> bool:
