@@ -276,7 +276,8 @@ class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
     __slots__ = ("orders", "entries", "offsets", "bounds", "times", "nums", "median", "unauth",
-                 "ends", "moments", "sorted", "zeros")
+                 "ends", "moments", "sorted", "zeros", "k_lo", "k_hi", "key_lo", "key_hi",
+                 "i_lo", "i_hi", "bad")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -295,8 +296,35 @@ class _Group:
         self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
         self.ends: _Ends | None = None  # (None: to be found again)
         self.moments: _Moments | None = None  # the last ones taken (None: none since a change)
+        # Its members' keys (`_Keys`: o - b + s and o + b - s, in the members' order), their
+        # max and min and where (i_lo, i_hi; -1: to be found again), how many are not finite.
+        self.k_lo: list[float] = []
+        self.k_hi: list[float] = []
+        self.key_lo = self.key_hi = 0.0
+        self.i_lo = self.i_hi = -1
+        self.bad = 0
 
-    def set(self, i: int, e: _Entry, new: bool) -> None:
+    def keys(self) -> tuple[float, float] | None:
+        """(the highest of its members' low keys, the lowest high key); None: one is not
+        finite."""
+        if self.bad:
+            return None
+        k_lo, k_hi = self.k_lo, self.k_hi
+        if self.i_lo < 0:
+            i_lo, key = 0, k_lo[0]
+            for k in range(1, len(k_lo)):
+                if k_lo[k] > key:
+                    i_lo, key = k, k_lo[k]
+            self.i_lo, self.key_lo = i_lo, key
+        if self.i_hi < 0:
+            i_hi, key = 0, k_hi[0]
+            for k in range(1, len(k_hi)):
+                if k_hi[k] < key:
+                    i_hi, key = k, k_hi[k]
+            self.i_hi, self.key_hi = i_hi, key
+        return self.key_lo, self.key_hi
+
+    def set(self, i: int, e: _Entry, new: bool, key_lo: float, key_hi: float) -> None:
         # (New lists for the numbers, not changed in place: a vote's best estimate, summed
         # later, reads the lists it voted with.)
         offs, bnds, ts = self.offsets.copy(), self.bounds.copy(), self.times.copy()
@@ -319,12 +347,28 @@ class _Group:
             offs.insert(i, e.offset_s)
             bnds.insert(i, e.bound_s)
             ts.insert(i, e.t_ns)
+            self.k_lo.insert(i, key_lo)
+            self.k_hi.insert(i, key_hi)
+            self.i_lo = self.i_hi = -1
         else:
             self.unauth -= self.entries[i].auth == AUTH_NONE
             self.entries[i] = e
             offs[i] = e.offset_s
             bnds[i] = e.bound_s
             ts[i] = e.t_ns
+            self.bad -= not (_finite(self.k_lo[i]) and _finite(self.k_hi[i]))
+            self.k_lo[i] = key_lo
+            self.k_hi[i] = key_hi
+            # (The max and min kept unless the member that gave them changed.)
+            if self.i_lo == i:
+                self.i_lo = -1
+            elif self.i_lo >= 0 and key_lo > self.key_lo:
+                self.i_lo, self.key_lo = i, key_lo
+            if self.i_hi == i:
+                self.i_hi = -1
+            elif self.i_hi >= 0 and key_hi < self.key_hi:
+                self.i_hi, self.key_hi = i, key_hi
+        self.bad += not (_finite(key_lo) and _finite(key_hi))
         self.offsets, self.bounds, self.times = offs, bnds, ts
         self.nums = (offs, bnds, ts)
         self.unauth += e.auth == AUTH_NONE
@@ -341,6 +385,10 @@ class _Group:
             del srt[bisect_left(srt, old)]
         del self.orders[i]
         del self.entries[i]
+        self.bad -= not (_finite(self.k_lo[i]) and _finite(self.k_hi[i]))
+        del self.k_lo[i]
+        del self.k_hi[i]
+        self.i_lo = self.i_hi = -1
         self.offsets = self.offsets[:i] + self.offsets[i + 1:]
         self.bounds = self.bounds[:i] + self.bounds[i + 1:]
         self.times = self.times[:i] + self.times[i + 1:]
@@ -582,7 +630,8 @@ class Ballot:
         if g is None:
             g = self._groups[group] = _Group()
             self._sorted = None
-        g.set(bisect_left(g.orders, order), e, old is None)
+        key_lo, key_hi = self._keys.member(offset_s, bound_s, t_ns, self._aging_ppm)
+        g.set(bisect_left(g.orders, order), e, old is None, key_lo, key_hi)
         if old is not None:
             self._nts -= old.auth == AUTH_NTS
         self._nts += auth == AUTH_NTS
@@ -672,7 +721,7 @@ class Ballot:
         if self._dirty:
             keys, groups = self._keys, self._groups
             for name in self._dirty:
-                keys.put(name, groups.get(name), ppm)
+                keys.put(name, groups.get(name))
             self._dirty.clear()
         if not withheld and not require and names_sorted:
             region = self._keys.region(self._groups, now_ns, ppm)
@@ -756,21 +805,25 @@ class _Keys:
     intersection overlaps every other's (the honest case): Marzullo's region is then the
     highest low end to the lowest high end, and these are found from a few groups.
 
-    Every bound ages at the same rate r (ppm x 1e-15 per ns), so in real numbers a group's low
-    end at any now past its members' times is L - (now - t_max) r = A - (now - t0) r, its high
-    end B + (now - t0) r, with A = L + s and B = H - s its ends at t_max shifted to a fixed t0
-    (s = (t_max - t0) r): the order of the groups' ends never changes until a group changes.
-    Its keys (A, B in floats) are found when it changes, and kept sorted (`lo`, `hi`). In
-    floats a group's end at now is within 8u(size + Q) of the real one (u = 2**-53; `_MARGIN`:
-    size its members' largest |offset| + |bound|, Q the oldest member's aging at now) and a key
-    within 16u(size + Q + |s| + |key|) of A (the end at t_max, the shift's four roundings,
-    the sum's): a group whose key is below the top key by more than twice both cannot have the
-    highest low end in floats either. `region` takes the groups whose key is within
-    64u(`mag` + Q) of the top (`mag`: the largest size + |s| + |key| of any group keyed, Q
-    since the oldest member: twice what it must), their ends at now in floats (their
-    `_Group.intersect`, the vote's very floats), the highest (the last in the groups' order
-    of equal ones, as the sweep's stable sort) and alike the lowest high end. A group whose
-    keys are not finite, or a member newer than now, leaves it to the sweep."""
+    Every bound ages at the same rate r (ppm x 1e-15 per ns), so in real numbers a member's low
+    end at any now past its time t is o - b - (now - t) r = a - (now - t0) r, with its key
+    a = o - b + s (s = (t - t0) r, its shift to a fixed t0), and its high end c + (now - t0) r,
+    c = o + b - s: a group's low end at any now past its members' times is the highest of its
+    members' keys less (now - t0) r, its high end the lowest high key plus as much. The order
+    of the groups' ends never changes until a group changes. Each member's keys are taken when
+    it changes (`member`), each group keeps their max and min (`_Group.keys`: found again over
+    its members only when the member that gave one changes), and the ballot keeps the groups
+    sorted by them (`lo`, `hi`). In floats a group's end at now is within 8u(size + Q) of the
+    real one (u = 2**-53; `_MARGIN`: size its members' largest |offset| + |bound|, Q the oldest
+    member's aging at now) and a key within 8u(|o| + |b| + |s| + |key|) of its real one (the
+    difference's rounding, the shift's four, the sum's): a group whose key is below the top key
+    by more than twice both cannot have the highest low end in floats either. `region` takes
+    the groups whose key is within 64u(`mag` + Q) of the top (`mag`: the largest
+    |o| + |b| + |s| + |key| of any member keyed, Q since the oldest member: twice what it
+    must), their ends at now in floats (their `_Group.intersect`, the vote's very floats), the
+    highest (the last in the groups' order of equal ones, as the sweep's stable sort) and alike
+    the lowest high end. A group with a key that is not finite, or a member newer than now,
+    leaves it to the sweep."""
 
     __slots__ = ("lo", "lo_names", "hi", "hi_names", "of", "unkeyed", "started", "t0", "t_lo",
                  "t_hi", "mag")
@@ -783,12 +836,34 @@ class _Keys:
         self.of: dict[str, tuple[float, float]] = {}  # per group keyed: its keys
         self.unkeyed: set[str] = set()  # groups whose ends are not finite (the sweep's)
         self.started = False
-        self.t0 = 0  # the time the keys are shifted to (the first group's t_max)
+        self.t0 = 0  # the time the keys are shifted to (the first member's)
         self.t_lo = 0  # the oldest member's time of any group keyed (never later)
         self.t_hi = 0  # the newest (never earlier)
-        self.mag = 0.0  # the largest size + |shift| + |key| of any group keyed
+        self.mag = 0.0  # the largest |o| + |b| + |shift| + |key| of any member keyed
 
-    def put(self, name: str, g: _Group | None, ppm: float) -> None:
+    def member(self, offset_s: float, bound_s: float, t_ns: int,
+               ppm: float) -> tuple[float, float]:
+        """A member's keys (o - b + s, o + b - s; s its shift to t0), and what the margin must
+        cover of it (`mag`, `t_lo`, `t_hi`)."""
+        if not self.started:
+            self.started = True
+            self.t0 = self.t_lo = self.t_hi = t_ns
+        shift = ((t_ns - self.t0) / 1e9) * ppm * 1e-6
+        k_lo = (offset_s - bound_s) + shift
+        k_hi = (offset_s + bound_s) - shift
+        mag = abs(offset_s) + abs(bound_s) + abs(shift) + \
+            (abs(k_lo) if abs(k_lo) > abs(k_hi) else abs(k_hi))
+        if not _finite(mag):
+            return math.nan, math.nan  # (its group is left to the sweep while it holds it)
+        if mag > self.mag:
+            self.mag = mag
+        if t_ns < self.t_lo:
+            self.t_lo = t_ns
+        if t_ns > self.t_hi:
+            self.t_hi = t_ns
+        return k_lo, k_hi
+
+    def put(self, name: str, g: _Group | None) -> None:
         """Group `name` changed (None: it is gone): its keys found again."""
         old = self.of.pop(name, None)
         if old is not None:
@@ -797,28 +872,11 @@ class _Keys:
         self.unkeyed.discard(name)
         if g is None:
             return
-        ends = g.ends
-        if ends is None:
-            ends = g.ends = _Ends(g.offsets, g.bounds, g.times, ppm)
-        if not ends.lo_k:
+        keys = g.keys()
+        if keys is None:
             self.unkeyed.add(name)
             return
-        if not self.started:
-            self.started = True
-            self.t0, self.t_lo, self.t_hi = ends.t_max, ends.t_min, ends.t_max
-        shift = ((ends.t_max - self.t0) / 1e9) * ppm * 1e-6
-        k_lo = ends.best_lo + shift
-        k_hi = ends.best_hi - shift
-        mag = ends.size + abs(shift) + (abs(k_lo) if abs(k_lo) > abs(k_hi) else abs(k_hi))
-        if not math.isfinite(mag):
-            self.unkeyed.add(name)
-            return
-        if mag > self.mag:
-            self.mag = mag
-        if ends.t_min < self.t_lo:
-            self.t_lo = ends.t_min
-        if ends.t_max > self.t_hi:
-            self.t_hi = ends.t_max
+        k_lo, k_hi = keys
         i = bisect_left(self.lo, k_lo)
         self.lo.insert(i, k_lo)
         self.lo_names.insert(i, name)
