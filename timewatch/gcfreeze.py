@@ -6,7 +6,7 @@ CPython's collector walks all of them at each of its full collections; its young
 numbers are new lists at each of its records), a few times over before it is dropped: a fifth
 of a replay's time. The engine makes no reference cycles (its garbage goes by reference counts:
 a replay of bench_sources' trace with the collector off leaves none to collect). So while a
-replay runs (`settle`, called once per record), the young generation is collected every `GEN0`
+replay runs (`settle`, called before it and once per record), the young generation is collected every `GEN0`
 new containers (most are dropped before: never walked), and what is alive is moved out of the
 collector's sight (`gc.freeze`) every `EVERY` records, after a collection (nothing dead is
 frozen): each collection then walks only what was made since. Every `THAW` records everything
@@ -26,9 +26,11 @@ _saved: list[tuple[int, int, int]] = []  # the thresholds before the replay
 
 
 def settle(records: int) -> None:
-    """Call once per record (`records`: how many so far, from 1)."""
+    """Call with 0 before the first record, then once per record (`records`: how many so far)."""
     if records & (EVERY - 1):
-        if records == 1 and not _saved:
+        return
+    if not records:  # (the replay starts: the engine's first vote makes a state per source)
+        if not _saved:
             _saved.append(gc.get_threshold())
             gc.set_threshold(GEN0, *_saved[0][1:])
         return

@@ -23,6 +23,7 @@ from ..config import Config, load, parse
 from ..engine import Detect, Engine
 from ..errors import UsageError
 from ..evidence import EvidenceError, judge_end, scan
+from ..gcfreeze import done as settled
 from ..gcfreeze import settle
 from ..records import Event, Observation, Output, Snapshot
 from ..statedir import StateLock, holder
@@ -155,6 +156,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cut = 0  # records read when the last chunk was handed
     t0 = time.perf_counter()
     st = reader.stats
+    settle(0)
     try:
         for obs in reader:
             if not st.records & 1023 and bar.enabled:
@@ -192,6 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{e}; what was handed is kept (spooled), `timewatch replay {args.trace} -c "
             f"{args.config} --resume` continues") from None
     finally:
+        settled()
         bar.done()
         if args.events:
             out.close()
