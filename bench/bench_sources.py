@@ -5,7 +5,8 @@ The trace comes from the simulator (`timewatch.sim.scenarios.Sim` with a custom 
 servers, its noise, ticks every second), seed 1, every server's poll set to 64 s; its duration is
 at least 3 polls and long enough for >= 30,000 observations. Replay: `Engine(header,
 snapshots=False, samples=False)` fed every record in order, as `timewatch replay` without sinks
-does; the rate is observations (NTP records, not ticks) per CPU-second of the whole feed.
+does, the garbage collector settled as it does (`timewatch.gcfreeze.settle` after every
+record); the rate is observations (NTP records, not ticks) per CPU-second of the whole feed.
 
 The live monitor at poll 64 s: N/64 NTP records a second, one tick a second, one snapshot every
 `snapshot_interval_s` (default 10 s), samples on. Its CPU share of one core is
@@ -33,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from timewatch.commands.replay import engine_build  # noqa: E402
 from timewatch.engine import Engine  # noqa: E402
+from timewatch.gcfreeze import done as settled  # noqa: E402
+from timewatch.gcfreeze import settle  # noqa: E402
 from timewatch.records import Header, Observation, Tick  # noqa: E402
 from timewatch.sim.scenarios import Sim, Truth  # noqa: E402
 
@@ -72,13 +75,17 @@ def replay(hdr: Header, obs: list[Observation]) -> tuple[int, float]:
     budget = _budget()
     n = 0
     t0 = time.process_time()
+    settle(0)
     for i, o in enumerate(obs):
         eng.feed(o)
+        settle(i + 1)  # (as `timewatch replay`: timewatch/gcfreeze.py)
         if type(o) is not Tick:
             n += 1
         if i % 256 == 0 and time.process_time() - t0 > budget:
             break
-    return n, time.process_time() - t0
+    cpu = time.process_time() - t0
+    settled()  # (the collector as it was: the live monitor does not settle it)
+    return n, cpu
 
 
 def live(hdr: Header, obs: list[Observation]) -> tuple[float, float, float]:

@@ -150,3 +150,123 @@ def test_holdover_residual_equals_the_plain_form() -> None:
             assert p is not None and _bits(p.sigma_s) == _bits(want[1])
             checked += 1
     assert ho.wander_measured and checked > 3000
+
+
+def _plain_reference(ballot: object, flagged: dict[str, int], group: str,
+                     agreeing: tuple[str, ...]) -> tuple[float | None, tuple[str, ...]]:
+    """`DriftDetector._reference` as it was: a pass over the agreeing groups, their medians'
+    median."""
+    meds: list[float] = []
+    used: list[str] = []
+    for g in agreeing:
+        if g == group or flagged.get(g):
+            continue
+        m = ballot.group_median(g)  # type: ignore[attr-defined]
+        if m is not None:
+            meds.append(m)
+            used.append(g)
+    return (median(meds) if meds else None), tuple(used)
+
+
+# Offsets with ties, both zeros and a NaN: where the sorted list's pick would differ.
+_OFFSET = st.one_of(st.sampled_from([0.0, -0.0, 1e-3, -1e-3, 2.5e-4, 2.5e-4 + 1e-19, math.nan]),
+                    st.floats(-1e-2, 1e-2))
+_REF_OP = st.one_of(
+    st.tuples(st.just("put"), st.integers(0, 40), _OFFSET),
+    st.tuples(st.just("drop"), st.integers(0, 40)),
+    st.tuples(st.just("flag"), st.integers(0, 9), st.booleans()),
+    st.tuples(st.just("ask"), st.integers(0, 9)),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_REF_OP, min_size=1, max_size=120), st.integers(2, 10))
+def test_reference_kept_is_the_plain_pass(ops: list[tuple], n_groups: int) -> None:  # type: ignore[type-arg]
+    """The reference kept between votes (`_Reference`: the groups' medians sorted, updated from
+    the ballot's log) is the plain pass over the agreeing groups, bit for bit, for every source's
+    group, as members change, groups come and go and groups are flagged."""
+    from timewatch.engine.core import Context
+    from timewatch.engine.detectors.drift import DriftDetector
+    from timewatch.engine.params import Detect
+    from timewatch.records import Header
+
+    ctx = Context(Header("h", 0, {}), Detect())
+    dd = DriftDetector(ctx)
+    ballot = ctx.ballot
+    now = 10**18
+    for op in ops:
+        if op[0] == "put":
+            i = op[1]
+            ballot.put(f"s{i:02d}", i, f"g{i % n_groups}", op[2], 1.0, now, 0)
+        elif op[0] == "drop":
+            ballot.drop(f"s{op[1]:02d}")
+        elif op[0] == "flag":
+            g = f"g{op[1] % n_groups}"
+            dd._flagged[g] = max(0, dd._flagged.get(g, 0) + (1 if op[2] else -1))
+            dd._flagged_ver += 1
+        else:
+            now += 10**9
+            c = ballot.vote(now)
+            for k in range(n_groups) if op[1] % 2 else [op[1] % n_groups]:
+                group = f"g{k}"
+                got = dd._reference(group, c)
+                want = _plain_reference(ballot, dd._flagged, group, c.agreeing_groups) \
+                    if c.quorum else (None, ())
+                assert got[1] == want[1]
+                assert (got[0] is None) == (want[0] is None)
+                if got[0] is not None and want[0] is not None:
+                    assert _bits(got[0]) == _bits(want[0]), (got, want)
+
+
+def test_reference_kept_reads_few_groups_on_many() -> None:
+    """100 groups of 10, one member re-estimated per vote: the reference is the plain pass's,
+    and it is kept (not built again) from vote to vote."""
+    from timewatch.engine.core import Context
+    from timewatch.engine.detectors.drift import DriftDetector
+    from timewatch.engine.params import Detect
+    from timewatch.records import Header
+
+    rnd = random.Random(5)
+    ctx = Context(Header("h", 0, {}), Detect())
+    dd = DriftDetector(ctx)
+    ballot = ctx.ballot
+    now = 10**18
+    for i in range(1000):
+        ballot.put(f"s{i:04d}", i, f"g{i % 100:03d}", rnd.gauss(0, 1e-4), 2e-3, now, 0)
+    first = None
+    for _ in range(300):
+        now += 10**8
+        i = rnd.randrange(1000)
+        ballot.put(f"s{i:04d}", i, f"g{i % 100:03d}", rnd.gauss(0, 1e-4), 2e-3, now, 0)
+        c = ballot.vote(now)
+        group = f"g{rnd.randrange(100):03d}"
+        got = dd._reference(group, c)
+        want = _plain_reference(ballot, dd._flagged, group, c.agreeing_groups)
+        assert got[1] == want[1] and got[0] is not None and want[0] is not None
+        assert _bits(got[0]) == _bits(want[0])
+        first = first or dd._ref
+        assert dd._ref is first  # (kept: never built again)
+
+
+def test_reference_kept_with_signed_zeros_is_the_plain_pass() -> None:
+    """Groups' medians of 0.0 and -0.0 in the middle: which one the plain pass's stable sort
+    puts there depends on the groups' order, not kept in the sorted list; the list decides."""
+    from timewatch.engine.core import Context
+    from timewatch.engine.detectors.drift import DriftDetector
+    from timewatch.engine.params import Detect
+    from timewatch.records import Header
+
+    ctx = Context(Header("h", 0, {}), Detect())
+    dd = DriftDetector(ctx)
+    ballot = ctx.ballot
+    now = 10**18
+    for i, off in enumerate([5e-3, -1e-3, 0.0, -0.0, 1e-3, 2e-3]):
+        ballot.put(f"s{i}", i, f"g{i}", off, 1.0, now, 0)
+    for _ in range(3):
+        now += 10**9
+        ballot.put("s2", 2, "g2", 0.0, 1.0, now, 0)  # (the same zero again: it moves in the list)
+        c = ballot.vote(now)
+        got = dd._reference("g0", c)
+        want = _plain_reference(ballot, dd._flagged, "g0", c.agreeing_groups)
+        assert got[0] is not None and want[0] is not None
+        assert _bits(got[0]) == _bits(want[0]) == _bits(-0.0)

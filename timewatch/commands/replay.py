@@ -23,6 +23,8 @@ from ..config import Config, load, parse
 from ..engine import Detect, Engine
 from ..errors import UsageError
 from ..evidence import EvidenceError, judge_end, scan
+from ..gcfreeze import done as settled
+from ..gcfreeze import settle
 from ..records import Event, Observation, Output, Snapshot
 from ..statedir import StateLock, holder
 from ..textfmt import event_text, snapshot_text
@@ -154,12 +156,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     cut = 0  # records read when the last chunk was handed
     t0 = time.perf_counter()
     st = reader.stats
+    settle(0)
     try:
         for obs in reader:
             if not st.records & 1023 and bar.enabled:
                 bar.update(reader.bytes_read() / size, f"{st.records:,} observations" + (
                     " (catching up)" if feeder is not None and feeder.catching_up else ""))
             res = eng.feed(obs)
+            settle(st.records)  # (the collector: what lives is frozen, gcfreeze.py)
             if res:
                 if feeder is not None:
                     chunk.extend(res)
@@ -190,6 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"{e}; what was handed is kept (spooled), `timewatch replay {args.trace} -c "
             f"{args.config} --resume` continues") from None
     finally:
+        settled()
         bar.done()
         if args.events:
             out.close()

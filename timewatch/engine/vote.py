@@ -28,7 +28,7 @@ if nothing were authenticated.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Final
@@ -276,7 +276,8 @@ class _Group:
     """One trust group's members in the ballot, in the header's order."""
 
     __slots__ = ("orders", "entries", "offsets", "bounds", "times", "nums", "median", "unauth",
-                 "ends", "moments")
+                 "ends", "moments", "sorted", "zeros", "k_lo", "k_hi", "key_lo", "key_hi",
+                 "i_lo", "i_hi", "bad")
 
     def __init__(self) -> None:
         self.orders: list[int] = []
@@ -288,26 +289,86 @@ class _Group:
         self.times: list[int] = []
         self.nums = (self.offsets, self.bounds, self.times)  # (the three, for a vote to keep)
         self.median: float | None = None  # of its members' offsets (None: to be computed)
+        # Its members' offsets sorted (None: a NaN among them), and how many are zeros: the
+        # median's middle ones, read without a sort (`Ballot.group_median`).
+        self.sorted: list[float] | None = []
+        self.zeros = 0
         self.unauth = 0  # members that are unauthenticated NTP servers (AUTH_NONE)
         self.ends: _Ends | None = None  # (None: to be found again)
         self.moments: _Moments | None = None  # the last ones taken (None: none since a change)
+        # Its members' keys (`_Keys`: o - b + s and o + b - s, in the members' order), their
+        # max and min and where (i_lo, i_hi; -1: to be found again), how many are not finite.
+        self.k_lo: list[float] = []
+        self.k_hi: list[float] = []
+        self.key_lo = self.key_hi = 0.0
+        self.i_lo = self.i_hi = -1
+        self.bad = 0
 
-    def set(self, i: int, e: _Entry, new: bool) -> None:
+    def keys(self) -> tuple[float, float] | None:
+        """(the highest of its members' low keys, the lowest high key); None: one is not
+        finite."""
+        if self.bad:
+            return None
+        k_lo, k_hi = self.k_lo, self.k_hi
+        if self.i_lo < 0:
+            i_lo, key = 0, k_lo[0]
+            for k in range(1, len(k_lo)):
+                if k_lo[k] > key:
+                    i_lo, key = k, k_lo[k]
+            self.i_lo, self.key_lo = i_lo, key
+        if self.i_hi < 0:
+            i_hi, key = 0, k_hi[0]
+            for k in range(1, len(k_hi)):
+                if k_hi[k] < key:
+                    i_hi, key = k, k_hi[k]
+            self.i_hi, self.key_hi = i_hi, key
+        return self.key_lo, self.key_hi
+
+    def set(self, i: int, e: _Entry, new: bool, key_lo: float, key_hi: float) -> None:
         # (New lists for the numbers, not changed in place: a vote's best estimate, summed
         # later, reads the lists it voted with.)
         offs, bnds, ts = self.offsets.copy(), self.bounds.copy(), self.times.copy()
+        x = e.offset_s
+        srt = self.sorted
+        if not new:
+            old = offs[i]
+            self.zeros -= old == 0.0
+            if srt is not None and old == old:
+                del srt[bisect_left(srt, old)]
+        if srt is not None:
+            if x == x:
+                insort(srt, x)
+            else:
+                self.sorted = None
+        self.zeros += x == 0.0
         if new:
             self.orders.insert(i, e.order)
             self.entries.insert(i, e)
             offs.insert(i, e.offset_s)
             bnds.insert(i, e.bound_s)
             ts.insert(i, e.t_ns)
+            self.k_lo.insert(i, key_lo)
+            self.k_hi.insert(i, key_hi)
+            self.i_lo = self.i_hi = -1
         else:
             self.unauth -= self.entries[i].auth == AUTH_NONE
             self.entries[i] = e
             offs[i] = e.offset_s
             bnds[i] = e.bound_s
             ts[i] = e.t_ns
+            self.bad -= not (_finite(self.k_lo[i]) and _finite(self.k_hi[i]))
+            self.k_lo[i] = key_lo
+            self.k_hi[i] = key_hi
+            # (The max and min kept unless the member that gave them changed.)
+            if self.i_lo == i:
+                self.i_lo = -1
+            elif self.i_lo >= 0 and key_lo > self.key_lo:
+                self.i_lo, self.key_lo = i, key_lo
+            if self.i_hi == i:
+                self.i_hi = -1
+            elif self.i_hi >= 0 and key_hi < self.key_hi:
+                self.i_hi, self.key_hi = i, key_hi
+        self.bad += not (_finite(key_lo) and _finite(key_hi))
         self.offsets, self.bounds, self.times = offs, bnds, ts
         self.nums = (offs, bnds, ts)
         self.unauth += e.auth == AUTH_NONE
@@ -317,8 +378,17 @@ class _Group:
 
     def remove(self, i: int) -> None:
         self.unauth -= self.entries[i].auth == AUTH_NONE
+        old = self.offsets[i]
+        self.zeros -= old == 0.0
+        srt = self.sorted
+        if srt is not None:
+            del srt[bisect_left(srt, old)]
         del self.orders[i]
         del self.entries[i]
+        self.bad -= not (_finite(self.k_lo[i]) and _finite(self.k_hi[i]))
+        del self.k_lo[i]
+        del self.k_hi[i]
+        self.i_lo = self.i_hi = -1
         self.offsets = self.offsets[:i] + self.offsets[i + 1:]
         self.bounds = self.bounds[:i] + self.bounds[i + 1:]
         self.times = self.times[:i] + self.times[i + 1:]
@@ -336,30 +406,28 @@ class _Group:
         if ends.lo_k and now_ns >= ends.t_max:
             # The error bound of every member's end at now_ns (see `_Ends`).
             age_ns = now_ns - ends.t_min
-            q = (age_ns / 1e9 if age_ns > 0 else 0.0) * ends.ppm * 1e-6
+            q = _aging(age_ns, ends.ppm)
             need = _MARGIN * (ends.size + q)
             if ends.gap_lo > need and ends.gap_hi > need:
                 if ends.one:  # (one member gives each end: its numbers kept, as they are)
                     age_ns = now_ns - ends.lo_t
-                    lo = ends.lo_o - (ends.lo_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
-                                      * ppm * 1e-6)
+                    lo = ends.lo_o - (ends.lo_b + _aging(age_ns, ppm))
                     age_ns = now_ns - ends.hi_t
-                    hi = ends.hi_o + (ends.hi_b + (age_ns / 1e9 if age_ns > 0 else 0.0)
-                                      * ppm * 1e-6)
+                    hi = ends.hi_o + (ends.hi_b + _aging(age_ns, ppm))
                     return lo, hi
                 offs, bnds, ts = self.offsets, self.bounds, self.times
                 lo = hi = 0.0
                 first = True
                 for k in ends.lo_k:  # (as `_intersect`, over these members)
                     age_ns = now_ns - ts[k]
-                    m_lo = offs[k] - (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    m_lo = offs[k] - (bnds[k] + _aging(age_ns, ppm))
                     if first or m_lo > lo:
                         lo = m_lo
                     first = False
                 first = True
                 for k in ends.hi_k:
                     age_ns = now_ns - ts[k]
-                    m_hi = offs[k] + (bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6)
+                    m_hi = offs[k] + (bnds[k] + _aging(age_ns, ppm))
                     if first or m_hi < hi:
                         hi = m_hi
                     first = False
@@ -375,7 +443,7 @@ def _intersect(offs: list[float], bnds: list[float], ts: list[int], now_ns: int,
     lo = hi = 0.0
     for k in range(len(offs)):
         age_ns = now_ns - ts[k]
-        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+        b = bnds[k] + _aging(age_ns, ppm)
         m_lo, m_hi = offs[k] - b, offs[k] + b
         if k == 0 or m_lo > lo:
             lo = m_lo
@@ -391,7 +459,7 @@ def _weigh(offs: list[float], bnds: list[float], ts: list[int], now_ns: int, ppm
     `**`, without a boxed float per member under mypyc)."""
     for k in range(len(offs)):
         age_ns = now_ns - ts[k]
-        b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6  # (as `_intersect`)
+        b = bnds[k] + _aging(age_ns, ppm)  # (as `_intersect`)
         wi = 1.0 / math.pow(1e-9 if 1e-9 > b else b, 2.0)  # (max(b, 1e-9) ** 2)
         sw += wi
         swx += wi * offs[k]
@@ -425,25 +493,41 @@ class _Ends:
     estimate newer than now, a number not finite) the vote takes the full pass."""
 
     __slots__ = ("t_max", "t_min", "ppm", "size", "gap_lo", "gap_hi", "lo_k", "hi_k", "one",
-                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t")
+                 "lo_o", "lo_b", "lo_t", "hi_o", "hi_b", "hi_t", "best_lo", "best_hi")
 
     def __init__(self, offs: list[float], bnds: list[float], ts: list[int], ppm: float) -> None:
         n = len(offs)
-        t_max = self.t_max = max(ts)
-        self.t_min = min(ts)
+        t_max = t_min = ts[0]
+        for k in range(1, n):  # (max() and min(): generic calls under mypyc)
+            t = ts[k]
+            if t > t_max:
+                t_max = t
+            elif t < t_min:
+                t_min = t
+        self.t_max, self.t_min = t_max, t_min
         self.ppm = abs(ppm)
-        los: list[float] = []
-        his: list[float] = []
         size = 0.0
         finite = True
+        # The max and min of the members' ends at t_max (the first of equal ones: k_lo, k_hi),
+        # and the max and min of the others' (nan: none).
+        best_lo = best_hi = sec_lo = sec_hi = math.nan
+        k_lo = k_hi = 0
         for k in range(n):
-            age_ns = t_max - ts[k]
-            b = bnds[k] + (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
+            b = bnds[k] + _aging(t_max - ts[k], ppm)
             x, y = offs[k] - b, offs[k] + b
-            los.append(x)
-            his.append(y)
-            if not (math.isfinite(x) and math.isfinite(y)):
+            if not (_finite(x) and _finite(y)):
                 finite = False
+            if k == 0:
+                best_lo, best_hi = x, y
+            else:
+                if x > best_lo:
+                    sec_lo, best_lo, k_lo = best_lo, x, k
+                elif not x <= sec_lo:
+                    sec_lo = x
+                if y < best_hi:
+                    sec_hi, best_hi, k_hi = best_hi, y, k
+                elif not y >= sec_hi:
+                    sec_hi = y
             s = abs(offs[k]) + abs(bnds[k])
             if s > size:
                 size = s
@@ -454,23 +538,31 @@ class _Ends:
         self.one = False
         self.lo_o = self.lo_b = self.hi_o = self.hi_b = 0.0
         self.lo_t = self.hi_t = 0
-        if not (finite and math.isfinite(size)):
+        self.best_lo = self.best_hi = 0.0
+        if not (finite and _finite(size)):
             return  # (lo_k empty: the full pass)
         near = size * _NEAR
-        best_lo, best_hi = max(los), min(his)
+        self.best_lo, self.best_hi = best_lo, best_hi  # (the group's ends at t_max)
         cut_lo, cut_hi = best_lo - near, best_hi + near
-        rest_lo = rest_hi = math.nan
-        for k in range(n):
-            x = los[k]
-            if x >= cut_lo:
-                self.lo_k.append(k)
-            elif not x <= rest_lo:  # (the highest of the others)
-                rest_lo = x
-            x = his[k]
-            if x <= cut_hi:
-                self.hi_k.append(k)
-            elif not x >= rest_hi:
-                rest_hi = x
+        if not sec_lo >= cut_lo and not sec_hi <= cut_hi:
+            # (One member within near of each end: the others are the runners-up's side.)
+            self.lo_k.append(k_lo)
+            self.hi_k.append(k_hi)
+            rest_lo, rest_hi = sec_lo, sec_hi
+        else:
+            rest_lo = rest_hi = math.nan
+            for k in range(n):  # (each end again: the same floats)
+                b = bnds[k] + _aging(t_max - ts[k], ppm)
+                x = offs[k] - b
+                if x >= cut_lo:
+                    self.lo_k.append(k)
+                elif not x <= rest_lo:  # (the highest of the others)
+                    rest_lo = x
+                x = offs[k] + b
+                if x <= cut_hi:
+                    self.hi_k.append(k)
+                elif not x >= rest_hi:
+                    rest_hi = x
         # (The subtraction rounds: a little less than it says.)
         shrink = 1.0 - 2.0 ** -50
         self.gap_lo = math.inf if math.isnan(rest_lo) else (best_lo - rest_lo) * shrink
@@ -506,12 +598,23 @@ class Ballot:
         self._nts = 0  # entries authenticated (auth_mode mix has something to weigh)
         self._last: Verdicts | None = None  # the last vote's verdicts (still reading the entries)
         self.require = False  # the last vote withheld the unauthenticated (auth_mode require)
+        self._names_t: tuple[str, ...] = ()  # `_sorted` as a tuple (while it is not None)
+        # Every group's numbers as it votes (`_Group.nums`), kept up to date; a vote's best
+        # estimate reads it later, so it is copied before a change once a vote has it.
+        self._voters: dict[str, tuple[list[float], list[float], list[int]]] = {}
+        self._voters_held = False
+        # The groups changed since their last `_Keys` (found again at the next vote) and the
+        # groups in order of their ends (`_Keys`); `changes`: the groups changed, in order, for
+        # the detectors that keep something per group (`changes_gen` moves when it is cleared).
+        self._dirty: set[str] = set()
+        self._keys = _Keys()
+        self.changes: list[str] = []
+        self.changes_gen = 0
 
     def aged(self, e: _Entry, now_ns: int) -> float:
         """Its bound aged to now_ns (the very float `Tracker.aged` computes)."""
         age_ns = now_ns - e.t_ns
-        age_s = age_ns / 1e9 if age_ns > 0 else 0.0
-        return e.bound_s + age_s * self._aging_ppm * 1e-6
+        return e.bound_s + _aging(age_ns, self._aging_ppm)
 
     def put(self, src: str, order: int, group: str, offset_s: float, bound_s: float, t_ns: int,
             auth: int) -> None:
@@ -527,10 +630,12 @@ class Ballot:
         if g is None:
             g = self._groups[group] = _Group()
             self._sorted = None
-        g.set(bisect_left(g.orders, order), e, old is None)
+        key_lo, key_hi = self._keys.member(offset_s, bound_s, t_ns, self._aging_ppm)
+        g.set(bisect_left(g.orders, order), e, old is None, key_lo, key_hi)
         if old is not None:
             self._nts -= old.auth == AUTH_NTS
         self._nts += auth == AUTH_NTS
+        self._changed(group, g)
 
     def drop(self, src: str) -> None:
         """Source `src` no longer votes (stale, unusable)."""
@@ -539,11 +644,30 @@ class Ballot:
             return
         self._keep(src, old)
         self._nts -= old.auth == AUTH_NTS
-        g = self._groups[old.group]
+        g: _Group | None = self._groups[old.group]
+        assert g is not None
         g.remove(bisect_left(g.orders, old.order))
         if not g.orders:
             del self._groups[old.group]
             self._sorted = None
+            g = None
+        self._changed(old.group, g)
+
+    def _changed(self, name: str, g: _Group | None) -> None:
+        """Group `name` changed (None: it is gone): its numbers, its keys, the log."""
+        if self._voters_held:  # (the last vote's best estimate reads the old dict)
+            self._voters = self._voters.copy()
+            self._voters_held = False
+        if g is None:
+            self._voters.pop(name, None)
+        else:
+            self._voters[name] = g.nums
+        self._dirty.add(name)
+        changes = self.changes
+        if len(changes) >= 4096:
+            changes.clear()
+            self.changes_gen += 1
+        changes.append(name)
 
     def _keep(self, src: str, old: _Entry | None) -> None:
         """The last vote's verdicts keep what `src` voted with before it changes."""
@@ -559,7 +683,18 @@ class Ballot:
             return None
         m = g.median
         if m is None:
-            m = g.median = median([e.offset_s for e in g.entries])
+            srt = g.sorted
+            n = len(g.offsets)
+            if srt is None or g.zeros or n < 4:
+                # (Zeros of two signs: which one the sort puts in the middle is the members'
+                # order's; a NaN: no order. The sort of the list itself.)
+                m = median(g.offsets)
+                if srt is None and all(x == x for x in g.offsets):
+                    g.sorted = sorted(g.offsets)
+            else:  # (the same float: `median` of the same values, sorted)
+                i = n // 2
+                m = srt[i] if n % 2 == 1 else (srt[i - 1] + srt[i]) / 2
+            g.median = m
         return m
 
     def intervals(self, now_ns: int) -> list[Interval]:
@@ -574,6 +709,7 @@ class Ballot:
         names_sorted = self._sorted
         if names_sorted is None:
             names_sorted = self._sorted = sorted(self._groups)
+            self._names_t = tuple(names_sorted)
         ppm = self._aging_ppm
         # The groups with a member withheld (the others vote with all their members).
         withheld: set[str] = set()
@@ -582,6 +718,21 @@ class Ballot:
             e = entries.get(src)
             if e is not None:
                 withheld.add(e.group)
+        if self._dirty:
+            keys, groups = self._keys, self._groups
+            for name in self._dirty:
+                keys.put(name, groups.get(name))
+            self._dirty.clear()
+        if not withheld and not require and names_sorted:
+            region = self._keys.region(self._groups, now_ns, ppm)
+            if region is not None:
+                # Every group's intersection holds the region: Marzullo's sweep over them
+                # would find it alone, as deep as the groups are many, every group in it.
+                last = self._last = Verdicts(self, now_ns, suspects, require)
+                self._voters_held = True
+                n = len(names_sorted)
+                return self._agreed(now_ns, suspects, anchor, auth_mode, last, n, n, region[0],
+                                    region[1], names_sorted, self._names_t, (), self._voters)
         group_ivs: list[tuple[float, float, str]] = []
         split: list[str] = []
         # Per group that votes: its voting members' offsets, bounds and times.
@@ -618,9 +769,16 @@ class Ballot:
             last.all_as = (Verdict.NO_QUORUM,
                            f"no strict majority: at most {count} of {n} trust groups agree")
             return Consensus(False, n, count, split_groups=tuple(split), verdicts=last)
+        return self._agreed(now_ns, suspects, anchor, auth_mode, last, count, n, lo, hi, names,
+                            tuple(names), tuple(split), voters)
 
+    def _agreed(self, now_ns: int, suspects: frozenset[str], anchor: tuple[float, float] | None,
+                auth_mode: str, last: Verdicts, count: int, n: int, lo: float, hi: float,
+                names: list[str], names_t: tuple[str, ...], split: tuple[str, ...],
+                voters: dict[str, tuple[list[float], list[float], list[int]]]) -> Consensus:
+        """The consensus of `count` of `n` voting groups (`names`) on the region lo..hi."""
         # The best estimate: summed when it is read (`_Best`).
-        best = _Best(self._groups, names, voters, now_ns, ppm, lo, hi,
+        best = _Best(self._groups, names, voters, now_ns, self._aging_ppm, lo, hi,
                      anchor if suspects else None)
 
         agrees = _AGREES.get((count, n))  # one for all sources, and for every vote alike
@@ -636,10 +794,148 @@ class Ballot:
                        f"with the unauthenticated majority {', '.join(names)} "
                        "(consensus.auth_split)")
                 last.all_as = (Verdict.NO_QUORUM, why)
-                return Consensus(False, n, count, split_groups=tuple(split), verdicts=last,
-                                 withheld=suspects, auth_split=(auth_side, tuple(names)))
-        return Consensus(True, n, count, lo, hi, None, tuple(names), tuple(split), last,
+                return Consensus(False, n, count, split_groups=split, verdicts=last,
+                                 withheld=suspects, auth_split=(auth_side, names_t))
+        return Consensus(True, n, count, lo, hi, None, names_t, split, last,
                          suspects, None, None, best)
+
+
+class _Keys:
+    """The groups in order of their intersections' ends, for a vote in which every group's
+    intersection overlaps every other's (the honest case): Marzullo's region is then the
+    highest low end to the lowest high end, and these are found from a few groups.
+
+    Every bound ages at the same rate r (ppm x 1e-15 per ns), so in real numbers a member's low
+    end at any now past its time t is o - b - (now - t) r = a - (now - t0) r, with its key
+    a = o - b + s (s = (t - t0) r, its shift to a fixed t0), and its high end c + (now - t0) r,
+    c = o + b - s: a group's low end at any now past its members' times is the highest of its
+    members' keys less (now - t0) r, its high end the lowest high key plus as much. The order
+    of the groups' ends never changes until a group changes. Each member's keys are taken when
+    it changes (`member`), each group keeps their max and min (`_Group.keys`: found again over
+    its members only when the member that gave one changes), and the ballot keeps the groups
+    sorted by them (`lo`, `hi`). In floats a group's end at now is within 8u(size + Q) of the
+    real one (u = 2**-53; `_MARGIN`: size its members' largest |offset| + |bound|, Q the oldest
+    member's aging at now) and a key within 8u(|o| + |b| + |s| + |key|) of its real one (the
+    difference's rounding, the shift's four, the sum's): a group whose key is below the top key
+    by more than twice both cannot have the highest low end in floats either. `region` takes
+    the groups whose key is within 64u(`mag` + Q) of the top (`mag`: the largest
+    |o| + |b| + |s| + |key| of any member keyed, Q since the oldest member: twice what it
+    must), their ends at now in floats (their `_Group.intersect`, the vote's very floats), the
+    highest (the last in the groups' order of equal ones, as the sweep's stable sort) and alike
+    the lowest high end. A group with a key that is not finite, or a member newer than now,
+    leaves it to the sweep."""
+
+    __slots__ = ("lo", "lo_names", "hi", "hi_names", "of", "unkeyed", "started", "t0", "t_lo",
+                 "t_hi", "mag")
+
+    def __init__(self) -> None:
+        self.lo: list[float] = []  # the groups' low keys, ascending
+        self.lo_names: list[str] = []  # (their groups)
+        self.hi: list[float] = []  # the high keys, ascending
+        self.hi_names: list[str] = []
+        self.of: dict[str, tuple[float, float]] = {}  # per group keyed: its keys
+        self.unkeyed: set[str] = set()  # groups whose ends are not finite (the sweep's)
+        self.started = False
+        self.t0 = 0  # the time the keys are shifted to (the first member's)
+        self.t_lo = 0  # the oldest member's time of any group keyed (never later)
+        self.t_hi = 0  # the newest (never earlier)
+        self.mag = 0.0  # the largest |o| + |b| + |shift| + |key| of any member keyed
+
+    def member(self, offset_s: float, bound_s: float, t_ns: int,
+               ppm: float) -> tuple[float, float]:
+        """A member's keys (o - b + s, o + b - s; s its shift to t0), and what the margin must
+        cover of it (`mag`, `t_lo`, `t_hi`)."""
+        if not self.started:
+            self.started = True
+            self.t0 = self.t_lo = self.t_hi = t_ns
+        shift = ((t_ns - self.t0) / 1e9) * ppm * 1e-6
+        k_lo = (offset_s - bound_s) + shift
+        k_hi = (offset_s + bound_s) - shift
+        mag = abs(offset_s) + abs(bound_s) + abs(shift) + \
+            (abs(k_lo) if abs(k_lo) > abs(k_hi) else abs(k_hi))
+        if not _finite(mag):
+            return math.nan, math.nan  # (its group is left to the sweep while it holds it)
+        if mag > self.mag:
+            self.mag = mag
+        if t_ns < self.t_lo:
+            self.t_lo = t_ns
+        if t_ns > self.t_hi:
+            self.t_hi = t_ns
+        return k_lo, k_hi
+
+    def put(self, name: str, g: _Group | None) -> None:
+        """Group `name` changed (None: it is gone): its keys found again."""
+        old = self.of.pop(name, None)
+        if old is not None:
+            _unsort(self.lo, self.lo_names, old[0], name)
+            _unsort(self.hi, self.hi_names, old[1], name)
+        self.unkeyed.discard(name)
+        if g is None:
+            return
+        keys = g.keys()
+        if keys is None:
+            self.unkeyed.add(name)
+            return
+        k_lo, k_hi = keys
+        i = bisect_left(self.lo, k_lo)
+        self.lo.insert(i, k_lo)
+        self.lo_names.insert(i, name)
+        i = bisect_left(self.hi, k_hi)
+        self.hi.insert(i, k_hi)
+        self.hi_names.insert(i, name)
+        self.of[name] = (k_lo, k_hi)
+
+    def region(self, groups: dict[str, _Group], now_ns: int,
+               ppm: float) -> tuple[float, float] | None:
+        """(the highest low end, the lowest high end) of the groups at now_ns, the vote's
+        floats, when the one is not above the other; None: the sweep decides."""
+        lo_keys, hi_keys = self.lo, self.hi
+        n = len(lo_keys)
+        if self.unkeyed or n == 0 or n != len(groups) or now_ns < self.t_hi:
+            return None
+        age_ns = now_ns - self.t_lo
+        margin = 64 * _U * (self.mag + _aging(age_ns, abs(ppm)))
+        if not math.isfinite(margin):
+            return None
+        names = self.lo_names
+        i = n - 1
+        cut = lo_keys[i] - margin
+        lo = 0.0
+        lo_name = ""
+        first = True
+        while i >= 0 and lo_keys[i] >= cut:
+            name = names[i]
+            x = groups[name].intersect(now_ns, ppm)[0]
+            if first or x > lo or (x == lo and name > lo_name):
+                lo, lo_name = x, name
+                first = False
+            i -= 1
+        names = self.hi_names
+        i = 0
+        cut = hi_keys[0] + margin
+        hi = 0.0
+        hi_name = ""
+        first = True
+        while i < n and hi_keys[i] <= cut:
+            name = names[i]
+            x = groups[name].intersect(now_ns, ppm)[1]
+            if first or x < hi or (x == hi and name < hi_name):
+                hi, hi_name = x, name
+                first = False
+            i += 1
+        if not lo <= hi:
+            return None
+        return lo, hi
+
+
+def _unsort(keys: list[float], names: list[str], key: float, name: str) -> None:
+    """Take group `name`'s `key` out of the sorted keys."""
+    i = bisect_left(keys, key)
+    while names[i] != name:
+        i += 1
+    del keys[i]
+    del names[i]
+
 
 # The best estimate's round-off (u = 2**-53) and the series' reach (see `_Best.ns`).
 _U: Final = 2.0 ** -53
@@ -776,8 +1072,15 @@ class _Best:
         return q_lo, q_hi
 
 
+def _finite(x: float) -> bool:
+    """math.isfinite(x), the same truth (x - x is 0 for a finite x, NaN for inf and NaN),
+    without a call through the math module under mypyc."""
+    return x - x == 0.0
+
+
 def _aging(age_ns: int, ppm: float) -> float:
-    """A bound's growth over age_ns (as `Ballot.aged`)."""
+    """A bound's growth over age_ns: every bound in the vote ages so (as `Tracker.aged`: the very
+    float; mypyc calls it as fast as the expression written out)."""
     return (age_ns / 1e9 if age_ns > 0 else 0.0) * ppm * 1e-6
 
 
@@ -798,12 +1101,15 @@ class _Moments:
         p0 = p1 = p2 = p3 = p4 = p5 = q0 = q1 = q2 = q3 = q4 = 0.0
         r0 = r1 = r2 = r3 = r4 = r5 = 0.0
         a_min = math.inf
-        ok = m > 0 and t_c >= max(ts)
+        ok = m > 0
+        for t in ts:  # (t_c >= max(ts), without the generic call)
+            if t > t_c:
+                ok = False
         for k in range(m if ok else 0):
             bk = bnds[k]
             o = offs[k]
             a = bk + _aging(t_c - ts[k], ppm)
-            if not (bk >= 0.0 and 2e-9 <= a < math.inf and math.isfinite(o)):
+            if not (bk >= 0.0 and 2e-9 <= a < math.inf and _finite(o)):
                 ok = False
                 break
             if a < a_min:

@@ -30,7 +30,7 @@ spike.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from bisect import bisect_left, insort
 from typing import Any, Final
 
 from ...records import Observation, Tick
@@ -79,17 +79,21 @@ MEDIAN_VAR: Final = math.pi / 2
 SQRT2: Final = math.sqrt(2)
 
 
-@dataclass(slots=True)
 class _Test:
-    """One two-sided CUSUM over the increments of one residual of one source."""
+    """One two-sided CUSUM over the increments of one residual of one source. (A class with its
+    own __init__, not a dataclass: mypyc leaves a dataclass's __init__ to the interpreter, ten
+    times slower, and a replay makes seven of these per source.)"""
 
-    last_r: float | None = None
-    last_t: int | None = None
-    var: float = 0.0  # EWMA of squared increments (s^2)
-    n: int = 0  # increments seen
-    s_pos: float = 0.0
-    s_neg: float = 0.0
-    run: list[tuple[int, float]] = field(default_factory=list)  # points since the CUSUM left 0
+    __slots__ = ("last_r", "last_t", "var", "n", "s_pos", "s_neg", "run")
+
+    def __init__(self) -> None:
+        self.last_r: float | None = None
+        self.last_t: int | None = None
+        self.var = 0.0  # EWMA of squared increments (s^2)
+        self.n = 0  # increments seen
+        self.s_pos = 0.0
+        self.s_neg = 0.0
+        self.run: list[tuple[int, float]] = []  # points since the CUSUM left 0
 
     def reset(self) -> None:
         self.last_r = self.last_t = None
@@ -176,31 +180,37 @@ class _Test:
         return sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sxx
 
 
-@dataclass(slots=True)
 class _Source:
-    seen_t_ns: int | None = None
-    floor_s: float | None = None  # noise floor its tests were started with
-    rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
-    own: _Test = field(default_factory=_Test)  # its offset in step-free host time
-    consensus: _Test = field(default_factory=_Test)
-    holdover: _Test = field(default_factory=_Test)
-    suspect: bool = False
-    paused: bool = False  # the holdover does not learn it (a run is building)
-    block_t_ns: int | None = None  # when its holdover residual was last tested (1-Hz sources)
-    chain: float | None = None  # holdover residual, chained across model refits (s)
-    chains: list[float] = field(default_factory=list)  # chained residuals of the block so far
-    prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s) of the last sample
-    step_pending: tuple[float, float] | None = None  # (level before, level after) to confirm
-    step_from: float | None = None  # level before an active time.step
-    # The groups its consensus residual was last taken against (`_reference`): a residual
-    # against other groups is another series, and its change no increment of this one.
-    ref_groups: tuple[str, ...] = ()
-    # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
-    own_b: _Test = field(default_factory=_Test)
-    consensus_b: _Test = field(default_factory=_Test)
-    holdover_b: _Test = field(default_factory=_Test)
-    block: list[tuple[float, float | None, float | None]] = field(default_factory=list)
-    block_start_ns: int | None = None
+    """What the detector keeps per source (a class, not a dataclass: see `_Test`)."""
+
+    __slots__ = ("seen_t_ns", "floor_s", "rx_raw", "own", "consensus", "holdover", "suspect",
+                 "paused", "block_t_ns", "chain", "chains", "prev", "step_pending", "step_from",
+                 "ref_groups", "own_b", "consensus_b", "holdover_b", "block", "block_start_ns")
+
+    def __init__(self) -> None:
+        self.seen_t_ns: int | None = None
+        self.floor_s: float | None = None  # noise floor its tests were started with
+        self.rx_raw: tuple[int, int] | None = None  # (rx_ns, raw_ns) of its latest record
+        self.own = _Test()  # its offset in step-free host time
+        self.consensus = _Test()
+        self.holdover = _Test()
+        self.suspect = False
+        self.paused = False  # the holdover does not learn it (a run is building)
+        self.block_t_ns: int | None = None  # when its holdover residual was last tested (1 Hz)
+        self.chain: float | None = None  # holdover residual, chained across model refits (s)
+        self.chains: list[float] = []  # chained residuals of the block so far
+        self.prev: tuple[int, int, float] | None = None  # (rx_ns, raw_ns, offset_s), last sample
+        self.step_pending: tuple[float, float] | None = None  # (level before, after) to confirm
+        self.step_from: float | None = None  # level before an active time.step
+        # The groups its consensus residual was last taken against (`_reference`): a residual
+        # against other groups is another series, and its change no increment of this one.
+        self.ref_groups: tuple[str, ...] = ()
+        # NTP block tests: the same three residuals, on block medians (NTP_BLOCK_S)
+        self.own_b = _Test()
+        self.consensus_b = _Test()
+        self.holdover_b = _Test()
+        self.block: list[tuple[float, float | None, float | None]] = []
+        self.block_start_ns: int | None = None
 
 
 def _flagged(st: _Source) -> bool:
@@ -213,6 +223,85 @@ def _lower_median(vals: list[float]) -> float:
     return sorted(vals)[(len(vals) - 1) // 2]
 
 
+class _Reference:
+    """`DriftDetector._reference` while every member votes: the agreeing groups not under test
+    (`order`, in the consensus' order), their medians (`meds`, the ballot's) and those sorted
+    (`sorted`), kept up to date from the ballot's log of changed groups (`Ballot.changes`), so
+    that the median of all but one group's is read at its place (O(log groups), not a sort
+    over them). The same float as `median` of the list: the sorted values are the same, save
+    the order of equal zeros of two signs (and NaN's): with a zero or a NaN among them (or
+    fewer than 4), the list itself."""
+
+    __slots__ = ("agreeing", "flagged_ver", "gen", "pos", "order", "meds", "sorted", "special",
+                 "nan", "used")
+
+    def __init__(self, agreeing: tuple[str, ...], flagged: dict[str, int], flagged_ver: int,
+                 ballot: Any) -> None:
+        self.agreeing = agreeing
+        self.flagged_ver = flagged_ver
+        self.gen: int = ballot.changes_gen
+        self.pos: int = len(ballot.changes)
+        self.order: list[str] = []
+        self.meds: dict[str, float] = {}
+        self.special = 0  # medians that are zero or NaN
+        self.nan = 0  # (NaN: the sorted list cannot be kept)
+        for g in agreeing:
+            if flagged.get(g):
+                continue
+            m = ballot.group_median(g)
+            if m is not None:
+                self.order.append(g)
+                self.meds[g] = m
+                self.special += not m != 0.0
+                self.nan += m != m
+        self.sorted: list[float] = sorted(self.meds.values())
+        self.used: dict[str, tuple[str, ...]] = {}  # per own group: the groups used
+
+    def catch_up(self, ballot: Any) -> bool:
+        """Take the groups changed since (False: it cannot, build it again)."""
+        changes = ballot.changes
+        if ballot.changes_gen != self.gen or len(changes) < self.pos or self.nan:
+            return False
+        meds, srt = self.meds, self.sorted
+        for k in range(self.pos, len(changes)):
+            g = changes[k]
+            old = meds.get(g)
+            if old is None:
+                continue  # (not one of the groups)
+            m = ballot.group_median(g)
+            if m is None or m != m:
+                return False  # (gone, or NaN: built again)
+            if m == old and m != 0.0:
+                continue  # (the same float)
+            del srt[bisect_left(srt, old)]
+            insort(srt, m)
+            meds[g] = m
+            self.special += (m == 0.0) - (old == 0.0)
+        self.pos = len(changes)
+        return True
+
+    def reference(self, group: str) -> tuple[float | None, tuple[str, ...]]:
+        """(the median of the groups' medians but `group`'s, the groups used)."""
+        used = self.used.get(group)
+        if used is None:
+            used = self.used[group] = tuple([g for g in self.order if g != group])
+        n = len(used)
+        if n == 0:
+            return None, used
+        meds = self.meds
+        if self.special or n < 4:
+            return median([meds[g] for g in used]), used
+        srt = self.sorted
+        own = meds.get(group)
+        p = len(srt) if own is None else bisect_left(srt, own)  # (the one left out)
+        i = n // 2
+        x = srt[i] if i < p else srt[i + 1]
+        if n % 2 == 1:
+            return x, used
+        i -= 1
+        return ((srt[i] if i < p else srt[i + 1]) + x) / 2, used
+
+
 class DriftDetector(Detector):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -223,6 +312,8 @@ class DriftDetector(Detector):
         # Per trust group: its members under test (a suspect, a step pending or active), which
         # keep the group out of the others' reference.
         self._flagged: dict[str, int] = {}
+        self._flagged_ver = 0  # (moves when `_flagged` does)
+        self._ref: _Reference | None = None  # the reference's groups, kept (`_reference`)
 
     def on_observation(self, obs: Observation) -> None:
         if isinstance(obs, Tick) or not obs.src or obs.raw_ns is None:
@@ -255,6 +346,7 @@ class DriftDetector(Detector):
             now = _flagged(st)
             if now != was:
                 self._flagged[group] = self._flagged.get(group, 0) + (1 if now else -1)
+                self._flagged_ver += 1
 
     def _sample_offset(self, tr: Any, offset_s: float, t_ns: int) -> float | None:
         """The offset of this sample itself (NTP: the raw exchange, unless it is a spike)."""
@@ -280,17 +372,13 @@ class DriftDetector(Detector):
         ctx = self.ctx
         ballot = ctx.ballot
         if not c.withheld and not ballot.require:
-            flagged = self._flagged
-            meds: list[float] = []
-            used: list[str] = []
-            for g in c.agreeing_groups:
-                if g == group or flagged.get(g):
-                    continue
-                m = ballot.group_median(g)
-                if m is not None:
-                    meds.append(m)
-                    used.append(g)
-            return (median(meds) if meds else None), tuple(used)
+            r = self._ref
+            agreeing = c.agreeing_groups
+            if r is None or r.flagged_ver != self._flagged_ver or \
+                    (r.agreeing is not agreeing and r.agreeing != agreeing) or \
+                    not r.catch_up(ballot):
+                r = self._ref = _Reference(agreeing, self._flagged, self._flagged_ver, ballot)
+            return r.reference(group)
         return self._reference_by_verdicts(group, c)
 
     def _reference_by_verdicts(self, group: str,
@@ -365,7 +453,7 @@ class DriftDetector(Detector):
         # moves at most `drift_consensus_ppm` against the truth).
         own = off + ctx.host_steps_total_ns / 1e9
         ref, ref_groups = self._reference(group, c)
-        if ref_groups != st.ref_groups:
+        if ref_groups is not st.ref_groups and ref_groups != st.ref_groups:
             # The reference is other groups now (one joined it or left it: a group under test
             # leaves it, a group lying together inside its bounds joins it once its suspicion
             # ends): its jump is the reference's, not the source's. The consensus tests restart
