@@ -230,6 +230,13 @@ def _slope(xs: list[float], ys: list[float], i: int, j: int) -> float:
     return sxy / sxx if sxx > 0 else 0.0
 
 
+def _young(jitter_s: float, n: int) -> float:
+    """A jitter learned from n residuals, as the step and slope tests take it: the estimate is
+    itself uncertain (relative sigma 1/sqrt(2n)), so until JITTER_SETTLED_N the tests take two
+    of those sigmas more (a quiet start, an estimate on the low side, would read as a push)."""
+    return jitter_s * (1.0 + math.sqrt(2.0 / n)) if n < JITTER_SETTLED_N else jitter_s
+
+
 class PpsTracker(Tracker):
     kind = "pps"
 
@@ -670,9 +677,8 @@ class PpsTracker(Tracker):
         n = len(tail)
         if n < d.pps_step_window:
             return False
-        sig = self._step_jitter_s if self._step_jitter_s is not None else jitter
-        if self._step_jitter_s is not None and self._jitter_n < JITTER_SETTLED_N:
-            sig *= 1.0 + math.sqrt(2.0 / self._jitter_n)  # its own uncertainty (_check_drift)
+        sig = _young(self._step_jitter_s, self._jitter_n) if self._step_jitter_s is not None \
+            else jitter
         res = [r for _, _, r in tail]
         med = median(res)
         spread = STEP_SPREAD_K * sig
@@ -734,13 +740,8 @@ class PpsTracker(Tracker):
         hp.append(phase_s)
         if e.raw_ns is None:  # realtime slews would look like pushes: judge raw time only
             return
-        jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
-        n = self._jitter_n
-        if self.jitter_s is not None and n < JITTER_SETTLED_N:
-            # A jitter learned from n residuals is itself uncertain (relative sigma
-            # 1/sqrt(2n)): in the first minute the test takes two of those sigmas more, or a
-            # quiet start (an estimate on the low side) reads as a push.
-            jitter *= 1.0 + math.sqrt(2.0 / n)
+        jitter = _young(self.jitter_s, self._jitter_n) if self.jitter_s is not None \
+            else INITIAL_JITTER_S
         ho = self.holdover
         wander_ppm = max(ho.wander_ppm, self.ctx.detect.drift_wander_floor_ppm)
         found: tuple[float, float, int] | None = None
