@@ -230,6 +230,13 @@ def _slope(xs: list[float], ys: list[float], i: int, j: int) -> float:
     return sxy / sxx if sxx > 0 else 0.0
 
 
+def _ewma_sd(var: float, r: float, alpha: float) -> float:
+    """One step of a jitter's EWMA (the phase jitter's, the step test's): the variance `var`
+    (the first residual's square to start) moves by `alpha` toward this residual's square; the
+    new jitter, a standard deviation."""
+    return math.sqrt(var + alpha * (r * r - var))
+
+
 def _young(jitter_s: float, n: int) -> float:
     """A jitter learned from n residuals, as the step and slope tests take it: the estimate is
     itself uncertain (relative sigma 1/sqrt(2n)), so until JITTER_SETTLED_N the tests take two
@@ -625,12 +632,12 @@ class PpsTracker(Tracker):
             # The jitter learns no pulse while the last ones sit off the line on one side (a
             # step may be building: it must not widen the threshold that judges it).
             if lr is not None and abs(median([r for _, _, r in self._tail])) < d.pps_step_s / 2:
-                j2 = jitter * jitter if self.jitter_s is not None else lr * lr
-                self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (lr * lr - j2))
+                self.jitter_s = _ewma_sd(jitter * jitter if self.jitter_s is not None
+                                         else lr * lr, lr, JITTER_ALPHA)
                 self._jitter_n += 1
-                s2 = self._step_jitter_s ** 2 if self._step_jitter_s is not None else lr * lr
-                a = max(STEP_JITTER_ALPHA, 1.0 / self._jitter_n)
-                self._step_jitter_s = math.sqrt(s2 + a * (lr * lr - s2))
+                self._step_jitter_s = _ewma_sd(
+                    self._step_jitter_s ** 2 if self._step_jitter_s is not None else lr * lr,
+                    lr, max(STEP_JITTER_ALPHA, 1.0 / self._jitter_n))
         if gap_off is None:
             self._check_drift(e, x_s, phase_s)
         offset_s = (e.second_ns - e.rx_ns) / _S
