@@ -379,6 +379,15 @@ class _History:
         return b, 2.0 * err
 
 
+def _within(tail: deque[tuple[float, float, float]], limit: float) -> bool:
+    """Whether every residual of the window is inside +-limit (then so are its mean and its
+    median: the step test and the jitter's guard need not take them)."""
+    for _, _, r in tail:
+        if not abs(r) < limit:
+            return False
+    return True
+
+
 def _ewma_sd(var: float, r: float, alpha: float) -> float:
     """One step of a jitter's EWMA (the phase jitter's, the step test's): the variance `var`
     (the first residual's square to start) moves by `alpha` toward this residual's square; the
@@ -777,7 +786,9 @@ class PpsTracker(Tracker):
             self._base.append(lx, lp)
             # The jitter learns no pulse while the last ones sit off the line on one side (a
             # step may be building: it must not widen the threshold that judges it).
-            if lr is not None and abs(median([r for _, _, r in self._tail])) < d.pps_step_s / 2:
+            half = d.pps_step_s / 2
+            if lr is not None and (_within(self._tail, half) or
+                                   abs(median([r for _, _, r in self._tail])) < half):
                 self.jitter_s = _ewma_sd(jitter * jitter if self.jitter_s is not None
                                          else lr * lr, lr, JITTER_ALPHA)
                 self._jitter_n += 1
@@ -828,8 +839,8 @@ class PpsTracker(Tracker):
         d, ctx = self.ctx.detect, self.ctx
         tail = self._tail
         n = len(tail)
-        if n < d.pps_step_window:
-            return False
+        if n < d.pps_step_window or _within(tail, d.pps_step_s / 2):
+            return False  # (a mean inside +-pps_step_s / 2 is below every bar: no step)
         sig = _young(self._step_jitter_s, self._jitter_n) if self._step_jitter_s is not None \
             else jitter
         res = [r for _, _, r in tail]
