@@ -345,7 +345,9 @@ class GnssDetectors:
         if problem is None and hist:
             base = hist[0][1]
             common = [k2 for k2 in cn0 if k2 in base]
-            if len(common) >= d.gnss_cn0_uniform_min_sats:
+            # A satellite that rose less than half a step rules it out: no sort, no median.
+            if len(common) >= d.gnss_cn0_uniform_min_sats and \
+                    min([cn0[k2] - base[k2] for k2 in common]) >= d.gnss_cn0_step_db_hz / 2:
                 steps = sorted(cn0[k2] - base[k2] for k2 in common)
                 med = median(steps)
                 if med >= d.gnss_cn0_step_db_hz and steps[0] >= d.gnss_cn0_step_db_hz / 2:
