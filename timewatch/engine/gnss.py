@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Final
 
 from ..records import Nmea, Observation, SourceInfo, Ubx
@@ -23,16 +22,23 @@ from .gnss_epoch import Epoch, EpochAssembler, civil_from_days, decode_line
 from .value import Value
 
 
-@dataclass(slots=True)
 class TimeLabel:
     """One epoch's UTC label and the arrival of the first sentence that carried it. Not frozen:
     a host step moves `rx_ns` in place (`GnssTracker.on_host_step`), and the PPS tracker that
-    pairs these labels knows them by identity."""
+    pairs these labels knows them by identity. A plain class (one per epoch): a dataclass's
+    generated __init__ runs as Python even compiled."""
 
-    utc_ns: int
-    rx_ns: int
-    raw_ns: int | None
-    valid: bool
+    __slots__ = ("utc_ns", "rx_ns", "raw_ns", "valid")
+
+    def __init__(self, utc_ns: int, rx_ns: int, raw_ns: int | None, valid: bool) -> None:
+        self.utc_ns = utc_ns
+        self.rx_ns = rx_ns
+        self.raw_ns = raw_ns
+        self.valid = valid
+
+    def __repr__(self) -> str:
+        return (f"TimeLabel(utc_ns={self.utc_ns!r}, rx_ns={self.rx_ns!r}, "
+                f"raw_ns={self.raw_ns!r}, valid={self.valid!r})")
 
 
 
