@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
+
+import pytest
 
 from tests.engine import ppstrace as pt
 from timewatch.engine.core import Engine
@@ -253,46 +256,6 @@ class SteadyHost(HostClock):
         return -45.2
 
 
-def _clean_day_run(step_from: int | None = None, step_ns: int = 0,
-                   recorded: tuple[int, ...] = CLEAN_DAY_LATENCY_10NS,
-                   warmup: int = CLEAN_DAY_WARMUP, host: HostClock | None = None) -> pt.Run:
-    import random
-    rng = random.Random(7)
-    lat = [round(rng.gauss(5e-6, 1.5e-6) * NS) for _ in range(warmup)]
-    lat += [v * 10 for v in recorded]
-
-    def cfg(sim: pt.PpsSim) -> None:
-        sim.jitter_s = 0.0  # the latency is all in lat: 5 us + shift
-        sim.shift_ns = lambda s: lat[(s - pt.T0_NS) // NS] - 5000
-        if step_from is not None:
-            sim.gnss_error_ns = lambda s: step_ns if s >= at(step_from) else 0
-
-    return pt.run(pt.build(len(lat), host=host or SteadyHost(random.Random(1), pt.T0_NS),
-                           outlier_probability=0.0, configure=cfg))
-
-
-def test_clean_day_run_of_late_pulses_then_early_ones_is_no_step() -> None:
-    r = _clean_day_run()
-    assert r.pps_alerts() == []
-    tr = tracker(r)
-    assert tr.steps == 0
-    assert tr.jitter_s is not None and 1.2e-6 < tr.jitter_s < 1.8e-6
-
-
-def test_6_us_step_in_the_same_clean_day_pulses_is_caught_within_5_s() -> None:
-    # The same pulses, the receiver's time stepped by 6 us from pulse 140 on, through the late
-    # run and the early pulses (either sign: the line's error helps one, works against the
-    # other). (A -6 us step from pulse 148-154 is caught 5-11 s late: the four early pulses,
-    # 2.3 sigma each, hide it; 6 us in 5 s holds at the noise of docs/threats.md, not against
-    # every rare cluster of it.)
-    at_i = CLEAN_DAY_WARMUP + 140
-    for step_ns in (6_000, -6_000):
-        r = _clean_day_run(at_i, step_ns)
-        assert r.codes() == ["time.step"], (step_ns, r.codes())
-        assert detect_s(r, "time.step", at_i) <= 5.0
-        assert r.first("time.step").evidence["step_s"] * step_ns > 0
-
-
 # Interrupt latencies (10 ns units) of the 190 pulses from 196990 s into `python -m bench
 # clean_week` (seed 1; recovered from its PPS generator) and its crystal's frequency in the
 # minutes from 196620 s (ppm; it walks 0.02 ppm a minute). Runs of 6-8 us late pulses, then
@@ -324,28 +287,68 @@ class WeekHost(HostClock):
         return CLEAN_WEEK_FREQ_PPM[min(m, len(CLEAN_WEEK_FREQ_PPM) - 1)]
 
 
-def _clean_week_run(step_from: int | None = None, step_ns: int = 0) -> pt.Run:
-    import random
-    return _clean_day_run(step_from, step_ns, CLEAN_WEEK_LATENCY_10NS, CLEAN_WEEK_WARMUP,
-                          WeekHost(random.Random(1), pt.T0_NS))
+@dataclass(frozen=True)
+class Recorded:
+    """Recorded interrupt latencies (a run of late pulses, then early ones) after `warmup` s of
+    1.5 us Gaussian latency, on a host crystal; a 6 us step goes in from pulse `step_i`."""
+
+    name: str
+    latency_10ns: tuple[int, ...]
+    warmup: int
+    host: type[HostClock]
+    step_i: int
+    jitter_max_s: float  # the phase jitter at the end (the early pulses end the run)
+
+    def run(self, step_from: int | None = None, step_ns: int = 0) -> pt.Run:
+        import random
+        rng = random.Random(7)
+        lat = [round(rng.gauss(5e-6, 1.5e-6) * NS) for _ in range(self.warmup)]
+        lat += [v * 10 for v in self.latency_10ns]
+
+        def cfg(sim: pt.PpsSim) -> None:
+            sim.jitter_s = 0.0  # the latency is all in lat: 5 us + shift
+            sim.shift_ns = lambda s: lat[(s - pt.T0_NS) // NS] - 5000
+            if step_from is not None:
+                sim.gnss_error_ns = lambda s: step_ns if s >= at(step_from) else 0
+
+        return pt.run(pt.build(len(lat), host=self.host(random.Random(1), pt.T0_NS),
+                               outlier_probability=0.0, configure=cfg))
 
 
-def test_clean_week_run_of_late_pulses_then_four_early_ones_is_no_step() -> None:
-    r = _clean_week_run()
+# The step goes in through the late run and the early pulses (either sign: the line's error
+# helps one, works against the other). Day: from pulse 140 (a -6 us step from pulse 148-154 is
+# caught 5-11 s late: the four early pulses, 2.3 sigma each, hide it). Week: from pulse 170 (a
+# -6 us step from pulse 172-185 is caught late or not at all: the four early pulses, 2-3 sigma
+# each, cancel it). 6 us in 5 s holds at the noise of docs/threats.md, not against every rare
+# cluster of it. The week's early pulses end its run: the 32-pulse jitter reads them (the step
+# test's, 256, less).
+RECORDED = (
+    Recorded("clean_day", CLEAN_DAY_LATENCY_10NS, CLEAN_DAY_WARMUP, SteadyHost,
+             CLEAN_DAY_WARMUP + 140, 1.8e-6),
+    Recorded("clean_week", CLEAN_WEEK_LATENCY_10NS, CLEAN_WEEK_WARMUP, WeekHost,
+             CLEAN_WEEK_WARMUP + 170, 2.2e-6),
+)
+
+
+@pytest.fixture(params=RECORDED, ids=lambda r: r.name)
+def recorded(request: pytest.FixtureRequest) -> Recorded:
+    rec = request.param
+    assert isinstance(rec, Recorded)
+    return rec
+
+
+def test_recorded_late_pulses_then_early_ones_are_no_step(recorded: Recorded) -> None:
+    r = recorded.run()
     assert r.pps_alerts() == []
     tr = tracker(r)
     assert tr.steps == 0
-    # The early pulses end the run: the 32-pulse jitter reads them (the step test's, 256, less).
-    assert tr.jitter_s is not None and 1.2e-6 < tr.jitter_s < 2.2e-6
+    assert tr.jitter_s is not None and 1.2e-6 < tr.jitter_s < recorded.jitter_max_s
 
 
-def test_6_us_step_in_the_clean_week_pulses_is_caught_within_5_s() -> None:
-    # The same pulses, the receiver's time stepped by 6 us from pulse 170 on, through the late
-    # run and the four early pulses, either sign. (A -6 us step from pulse 172-185 is caught
-    # late or not at all: the four early pulses, 2-3 sigma each, cancel it.)
-    at_i = CLEAN_WEEK_WARMUP + 170
+def test_6_us_step_in_the_recorded_pulses_is_caught_within_5_s(recorded: Recorded) -> None:
+    at_i = recorded.step_i
     for step_ns in (6_000, -6_000):
-        r = _clean_week_run(at_i, step_ns)
+        r = recorded.run(at_i, step_ns)
         assert r.codes() == ["time.step"], (step_ns, r.codes())
         assert detect_s(r, "time.step", at_i) <= 5.0
         assert r.first("time.step").evidence["step_s"] * step_ns > 0

@@ -12,43 +12,58 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from ..records import Nmea, Observation, SourceInfo, Ubx
 from ..wire.ubx import UbxError, UbxInfo, UbxUnsupported, decode_ubx
 from .core import Context, Estimate, Tracker
 from .gnss_detect import GnssDetectors
 from .gnss_epoch import Epoch, EpochAssembler, civil_from_days, decode_line
+from .value import Value
 
 
-@dataclass(slots=True)
 class TimeLabel:
     """One epoch's UTC label and the arrival of the first sentence that carried it. Not frozen:
     a host step moves `rx_ns` in place (`GnssTracker.on_host_step`), and the PPS tracker that
-    pairs these labels knows them by identity."""
+    pairs these labels knows them by identity. A plain class (one per epoch): a dataclass's
+    generated __init__ runs as Python even compiled."""
 
-    utc_ns: int
-    rx_ns: int
-    raw_ns: int | None
-    valid: bool
+    __slots__ = ("utc_ns", "rx_ns", "raw_ns", "valid")
+
+    def __init__(self, utc_ns: int, rx_ns: int, raw_ns: int | None, valid: bool) -> None:
+        self.utc_ns = utc_ns
+        self.rx_ns = rx_ns
+        self.raw_ns = raw_ns
+        self.valid = valid
+
+    def __repr__(self) -> str:
+        return (f"TimeLabel(utc_ns={self.utc_ns!r}, rx_ns={self.rx_ns!r}, "
+                f"raw_ns={self.raw_ns!r}, valid={self.valid!r})")
 
 
 
-@dataclass(frozen=True, slots=True)
-class GnssState:
-    """The receiver's latest epoch, for dashboards (`status_fields`)."""
+class GnssState(Value):
+    """The receiver's latest epoch, for dashboards (`status_fields`). A Value (engine/value.py):
+    one per epoch."""
 
-    t_ns: int
-    utc_ns: int | None
-    valid: bool
-    fix: int
-    lat_deg: float | None
-    lon_deg: float | None
-    alt_m: float | None
-    sats_used: int | None
-    sats_in_view: int | None
-    cn0_db_hz: dict[str, float]
+    _fields = ("t_ns", "utc_ns", "valid", "fix", "lat_deg", "lon_deg", "alt_m", "sats_used",
+               "sats_in_view", "cn0_db_hz")
+    __slots__ = _fields
+
+    def __init__(self, t_ns: int, utc_ns: int | None, valid: bool, fix: int,
+                 lat_deg: float | None, lon_deg: float | None, alt_m: float | None,
+                 sats_used: int | None, sats_in_view: int | None,
+                 cn0_db_hz: dict[str, float]) -> None:
+        self.t_ns: Final = t_ns
+        self.utc_ns: Final = utc_ns
+        self.valid: Final = valid
+        self.fix: Final = fix
+        self.lat_deg: Final = lat_deg
+        self.lon_deg: Final = lon_deg
+        self.alt_m: Final = alt_m
+        self.sats_used: Final = sats_used
+        self.sats_in_view: Final = sats_in_view
+        self.cn0_db_hz: Final = cn0_db_hz
 
 
 def cn0_stats(cn0_db_hz: dict[str, float]) -> dict[str, float]:

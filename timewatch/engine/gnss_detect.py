@@ -41,6 +41,41 @@ def distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
+# Unit roundoff of a double (2^-53).
+_U: Final = 2.0 ** -53
+
+
+def _spread_below(vals: list[float], limit: float) -> bool | None:
+    """Whether pstdev(vals) < limit, from a two-pass variance in floats when it is far enough
+    from limit to tell (None: too close, take pstdev). The float variance is within
+    gamma(n+4) (u = 2^-53, k roundings: k u / (1 - k u)) of the true variance plus the square
+    of its mean's error (at most gamma(n+1) max|x|); pstdev is the correctly rounded root of
+    the true variance, so a root below limit (1 - 1e-9) rounds below limit, one above limit
+    (1 + 1e-9) does not (the margin is far wider than the roundings of this test itself)."""
+    n = len(vals)
+    s = 0.0
+    big = 0.0
+    for x in vals:
+        s += x
+        ax = abs(x)
+        if ax > big:
+            big = ax
+    m = s / n
+    q = 0.0
+    for x in vals:
+        dx = x - m
+        q += dx * dx
+    var = q / n
+    g = (n + 4) * _U / (1.0 - (n + 4) * _U)
+    dm = (n + 1) * _U / (1.0 - (n + 1) * _U) * big
+    lim2 = limit * limit
+    if var / (1.0 - g) < lim2 * (1.0 - 1e-9):
+        return True
+    if var / (1.0 + g) - dm * dm > lim2 * (1.0 + 1e-9):
+        return False
+    return None
+
+
 class GnssDetectors:
     """All receiver-level detectors of one GNSS source."""
 
@@ -279,14 +314,21 @@ class GnssDetectors:
         if len(cn0) < d.gnss_cn0_uniform_min_sats:
             return
         vals = sorted(cn0.values(), reverse=True)
-        sigma = pstdev(vals)  # statistics.pstdev's float, without Fractions
         problem = None
         ev: dict[str, object] = {}  # the evidence after the mean, which is taken only if needed
-        if sigma < d.gnss_cn0_uniform_sigma_db_hz:
+        limit = d.gnss_cn0_uniform_sigma_db_hz
+        # statistics.pstdev's float (value.pstdev, exact integers: costly) only when needed.
+        sigma: float | None = None
+        below = _spread_below(vals, limit)
+        if below is None:
+            sigma = pstdev(vals)
+            below = sigma < limit
+        if below:
             if self.uniform_since_ns is None:
                 self.uniform_since_ns = t
             held = (t - self.uniform_since_ns) / NS
             if held >= d.gnss_cn0_uniform_s:
+                sigma = pstdev(vals) if sigma is None else sigma
                 problem = (f"C/N0 uniform across {len(vals)} satellites (sigma {sigma:.2f} "
                            f"dB-Hz) for {held:.0f} s")
                 ev["uniform_s"] = held
@@ -303,7 +345,9 @@ class GnssDetectors:
         if problem is None and hist:
             base = hist[0][1]
             common = [k2 for k2 in cn0 if k2 in base]
-            if len(common) >= d.gnss_cn0_uniform_min_sats:
+            # A satellite that rose less than half a step rules it out: no sort, no median.
+            if len(common) >= d.gnss_cn0_uniform_min_sats and \
+                    min([cn0[k2] - base[k2] for k2 in common]) >= d.gnss_cn0_step_db_hz / 2:
                 steps = sorted(cn0[k2] - base[k2] for k2 in common)
                 med = median(steps)
                 if med >= d.gnss_cn0_step_db_hz and steps[0] >= d.gnss_cn0_step_db_hz / 2:
@@ -312,6 +356,7 @@ class GnssDetectors:
                     ev.update({"step_median_db": med, "step_min_db": steps[0]})
         hist.append((t, dict(cn0)))
         if problem is not None:
+            sigma = pstdev(vals) if sigma is None else sigma
             ev = {"satellites": len(vals), "sigma_db_hz": sigma,
                   "cn0_mean_db_hz": statistics.fmean(vals), **ev}
             self._assert("gnss.cn0_anomaly", t, problem, ev, "critical")

@@ -9,11 +9,11 @@ epoch (a receiver repeating its label). Shared by `timewatch decode` and `GnssTr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..wire.nmea import LABELLED, NmeaError, Sentence, Unsupported, decode
 from ..wire.ubx import UbxInfo
+from .value import Value
 
 NS: Final = 1_000_000_000
 DAY_MS: Final = 86_400_000
@@ -28,37 +28,57 @@ ROLLOVER_S: Final = 1024 * 7 * 86_400
 FLAG_STATE: Final = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Epoch:
-    """What the receiver said for one time label (docs/gnss.md, `decode` output)."""
+class Epoch(Value):
+    """What the receiver said for one time label (docs/gnss.md, `decode` output). A Value
+    (engine/value.py), not a frozen dataclass: one is built per epoch, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) ran as Python even compiled."""
 
-    tod_ms: int | None  # UTC time of day of the label (second 60 kept)
-    date: tuple[int, int, int] | None
-    utc_ns: int | None  # the label as Unix ns (None without date or time)
-    claims_valid: bool  # the receiver claims a valid fix and time
-    valid: bool  # ... and nothing contradicts it
-    fix: int  # 0 none, 2 2D, 3 3D
-    lat_deg: float | None
-    lon_deg: float | None
-    alt_m: float | None
-    sats_used: int | None
-    sats_in_view: int | None
-    cn0_db_hz: dict[str, float]  # per satellite key ("GP12")
-    elev_deg: dict[str, float]
-    sentences: int
-    bad_sentences: int
-    anomalies: tuple[str, ...]
-    rx_ns: int | None  # arrival of the first sentence carrying the label
-    raw_ns: int | None
-    index: int = 0  # position in the stream (0 = first epoch)
-    date_problem: str | None = None  # why the date is wrong (anomaly gnss.date_anomaly)
-    simulator: str | None = None  # why we think the output is simulated
-    leap_second: bool = False  # the label is second 60
-    spoofing_state: int | None = None  # u-blox: 0 off, 1 none, 2 indicated, 3 affirmed
-    jamming_state: int | None = None  # u-blox: 0 off, 1 ok, 2 warning, 3 critical
-    leap_change_s: int | None = None  # u-blox NAV-TIMELS announcement (-1, 0, +1)
-    time_to_leap_s: int | None = None
-    sat_sets: dict[str, frozenset[str]] | None = None  # talker -> tracked, from complete reports
+    _fields = ("tod_ms", "date", "utc_ns", "claims_valid", "valid", "fix", "lat_deg",
+               "lon_deg", "alt_m", "sats_used", "sats_in_view", "cn0_db_hz", "elev_deg",
+               "sentences", "bad_sentences", "anomalies", "rx_ns", "raw_ns", "index",
+               "date_problem", "simulator", "leap_second", "spoofing_state", "jamming_state",
+               "leap_change_s", "time_to_leap_s", "sat_sets")
+    __slots__ = _fields
+
+    def __init__(self, tod_ms: int | None, date: tuple[int, int, int] | None, utc_ns: int | None,
+                 claims_valid: bool, valid: bool, fix: int, lat_deg: float | None,
+                 lon_deg: float | None, alt_m: float | None, sats_used: int | None,
+                 sats_in_view: int | None, cn0_db_hz: dict[str, float],
+                 elev_deg: dict[str, float], sentences: int, bad_sentences: int,
+                 anomalies: tuple[str, ...], rx_ns: int | None, raw_ns: int | None,
+                 index: int = 0, date_problem: str | None = None, simulator: str | None = None,
+                 leap_second: bool = False, spoofing_state: int | None = None,
+                 jamming_state: int | None = None, leap_change_s: int | None = None,
+                 time_to_leap_s: int | None = None,
+                 sat_sets: dict[str, frozenset[str]] | None = None) -> None:
+        self.tod_ms: Final = tod_ms  # UTC time of day of the label (second 60 kept)
+        self.date: Final = date
+        self.utc_ns: Final = utc_ns  # the label as Unix ns (None without date or time)
+        self.claims_valid: Final = claims_valid  # the receiver claims a valid fix and time
+        self.valid: Final = valid  # ... and nothing contradicts it
+        self.fix: Final = fix  # 0 none, 2 2D, 3 3D
+        self.lat_deg: Final = lat_deg
+        self.lon_deg: Final = lon_deg
+        self.alt_m: Final = alt_m
+        self.sats_used: Final = sats_used
+        self.sats_in_view: Final = sats_in_view
+        self.cn0_db_hz: Final = cn0_db_hz  # per satellite key ("GP12")
+        self.elev_deg: Final = elev_deg
+        self.sentences: Final = sentences
+        self.bad_sentences: Final = bad_sentences
+        self.anomalies: Final = anomalies
+        self.rx_ns: Final = rx_ns  # arrival of the first sentence carrying the label
+        self.raw_ns: Final = raw_ns
+        self.index: Final = index  # position in the stream (0 = first epoch)
+        self.date_problem: Final = date_problem  # why the date is wrong (gnss.date_anomaly)
+        self.simulator: Final = simulator  # why we think the output is simulated
+        self.leap_second: Final = leap_second  # the label is second 60
+        # u-blox: 0 off, 1 none, 2 indicated, 3 affirmed
+        self.spoofing_state: Final = spoofing_state
+        self.jamming_state: Final = jamming_state  # u-blox: 0 off, 1 ok, 2 warning, 3 critical
+        self.leap_change_s: Final = leap_change_s  # u-blox NAV-TIMELS announcement (-1, 0, +1)
+        self.time_to_leap_s: Final = time_to_leap_s
+        self.sat_sets: Final = sat_sets  # talker -> tracked, from complete reports
 
     def to_json(self) -> dict[str, Any]:
         """The `timewatch decode` object of this epoch."""
@@ -134,41 +154,43 @@ def is_last_day_of_month(date: tuple[int, int, int]) -> bool:
     return next_day(date)[2] == 1
 
 
-@dataclass
 class _Builder:
-    """The epoch in progress."""
+    """The epoch in progress. A plain class (a dataclass's generated __init__ runs as Python
+    even in the compiled build: one of these per epoch)."""
 
-    tod_ms: int | None
-    rx_ns: int | None
-    raw_ns: int | None
-    index: int = 0
-    kinds: set[str] = field(default_factory=set)  # talker+kind of labelled sentences seen
-    date: tuple[int, int, int] | None = None
-    date_inferred: bool = False
-    date_error: str | None = None
-    statuses: list[bool] = field(default_factory=list)
-    fix_type: int | None = None
-    quality: int | None = None
-    modes: list[str] = field(default_factory=list)
-    lat: float | None = None
-    lon: float | None = None
-    alt: float | None = None
-    sats_used: int | None = None
-    prns_used: int = 0
-    in_view: dict[str, int] = field(default_factory=dict)  # per GSV talker
-    gsv_parts: dict[str, tuple[int, set[int]]] = field(default_factory=dict)  # talker -> parts
-    sets: dict[str, set[str]] = field(default_factory=dict)  # talker -> tracked satellites
-    cn0: dict[str, float] = field(default_factory=dict)
-    elev: dict[str, float] = field(default_factory=dict)
-    sentences: int = 0
-    bad: int = 0
-    label_sent: bool = False
-    sec60: bool = False
-    nav_sat: bool = False  # a UBX NAV-SAT (a complete satellite report) arrived
-    spoofing: int | None = None  # u-blox spoofing state (SEC-SIG, NAV-STATUS)
-    jamming: int | None = None  # u-blox jamming state (SEC-SIG, MON-RF, MON-HW)
-    leap_change_s: int | None = None  # NAV-TIMELS
-    time_to_leap_s: int | None = None
+    def __init__(self, tod_ms: int | None, rx_ns: int | None, raw_ns: int | None, index: int = 0,
+                 sec60: bool = False) -> None:
+        self.tod_ms = tod_ms
+        self.rx_ns = rx_ns
+        self.raw_ns = raw_ns
+        self.index = index
+        self.kinds: set[str] = set()  # talker+kind of labelled sentences seen
+        self.date: tuple[int, int, int] | None = None
+        self.date_inferred = False
+        self.date_error: str | None = None
+        self.statuses: list[bool] = []
+        self.fix_type: int | None = None
+        self.quality: int | None = None
+        self.modes: list[str] = []
+        self.lat: float | None = None
+        self.lon: float | None = None
+        self.alt: float | None = None
+        self.sats_used: int | None = None
+        self.prns_used = 0
+        self.in_view: dict[str, int] = {}  # per GSV talker
+        self.gsv_parts: dict[str, tuple[int, set[int]]] = {}  # talker -> parts
+        self.sets: dict[str, set[str]] = {}  # talker -> tracked satellites
+        self.cn0: dict[str, float] = {}
+        self.elev: dict[str, float] = {}
+        self.sentences = 0
+        self.bad = 0
+        self.label_sent = False
+        self.sec60 = sec60
+        self.nav_sat = False  # a UBX NAV-SAT (a complete satellite report) arrived
+        self.spoofing: int | None = None  # u-blox spoofing state (SEC-SIG, NAV-STATUS)
+        self.jamming: int | None = None  # u-blox jamming state (SEC-SIG, MON-RF, MON-HW)
+        self.leap_change_s: int | None = None  # NAV-TIMELS
+        self.time_to_leap_s: int | None = None
 
 
 class EpochAssembler:

@@ -380,7 +380,8 @@ class HoldoverLearner(Detector):
         self._pair: tuple[int, int] | None = None  # (rx_ns, raw_ns) of the latest observation
 
     def on_observation(self, obs: Observation) -> None:
-        if obs.raw_ns is not None and (isinstance(obs, Tick) or obs.src):
+        # type() is: core's test (isinstance on a msgspec Struct asks its metaclass, per record).
+        if obs.raw_ns is not None and (type(obs) is Tick or obs.src):
             self._pair = (obs.rx_ns, obs.raw_ns)
 
     def on_vote(self, consensus: Consensus) -> None:

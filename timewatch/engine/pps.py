@@ -230,6 +230,178 @@ def _slope(xs: list[float], ys: list[float], i: int, j: int) -> float:
     return sxy / sxx if sxx > 0 else 0.0
 
 
+# Unit roundoff of a double (2^-53): the error bounds of _History.slope_bound count in it.
+_U: Final = 2.0 ** -53
+
+
+def _gamma(k: float) -> float:
+    """The usual bound k u / (1 - k u) on the relative error of k roundings (u = _U)."""
+    return k * _U / (1.0 - k * _U)
+
+
+# The slope test's history: the points a window may reach back over, and the count of points
+# after which its running sums are rebuilt (their rounding grows with it).
+HIST_KEEP: Final = 2 * DRIFT_WINDOWS_S[-1] + 8
+HIST_REBUILD: Final = 1024
+
+
+class _History:
+    """The slope test's history of (x_s, phase_s), increasing x: two columns for the exact
+    slopes (`_slope`, each window a range of them found by bisect), and running sums that give
+    any window's slope in O(1) with a proven bound on how far `_slope`'s float can be from it
+    (`slope_bound`). A window whose two slopes differ by less than the threshold minus those
+    bounds cannot alarm, and `_slope` is not run: the same decision, the same floats.
+
+    The sums are taken about an origin (x0, y0) set when the sums are rebuilt: u = x - x0 is
+    exact (x0 is 0, or x0 <= x <= 2 x0: Sterbenz), v = y - y0 rounds (its error is a
+    perturbation of y, and a slope is linear in y: bounded below). Prefix sums a1 (u), a2 (u^2),
+    b1 (v), c1 (u v) run over the points since the rebuild; a window's sums are differences."""
+
+    def __init__(self) -> None:
+        self.xs: list[float] = []
+        self.ps: list[float] = []
+        self.a1: list[float] = [0.0]
+        self.a2: list[float] = [0.0]
+        self.b1: list[float] = [0.0]
+        self.c1: list[float] = [0.0]
+        self.x0 = 0.0
+        self.y0 = 0.0
+        self.count = 0  # terms summed since the rebuild (bounds every prefix's rounding)
+        self.vmax = 0.0  # the largest |v| since the rebuild
+
+    def clear(self) -> None:
+        self.xs.clear()
+        self.ps.clear()
+        self._rebuild()
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def append(self, x: float, y: float) -> None:
+        xs = self.xs
+        xs.append(x)
+        self.ps.append(y)
+        if len(xs) >= 2 * HIST_KEEP:  # only the last HIST_KEEP are ever read
+            del xs[:len(xs) - HIST_KEEP]
+            del self.ps[:len(self.ps) - HIST_KEEP]
+            self._rebuild()
+            return
+        x0 = self.x0
+        if self.count >= HIST_REBUILD or x < x0 or (x0 != 0.0 and x > 2.0 * x0) or \
+                (x0 == 0.0 and x > HIST_KEEP and x <= 2.0 * xs[0]):  # an origin can be had
+            self._rebuild()
+            return
+        self._add(x, y)
+
+    def _add(self, x: float, y: float) -> None:
+        u = x - self.x0
+        v = y - self.y0
+        self.a1.append(self.a1[-1] + u)
+        self.a2.append(self.a2[-1] + u * u)
+        self.b1.append(self.b1[-1] + v)
+        self.c1.append(self.c1[-1] + u * v)
+        self.count += 1
+        av = abs(v)
+        if av > self.vmax:
+            self.vmax = av
+
+    def _rebuild(self) -> None:
+        xs, ps = self.xs, self.ps
+        self.a1 = [0.0]
+        self.a2 = [0.0]
+        self.b1 = [0.0]
+        self.c1 = [0.0]
+        self.count = 0
+        self.vmax = 0.0
+        # x - x0 exact for the kept points (Sterbenz: x0 <= x <= 2 x0), or no origin at all.
+        self.x0 = xs[0] if xs and 0.0 < xs[0] and xs[-1] <= 2.0 * xs[0] else 0.0
+        self.y0 = ps[-1] if ps else 0.0
+        for k in range(len(xs)):
+            self._add(xs[k], ps[k])
+
+    def exact(self) -> bool:
+        """Whether u = x - x0 was exact for every point (x0 <= x, and x <= 2 x0 unless x0 = 0)."""
+        return self.x0 == 0.0 or (self.xs[0] >= self.x0 and self.xs[-1] <= 2.0 * self.x0)
+
+    def slope_bound(self, i: int, j: int) -> tuple[float, float]:
+        """The slope of points i..j-1 from the sums, and a bound on its distance from the float
+        `_slope(xs, ps, i, j)` returns (inf when the sums cannot tell).
+
+        The sums' rounding: a prefix of k terms is off by at most gamma(k+1) times the sum of its
+        terms' magnitudes (u >= 0: a1, a2 themselves; |v| <= vmax), a difference of two adds its
+        own rounding; the centred sums Cxx = Sxx - Sx^2/n and Cxy = Sxy - Sx Sy/n carry those
+        errors and three roundings more. y's rounding into v (|eta| <= u |v|) moves the slope by
+        sum(c eta) / Cxx <= u vmax sqrt(n / Cxx). `_slope` in floats (two passes): its means are
+        off by at most gamma(n+1) max|x| (max|y|), which adds n da^2 to its Sxx and n da db to
+        its Sxy; its sums of n products are off by gamma(n+3) of their magnitudes (Cauchy-
+        Schwarz: sum |x - xm||y - ym| <= sqrt(n Sxx') (2 max|y| + db)); its quotient by one
+        rounding. The whole is doubled for the rounding of the bound's own arithmetic."""
+        n = j - i
+        inf = math.inf
+        if n < 2 or not self.exact():
+            return 0.0, inf
+        a1, a2, b1, c1 = self.a1, self.a2, self.b1, self.c1
+        nf = float(n)
+        g = _gamma(self.count + 2.0)
+        vmax = self.vmax
+        sx = a1[j] - a1[i]
+        sxx = a2[j] - a2[i]
+        sy = b1[j] - b1[i]
+        sxy = c1[j] - c1[i]
+        e_sx = 2.0 * g * a1[j] + _U * abs(sx)
+        e_sxx = 2.0 * g * a2[j] + _U * abs(sxx)
+        e_sy = 2.0 * g * self.count * vmax + _U * abs(sy)
+        e_sxy = 2.0 * g * (1.0 + g) * a1[j] * vmax + _U * abs(sxy)
+        cxx = sxx - sx * sx / nf
+        cxy = sxy - sx * sy / nf
+        e_cxx = e_sxx + (2.0 * abs(sx) * e_sx + e_sx * e_sx) / nf + 2.0 * _U * sx * sx / nf \
+            + _U * abs(cxx)
+        e_cxy = e_sxy + (abs(sx) * e_sy + abs(sy) * e_sx + e_sx * e_sy) / nf \
+            + 2.0 * _U * abs(sx * sy) / nf + _U * abs(cxy)
+        lo = cxx - e_cxx  # the true Cxx is at least this
+        if not lo > 0.0:
+            return 0.0, inf
+        b = cxy / cxx
+        err = (abs(cxy) * e_cxx + cxx * e_cxy) / (cxx * lo) + _U * abs(b) \
+            + _U * vmax * math.sqrt(nf / lo)
+        # `_slope`'s own rounding, about the true slope of the float points.
+        mx = max(abs(self.xs[i]), abs(self.xs[j - 1]))
+        my = abs(self.y0) + vmax * (1.0 + _U)
+        da = _gamma(nf + 1.0) * mx
+        db = _gamma(nf + 1.0) * my
+        cu = cxx + e_cxx + nf * da * da  # at least the Sxx `_slope` sums
+        rho = (nf * da * da + _gamma(nf + 3.0) * cu) / lo
+        if not rho < 0.5:
+            return 0.0, inf
+        e_xy = nf * da * db + _gamma(nf + 2.0) * math.sqrt(nf * cu) * (2.0 * my + db)
+        sxy_y = abs(cxy) + e_cxy + _U * vmax * math.sqrt(nf * cu)
+        err += (e_xy + rho * sxy_y) / (lo * (1.0 - rho)) + 2.0 * _U * (abs(b) + err)
+        return b, 2.0 * err
+
+
+def _within(tail: deque[tuple[float, float, float]], limit: float) -> bool:
+    """Whether every residual of the window is inside +-limit (then so are its mean and its
+    median: the step test and the jitter's guard need not take them)."""
+    for _, _, r in tail:
+        if not abs(r) < limit:
+            return False
+    return True
+
+
+def _ewma_sd(var: float, r: float, alpha: float) -> float:
+    """One step of a jitter's EWMA (the phase jitter's, the step test's): the variance `var`
+    (the first residual's square to start) moves by `alpha` toward this residual's square; the
+    new jitter, a standard deviation."""
+    return math.sqrt(var + alpha * (r * r - var))
+
+
+def _young(jitter_s: float, n: int) -> float:
+    """A jitter learned from n residuals, as the step and slope tests take it: the estimate is
+    itself uncertain (relative sigma 1/sqrt(2n)), so until JITTER_SETTLED_N the tests take two
+    of those sigmas more (a quiet start, an estimate on the low side, would read as a push)."""
+    return jitter_s * (1.0 + math.sqrt(2.0 / n)) if n < JITTER_SETTLED_N else jitter_s
+
+
 class PpsTracker(Tracker):
     kind = "pps"
 
@@ -267,10 +439,8 @@ class PpsTracker(Tracker):
         # pulse by pulse drags the line's end: 6 us showed as 4 us after four pulses).
         self._lag: deque[tuple[float, float, float | None]] = deque()
         self._rephased_s: float | None = None  # the train was re-phased by this (s): a step
-        # (raw x_s, phase_s) of the good pulses timed in raw time, for the slope test (time.drift)
-        # The slope test's (x_s, phase_s) history, in two columns (the windows are slices).
-        self._hist_x: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
-        self._hist_p: deque[float] = deque(maxlen=2 * DRIFT_WINDOWS_S[-1] + 8)
+        # The slope test's (x_s, phase_s) history (time.drift).
+        self._hist = _History()
         self._drift_run = 0  # consecutive pulses the slope test found a push on
         # After a silence: (its length in raw seconds, the holdover residual of the pulses
         # before it, those of the pulses since) until the phase line is long again (GAP_SIGMAS).
@@ -515,8 +685,7 @@ class PpsTracker(Tracker):
         self._base.clear()
         self._tail.clear()
         self._lag.clear()
-        self._hist_x.clear()
-        self._hist_p.clear()
+        self._hist.clear()
         self._drift_run = 0
 
     def _arm_gap(self, before: _Edge, after: _Edge) -> None:
@@ -617,13 +786,15 @@ class PpsTracker(Tracker):
             self._base.append(lx, lp)
             # The jitter learns no pulse while the last ones sit off the line on one side (a
             # step may be building: it must not widen the threshold that judges it).
-            if lr is not None and abs(median([r for _, _, r in self._tail])) < d.pps_step_s / 2:
-                j2 = jitter * jitter if self.jitter_s is not None else lr * lr
-                self.jitter_s = math.sqrt(j2 + JITTER_ALPHA * (lr * lr - j2))
+            half = d.pps_step_s / 2
+            if lr is not None and (_within(self._tail, half) or
+                                   abs(median([r for _, _, r in self._tail])) < half):
+                self.jitter_s = _ewma_sd(jitter * jitter if self.jitter_s is not None
+                                         else lr * lr, lr, JITTER_ALPHA)
                 self._jitter_n += 1
-                s2 = self._step_jitter_s ** 2 if self._step_jitter_s is not None else lr * lr
-                a = max(STEP_JITTER_ALPHA, 1.0 / self._jitter_n)
-                self._step_jitter_s = math.sqrt(s2 + a * (lr * lr - s2))
+                self._step_jitter_s = _ewma_sd(
+                    self._step_jitter_s ** 2 if self._step_jitter_s is not None else lr * lr,
+                    lr, max(STEP_JITTER_ALPHA, 1.0 / self._jitter_n))
         if gap_off is None:
             self._check_drift(e, x_s, phase_s)
         offset_s = (e.second_ns - e.rx_ns) / _S
@@ -668,11 +839,10 @@ class PpsTracker(Tracker):
         d, ctx = self.ctx.detect, self.ctx
         tail = self._tail
         n = len(tail)
-        if n < d.pps_step_window:
-            return False
-        sig = self._step_jitter_s if self._step_jitter_s is not None else jitter
-        if self._step_jitter_s is not None and self._jitter_n < JITTER_SETTLED_N:
-            sig *= 1.0 + math.sqrt(2.0 / self._jitter_n)  # its own uncertainty (_check_drift)
+        if n < d.pps_step_window or _within(tail, d.pps_step_s / 2):
+            return False  # (a mean inside +-pps_step_s / 2 is below every bar: no step)
+        sig = _young(self._step_jitter_s, self._jitter_n) if self._step_jitter_s is not None \
+            else jitter
         res = [r for _, _, r in tail]
         med = median(res)
         spread = STEP_SPREAD_K * sig
@@ -719,43 +889,41 @@ class PpsTracker(Tracker):
             self._base.append(x, p)
         self._tail.clear()
         self._lag.clear()
-        self._hist_x.clear()  # the phase jumped: slopes start again
-        self._hist_p.clear()
+        self._hist.clear()  # the phase jumped: slopes start again
         return True
 
     def _check_drift(self, e: _Edge, x_s: float, phase_s: float) -> None:
         """The slope test (module docstring, DRIFT_*): a phase slope that changed faster than the
         crystal can is a push (`time.drift`)."""
-        hx, hp = self._hist_x, self._hist_p
-        if hx and x_s < hx[-1]:  # the clock went back (corrupt raw times): start again
-            hx.clear()
-            hp.clear()
-        hx.append(x_s)
-        hp.append(phase_s)
+        hist = self._hist
+        xs, ps = hist.xs, hist.ps
+        if xs and x_s < xs[-1]:  # the clock went back (corrupt raw times): start again
+            hist.clear()
+        hist.append(x_s, phase_s)
         if e.raw_ns is None:  # realtime slews would look like pushes: judge raw time only
             return
-        jitter = self.jitter_s if self.jitter_s is not None else INITIAL_JITTER_S
-        n = self._jitter_n
-        if self.jitter_s is not None and n < JITTER_SETTLED_N:
-            # A jitter learned from n residuals is itself uncertain (relative sigma
-            # 1/sqrt(2n)): in the first minute the test takes two of those sigmas more, or a
-            # quiet start (an estimate on the low side) reads as a push.
-            jitter *= 1.0 + math.sqrt(2.0 / n)
+        jitter = _young(self.jitter_s, self._jitter_n) if self.jitter_s is not None \
+            else INITIAL_JITTER_S
         ho = self.holdover
         wander_ppm = max(ho.wander_ppm, self.ctx.detect.drift_wander_floor_ppm)
         found: tuple[float, float, int] | None = None
-        xs, ps = list(hx), list(hp)  # increasing x: each window is a slice
+        end = len(xs)
+        lo = max(0, end - HIST_KEEP)  # increasing x: each window is a range found by bisect
         for w in DRIFT_WINDOWS_S:
-            i1 = bisect_right(xs, x_s - w)  # recent: x > x_s - w
-            i0 = bisect_right(xs, x_s - 2 * w)  # before: x_s - 2w < x <= x_s - w
-            n_recent, n_before = len(xs) - i1, i1 - i0
+            i1 = bisect_right(xs, x_s - w, lo)  # recent: x > x_s - w
+            i0 = bisect_right(xs, x_s - 2 * w, lo)  # before: x_s - 2w < x <= x_s - w
+            n_recent, n_before = end - i1, i1 - i0
             need = DRIFT_FILL * w
             if n_recent < need or n_before < need:
                 break  # longer windows have even less
-            b2, b1 = _slope(xs, ps, i1, len(xs)), _slope(xs, ps, i0, i1)
             noise = jitter * math.sqrt(12.0 / n_recent ** 3 + 12.0 / n_before ** 3)
             allow = wander_ppm * 1e-6 * math.sqrt(w / ho.block_s)
             thr = DRIFT_WANDER_K * allow + DRIFT_NOISE_K * noise
+            q2, e2 = hist.slope_bound(i1, end)
+            q1, e1 = hist.slope_bound(i0, i1)
+            if abs(q2 - q1) + e2 + e1 < thr * (1.0 - 8.0 * _U):
+                continue  # no float _slope gives could alarm: the same decision, unrun
+            b2, b1 = _slope(xs, ps, i1, end), _slope(xs, ps, i0, i1)
             if abs(b2 - b1) > thr:
                 found = (b2 - b1, thr, w)
                 break
