@@ -462,11 +462,13 @@ class Engine:
         self._index = {sid: i for i, (sid, _, _) in enumerate(self._members)}
         # What `_select` looks at on a record (indices into _members): the sources whose tracker
         # may have changed (fed, ticked), those asked on every record (no `stale_due_ns`), and
-        # those whose stale time has come (a heap of (due, index); `_due_of` is each source's
+        # those whose stale time has come (a heap of (due, index), each as the int
+        # due * _n + index: ints heap twice as fast as tuples; `_due_of` is each source's
         # current one: older entries are skipped). All of them after a host step.
         self._changed: set[int] = set()
         self._polled: set[int] = set(range(len(self._members)))
-        self._due: list[tuple[int, int]] = []
+        self._n = max(1, len(self._members))
+        self._due: list[int] = []
         self._due_of: list[int | None] = [None] * len(self._members)
         self._resync = True  # look at every source on the next record
         self._steps_seen = 0  # host steps seen (ctx.host_steps)
@@ -519,31 +521,33 @@ class Engine:
 
     def _process(self, obs: Observation) -> list[Output]:
         ctx = self.ctx
+        rx = obs.rx_ns  # (a record's fields are read once: compiled, each read is a lookup)
         if type(obs) is Tick:
-            ctx.tick_ns = obs.rx_ns
+            ctx.tick_ns = rx
         # Records may arrive up to 2 s out of order: engine time never goes backwards (but
         # with a confirmed host step: detectors/host.py).
-        if obs.rx_ns > ctx.now_ns:
-            ctx.now_ns = obs.rx_ns
+        if rx > ctx.now_ns:
+            ctx.now_ns = rx
         now = ctx.now_ns
         ctx.vote_now_ns = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
         raw = obs.raw_ns
         if raw is not None:
-            ctx.now_raw = (obs.rx_ns, raw)
+            ctx.now_raw = (rx, raw)
         if not isinstance(obs, _NO_SOURCE):
+            src = obs.src
             if raw is not None:
-                ctx.rx_raw[obs.src] = (obs.rx_ns, raw)
-            tr = ctx.trackers.get(obs.src)
+                ctx.rx_raw[src] = (rx, raw)
+            tr = ctx.trackers.get(src)
             if tr is None:
-                self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
+                self.unknown_sources[src] = self.unknown_sources.get(src, 0) + 1
             else:
                 if tr.first_ns is None:
-                    tr.first_ns = obs.rx_ns
-                tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
+                    tr.first_ns = rx
+                tr.last_seen_ns = max(tr.last_seen_ns or 0, rx)
                 tr.feed(obs)
-                self._changed.add(self._index[obs.src])
+                self._changed.add(self._index[src])
         for hook in self._on_obs:
             hook(obs)
         if not self._all_started:
@@ -602,9 +606,10 @@ class Engine:
             changed.update(range(len(self._members)))
         else:
             changed |= self._polled
-            due = self._due
-            while due and due[0][0] < now:  # stale once now is past its due time
-                d, i = heappop(due)
+            due, n = self._due, self._n
+            limit = now * n  # (due, i) < (now, 0)
+            while due and due[0] < limit:  # stale once now is past its due time
+                d, i = divmod(heappop(due), n)
                 if self._due_of[i] == d:
                     self._due_of[i] = None
                     changed.add(i)
@@ -641,7 +646,7 @@ class Engine:
             self._polled.discard(i)
             if not stale and due != self._due_of[i]:
                 self._due_of[i] = due
-                heappush(self._due, (due, i))
+                heappush(self._due, due * self._n + i)
         e = tr.estimate_ if st.status is None else None
         if e is not st.voted:
             st.voted = e
