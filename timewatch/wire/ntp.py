@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from mypy_extensions import i64
+
 # Seconds from the NTP prime epoch (1900-01-01) to the Unix epoch (RFC 5905 figure 4).
 NTP_UNIX_DELTA_S: Final = 2_208_988_800
 # Length of an NTP era: 2^32 seconds (RFC 5905 section 6).
@@ -85,7 +87,7 @@ def unpack_hex(pkt_hex: str
     """The raw header fields of a hex packet, without building an NtpPacket (the engine's hot
     path): li_vn_mode, stratum, poll, precision, root delay, root dispersion (16.16), refid,
     origin timestamp, receive and transmit timestamps as seconds and fraction each (for
-    `ntp_parts_to_unix_ns`: 5x fewer instructions compiled than 64-bit integers)."""
+    `ntp_parts_to_unix_ns`, no big integers)."""
     try:
         data = bytes.fromhex(pkt_hex)
     except ValueError as e:
@@ -116,9 +118,11 @@ def ntp_to_unix_ns(ts: int, near_ns: int) -> int:
     return ntp_parts_to_unix_ns(ts >> 32, ts & 0xFFFF_FFFF, near_ns)
 
 
-def ntp_parts_to_unix_ns(sec: int, frac: int, near_ns: int) -> int:
-    """`ntp_to_unix_ns` of the timestamp whose seconds and fraction are sec and frac."""
-    ns = (sec - NTP_UNIX_DELTA_S) * _NS + ((frac * _NS + (1 << 31)) >> 32)
+def ntp_parts_to_unix_ns(sec: i64, frac: i64, near_ns: int) -> int:
+    """`ntp_to_unix_ns` of the timestamp whose seconds and fraction are sec and frac (32-bit
+    fields). i64: compiled, native 64-bit arithmetic (every value here fits in it), where an
+    int multiplied past 2^30 takes mypyc's big-integer path (1,500 -> ~100 instructions)."""
+    ns: int = (sec - NTP_UNIX_DELTA_S) * _NS + ((frac * _NS + (1 << 31)) >> 32)
     d = near_ns - ns
     if -_HALF_ERA_NS < d < _HALF_ERA_NS:  # the usual case: round(d / _ERA_NS) is 0
         return ns
