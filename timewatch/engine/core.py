@@ -18,6 +18,7 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Final
@@ -118,7 +119,8 @@ class Level:
         self.t_ns = t_ns
 
     def sigma(self, floor_s: float) -> float:
-        s = self.var ** 0.5
+        # (math.pow: the C pow() that ** calls, compiled without the generic power; var >= 0)
+        s = math.pow(self.var, 0.5)
         return max(s, floor_s)
 
 
