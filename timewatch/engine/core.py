@@ -494,6 +494,10 @@ class Engine:
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
+        # Per record type: (isinstance of Tick, of _NO_SOURCE), decided once. Compiled, an
+        # isinstance that fails on a record (a msgspec Struct: its metaclass is asked) costs
+        # ~800 instructions, twice per NTP record.
+        self._type_kind: dict[type, tuple[bool, bool]] = {}
         # [vote] auth_mode; `prefer` is `require` once any source is authenticated (chrony).
         self.auth_mode = auth_mode if auth_mode != "prefer" else (
             "require" if any(tr.auth for tr in self.ctx.trackers.values()) else "ignore")
@@ -537,7 +541,12 @@ class Engine:
         raw = obs.raw_ns
         if raw is not None:
             ctx.now_raw = (rx, raw)
-        if not isinstance(obs, _NO_SOURCE):
+        kind = self._type_kind.get(type(obs))
+        if kind is None:
+            kind = self._type_kind[type(obs)] = (isinstance(obs, Tick),
+                                                 isinstance(obs, _NO_SOURCE))
+        is_tick, no_source = kind
+        if not no_source:
             src = obs.src
             if raw is not None:
                 ctx.rx_raw[src] = (rx, raw)
@@ -561,7 +570,7 @@ class Engine:
         for tr in self._tickers:
             tr.on_tick(now)
             self._changed.add(self._index[tr.src])
-        self._select(now, ctx.dirty or isinstance(obs, Tick))
+        self._select(now, ctx.dirty or is_tick)
         if ctx.moving_count:
             ctx.settle_moving(now)
         alerts = ctx.alerts
@@ -684,7 +693,7 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum:
+        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:  # (else a no-op)
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
@@ -746,7 +755,8 @@ class Engine:
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict is Verdict.TRUECHIMER:
                 st.streak = 0
-                ctx.alerts.release("source.falseticker", now, sid)
+                if "source.falseticker" in ctx.alerts.active_codes:  # (else a no-op)
+                    ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
     def verdict(self, sid: str) -> tuple[str, str]:
