@@ -464,13 +464,11 @@ class Engine:
         self._index = {sid: i for i, (sid, _, _) in enumerate(self._members)}
         # What `_select` looks at on a record (indices into _members): the sources whose tracker
         # may have changed (fed, ticked), those asked on every record (no `stale_due_ns`), and
-        # those whose stale time has come (a heap of (due, index), each as the int
-        # due * _n + index: ints heap twice as fast as tuples; `_due_of` is each source's
+        # those whose stale time has come (a heap of (due, index); `_due_of` is each source's
         # current one: older entries are skipped). All of them after a host step.
         self._changed: set[int] = set()
         self._polled: set[int] = set(range(len(self._members)))
-        self._n = max(1, len(self._members))
-        self._due: list[int] = []
+        self._due: list[tuple[int, int]] = []
         self._due_of: list[int | None] = [None] * len(self._members)
         self._resync = True  # look at every source on the next record
         self._steps_seen = 0  # host steps seen (ctx.host_steps)
@@ -617,10 +615,9 @@ class Engine:
             changed.update(range(len(self._members)))
         else:
             changed |= self._polled
-            due, n = self._due, self._n
-            limit = now * n  # (due, i) < (now, 0)
-            while due and due[0] < limit:  # stale once now is past its due time
-                d, i = divmod(heappop(due), n)
+            due = self._due
+            while due and due[0][0] < now:  # stale once now is past its due time
+                d, i = heappop(due)
                 if self._due_of[i] == d:
                     self._due_of[i] = None
                     changed.add(i)
@@ -657,7 +654,7 @@ class Engine:
             self._polled.discard(i)
             if not stale and due != self._due_of[i]:
                 self._due_of[i] = due
-                heappush(self._due, due * self._n + i)
+                heappush(self._due, (due, i))
         e = tr.estimate_ if st.status is None else None
         if e is not st.voted:
             st.voted = e
