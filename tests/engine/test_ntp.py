@@ -21,8 +21,10 @@ from timewatch.wire.ntp import (
     decode,
     decode_hex,
     is_ntp_zero,
+    ntp_parts_to_unix_ns,
     ntp_to_unix_ns,
     unix_ns_to_ntp,
+    unpack_hex,
 )
 
 from .ntpsim import (
@@ -138,6 +140,28 @@ def test_era_resolution_matches_rounding_at_half_era_boundaries() -> None:
         for k in (-3, -1, 0, 1, 3):  # around +-0.5 and +-1.5 eras away, where rounding flips
             near = ns + k * (era_ns // 2) + rng.randint(-3, 3)
             assert ntp_to_unix_ns(ts, near) == reference(ts, near), (ts, near)
+
+
+def test_unpack_hex_gives_the_fields_decode_gives() -> None:
+    """The engine's hot path (`unpack_hex`: timestamps as seconds and fraction, converted by
+    `ntp_parts_to_unix_ns`) against `decode` and `ntp_to_unix_ns`, on any 48 bytes."""
+    rng = random.Random(8)
+    for _ in range(2000):
+        raw = rng.randbytes(48)
+        p = decode(raw)
+        lvm, stratum, poll, prec, rd, rdisp, refid, org, rec_s, rec_f, xmt_s, xmt_f = unpack_hex(
+            raw.hex())
+        assert (lvm >> 6, (lvm >> 3) & 7, lvm & 7, stratum, poll, prec, rd, rdisp, refid, org) \
+            == (p.leap, p.version, p.mode, p.stratum, p.poll, p.precision, p.root_delay_raw,
+                p.root_dispersion_raw, p.refid_raw, p.org_ts)
+        assert ((rec_s << 32) | rec_f, (xmt_s << 32) | xmt_f) == (p.rec_ts, p.xmt_ts)
+        near = T0_NS + rng.randrange(-10**18, 10**18)
+        assert ntp_parts_to_unix_ns(rec_s, rec_f, near) == ntp_to_unix_ns(p.rec_ts, near)
+        assert ntp_parts_to_unix_ns(xmt_s, xmt_f, near) == ntp_to_unix_ns(p.xmt_ts, near)
+    with pytest.raises(PacketError, match="47 bytes"):
+        unpack_hex("00" * 47)
+    with pytest.raises(PacketError, match="not hexadecimal"):
+        unpack_hex("zz" * 48)
 
 
 def test_codec_rejects_short_or_non_hex_packets() -> None:

@@ -18,6 +18,7 @@ Structure (chrony's shape: one narrow interface per reference kind, selection in
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Final
@@ -118,7 +119,8 @@ class Level:
         self.t_ns = t_ns
 
     def sigma(self, floor_s: float) -> float:
-        s = self.var ** 0.5
+        # (math.pow: the C pow() that ** calls, compiled without the generic power; var >= 0)
+        s = math.pow(self.var, 0.5)
         return max(s, floor_s)
 
 
@@ -490,6 +492,10 @@ class Engine:
         self._snapshots = snapshots  # False: a replay whose snapshots nobody reads
         self.ctx.keep_samples = samples
         self.unknown_sources: dict[str, int] = {}
+        # Per record type: (isinstance of Tick, of _NO_SOURCE), decided once. Compiled, an
+        # isinstance that fails on a record (a msgspec Struct: its metaclass is asked) costs
+        # ~800 instructions, twice per NTP record.
+        self._type_kind: dict[type, tuple[bool, bool]] = {}
         # [vote] auth_mode; `prefer` is `require` once any source is authenticated (chrony).
         self.auth_mode = auth_mode if auth_mode != "prefer" else (
             "require" if any(tr.auth for tr in self.ctx.trackers.values()) else "ignore")
@@ -519,31 +525,38 @@ class Engine:
 
     def _process(self, obs: Observation) -> list[Output]:
         ctx = self.ctx
+        rx = obs.rx_ns  # (a record's fields are read once: compiled, each read is a lookup)
         if type(obs) is Tick:
-            ctx.tick_ns = obs.rx_ns
+            ctx.tick_ns = rx
         # Records may arrive up to 2 s out of order: engine time never goes backwards (but
         # with a confirmed host step: detectors/host.py).
-        if obs.rx_ns > ctx.now_ns:
-            ctx.now_ns = obs.rx_ns
+        if rx > ctx.now_ns:
+            ctx.now_ns = rx
         now = ctx.now_ns
         ctx.vote_now_ns = None  # trackers may change from here on
         for hook in self._before:
             hook(obs)
         raw = obs.raw_ns
         if raw is not None:
-            ctx.now_raw = (obs.rx_ns, raw)
-        if not isinstance(obs, _NO_SOURCE):
+            ctx.now_raw = (rx, raw)
+        kind = self._type_kind.get(type(obs))
+        if kind is None:
+            kind = self._type_kind[type(obs)] = (isinstance(obs, Tick),
+                                                 isinstance(obs, _NO_SOURCE))
+        is_tick, no_source = kind
+        if not no_source:
+            src = obs.src
             if raw is not None:
-                ctx.rx_raw[obs.src] = (obs.rx_ns, raw)
-            tr = ctx.trackers.get(obs.src)
+                ctx.rx_raw[src] = (rx, raw)
+            tr = ctx.trackers.get(src)
             if tr is None:
-                self.unknown_sources[obs.src] = self.unknown_sources.get(obs.src, 0) + 1
+                self.unknown_sources[src] = self.unknown_sources.get(src, 0) + 1
             else:
                 if tr.first_ns is None:
-                    tr.first_ns = obs.rx_ns
-                tr.last_seen_ns = max(tr.last_seen_ns or 0, obs.rx_ns)
+                    tr.first_ns = rx
+                tr.last_seen_ns = max(tr.last_seen_ns or 0, rx)
                 tr.feed(obs)
-                self._changed.add(self._index[obs.src])
+                self._changed.add(self._index[src])
         for hook in self._on_obs:
             hook(obs)
         if not self._all_started:
@@ -555,7 +568,7 @@ class Engine:
         for tr in self._tickers:
             tr.on_tick(now)
             self._changed.add(self._index[tr.src])
-        self._select(now, ctx.dirty or isinstance(obs, Tick))
+        self._select(now, ctx.dirty or is_tick)
         if ctx.moving_count:
             ctx.settle_moving(now)
         alerts = ctx.alerts
@@ -677,7 +690,7 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum:
+        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:  # (else a no-op)
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
@@ -739,7 +752,8 @@ class Engine:
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict is Verdict.TRUECHIMER:
                 st.streak = 0
-                ctx.alerts.release("source.falseticker", now, sid)
+                if "source.falseticker" in ctx.alerts.active_codes:  # (else a no-op)
+                    ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
     def verdict(self, sid: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from typing import Final
 
 from ...records import Ntp, Observation
 from ..core import Context, Detector
+from ..ntp import NtpSample, NtpTracker
 
 # After a leap a slow server may keep the indicator set for a few polls (1024 s max poll).
 LEAP_TAIL_S: Final = 1024
@@ -45,24 +46,27 @@ def _iso(unix_s: int) -> str:
 class LeapDetector(Detector):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        self._seen: dict[str, object] = {}
+        self._seen: dict[str, NtpSample] = {}
         # Per source: (month end it announced for, leap indicator), kept for the whole month.
         self._announced: dict[str, tuple[int, int]] = {}
 
     def on_observation(self, obs: Observation) -> None:
         if not isinstance(obs, Ntp):
             return
-        tr = self.ctx.trackers.get(obs.src)
-        s = getattr(tr, "last", None)
-        if s is None or self._seen.get(obs.src) is s:
+        src = obs.src
+        tr = self.ctx.trackers.get(src)
+        if not isinstance(tr, NtpTracker):  # (typed: compiled, its sample's fields are loads)
             return
-        self._seen[obs.src] = s
+        s = tr.last
+        if s is None or self._seen.get(src) is s:
+            return
+        self._seen[src] = s
         if s.leap not in (1, 2):
             alerts = self.ctx.alerts
             if "ntp.leap_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
-                alerts.release("ntp.leap_anomaly", self.ctx.now_ns, obs.src)
+                alerts.release("ntp.leap_anomaly", self.ctx.now_ns, src)
             return
-        self._judge(obs.src, s.t_ns, s.leap)
+        self._judge(src, s.t_ns, s.leap)
 
     def _judge(self, src: str, t_ns: int, li: int) -> None:
         ctx = self.ctx

@@ -13,12 +13,14 @@ Baselines per server: the smallest delay and the median offset of its recent nor
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from ...records import Ntp, Observation
 from ..core import Context, Detector
+from ..ntp import NtpSample, NtpTracker
 from ..value import median
 
 # Normal exchanges kept per server for the baselines (8 polls: chrony's and ntpd's filter length,
@@ -39,15 +41,23 @@ def _spread(level_s: float) -> float:
 
 @dataclass
 class _Server:
-    seen: Any = None  # the tracker's last sample object already judged
+    seen: NtpSample | None = None  # the tracker's last sample object already judged
     # delay_s and offset_s of the recent normal exchanges, oldest first
     delays: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SIZE))
     offsets: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SIZE))
     streak: list[tuple[float, float]] = field(default_factory=list)  # (delay up, offset shift)
+    # min(delays), kept up to date: scanned again only when the delay that held it leaves
+    min_delay_s: float = math.inf
 
     def add_normal(self, delay_s: float, offset_s: float) -> None:
-        self.delays.append(delay_s)
+        delays = self.delays
+        evicted = delays[0] if len(delays) == BASELINE_SIZE else None
+        delays.append(delay_s)
         self.offsets.append(offset_s)
+        if evicted is not None and evicted == self.min_delay_s:
+            self.min_delay_s = min(delays)
+        elif delay_s < self.min_delay_s:
+            self.min_delay_s = delay_s
 
     def base_offset_s(self) -> float:
         return median(list(self.offsets))
@@ -61,20 +71,23 @@ class NtpDelayDetector(Detector):
     def on_observation(self, obs: Observation) -> None:
         if not isinstance(obs, Ntp):
             return
-        tr = self.ctx.trackers.get(obs.src)
-        sample = getattr(tr, "last", None)
+        src = obs.src
+        tr = self.ctx.trackers.get(src)
+        if not isinstance(tr, NtpTracker):  # (typed: compiled, its sample's fields are loads)
+            return
+        sample = tr.last
         if sample is None:
             return
-        st = self._servers.get(obs.src)
+        st = self._servers.get(src)
         if st is None:  # (not setdefault: it would build a _Server for every record)
-            st = self._servers[obs.src] = _Server()
+            st = self._servers[src] = _Server()
         if sample is st.seen:
             return
         t4 = obs.t4_ns
         if t4 is None or sample.t_ns != (obs.t1_ns + t4) // 2:
             return  # no sample from this record (its `last` was re-expressed at a host step)
         st.seen = sample
-        self._judge(obs.src, st, sample.delay_s, sample.offset_s + self.ctx.host_steps_total_ns / 1e9)
+        self._judge(src, st, sample.delay_s, sample.offset_s + self.ctx.host_steps_total_ns / 1e9)
 
     @staticmethod
     def _level(st: _Server) -> float:
@@ -97,7 +110,7 @@ class NtpDelayDetector(Detector):
         if len(st.delays) < BASELINE_MIN:
             st.add_normal(delay_s, offset_s)
             return
-        base_delay = min(st.delays)
+        base_delay = st.min_delay_s  # min(st.delays)
         dd = delay_s - base_delay
         if dd < det.ntp_delay_jump_s:  # the usual case: no delay increase, a normal exchange
             if st.streak:
