@@ -40,3 +40,19 @@ def test_settle_freezes_the_live_state_and_done_puts_the_collector_back() -> Non
     finally:
         gcfreeze.done()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_cycle_dropped_before_a_freeze_is_collected_not_frozen() -> None:
+    """A sink's or a reader's cyclic garbage is not frozen (a backfill's memory stays flat)."""
+    gc.unfreeze()
+    try:
+        gcfreeze.settle(0)
+        node = _Node()
+        node.me = node
+        ref = weakref.ref(node)
+        del node
+        gcfreeze.settle(gcfreeze.EVERY)
+        assert ref() is None
+    finally:
+        gcfreeze.done()
+    assert gc.get_freeze_count() == 0
