@@ -207,12 +207,13 @@ def test_kill_9_with_the_server_down_then_resume_delivers_each_point_once_to_vic
     p.wait()
     victoria.start()
 
-    finish(replay(trace, conf, "--resume"))
+    err = finish(replay(trace, conf, "--resume"))
     check_store(cfg, outputs)
     want = expected_points(Encoder.from_config(cfg).lines(outputs))
     got = _wait_export(victoria, want)
-    assert sum((got - want).values()) == 0, _diff(want, got)  # no duplicate
-    assert got == want, _diff(want, got)
+    # (What the resumed run said goes with a failure: CI once lost the tail here, unexplained.)
+    assert sum((got - want).values()) == 0, _diff(want, got) + "\nresumed: " + err[-2000:]
+    assert got == want, _diff(want, got) + "\nresumed: " + err[-2000:]
 
 
 # -- export: the store's history to a file or into InfluxDB -----------------------------------
