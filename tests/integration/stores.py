@@ -28,6 +28,9 @@ from tests.conftest import need_binary
 # A server that is not up after this long is broken, not slow (VictoriaMetrics starts in < 1 s,
 # influxd in 1-2 s on a 2-core CI runner).
 START_TIMEOUT_S = 20.0
+# A server that has not shut down this long after SIGTERM is killed (both take well under a
+# second to stop here).
+STOP_TIMEOUT_S = 60.0
 
 
 def free_port() -> int:
@@ -53,6 +56,7 @@ class Server:
         self.name, self.argv, self.port, self.health = name, argv, port, health
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stopped: tuple[float, bool] | None = None  # the last stop: (seconds, killed)
 
     @property
     def url(self) -> str:
@@ -81,16 +85,29 @@ class Server:
                            f"{self.log_path.read_text()[-2000:]}")
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL only after STOP_TIMEOUT_S: a server killed may lose what it
+        acknowledged last (VictoriaMetrics: its unflushed rows), which a test would misread as
+        the sink's loss. `stopped` says how the last stop went: (seconds, killed)."""
         if self.proc is None:
             return
+        t0 = time.monotonic()
+        killed = False
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+                killed = True
+        self.stopped = (time.monotonic() - t0, killed)
         self.proc = None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError as e:
+            return f"(no log: {e})"
 
 
 class Victoria(Server):

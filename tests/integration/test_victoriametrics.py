@@ -75,11 +75,23 @@ def exported_points(vm: Victoria, names: set[str]) -> Counter[Key]:
     return got
 
 
+# Seconds an export is repeated while points the sink had acknowledged do not show.
+EXPORT_WAIT_S = 20.0
+
+
 def _wait_export(vm: Victoria, want: Counter[Key]) -> Counter[Key]:
     """What VictoriaMetrics holds of want's series. The sink has closed with nothing pending:
     every point was acknowledged, and `export` flushes VictoriaMetrics' buffers first, so one
-    export is exact (a missing point is lost, a second copy a duplicate)."""
-    return exported_points(vm, {k[0] for k in want})
+    export is normally exact. It is repeated (for up to EXPORT_WAIT_S) while points are
+    missing, so that rows the server made searchable late are not misread as lost; a duplicate
+    never goes away, and a point still missing after that is lost."""
+    names = {k[0] for k in want}
+    deadline = time.monotonic() + EXPORT_WAIT_S
+    got = exported_points(vm, names)
+    while want - got and time.monotonic() < deadline:
+        time.sleep(0.5)
+        got = exported_points(vm, names)
+    return got
 
 
 def _until(cond: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:

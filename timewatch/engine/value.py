@@ -8,10 +8,11 @@ come from `_fields`. Why not a frozen dataclass: mypyc compiles this class into 
 but not a frozen dataclass, whose `__init__` goes through `object.__setattr__` (15x slower to
 build, compiled). With Estimate, Interval, Consensus and NtpSample as frozen slotted dataclasses
 the replay bench (`python -m bench replay_ntp`) ran 13% slower in pure Python and 41% slower
-compiled. The configuration (`params.Detect`), the leap-seconds list, the decoder's `Epoch` and
-the receiver's `GnssState` stay frozen dataclasses: built once, or once per receiver epoch, they
-want what dataclasses give (`fields()`, defaults); the GNSS `TimeLabel` is a slotted dataclass
-that a host step moves in place.
+compiled. The decoder's `Epoch` and the receiver's `GnssState` are Values too (built once per
+receiver epoch, and a dataclass's generated `__init__` runs interpreted even compiled); the
+GNSS `TimeLabel` is a plain slotted class that a host step moves in place. The configuration
+(`params.Detect`) and the leap-seconds list stay frozen dataclasses: built once, they want what
+dataclasses give (`fields()`, defaults).
 
 Also `median` and `pstdev`, which the detectors share.
 """
