@@ -118,7 +118,7 @@ def format_line(measurement: str, tags: Mapping[str, str | None], fields: Mappin
     written as floats, strings quoted, anything else (None, NaN, lists) left out. None when no
     field is left."""
     return _line(measurement, _series(measurement, tuple(tags.items())),
-                 [(_FIELD_KEYS.get(k) or _field_key(k), v) for k, v in fields.items()], t_ns)
+                 [(_field_key(k), v) for k, v in fields.items()], t_ns)
 
 
 def _line(measurement: str, head: str, fields: Iterable[tuple[str, Any]], t_ns: int,
@@ -153,29 +153,18 @@ def _series(measurement: str, tags: tuple[tuple[str, str | None], ...]) -> str:
                     + [f"{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags) if v])
 
 
-# `key=` of each field key seen (a dict look-up per field; bounded like the caches above).
-_FIELD_KEYS: dict[str, str] = {}
-
-
+# `key=` of a field key, and of a sample's fields (offset_s, bound_s, then its own after
+# `safe_name`) per tuple of its field names (a source's samples have the same few); () when two
+# of the names are the same after `safe_name` (then `Encoder.sample` takes the general way).
+@functools.lru_cache(maxsize=4096)
 def _field_key(k: str) -> str:
-    text = f"{escape_key(k)}="
-    if len(_FIELD_KEYS) < 4096:
-        _FIELD_KEYS[k] = text
-    return text
+    return f"{escape_key(k)}="
 
 
-# The `key=` of a sample's fields (offset_s, bound_s, then its own after `safe_name`), per
-# tuple of its field names (a source's samples have the same few); () when two of the names
-# are the same after `safe_name` (then `Encoder.sample` takes the general way).
-_SAMPLE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _sample_keys(names: tuple[str, ...]) -> tuple[str, ...]:
     safe = ["offset_s", "bound_s", *map(safe_name, names)]
-    out = tuple(map(_field_key, safe)) if len(set(safe)) == len(safe) else ()
-    if len(_SAMPLE_KEYS) < 4096:
-        _SAMPLE_KEYS[names] = out
-    return out
+    return tuple(map(_field_key, safe)) if len(set(safe)) == len(safe) else ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,9 +204,7 @@ class Encoder:
             head = self._heads[s.src] = (info, _series(M_SAMPLE, tuple(self._src_tags(s.src)
                                                                           .items())))
         names = tuple(s.fields)
-        keys = _SAMPLE_KEYS.get(names)
-        if keys is None:
-            keys = _sample_keys(names)
+        keys = _sample_keys(names)
         if not keys:
             return self._sample(s)
         # Strings are left out (module doc).
