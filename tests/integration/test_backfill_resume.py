@@ -331,6 +331,44 @@ def test_export_into_influxdb_1_6_killed_then_resumed_gives_every_point_once(
     assert got == want, f"{sum((got - want).values())} extra, {sum((want - got).values())} missing"
 
 
+def test_export_whose_sink_fails_on_a_chunk_stops_and_resume_gives_every_point_once(
+        tmp_path: Path, influxdb1: Influx1, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The sink raising on a chunk (here: the second) stops the export there, exit 1, naming the
+    sink and how to continue, instead of going on without that chunk."""
+    from timewatch import cli
+    from timewatch.sinks.export import encoder_for, history
+    from timewatch.sinks.influx import InfluxSink
+    from timewatch.sinks.store import Store
+
+    db = f"ef{uuid.uuid4().hex[:8]}"
+    influxdb1.query(f"CREATE DATABASE {db}")
+    conf, cfg = _filled_store(tmp_path, {"url": influxdb1.url, "bucket": db, "api": "v1"})
+    st = Store(cfg.store_path, readonly=True)
+    want = expected_influx(encoder_for(cfg, st).lines(history(st)))
+    st.close()
+    real = InfluxSink.handle_marked
+    calls: list[int] = []
+
+    def second_fails(self: InfluxSink, outputs: list[Output], mark: Any) -> None:
+        calls.append(len(outputs))
+        if len(calls) == 2:
+            raise ValueError("encoder bug")
+        real(self, outputs, mark)
+
+    monkeypatch.setattr(InfluxSink, "handle_marked", second_fails)
+    assert cli.main(["export", "-c", str(conf), "--influxdb"]) == 1
+    err = capsys.readouterr().err
+    assert "sink influxdb failed on the records up to" in err and "ValueError: encoder bug" in err
+    assert "--resume` continues" in err, err[-2000:]
+    assert (cfg.state_dir / "export.checkpoint.json").exists() and len(calls) == 2
+    monkeypatch.setattr(InfluxSink, "handle_marked", real)
+    assert cli.main(["export", "-c", str(conf), "--influxdb", "--resume"]) == 0
+    assert not (cfg.state_dir / "export.checkpoint.json").exists()
+    got = influx_points(influxdb1, db)
+    assert got == want, f"{sum((got - want).values())} extra, {sum((want - got).values())} missing"
+
+
 def test_a_server_that_stays_down_stops_the_backfill_and_resume_delivers_once(
         tmp_path: Path, victoria: Victoria, monkeypatch: pytest.MonkeyPatch) -> None:
     """No delivery for STALL_S: the replay stops (exit 1) saying `--resume` continues, with the

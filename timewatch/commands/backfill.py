@@ -8,6 +8,9 @@ transaction as the data: after a `kill -9` at any moment, `--resume` hands each 
 it does not have yet. A sink without marks (the event log, webhooks) gets what follows the
 checkpoint's count: the events of the last chunk before a kill may come again (same ids).
 
+A sink that raises on a chunk stops the backfill (`BackfillFailed`) with the checkpoint before
+that chunk: a backfill promises every output to every sink, so it does not go on without one.
+
 A replay's mark counts outputs: the engine is deterministic, so a resumed replay runs the whole
 trace through the engine again (it needs the state) and hands each sink only the outputs after
 its mark. An export's mark is the time it reached (`export.py`).
@@ -46,7 +49,12 @@ STALL_S = 600.0
 POLL_S = 0.05
 
 
-class BackfillStalled(Exception):
+class BackfillFailed(Exception):
+    """The backfill cannot go on now; the message says why. Its checkpoint and each sink's mark
+    stay where every sink had taken everything: `--resume` continues from there."""
+
+
+class BackfillStalled(BackfillFailed):
     """A sink took nothing for STALL_S; the message says what waits and how to continue."""
 
 
@@ -172,6 +180,7 @@ class Feeder:
     def hand(self, outputs: list[Output], records: int) -> None:
         first, self.n = self.n, self.n + len(outputs)
         mark = Mark(self.key, self.n)
+        failed: list[str] = []
         for s, skip in zip(self.sinks, self.skip, strict=True):
             if first < skip and resumable(s):
                 s.passed(outputs[:skip - first])  # type: ignore[attr-defined]
@@ -183,9 +192,15 @@ class Feeder:
                     s.handle_marked(part, mark)  # type: ignore[attr-defined]
                 else:
                     s.handle(part)
-            except Exception:  # noqa: BLE001 - a broken sink must not stop the others
-                log.exception("sink %s failed on %d outputs: they are lost for that sink (the "
-                              "other sinks have them)", s.name, len(part))
+            except Exception as e:  # noqa: BLE001 - the other sinks still take this chunk
+                log.exception("sink %s failed on %d outputs", s.name, len(part))
+                failed.append(f"sink {s.name} failed on outputs {first + 1:,}-{self.n:,} "
+                              f"({type(e).__name__}: {e})")
+        if failed:
+            # A backfill promises every output once in every sink: it stops rather than go on
+            # without this chunk in a sink. The checkpoint stays at the chunk before (a sink
+            # without marks gets this chunk again on --resume), the failed sink's mark too.
+            raise BackfillFailed("; ".join(failed) + "; the backfill stopped there")
         self.ck["handed"] = max(self.n, int(self.ck.get("handed", 0)))
         self.ck["records"] = records
         write_checkpoint(self.path, self.ck)

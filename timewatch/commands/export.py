@@ -143,7 +143,13 @@ def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) ->
             t = chunk[-1].t_ns
             first = chunk[0].t_ns if first is None else first
             if sink is not None:
-                sink.handle_marked(chunk, Mark(str(ck["key"]), t))
+                try:
+                    sink.handle_marked(chunk, Mark(str(ck["key"]), t))
+                except Exception as e:  # noqa: BLE001 - the export stops here, resumable
+                    log.exception("sink %s failed on %d records", sink.name, len(chunk))
+                    raise backfill.BackfillFailed(
+                        f"sink {sink.name} failed on the records up to t_ns {t} "
+                        f"({type(e).__name__}: {e}); the export stopped there") from e
                 counts["lines"] = sink.sent
             else:
                 assert out is not None
@@ -169,10 +175,9 @@ def export_backfill(cfg: Config, args: argparse.Namespace, since: int | None) ->
         print(f"\nexport interrupted: `timewatch export {_again(args)} --resume` continues",
               file=sys.stderr)
         raise
-    except backfill.BackfillStalled as e:
-        raise backfill.BackfillStalled(f"{e}; what was handed is kept (spooled), "
-                                       f"`timewatch export {_again(args)} --resume` "
-                                       "continues") from None
+    except backfill.BackfillFailed as e:
+        raise type(e)(f"{e}; what was handed is kept (spooled), "
+                      f"`timewatch export {_again(args)} --resume` continues") from None
     finally:
         bar.done()
         store.close()

@@ -189,8 +189,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"\nreplay interrupted: what was handed to the sinks is kept; `timewatch "
                   f"replay {args.trace} -c {args.config} --resume` continues", file=sys.stderr)
         raise
-    except backfill.BackfillStalled as e:
-        raise backfill.BackfillStalled(
+    except backfill.BackfillFailed as e:
+        raise type(e)(
             f"{e}; what was handed is kept (spooled), `timewatch replay {args.trace} -c "
             f"{args.config} --resume` continues") from None
     finally:
