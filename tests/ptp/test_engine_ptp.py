@@ -161,6 +161,27 @@ def test_a_step_just_above_ptp_step_s_is_time_step(size_s: float) -> None:
     assert {e.code for e in ev} <= {"time.step", "source.falseticker"}
 
 
+def test_a_late_stamp_among_the_confirming_samples_does_not_move_the_step_size() -> None:
+    """The step's size is the median of the samples that confirmed it: the last of them read
+    200 us late (one software stamp on a loaded host) leaves it at 1 ms."""
+    st, ta = sim_trace(_lie(1e-3))
+    clean = [e for e in alerts(replay_events(st, leap_list=LIST_2025)) if e.code == "time.step"]
+    t_confirm = clean[0].t_ns
+
+    def late_last(t: int, ta: int) -> PtpGm:
+        return PtpGm(GM_ID, lie_s=lambda u: 0.0 if u < ta else 1e-3 + (
+            200e-6 if abs(u - t_confirm) < NS // 2 else 0.0))
+
+    st2, ta2 = sim_trace(late_last)
+    assert ta2 == ta
+    ev = alerts(replay_events(st2, leap_list=LIST_2025))
+    steps = [e for e in ev if e.code == "time.step"]
+    assert len(steps) == 1 and steps[0].t_ns == t_confirm and steps[0].sources == (PTP_ID,)
+    assert steps[0].evidence["offset_s"] - clean[0].evidence["offset_s"] == pytest.approx(
+        200e-6, abs=20e-6)  # the last sample did read late
+    assert steps[0].evidence["step_s"] == pytest.approx(1e-3, abs=5e-6)
+
+
 @pytest.mark.parametrize("rate", [1e-6, -1e-6])
 def test_a_slow_push_of_1_us_per_s_is_time_drift_within_ten_minutes(rate: float) -> None:
     st, ta = sim_trace(lambda t, ta: PtpGm(GM_ID, lie_s=lambda u: rate * (u - ta) / NS

@@ -113,7 +113,8 @@ class PtpTracker(Tracker):
         self._own: deque[float] = deque(maxlen=STEP_LEVEL_N)
         self._own_n = 0
         self._own_var = 0.0
-        self._step_pending: tuple[float, float, int, float] | None = None
+        # A jump being confirmed: (level before, the samples since, mean path delay before).
+        self._step_pending: tuple[float, list[float], float] | None = None
         self._level_mpd = 0.0  # mean path delay at the level's last sample
         self._step_from: float | None = None
         # ptp.delay_attack: (mean path delay, offset) of normal samples, the attack's streak.
@@ -509,7 +510,8 @@ class PtpTracker(Tracker):
         sigma = math.sqrt(self._own_var) if self._own_n else 0.0
         pending = self._step_pending
         if pending is not None:
-            before, after, n, mpd0 = pending
+            before, seen, mpd0 = pending
+            after = seen[0]
             jump = after - before
             if abs(own - before) < abs(jump) / 2 or abs(mpd_s - mpd0) >= abs(jump) / 2:
                 # It came back (an outlier, a path-change transient), or the path changed with
@@ -523,19 +525,22 @@ class PtpTracker(Tracker):
             if abs(own - after) > max(4 * sigma, abs(jump) / 4):
                 self._step_pending = None  # moving about: judge it afresh
                 return
-            n += 1
-            self._step_pending = (before, after, n, mpd0)
+            seen.append(own)
+            n = len(seen)
             if n < det.ptp_step_confirm:
                 return
             self._step_pending = None
             self._step_from = before
             hist.clear()
             hist.append(own)
+            # The step's size: the median of the samples that confirmed it against the level's
+            # (one software time stamp taken late on a loaded host moves it no more than that).
+            step_s = median(seen) - before
             ctx.caught_moving(
                 self.src, "time.step", ctx.now_ns,
-                f"{self.src} stepped {(own - before) * 1e6:+.1f} us against its own recent "
+                f"{self.src} stepped {step_s * 1e6:+.1f} us against its own recent "
                 f"level (grandmaster {self.gm}), the path delay unchanged",
-                {"step_s": own - before, "offset_s": offset_s, "offset_before_s": before,
+                {"step_s": step_s, "offset_s": offset_s, "offset_before_s": before,
                  "samples": n, "mean_path_delay_s": mpd_s, "noise_sigma_s": sigma,
                  "gm_identity": self.gm})
             return
@@ -543,7 +548,7 @@ class PtpTracker(Tracker):
             level = median(list(hist))
             jump = own - level
             if abs(jump) >= max(det.ptp_step_s, STEP_SIGMAS * sigma):
-                self._step_pending = (level, own, 1, self._level_mpd)
+                self._step_pending = (level, [own], self._level_mpd)
                 return
         if hist:
             d = own - hist[-1]
