@@ -47,8 +47,8 @@ class Alerts:
 
     def __init__(self, severity_overrides: dict[str, str] | None = None):
         self._active: dict[tuple[str, str], _Active] = {}
-        # Active alerts per code. Hot callers test `code in alerts.active_codes` before a
-        # `release`: most conditions are not active, and the test costs no call.
+        # Active alerts per code: `release` of a code with none active returns at once (most
+        # conditions are not active; callers on hot paths release without testing first).
         self.active_codes: dict[str, int] = {}
         self._pending: list[Event] = []
         self._severity = severity_overrides or {}
@@ -79,6 +79,8 @@ class Alerts:
 
     def release(self, code: str, t_ns: int, key: str) -> None:
         """The condition does not hold now. It clears once it has stayed so for its hold-down."""
+        if code not in self.active_codes:
+            return
         a = self._active.get((code, key))
         if a is None:
             return

@@ -690,7 +690,7 @@ class Engine:
                  "split_groups": list(c.split_groups),
                  "intervals": {iv.src: [iv.offset_s, iv.bound_s] for iv in ivs}},
                 severity="critical", key="", hold_down_s=ctx.detect.hold_down_s)
-        elif c.quorum and "consensus.lost" in ctx.alerts.active_codes:  # (else a no-op)
+        elif c.quorum:
             ctx.alerts.release("consensus.lost", now, "")
         for hook in self._on_vote:
             hook(c)
@@ -752,8 +752,7 @@ class Engine:
                         severity="critical", hold_down_s=ctx.detect.hold_down_s)
             elif verdict is Verdict.TRUECHIMER:
                 st.streak = 0
-                if "source.falseticker" in ctx.alerts.active_codes:  # (else a no-op)
-                    ctx.alerts.release("source.falseticker", now, sid)
+                ctx.alerts.release("source.falseticker", now, sid)
 
     # -- output ----------------------------------------------------------------------------
     def verdict(self, sid: str) -> tuple[str, str]:

@@ -196,14 +196,12 @@ class NtpTracker(Tracker):
             return
         now = self.ctx.now_ns
         alerts = self.ctx.alerts
-        if "ntp.bogus" in alerts.active_codes:
-            alerts.release("ntp.bogus", now, self.src)
+        alerts.release("ntp.bogus", now, self.src)
         self._last_answer_ns = o.rx_ns
         if o.stratum == 0:
             self._kiss(obs)
             return
-        if "ntp.kiss" in alerts.active_codes:
-            alerts.release("ntp.kiss", now, self.src)
+        alerts.release("ntp.kiss", now, self.src)
         if o.stratum == STRATUM_UNSYNC or o.leap == LEAP_UNSYNC:
             self._unusable(obs)
             return
@@ -566,10 +564,8 @@ class NtsTracker(NtpTracker):
                                  f"key establishment of this trace opened")
                 return
             alerts, now = self.ctx.alerts, self.ctx.now_ns
-            if "nts.auth_failed" in alerts.active_codes:
-                alerts.release("nts.auth_failed", now, self.src)
-            if "nts.downgrade" in alerts.active_codes:
-                alerts.release("nts.downgrade", now, self.src)
+            alerts.release("nts.auth_failed", now, self.src)
+            alerts.release("nts.downgrade", now, self.src)
         super().feed(obs)
 
     def status_fields(self) -> dict[str, Any]:
@@ -583,8 +579,7 @@ class NtsTracker(NtpTracker):
             self._count("ke")
             self.sessions.add(o.session)
             self.ke_cause = None
-            if "nts.ke_failed" in ctx.alerts.active_codes:
-                ctx.alerts.release("nts.ke_failed", ctx.now_ns, self.src)
+            ctx.alerts.release("nts.ke_failed", ctx.now_ns, self.src)
             return
         self._count("ke_failed")
         self.ke_cause = o.cause or "?"

@@ -289,8 +289,7 @@ class PtpTracker(Tracker):
         ctx = self.ctx
         key = f"{self.src}:{aspect}"
         if ok:
-            if "ptp.announce_mismatch" in ctx.alerts.active_codes:
-                ctx.alerts.release("ptp.announce_mismatch", ctx.now_ns, key)
+            ctx.alerts.release("ptp.announce_mismatch", ctx.now_ns, key)
             return
         ev = {"aspect": aspect, "gm_identity": self.gm, **ev}
         ctx.alerts.assert_("ptp.announce_mismatch", ctx.now_ns, (self.src,), message, ev,
@@ -574,8 +573,7 @@ class PtpTracker(Tracker):
             self._streak = 0
             if abs(doff) < det.ptp_delay_jump_s / 2:  # (a moved offset is not baseline)
                 base.append((mpd_s, own))
-            if "ptp.delay_attack" in ctx.alerts.active_codes:
-                ctx.alerts.release("ptp.delay_attack", ctx.now_ns, self.src)
+            ctx.alerts.release("ptp.delay_attack", ctx.now_ns, self.src)
             return
         if abs(abs(doff) - dd) > det.ptp_delay_offset_tolerance * dd:
             self._streak = 0

@@ -184,8 +184,7 @@ class HostClockDetector(Detector):
         # The estimate is inside the region, so |offset| - bound <= max(-lo, hi) - bound (in
         # floats too): within the limit said without summing the estimate (vote._Best).
         if max(-lo, hi) - bound <= limit:
-            if "consensus.host_offset" in ctx.alerts.active_codes:  # (else a no-op)
-                ctx.alerts.release("consensus.host_offset", ctx.now_ns, "")
+            ctx.alerts.release("consensus.host_offset", ctx.now_ns, "")
             return
         offset = c.offset_s
         assert offset is not None

@@ -62,9 +62,7 @@ class LeapDetector(Detector):
             return
         self._seen[src] = s
         if s.leap not in (1, 2):
-            alerts = self.ctx.alerts
-            if "ntp.leap_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
-                alerts.release("ntp.leap_anomaly", self.ctx.now_ns, src)
+            self.ctx.alerts.release("ntp.leap_anomaly", self.ctx.now_ns, src)
             return
         self._judge(src, s.t_ns, s.leap)
 

@@ -116,9 +116,7 @@ class NtpDelayDetector(Detector):
             if st.streak:
                 st.streak.clear()
             st.add_normal(delay_s, offset_s)
-            alerts = self.ctx.alerts
-            if "ntp.delay_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
-                alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
+            self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
         doff = offset_s - st.base_offset_s()  # (only needed past the delay test)
         half = dd / 2
@@ -144,9 +142,7 @@ class NtpDelayDetector(Detector):
             return
         if not signature:
             st.streak.clear()
-            alerts = self.ctx.alerts
-            if "ntp.delay_anomaly" in alerts.active_codes:  # (release is a no-op otherwise)
-                alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
+            self.ctx.alerts.release("ntp.delay_anomaly", self.ctx.now_ns, src)
             return
         if st.streak and any((o > 0) != (doff > 0) for _, o in st.streak if o != 0.0):
             # The other leg before: those were spikes (an attack delays one leg). They keep
